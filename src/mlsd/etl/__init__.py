@@ -1,0 +1,46 @@
+"""ETL: extract from a connector, validate, and load into the lake.
+
+A source's schema is declared or inferred by a robust vote and frozen to
+``schemas/SOURCE.yaml``. :class:`Validator` coerces every value and checks the
+spec's constraints; a failing row goes whole to the source's quarantine with every
+reason. :func:`load_source` commits accepted rows (each with its file, sha256, line
+and load id) as one Delta version, and records rows in = stored + quarantined.
+"""
+
+from ._coerce import ARROW_TYPES, coerce, infer_type, nullify
+from ._load import LoadResult, connector_for, load_source, resolve_schema
+from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
+from ._validate import (
+    LOAD_ID,
+    PROVENANCE,
+    QUARANTINE_SCHEMA,
+    SOURCE,
+    SOURCE_SHA,
+    Validated,
+    Validator,
+    accepted_schema,
+)
+
+__all__ = [
+    "ARROW_TYPES",
+    "LOAD_ID",
+    "PROVENANCE",
+    "QUARANTINE_SCHEMA",
+    "SOURCE",
+    "SOURCE_SHA",
+    "DataSchema",
+    "LoadResult",
+    "Validated",
+    "Validator",
+    "accepted_schema",
+    "coerce",
+    "connector_for",
+    "infer_schema",
+    "infer_type",
+    "load_schema",
+    "load_source",
+    "nullify",
+    "resolve_schema",
+    "save_schema",
+    "schema_path",
+]

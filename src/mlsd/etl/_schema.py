@@ -1,0 +1,114 @@
+"""Data schemas: inferred by a robust vote, frozen to ``schemas/SOURCE.yaml``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import get_args
+
+import pyarrow as pa
+import yaml
+
+from ..connectors import FileConnector
+from ..errors import SchemaError
+from ..spec import ColumnType
+from ._coerce import ARROW_TYPES, infer_type, nullify
+
+TYPES = get_args(ColumnType)
+INFER_SAMPLE_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """Column names and logical types of a source, in order."""
+
+    columns: dict[str, str]
+    origin: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def arrow(self) -> pa.Schema:
+        return pa.schema([pa.field(c, ARROW_TYPES[t]) for c, t in
+                          self.columns.items()])
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(list(self.columns.items())).encode()
+                              ).hexdigest()
+
+    def to_dict(self) -> dict:
+        return {"columns": dict(self.columns)}
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str) -> DataSchema:
+        if not isinstance(data, dict) or not isinstance(data.get("columns"), dict):
+            raise SchemaError(f"{where}: expected a mapping with `columns:`")
+        extra = [k for k in data if k not in ("columns", "source", "origin")]
+        if extra:
+            raise SchemaError(f"{where}: unknown key(s) {extra}")
+        cols = {}
+        for name, typ in data["columns"].items():
+            if typ not in TYPES:
+                raise SchemaError(
+                    f"{where}: columns.{name}: unknown type {typ!r}; expected one "
+                    f"of {', '.join(TYPES)}"
+                )
+            cols[str(name)] = typ
+        if not cols:
+            raise SchemaError(f"{where}: `columns:` is empty")
+        return cls(cols, dict(data.get("origin") or {}))
+
+
+def schema_path(root: Path, source: str) -> Path:
+    return root / "schemas" / f"{source}.yaml"
+
+
+def load_schema(root: Path, source: str) -> DataSchema | None:
+    """The frozen or declared schema of a source, or None if there is none yet."""
+    path = schema_path(root, source)
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SchemaError(f"schemas/{source}.yaml: not valid YAML: {err}") from None
+    return DataSchema.from_dict(data, where=f"schemas/{source}.yaml")
+
+
+def save_schema(root: Path, source: str, schema: DataSchema) -> Path:
+    """Write a schema to ``schemas/SOURCE.yaml`` (the user may edit it after)."""
+    path = schema_path(root, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"source": source, "origin": schema.origin, **schema.to_dict()}
+    header = (
+        f"# Schema of source '{source}'. mlsd inferred it once and froze it here;\n"
+        "# edit the types if they are wrong. Types: " + ", ".join(TYPES) + "\n"
+    )
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def infer_schema(connector: FileConnector, *, null_values: list[str],
+                 threshold: float, sample_rows: int = INFER_SAMPLE_ROWS
+                 ) -> DataSchema:
+    """Infer a schema by a per-column type vote over the first rows."""
+    columns = connector.columns()
+    batches, n = [], 0
+    for _, batch in connector.read(columns, chunk_rows=min(sample_rows, 50_000)):
+        batches.append(batch)
+        n += batch.num_rows
+        if n >= sample_rows:
+            break
+    table = pa.Table.from_batches(batches) if batches else None
+    types = {}
+    for col in columns:
+        if table is None:
+            types[col] = "string"
+            continue
+        ok_rows = table.filter(table.column("_error").is_null())
+        arr = nullify(ok_rows.column(col).combine_chunks(), null_values)
+        types[col] = infer_type(arr, threshold)
+    files = connector.files()
+    origin = {"inferred_from": ", ".join(f.path for f in files),
+              "rows_sampled": str(min(n, sample_rows)),
+              "threshold": str(threshold)}
+    return DataSchema(types, origin)

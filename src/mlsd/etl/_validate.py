@@ -1,0 +1,190 @@
+"""Split raw batches into typed accepted rows and quarantined rows with reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..formats import ERROR, LINE, RAW
+from ..spec import ValidateSpec
+from ._coerce import coerce, nullify
+from ._schema import DataSchema
+
+SOURCE, SOURCE_SHA, LOAD_ID = "_source", "_source_sha256", "_load_id"
+PROVENANCE = (SOURCE, SOURCE_SHA, LINE, LOAD_ID)
+
+REASON_TYPE = pa.struct(
+    [("column", pa.string()), ("rule", pa.string()), ("message", pa.string())]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        (SOURCE, pa.string()),
+        (SOURCE_SHA, pa.string()),
+        (LINE, pa.int64()),
+        (LOAD_ID, pa.string()),
+        ("raw", pa.string()),
+        ("reasons", pa.list_(REASON_TYPE)),
+    ]
+)
+
+
+def accepted_schema(schema: DataSchema) -> pa.Schema:
+    """Arrow schema of stored rows: typed columns, then provenance."""
+    return pa.schema(
+        list(schema.arrow())
+        + [
+            (SOURCE, pa.string()),
+            (SOURCE_SHA, pa.string()),
+            (LINE, pa.int64()),
+            (LOAD_ID, pa.string()),
+        ]
+    )
+
+
+@dataclass
+class Validated:
+    accepted: pa.RecordBatch
+    rejected: pa.RecordBatch
+
+
+def _fmt(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+class Validator:
+    """Validates raw batches against a schema and the spec's constraints.
+
+    Parameters
+    ----------
+    schema : DataSchema
+        Column types; values are coerced one by one.
+    rules : ValidateSpec
+        required, ranges, allowed values and null tokens.
+    """
+
+    def __init__(self, *, schema: DataSchema, rules: ValidateSpec):
+        self.schema = schema
+        self.rules = rules
+
+    def check_rules(self, where: str) -> None:
+        """Refuse rules naming columns that the schema does not have."""
+        from ..errors import SpecError
+
+        cols = self.schema.columns
+        for rule, names in (("required", self.rules.required),
+                            ("ranges", list(self.rules.ranges)),
+                            ("allowed", list(self.rules.allowed))):
+            for name in names:
+                if name not in cols:
+                    raise SpecError(
+                        f"validate.{rule}: column {name!r} is not in the schema of "
+                        f"{where} (columns: {', '.join(cols)})"
+                    )
+        for name in self.rules.ranges:
+            if cols[name] not in ("int64", "float64", "timestamp"):
+                raise SpecError(
+                    f"validate.ranges.{name}: column {name!r} is {cols[name]}, "
+                    f"a range needs a number"
+                )
+
+    def typed(self, raw: pa.RecordBatch | pa.Table) -> tuple[dict[str, pa.Array],
+                                                              list[list[tuple]]]:
+        """Coerce every column; return typed arrays and per-row reasons."""
+        n = raw.num_rows
+        reasons: list[list[tuple]] = [[] for _ in range(n)]
+        errors = raw.column(ERROR).to_pylist() if ERROR in raw.schema.names else [
+            None] * n
+        broken = np.array([e is not None for e in errors], dtype=bool)
+        for i in np.flatnonzero(broken):
+            rule = "parse"
+            reasons[i].append((None, rule, errors[i]))
+        typed = {}
+        required = set(self.rules.required)
+        for col, typ in self.schema.columns.items():
+            if col in raw.schema.names:
+                arr = raw.column(col)
+                if isinstance(arr, pa.ChunkedArray):
+                    arr = arr.combine_chunks()
+                if arr.type != pa.string():
+                    arr = pc.cast(arr, pa.string())
+                text = nullify(arr, self.rules.null_values)
+            else:
+                text = pa.nulls(n, pa.string())
+            values, bad = coerce(text, typ)
+            typed[col] = values
+            bad &= ~broken
+            if bad.any():
+                shown = text.to_pylist()
+                for i in np.flatnonzero(bad):
+                    reasons[i].append(
+                        (col, "type", f"{col}: not a valid {typ}: {_fmt(shown[i])}")
+                    )
+            missing = ~np.asarray(values.is_valid().to_numpy(zero_copy_only=False))
+            if col in required:
+                for i in np.flatnonzero(missing & ~bad & ~broken):
+                    reasons[i].append((col, "required", f"{col}: required but missing"))
+            if col in self.rules.ranges:
+                lo, hi = self.rules.ranges[col]
+                vals = values
+                if typ == "timestamp":
+                    vals = pc.cast(values, pa.int64())
+                    lo = None if lo is None else lo * 1e6
+                    hi = None if hi is None else hi * 1e6
+                out = np.zeros(n, dtype=bool)
+                if lo is not None:
+                    out |= np.asarray(pc.less(vals, lo).fill_null(False))
+                if hi is not None:
+                    out |= np.asarray(pc.greater(vals, hi).fill_null(False))
+                if out.any():
+                    py = values.to_pylist()
+                    for i in np.flatnonzero(out):
+                        reasons[i].append(
+                            (col, "range",
+                             f"{col}: {_fmt(py[i])} outside [{lo}, {hi}]"))
+            if col in self.rules.allowed:
+                allowed = self.rules.allowed[col]
+                inset = pc.is_in(values, value_set=pa.array(allowed, values.type))
+                out = ~np.asarray(inset.fill_null(True))
+                if out.any():
+                    py = values.to_pylist()
+                    for i in np.flatnonzero(out):
+                        reasons[i].append(
+                            (col, "allowed",
+                             f"{col}: {_fmt(py[i])} not in the allowed values"))
+        return typed, reasons
+
+    def validate(self, raw: pa.RecordBatch, *, source: str, sha256: str,
+                 load_id: str) -> Validated:
+        """Split one raw batch into accepted (typed) and rejected rows."""
+        n = raw.num_rows
+        typed, reasons = self.typed(raw)
+        bad = np.array([bool(r) for r in reasons], dtype=bool)
+        good = pa.array(~bad)
+        prov = [
+            pa.array([source] * n, pa.string()),
+            pa.array([sha256] * n, pa.string()),
+            raw.column(LINE),
+            pa.array([load_id] * n, pa.string()),
+        ]
+        acc_cols = [typed[c] for c in self.schema.columns] + prov
+        accepted = pa.RecordBatch.from_arrays(
+            acc_cols, schema=accepted_schema(self.schema)).filter(good)
+        idx = np.flatnonzero(bad)
+        rej = pa.RecordBatch.from_arrays(
+            prov + [raw.column(RAW)], names=[*PROVENANCE, "raw"]
+        ).take(pa.array(idx, pa.int64()))
+        reason_col = pa.array(
+            [[{"column": c, "rule": r, "message": m} for c, r, m in reasons[i]]
+             for i in idx],
+            pa.list_(REASON_TYPE),
+        )
+        rejected = pa.RecordBatch.from_arrays(
+            [rej.column(SOURCE), rej.column(SOURCE_SHA), rej.column(LINE),
+             rej.column(LOAD_ID), rej.column("raw"), reason_col],
+            schema=QUARANTINE_SCHEMA,
+        )
+        return Validated(accepted, rejected)

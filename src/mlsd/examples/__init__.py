@@ -1,0 +1,26 @@
+"""Example projects that ``mlsd init --example NAME`` writes.
+
+``forum-spam`` is the course's spam example: raw CSV and JSONL posts, their declared
+schemas, a spec, and the manifest of the defects planted in the raw files.
+"""
+
+from pathlib import Path
+
+from ..errors import MlsdError
+from ._forum_spam import generate_posts, write_example
+
+EXAMPLES = {"forum-spam": write_example}
+
+
+def write(name: str, folder: Path, **kwargs) -> dict:
+    """Write example ``name`` into ``folder``; return its defect manifest."""
+    try:
+        fn = EXAMPLES[name]
+    except KeyError:
+        raise MlsdError(
+            f"unknown example {name!r}; available: {', '.join(EXAMPLES)}"
+        ) from None
+    return fn(Path(folder), **kwargs)
+
+
+__all__ = ["EXAMPLES", "generate_posts", "write", "write_example"]

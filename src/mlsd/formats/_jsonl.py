@@ -1,0 +1,119 @@
+"""JSON Lines to raw Arrow batches: one JSON object a line.
+
+Values are kept as text (JSON scalars in their JSON spelling, nested values as
+compact JSON) so that CSV and JSONL sources go through one validation path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import DataError
+from ._raw import DEFAULT_CHUNK_ROWS, RawBatchBuilder
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _open(path: Path):
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such data file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a file") from None
+
+
+def read_jsonl_columns(
+    path: str | Path, *, sample_rows: int = 10_000, encoding: str = "utf-8"
+) -> list[str]:
+    """Field names of the first ``sample_rows`` objects, in first-seen order."""
+    path = Path(path)
+    seen: dict[str, None] = {}
+    any_line = False
+    with _open(path) as fh:
+        for n, line in enumerate(fh):
+            if n >= sample_rows:
+                break
+            if not line.strip():
+                continue
+            any_line = True
+            try:
+                obj = json.loads(line.decode(encoding))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(obj, dict):
+                seen.update(dict.fromkeys(obj))
+    if not any_line:
+        raise DataError(f"{path}: the file is empty (no JSON record)")
+    if not seen:
+        raise DataError(f"{path}: no JSON object in the first {sample_rows} lines")
+    return list(seen)
+
+
+def read_jsonl(
+    path: str | Path,
+    *,
+    columns: list[str],
+    encoding: str = "utf-8",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """Yield raw batches of at most ``chunk_rows`` records from a JSONL file.
+
+    A line that is not a JSON object, or has fields not in ``columns``, is yielded
+    with ``_error`` set so the caller can quarantine it; missing fields are null.
+    """
+    path = Path(path)
+    builder = RawBatchBuilder(columns)
+    known = set(columns)
+    any_line = False
+    with _open(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            any_line = True
+            raw_bytes = line.rstrip(b"\r\n")
+            try:
+                text = raw_bytes.decode(encoding)
+            except UnicodeDecodeError:
+                builder.add(
+                    None, number, raw_bytes.decode(encoding, errors="replace"),
+                    f"bytes not valid {encoding}",
+                )
+            else:
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as err:
+                    builder.add(None, number, text, f"broken line: invalid JSON: {err}")
+                else:
+                    if not isinstance(obj, dict):
+                        builder.add(
+                            None, number, text,
+                            f"broken line: expected a JSON object, found "
+                            f"{type(obj).__name__}",
+                        )
+                    elif extra := [k for k in obj if k not in known]:
+                        builder.add(
+                            None, number, text,
+                            f"unexpected field(s) {extra} not in the schema",
+                        )
+                    else:
+                        builder.add([_as_text(obj.get(c)) for c in columns],
+                                    number, text, None)
+            if len(builder) >= chunk_rows:
+                yield builder.flush()
+    if not any_line:
+        raise DataError(f"{path}: the file is empty (no JSON record)")
+    if len(builder):
+        yield builder.flush()

@@ -1,0 +1,217 @@
+"""The catalog: a small SQLite database of runs, loads, dataset versions,
+artifacts and the lineage edges between them.
+
+Lineage nodes are strings: ``file:<sha256>``, ``dataset:<area>/<name>@<version>``,
+``model:<id>``, ``report:<id>``; an edge says ``src`` was used to make ``dst``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+    status TEXT NOT NULL, spec_hash TEXT, code_version TEXT, summary TEXT);
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, PRIMARY KEY (sha256, path));
+CREATE TABLE IF NOT EXISTS loads (
+    load_id TEXT PRIMARY KEY, source TEXT NOT NULL, dataset TEXT NOT NULL,
+    version INTEGER NOT NULL, quarantine_version INTEGER,
+    rows_in INTEGER NOT NULL, rows_stored INTEGER NOT NULL,
+    rows_quarantined INTEGER NOT NULL, reasons TEXT, files TEXT,
+    run_id TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dataset_versions (
+    dataset TEXT NOT NULL, version INTEGER NOT NULL, write_id TEXT,
+    rows INTEGER, run_id TEXT, created_at TEXT NOT NULL,
+    PRIMARY KEY (dataset, version));
+CREATE TABLE IF NOT EXISTS artifacts (
+    artifact_id TEXT PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL,
+    run_id TEXT, created_at TEXT NOT NULL, metadata TEXT);
+CREATE TABLE IF NOT EXISTS edges (
+    src TEXT NOT NULL, dst TEXT NOT NULL, relation TEXT NOT NULL, run_id TEXT,
+    PRIMARY KEY (src, dst, relation));
+"""
+
+
+def now() -> str:
+    """UTC time as ISO 8601 text, the catalog's time format."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def dataset_node(area: str, name: str, version: int) -> str:
+    return f"dataset:{area}/{name}@{version}"
+
+
+class Catalog:
+    """Metadata of a project, in ``.mlsd/catalog.db``.
+
+    Parameters
+    ----------
+    path : Path
+        The SQLite file; created with its tables on first use.
+    """
+
+    def __init__(self, *, path: Path):
+        self.path = Path(path)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=30)
+        con.row_factory = sqlite3.Row
+        try:
+            con.executescript(_SCHEMA)
+            with con:
+                yield con
+        finally:
+            con.close()
+
+    # runs ---------------------------------------------------------------------
+    def start_run(self, run_id: str, *, spec_hash: str, code_version: str) -> None:
+        with self._db() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, started_at, status, spec_hash, code_version)"
+                " VALUES (?, ?, 'running', ?, ?)",
+                (run_id, now(), spec_hash, code_version),
+            )
+
+    def finish_run(self, run_id: str, *, status: str, summary: dict | None) -> None:
+        with self._db() as con:
+            con.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary = ? "
+                "WHERE run_id = ?",
+                (now(), status, json.dumps(summary, default=str), run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._db() as con:
+            rows = con.execute("SELECT * FROM runs ORDER BY started_at").fetchall()
+        return [dict(r) for r in rows]
+
+    # files, loads, dataset versions -----------------------------------------
+    def add_file(self, *, sha256: str, path: str, size: int) -> str:
+        with self._db() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?)",
+                (sha256, path, size, now()),
+            )
+        return f"file:{sha256}"
+
+    def add_dataset_version(self, area: str, name: str, version: int, *,
+                            write_id: str, rows: int | None, run_id: str) -> str:
+        with self._db() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (f"{area}/{name}", version, write_id, rows, run_id, now()),
+            )
+        return dataset_node(area, name, version)
+
+    def dataset_versions(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM dataset_versions", ()
+        if dataset:
+            sql, args = sql + " WHERE dataset = ?", (dataset,)
+        with self._db() as con:
+            rows = con.execute(sql + " ORDER BY dataset, version", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def add_load(self, *, load_id: str, source: str, dataset: str, version: int,
+                 quarantine_version: int | None, rows_in: int, rows_stored: int,
+                 rows_quarantined: int, reasons: dict[str, int],
+                 files: list[dict[str, Any]], run_id: str) -> None:
+        with self._db() as con:
+            con.execute(
+                "INSERT OR IGNORE INTO loads VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (load_id, source, dataset, version, quarantine_version, rows_in,
+                 rows_stored, rows_quarantined, json.dumps(reasons),
+                 json.dumps(files), run_id, now()),
+            )
+
+    def load(self, load_id: str) -> dict[str, Any] | None:
+        with self._db() as con:
+            row = con.execute("SELECT * FROM loads WHERE load_id = ?",
+                              (load_id,)).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["reasons"] = json.loads(out["reasons"] or "{}")
+        out["files"] = json.loads(out["files"] or "[]")
+        return out
+
+    def loads_for(self, dataset: str, version: int) -> list[dict[str, Any]]:
+        with self._db() as con:
+            rows = con.execute(
+                "SELECT load_id FROM loads WHERE dataset = ? AND version = ?",
+                (dataset, version)).fetchall()
+        return [self.load(r["load_id"]) for r in rows]
+
+    # artifacts ----------------------------------------------------------------
+    def add_artifact(self, artifact_id: str, *, kind: str, path: str, run_id: str,
+                     metadata: dict[str, Any]) -> str:
+        with self._db() as con:
+            con.execute(
+                "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?)",
+                (artifact_id, kind, path, run_id, now(),
+                 json.dumps(metadata, default=str)),
+            )
+        return f"{kind}:{artifact_id}"
+
+    def artifacts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM artifacts", ()
+        if kind:
+            sql, args = sql + " WHERE kind = ?", (kind,)
+        with self._db() as con:
+            rows = con.execute(sql + " ORDER BY created_at, rowid", args).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["metadata"] = json.loads(d["metadata"] or "{}")
+            out.append(d)
+        return out
+
+    def artifact(self, artifact_id: str) -> dict[str, Any] | None:
+        with self._db() as con:
+            rows = con.execute(
+                "SELECT artifact_id FROM artifacts WHERE artifact_id = ? "
+                "OR artifact_id LIKE ? ORDER BY created_at",
+                (artifact_id, f"{artifact_id}%")).fetchall()
+        if len(rows) != 1:
+            return None
+        return next(a for a in self.artifacts()
+                    if a["artifact_id"] == rows[0]["artifact_id"])
+
+    # lineage --------------------------------------------------------------------
+    def add_edge(self, src: str, dst: str, relation: str, run_id: str) -> None:
+        with self._db() as con:
+            con.execute("INSERT OR IGNORE INTO edges VALUES (?, ?, ?, ?)",
+                        (src, dst, relation, run_id))
+
+    def upstream(self, node: str) -> list[dict[str, Any]]:
+        """Every edge reachable backwards from ``node`` (breadth first)."""
+        seen, out, frontier = {node}, [], [node]
+        with self._db() as con:
+            while frontier:
+                nxt = []
+                for n in frontier:
+                    for r in con.execute(
+                        "SELECT * FROM edges WHERE dst = ? ORDER BY src", (n,)
+                    ).fetchall():
+                        out.append(dict(r))
+                        if r["src"] not in seen:
+                            seen.add(r["src"])
+                            nxt.append(r["src"])
+                frontier = nxt
+        return out
+
+    def file(self, sha256: str) -> list[dict[str, Any]]:
+        with self._db() as con:
+            rows = con.execute("SELECT * FROM files WHERE sha256 = ?",
+                               (sha256,)).fetchall()
+        return [dict(r) for r in rows]

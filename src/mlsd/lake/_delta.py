@@ -1,0 +1,126 @@
+"""Versioned tables: Delta Lake tables under ``.mlsd/lake/AREA/NAME``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from ..errors import LakeError
+from ._paths import check_name, inside
+
+WRITE_ID = "mlsd.write_id"
+AREAS = ("sources", "quarantine", "splits", "scored")
+
+
+class Lake:
+    """The project's versioned tables.
+
+    Each dataset lives in an *area* (``sources``, ``quarantine``, ``splits`` ...)
+    under a safe name. Every write is one atomic Delta commit tagged with a
+    ``write_id`` (a hash of what was written and how): writing the same thing twice
+    adds no version, so re-runs are idempotent and a crash leaves the previous
+    version readable.
+
+    Parameters
+    ----------
+    root : Path
+        The project's ``.mlsd`` folder.
+    """
+
+    def __init__(self, *, root: Path):
+        self.root = Path(root)
+
+    def path(self, area: str, name: str) -> Path:
+        """Folder of one dataset; refuses names that would escape the lake."""
+        if area not in AREAS:
+            raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
+        return inside(self.root, "lake", area, check_name(name))
+
+    def exists(self, area: str, name: str) -> bool:
+        return DeltaTable.is_deltatable(str(self.path(area, name)))
+
+    def _table(self, area: str, name: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(str(self.path(area, name)), version=version)
+        except TableNotFoundError:
+            raise LakeError(f"no dataset {area}/{name} in the lake") from None
+        except Exception as err:  # deltalake raises plain errors for bad versions
+            if version is not None:
+                raise LakeError(
+                    f"dataset {area}/{name} has no version {version}: {err}"
+                ) from err
+            raise
+
+    def version(self, area: str, name: str) -> int | None:
+        """The latest version of a dataset, or None if it does not exist."""
+        if not self.exists(area, name):
+            return None
+        return self._table(area, name).version()
+
+    def last_write(self, area: str, name: str) -> dict[str, Any] | None:
+        """The commit info of the latest version (holds ``mlsd.*`` metadata)."""
+        if not self.exists(area, name):
+            return None
+        history = self._table(area, name).history(1)
+        return history[0] if history else None
+
+    def write(
+        self,
+        area: str,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        *,
+        write_id: str,
+        schema: pa.Schema | None = None,
+        mode: str = "overwrite",
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[int, bool]:
+        """Write ``data`` as one commit unless the last commit has ``write_id``.
+
+        Returns
+        -------
+        (version, written)
+            The dataset's version after the call, and whether a commit was made.
+        """
+        last = self.last_write(area, name)
+        if last is not None and last.get(WRITE_ID) == write_id:
+            return int(last["version"]), False
+        if not isinstance(data, pa.Table | pa.RecordBatchReader):
+            if schema is None:
+                raise LakeError("writing an iterable of batches needs its schema")
+            data = pa.RecordBatchReader.from_batches(schema, data)
+        path = self.path(area, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        props = {WRITE_ID: write_id, **(metadata or {})}
+        write_deltalake(
+            str(path),
+            data,
+            mode=mode,
+            schema_mode="overwrite" if mode == "overwrite" else None,
+            commit_properties=CommitProperties(custom_metadata=props),
+        )
+        return self._table(area, name).version(), True
+
+    def read(self, area: str, name: str, version: int | None = None,
+             columns: list[str] | None = None) -> pa.Table:
+        """One version of a dataset (the latest by default) as an Arrow table."""
+        return self._table(area, name, version).to_pyarrow_table(columns=columns)
+
+    def dataset(self, area: str, name: str, version: int | None = None
+                ) -> pads.Dataset:
+        """One version as a pyarrow dataset (lazy; keeps filter pushdown)."""
+        return self._table(area, name, version).to_pyarrow_dataset()
+
+    def list(self, area: str) -> list[str]:
+        """Names of the datasets in an area."""
+        folder = self.root / "lake" / area
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir()
+                      if DeltaTable.is_deltatable(str(p)))

@@ -1,0 +1,39 @@
+"""The project spec: ``mlsd.yaml`` parsed into typed pydantic models.
+
+Every stage reads its own section of :class:`ProjectSpec`. Mistakes in the file are
+reported as :class:`mlsd.errors.SpecError` whose message names the path inside the
+file (``features[3].encode: ...``), never as a traceback. :func:`json_schema` gives the
+JSON Schema editors use to complete the file.
+"""
+
+from ._load import find_spec_file, json_schema, load_spec, parse_spec, spec_hash
+from ._models import (
+    AuditSpec,
+    ColumnType,
+    DatasetSpec,
+    FeatureSpec,
+    ModelSpec,
+    ProblemSpec,
+    ProjectSpec,
+    SourceSpec,
+    SplitSpec,
+    ValidateSpec,
+)
+
+__all__ = [
+    "AuditSpec",
+    "ColumnType",
+    "DatasetSpec",
+    "FeatureSpec",
+    "ModelSpec",
+    "ProblemSpec",
+    "ProjectSpec",
+    "SourceSpec",
+    "SplitSpec",
+    "ValidateSpec",
+    "find_spec_file",
+    "json_schema",
+    "load_spec",
+    "parse_spec",
+    "spec_hash",
+]

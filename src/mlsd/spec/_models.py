@@ -1,0 +1,253 @@
+"""Typed models of every section of ``mlsd.yaml``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ColumnType = Literal["string", "int64", "float64", "bool", "timestamp"]
+"""The logical column types a data schema can declare."""
+
+NUMERIC_ENCODERS = ("none",)
+ENCODERS = ("onehot", "hashing", "hashed_ngrams")
+TIME_PARTS = ("hour", "weekday", "month", "day")
+IMPUTERS = ("median", "mean", "zero", "none")
+SCALERS = ("standard", "minmax", "none")
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProblemSpec(_Strict):
+    """What is predicted, and how success is measured."""
+
+    task: Literal["binary", "multiclass", "regression"] = Field(
+        description="The kind of prediction; it fixes the loss and the metrics."
+    )
+    target: str = Field(description="The column holding the label.")
+    positive: Any = Field(
+        default=True,
+        description="For binary tasks, the label value of the positive class.",
+    )
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Metrics shown first; every metric fit for the task is computed.",
+    )
+    threshold: Literal["f1", "cost"] = Field(
+        default="f1",
+        description="Binary tasks: pick the decision threshold on the validation "
+        "split to maximise F1, or to minimise the cost matrix in `costs`.",
+    )
+    costs: dict[Literal["fp", "fn", "tp", "tn"], float] | None = Field(
+        default=None, description="Cost of each outcome, used when threshold: cost."
+    )
+
+    @model_validator(mode="after")
+    def _check_costs(self) -> ProblemSpec:
+        if self.threshold == "cost" and not self.costs:
+            raise ValueError("threshold 'cost' needs a `costs` matrix (fp, fn, ...)")
+        if self.task != "binary" and self.threshold == "cost":
+            raise ValueError("a cost threshold applies only to binary tasks")
+        return self
+
+
+class SourceSpec(_Strict):
+    """One raw input: a file path or glob, read with a format."""
+
+    path: str = Field(description="File path or glob, relative to the project.")
+    format: Literal["csv", "jsonl"] | None = Field(
+        default=None, description="Read format; by default from the file extension."
+    )
+    key: str | None = Field(default=None, description="Column identifying a row.")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+
+
+class ValidateSpec(_Strict):
+    """Constraints every source's rows must meet; a failing row is quarantined."""
+
+    required: list[str] = Field(default_factory=list)
+    ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+    allowed: dict[str, list[Any]] = Field(default_factory=dict)
+    null_values: list[str] = Field(
+        default_factory=lambda: ["", "NA", "N/A", "null", "NULL", "None"],
+        description="Raw text values read as missing.",
+    )
+    infer_threshold: float = Field(
+        default=0.95,
+        gt=0.5,
+        le=1.0,
+        description="Share of non-missing values that must parse as a type for "
+        "schema inference to choose it (a robust vote).",
+    )
+
+
+class DatasetSpec(_Strict):
+    """How sources become one training table."""
+
+    union: list[str] = Field(min_length=1, description="Sources stacked together.")
+    key: str | None = Field(default=None, description="Row key of the union.")
+
+
+class SplitSpec(_Strict):
+    """How rows are assigned to train, valid and test."""
+
+    strategy: Literal["random", "stratified", "time", "group"] = "random"
+    time: str | None = Field(default=None, description="Time column (strategy time).")
+    group: str | None = Field(
+        default=None, description="Group column (strategy group): a group never "
+        "spans two splits."
+    )
+    test: Fraction = 0.2
+    valid: Fraction = Field(
+        default=0.1, description="Share of all rows carved from training."
+    )
+
+    @model_validator(mode="after")
+    def _check_strategy(self) -> SplitSpec:
+        if self.strategy == "time" and not self.time:
+            raise ValueError("strategy 'time' needs `time`: the time column")
+        if self.strategy == "group" and not self.group:
+            raise ValueError("strategy 'group' needs `group`: the group column")
+        if self.test + self.valid >= 0.9:
+            raise ValueError("test + valid must leave at least 10% for training")
+        return self
+
+
+class FeatureSpec(_Strict):
+    """One feature: a raw column and how it becomes model inputs.
+
+    Without ``encode`` the column is numeric (impute, then scale). ``encode`` is one
+    of ``onehot``, ``hashing``, ``hashed_ngrams``, or a list of time parts
+    (``hour``, ``weekday``, ``month``, ``day``).
+    """
+
+    column: str
+    encode: str | list[str] | None = None
+    impute: str = "median"
+    scale: str = "standard"
+    missing_indicator: bool = Field(
+        default=True,
+        description="Numeric: add a 0/1 column marking missing values when training "
+        "rows have any (missingness can carry signal).",
+    )
+    max_categories: int = Field(default=20, ge=1, le=10_000)
+    min_frequency: int = Field(default=1, ge=1)
+    buckets: int = Field(default=1024, ge=2, le=2**22)
+    ngram_range: tuple[int, int] = (1, 2)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_encode(self) -> FeatureSpec:
+        enc = self.encode
+        if isinstance(enc, list):
+            bad = [p for p in enc if p not in TIME_PARTS]
+            if bad or not enc:
+                raise ValueError(
+                    f"encode: unknown time part {bad[0] if bad else '(empty list)'!r}; "
+                    f"expected some of {', '.join(TIME_PARTS)}"
+                )
+        elif enc is not None and enc not in ENCODERS:
+            raise ValueError(
+                f"encode: unknown encoder {enc!r}; expected one of "
+                f"{', '.join(ENCODERS)}, a list of time parts, or nothing (numeric)"
+            )
+        if self.impute not in IMPUTERS:
+            raise ValueError(
+                f"impute: unknown imputer {self.impute!r}; expected one of "
+                f"{', '.join(IMPUTERS)}"
+            )
+        if self.scale not in SCALERS:
+            raise ValueError(
+                f"scale: unknown scaler {self.scale!r}; expected one of "
+                f"{', '.join(SCALERS)}"
+            )
+        lo, hi = self.ngram_range
+        if not 1 <= lo <= hi <= 5:
+            raise ValueError("ngram_range: expected [lo, hi] with 1 <= lo <= hi <= 5")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``numeric``, ``onehot``, ``hashing``, ``hashed_ngrams`` or ``time``."""
+        if self.encode is None:
+            return "numeric"
+        if isinstance(self.encode, list):
+            return "time"
+        return self.encode
+
+
+class ModelSpec(_Strict):
+    """Which learner to fit, with what parameters."""
+
+    kind: Literal["lightgbm", "linear"] = "lightgbm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    class_weight: Literal["balanced", "none"] = Field(
+        default="balanced",
+        description="Classification: weight classes inversely to their frequency.",
+    )
+    threads: int = Field(default=2, ge=1, description="Fixed for determinism.")
+
+
+class AuditSpec(_Strict):
+    """What the audit may accept as legitimate."""
+
+    allow_shared: list[str] = Field(
+        default_factory=list,
+        description="Entities that may appear in several splits (a user in a time "
+        "split); their overlap is reported as low severity.",
+    )
+
+
+class ProjectSpec(_Strict):
+    """The whole project file, ``mlsd.yaml``."""
+
+    name: str = Field(min_length=1)
+    problem: ProblemSpec
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+    validate_: ValidateSpec = Field(default_factory=ValidateSpec, alias="validate")
+    dataset: DatasetSpec | None = None
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    features: list[FeatureSpec] = Field(min_length=1)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    seed: int = 42
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> ProjectSpec:
+        from ..lake import check_name
+
+        for name in self.sources:
+            check_name(name)
+        union = self.dataset.union if self.dataset else list(self.sources)
+        unknown = [s for s in union if s not in self.sources]
+        if unknown:
+            raise ValueError(
+                f"dataset.union: unknown source {unknown[0]!r}; sources are "
+                f"{', '.join(self.sources)}"
+            )
+        cols = [f.column for f in self.features]
+        if self.problem.target in cols:
+            raise ValueError(
+                f"features: the target {self.problem.target!r} cannot be a feature"
+            )
+        return self
+
+    @property
+    def union(self) -> list[str]:
+        """The sources that form the training table, in order."""
+        return list(self.dataset.union) if self.dataset else list(self.sources)
+
+    @property
+    def key(self) -> str | None:
+        """The row key of the training table, if declared."""
+        if self.dataset and self.dataset.key:
+            return self.dataset.key
+        keys = {self.sources[s].key for s in self.union}
+        return keys.pop() if len(keys) == 1 else None
