@@ -1,0 +1,27 @@
+"""mlsd: the whole life of a production ML system, data first.
+
+Raw sources are extracted, validated (nothing is lost: every rejected row is kept
+with its reasons), stored as versioned lake tables, split honestly, turned into
+features that behave the same in training and serving, used to train a model next
+to simple baselines, audited for leakage, reported, and served. Every artifact can
+be traced back to the rows it came from.
+
+``mlsd.run(path)`` runs the whole pipeline from Python; ``mlsd`` is the command line.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("mlsd")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+local"
+
+
+def run(project=None, **kwargs):
+    """Run the whole pipeline on a project folder; see :func:`mlsd.pipeline.run`."""
+    from .pipeline import run as _run
+
+    return _run(project, **kwargs)
+
+
+__all__ = ["__version__", "run"]

@@ -1,0 +1,111 @@
+"""Model artifacts: a folder with the model in a safe format, the feature state,
+the input schema, the threshold, the metrics and the lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import ModelError
+from ..features import FeaturePipeline
+from ._learners import LEARNERS, Learner
+
+MANIFEST = "manifest.json"
+FEATURES = "features.json"
+INPUT_SCHEMA = "input_schema.json"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ModelArtifact:
+    """A trained model ready to score typed Arrow rows.
+
+    Load with :meth:`load`; :meth:`score` runs the feature pipeline's ``apply``
+    and the model, exactly as in batch scoring and serving.
+    """
+
+    def __init__(self, *, folder: Path, manifest: dict[str, Any],
+                 pipeline: FeaturePipeline, learner: Learner,
+                 input_schema: dict[str, Any]):
+        self.folder = folder
+        self.manifest = manifest
+        self.pipeline = pipeline
+        self.learner = learner
+        self.input_schema = input_schema
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model_id"]
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @staticmethod
+    def save(folder: Path, *, manifest: dict[str, Any], pipeline: FeaturePipeline,
+             learner: Learner, input_schema: dict[str, Any]) -> Path:
+        folder.mkdir(parents=True, exist_ok=False)
+        model_file = learner.save(folder)
+        (folder / FEATURES).write_text(pipeline.to_json(), encoding="utf-8")
+        (folder / INPUT_SCHEMA).write_text(
+            json.dumps(input_schema, indent=1, sort_keys=True) + "\n",
+            encoding="utf-8")
+        files = {name: _sha(folder / name)
+                 for name in (model_file, FEATURES, INPUT_SCHEMA)}
+        doc = {**manifest, "model_file": model_file, "files": files}
+        (folder / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True,
+                                                  default=str) + "\n",
+                                       encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelArtifact:
+        """Read an artifact, checking every file against the manifest's sha256."""
+        folder = Path(folder)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"{folder}: not a model artifact (no {MANIFEST})"
+                             ) from None
+        for name, sha in manifest.get("files", {}).items():
+            path = folder / name
+            if not path.is_file() or _sha(path) != sha:
+                raise ModelError(f"{path}: missing or changed since the model was "
+                                 f"saved (sha256 mismatch)")
+        kind = manifest["kind"]
+        if kind not in LEARNERS:
+            raise ModelError(f"{folder}: unknown model kind {kind!r}")
+        learner = LEARNERS[kind].load(folder, manifest)
+        pipeline = FeaturePipeline.from_json(
+            (folder / FEATURES).read_text(encoding="utf-8"))
+        schema = json.loads((folder / INPUT_SCHEMA).read_text(encoding="utf-8"))
+        return cls(folder=folder, manifest=manifest, pipeline=pipeline,
+                   learner=learner, input_schema=schema)
+
+    def score(self, table: pa.Table) -> np.ndarray:
+        """Raw model output for typed rows (probabilities or values)."""
+        if table.num_rows == 0:
+            return np.zeros(0)
+        return self.learner.predict(self.pipeline.apply(table))
+
+    def decide(self, out: np.ndarray) -> list[dict[str, Any]]:
+        """Per-row prediction documents: score(s) and the decided label."""
+        m = self.manifest
+        if self.task == "binary":
+            thr = m["threshold"]
+            pos, neg = m["classes"][1], m["classes"][0]
+            return [{"score": float(s), "label": pos if s >= thr else neg}
+                    for s in out]
+        if self.task == "multiclass":
+            classes = m["classes"]
+            return [{"scores": {str(c): float(p) for c, p in zip(classes, row,
+                                                                 strict=True)},
+                     "label": classes[int(np.argmax(row))]} for row in out]
+        return [{"value": float(v)} for v in out]

@@ -1,0 +1,183 @@
+"""Learners, each saved in a safe format (no pickle is ever loaded).
+
+LightGBM is saved in its own text format. Linear models are saved as their
+coefficients in JSON and predict with a few lines of NumPy, which also makes
+one-row serving fast.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightgbm as lgb
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from ..errors import ModelError, NotFittedError
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-row weights n / (k * n_c): every class weighs the same in the loss."""
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    w = len(y) / (n_classes * np.maximum(counts, 1.0))
+    return w[y]
+
+
+class Learner(ABC):
+    """A model for one task: ``fit``, ``predict`` (scores), ``save``, ``load``."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, *, task: str, n_classes: int = 1,
+                 params: dict[str, Any] | None = None, class_weight: str = "none",
+                 seed: int = 0, threads: int = 2):
+        self.task = task
+        self.n_classes = n_classes
+        self.params = dict(params or {})
+        self.class_weight = class_weight
+        self.seed = seed
+        self.threads = threads
+
+    def _weights(self, y: np.ndarray) -> np.ndarray | None:
+        if self.task == "regression" or self.class_weight != "balanced":
+            return None
+        return class_weights(y.astype(int), max(self.n_classes, 2))
+
+    @abstractmethod
+    def fit(self, X, y, X_valid=None, y_valid=None) -> Learner:
+        """Fit on training rows; validation rows may stop training early."""
+
+    @abstractmethod
+    def predict(self, X) -> np.ndarray:
+        """Binary: P(positive) (n,); multiclass: (n, k); regression: (n,)."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> str:
+        """Write the fitted model into ``folder``; return the file name."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> Learner:
+        """Read a model written by :meth:`save`."""
+
+    def importance(self) -> np.ndarray | None:
+        return None
+
+
+class LightGBMLearner(Learner):
+    """Gradient-boosted trees (LightGBM), deterministic with a fixed thread count."""
+
+    kind = "lightgbm"
+    FILE = "model.lgb.txt"
+
+    def _lgb_params(self) -> tuple[dict[str, Any], int]:
+        p = dict(self.params)
+        rounds = int(p.pop("n_estimators", p.pop("num_boost_round", 300)))
+        objective = {"binary": "binary", "multiclass": "multiclass",
+                     "regression": "regression"}[self.task]
+        base = {"objective": objective, "learning_rate": 0.05, "num_leaves": 31,
+                "min_data_in_leaf": 20, "feature_pre_filter": False,
+                "verbosity": -1, "deterministic": True, "force_col_wise": True,
+                "num_threads": self.threads, "seed": self.seed}
+        if self.task == "multiclass":
+            base["num_class"] = self.n_classes
+        base.update(p)
+        return base, rounds
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        params, rounds = self._lgb_params()
+        train = lgb.Dataset(X, label=y, weight=self._weights(y),
+                            free_raw_data=False)
+        valid_sets, callbacks = [], []
+        if X_valid is not None and X_valid.shape[0] > 0:
+            valid = lgb.Dataset(X_valid, label=y_valid, reference=train,
+                                weight=self._weights(y_valid))
+            valid_sets = [valid]
+            callbacks = [lgb.early_stopping(50, verbose=False)]
+        self.booster_ = lgb.train(params, train, num_boost_round=rounds,
+                                  valid_sets=valid_sets, callbacks=callbacks)
+        return self
+
+    def predict(self, X):
+        if not hasattr(self, "booster_"):
+            raise NotFittedError("LightGBMLearner: call fit() or load() first")
+        return np.asarray(self.booster_.predict(X, num_threads=self.threads))
+
+    def save(self, folder: Path) -> str:
+        self.booster_.save_model(str(folder / self.FILE))
+        return self.FILE
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> LightGBMLearner:
+        obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1),
+                  threads=meta.get("threads", 1))
+        obj.booster_ = lgb.Booster(model_file=str(folder / cls.FILE))
+        return obj
+
+    def importance(self):
+        return self.booster_.feature_importance(importance_type="gain")
+
+
+class LinearLearner(Learner):
+    """Logistic regression (classification) or ridge (regression).
+
+    Fitted with scikit-learn, stored and applied as plain coefficients.
+    """
+
+    kind = "linear"
+    FILE = "model.linear.json"
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        if sp.issparse(X) and np.isnan(X.data).any():
+            raise ModelError("a linear model cannot take missing values: give every "
+                             "numeric feature an `impute` other than none")
+        p = dict(self.params)
+        if self.task == "regression":
+            est = Ridge(alpha=float(p.pop("alpha", 1.0)), **p)
+            est.fit(X, y)
+            self.coef_ = np.atleast_2d(est.coef_)
+            self.intercept_ = np.atleast_1d(est.intercept_).astype(float)
+        else:
+            est = LogisticRegression(C=float(p.pop("C", 1.0)),
+                                     max_iter=int(p.pop("max_iter", 2000)),
+                                     random_state=self.seed, **p)
+            est.fit(X, y, sample_weight=self._weights(y))
+            self.coef_ = np.asarray(est.coef_, dtype=float)
+            self.intercept_ = np.asarray(est.intercept_, dtype=float)
+        return self
+
+    def predict(self, X):
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("LinearLearner: call fit() or load() first")
+        z = np.asarray(X @ self.coef_.T) + self.intercept_
+        if self.task == "regression":
+            return z[:, 0]
+        if self.task == "binary":
+            return 1.0 / (1.0 + np.exp(-z[:, 0]))
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, folder: Path) -> str:
+        doc = {"coef": self.coef_.tolist(), "intercept": self.intercept_.tolist()}
+        (folder / self.FILE).write_text(json.dumps(doc))
+        return self.FILE
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> LinearLearner:
+        doc = json.loads((folder / cls.FILE).read_text())
+        obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1))
+        obj.coef_ = np.asarray(doc["coef"], dtype=float)
+        obj.intercept_ = np.asarray(doc["intercept"], dtype=float)
+        return obj
+
+    def importance(self):
+        return np.abs(self.coef_).sum(axis=0)
+
+
+LEARNERS: dict[str, type[Learner]] = {c.kind: c for c in (LightGBMLearner,
+                                                          LinearLearner)}

@@ -1,0 +1,366 @@
+"""The whole run, stage after stage, recording lineage: what ``mlsd run`` does.
+
+ingest -> validate -> lake -> split -> features -> train -> audit -> report. Each
+stage reads what the one before it wrote, by name and version, and the catalog
+records every edge, so the model can be traced back to its source files and rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import __version__
+from .audit import audit_splits
+from .engine import DuckDBEngine
+from .errors import DataError, SchemaError, SpecError
+from .etl import PROVENANCE, DataSchema, LoadResult, load_source, resolve_schema
+from .features import FeaturePipeline
+from .lake import Catalog, Lake, dataset_node, inside
+from .models import ModelArtifact, encode_target, target_array, train
+from .report import render_report
+from .spec import ProjectSpec, find_spec_file, load_spec, spec_hash
+from .trainingdata import SPLIT, TEST, TRAIN, VALID, assign_splits
+
+DEFAULT_METRICS = {
+    "binary": ["pr_auc", "roc_auc", "recall", "precision", "f1", "accuracy"],
+    "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "log_loss"],
+    "regression": ["rmse", "mae", "r2"],
+}
+
+
+class Reporter:
+    """Receives progress from the pipeline; the default says nothing.
+
+    The command line passes one that draws Rich progress bars on stderr.
+    """
+
+    @contextmanager
+    def stage(self, name: str, total: int | None = None) -> Iterator[Reporter]:
+        yield self
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more units of work in the current stage."""
+
+    def note(self, text: str) -> None:
+        """A one-line remark about the current stage."""
+
+
+class Project:
+    """A project folder: its spec, lake, catalog and artifact folders."""
+
+    def __init__(self, *, spec_path: Path):
+        self.spec_path = Path(spec_path).resolve()
+        self.root = self.spec_path.parent
+        self.spec: ProjectSpec = load_spec(self.spec_path)
+        self.home = self.root / ".mlsd"
+        self.lake = Lake(root=self.home)
+        self.catalog = Catalog(path=self.home / "catalog.db")
+
+    @classmethod
+    def find(cls, start: str | Path | None = None, spec: str | Path | None = None
+             ) -> Project:
+        """The project of ``spec`` (a file), or of the nearest ``mlsd.yaml``."""
+        if spec is not None:
+            path = Path(spec)
+            if not path.is_file():
+                raise SpecError(f"{path}: no such spec file")
+            return cls(spec_path=path)
+        return cls(spec_path=find_spec_file(start))
+
+    def models_dir(self) -> Path:
+        return inside(self.home, "artifacts", "models")
+
+    def model_path(self, model_id: str) -> Path:
+        return inside(self.home, "artifacts", "models", model_id)
+
+    def latest_model(self) -> Path:
+        models = self.catalog.artifacts("model")
+        if not models:
+            from .errors import ModelError
+            raise ModelError("no model yet in this project: run `mlsd run` first")
+        return self.root / models[-1]["path"]
+
+    def find_model(self, model_id: str | None) -> Path:
+        if model_id is None:
+            return self.latest_model()
+        art = self.catalog.artifact(model_id)
+        if art is None or art["kind"] != "model":
+            from .errors import ModelError
+            raise ModelError(f"no model {model_id!r} (or more than one matches); "
+                             f"`mlsd models` lists them")
+        return self.root / art["path"]
+
+
+def union_schema(project: Project, sources: list[str]) -> DataSchema:
+    """The schema shared by the sources of the training table."""
+    spec = project.spec
+    cols: dict[str, str] = {}
+    for name in sources:
+        schema, _ = resolve_schema(name, spec.sources[name], spec.validate_,
+                                   project.root)
+        for c, t in schema.columns.items():
+            if cols.setdefault(c, t) != t:
+                raise SchemaError(
+                    f"column {c!r} is {cols[c]} in one source and {t} in "
+                    f"{name!r}; the sources of dataset.union must agree")
+    return DataSchema(cols)
+
+
+def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
+    """The raw fields a prediction request carries: every column but the target."""
+    target = spec.problem.target
+    cols = {c: t for c, t in schema.columns.items() if c != target}
+    return {"columns": cols,
+            "required": [c for c in spec.validate_.required if c in cols],
+            "key": spec.key, "target": target}
+
+
+def _check_columns(spec: ProjectSpec, schema: DataSchema) -> None:
+    cols = schema.columns
+    problems = []
+    if spec.problem.target not in cols:
+        problems.append(f"problem.target: column {spec.problem.target!r} is not in "
+                        f"the data")
+    for i, f in enumerate(spec.features):
+        if f.column not in cols:
+            problems.append(f"features[{i}].column: {f.column!r} is not in the data")
+        elif f.kind == "time" and cols[f.column] != "timestamp":
+            problems.append(f"features[{i}].encode: time parts need a timestamp, "
+                            f"{f.column!r} is {cols[f.column]}")
+        elif f.kind == "numeric" and cols[f.column] not in ("int64", "float64",
+                                                             "bool"):
+            problems.append(f"features[{i}]: {f.column!r} is {cols[f.column]}; a "
+                            f"feature without `encode` must be numeric (use "
+                            f"onehot or hashing for categories)")
+    for part in ("time", "group"):
+        col = getattr(spec.split, part)
+        if col and col not in cols:
+            problems.append(f"split.{part}: column {col!r} is not in the data")
+    if spec.key and spec.key not in cols:
+        problems.append(f"dataset.key: column {spec.key!r} is not in the data")
+    if problems:
+        raise SpecError("mlsd.yaml does not fit the data:\n  " + "\n  ".join(problems),
+                        problems=[(p.split(":")[0], p) for p in problems])
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
+                          ).hexdigest()
+
+
+def run(project: Project | str | Path | None = None, *,
+        reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run the whole pipeline on a project; return the run summary.
+
+    Parameters
+    ----------
+    project : Project, or a path to a project folder or spec file
+        By default, the project of the current folder.
+    reporter : Reporter, optional
+        Receives progress (the command line draws it with Rich).
+    """
+    if not isinstance(project, Project):
+        p = Path(project) if project is not None else None
+        project = (Project.find(spec=p) if p is not None and p.is_file()
+                   else Project.find(start=p))
+    rep = reporter or Reporter()
+    spec, lake, catalog = project.spec, project.lake, project.catalog
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
+    run_id = "r" + started_at.strftime("%Y%m%dT%H%M%S%f")
+    s_hash = spec_hash(spec)
+    catalog.start_run(run_id, spec_hash=s_hash, code_version=__version__)
+    try:
+        summary = _run(project, rep, run_id, s_hash, started_at)
+    except BaseException as err:
+        catalog.finish_run(run_id, status="failed", summary={"error": str(err)})
+        raise
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    catalog.finish_run(run_id, status="done", summary=summary)
+    return summary
+
+
+def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
+         started_at: datetime) -> dict[str, Any]:
+    spec, lake, catalog, root = project.spec, project.lake, project.catalog, \
+        project.root
+
+    # 1. ingest + validate + lake -------------------------------------------------
+    loads: list[LoadResult] = []
+    for name, src in spec.sources.items():
+        with rep.stage(f"ingest {name}") as st:
+            res = load_source(name, src, spec.validate_, root=root, lake=lake,
+                              catalog=catalog, run_id=run_id, on_rows=st.advance)
+            st.note(f"{res.rows_in} read, {res.rows_stored} stored, "
+                    f"{res.rows_quarantined} quarantined"
+                    + (" (unchanged: no new version)" if res.skipped else ""))
+        loads.append(res)
+    by_name = {r.source: r for r in loads}
+
+    # 2. the training table: the union of the sources' versions --------------------
+    schema = union_schema(project, spec.union)
+    _check_columns(spec, schema)
+    engine = DuckDBEngine(lake=lake, threads=spec.model.threads)
+    with rep.stage("read training table"):
+        parts = []
+        for name in spec.union:
+            t = engine.to_arrow(engine.table("sources", name, by_name[name].version))
+            parts.append(t.select([*schema.columns, *PROVENANCE]))
+        table = pa.concat_tables(parts, promote_options="default")
+    target = spec.problem.target
+    labelled = pc.is_valid(table.column(target))
+    unlabelled = table.num_rows - int(pc.sum(labelled).as_py() or 0)
+    table = table.filter(labelled)
+    if table.num_rows == 0:
+        raise DataError("no labelled row to train on: every row was quarantined or "
+                        f"has no {target!r}")
+    # a stable row order, whatever the file order: by key, else by source and line
+    sort_keys = [(spec.key, "ascending")] if spec.key else [
+        ("_source", "ascending"), ("_line", "ascending")]
+    table = table.sort_by(sort_keys)
+
+    # 3. split ----------------------------------------------------------------------
+    with rep.stage("split"):
+        splits = assign_splits(table, spec.split, target=target, seed=spec.seed,
+                               key=spec.key)
+        inputs = [dataset_node("sources", n, by_name[n].version) for n in spec.union]
+        split_id = _hash({"inputs": inputs, "split": spec.split.model_dump(),
+                          "seed": spec.seed, "key": spec.key, "target": target})
+        id_cols = [spec.key] if spec.key else ["_source", "_line"]
+        split_table = table.select(id_cols).append_column(SPLIT, pa.array(splits))
+        split_name = f"{project.spec.name}"
+        from .lake import check_name
+        check_name(split_name)
+        split_version, _ = lake.write("splits", split_name, split_table,
+                                      write_id=split_id)
+        split_node = catalog.add_dataset_version(
+            "splits", split_name, split_version, write_id=split_id,
+            rows=table.num_rows, run_id=run_id)
+        for node in inputs:
+            catalog.add_edge(node, split_node, "split_into", run_id)
+    parts = {p: table.filter(pa.array(splits == p)) for p in (TRAIN, VALID, TEST)}
+    sizes = {p: parts[p].num_rows for p in parts}
+
+    # 4. features: analyze on train only, apply to every split ------------------------
+    with rep.stage("features"):
+        pipeline = FeaturePipeline.from_spec(spec.features)
+        pipeline.analyze(engine, engine.from_arrow(parts[TRAIN]))
+        X = {p: pipeline.apply(parts[p]) for p in parts}
+        names = pipeline.names()
+
+    # 5. train the model and the baselines --------------------------------------------
+    with rep.stage("train"):
+        classes, index = encode_target(spec.problem,
+                                       parts[TRAIN].column(target).to_pylist())
+        y, keep = {}, {}
+        for p in parts:
+            y[p], keep[p] = target_array(spec.problem.task,
+                                         parts[p].column(target).to_pylist(), index)
+            if not keep[p].all():
+                X[p], y[p] = X[p][keep[p]], y[p][keep[p]]
+        result = train(spec.problem, spec.model, X=X, y=y, classes=classes,
+                       names=names, blocks=pipeline.block_slices(), seed=spec.seed)
+
+    # 6. audit ------------------------------------------------------------------------
+    with rep.stage("audit"):
+        findings = audit_splits(table, splits, feature_columns=pipeline.columns,
+                                key=spec.key, group=spec.split.group,
+                                allow_shared=spec.audit.allow_shared)
+
+    # 7. the model artifact and its lineage --------------------------------------------
+    lineage_datasets = []
+    for name in spec.union:
+        r = by_name[name]
+        lineage_datasets.append({"dataset": r.dataset, "version": r.version,
+                                 "rows": r.rows_stored, "load_id": r.load_id,
+                                 "files": r.files})
+    feature_json = pipeline.to_json()
+    digest = _hash({"features": feature_json, "metrics": result.metrics,
+                    "inputs": inputs})[:10]
+    model_id = f"m{started_at.strftime('%Y%m%d%H%M%S')}-{digest}"
+    folder = project.model_path(model_id)
+    time_range = None
+    if spec.split.strategy == "time":
+        time_range = {}
+        for p in parts:
+            col = parts[p].column(spec.split.time)
+            mm = pc.min_max(col).as_py()
+            time_range[p] = [str(mm["min"]), str(mm["max"])]
+    positive_rate = None
+    if spec.problem.task == "binary":
+        positive_rate = {p: float(np.mean(y[p] == 1)) if len(y[p]) else 0.0
+                         for p in parts}
+    manifest = {
+        "model_id": model_id, "kind": spec.model.kind, "task": spec.problem.task,
+        "target": target, "classes": classes, "n_classes": len(classes) or 1,
+        "threshold": result.threshold, "threshold_objective":
+        spec.problem.threshold if spec.problem.task == "binary" else None,
+        "threads": spec.model.threads, "params": spec.model.params,
+        "created_at": started_at.isoformat(), "metrics": result.metrics,
+        "beats_baselines": result.beats_baselines, "n_features": len(names),
+        "lineage": {"run_id": run_id, "spec_hash": s_hash, "code_version":
+                    __version__, "datasets": lineage_datasets,
+                    "split": {"dataset": f"splits/{split_name}",
+                              "version": split_version, **sizes}},
+    }
+    ModelArtifact.save(folder, manifest=manifest, pipeline=pipeline,
+                       learner=result.learner,
+                       input_schema=input_schema(spec, schema))
+    rel = folder.relative_to(project.root).as_posix()
+    model_node = catalog.add_artifact(model_id, kind="model", path=rel, run_id=run_id,
+                                      metadata={k: manifest[k] for k in (
+                                          "kind", "task", "target", "threshold",
+                                          "metrics", "lineage")})
+    for node in inputs:
+        catalog.add_edge(node, model_node, "trained_on", run_id)
+    catalog.add_edge(split_node, model_node, "split_by", run_id)
+
+    # 8. the report ---------------------------------------------------------------------
+    report_path = inside(project.home, "reports", f"{run_id}.html")
+    totals = {k: sum(getattr(r, k) for r in loads)
+              for k in ("rows_in", "rows_stored", "rows_quarantined")}
+    reasons: dict[str, int] = {}
+    for r in loads:
+        for k, v in r.reasons.items():
+            reasons[k] = reasons.get(k, 0) + v
+    metric_names = list(dict.fromkeys(spec.problem.metrics
+                                      + DEFAULT_METRICS[spec.problem.task]))
+    summary: dict[str, Any] = {
+        "run_id": run_id, "project": spec.name, "started_at": started_at.isoformat(),
+        "seconds": 0.0, "spec_hash": s_hash, "code_version": __version__,
+        "sources": [r.to_dict() for r in loads], "totals": totals,
+        "top_reasons": sorted(reasons.items(), key=lambda kv: -kv[1])[:5],
+        "split": {"strategy": spec.split.strategy, "time": spec.split.time,
+                  "rows": table.num_rows, "unlabelled": unlabelled, "sizes": sizes,
+                  "positive_rate": positive_rate, "time_range": time_range,
+                  "dataset": f"splits/{split_name}", "version": split_version},
+        "model": {**{k: manifest[k] for k in (
+            "model_id", "kind", "task", "target", "classes", "threshold",
+            "threshold_objective", "n_features", "metrics", "beats_baselines")}},
+        "importance": result.importance[:10],
+        "audit": [f.to_dict() for f in findings],
+        "lineage": {"datasets": lineage_datasets},
+        "metric_names": metric_names,
+        "paths": {"model": rel, "report": report_path.relative_to(
+            project.root).as_posix(), "feature_state": f"{rel}/features.json"},
+    }
+    with rep.stage("report"):
+        summary["seconds"] = round((datetime.now(UTC) - started_at).total_seconds(), 3)
+        render_report(summary, curves=result.curves, importance=result.importance,
+                      path=report_path)
+        report_node = catalog.add_artifact(f"report-{run_id}", kind="report",
+                                           path=summary["paths"]["report"],
+                                           run_id=run_id, metadata={})
+        catalog.add_edge(model_node, report_node, "reported_in", run_id)
+    return summary

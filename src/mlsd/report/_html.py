@@ -1,0 +1,142 @@
+"""The run report: one self-contained HTML file (plots embedded, opens offline)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from jinja2 import Environment, PackageLoader, select_autoescape
+from plotly.offline import get_plotlyjs
+
+_env = Environment(loader=PackageLoader("mlsd.report", "templates"),
+                   autoescape=select_autoescape(["html"]))
+
+
+def _fig_html(fig: go.Figure, div_id: str) -> str:
+    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=360,
+                      template="plotly_white")
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _pr_figure(curves: dict[str, Any], metrics: dict[str, Any]) -> go.Figure | None:
+    pr = curves.get("model", {}).get("pr")
+    if not pr:
+        return None
+    fig = go.Figure()
+    ap = metrics["model"]["test"].get("pr_auc")
+    fig.add_scatter(x=pr["recall"], y=pr["precision"], mode="lines",
+                    name=f"model (PR-AUC {ap})")
+    rule = curves.get("baselines", {}).get("one_feature", {}).get("pr")
+    if rule:
+        b = metrics["baselines"]["one_feature"]
+        fig.add_scatter(x=rule["recall"], y=rule["precision"], mode="lines",
+                        name=f"one-feature rule (PR-AUC {b['test'].get('pr_auc')})",
+                        line={"dash": "dot"})
+    test = metrics["model"]["test"]
+    rate = test["positives"] / max(test["rows"], 1)
+    fig.add_scatter(x=[0, 1], y=[rate, rate], mode="lines",
+                    name=f"class prior ({rate:.3f})", line={"dash": "dash"})
+    fig.update_layout(title="Precision-recall curve (test split)",
+                      xaxis_title="recall", yaxis_title="precision",
+                      yaxis_range=[0, 1.02], xaxis_range=[0, 1])
+    return fig
+
+
+def _roc_figure(curves: dict[str, Any]) -> go.Figure | None:
+    roc = curves.get("model", {}).get("roc")
+    if not roc:
+        return None
+    fig = go.Figure()
+    fig.add_scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name="model")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                    line={"dash": "dash"})
+    fig.update_layout(title="ROC curve (test split)",
+                      xaxis_title="false positive rate",
+                      yaxis_title="true positive rate")
+    return fig
+
+
+def _confusion_figure(curves: dict[str, Any], classes: list) -> go.Figure | None:
+    cm = curves.get("model", {}).get("confusion")
+    if not cm:
+        return None
+    labels = [str(c) for c in classes]
+    fig = go.Figure(go.Heatmap(z=cm, x=labels, y=labels, colorscale="Blues",
+                               text=cm, texttemplate="%{text}", showscale=False))
+    fig.update_layout(title="Confusion matrix (test split, at the threshold)",
+                      xaxis_title="predicted", yaxis_title="actual",
+                      yaxis_autorange="reversed")
+    return fig
+
+
+def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
+         horizontal: bool = True) -> go.Figure:
+    if horizontal:
+        fig = go.Figure(go.Bar(x=values[::-1], y=labels[::-1], orientation="h"))
+        fig.update_layout(xaxis_title=xtitle)
+    else:
+        fig = go.Figure(go.Bar(x=labels, y=values))
+        fig.update_layout(yaxis_title=xtitle)
+    fig.update_layout(title=title)
+    return fig
+
+
+def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
+                  importance: list[dict[str, Any]], path: Path) -> Path:
+    """Write the HTML report of one run to ``path``.
+
+    ``summary`` is the run summary (what ``mlsd run --json`` prints); the report
+    only renders what the stages recorded.
+    """
+    plots: list[tuple[str, str]] = []
+    model = summary.get("model") or {}
+    metrics = model.get("metrics")
+    if metrics and model.get("task") == "binary":
+        for i, fig in enumerate([_pr_figure(curves, metrics),
+                                 _confusion_figure(curves, model["classes"]),
+                                 _roc_figure(curves)]):
+            if fig is not None:
+                plots.append((f"metric-plot-{i}", _fig_html(fig, f"metric-plot-{i}")))
+    elif metrics and model.get("task") == "multiclass":
+        fig = _confusion_figure(curves, model["classes"])
+        if fig is not None:
+            plots.append(("metric-plot-0", _fig_html(fig, "metric-plot-0")))
+    elif metrics:
+        res = curves.get("model", {}).get("residuals")
+        if res:
+            fig = go.Figure(go.Scattergl(x=res["y"], y=res["pred"], mode="markers",
+                                         marker={"size": 4, "opacity": 0.5}))
+            fig.update_layout(title="Predicted vs actual (test split)",
+                              xaxis_title="actual", yaxis_title="predicted")
+            plots.append(("metric-plot-0", _fig_html(fig, "metric-plot-0")))
+    data_plots = []
+    reasons: dict[str, int] = {}
+    for src in summary.get("sources", []):
+        for k, v in src.get("reasons", {}).items():
+            reasons[f"{src['source']} · {k}"] = v
+    if reasons:
+        top = sorted(reasons.items(), key=lambda kv: -kv[1])[:15]
+        fig = _bar("Quarantined rows by reason", [k for k, _ in top],
+                   [v for _, v in top], "rows")
+        data_plots.append(("data-plot-0", _fig_html(fig, "data-plot-0")))
+    split = summary.get("split", {}).get("sizes")
+    if split:
+        fig = _bar("Rows per split", list(split), list(split.values()), "rows",
+                   horizontal=False)
+        data_plots.append(("data-plot-1", _fig_html(fig, "data-plot-1")))
+    if importance:
+        fig = _bar("Feature importance (model's own, gain)",
+                   [i["feature"] for i in importance[:20]],
+                   [i["importance"] for i in importance[:20]], "importance")
+        plots.append(("importance-plot", _fig_html(fig, "importance-plot")))
+    page = _env.get_template("report.html.j2").render(
+        s=summary, plots=plots, data_plots=data_plots, plotly_js=get_plotlyjs(),
+        summary_json=html.escape(json.dumps(summary, indent=1, default=str)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
