@@ -123,7 +123,8 @@ def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
     cols = {c: t for c, t in schema.columns.items() if c != target}
     return {"columns": cols,
             "required": [c for c in spec.validate_.required if c in cols],
-            "key": spec.key, "target": target}
+            "key": spec.key, "target": target,
+            "null_values": list(spec.validate_.null_values)}
 
 
 def _check_columns(spec: ProjectSpec, schema: DataSchema) -> None:
@@ -364,3 +365,86 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
                                            run_id=run_id, metadata={})
         catalog.add_edge(model_node, report_node, "reported_in", run_id)
     return summary
+
+
+def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,
+               chunk_rows: int = 50_000, reporter: Reporter | None = None
+               ) -> dict[str, Any]:
+    """Batch scoring: read a CSV/JSONL file of raw rows, write their predictions.
+
+    Rows are validated against the model's input schema exactly as at serving
+    time; rows that fail go, with their reasons, to ``OUTPUT.rejected.parquet``
+    (nothing is dropped silently). The output holds the key (when the input has
+    it), the input file and line, and the prediction.
+    """
+    import pyarrow.parquet as pq
+
+    from .connectors import FileConnector
+    from .etl import QUARANTINE_SCHEMA, Validator
+    from .spec import ValidateSpec
+
+    rep = reporter or Reporter()
+    artifact = ModelArtifact.load(Path(model_dir))
+    ischema = artifact.input_schema
+    schema = DataSchema(dict(ischema["columns"]))
+    rules = ValidateSpec(required=ischema["required"],
+                         null_values=ischema.get("null_values", ["", "NA", "null"]))
+    validator = Validator(schema=schema, rules=rules)
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.suffix.lower() != ".parquet":
+        raise DataError(f"{output_path}: the output must be a .parquet file")
+    connector = FileConnector(path=str(input_path.resolve()), root=Path.cwd())
+    key = ischema.get("key")
+    label_type = pa.array(artifact.manifest["classes"] or [0.0]).type
+    rejected_path = output_path.with_suffix(".rejected.parquet")
+    n_in = n_ok = n_bad = 0
+    writer = rej_writer = None
+    try:
+        with rep.stage("score") as st:
+            for info, raw in connector.read(list(schema.columns), chunk_rows=chunk_rows,
+                                            strict=False, required=ischema["required"]):
+                out = validator.validate(raw, source=info.path, sha256=info.sha256,
+                                         load_id=artifact.model_id)
+                n_in += raw.num_rows
+                acc = out.accepted
+                preds = artifact.decide(artifact.score(pa.Table.from_batches([acc])))
+                cols: dict[str, Any] = {}
+                if key and key in acc.schema.names:
+                    cols[key] = acc.column(key)
+                cols["_source"] = acc.column("_source")
+                cols["_line"] = acc.column("_line")
+                if artifact.task == "binary":
+                    cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
+                    cols["label"] = pa.array([p["label"] for p in preds], label_type)
+                elif artifact.task == "multiclass":
+                    for c in artifact.manifest["classes"]:
+                        cols[f"score_{c}"] = pa.array([p["scores"][str(c)]
+                                                       for p in preds], pa.float64())
+                    cols["label"] = pa.array([p["label"] for p in preds], label_type)
+                else:
+                    cols["prediction"] = pa.array([p["value"] for p in preds],
+                                                  pa.float64())
+                cols["model_version"] = pa.array([artifact.model_id] * acc.num_rows,
+                                                 pa.string())
+                table = pa.table(cols)
+                if writer is None:
+                    output_path.parent.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(output_path, table.schema)
+                writer.write_table(table)
+                n_ok += acc.num_rows
+                if out.rejected.num_rows:
+                    if rej_writer is None:
+                        rej_writer = pq.ParquetWriter(rejected_path, QUARANTINE_SCHEMA)
+                    rej_writer.write_batch(out.rejected)
+                    n_bad += out.rejected.num_rows
+                st.advance(raw.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+        if rej_writer is not None:
+            rej_writer.close()
+    if writer is None:
+        raise DataError(f"{input_path}: no row to score")
+    return {"model_version": artifact.model_id, "rows_in": n_in, "scored": n_ok,
+            "rejected": n_bad, "output": str(output_path),
+            "rejected_output": str(rejected_path) if n_bad else None}

@@ -105,12 +105,16 @@ class FileConnector:
         return read_jsonl_columns(first, encoding=self.encoding)
 
     def read(
-        self, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+        self, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        strict: bool = True, required: list[str] | None = None,
     ) -> Iterator[tuple[FileInfo, pa.RecordBatch]]:
         """Yield ``(file, raw batch)`` pairs; batches hold ``columns`` as text.
 
-        For CSV the header must hold exactly ``columns`` (any order); otherwise a
-        :class:`DataError` names the missing and the unexpected ones.
+        With ``strict`` (for loads) a CSV header must hold exactly ``columns``
+        (any order) and a JSONL record no other field; otherwise a
+        :class:`DataError` names the missing and the unexpected ones. Without it
+        (for scoring) other fields are ignored and absent ones are null, but the
+        ``required`` columns must be in the header.
         """
         for info in self.files():
             p = self.root / info.path if not Path(info.path).is_absolute() else Path(
@@ -121,6 +125,9 @@ class FileConnector:
                                          encoding=self.encoding)
                 missing = [c for c in columns if c not in header]
                 extra = [c for c in header if c not in columns]
+                if not strict:
+                    extra = []
+                    missing = [c for c in missing if c in (required or [])]
                 if missing or extra:
                     parts = []
                     if missing:
@@ -132,10 +139,16 @@ class FileConnector:
                         f"schema: {'; '.join(parts)} (edit the schema file if the "
                         f"data changed on purpose)"
                     )
+                present = [c for c in columns if c in header]
                 for batch in read_csv(p, delimiter=self.delimiter,
                                       encoding=self.encoding, chunk_rows=chunk_rows):
-                    yield info, batch.select([*columns, "_line", "_raw", "_error"])
+                    out = batch.select([*present, "_line", "_raw", "_error"])
+                    for c in columns:
+                        if c not in header:
+                            out = out.append_column(c, pa.nulls(out.num_rows,
+                                                                pa.string()))
+                    yield info, out
             else:
                 for batch in read_jsonl(p, columns=columns, encoding=self.encoding,
-                                        chunk_rows=chunk_rows):
+                                        chunk_rows=chunk_rows, strict=strict):
                     yield info, batch

@@ -60,16 +60,16 @@ def _text(rng: np.random.Generator, spam: bool) -> str:
     words = []
     for _ in range(n):
         r = rng.random()
-        if spam and r < 0.35:
+        if spam and r < 0.12:
             words.append(SPAM_WORDS[rng.integers(len(SPAM_WORDS))])
-        elif not spam and r < 0.01:
+        elif not spam and r < 0.03:
             words.append(SPAM_WORDS[rng.integers(len(SPAM_WORDS))])
         elif r < 0.7:
             words.append(HAM_WORDS[rng.integers(len(HAM_WORDS))])
         else:
             words.append(FILLERS[rng.integers(len(FILLERS))])
     text = " ".join(words)
-    if spam and rng.random() < 0.5:
+    if spam and rng.random() < 0.25:
         text += f" http://deal{int(rng.integers(100))}.example/offer"
     r = rng.random()
     if r < 0.03:
@@ -117,9 +117,9 @@ def generate_posts(n_posts: int = 20_000, seed: int = 42) -> list[dict]:
         created = START + timedelta(days=int(d), hours=hour,
                                     minutes=int(rng.integers(60)),
                                     seconds=int(rng.integers(60)))
-        views = int(rng.lognormal(3.2 if spam else 4.0, 1.0))
-        likes = int(rng.binomial(views, 0.01 if spam else 0.06))
-        dislikes = int(rng.binomial(views, 0.05 if spam else 0.01))
+        views = int(rng.lognormal(3.6 if spam else 4.0, 1.0))
+        likes = int(rng.binomial(views, 0.03 if spam else 0.05))
+        dislikes = int(rng.binomial(views, 0.025 if spam else 0.012))
         country = COUNTRIES[spam_country[author] if from_spammer
                             else ham_country[author]]
         # missing not at random: spam authors hide their country far more often

@@ -68,11 +68,13 @@ def read_jsonl(
     columns: list[str],
     encoding: str = "utf-8",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    strict: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a JSONL file.
 
-    A line that is not a JSON object, or has fields not in ``columns``, is yielded
-    with ``_error`` set so the caller can quarantine it; missing fields are null.
+    A line that is not a JSON object, or (with ``strict``) has fields not in
+    ``columns``, is yielded with ``_error`` set so the caller can quarantine it;
+    missing fields are null.
     """
     path = Path(path)
     builder = RawBatchBuilder(columns)
@@ -103,7 +105,7 @@ def read_jsonl(
                             f"broken line: expected a JSON object, found "
                             f"{type(obj).__name__}",
                         )
-                    elif extra := [k for k in obj if k not in known]:
+                    elif strict and (extra := [k for k in obj if k not in known]):
                         builder.add(
                             None, number, text,
                             f"unexpected field(s) {extra} not in the schema",

@@ -1,0 +1,5 @@
+"""``python -m mlsd``: the same as the ``mlsd`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,460 @@
+"""The ``mlsd`` command: a thin face over :mod:`mlsd.pipeline` and the stages.
+
+Results go to stdout (``--json`` for scripts), progress and logs to stderr.
+Exit codes: 0 done, 1 the job ran and found a problem asked to fail on, 2 bad
+input or usage (every :class:`mlsd.errors.MlsdError` is printed as one line of
+text, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from . import __version__
+from .errors import MlsdError
+
+app = typer.Typer(
+    name="mlsd",
+    help="ML system design: from raw data to a served model, every step traceable.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+spec_app = typer.Typer(help="Check the project spec (mlsd.yaml) or print its "
+                       "JSON Schema.", no_args_is_help=True)
+schema_app = typer.Typer(help="The data schemas of the sources.",
+                         no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+app.add_typer(schema_app, name="schema")
+
+def _width(stream) -> int | None:
+    # Piped output is not cut at 80 columns: tables stay readable in logs.
+    return None if stream.isatty() else int(os.environ.get("COLUMNS", "120"))
+
+
+out = Console(highlight=False, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, width=_width(sys.stderr))
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="The spec file (default: mlsd.yaml here or in a parent).",
+    dir_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+class RichReporter:
+    """Pipeline progress on stderr: live bars on a terminal, plain lines else."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = console.is_terminal
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"), console=console,
+            disable=not self.live)
+        self._task = None
+        self._note = ""
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    @contextmanager
+    def stage(self, name: str, total: int | None = None) -> Iterator[RichReporter]:
+        self._task = self.progress.add_task(name, total=total, note="")
+        self._note = ""
+        started = time.perf_counter()
+        try:
+            yield self
+        finally:
+            secs = time.perf_counter() - started
+            self.progress.update(self._task, total=self.progress.tasks[
+                self._task].completed or 1, completed=self.progress.tasks[
+                self._task].completed or 1)
+            if not self.live:
+                note = f": {self._note}" if self._note else ""
+                self.console.print(f"{name} ({secs:.1f}s){note}")
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self.progress.advance(self._task, n)
+
+    def note(self, text: str) -> None:
+        self._note = text
+        if self._task is not None:
+            self.progress.update(self._task, note=text)
+
+
+def _project(config: Path | None):
+    from .pipeline import Project
+
+    return Project.find(spec=config) if config else Project.find()
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The project folder to create.")],
+    example: Annotated[str, typer.Option(help="The example to write.")] =
+    "forum-spam",
+    force: Annotated[bool, typer.Option(help="Write into a folder that already "
+                                        "holds a project.")] = False,
+) -> None:
+    """Create a project folder with mlsd.yaml, raw data and declared schemas.
+
+    Example: mlsd init demo --example forum-spam
+    """
+    from .examples import write
+
+    if (folder / "mlsd.yaml").exists() and not force:
+        raise MlsdError(f"{folder}/mlsd.yaml already exists; pass --force to "
+                        f"overwrite the example's files")
+    manifest = write(example, folder)
+    rows = sum(manifest["rows"].values())
+    err.print(f"wrote example {example!r} to {folder}/: {rows} posts in "
+              f"{len(manifest['rows'])} files, {len(manifest['defects'])} planted "
+              f"defects (data/defects.json)")
+    out.print(f"next: cd {folder} && mlsd run")
+
+
+@app.command("run")
+def run_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Run the whole pipeline: ingest, validate, lake, split, features, train,
+    audit, report.
+
+    Example: mlsd run --json > summary.json
+    """
+    from .pipeline import run
+
+    project = _project(config)
+    with RichReporter(err) as rep:
+        summary = run(project, reporter=rep)
+    if as_json:
+        _print_json(summary)
+        return
+    _print_summary(summary)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t = Table(title=f"Data ({s['project']}, run {s['run_id']})", title_justify="left")
+    for c in ("source", "read", "stored", "quarantined", "dataset version"):
+        t.add_column(c, justify="left" if c in ("source", "dataset version")
+                     else "right", no_wrap=True)
+    for src in s["sources"]:
+        version = f"{src['dataset']}@{src['version']}" + (
+            " (unchanged)" if src["skipped"] else "")
+        t.add_row(src["source"], str(src["rows_in"]), str(src["rows_stored"]),
+                  str(src["rows_quarantined"]), version)
+    tot = s["totals"]
+    t.add_row("total", str(tot["rows_in"]), str(tot["rows_stored"]),
+              str(tot["rows_quarantined"]), "")
+    out.print(t)
+    if s["top_reasons"]:
+        out.print("Top quarantine reasons: " + ", ".join(
+            f"{k} ({v})" for k, v in s["top_reasons"]))
+    sp = s["split"]
+    sizes = ", ".join(f"{k} {v}" for k, v in sp["sizes"].items())
+    out.print(f"Split ({sp['strategy']}{' on ' + sp['time'] if sp['time'] else ''}):"
+              f" {sizes}")
+    m = s["model"]
+    names = s["metric_names"]
+    mt = Table(title=f"Test metrics: model {m['model_id']} ({m['kind']}) vs "
+               f"baselines", title_justify="left")
+    mt.add_column("")
+    for n in names:
+        mt.add_column(n, justify="right")
+    mt.add_row("model", *[_fmt(m["metrics"]["model"]["test"].get(n)) for n in names])
+    for b in m["metrics"]["baselines"].values():
+        mt.add_row(b["description"], *[_fmt(b["test"].get(n)) for n in names])
+    out.print(mt)
+    if m["threshold"] is not None:
+        out.print(f"Decision threshold {m['threshold']:.4f} (chosen on validation "
+                  f"for {m['threshold_objective']}).")
+    if m["beats_baselines"] is False:
+        out.print("[bold red]The model does not beat the best baseline.[/]")
+    for f in s["audit"]:
+        out.print(f"audit [{f['severity']}] {f['check']} {f['columns']}: "
+                  f"{f['message']}")
+    out.print(f"Report: {s['paths']['report']}")
+    out.print(f"Model:  {s['paths']['model']}")
+    out.print(f"Took {s['seconds']:.1f} s.")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    model: Annotated[str | None, typer.Option(help="Model id (default: the "
+                                              "latest).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve a model over REST: POST /predict, GET /health, /ready, /model.
+
+    Example: mlsd serve --port 8000
+    """
+    import uvicorn
+
+    from .serve import create_app
+
+    project = _project(config)
+    folder = project.find_model(model)
+    application = create_app(folder)
+    err.print(f"serving model {folder.name} on http://{host}:{port} "
+              f"(docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def predict(
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL rows.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to "
+                                         "write.")],
+    config: ConfigOpt = None,
+    model: Annotated[str | None, typer.Option(help="Model id (default: the "
+                                              "latest).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a file of raw rows with a model (the same path as serving).
+
+    Example: mlsd predict --input data/new_posts.csv --output scored.parquet
+    """
+    from .pipeline import score_file
+
+    project = _project(config)
+    folder = project.find_model(model)
+    with RichReporter(err) as rep:
+        res = score_file(folder, input, output, reporter=rep)
+    if as_json:
+        _print_json(res)
+        return
+    out.print(f"scored {res['scored']} of {res['rows_in']} rows with model "
+              f"{res['model_version']} -> {res['output']}")
+    if res["rejected"]:
+        out.print(f"{res['rejected']} rows rejected, with reasons, -> "
+                  f"{res['rejected_output']}")
+
+
+@app.command()
+def models(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List the models trained so far, their metrics and data versions.
+
+    Example: mlsd models --json
+    """
+    project = _project(config)
+    arts = project.catalog.artifacts("model")
+    rows = []
+    for a in arts:
+        md = a["metadata"]
+        primary = md["metrics"]["primary"]
+        rows.append({
+            "model_id": a["artifact_id"], "created_at": a["created_at"],
+            "kind": md["kind"], "task": md["task"], "target": md["target"],
+            "primary_metric": primary,
+            "test": md["metrics"]["model"]["test"].get(primary),
+            "best_baseline_test": max(
+                (b["test"].get(primary) or 0 for b in md["metrics"]["baselines"]
+                 .values()), default=None),
+            "datasets": [f"{d['dataset']}@{d['version']}" for d in
+                         md["lineage"]["datasets"]],
+            "run_id": a["run_id"], "path": a["path"]})
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no model yet: run `mlsd run`")
+        return
+    t = Table(title="Models (metric on the test split)", title_justify="left")
+    for c in ("model id", "created", "kind", "metric", "model", "best baseline"):
+        t.add_column(c, no_wrap=True)
+    for r in rows:
+        t.add_row(r["model_id"], r["created_at"][:16], r["kind"],
+                  r["primary_metric"], _fmt(r["test"]), _fmt(r["best_baseline_test"]))
+    out.print(t)
+    last = rows[-1]
+    out.print(f"latest {last['model_id']} read " + ", ".join(last["datasets"]))
+
+
+@app.command()
+def lineage(
+    model_id: Annotated[str, typer.Argument(help="A model id (or a unique prefix).")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Walk from a model back to its dataset versions, loads and source files.
+
+    Example: mlsd lineage m20241201-abc
+    """
+    project = _project(config)
+    art = project.catalog.artifact(model_id)
+    if art is None or art["kind"] != "model":
+        raise MlsdError(f"no model {model_id!r} (or more than one matches); "
+                        f"`mlsd models` lists them")
+    cat = project.catalog
+    node = f"model:{art['artifact_id']}"
+    edges = cat.upstream(node)
+    datasets = []
+    for d in art["metadata"]["lineage"]["datasets"]:
+        loads = cat.loads_for(d["dataset"], d["version"])
+        datasets.append({
+            "dataset": d["dataset"], "version": d["version"],
+            "rows_stored": d["rows"], "load_id": d["load_id"],
+            "loads": [{"load_id": ld["load_id"], "rows_in": ld["rows_in"],
+                       "rows_stored": ld["rows_stored"],
+                       "rows_quarantined": ld["rows_quarantined"],
+                       "quarantine": f"quarantine/{ld['source']}@"
+                                     f"{ld['quarantine_version']}",
+                       "files": ld["files"]} for ld in loads]})
+    doc = {"model_id": art["artifact_id"], "path": art["path"],
+           "run_id": art["run_id"], "spec_hash": art["metadata"]["lineage"][
+               "spec_hash"], "code_version": art["metadata"]["lineage"][
+               "code_version"], "split": art["metadata"]["lineage"]["split"],
+           "datasets": datasets, "edges": edges,
+           "rows": "every stored row carries _source, _source_sha256, _line and "
+                   "_load_id"}
+    if as_json:
+        _print_json(doc)
+        return
+    out.print(f"model {doc['model_id']}  (run {doc['run_id']}, spec "
+              f"{doc['spec_hash'][:12]}, mlsd {doc['code_version']})")
+    sp = doc["split"]
+    out.print(f"└─ split {sp['dataset']}@{sp['version']}: train {sp['train']}, "
+              f"valid {sp['valid']}, test {sp['test']}")
+    for d in datasets:
+        out.print(f"└─ trained on {d['dataset']}@{d['version']} "
+                  f"({d['rows_stored']} rows)")
+        for ld in d["loads"]:
+            out.print(f"   └─ load {ld['load_id'][:12]}: {ld['rows_in']} rows read, "
+                      f"{ld['rows_stored']} stored, {ld['rows_quarantined']} "
+                      f"quarantined -> {ld['quarantine']}")
+            for f in ld["files"]:
+                out.print(f"      └─ file {f['path']} sha256 {f['sha256']} "
+                          f"({f.get('rows', '?')} rows, {f['size']} bytes)")
+
+
+@spec_app.command("check")
+def spec_check(config: ConfigOpt = None) -> None:
+    """Validate mlsd.yaml; print what is wrong, with its path in the file.
+
+    Example: mlsd spec check -c other.yaml
+    """
+    project = _project(config)
+    s = project.spec
+    out.print(f"{project.spec_path}: valid ({len(s.sources)} sources, "
+              f"{len(s.features)} features, task {s.problem.task} on "
+              f"{s.problem.target!r})")
+
+
+@spec_app.command("schema")
+def spec_schema() -> None:
+    """Print the JSON Schema of mlsd.yaml, for editors.
+
+    Example: mlsd spec schema > mlsd.schema.json
+    """
+    from .spec import json_schema
+
+    _print_json(json_schema())
+
+
+@schema_app.command("show")
+def schema_show(
+    source: Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a source's schema (frozen in schemas/SOURCE.yaml, or inferred now).
+
+    Example: mlsd schema show posts_export
+    """
+    from .etl import resolve_schema, schema_path
+
+    project = _project(config)
+    spec = project.spec
+    if source not in spec.sources:
+        raise MlsdError(f"unknown source {source!r}; sources are "
+                        f"{', '.join(spec.sources)}")
+    path = schema_path(project.root, source)
+    frozen = path.is_file()
+    schema, _ = resolve_schema(source, spec.sources[source], spec.validate_,
+                               project.root, freeze=False)
+    if as_json:
+        _print_json({"source": source, "frozen": frozen,
+                     "path": str(path.relative_to(project.root)),
+                     "columns": schema.columns})
+        return
+    state = (f"frozen in {path.relative_to(project.root)}" if frozen else
+             "inferred now (frozen on the next run)")
+    t = Table(title=f"Schema of {source} ({state})", title_justify="left")
+    t.add_column("column")
+    t.add_column("type")
+    t.add_column("rules")
+    rules = spec.validate_
+    for c, typ in schema.columns.items():
+        r = []
+        if c in rules.required:
+            r.append("required")
+        if c in rules.ranges:
+            r.append(f"range {list(rules.ranges[c])}")
+        if c in rules.allowed:
+            r.append(f"allowed {rules.allowed[c]}")
+        t.add_row(c, typ, ", ".join(r))
+    out.print(t)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mlsd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version.")] = False) -> None:
+    """mlsd: ML system design, data first."""
+
+
+def main() -> None:
+    """Console entry point: run the app, turn mlsd errors into exit code 2."""
+    try:
+        app()
+    except MlsdError as e:
+        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

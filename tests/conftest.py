@@ -1,0 +1,36 @@
+"""Shared fixtures: the example project, run once per session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlsd.examples import write
+from tests._helpers import run_cli
+
+@pytest.fixture(scope="session")
+def example_dir(tmp_path_factory) -> Path:
+    """A fresh copy of the forum-spam example, not yet run."""
+    folder = tmp_path_factory.mktemp("example") / "demo"
+    write("forum-spam", folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ran_project(tmp_path_factory, example_dir) -> tuple[Path, dict]:
+    """The example, after one `mlsd run --json` in a separate process."""
+    folder = tmp_path_factory.mktemp("ran") / "demo"
+    shutil.copytree(example_dir, folder)
+    proc = run_cli("run", "--json", cwd=folder)
+    return folder, json.loads(proc.stdout)
+
+
+@pytest.fixture()
+def fresh_project(tmp_path, example_dir) -> Path:
+    """A private copy of the example (not run) that a test may change."""
+    folder = tmp_path / "demo"
+    shutil.copytree(example_dir, folder)
+    return folder
