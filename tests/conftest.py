@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mlsd.examples import write
 from tests._helpers import run_cli
+
+# Hypothesis: a lighter profile on CI (2 cores, 20 minutes for everything)
+settings.register_profile("ci", max_examples=40, deadline=None)
+settings.register_profile("dev", max_examples=150, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                     "ci" if os.environ.get("CI") else "dev"))
 
 @pytest.fixture(scope="session")
 def example_dir(tmp_path_factory) -> Path:

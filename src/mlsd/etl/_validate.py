@@ -148,7 +148,8 @@ class Validator:
             if col in self.rules.allowed:
                 allowed = self.rules.allowed[col]
                 inset = pc.is_in(values, value_set=pa.array(allowed, values.type))
-                out = ~np.asarray(inset.fill_null(True))
+                out = ~np.asarray(inset.fill_null(True)) & ~missing  # null: see
+                # required
                 if out.any():
                     py = values.to_pylist()
                     for i in np.flatnonzero(out):

@@ -203,6 +203,17 @@ class AuditSpec(_Strict):
     )
 
 
+def check_name_ok(name: str) -> bool:
+    from ..errors import LakeError
+    from ..lake import check_name
+
+    try:
+        check_name(name)
+    except LakeError:
+        return False
+    return True
+
+
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
 
@@ -221,10 +232,17 @@ class ProjectSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> ProjectSpec:
+        from ..errors import LakeError
         from ..lake import check_name
 
         for name in self.sources:
-            check_name(name)
+            try:
+                check_name(name)
+            except LakeError as err:
+                raise ValueError(f"sources: {err}") from None
+        if not check_name_ok(self.name):
+            raise ValueError(f"name: {self.name!r} must be letters, digits, '_', "
+                             f"'.', '-' (it names the project's datasets)")
         union = self.dataset.union if self.dataset else list(self.sources)
         unknown = [s for s in union if s not in self.sources]
         if unknown:

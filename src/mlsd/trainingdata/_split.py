@@ -36,6 +36,9 @@ def _row_ids(table: pa.Table, key: str | None) -> list:
         if None in ids:
             raise DataError(f"split: key column {key!r} has missing values")
         return ids
+    if "_source" not in table.column_names:
+        # no key and no provenance: the row position is the only identity
+        return list(range(table.num_rows))
     src = table.column("_source").to_pylist()
     line = table.column("_line").to_pylist()
     return [f"{s}:{n}" for s, n in zip(src, line, strict=True)]

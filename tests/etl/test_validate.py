@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+
+from mlsd.connectors import FileConnector
+from mlsd.errors import SpecError
+from mlsd.etl import DataSchema, Validator, coerce, infer_schema, infer_type, nullify
+from mlsd.formats import raw_schema
+from mlsd.spec import ValidateSpec
+
+
+def _raw(columns: dict[str, list]) -> pa.RecordBatch:
+    n = len(next(iter(columns.values())))
+    arrays = [pa.array(v, pa.string()) for v in columns.values()]
+    arrays += [pa.array(range(1, n + 1), pa.int64()),
+               pa.array([f"raw{i}" for i in range(n)]), pa.nulls(n, pa.string())]
+    return pa.RecordBatch.from_arrays(arrays, schema=raw_schema(list(columns)))
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["1", "2", "-3", " 4 "], "int64"),
+    (["1", "2.5", "1e3", ".5"], "float64"),
+    (["true", "False", "yes", "no"], "bool"),
+    (["0", "1", "1", "0"], "int64"),  # 0/1 stays a number
+    (["2024-01-01T10:00:00Z", "2024-01-02 11:00", "2024-01-03"], "timestamp"),
+    (["a", "1", "2"], "string"),
+    ([None, None], "string"),
+])
+def test_infer_type(values, expected):
+    assert infer_type(pa.array(values, pa.string()), 0.95) == expected
+
+
+def test_one_bad_number_does_not_make_a_column_text():
+    values = [str(i) for i in range(200)] + ["12a"]
+    assert infer_type(pa.array(values), 0.95) == "int64"
+    assert infer_type(pa.array(values[:10] + ["x"]), 0.95) == "string"
+
+
+def test_coerce_marks_only_present_unparseable_values():
+    typed, bad = coerce(pa.array(["1", None, "x", " 7", "99999999999999999999"]),
+                        "int64")
+    assert typed.to_pylist() == [1, None, None, 7, None]
+    assert bad.tolist() == [False, False, True, False, True]
+    typed, bad = coerce(pa.array(["2024-01-01T10:00:00+02:00", "2024-01-01",
+                                  "2024-13-45", "noon"]), "timestamp")
+    assert typed.to_pylist()[:2] == [datetime(2024, 1, 1, 8, tzinfo=UTC),
+                                     datetime(2024, 1, 1, tzinfo=UTC)]
+    assert bad.tolist() == [False, False, True, True]
+    typed, bad = coerce(pa.array(["Y", "no", "maybe"]), "bool")
+    assert typed.to_pylist() == [True, False, None] and bad.tolist()[2]
+
+
+def test_null_tokens():
+    assert nullify(pa.array(["", "NA", " null ", "x"]), ["", "NA", "null"]
+                   ).to_pylist() == [None, None, None, "x"]
+
+
+def test_every_reason_is_kept():
+    schema = DataSchema({"id": "string", "n": "int64", "c": "string"})
+    rules = ValidateSpec(required=["id", "n"], ranges={"n": (0, 10)},
+                         allowed={"c": ["a", "b"]})
+    raw = _raw({"id": ["1", None, "3", "4"], "n": ["5", "x", "11", None],
+                "c": ["a", "z", "b", None]})
+    out = Validator(schema=schema, rules=rules).validate(raw, source="s",
+                                                         sha256="h", load_id="L")
+    assert out.accepted.num_rows == 1
+    rej = out.rejected.to_pylist()
+    assert [r["_line"] for r in rej] == [2, 3, 4]
+    reasons = {r["_line"]: sorted((x["column"], x["rule"]) for x in r["reasons"])
+               for r in rej}
+    assert reasons[2] == [("c", "allowed"), ("id", "required"), ("n", "type")]
+    assert reasons[3] == [("n", "range")]
+    assert reasons[4] == [("n", "required")]
+    assert rej[0]["raw"] == "raw1" and rej[0]["_source"] == "s"
+    acc = out.accepted.to_pylist()[0]
+    assert acc["_load_id"] == "L" and acc["_source_sha256"] == "h"
+
+
+def test_rules_must_name_schema_columns():
+    v = Validator(schema=DataSchema({"a": "string"}),
+                  rules=ValidateSpec(ranges={"a": (0, 1)}))
+    with pytest.raises(SpecError, match="a range needs a number"):
+        v.check_rules("src")
+    v = Validator(schema=DataSchema({"a": "string"}),
+                  rules=ValidateSpec(required=["b"]))
+    with pytest.raises(SpecError, match="validate.required: column 'b'"):
+        v.check_rules("src")
+
+
+def test_infer_schema_from_jsonl(tmp_path):
+    p = tmp_path / "x.jsonl"
+    rows = [{"id": f"r{i}", "n": i, "f": i / 3, "t": "2024-01-01T00:00:00Z",
+             "b": i % 2 == 0} for i in range(300)]
+    rows[5]["n"] = "oops"
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    schema = infer_schema(FileConnector(path="x.jsonl", root=tmp_path),
+                          null_values=[""], threshold=0.95)
+    assert schema.columns == {"id": "string", "n": "int64", "f": "float64",
+                              "t": "timestamp", "b": "bool"}

@@ -1,0 +1,146 @@
+"""The command line: bad input gives one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests._helpers import run_cli
+
+
+def _edit_spec(folder: Path, fn) -> None:
+    path = folder / "mlsd.yaml"
+    doc = yaml.safe_load(path.read_text())
+    fn(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _fails(folder: Path, *args: str) -> str:
+    proc = run_cli(*args, cwd=folder, check=False)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def test_spec_unknown_key(fresh_project):
+    _edit_spec(fresh_project, lambda d: d["split"].update(stratgy="time"))
+    msg = _fails(fresh_project, "run")
+    assert "split.stratgy: unknown key" in msg
+
+
+def test_spec_wrong_type(fresh_project):
+    _edit_spec(fresh_project, lambda d: d["split"].update(test="a fifth"))
+    msg = _fails(fresh_project, "spec", "check")
+    assert "split.test:" in msg and "number" in msg
+
+
+def test_spec_unknown_encoder_names_its_path(fresh_project):
+    _edit_spec(fresh_project, lambda d: d["features"][5].update(encode="onehott"))
+    msg = _fails(fresh_project, "spec", "check")
+    assert "features[5]" in msg and "unknown encoder 'onehott'" in msg
+    assert "onehot" in msg  # lists what is supported
+
+
+def test_spec_feature_on_a_missing_column(fresh_project):
+    _edit_spec(fresh_project, lambda d: d["features"].append({"column": "karma"}))
+    msg = _fails(fresh_project, "run")
+    assert "features[9].column: 'karma' is not in the data" in msg
+
+
+def test_spec_invalid_yaml(fresh_project):
+    (fresh_project / "mlsd.yaml").write_text("name: [unclosed\n")
+    msg = _fails(fresh_project, "spec", "check")
+    assert "not valid YAML" in msg and "line" in msg
+
+
+def test_no_spec_anywhere(tmp_path):
+    msg = _fails(tmp_path, "run")
+    assert "no mlsd.yaml" in msg
+
+
+def test_missing_data_file(fresh_project):
+    (fresh_project / "data/posts_log.jsonl").unlink()
+    msg = _fails(fresh_project, "run")
+    assert "data/posts_log.jsonl" in msg and "no such data file" in msg
+
+
+def test_empty_data_file(fresh_project):
+    (fresh_project / "data/posts_export.csv").write_text("")
+    msg = _fails(fresh_project, "run")
+    assert "data/posts_export.csv" in msg and "empty" in msg
+
+
+def test_csv_with_a_wrong_header(fresh_project):
+    path = fresh_project / "data/posts_export.csv"
+    text = path.read_text(encoding="utf-8")
+    first, rest = text.split("\n", 1)
+    path.write_text(first.replace(",likes,", ",lieks,") + "\n" + rest,
+                    encoding="utf-8")
+    msg = _fails(fresh_project, "run")
+    assert "data/posts_export.csv, line 1" in msg
+    assert "missing column(s) ['likes']" in msg
+    assert "unexpected column(s) ['lieks']" in msg
+
+
+def test_bad_schema_file(fresh_project):
+    path = fresh_project / "schemas/posts_log.yaml"
+    path.write_text(path.read_text().replace("likes: int64", "likes: integer"))
+    msg = _fails(fresh_project, "run")
+    assert "schemas/posts_log.yaml: columns.likes: unknown type 'integer'" in msg
+
+
+def test_unknown_model_and_source(fresh_project):
+    assert "no model" in _fails(fresh_project, "lineage", "nope")
+    assert "unknown source 'nope'" in _fails(fresh_project, "schema", "show", "nope")
+
+
+def test_init_refuses_to_overwrite(fresh_project):
+    assert "already exists" in _fails(fresh_project.parent, "init",
+                                      fresh_project.name)
+
+
+def test_usage_error_is_exit_2(fresh_project):
+    proc = run_cli("run", "--no-such-flag", cwd=fresh_project, check=False)
+    assert proc.returncode == 2
+
+
+def test_spec_check_and_schema(fresh_project):
+    proc = run_cli("spec", "check", cwd=fresh_project)
+    assert "valid" in proc.stdout
+    schema = json.loads(run_cli("spec", "schema", cwd=fresh_project).stdout)
+    assert schema["title"].startswith("mlsd project spec")
+    assert {"problem", "sources", "features", "split", "validate"} <= set(
+        schema["properties"])
+
+
+def test_schema_show_frozen_and_inferred(fresh_project):
+    doc = json.loads(run_cli("schema", "show", "posts_export", "--json",
+                             cwd=fresh_project).stdout)
+    assert doc["frozen"] is True and doc["columns"]["likes"] == "int64"
+    (fresh_project / "schemas/posts_log.yaml").unlink()
+    doc = json.loads(run_cli("schema", "show", "posts_log", "--json",
+                             cwd=fresh_project).stdout)
+    assert doc["frozen"] is False
+    assert not (fresh_project / "schemas/posts_log.yaml").exists()
+
+
+@pytest.mark.slow
+def test_first_run_freezes_the_inferred_schema(fresh_project):
+    """Without declared schemas, the run infers them by a robust vote (planted
+    bad numbers do not turn numeric columns into text) and freezes them."""
+    declared = {}
+    for source in ("posts_export", "posts_log"):
+        path = fresh_project / f"schemas/{source}.yaml"
+        declared[source] = yaml.safe_load(path.read_text())["columns"]
+        path.unlink()
+    s = json.loads(run_cli("run", "--json", cwd=fresh_project).stdout)
+    for source in ("posts_export", "posts_log"):
+        frozen = yaml.safe_load((fresh_project / f"schemas/{source}.yaml"
+                                 ).read_text())
+        assert frozen["columns"] == declared[source]
+        assert frozen["origin"]["rows_sampled"]
+    assert all(src["schema_frozen"] for src in s["sources"])
+    assert s["totals"]["rows_quarantined"] == 32
