@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlsd.serve import create_app, request_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(ran_project):
+    folder, summary = ran_project
+    with TestClient(create_app(Path(folder) / summary["paths"]["model"])) as c:
+        yield c, summary
+
+
+def test_too_many_rows_is_422(client):
+    c, _ = client
+    from mlsd.serve._app import MAX_ROWS
+
+    r = c.post("/predict", json=[{}] * (MAX_ROWS + 1))
+    assert r.status_code == 422 and "at most" in r.json()["detail"][0]["msg"]
+
+
+def test_every_response_carries_the_version(client):
+    c, s = client
+    for path in ("/health", "/ready", "/model"):
+        r = c.get(path)
+        assert r.headers["x-model-version"] == s["model"]["model_id"]
+        assert r.json()["model_version"] == s["model"]["model_id"]
+    r = c.get("/nope")
+    assert r.status_code == 404 and r.headers["x-model-version"]
+
+
+def test_request_model_follows_the_input_schema():
+    Row = request_model({"columns": {"a": "int64", "b": "string", "t": "timestamp"},
+                         "required": ["a"]})
+    assert Row(a="3").a == 3 and Row(a=1).b is None
+    with pytest.raises(ValueError):
+        Row(b="x")
+    with pytest.raises(ValueError):
+        Row(a=1, c=2)
