@@ -19,17 +19,27 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import __version__
 from .audit import audit_splits
+from .connectors import FileConnector
 from .engine import DuckDBEngine
-from .errors import DataError, SchemaError, SpecError
-from .etl import PROVENANCE, DataSchema, LoadResult, load_source, resolve_schema
+from .errors import DataError, ModelError, SchemaError, SpecError
+from .etl import (
+    PROVENANCE,
+    QUARANTINE_SCHEMA,
+    DataSchema,
+    LoadResult,
+    Validator,
+    load_source,
+    resolve_schema,
+)
 from .features import FeaturePipeline
-from .lake import Catalog, Lake, dataset_node, inside
+from .lake import Catalog, Lake, check_name, dataset_node, inside
 from .models import ModelArtifact, encode_target, target_array, train
 from .report import render_report
-from .spec import ProjectSpec, find_spec_file, load_spec, spec_hash
+from .spec import ProjectSpec, ValidateSpec, find_spec_file, load_spec, spec_hash
 from .trainingdata import SPLIT, TEST, TRAIN, VALID, assign_splits
 
 DEFAULT_METRICS = {
@@ -87,7 +97,6 @@ class Project:
     def latest_model(self) -> Path:
         models = self.catalog.artifacts("model")
         if not models:
-            from .errors import ModelError
             raise ModelError("no model yet in this project: run `mlsd run` first")
         return self.root / models[-1]["path"]
 
@@ -96,7 +105,6 @@ class Project:
             return self.latest_model()
         art = self.catalog.artifact(model_id)
         if art is None or art["kind"] != "model":
-            from .errors import ModelError
             raise ModelError(f"no model {model_id!r} (or more than one matches); "
                              f"`mlsd models` lists them")
         return self.root / art["path"]
@@ -176,11 +184,11 @@ def run(project: Project | str | Path | None = None, *,
         project = (Project.find(spec=p) if p is not None and p.is_file()
                    else Project.find(start=p))
     rep = reporter or Reporter()
-    spec, lake, catalog = project.spec, project.lake, project.catalog
+    catalog = project.catalog
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     run_id = "r" + started_at.strftime("%Y%m%dT%H%M%S%f")
-    s_hash = spec_hash(spec)
+    s_hash = spec_hash(project.spec)
     catalog.start_run(run_id, spec_hash=s_hash, code_version=__version__)
     try:
         summary = _run(project, rep, run_id, s_hash, started_at)
@@ -197,7 +205,7 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
     spec, lake, catalog, root = project.spec, project.lake, project.catalog, \
         project.root
 
-    # 1. ingest + validate + lake -------------------------------------------------
+    # 1. ingest + validate + lake --------------------------------------------------
     loads: list[LoadResult] = []
     for name, src in spec.sources.items():
         with rep.stage(f"ingest {name}") as st:
@@ -231,7 +239,7 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
         ("_source", "ascending"), ("_line", "ascending")]
     table = table.sort_by(sort_keys)
 
-    # 3. split ----------------------------------------------------------------------
+    # 3. split ---------------------------------------------------------------------
     with rep.stage("split"):
         splits = assign_splits(table, spec.split, target=target, seed=spec.seed,
                                key=spec.key)
@@ -240,9 +248,7 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
                           "seed": spec.seed, "key": spec.key, "target": target})
         id_cols = [spec.key] if spec.key else ["_source", "_line"]
         split_table = table.select(id_cols).append_column(SPLIT, pa.array(splits))
-        split_name = f"{project.spec.name}"
-        from .lake import check_name
-        check_name(split_name)
+        split_name = check_name(spec.name)
         split_version, _ = lake.write("splits", split_name, split_table,
                                       write_id=split_id)
         split_node = catalog.add_dataset_version(
@@ -253,14 +259,14 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
     parts = {p: table.filter(pa.array(splits == p)) for p in (TRAIN, VALID, TEST)}
     sizes = {p: parts[p].num_rows for p in parts}
 
-    # 4. features: analyze on train only, apply to every split ------------------------
+    # 4. features: analyze on train only, apply to every split ---------------------
     with rep.stage("features"):
         pipeline = FeaturePipeline.from_spec(spec.features)
         pipeline.analyze(engine, engine.from_arrow(parts[TRAIN]))
         X = {p: pipeline.apply(parts[p]) for p in parts}
         names = pipeline.names()
 
-    # 5. train the model and the baselines --------------------------------------------
+    # 5. train the model and the baselines -----------------------------------------
     with rep.stage("train"):
         classes, index = encode_target(spec.problem,
                                        parts[TRAIN].column(target).to_pylist())
@@ -273,13 +279,13 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
         result = train(spec.problem, spec.model, X=X, y=y, classes=classes,
                        names=names, blocks=pipeline.block_slices(), seed=spec.seed)
 
-    # 6. audit ------------------------------------------------------------------------
+    # 6. audit ---------------------------------------------------------------------
     with rep.stage("audit"):
         findings = audit_splits(table, splits, feature_columns=pipeline.columns,
                                 key=spec.key, group=spec.split.group,
                                 allow_shared=spec.audit.allow_shared)
 
-    # 7. the model artifact and its lineage --------------------------------------------
+    # 7. the model artifact and its lineage ----------------------------------------
     lineage_datasets = []
     for name in spec.union:
         r = by_name[name]
@@ -327,7 +333,7 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
         catalog.add_edge(node, model_node, "trained_on", run_id)
     catalog.add_edge(split_node, model_node, "split_by", run_id)
 
-    # 8. the report ---------------------------------------------------------------------
+    # 8. the report ----------------------------------------------------------------
     report_path = inside(project.home, "reports", f"{run_id}.html")
     totals = {k: sum(getattr(r, k) for r in loads)
               for k in ("rows_in", "rows_stored", "rows_quarantined")}
@@ -377,12 +383,6 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     (nothing is dropped silently). The output holds the key (when the input has
     it), the input file and line, and the prediction.
     """
-    import pyarrow.parquet as pq
-
-    from .connectors import FileConnector
-    from .etl import QUARANTINE_SCHEMA, Validator
-    from .spec import ValidateSpec
-
     rep = reporter or Reporter()
     artifact = ModelArtifact.load(Path(model_dir))
     ischema = artifact.input_schema

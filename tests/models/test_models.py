@@ -101,9 +101,10 @@ def test_artifact_detects_tampering(tmp_path):
     data = load_breast_cancer()
     X = sp.csr_matrix(data.data[:, :3])
     learner = LinearLearner(task="binary", n_classes=2).fit(X, data.target)
+    import pyarrow as pa
+
     from mlsd.engine import DuckDBEngine
     from mlsd.features import NumericFeature
-    import pyarrow as pa
 
     engine = DuckDBEngine()
     t = pa.table({"a": data.data[:, 0]})

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..connectors import FileConnector
-from ..lake import Catalog, Lake, dataset_node
+from ..lake import Catalog, Lake
 from ..spec import SourceSpec, ValidateSpec
 from ._schema import DataSchema, infer_schema, load_schema, save_schema
 from ._validate import QUARANTINE_SCHEMA, Validator, accepted_schema

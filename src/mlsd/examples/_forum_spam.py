@@ -262,7 +262,7 @@ def write_example(folder: Path, *, n_posts: int = 20_000, seed: int = 42,
                                                   encoding="utf-8")
     (folder / "schemas").mkdir(exist_ok=True)
     for source in ("posts_export", "posts_log"):
-        doc = ["# Declared schema of source '%s' (shipped with the example)." % source,
+        doc = [f"# Declared schema of source '{source}' (shipped with the example).",
                f"source: {source}", "columns:"]
         doc += [f"  {c}: {t}" for c, t in SCHEMA.items()]
         (folder / "schemas" / f"{source}.yaml").write_text("\n".join(doc) + "\n",
