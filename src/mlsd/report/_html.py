@@ -17,8 +17,12 @@ _env = Environment(loader=PackageLoader("mlsd.report", "templates"),
 
 
 def _fig_html(fig: go.Figure, div_id: str) -> str:
-    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=360,
-                      template="plotly_white")
+    bars = [t for t in fig.data if getattr(t, "orientation", None) == "h"]
+    rows = max((len(t.y) for t in bars), default=0)
+    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40},
+                      height=max(360, 110 + 17 * rows),
+                      template="plotly_white", width=530,
+                      legend={"orientation": "h", "y": -0.2})
     return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id,
                        config={"displaylogo": False, "responsive": True})
 
@@ -68,7 +72,7 @@ def _confusion_figure(curves: dict[str, Any], classes: list) -> go.Figure | None
     labels = [str(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=cm, x=labels, y=labels, colorscale="Blues",
                                text=cm, texttemplate="%{text}", showscale=False))
-    fig.update_layout(title="Confusion matrix (test split, at the threshold)",
+    fig.update_layout(title="Confusion matrix (test, at the threshold)",
                       xaxis_title="predicted", yaxis_title="actual",
                       yaxis_autorange="reversed")
     return fig
@@ -78,7 +82,8 @@ def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
          horizontal: bool = True) -> go.Figure:
     if horizontal:
         fig = go.Figure(go.Bar(x=values[::-1], y=labels[::-1], orientation="h"))
-        fig.update_layout(xaxis_title=xtitle)
+        fig.update_layout(xaxis_title=xtitle, yaxis={"tickmode": "linear",
+                                                     "automargin": True})
     else:
         fig = go.Figure(go.Bar(x=labels, y=values))
         fig.update_layout(yaxis_title=xtitle)
