@@ -265,6 +265,16 @@ def predict(
                   f"{res['rejected_output']}")
 
 
+def _best(metric: str, values: list[float | None]) -> float | None:
+    from .models import PRIMARY
+
+    higher = dict(PRIMARY.values()).get(metric, True)
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return max(present) if higher else min(present)
+
+
 @app.command()
 def models(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List the models trained so far, their metrics and data versions.
@@ -282,9 +292,8 @@ def models(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             "kind": md["kind"], "task": md["task"], "target": md["target"],
             "primary_metric": primary,
             "test": md["metrics"]["model"]["test"].get(primary),
-            "best_baseline_test": max(
-                (b["test"].get(primary) or 0 for b in md["metrics"]["baselines"]
-                 .values()), default=None),
+            "best_baseline_test": _best(primary, [
+                b["test"].get(primary) for b in md["metrics"]["baselines"].values()]),
             "datasets": [f"{d['dataset']}@{d['version']}" for d in
                          md["lineage"]["datasets"]],
             "run_id": a["run_id"], "path": a["path"]})

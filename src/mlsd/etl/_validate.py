@@ -50,6 +50,15 @@ class Validated:
     rejected: pa.RecordBatch
 
 
+def _flag(reasons: list[list[tuple]], mask: np.ndarray, values: pa.Array, col: str,
+          rule: str, text: str) -> None:
+    """Add one reason to every row where ``mask`` is set, quoting the value."""
+    if mask.any():
+        shown = values.to_pylist()
+        for i in np.flatnonzero(mask):
+            reasons[i].append((col, rule, f"{col}: {_fmt(shown[i])} {text}"))
+
+
 def _fmt(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "...'"
@@ -130,32 +139,21 @@ class Validator:
             if col in self.rules.ranges:
                 lo, hi = self.rules.ranges[col]
                 vals = values
+                scale = 1e6 if typ == "timestamp" else 1  # seconds -> microseconds
                 if typ == "timestamp":
                     vals = pc.cast(values, pa.int64())
-                    lo = None if lo is None else lo * 1e6
-                    hi = None if hi is None else hi * 1e6
                 out = np.zeros(n, dtype=bool)
                 if lo is not None:
-                    out |= np.asarray(pc.less(vals, lo).fill_null(False))
+                    out |= np.asarray(pc.less(vals, lo * scale).fill_null(False))
                 if hi is not None:
-                    out |= np.asarray(pc.greater(vals, hi).fill_null(False))
-                if out.any():
-                    py = values.to_pylist()
-                    for i in np.flatnonzero(out):
-                        reasons[i].append(
-                            (col, "range",
-                             f"{col}: {_fmt(py[i])} outside [{lo}, {hi}]"))
+                    out |= np.asarray(pc.greater(vals, hi * scale).fill_null(False))
+                _flag(reasons, out, values, col, "range", f"outside [{lo}, {hi}]")
             if col in self.rules.allowed:
                 allowed = self.rules.allowed[col]
                 inset = pc.is_in(values, value_set=pa.array(allowed, values.type))
-                out = ~np.asarray(inset.fill_null(True)) & ~missing  # null: see
-                # required
-                if out.any():
-                    py = values.to_pylist()
-                    for i in np.flatnonzero(out):
-                        reasons[i].append(
-                            (col, "allowed",
-                             f"{col}: {_fmt(py[i])} not in the allowed values"))
+                # a missing value is the business of `required`, not `allowed`
+                out = ~np.asarray(inset.fill_null(True)) & ~missing
+                _flag(reasons, out, values, col, "allowed", "not in the allowed values")
         return typed, reasons
 
     def validate(self, raw: pa.RecordBatch, *, source: str, sha256: str,

@@ -99,19 +99,21 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     plots: dict[str, Any] = {"model": curves(task, y["test"], out["test"],
                                              threshold), "baselines": {}}
 
+    def evaluate(out: dict[str, np.ndarray]) -> tuple[dict, float | None]:
+        # a baseline gets its own threshold, chosen on validation like the model's
+        thr = None
+        if task == "binary":
+            thr = choose_threshold(y["valid"], out["valid"],
+                                   objective=problem.threshold, costs=problem.costs)
+        return {p: task_metrics(task, y[p], out[p], thr) for p in ("valid",
+                                                                  "test")}, thr
+
     # baseline 1: majority class / class prior / mean
     prior = {p: prior_baseline(task, y["train"], X[p].shape[0], n_classes)
              for p in ("valid", "test")}
-    prior_thr = None
-    if task == "binary":
-        prior_thr = choose_threshold(y["valid"], prior["valid"],
-                                     objective=problem.threshold,
-                                     costs=problem.costs)
     metrics["baselines"]["prior"] = {
         "description": "class prior (majority)" if task != "regression"
-        else "training mean",
-        **{p: task_metrics(task, y[p], prior[p], prior_thr) for p in ("valid",
-                                                                      "test")}}
+        else "training mean", **evaluate(prior)[0]}
 
     # baseline 2: the best small rule on one input column
     candidates = [(j, names[j]) for col, kind, a, b in blocks if kind in RULE_KINDS
@@ -121,16 +123,10 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     if rule is not None:
         rule_out = {p: apply_rule(rule, task, X[p], n_classes)
                     for p in ("valid", "test")}
-        rule_thr = None
-        if task == "binary":
-            rule_thr = choose_threshold(y["valid"], rule_out["valid"],
-                                        objective=problem.threshold,
-                                        costs=problem.costs)
+        rule_metrics, rule_thr = evaluate(rule_out)
         metrics["baselines"]["one_feature"] = {
             "description": f"depth-2 tree on {rule['name']}",
-            "feature": rule["name"],
-            **{p: task_metrics(task, y[p], rule_out[p], rule_thr)
-               for p in ("valid", "test")}}
+            "feature": rule["name"], **rule_metrics}
         if task == "binary":
             plots["baselines"]["one_feature"] = curves(task, y["test"],
                                                        rule_out["test"], rule_thr)
