@@ -51,8 +51,9 @@ def _width(stream) -> int | None:
     return None if stream.isatty() else int(os.environ.get("COLUMNS", "120"))
 
 
-out = Console(highlight=False, width=_width(sys.stdout))
-err = Console(stderr=True, highlight=False, width=_width(sys.stderr))
+# markup off: data (reasons, file names, messages) may hold square brackets
+out = Console(highlight=False, markup=False, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, markup=False, width=_width(sys.stderr))
 
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", help="The spec file (default: mlsd.yaml here or in a parent).",
@@ -67,9 +68,11 @@ class RichReporter:
         self.console = console
         self.live = console.is_terminal
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            SpinnerColumn(),
+            TextColumn("{task.description}", style="bold", markup=False),
+            BarColumn(),
             MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"), console=console,
+            TextColumn("{task.fields[note]}", markup=False), console=console,
             disable=not self.live)
         self._task = None
         self._note = ""
@@ -202,7 +205,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         out.print(f"Decision threshold {m['threshold']:.4f} (chosen on validation "
                   f"for {m['threshold_objective']}).")
     if m["beats_baselines"] is False:
-        out.print("[bold red]The model does not beat the best baseline.[/]")
+        out.print("The model does not beat the best baseline.", style="bold red")
     for f in s["audit"]:
         out.print(f"audit [{f['severity']}] {f['check']} {f['columns']}: "
                   f"{f['message']}")
@@ -458,7 +461,8 @@ def main() -> None:
     try:
         app()
     except MlsdError as e:
-        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        err.print("error:", style="bold red", end=" ")
+        err.print(str(e), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -96,10 +96,11 @@ def group_overlap(table: pa.Table, splits: np.ndarray, column: str, *,
     if declared_shared:
         return Finding(
             check="group_overlap", severity="low", columns=[column],
-            message=(f"{share:.1%} of test rows have a {column} also seen in "
-                     f"training; declared as a shared entity (audit.allow_shared), "
-                     f"so this is expected, but the test metric measures known "
-                     f"{column}s more than new ones."),
+            message=(f"{share:.1%} of test rows share their {column} with training "
+                     f"rows; {column} is declared as a shared entity "
+                     f"(audit.allow_shared), so this is expected, but the test "
+                     f"metric says more about known values of {column} than about "
+                     f"new ones."),
             evidence=evidence)
     return Finding(
         check="group_overlap", severity="high", columns=[column],
