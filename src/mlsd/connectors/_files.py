@@ -11,14 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import DataError
-from ..formats import (
-    DEFAULT_CHUNK_ROWS,
-    format_for,
-    read_csv,
-    read_csv_header,
-    read_jsonl,
-    read_jsonl_columns,
-)
+from ..formats import DEFAULT_CHUNK_ROWS, FormatOptions, format_for, get_format
 
 
 @dataclass(frozen=True)
@@ -49,20 +42,20 @@ class FileConnector:
     root : Path
         The project folder.
     format : str, optional
-        ``csv`` or ``jsonl``; by default from each file's extension.
-    delimiter, encoding : str
-        CSV settings.
+        A format name (see :data:`mlsd.formats.FORMAT_CLASSES`); by default from
+        each file's extension.
+    options : FormatOptions, optional
+        Reader settings (CSV delimiter, Avro reader schema, .proto file, ...).
     """
 
     supports_streaming = True
 
     def __init__(self, *, path: str, root: Path, format: str | None = None,
-                 delimiter: str = ",", encoding: str = "utf-8"):
+                 options: FormatOptions | None = None):
         self.path = path
         self.root = root
         self.format = format
-        self.delimiter = delimiter
-        self.encoding = encoding
+        self.options = options or FormatOptions()
 
     def _resolve(self) -> list[Path]:
         pattern = Path(self.path)
@@ -96,59 +89,62 @@ class FileConnector:
         return out
 
     def columns(self) -> list[str]:
-        """The field names of the first file (CSV header, or JSONL keys)."""
+        """The field names of the first file (CSV header, JSON keys, schema)."""
         first = self._resolve()[0]
-        fmt = format_for(first, self.format)
-        if fmt == "csv":
-            return read_csv_header(first, delimiter=self.delimiter,
-                                   encoding=self.encoding)
-        return read_jsonl_columns(first, encoding=self.encoding)
+        return get_format(format_for(first, self.format)).columns(first, self.options)
+
+    def arrow_types(self) -> dict | None:
+        """Column types the first file declares (binary formats), else None."""
+        first = self._resolve()[0]
+        return get_format(format_for(first, self.format)).arrow_types(first,
+                                                                      self.options)
 
     def read(
         self, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
         strict: bool = True, required: list[str] | None = None,
     ) -> Iterator[tuple[FileInfo, pa.RecordBatch]]:
-        """Yield ``(file, raw batch)`` pairs; batches hold ``columns`` as text.
+        """Yield ``(file, raw batch)`` pairs holding ``columns``.
 
-        With ``strict`` (for loads) a CSV header must hold exactly ``columns``
-        (any order) and a JSONL record no other field; otherwise a
-        :class:`DataError` names the missing and the unexpected ones. Without it
-        (for scoring) other fields are ignored and absent ones are null, but the
-        ``required`` columns must be in the header.
+        With ``strict`` (for loads) a file must hold exactly ``columns`` (any
+        order); otherwise a :class:`DataError` names the missing and the
+        unexpected ones. Without it (for scoring) other fields are ignored and
+        absent ones are null, but the ``required`` columns must be there.
         """
         for info in self.files():
-            p = self.root / info.path if not Path(info.path).is_absolute() else Path(
-                info.path)
-            fmt = format_for(p, self.format)
-            if fmt == "csv":
-                header = read_csv_header(p, delimiter=self.delimiter,
-                                         encoding=self.encoding)
-                missing = [c for c in columns if c not in header]
-                extra = [c for c in header if c not in columns]
-                if not strict:
-                    extra = []
-                    missing = [c for c in missing if c in (required or [])]
-                if missing or extra:
-                    parts = []
-                    if missing:
-                        parts.append(f"missing column(s) {missing}")
-                    if extra:
-                        parts.append(f"unexpected column(s) {extra}")
-                    raise DataError(
-                        f"{info.path}, line 1: the header does not match the "
-                        f"schema: {'; '.join(parts)} (edit the schema file if the "
-                        f"data changed on purpose)"
-                    )
-                present = [c for c in columns if c in header]
-                for batch in read_csv(p, delimiter=self.delimiter,
-                                      encoding=self.encoding, chunk_rows=chunk_rows):
+            p = Path(info.path)
+            p = p if p.is_absolute() else self.root / p
+            fmt = get_format(format_for(p, self.format))
+            have = fmt.columns(p, self.options)
+            missing = [c for c in columns if c not in have]
+            extra = [c for c in have if c not in columns]
+            if not strict:
+                extra = []
+                missing = [c for c in missing if c in (required or [])]
+            elif fmt.name in ("jsonl", "json"):
+                # records vary: a record with unknown fields is rejected alone,
+                # and fields absent from every record sampled are simply null
+                extra, missing = [], []
+            if missing or extra:
+                parts = []
+                if missing:
+                    parts.append(f"missing column(s) {missing}")
+                if extra:
+                    parts.append(f"unexpected column(s) {extra}")
+                where = ", line 1" if fmt.name == "csv" and self.options.header else ""
+                raise DataError(
+                    f"{info.path}{where}: "
+                    f"{'the header does' if where else 'the columns do'} not match "
+                    f"the schema: {'; '.join(parts)} (edit the schema file if the "
+                    f"data changed on purpose)")
+            present = [c for c in columns if c in have]
+            read_cols = have if fmt.name == "csv" else columns
+            for batch in fmt.read(p, self.options, columns=read_cols,
+                                  chunk_rows=chunk_rows, strict=strict):
+                if fmt.name == "csv":
                     out = batch.select([*present, "_line", "_raw", "_error"])
                     for c in columns:
-                        if c not in header:
+                        if c not in have:
                             out = out.append_column(c, pa.nulls(out.num_rows,
                                                                 pa.string()))
-                    yield info, out
-            else:
-                for batch in read_jsonl(p, columns=columns, encoding=self.encoding,
-                                        chunk_rows=chunk_rows, strict=strict):
-                    yield info, batch
+                    batch = out
+                yield info, batch

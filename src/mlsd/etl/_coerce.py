@@ -134,3 +134,78 @@ def infer_type(raw: pa.Array, threshold: float) -> str:
     if share(TS_RE) >= threshold:
         return "timestamp"
     return "string"
+
+
+def _nested(t: pa.DataType) -> bool:
+    return (pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_map(t)
+            or pa.types.is_large_list(t))
+
+
+def as_text(arr: pa.Array) -> pa.Array:
+    """Any array as text (nested values as JSON), for coercion from text."""
+    if pa.types.is_string(arr.type):
+        return arr
+    if pa.types.is_large_string(arr.type) or pa.types.is_dictionary(arr.type):
+        return pc.cast(arr, pa.string())
+    if _nested(arr.type) or pa.types.is_binary(arr.type):
+        from ..formats import to_text
+
+        return pa.array([to_text(v) for v in arr.to_pylist()], pa.string())
+    if pa.types.is_boolean(arr.type):
+        return pc.if_else(arr, "true", "false")
+    return pc.cast(arr, pa.string())
+
+
+def coerce_any(arr: pa.Array, type_name: str, null_values: list[str]
+               ) -> tuple[pa.Array, np.ndarray]:
+    """Coerce a raw column, text or already typed, to ``type_name``.
+
+    Typed values that convert without loss (an int32 to int64, a naive timestamp
+    to UTC, a date to a timestamp) are kept as they are; anything else goes
+    through text, so a value that does not fit is flagged, never silently changed.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    target = ARROW_TYPES[type_name]
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(n, target), np.zeros(n, dtype=bool)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return coerce(nullify(pc.cast(arr, pa.string()), null_values), type_name)
+    if t == target:
+        return arr, np.zeros(n, dtype=bool)
+    ok = (
+        (type_name == "int64" and pa.types.is_integer(t))
+        or (type_name == "float64" and (pa.types.is_integer(t)
+                                        or pa.types.is_floating(t)
+                                        or pa.types.is_decimal(t)))
+        or (type_name == "timestamp" and (pa.types.is_timestamp(t)
+                                          or pa.types.is_date(t)))
+    )
+    if ok:
+        try:
+            if pa.types.is_date(t):
+                arr = pc.cast(arr, pa.timestamp("us"))
+            return pc.cast(arr, target, safe=True), np.zeros(n, dtype=bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # out of range for the target: decide value by value, via text
+    if type_name == "string":
+        return as_text(arr), np.zeros(n, dtype=bool)
+    return coerce(nullify(as_text(arr), null_values), type_name)
+
+
+def infer_type_any(arr: pa.Array, threshold: float, null_values: list[str]) -> str:
+    """The logical type of a raw column: from its Arrow type when it has one."""
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return infer_type(nullify(pc.cast(arr, pa.string()), null_values), threshold)
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "int64"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float64"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "timestamp"
+    return "string"

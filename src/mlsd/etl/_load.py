@@ -45,7 +45,7 @@ class LoadResult:
 
 def connector_for(name: str, spec: SourceSpec, root: Path) -> FileConnector:
     return FileConnector(path=spec.path, root=root, format=spec.format,
-                         delimiter=spec.delimiter, encoding=spec.encoding)
+                         options=spec.format_options(root))
 
 
 def resolve_schema(name: str, spec: SourceSpec, rules: ValidateSpec, root: Path,

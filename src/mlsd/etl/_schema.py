@@ -14,7 +14,7 @@ import yaml
 from ..connectors import FileConnector
 from ..errors import SchemaError
 from ..spec import ColumnType
-from ._coerce import ARROW_TYPES, infer_type, nullify
+from ._coerce import ARROW_TYPES, infer_type_any
 
 TYPES = get_args(ColumnType)
 INFER_SAMPLE_ROWS = 20_000
@@ -105,8 +105,8 @@ def infer_schema(connector: FileConnector, *, null_values: list[str],
             types[col] = "string"
             continue
         ok_rows = table.filter(table.column("_error").is_null())
-        arr = nullify(ok_rows.column(col).combine_chunks(), null_values)
-        types[col] = infer_type(arr, threshold)
+        types[col] = infer_type_any(ok_rows.column(col).combine_chunks(), threshold,
+                                    null_values)
     files = connector.files()
     origin = {"inferred_from": ", ".join(f.path for f in files),
               "rows_sampled": str(min(n, sample_rows)),

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from ..formats import ERROR, LINE, RAW
 from ..spec import ValidateSpec
-from ._coerce import coerce, nullify
+from ._coerce import ARROW_TYPES, coerce_any
 from ._schema import DataSchema
 
 SOURCE, SOURCE_SHA, LOAD_ID = "_source", "_source_sha256", "_load_id"
@@ -48,6 +48,24 @@ def accepted_schema(schema: DataSchema) -> pa.Schema:
 class Validated:
     accepted: pa.RecordBatch
     rejected: pa.RecordBatch
+
+
+def _raw_text(raw: pa.RecordBatch, idx: np.ndarray) -> pa.Array:
+    """The raw record of each row; for typed formats (no raw text), the
+    rejected rows' values as JSON, so the quarantine always shows the record."""
+    text = raw.column(RAW) if RAW in raw.schema.names else pa.nulls(raw.num_rows,
+                                                                    pa.string())
+    missing = [i for i in idx if not text[int(i)].is_valid]
+    if not missing:
+        return text
+    from ..formats import to_text
+
+    data = [c for c in raw.schema.names if c not in (LINE, RAW, ERROR)]
+    values = text.to_pylist()
+    rows = raw.select(data).take(pa.array(missing, pa.int64())).to_pylist()
+    for i, row in zip(missing, rows, strict=True):
+        values[int(i)] = to_text(row)
+    return pa.array(values, pa.string())
 
 
 def _flag(reasons: list[list[tuple]], mask: np.ndarray, values: pa.Array, col: str,
@@ -115,19 +133,15 @@ class Validator:
         required = set(self.rules.required)
         for col, typ in self.schema.columns.items():
             if col in raw.schema.names:
-                arr = raw.column(col)
-                if isinstance(arr, pa.ChunkedArray):
-                    arr = arr.combine_chunks()
-                if arr.type != pa.string():
-                    arr = pc.cast(arr, pa.string())
-                text = nullify(arr, self.rules.null_values)
+                values, bad = coerce_any(raw.column(col), typ,
+                                         self.rules.null_values)
             else:
-                text = pa.nulls(n, pa.string())
-            values, bad = coerce(text, typ)
+                values, bad = pa.nulls(n, ARROW_TYPES[typ]), np.zeros(n, dtype=bool)
+            shown_src = raw.column(col) if col in raw.schema.names else values
             typed[col] = values
             bad &= ~broken
             if bad.any():
-                shown = text.to_pylist()
+                shown = shown_src.to_pylist()
                 for i in np.flatnonzero(bad):
                     reasons[i].append(
                         (col, "type", f"{col}: not a valid {typ}: {_fmt(shown[i])}")
@@ -174,7 +188,7 @@ class Validator:
             acc_cols, schema=accepted_schema(self.schema)).filter(good)
         idx = np.flatnonzero(bad)
         rej = pa.RecordBatch.from_arrays(
-            prov + [raw.column(RAW)], names=[*PROVENANCE, "raw"]
+            prov + [_raw_text(raw, idx)], names=[*PROVENANCE, "raw"]
         ).take(pa.array(idx, pa.int64()))
         reason_col = pa.array(
             [[{"column": c, "rule": r, "message": m} for c, r, m in reasons[i]]

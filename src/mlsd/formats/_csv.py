@@ -76,20 +76,25 @@ def read_csv(
     path: str | Path,
     *,
     delimiter: str = ",",
+    quotechar: str = '"',
     encoding: str = "utf-8",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    names: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a CSV file.
 
-    The first line is the header. A record with the wrong number of fields, or
-    with bytes that are not valid in ``encoding``, is yielded with ``_error`` set
-    and its values null, so the caller can quarantine it.
+    The first line is the header, unless ``names`` are given (a file without a
+    header). A record with the wrong number of fields, or with bytes that are not
+    valid in ``encoding``, is yielded with ``_error`` set and its values null, so
+    the caller can quarantine it.
     """
-    yield from _iter_csv(Path(path), delimiter, encoding, chunk_rows)
+    yield from _iter_csv(Path(path), delimiter, encoding, chunk_rows,
+                         quotechar=quotechar, names=names)
 
 
 def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
-              header_only: bool = False):
+              header_only: bool = False, quotechar: str = '"',
+              names: list[str] | None = None):
     try:
         fh = path.open("rb")
     except FileNotFoundError:
@@ -98,14 +103,19 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
         raise DataError(f"{path}: is a folder, expected a file") from None
     with fh:
         lines = _Lines(fh, encoding)
-        reader = csv.reader(lines, delimiter=delimiter, strict=False)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty (no header line)") from None
-        except csv.Error as err:
-            raise DataError(f"{path}, line 1: unreadable header: {err}") from None
-        lines.take()
+        reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar,
+                            strict=False)
+        if names is not None:
+            header = list(names)
+        else:
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(f"{path}: the file is empty (no header line)"
+                                ) from None
+            except csv.Error as err:
+                raise DataError(f"{path}, line 1: unreadable header: {err}") from None
+            lines.take()
         header = [h.strip() for h in header]
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]

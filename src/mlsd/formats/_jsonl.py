@@ -14,16 +14,7 @@ import pyarrow as pa
 
 from ..errors import DataError
 from ._raw import DEFAULT_CHUNK_ROWS, RawBatchBuilder
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+from ._records import flatten, to_text
 
 
 def _open(path: Path):
@@ -36,7 +27,8 @@ def _open(path: Path):
 
 
 def read_jsonl_columns(
-    path: str | Path, *, sample_rows: int = 10_000, encoding: str = "utf-8"
+    path: str | Path, *, sample_rows: int = 10_000, encoding: str = "utf-8",
+    flatten_nested: bool = False,
 ) -> list[str]:
     """Field names of the first ``sample_rows`` objects, in first-seen order."""
     path = Path(path)
@@ -54,7 +46,7 @@ def read_jsonl_columns(
             except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if isinstance(obj, dict):
-                seen.update(dict.fromkeys(obj))
+                seen.update(dict.fromkeys(flatten(obj) if flatten_nested else obj))
     if not any_line:
         raise DataError(f"{path}: the file is empty (no JSON record)")
     if not seen:
@@ -69,6 +61,7 @@ def read_jsonl(
     encoding: str = "utf-8",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     strict: bool = True,
+    flatten_nested: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a JSONL file.
 
@@ -99,6 +92,8 @@ def read_jsonl(
                 except json.JSONDecodeError as err:
                     builder.add(None, number, text, f"broken line: invalid JSON: {err}")
                 else:
+                    if flatten_nested and isinstance(obj, dict):
+                        obj = flatten(obj)
                     if not isinstance(obj, dict):
                         builder.add(
                             None, number, text,
@@ -111,7 +106,7 @@ def read_jsonl(
                             f"unexpected field(s) {extra} not in the schema",
                         )
                     else:
-                        builder.add([_as_text(obj.get(c)) for c in columns],
+                        builder.add([to_text(obj.get(c)) for c in columns],
                                     number, text, None)
             if len(builder) >= chunk_rows:
                 yield builder.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -59,12 +60,41 @@ class SourceSpec(_Strict):
     """One raw input: a file path or glob, read with a format."""
 
     path: str = Field(description="File path or glob, relative to the project.")
-    format: Literal["csv", "jsonl"] | None = Field(
+    format: Literal["csv", "jsonl", "json", "parquet", "avro", "protobuf",
+                    "pickle"] | None = Field(
         default=None, description="Read format; by default from the file extension."
     )
     key: str | None = Field(default=None, description="Column identifying a row.")
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    delimiter: str = Field(default=",", min_length=1, max_length=1,
+                           description="CSV: the field separator.")
+    quotechar: str = Field(default='"', min_length=1, max_length=1,
+                           description="CSV: the quote character.")
+    header: bool = Field(default=True, description="CSV: the first line names the "
+                         "columns (else they are column_1, column_2, ...).")
     encoding: str = "utf-8"
+    nested: Literal["json", "flatten"] = Field(
+        default="json", description="JSON: keep nested objects as JSON text, or "
+        "flatten them to dotted columns (a.b).")
+    reader_schema: str | None = Field(
+        default=None, description="Avro: reader schema file (.avsc) for schema "
+        "evolution; the writer schema comes from the file.")
+    proto: str | None = Field(default=None, description="Protobuf: the .proto file.")
+    message: str | None = Field(default=None, description="Protobuf: the message "
+                                "type (needed when the .proto defines several).")
+    trusted: bool = Field(
+        default=False, description="Pickle: loading a pickle runs code from its "
+        "author; only a source marked trusted is loaded.")
+
+    def format_options(self, root: Path):
+        """The reader options of this source (paths resolved under ``root``)."""
+        from ..formats import FormatOptions
+
+        return FormatOptions(
+            delimiter=self.delimiter, quotechar=self.quotechar,
+            encoding=self.encoding, header=self.header, nested=self.nested,
+            reader_schema=root / self.reader_schema if self.reader_schema else None,
+            proto=root / self.proto if self.proto else None, message=self.message,
+            trusted=self.trusted)
 
 
 class ValidateSpec(_Strict):
