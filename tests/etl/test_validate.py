@@ -101,3 +101,20 @@ def test_infer_schema_from_jsonl(tmp_path):
                           null_values=[""], threshold=0.95)
     assert schema.columns == {"id": "string", "n": "int64", "f": "float64",
                               "t": "timestamp", "b": "bool"}
+
+
+def test_typed_columns_coerce_without_loss():
+    from mlsd.etl import coerce_any
+
+    vals, bad = coerce_any(pa.array([1.0, None, 2.5, 1e30, -3.0]), "int64", [""])
+    assert vals.to_pylist() == [1, None, None, None, -3]
+    assert bad.tolist() == [False, False, True, True, False]
+    vals, bad = coerce_any(pa.array([1, 2], pa.int32()), "float64", [""])
+    assert vals.type == pa.float64() and not bad.any()
+    naive = pa.array([datetime(2024, 1, 1, 10)], pa.timestamp("ms"))
+    vals, _ = coerce_any(naive, "timestamp", [""])
+    assert vals.to_pylist() == [datetime(2024, 1, 1, 10, tzinfo=UTC)]
+    vals, bad = coerce_any(pa.array([{"a": 1}, None]), "string", [""])
+    assert vals.to_pylist() == ['{"a":1}', None]
+    vals, bad = coerce_any(pa.array(["NA", "7"]), "int64", ["NA"])
+    assert vals.to_pylist() == [None, 7] and not bad.any()

@@ -7,7 +7,14 @@ reason. :func:`load_source` commits accepted rows (each with its file, sha256, l
 and load id) as one Delta version, and records rows in = stored + quarantined.
 """
 
-from ._coerce import ARROW_TYPES, coerce, infer_type, nullify
+from ._coerce import (
+    ARROW_TYPES,
+    coerce,
+    coerce_any,
+    infer_type,
+    infer_type_any,
+    nullify,
+)
 from ._load import LoadResult, connector_for, load_source, resolve_schema
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
 from ._validate import (
@@ -34,9 +41,11 @@ __all__ = [
     "Validator",
     "accepted_schema",
     "coerce",
+    "coerce_any",
     "connector_for",
     "infer_schema",
     "infer_type",
+    "infer_type_any",
     "load_schema",
     "load_source",
     "nullify",

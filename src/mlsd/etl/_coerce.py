@@ -20,7 +20,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 
-INT_RE = r"^[+-]?\d{1,18}$"
+INT_RE = r"^[+-]?\d{1,19}$"
+LONG_INT_RE = r"^[+-]?\d{19}$"  # may overflow int64: checked value by value
 FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 TS_RE = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"
@@ -79,6 +80,13 @@ def coerce(raw: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
     if type_name in ("int64", "float64"):
         ok = _mask(pc.match_substring_regex(text, INT_RE if type_name == "int64"
                                             else FLOAT_RE))
+        if type_name == "int64":
+            long = _mask(pc.match_substring_regex(text, LONG_INT_RE))
+            if long.any():
+                values = text.to_pylist()
+                for i in np.flatnonzero(long):
+                    if not -(2**63) <= int(values[i]) < 2**63:
+                        ok[i] = False
         kept = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
         typed = pc.cast(kept, target)
         return typed, present & ~ok
@@ -190,6 +198,15 @@ def coerce_any(arr: pa.Array, type_name: str, null_values: list[str]
             return pc.cast(arr, target, safe=True), np.zeros(n, dtype=bool)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # out of range for the target: decide value by value, via text
+    if type_name == "int64" and pa.types.is_floating(t):
+        # ints that pandas turned into floats (because of a NaN) come back whole;
+        # a fractional or out-of-range value is flagged
+        x = np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), 0.0))
+        present = np.asarray(arr.is_valid())
+        whole = np.isfinite(x) & (np.floor(x) == x) & (np.abs(x) < 2.0**63)
+        bad = present & ~whole
+        ints = np.where(whole, x, 0).astype(np.int64)
+        return pa.array(ints, pa.int64(), mask=~(present & whole)), bad
     if type_name == "string":
         return as_text(arr), np.zeros(n, dtype=bool)
     return coerce(nullify(as_text(arr), null_values), type_name)

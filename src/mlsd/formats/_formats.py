@@ -336,7 +336,12 @@ class PickleFormat(Format):
 
     def write(self, table, path, options):
         with path.open("wb") as fh:
-            pickle.dump(table.to_pandas(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            import pandas as pd
+
+            # Arrow-backed columns keep int64 with nulls exact (NumPy ones would
+            # turn them into floats)
+            frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+            pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _varint(n: int) -> bytes:

@@ -75,11 +75,20 @@ def message_class(proto: Path, message: str | None):
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(full))
 
 
+def _repeated(field) -> bool:
+    # protobuf 7 replaced `label` with `is_repeated`
+    if hasattr(field, "is_repeated"):
+        return bool(field.is_repeated)
+    from google.protobuf.descriptor import FieldDescriptor
+
+    return field.label == FieldDescriptor.LABEL_REPEATED
+
+
 def arrow_type(field) -> pa.DataType:
     """The Arrow type of a field (repeated and nested messages become JSON text)."""
     from google.protobuf.descriptor import FieldDescriptor
 
-    if field.label == FieldDescriptor.LABEL_REPEATED:
+    if _repeated(field):
         return pa.string()
     if field.message_type is not None:
         if field.message_type.full_name == TIMESTAMP:
@@ -98,7 +107,7 @@ def to_record(msg) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for field in msg.DESCRIPTOR.fields:
-        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        repeated = _repeated(field)
         if not repeated and field.has_presence and not msg.HasField(field.name):
             out[field.name] = None
             continue
