@@ -374,6 +374,44 @@ def lineage(
                           f"({f.get('rows', '?')} rows, {f['size']} bytes)")
 
 
+@app.command()
+def export(
+    dataset: Annotated[str, typer.Argument(help="A lake dataset: a source name, or "
+                                           "AREA/NAME (sources, quarantine, "
+                                           "splits).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="csv, jsonl, json, "
+                                        "parquet, avro, protobuf or pickle.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to "
+                                                "write (default: exports/ in the "
+                                                "project).")] = None,
+    version: Annotated[int | None, typer.Option(help="Dataset version (default: "
+                                                "the latest).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a lake dataset in any format mlsd reads.
+
+    Example: mlsd export posts_export --format avro
+    """
+    from .etl import EXTENSIONS, export_dataset, parse_dataset
+    from .formats import get_format
+
+    get_format(format)  # refuse an unknown format before reading anything
+    project = _project(config)
+    area, name = parse_dataset(dataset)
+    if output is None:
+        from .lake import check_name, inside
+
+        output = inside(project.root, "exports",
+                        f"{area}-{check_name(name)}{EXTENSIONS[format]}")
+    res = export_dataset(project.lake, dataset, format, output, version=version)
+    if as_json:
+        _print_json(res)
+        return
+    out.print(f"wrote {res['rows']} rows of {res['dataset']}@{res['version']} as "
+              f"{format} -> {res['output']}")
+
+
 @spec_app.command("check")
 def spec_check(config: ConfigOpt = None) -> None:
     """Validate mlsd.yaml; print what is wrong, with its path in the file.

@@ -15,6 +15,7 @@ from ._coerce import (
     infer_type_any,
     nullify,
 )
+from ._export import EXTENSIONS, export_dataset, parse_dataset
 from ._load import LoadResult, connector_for, load_source, resolve_schema
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
 from ._validate import (
@@ -35,6 +36,7 @@ __all__ = [
     "QUARANTINE_SCHEMA",
     "SOURCE",
     "SOURCE_SHA",
+    "EXTENSIONS",
     "DataSchema",
     "LoadResult",
     "Validated",
@@ -43,12 +45,14 @@ __all__ = [
     "coerce",
     "coerce_any",
     "connector_for",
+    "export_dataset",
     "infer_schema",
     "infer_type",
     "infer_type_any",
     "load_schema",
     "load_source",
     "nullify",
+    "parse_dataset",
     "resolve_schema",
     "save_schema",
     "schema_path",

@@ -1,0 +1,52 @@
+"""Export a lake dataset version to any format mlsd writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import LakeError
+from ..formats import FORMAT_CLASSES, FormatOptions, get_format, to_text
+from ..lake import AREAS, Lake
+
+EXTENSIONS = {name: cls.extensions[0] for name, cls in FORMAT_CLASSES.items()}
+NESTED_OK = {"parquet", "pickle", "jsonl", "json"}
+
+
+def parse_dataset(name: str) -> tuple[str, str]:
+    """``area/name`` (or just a source name) -> (area, name)."""
+    if "/" in name:
+        area, _, rest = name.partition("/")
+        if area not in AREAS:
+            raise LakeError(f"unknown lake area {area!r} in {name!r}; expected one "
+                            f"of {', '.join(AREAS)}")
+        return area, rest
+    return "sources", name
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    """Nested columns (the quarantine's reasons) as JSON text."""
+    cols = []
+    for f in table.schema:
+        col = table.column(f.name)
+        if pa.types.is_nested(f.type):
+            col = pa.array([to_text(v) for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
+def export_dataset(lake: Lake, dataset: str, fmt: str, output: Path, *,
+                   version: int | None = None) -> dict:
+    """Write one version (the latest by default) of ``dataset`` to ``output``."""
+    area, name = parse_dataset(dataset)
+    table = lake.read(area, name, version=version)
+    writer = get_format(fmt)
+    if fmt not in NESTED_OK:
+        table = _flat(table)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    writer.write(table, output, FormatOptions(trusted=True))
+    used = version if version is not None else lake.version(area, name)
+    return {"dataset": f"{area}/{name}", "version": used, "format": fmt,
+            "rows": table.num_rows, "output": str(output)}
