@@ -215,6 +215,63 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 @app.command()
+def ingest(
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Sources to load (default: all).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load sources into the lake: extract, validate, quarantine, commit.
+
+    Example: mlsd ingest orders --json
+    """
+    from .pipeline import ingest as run_ingest
+
+    project = _project(config)
+    with RichReporter(err) as rep:
+        res = run_ingest(project, sources=sources, reporter=rep)
+    if as_json:
+        _print_json(res)
+        return
+    t = Table(title="Ingest", title_justify="left")
+    for c in ("source", "read", "stored", "quarantined", "dataset version",
+              "top reasons"):
+        t.add_column(c)
+    for src in res["sources"]:
+        version = f"{src['dataset']}@{src['version']}" + (
+            " (nothing new)" if src["skipped"] else " (new)")
+        top = ", ".join(f"{k} ({v})" for k, v in list(src["reasons"].items())[:3])
+        t.add_row(src["source"], str(src["rows_in"]), str(src["rows_stored"]),
+                  str(src["rows_quarantined"]), version, top)
+    out.print(t)
+
+
+@app.command("sql")
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help="A SQL query; each source is a view.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+) -> None:
+    """Query the lake with SQL (DuckDB), each source's latest version as a view.
+
+    Example: mlsd sql "SELECT status, count(*) FROM orders GROUP BY status"
+    """
+    from .pipeline import sql
+
+    table = sql(_project(config), query)
+    if as_json:
+        _print_json(table.slice(0, limit).to_pylist())
+        return
+    t = Table(title=f"{table.num_rows} rows", title_justify="left")
+    for name in table.column_names:
+        t.add_column(name)
+    for row in table.slice(0, limit).to_pylist():
+        t.add_row(*[_fmt(v) for v in row.values()])
+    out.print(t)
+
+
+@app.command()
 def serve(
     config: ConfigOpt = None,
     model: Annotated[str | None, typer.Option(help="Model id (default: the "

@@ -110,6 +110,65 @@ class Project:
         return self.root / art["path"]
 
 
+def ingest(project: Project, *, sources: list[str] | None = None,
+           reporter: Reporter | None = None) -> dict[str, Any]:
+    """Load sources into the lake (all by default): extract, validate, commit.
+
+    Returns the per-source results (rows read, stored, quarantined, reasons,
+    the dataset version, and whether anything new was loaded).
+    """
+    rep = reporter or Reporter()
+    spec, catalog = project.spec, project.catalog
+    names = sources or list(spec.sources)
+    unknown = [n for n in names if n not in spec.sources]
+    if unknown:
+        raise SpecError(f"unknown source(s) {unknown}; sources are "
+                        f"{', '.join(spec.sources)}")
+    started_at = datetime.now(UTC)
+    run_id = "i" + started_at.strftime("%Y%m%dT%H%M%S%f")
+    catalog.start_run(run_id, spec_hash=spec_hash(spec), code_version=__version__)
+    results = []
+    try:
+        for name in names:
+            results.append(_load_one(project, name, run_id, rep))
+    except BaseException as err:
+        catalog.finish_run(run_id, status="failed", summary={"error": str(err)})
+        raise
+    summary = {"run_id": run_id, "sources": [r.to_dict() for r in results]}
+    catalog.finish_run(run_id, status="done", summary=summary)
+    return summary
+
+
+def _load_one(project: Project, name: str, run_id: str, rep: Reporter
+              ) -> LoadResult:
+    spec = project.spec
+    with rep.stage(f"ingest {name}") as st:
+        res = load_source(name, spec.sources[name], spec.validate_,
+                          root=project.root, lake=project.lake,
+                          catalog=project.catalog, run_id=run_id,
+                          on_rows=st.advance)
+        st.note(f"{res.rows_in} read, {res.rows_stored} stored, "
+                f"{res.rows_quarantined} quarantined"
+                + (" (nothing new: no new version)" if res.skipped else ""))
+    return res
+
+
+def sql(project: Project, query: str) -> pa.Table:
+    """Run a SQL query on DuckDB over the latest version of every source.
+
+    Each source is a view named after it (quote names with dashes or dots:
+    ``"my-source"``), so the lake reads like a warehouse.
+    """
+    engine = DuckDBEngine(lake=project.lake)
+    con = engine.con.con
+    for name in project.lake.list("sources"):
+        con.register(name, project.lake.dataset("sources", name))
+    try:
+        return con.sql(query).to_arrow_table()
+    except Exception as err:  # DuckDB raises its own error classes
+        raise SpecError(f"the query failed: {err}") from None
+
+
 def union_schema(project: Project, sources: list[str]) -> DataSchema:
     """The schema shared by the sources of the training table."""
     spec = project.spec
@@ -202,19 +261,10 @@ def run(project: Project | str | Path | None = None, *,
 
 def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
          started_at: datetime) -> dict[str, Any]:
-    spec, lake, catalog, root = project.spec, project.lake, project.catalog, \
-        project.root
+    spec, lake, catalog = project.spec, project.lake, project.catalog
 
     # 1. ingest + validate + lake --------------------------------------------------
-    loads: list[LoadResult] = []
-    for name, src in spec.sources.items():
-        with rep.stage(f"ingest {name}") as st:
-            res = load_source(name, src, spec.validate_, root=root, lake=lake,
-                              catalog=catalog, run_id=run_id, on_rows=st.advance)
-            st.note(f"{res.rows_in} read, {res.rows_stored} stored, "
-                    f"{res.rows_quarantined} quarantined"
-                    + (" (unchanged: no new version)" if res.skipped else ""))
-        loads.append(res)
+    loads = [_load_one(project, name, run_id, rep) for name in spec.sources]
     by_name = {r.source: r for r in loads}
 
     # 2. the training table: the union of the sources' versions --------------------

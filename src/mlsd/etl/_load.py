@@ -6,19 +6,23 @@ import hashlib
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..connectors import FileConnector
+from ..connectors import FileConnector, FileInfo, SqlConnector
 from ..lake import Catalog, Lake
-from ..spec import SourceSpec, ValidateSpec
+from ..spec import SourceSpec, SqlSourceSpec, ValidateSpec
 from ._schema import DataSchema, infer_schema, load_schema, save_schema
 from ._validate import QUARANTINE_SCHEMA, Validator, accepted_schema
 
 LOAD_FORMAT = "1"  # bump when the stored layout changes, so loads are redone
+WATERMARK = "mlsd.watermark"
 
 
 @dataclass
@@ -28,8 +32,8 @@ class LoadResult:
     source: str
     load_id: str
     dataset: str
-    version: int
-    quarantine_version: int
+    version: int | None
+    quarantine_version: int | None
     rows_in: int
     rows_stored: int
     rows_quarantined: int
@@ -38,18 +42,27 @@ class LoadResult:
     skipped: bool = False
     schema_frozen: bool = False
     top_messages: list[str] = field(default_factory=list)
+    mode: str = "overwrite"
+    watermark: Any = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def connector_for(name: str, spec: SourceSpec, root: Path) -> FileConnector:
+def connector_for(name: str, spec: SourceSpec | SqlSourceSpec, root: Path
+                  ) -> FileConnector | SqlConnector:
+    """The connector a source spec describes."""
+    if isinstance(spec, SqlSourceSpec):
+        return SqlConnector(url=spec.url, table=spec.table, query=spec.query,
+                            schema=spec.db_schema, watermark=spec.watermark,
+                            password_env=spec.password_env)
     return FileConnector(path=spec.path, root=root, format=spec.format,
                          options=spec.format_options(root))
 
 
-def resolve_schema(name: str, spec: SourceSpec, rules: ValidateSpec, root: Path,
-                   *, freeze: bool = True) -> tuple[DataSchema, bool]:
+def resolve_schema(name: str, spec: SourceSpec | SqlSourceSpec,
+                   rules: ValidateSpec, root: Path, *, freeze: bool = True
+                   ) -> tuple[DataSchema, bool]:
     """The source's frozen schema, or one inferred now (and frozen if asked)."""
     schema = load_schema(root, name)
     if schema is not None:
@@ -62,9 +75,32 @@ def resolve_schema(name: str, spec: SourceSpec, rules: ValidateSpec, root: Path,
     return schema, True
 
 
+def encode_watermark(value: Any) -> str | None:
+    """A watermark as JSON text that keeps its type (for commit metadata)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return json.dumps({"type": "datetime", "value": value.isoformat()})
+    return json.dumps({"type": type(value).__name__, "value": value})
+
+
+def decode_watermark(text: str | None) -> Any:
+    if not text:
+        return None
+    doc = json.loads(text)
+    if doc["type"] == "datetime":
+        return datetime.fromisoformat(doc["value"])
+    return doc["value"]
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
+                          ).hexdigest()
+
+
 def load_source(
     name: str,
-    spec: SourceSpec,
+    spec: SourceSpec | SqlSourceSpec,
     rules: ValidateSpec,
     *,
     root: Path,
@@ -76,41 +112,59 @@ def load_source(
 ) -> LoadResult:
     """Extract, validate and store one source as one atomic lake commit.
 
-    The load id hashes the input files' contents, the schema and the rules: an
-    unchanged input is recognised and adds no dataset version. Accepted and
-    rejected rows are spooled first, then the quarantine is committed, then the
-    data (whose commit marks the load as done), so a crash at any point leaves a
-    state that a re-run completes.
+    The load id hashes what was read (the files' contents; for a database, the
+    watermark range, or the rows themselves), the schema and the rules: an
+    unchanged input adds no dataset version. Accepted and rejected rows are
+    spooled first, then the quarantine is committed, then the data, whose commit
+    carries the load id and the new watermark in its own metadata and so marks
+    the load as done: a crash at any point leaves a state that a re-run completes
+    without repeating the load.
     """
     schema, frozen = resolve_schema(name, spec, rules, root)
     validator = Validator(schema=schema, rules=rules)
     validator.check_rules(f"source {name!r} (schemas/{name}.yaml)")
     connector = connector_for(name, spec, root)
-    files = connector.files()
-    ident = {
-        "format": LOAD_FORMAT,
-        "source": name,
-        "read": spec.model_dump(mode="json"),
-        "files": [(f.path, f.sha256) for f in files],
+    ident: dict[str, Any] = {
+        "format": LOAD_FORMAT, "source": name,
+        "read": spec.model_dump(mode="json", exclude={"password_env"}),
         "schema": list(schema.columns.items()),
         "rules": rules.model_dump(mode="json"),
     }
-    load_id = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    file_docs = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files]
-
     last = lake.last_write("sources", name)
-    done = catalog.load(load_id)
-    if last is not None and last.get("mlsd.write_id") == load_id and done:
+    mode, window, new_watermark = "overwrite", None, None
+    if isinstance(connector, SqlConnector):
+        chunk_rows = spec.chunk_rows
+        if spec.watermark:
+            mode = "append"
+            since = decode_watermark(last.get(WATERMARK)) if last else None
+            window = connector.plan(since)
+            new_watermark = window.high
+            if window.rows == 0:  # nothing new since the last load
+                connector.close()
+                if on_rows:
+                    on_rows(0)
+                return _nothing_new(name, lake, catalog, connector.info(window),
+                                    since, frozen)
+        infos = [connector.info(window)]
+        batches: Iterator = connector.read(list(schema.columns), window=window,
+                                           chunk_rows=chunk_rows)
+    else:
+        infos = connector.files()
+        batches = connector.read(list(schema.columns), chunk_rows=chunk_rows)
+    ident["inputs"] = [(f.path, f.sha256) for f in infos]
+    ident["window"] = None if window is None else [str(window.low),
+                                                   str(window.high)]
+    content_known = not (isinstance(connector, SqlConnector) and window is None)
+    load_id = _hash(ident) if content_known else None
+    file_docs = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in infos]
+
+    if load_id is not None and last is not None and last.get(
+            "mlsd.write_id") == load_id and (done := catalog.load(load_id)):
         if on_rows:
             on_rows(done["rows_in"])
-        return LoadResult(
-            source=name, load_id=load_id, dataset=f"sources/{name}",
-            version=done["version"], quarantine_version=done["quarantine_version"],
-            rows_in=done["rows_in"], rows_stored=done["rows_stored"],
-            rows_quarantined=done["rows_quarantined"], reasons=done["reasons"],
-            files=file_docs, skipped=True, schema_frozen=frozen)
+        return _from_catalog(name, done, file_docs, frozen)
 
-    spool = lake.root / "tmp" / load_id[:16]
+    spool = lake.root / "tmp" / f"{name}-{run_id}"
     shutil.rmtree(spool, ignore_errors=True)
     spool.mkdir(parents=True)
     acc_schema = accepted_schema(schema)
@@ -118,36 +172,57 @@ def load_source(
     per_file: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     messages: Counter[str] = Counter()
-    with pq.ParquetWriter(spool / "accepted.parquet", acc_schema) as acc_w, \
-            pq.ParquetWriter(spool / "rejected.parquet", QUARANTINE_SCHEMA) as rej_w:
-        for info, raw in connector.read(list(schema.columns), chunk_rows=chunk_rows):
-            out = validator.validate(raw, source=info.path, sha256=info.sha256,
-                                     load_id=load_id)
-            rows_in += raw.num_rows
-            rows_ok += out.accepted.num_rows
-            rows_bad += out.rejected.num_rows
-            per_file[info.path] += raw.num_rows
-            acc_w.write_batch(out.accepted)
-            if out.rejected.num_rows:
-                rej_w.write_batch(out.rejected)
-                for row in out.rejected.column("reasons").to_pylist():
-                    for r in row:
-                        reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
-                        if len(messages) < 10_000:
-                            messages[r["message"]] += 1
-            if on_rows:
-                on_rows(raw.num_rows)
+    content = hashlib.sha256()
+    # rows carry the load id, which a database snapshot only has once read: they
+    # are spooled with a placeholder that is filled in when committed
+    pending = load_id or "pending"
+    try:
+        with pq.ParquetWriter(spool / "accepted.parquet", acc_schema) as acc_w, \
+                pq.ParquetWriter(spool / "rejected.parquet",
+                                 QUARANTINE_SCHEMA) as rej_w:
+            for info, raw in batches:
+                if not content_known:
+                    sink = pa.BufferOutputStream()
+                    with pa.ipc.new_stream(sink, raw.schema) as w:
+                        w.write_batch(raw)
+                    content.update(sink.getvalue().to_pybytes())
+                out = validator.validate(raw, source=info.path, sha256=info.sha256,
+                                         load_id=pending)
+                rows_in += raw.num_rows
+                rows_ok += out.accepted.num_rows
+                rows_bad += out.rejected.num_rows
+                per_file[info.path] += raw.num_rows
+                acc_w.write_batch(out.accepted)
+                if out.rejected.num_rows:
+                    rej_w.write_batch(out.rejected)
+                    for row in out.rejected.column("reasons").to_pylist():
+                        for r in row:
+                            reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
+                            if len(messages) < 10_000:
+                                messages[r["message"]] += 1
+                if on_rows:
+                    on_rows(raw.num_rows)
+    finally:
+        if isinstance(connector, SqlConnector):
+            connector.close()
     assert rows_in == rows_ok + rows_bad, "validation lost rows"
+    if load_id is None:
+        ident["content"] = content.hexdigest()
+        load_id = _hash(ident)
+        if last is not None and last.get("mlsd.write_id") == load_id and (
+                done := catalog.load(load_id)):
+            shutil.rmtree(spool, ignore_errors=True)
+            return _from_catalog(name, done, file_docs, frozen)
 
     meta = {"mlsd.load_id": load_id, "mlsd.rows_in": str(rows_in)}
+    if new_watermark is not None:
+        meta[WATERMARK] = encode_watermark(new_watermark)
     q_version, _ = lake.write(
-        "quarantine", name, pq.ParquetFile(spool / "rejected.parquet"
-                                           ).iter_batches(),
-        schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta)
+        "quarantine", name, _with_load_id(spool / "rejected.parquet", load_id),
+        schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta, mode=mode)
     version, _ = lake.write(
-        "sources", name,
-        pq.ParquetFile(spool / "accepted.parquet").iter_batches(),
-        schema=acc_schema, write_id=load_id, metadata=meta)
+        "sources", name, _with_load_id(spool / "accepted.parquet", load_id),
+        schema=acc_schema, write_id=load_id, metadata=meta, mode=mode)
     shutil.rmtree(spool, ignore_errors=True)
 
     data_node = catalog.add_dataset_version("sources", name, version,
@@ -156,7 +231,7 @@ def load_source(
     q_node = catalog.add_dataset_version("quarantine", name, q_version,
                                          write_id=load_id, rows=rows_bad,
                                          run_id=run_id)
-    for f, doc in zip(files, file_docs, strict=True):
+    for f, doc in zip(infos, file_docs, strict=True):
         doc["rows"] = per_file[f.path]
         node = catalog.add_file(sha256=f.sha256, path=f.path, size=f.size)
         catalog.add_edge(node, data_node, "loaded_into", run_id)
@@ -165,12 +240,44 @@ def load_source(
         load_id=load_id, source=name, dataset=f"sources/{name}", version=version,
         quarantine_version=q_version, rows_in=rows_in, rows_stored=rows_ok,
         rows_quarantined=rows_bad, reasons=dict(reasons.most_common()),
-        files=file_docs, run_id=run_id)
+        files=file_docs, run_id=run_id,
+        watermark=encode_watermark(new_watermark))
     return LoadResult(
         source=name, load_id=load_id, dataset=f"sources/{name}", version=version,
         quarantine_version=q_version, rows_in=rows_in, rows_stored=rows_ok,
         rows_quarantined=rows_bad, reasons=dict(reasons.most_common()),
         files=file_docs, schema_frozen=frozen,
-        top_messages=[m for m, _ in messages.most_common(5)])
+        top_messages=[m for m, _ in messages.most_common(5)], mode=mode,
+        watermark=None if new_watermark is None else str(new_watermark))
 
 
+def _with_load_id(path: Path, load_id: str) -> Iterator[pa.RecordBatch]:
+    """The spooled batches, with their ``_load_id`` set to the final id."""
+    for batch in pq.ParquetFile(path).iter_batches():
+        i = batch.schema.get_field_index("_load_id")
+        yield batch.set_column(i, "_load_id",
+                               pa.array([load_id] * batch.num_rows, pa.string()))
+
+
+def _from_catalog(name: str, done: dict, file_docs: list[dict], frozen: bool
+                  ) -> LoadResult:
+    return LoadResult(
+        source=name, load_id=done["load_id"], dataset=f"sources/{name}",
+        version=done["version"], quarantine_version=done["quarantine_version"],
+        rows_in=done["rows_in"], rows_stored=done["rows_stored"],
+        rows_quarantined=done["rows_quarantined"], reasons=done["reasons"],
+        files=done["files"] or file_docs, skipped=True, schema_frozen=frozen,
+        watermark=decode_watermark(done.get("watermark")))
+
+
+def _nothing_new(name: str, lake: Lake, catalog: Catalog, info: FileInfo,
+                 since: Any, frozen: bool) -> LoadResult:
+    last = lake.last_write("sources", name)
+    return LoadResult(
+        source=name, load_id=(last or {}).get("mlsd.write_id", ""),
+        dataset=f"sources/{name}", version=lake.version("sources", name),
+        quarantine_version=lake.version("quarantine", name), rows_in=0,
+        rows_stored=0, rows_quarantined=0, reasons={},
+        files=[{"path": info.path, "sha256": info.sha256, "size": 0, "rows": 0}],
+        skipped=True, schema_frozen=frozen, mode="append",
+        watermark=None if since is None else str(since))

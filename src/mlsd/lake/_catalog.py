@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS loads (
     version INTEGER NOT NULL, quarantine_version INTEGER,
     rows_in INTEGER NOT NULL, rows_stored INTEGER NOT NULL,
     rows_quarantined INTEGER NOT NULL, reasons TEXT, files TEXT,
-    run_id TEXT, created_at TEXT NOT NULL);
+    run_id TEXT, created_at TEXT NOT NULL, watermark TEXT);
 CREATE TABLE IF NOT EXISTS dataset_versions (
     dataset TEXT NOT NULL, version INTEGER NOT NULL, write_id TEXT,
     rows INTEGER, run_id TEXT, created_at TEXT NOT NULL,
@@ -69,6 +69,9 @@ class Catalog:
         con.row_factory = sqlite3.Row
         try:
             con.executescript(_SCHEMA)
+            cols = {r[1] for r in con.execute("PRAGMA table_info(loads)")}
+            if "watermark" not in cols:  # catalogs made before watermarks
+                con.execute("ALTER TABLE loads ADD COLUMN watermark TEXT")
             with con:
                 yield con
         finally:
@@ -125,14 +128,24 @@ class Catalog:
     def add_load(self, *, load_id: str, source: str, dataset: str, version: int,
                  quarantine_version: int | None, rows_in: int, rows_stored: int,
                  rows_quarantined: int, reasons: dict[str, int],
-                 files: list[dict[str, Any]], run_id: str) -> None:
+                 files: list[dict[str, Any]], run_id: str,
+                 watermark: str | None = None) -> None:
         with self._db() as con:
             con.execute(
-                "INSERT OR IGNORE INTO loads VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO loads VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (load_id, source, dataset, version, quarantine_version, rows_in,
                  rows_stored, rows_quarantined, json.dumps(reasons),
-                 json.dumps(files), run_id, now()),
+                 json.dumps(files), run_id, now(), watermark),
             )
+
+    def last_watermark(self, source: str) -> str | None:
+        """The watermark of the source's latest load (JSON text), if any."""
+        with self._db() as con:
+            row = con.execute(
+                "SELECT watermark FROM loads WHERE source = ? AND watermark IS NOT "
+                "NULL ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (source,)).fetchone()
+        return row["watermark"] if row else None
 
     def load(self, load_id: str) -> dict[str, Any] | None:
         with self._db() as con:
@@ -148,8 +161,9 @@ class Catalog:
     def loads_for(self, dataset: str, version: int) -> list[dict[str, Any]]:
         with self._db() as con:
             rows = con.execute(
-                "SELECT load_id FROM loads WHERE dataset = ? AND version = ?",
-                (dataset, version)).fetchall()
+                "SELECT load_id FROM loads WHERE dataset = ? AND version <= ? "
+            "AND (version = ? OR watermark IS NOT NULL) ORDER BY version",
+                (dataset, version, version)).fetchall()
         return [self.load(r["load_id"]) for r in rows]
 
     # artifacts ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from ._models import (
     ProjectSpec,
     SourceSpec,
     SplitSpec,
+    SqlSourceSpec,
     ValidateSpec,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "ProjectSpec",
     "SourceSpec",
     "SplitSpec",
+    "SqlSourceSpec",
     "ValidateSpec",
     "find_spec_file",
     "json_schema",

@@ -84,7 +84,8 @@ def parse_spec(data: Any, *, source: str = SPEC_FILE) -> ProjectSpec:
         ) from None
 
 
-_UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "none", "list[any]"}
+_UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "none", "list[any]",
+               "file", "sql"}
 
 
 def load_spec(path: str | Path) -> ProjectSpec:

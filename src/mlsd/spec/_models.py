@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 ColumnType = Literal["string", "int64", "float64", "bool", "timestamp"]
 """The logical column types a data schema can declare."""
@@ -95,6 +102,45 @@ class SourceSpec(_Strict):
             reader_schema=root / self.reader_schema if self.reader_schema else None,
             proto=root / self.proto if self.proto else None, message=self.message,
             trusted=self.trusted)
+
+
+class SqlSourceSpec(_Strict):
+    """A table or query of a SQL database (PostgreSQL, MySQL/MariaDB, SQLite)."""
+
+    url: str = Field(description="SQLAlchemy URL, e.g. "
+                     "postgresql+psycopg://user@127.0.0.1/shop; keep the password "
+                     "out of it and name `password_env` instead.")
+    table: str | None = Field(default=None, description="A table to read.")
+    query: str | None = Field(default=None, description="Or a SELECT to read.")
+    db_schema: str | None = Field(default=None, alias="schema",
+                                  description="The table's schema (namespace).")
+    watermark: str | None = Field(
+        default=None, description="A column that grows with new rows: only rows "
+        "above the last loaded value are read, and each load is appended.")
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the password.")
+    key: str | None = Field(default=None, description="Column identifying a row.")
+    chunk_rows: int = Field(default=50_000, ge=1, description="Rows per fetch.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SqlSourceSpec:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        return self
+
+
+def _source_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "sql" if "url" in value else "file"
+    return "sql" if isinstance(value, SqlSourceSpec) else "file"
+
+
+AnySource = Annotated[
+    Annotated[SourceSpec, Tag("file")] | Annotated[SqlSourceSpec, Tag("sql")],
+    Discriminator(_source_kind),
+]
 
 
 class ValidateSpec(_Strict):
@@ -249,7 +295,7 @@ class ProjectSpec(_Strict):
 
     name: str = Field(min_length=1)
     problem: ProblemSpec
-    sources: dict[str, SourceSpec] = Field(min_length=1)
+    sources: dict[str, AnySource] = Field(min_length=1)
     validate_: ValidateSpec = Field(default_factory=ValidateSpec, alias="validate")
     dataset: DatasetSpec | None = None
     split: SplitSpec = Field(default_factory=SplitSpec)
