@@ -26,3 +26,19 @@ def run_cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".mlsd"))
     return dst
+
+
+def require_service(name: str, port: int, host: str = "127.0.0.1") -> None:
+    """Skip when a server is not answering, or fail under MLSD_REQUIRE_SERVICES=1."""
+    import socket
+
+    import pytest
+
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as err:
+        reason = f"{name} is not answering on {host}:{port} ({err})"
+    if os.environ.get("MLSD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}, and MLSD_REQUIRE_SERVICES=1 asks for it")
+    pytest.skip(reason)

@@ -151,7 +151,7 @@ class SqlConnector:
         # the user's SELECT, wrapped so the watermark filter and order apply to it
         with self._connect() as con:
             result = con.execute(sa.text(f"SELECT * FROM ({self.query}) AS q LIMIT 0"))
-            names = list(result.keys())
+            names = [str(k) for k in result.keys()]
         return sa.text(self.query).columns(*[sa.column(n) for n in names]).subquery(
             "q")
 
@@ -162,13 +162,14 @@ class SqlConnector:
             raise DataError(f"cannot connect to {self.display}: {err.orig}") from None
 
     def columns(self) -> list[str]:
-        return [c.name for c in self._selectable().columns]
+        # plain str: SQLAlchemy's quoted_name would leak into YAML and JSON
+        return [str(c.name) for c in self._selectable().columns]
 
     def arrow_types(self) -> dict[str, pa.DataType] | None:
         sel = self._selectable()
         if self.table is None:
             return None
-        return {c.name: arrow_type(c.type) for c in sel.columns}
+        return {str(c.name): arrow_type(c.type) for c in sel.columns}
 
     def _wm(self, sel: sa.FromClause) -> sa.ColumnElement:
         if self.watermark not in sel.columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
@@ -11,7 +12,7 @@ from typing import get_args
 import pyarrow as pa
 import yaml
 
-from ..connectors import FileConnector
+from ..connectors import FileConnector, SqlConnector
 from ..errors import SchemaError
 from ..spec import ColumnType
 from ._coerce import ARROW_TYPES, infer_type_any
@@ -87,17 +88,19 @@ def save_schema(root: Path, source: str, schema: DataSchema) -> Path:
     return path
 
 
-def infer_schema(connector: FileConnector, *, null_values: list[str],
+def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[str],
                  threshold: float, sample_rows: int = INFER_SAMPLE_ROWS
                  ) -> DataSchema:
     """Infer a schema by a per-column type vote over the first rows."""
     columns = connector.columns()
     batches, n = [], 0
-    for _, batch in connector.read(columns, chunk_rows=min(sample_rows, 50_000)):
-        batches.append(batch)
-        n += batch.num_rows
-        if n >= sample_rows:
-            break
+    reader = connector.read(columns, chunk_rows=min(sample_rows, 50_000))
+    with closing(reader):  # stop reading (and close a cursor) once sampled
+        for _, batch in reader:
+            batches.append(batch)
+            n += batch.num_rows
+            if n >= sample_rows:
+                break
     table = pa.Table.from_batches(batches) if batches else None
     types = {}
     for col in columns:
@@ -107,8 +110,11 @@ def infer_schema(connector: FileConnector, *, null_values: list[str],
         ok_rows = table.filter(table.column("_error").is_null())
         types[col] = infer_type_any(ok_rows.column(col).combine_chunks(), threshold,
                                     null_values)
-    files = connector.files()
-    origin = {"inferred_from": ", ".join(f.path for f in files),
+    if hasattr(connector, "files"):
+        where = ", ".join(f.path for f in connector.files())
+    else:
+        where = connector.display
+    origin = {"inferred_from": where,
               "rows_sampled": str(min(n, sample_rows)),
               "threshold": str(threshold)}
     return DataSchema(types, origin)
