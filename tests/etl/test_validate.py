@@ -118,3 +118,36 @@ def test_typed_columns_coerce_without_loss():
     assert vals.to_pylist() == ['{"a":1}', None]
     vals, bad = coerce_any(pa.array(["NA", "7"]), "int64", ["NA"])
     assert vals.to_pylist() == [None, 7] and not bad.any()
+
+
+def test_patterns_unique_keys_and_sql_checks():
+    schema = DataSchema({"id": "string", "email": "string", "paid": "float64",
+                         "total": "float64"})
+    rules = ValidateSpec(patterns={"email": r"^[^@\s]+@[^@\s]+\.[a-z]+$"},
+                         unique=["id"], checks={"paid_le_total": "paid <= total"})
+    v = Validator(schema=schema, rules=rules)
+    v.check_rules("src")
+    first = _raw({"id": ["1", "2", "2", "3"],
+                  "email": ["a@b.org", "nope", "c@d.org", None],
+                  "paid": ["1", "1", "1", "5"], "total": ["2", "2", "2", "4"]})
+    out = v.validate(first, source="s", sha256="h", load_id="L")
+    got = {r["_line"]: [(x["column"], x["rule"]) for x in r["reasons"]]
+           for r in out.rejected.to_pylist()}
+    # row 2 fails its pattern, so row 3 may claim id 2; row 4 fails the check
+    assert got == {2: [("email", "pattern")], 4: [(None, "check")]}
+    assert out.accepted.column("id").to_pylist() == ["1", "2"]
+    # keys are remembered across the batches of one load
+    second = _raw({"id": ["1", "9"], "email": ["x@y.org", "z@y.org"],
+                   "paid": ["0", "0"], "total": ["1", "1"]})
+    out = v.validate(second, source="s", sha256="h", load_id="L")
+    assert [r["_line"] for r in out.rejected.to_pylist()] == [1]
+    assert out.rejected.to_pylist()[0]["reasons"][0]["rule"] == "unique"
+
+
+def test_bad_sql_check_is_a_spec_error():
+    v = Validator(schema=DataSchema({"a": "int64"}),
+                  rules=ValidateSpec(checks={"c": "b > 1"}))
+    with pytest.raises(SpecError, match="validate.checks.c"):
+        v.check_rules("src")
+    with pytest.raises(Exception, match="no ';'"):
+        ValidateSpec(checks={"c": "a > 1; DROP TABLE x"})

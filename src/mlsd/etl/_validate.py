@@ -111,6 +111,17 @@ class Validator:
                         f"validate.{rule}: column {name!r} is not in the schema of "
                         f"{where} (columns: {', '.join(cols)})"
                     )
+        for name in [*self.rules.patterns, *self.rules.unique]:
+            if name not in cols:
+                raise SpecError(
+                    f"validate: column {name!r} is not in the schema of {where} "
+                    f"(columns: {', '.join(cols)})")
+        for name in self.rules.patterns:
+            if cols[name] != "string":
+                raise SpecError(f"validate.patterns.{name}: column {name!r} is "
+                                f"{cols[name]}, a pattern needs text")
+        if self.rules.checks:
+            self._check_sql(pa.Table.from_pylist([], schema=self.schema.arrow()))
         for name in self.rules.ranges:
             if cols[name] not in ("int64", "float64", "timestamp"):
                 raise SpecError(
@@ -168,7 +179,70 @@ class Validator:
                 # a missing value is the business of `required`, not `allowed`
                 out = ~np.asarray(inset.fill_null(True)) & ~missing
                 _flag(reasons, out, values, col, "allowed", "not in the allowed values")
+        for col, pattern in self.rules.patterns.items():
+            values = typed[col]
+            ok = pc.match_substring_regex(values, pattern).fill_null(True)
+            _flag(reasons, ~np.asarray(ok), values, col, "pattern",
+                  f"does not match {pattern!r}")
+        if self.rules.checks:
+            failed = self._check_sql(pa.table(typed))
+            for name, mask in failed.items():
+                for i in np.flatnonzero(mask):
+                    if any(r[1] in ("type", "parse") for r in reasons[i]):
+                        continue  # the check saw a null where the value was bad
+                    reasons[i].append((None, "check", f"check {name!r} is false: "
+                                       f"{self.rules.checks[name]}"))
+        if self.rules.unique:
+            self._check_unique(typed, reasons)
         return typed, reasons
+
+    def _check_sql(self, table: pa.Table) -> dict[str, np.ndarray]:
+        """Evaluate the spec's SQL checks on typed rows with DuckDB.
+
+        The expressions come from the spec (the user's own file); they run on an
+        in-memory view of the batch, in a connection that holds nothing else.
+        """
+        import duckdb
+
+        from ..errors import SpecError
+
+        con = duckdb.connect()
+        try:
+            con.register("batch", table)
+            out = {}
+            for name, expr in self.rules.checks.items():
+                try:
+                    res = con.sql(f"SELECT coalesce(({expr}), false) AS ok FROM batch"
+                                  ).to_arrow_table()
+                except duckdb.Error as err:
+                    raise SpecError(f"validate.checks.{name}: the expression "
+                                    f"{expr!r} fails: {err}") from None
+                out[name] = ~np.asarray(res.column("ok").to_numpy(
+                    zero_copy_only=False), dtype=bool)
+            return out
+        finally:
+            con.close()
+
+    def _check_unique(self, typed: dict[str, pa.Array],
+                      reasons: list[list[tuple]]) -> None:
+        """Flag rows whose unique key was already seen in this load."""
+        cols = self.rules.unique
+        if not hasattr(self, "_seen"):
+            self._seen: set[tuple] = set()  # keys of this load so far
+        seen = self._seen
+        keys = zip(*[typed[c].to_pylist() for c in cols], strict=True)
+        label = ", ".join(cols)
+        for i, key in enumerate(keys):
+            if any(v is None for v in key) or reasons[i]:
+                # a missing key part is the business of `required`, and a row
+                # rejected for another reason does not claim its key
+                continue
+            if key in seen:
+                reasons[i].append((cols[0], "unique",
+                                   f"{label}: {_fmt(key if len(key) > 1 else key[0])}"
+                                   f" repeats a row already loaded"))
+            else:
+                seen.add(key)
 
     def validate(self, raw: pa.RecordBatch, *, source: str, sha256: str,
                  load_id: str) -> Validated:

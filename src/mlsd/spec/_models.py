@@ -149,6 +149,16 @@ class ValidateSpec(_Strict):
     required: list[str] = Field(default_factory=list)
     ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     allowed: dict[str, list[Any]] = Field(default_factory=dict)
+    patterns: dict[str, str] = Field(
+        default_factory=dict, description="Text columns and the regular expression "
+        "(RE2 syntax) their values must match.")
+    unique: list[str] = Field(
+        default_factory=list, description="Columns whose values, together, must "
+        "not repeat within a load; a repeat is quarantined (the first is kept).")
+    checks: dict[str, str] = Field(
+        default_factory=dict, description="Named SQL boolean expressions over a "
+        "row (DuckDB syntax), e.g. `paid_after_order: paid_at >= created_at`; a "
+        "row where one is false is quarantined.")
     null_values: list[str] = Field(
         default_factory=lambda: ["", "NA", "N/A", "null", "NULL", "None"],
         description="Raw text values read as missing.",
@@ -160,6 +170,22 @@ class ValidateSpec(_Strict):
         description="Share of non-missing values that must parse as a type for "
         "schema inference to choose it (a robust vote).",
     )
+
+
+    @model_validator(mode="after")
+    def _check_patterns(self) -> ValidateSpec:
+        import re
+
+        for col, pattern in self.patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"patterns.{col}: not a valid regular expression: "
+                                 f"{err}") from None
+        for name, expr in self.checks.items():
+            if ";" in expr:
+                raise ValueError(f"checks.{name}: one boolean expression, no ';'")
+        return self
 
 
 class DatasetSpec(_Strict):
