@@ -131,11 +131,18 @@ def load_source(
         "rules": rules.model_dump(mode="json"),
     }
     last = lake.last_write("sources", name)
-    mode, window, new_watermark = "overwrite", None, None
+    window, new_watermark = None, None
+    mode = spec.load or ("append" if getattr(spec, "watermark", None)
+                         else "overwrite")
+    key = [spec.key] if spec.key else None
+    if mode == "upsert":
+        # one row per key in a load: a merge cannot apply two rows to one key
+        rules = rules.model_copy(update={"unique": list(dict.fromkeys(
+            [*rules.unique, spec.key]))})
+        validator = Validator(schema=schema, rules=rules)
     if isinstance(connector, SqlConnector):
         chunk_rows = spec.chunk_rows
         if spec.watermark:
-            mode = "append"
             since = decode_watermark(last.get(WATERMARK)) if last else None
             window = connector.plan(since)
             new_watermark = window.high
@@ -219,10 +226,11 @@ def load_source(
         meta[WATERMARK] = encode_watermark(new_watermark)
     q_version, _ = lake.write(
         "quarantine", name, _with_load_id(spool / "rejected.parquet", load_id),
-        schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta, mode=mode)
+        schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
+        mode="overwrite" if mode == "overwrite" else "append")
     version, _ = lake.write(
         "sources", name, _with_load_id(spool / "accepted.parquet", load_id),
-        schema=acc_schema, write_id=load_id, metadata=meta, mode=mode)
+        schema=acc_schema, write_id=load_id, metadata=meta, mode=mode, key=key)
     shutil.rmtree(spool, ignore_errors=True)
 
     data_node = catalog.add_dataset_version("sources", name, version,

@@ -18,6 +18,11 @@ WRITE_ID = "mlsd.write_id"
 AREAS = ("sources", "quarantine", "splits", "scored")
 
 
+def _quote(name: str) -> str:
+    """A column name as a quoted SQL identifier (for merge predicates)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class Lake:
     """The project's versioned tables.
 
@@ -80,8 +85,12 @@ class Lake:
         schema: pa.Schema | None = None,
         mode: str = "overwrite",
         metadata: dict[str, str] | None = None,
+        key: list[str] | None = None,
     ) -> tuple[int, bool]:
         """Write ``data`` as one commit unless the last commit has ``write_id``.
+
+        ``mode`` is ``overwrite``, ``append``, or ``upsert`` (a merge on ``key``:
+        rows whose key exists replace the stored row, the others are inserted).
 
         Returns
         -------
@@ -98,6 +107,17 @@ class Lake:
         path = self.path(area, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         props = {WRITE_ID: write_id, **(metadata or {})}
+        if mode == "upsert":
+            if not key:
+                raise LakeError(f"an upsert into {area}/{name} needs a key")
+            if last is not None:
+                on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in key)
+                self._table(area, name).merge(
+                    source=data, predicate=on, source_alias="s", target_alias="t",
+                    commit_properties=CommitProperties(custom_metadata=props),
+                ).when_matched_update_all().when_not_matched_insert_all().execute()
+                return self._table(area, name).version(), True
+            mode = "overwrite"  # the first load creates the table
         write_deltalake(
             str(path),
             data,

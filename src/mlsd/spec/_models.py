@@ -91,6 +91,15 @@ class SourceSpec(_Strict):
     trusted: bool = Field(
         default=False, description="Pickle: loading a pickle runs code from its "
         "author; only a source marked trusted is loaded.")
+    load: Literal["overwrite", "append", "upsert"] = Field(
+        default="overwrite", description="How a load lands: replace the dataset "
+        "(the files are the whole truth), add to it, or merge on `key`.")
+
+    @model_validator(mode="after")
+    def _upsert_key(self) -> SourceSpec:
+        if self.load == "upsert" and not self.key:
+            raise ValueError("load 'upsert' needs `key`: the column to merge on")
+        return self
 
     def format_options(self, root: Path):
         """The reader options of this source (paths resolved under ``root``)."""
@@ -121,6 +130,10 @@ class SqlSourceSpec(_Strict):
         default=None, description="Environment variable holding the password.")
     key: str | None = Field(default=None, description="Column identifying a row.")
     chunk_rows: int = Field(default=50_000, ge=1, description="Rows per fetch.")
+    load: Literal["overwrite", "append", "upsert"] | None = Field(
+        default=None, description="How a load lands; by default append with a "
+        "watermark (only new rows are read), else overwrite (a snapshot). Use "
+        "upsert with an `updated_at` watermark to take changed rows too.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -128,6 +141,11 @@ class SqlSourceSpec(_Strict):
     def _one_of(self) -> SqlSourceSpec:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of `table` or `query`")
+        if self.load == "upsert" and not self.key:
+            raise ValueError("load 'upsert' needs `key`: the column to merge on")
+        if self.load == "append" and not self.watermark:
+            raise ValueError("load 'append' needs a `watermark`, or every run would "
+                             "add the whole table again")
         return self
 
 
