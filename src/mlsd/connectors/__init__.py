@@ -3,12 +3,14 @@
 A connector lists its inputs (with content hashes, for lineage and idempotent
 loads) and streams them as raw batches from :mod:`mlsd.formats`. The spine has the
 file connector (a path or glob) and the SQL connector (a table or query, read
-in server-side chunks, incrementally by a watermark); REST APIs and brokers plug
-in with the same shape.
+in server-side chunks, incrementally by a watermark) and the REST connector
+(JSON pages, paginated, with retries and a rate limit); brokers plug in with
+the same shape.
 """
 
 from ._files import FileConnector, FileInfo, sha256_file
+from ._rest import RestConnector
 from ._sql import SqlConnector, WatermarkRange
 
-__all__ = ["FileConnector", "FileInfo", "SqlConnector", "WatermarkRange",
-           "sha256_file"]
+__all__ = ["FileConnector", "FileInfo", "RestConnector", "SqlConnector",
+           "WatermarkRange", "sha256_file"]

@@ -15,9 +15,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..connectors import FileConnector, FileInfo, SqlConnector
+from ..connectors import FileConnector, FileInfo, RestConnector, SqlConnector
 from ..lake import Catalog, Lake
-from ..spec import SourceSpec, SqlSourceSpec, ValidateSpec
+from ..spec import RestSourceSpec, SourceSpec, SqlSourceSpec, ValidateSpec
 from ._schema import DataSchema, infer_schema, load_schema, save_schema
 from ._validate import QUARANTINE_SCHEMA, Validator, accepted_schema
 
@@ -49,9 +49,12 @@ class LoadResult:
         return asdict(self)
 
 
-def connector_for(name: str, spec: SourceSpec | SqlSourceSpec, root: Path
-                  ) -> FileConnector | SqlConnector:
+def connector_for(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
+                  root: Path) -> FileConnector | SqlConnector | RestConnector:
     """The connector a source spec describes."""
+    if isinstance(spec, RestSourceSpec):
+        return RestConnector(**spec.model_dump(exclude={"key", "load", "endpoint"}),
+                             url=spec.endpoint)
     if isinstance(spec, SqlSourceSpec):
         return SqlConnector(url=spec.url, table=spec.table, query=spec.query,
                             schema=spec.db_schema, watermark=spec.watermark,
@@ -155,13 +158,18 @@ def load_source(
         infos = [connector.info(window)]
         batches: Iterator = connector.read(list(schema.columns), window=window,
                                            chunk_rows=chunk_rows)
+    elif isinstance(connector, RestConnector):
+        infos = [connector.info()]
+        batches = connector.read(list(schema.columns), chunk_rows=chunk_rows)
     else:
         infos = connector.files()
         batches = connector.read(list(schema.columns), chunk_rows=chunk_rows)
     ident["inputs"] = [(f.path, f.sha256) for f in infos]
     ident["window"] = None if window is None else [str(window.low),
                                                    str(window.high)]
-    content_known = not (isinstance(connector, SqlConnector) and window is None)
+    # files have a hash before reading, a watermark window bounds its rows; a
+    # database snapshot or an API is known only once read: its content is hashed
+    content_known = isinstance(connector, FileConnector) or window is not None
     load_id = _hash(ident) if content_known else None
     file_docs = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in infos]
 

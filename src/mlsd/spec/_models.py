@@ -149,14 +149,56 @@ class SqlSourceSpec(_Strict):
         return self
 
 
+class RestSourceSpec(_Strict):
+    """A JSON API read page by page."""
+
+    endpoint: str = Field(description="URL of the first page.")
+    records: str | None = Field(default=None, description="Dotted path to the "
+                                "list of records in a page (e.g. data.items).")
+    pagination: Literal["none", "page", "offset", "cursor", "link"] = "none"
+    page_param: str = "page"
+    offset_param: str = "offset"
+    size_param: str | None = Field(default=None, description="Query parameter "
+                                   "for the page size (e.g. per_page).")
+    page_size: int | None = Field(default=None, ge=1)
+    cursor_param: str = "cursor"
+    cursor_path: str | None = Field(default=None, description="Dotted path of "
+                                    "the next cursor in a page.")
+    start_page: int = 1
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with "
+                                    "every request; ${NAME} is read from the "
+                                    "environment (tokens stay out of the spec).")
+    params: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: float | None = Field(default=None, gt=0,
+                                     description="Requests per second at most.")
+    retries: int = Field(default=5, ge=0)
+    backoff: float = Field(default=0.5, ge=0, description="Seconds, doubled at "
+                           "each retry (or the server's Retry-After).")
+    timeout: float = Field(default=30.0, gt=0)
+    max_pages: int | None = Field(default=None, ge=1)
+    key: str | None = None
+    load: Literal["overwrite", "append", "upsert"] = "overwrite"
+
+    @model_validator(mode="after")
+    def _check(self) -> RestSourceSpec:
+        if self.pagination == "cursor" and not self.cursor_path:
+            raise ValueError("pagination 'cursor' needs `cursor_path`")
+        if self.load == "upsert" and not self.key:
+            raise ValueError("load 'upsert' needs `key`: the column to merge on")
+        return self
+
+
 def _source_kind(value: Any) -> str:
     if isinstance(value, dict):
+        if "endpoint" in value:
+            return "rest"
         return "sql" if "url" in value else "file"
-    return "sql" if isinstance(value, SqlSourceSpec) else "file"
+    return {SqlSourceSpec: "sql", RestSourceSpec: "rest"}.get(type(value), "file")
 
 
 AnySource = Annotated[
-    Annotated[SourceSpec, Tag("file")] | Annotated[SqlSourceSpec, Tag("sql")],
+    Annotated[SourceSpec, Tag("file")] | Annotated[SqlSourceSpec, Tag("sql")]
+    | Annotated[RestSourceSpec, Tag("rest")],
     Discriminator(_source_kind),
 ]
 
