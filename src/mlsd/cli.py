@@ -41,10 +41,13 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Check the project spec (mlsd.yaml) or print its "
                        "JSON Schema.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Rows rejected by validation, with their "
+                             "reasons.", no_args_is_help=True)
 schema_app = typer.Typer(help="The data schemas of the sources.",
                          no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 app.add_typer(schema_app, name="schema")
+app.add_typer(quarantine_app, name="quarantine")
 
 def _width(stream) -> int | None:
     # Piped output is not cut at 80 columns: tables stay readable in logs.
@@ -467,6 +470,62 @@ def export(
         return
     out.print(f"wrote {res['rows']} rows of {res['dataset']}@{res['version']} as "
               f"{format} -> {res['output']}")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    source: Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")],
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(help="Rows to show at most.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a source's rejected rows: file, line, every reason, the raw record.
+
+    Example: mlsd quarantine show posts_log --limit 10
+    """
+    from .etl import quarantine_rows
+
+    project = _project(config)
+    rows = quarantine_rows(project.lake, source, limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print(f"quarantine of {source} is empty")
+        return
+    t = Table(title=f"Quarantine of {source} (first {len(rows)})",
+              title_justify="left", show_lines=True)
+    for c in ("file", "line", "reasons", "raw record"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        reasons = "\n".join(x["message"] for x in r["reasons"])
+        raw = (r["raw"] or "")[:160]
+        t.add_row(r["_source"], str(r["_line"]), reasons, raw)
+    out.print(t)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    source: Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a source's quarantined rows again, after fixing the schema,
+    the rules or the data; rows that pass join the dataset.
+
+    Example: mlsd quarantine replay posts_log
+    """
+    from .pipeline import replay_quarantine
+
+    res = replay_quarantine(_project(config), source)
+    if as_json:
+        _print_json(res)
+        return
+    out.print(f"replayed {res['replayed']} rows of {source}: {res['accepted']} "
+              f"accepted (sources/{source}@{res['version']}), "
+              f"{res['still_quarantined']} still quarantined "
+              f"(quarantine/{source}@{res['quarantine_version']})"
+              + (" (already replayed: nothing changed)" if res["skipped"] else ""))
 
 
 @spec_app.command("check")

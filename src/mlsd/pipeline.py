@@ -153,6 +153,23 @@ def _load_one(project: Project, name: str, run_id: str, rep: Reporter
     return res
 
 
+def replay_quarantine(project: Project, source: str) -> dict[str, Any]:
+    """Re-validate a source's quarantined rows with its current schema and rules;
+    rows that pass join the dataset, the others stay with their reasons."""
+    from .etl import replay
+
+    spec = project.spec
+    if source not in spec.sources:
+        raise SpecError(f"unknown source {source!r}; sources are "
+                        f"{', '.join(spec.sources)}")
+    schema, _ = resolve_schema(source, spec.sources[source], spec.validate_,
+                               project.root)
+    run_id = "q" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return replay(source, spec.sources[source], spec.validate_, schema,
+                  root=project.root, lake=project.lake, catalog=project.catalog,
+                  run_id=run_id)
+
+
 def sql(project: Project, query: str) -> pa.Table:
     """Run a SQL query on DuckDB over the latest version of every source.
 

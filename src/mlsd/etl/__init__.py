@@ -17,6 +17,7 @@ from ._coerce import (
 )
 from ._export import EXTENSIONS, export_dataset, parse_dataset
 from ._load import LoadResult, connector_for, load_source, resolve_schema
+from ._quarantine import quarantine_rows, replay
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
 from ._validate import (
     LOAD_ID,
@@ -53,6 +54,8 @@ __all__ = [
     "load_source",
     "nullify",
     "parse_dataset",
+    "quarantine_rows",
+    "replay",
     "resolve_schema",
     "save_schema",
     "schema_path",
