@@ -31,8 +31,10 @@ from .etl import (
     QUARANTINE_SCHEMA,
     DataSchema,
     LoadResult,
+    Transformer,
     Validator,
     load_source,
+    logical_type,
     resolve_schema,
 )
 from .features import FeaturePipeline
@@ -146,7 +148,7 @@ def _load_one(project: Project, name: str, run_id: str, rep: Reporter
         res = load_source(name, spec.sources[name], spec.validate_,
                           root=project.root, lake=project.lake,
                           catalog=project.catalog, run_id=run_id,
-                          on_rows=st.advance)
+                          on_rows=st.advance, transform=spec.transform)
         st.note(f"{res.rows_in} read, {res.rows_stored} stored, "
                 f"{res.rows_quarantined} quarantined"
                 + (" (nothing new: no new version)" if res.skipped else ""))
@@ -198,14 +200,19 @@ def union_schema(project: Project, sources: list[str]) -> DataSchema:
                 raise SchemaError(
                     f"column {c!r} is {cols[c]} in one source and {t} in "
                     f"{name!r}; the sources of dataset.union must agree")
+    base = DataSchema(dict(cols))
+    for f in Transformer(spec=spec.transform, schema=base).derived_fields():
+        cols[f.name] = logical_type(f.type)
     return DataSchema(cols)
 
 
 def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
     """The raw fields a prediction request carries: every column but the target."""
     target = spec.problem.target
-    cols = {c: t for c, t in schema.columns.items() if c != target}
-    return {"columns": cols,
+    derived = dict(spec.transform.derive)
+    cols = {c: t for c, t in schema.columns.items() if c != target
+            and c not in derived}
+    return {"columns": cols, "derive": derived,
             "required": [c for c in spec.validate_.required if c in cols],
             "key": spec.key, "target": target,
             "null_values": list(spec.validate_.null_values)}

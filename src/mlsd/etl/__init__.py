@@ -13,12 +13,14 @@ from ._coerce import (
     coerce_any,
     infer_type,
     infer_type_any,
+    logical_type,
     nullify,
 )
 from ._export import EXTENSIONS, export_dataset, parse_dataset
 from ._load import LoadResult, connector_for, load_source, resolve_schema
 from ._quarantine import quarantine_rows, replay
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
+from ._transform import Transformer
 from ._validate import (
     LOAD_ID,
     PROVENANCE,
@@ -35,6 +37,7 @@ __all__ = [
     "LOAD_ID",
     "PROVENANCE",
     "QUARANTINE_SCHEMA",
+    "Transformer",
     "SOURCE",
     "SOURCE_SHA",
     "EXTENSIONS",
@@ -52,6 +55,7 @@ __all__ = [
     "infer_type_any",
     "load_schema",
     "load_source",
+    "logical_type",
     "nullify",
     "parse_dataset",
     "quarantine_rows",

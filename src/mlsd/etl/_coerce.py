@@ -217,6 +217,11 @@ def infer_type_any(arr: pa.Array, threshold: float, null_values: list[str]) -> s
     t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return infer_type(nullify(pc.cast(arr, pa.string()), null_values), threshold)
+    return logical_type(t)
+
+
+def logical_type(t: pa.DataType) -> str:
+    """The logical column type of an Arrow type."""
     if pa.types.is_boolean(t):
         return "bool"
     if pa.types.is_integer(t):

@@ -17,9 +17,16 @@ import pyarrow.parquet as pq
 
 from ..connectors import FileConnector, FileInfo, RestConnector, SqlConnector
 from ..lake import Catalog, Lake
-from ..spec import RestSourceSpec, SourceSpec, SqlSourceSpec, ValidateSpec
+from ..spec import (
+    RestSourceSpec,
+    SourceSpec,
+    SqlSourceSpec,
+    TransformSpec,
+    ValidateSpec,
+)
 from ._schema import DataSchema, infer_schema, load_schema, save_schema
-from ._validate import QUARANTINE_SCHEMA, Validator, accepted_schema
+from ._transform import Transformer
+from ._validate import QUARANTINE_SCHEMA, Validator
 
 LOAD_FORMAT = "1"  # bump when the stored layout changes, so loads are redone
 WATERMARK = "mlsd.watermark"
@@ -112,6 +119,7 @@ def load_source(
     run_id: str,
     chunk_rows: int = 50_000,
     on_rows: Callable[[int], None] | None = None,
+    transform: TransformSpec | None = None,
 ) -> LoadResult:
     """Extract, validate and store one source as one atomic lake commit.
 
@@ -124,7 +132,8 @@ def load_source(
     without repeating the load.
     """
     schema, frozen = resolve_schema(name, spec, rules, root)
-    validator = Validator(schema=schema, rules=rules)
+    transformer = Transformer(spec=transform, schema=schema) if transform else None
+    validator = Validator(schema=schema, rules=rules, transform=transformer)
     validator.check_rules(f"source {name!r} (schemas/{name}.yaml)")
     connector = connector_for(name, spec, root)
     ident: dict[str, Any] = {
@@ -132,6 +141,7 @@ def load_source(
         "read": spec.model_dump(mode="json", exclude={"password_env"}),
         "schema": list(schema.columns.items()),
         "rules": rules.model_dump(mode="json"),
+        "transform": transform.model_dump(mode="json") if transform else None,
     }
     last = lake.last_write("sources", name)
     window, new_watermark = None, None
@@ -142,7 +152,7 @@ def load_source(
         # one row per key in a load: a merge cannot apply two rows to one key
         rules = rules.model_copy(update={"unique": list(dict.fromkeys(
             [*rules.unique, spec.key]))})
-        validator = Validator(schema=schema, rules=rules)
+        validator = Validator(schema=schema, rules=rules, transform=transformer)
     if isinstance(connector, SqlConnector):
         chunk_rows = spec.chunk_rows
         if spec.watermark:
@@ -182,7 +192,7 @@ def load_source(
     spool = lake.root / "tmp" / f"{name}-{run_id}"
     shutil.rmtree(spool, ignore_errors=True)
     spool.mkdir(parents=True)
-    acc_schema = accepted_schema(schema)
+    acc_schema = validator.output_schema()
     rows_in = rows_ok = rows_bad = 0
     per_file: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -220,6 +230,13 @@ def load_source(
     finally:
         if isinstance(connector, SqlConnector):
             connector.close()
+    if transformer is not None and transform.dedupe is not None:
+        moved = transformer.dedupe(spool / "accepted.parquet",
+                                   spool / "rejected.parquet", pending)
+        rows_ok -= moved
+        rows_bad += moved
+        if moved:
+            reasons[f"{transform.dedupe.key[0]}: dedupe"] += moved
     assert rows_in == rows_ok + rows_bad, "validation lost rows"
     if load_id is None:
         ident["content"] = content.hexdigest()

@@ -12,6 +12,7 @@ from ..formats import ERROR, LINE, RAW
 from ..spec import ValidateSpec
 from ._coerce import ARROW_TYPES, coerce_any
 from ._schema import DataSchema
+from ._transform import Transformer
 
 SOURCE, SOURCE_SHA, LOAD_ID = "_source", "_source_sha256", "_load_id"
 PROVENANCE = (SOURCE, SOURCE_SHA, LINE, LOAD_ID)
@@ -90,12 +91,26 @@ class Validator:
     schema : DataSchema
         Column types; values are coerced one by one.
     rules : ValidateSpec
-        required, ranges, allowed values and null tokens.
+        required, ranges, allowed values, patterns, unique keys, SQL checks and
+        null tokens.
+    transform : Transformer, optional
+        Cleaning applied while validating (text trimming and case, units) and
+        derived columns added to accepted rows.
     """
 
-    def __init__(self, *, schema: DataSchema, rules: ValidateSpec):
+    def __init__(self, *, schema: DataSchema, rules: ValidateSpec,
+                 transform: Transformer | None = None):
         self.schema = schema
         self.rules = rules
+        self.transform = transform
+
+    def output_schema(self) -> pa.Schema:
+        """Schema of accepted rows: typed columns, provenance, derived columns."""
+        out = accepted_schema(self.schema)
+        if self.transform is not None:
+            for f in self.transform.derived_fields():
+                out = out.append(f)
+        return out
 
     def check_rules(self, where: str) -> None:
         """Refuse rules naming columns that the schema does not have."""
@@ -122,6 +137,8 @@ class Validator:
                                 f"{cols[name]}, a pattern needs text")
         if self.rules.checks:
             self._check_sql(pa.Table.from_pylist([], schema=self.schema.arrow()))
+        if self.transform is not None:
+            self.transform.check(where)
         for name in self.rules.ranges:
             if cols[name] not in ("int64", "float64", "timestamp"):
                 raise SpecError(
@@ -140,23 +157,32 @@ class Validator:
         for i in np.flatnonzero(broken):
             rule = "parse"
             reasons[i].append((None, rule, errors[i]))
-        typed = {}
-        required = set(self.rules.required)
+        typed: dict[str, pa.Array] = {}
+        type_bad: dict[str, np.ndarray] = {}
+        tf = self.transform
         for col, typ in self.schema.columns.items():
             if col in raw.schema.names:
                 values, bad = coerce_any(raw.column(col), typ,
                                          self.rules.null_values)
             else:
                 values, bad = pa.nulls(n, ARROW_TYPES[typ]), np.zeros(n, dtype=bool)
-            shown_src = raw.column(col) if col in raw.schema.names else values
-            typed[col] = values
             bad &= ~broken
             if bad.any():
+                shown_src = raw.column(col) if col in raw.schema.names else values
                 shown = shown_src.to_pylist()
                 for i in np.flatnonzero(bad):
                     reasons[i].append(
                         (col, "type", f"{col}: not a valid {typ}: {_fmt(shown[i])}")
                     )
+            if tf is not None and typ == "string":
+                values = tf.clean_text(col, values)
+            typed[col] = values
+            type_bad[col] = bad
+        if tf is not None and tf.units:
+            tf.convert_units(typed, reasons)
+        required = set(self.rules.required)
+        for col, typ in self.schema.columns.items():
+            values, bad = typed[col], type_bad[col]
             missing = ~np.asarray(values.is_valid().to_numpy(zero_copy_only=False))
             if col in required:
                 for i in np.flatnonzero(missing & ~bad & ~broken):
@@ -260,6 +286,8 @@ class Validator:
         acc_cols = [typed[c] for c in self.schema.columns] + prov
         accepted = pa.RecordBatch.from_arrays(
             acc_cols, schema=accepted_schema(self.schema)).filter(good)
+        if self.transform is not None and self.transform.derive:
+            accepted = self.transform.add_derived(accepted, self.schema)
         idx = np.flatnonzero(bad)
         rej = pa.RecordBatch.from_arrays(
             prov + [_raw_text(raw, idx)], names=[*PROVENANCE, "raw"]

@@ -24,6 +24,24 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
+    """Add the spec's derived columns, computed as the load computed them
+    (DuckDB, the same SQL), so served rows get what training rows had."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("batch", table)
+        exprs = ", ".join('({}) AS "{}"'.format(e, n.replace('"', '""'))
+                          for n, e in derive.items())
+        derived = con.sql(f"SELECT {exprs} FROM batch").to_arrow_table()
+    finally:
+        con.close()
+    for name in derived.column_names:
+        table = table.append_column(name, derived.column(name))
+    return table
+
+
 class ModelArtifact:
     """A trained model ready to score typed Arrow rows.
 
@@ -93,6 +111,9 @@ class ModelArtifact:
         """Raw model output for typed rows (probabilities or values)."""
         if table.num_rows == 0:
             return np.zeros(0)
+        derive = self.input_schema.get("derive") or {}
+        if derive:
+            table = derive_columns(table, derive)
         return self.learner.predict(self.pipeline.apply(table))
 
     def decide(self, out: np.ndarray) -> list[dict[str, Any]]:

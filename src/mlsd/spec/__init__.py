@@ -19,6 +19,7 @@ from ._models import (
     SourceSpec,
     SplitSpec,
     SqlSourceSpec,
+    TransformSpec,
     ValidateSpec,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "SourceSpec",
     "SplitSpec",
     "SqlSourceSpec",
+    "TransformSpec",
     "ValidateSpec",
     "find_spec_file",
     "json_schema",

@@ -248,6 +248,50 @@ class ValidateSpec(_Strict):
         return self
 
 
+class UnitSpec(_Strict):
+    """Values measured in several units, converted to one."""
+
+    unit_column: str = Field(description="The column naming each row's unit.")
+    to: str = Field(description="The unit every value is converted to.")
+    factors: dict[str, float] = Field(
+        min_length=1, description="Unit name -> factor into `to` (e.g. km: 1000, "
+        "m: 1 when `to` is m).")
+
+
+class DedupeSpec(_Strict):
+    """Keep one row per key in a load: the latest by a column."""
+
+    key: list[str] = Field(min_length=1)
+    keep_latest_by: str | None = Field(
+        default=None, description="The row with the largest value is kept (ties: "
+        "the later line); without it, the later line is kept.")
+
+
+class TransformSpec(_Strict):
+    """Cleaning and derived columns, applied to every source while loading."""
+
+    trim: bool | list[str] = Field(default=False, description="Strip spaces from "
+                                   "text columns (all, or the listed ones).")
+    lower: list[str] = Field(default_factory=list)
+    upper: list[str] = Field(default_factory=list)
+    units: dict[str, UnitSpec] = Field(
+        default_factory=dict, description="float64 columns to convert to one unit; "
+        "a row with a missing or unknown unit is quarantined.")
+    dedupe: DedupeSpec | None = Field(
+        default=None, description="Duplicates of the key in one load go to the "
+        "quarantine (rule `dedupe`), the latest stays.")
+    derive: dict[str, str] = Field(
+        default_factory=dict, description="New columns as SQL expressions over a "
+        "row (DuckDB syntax), e.g. `total: price * quantity`.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TransformSpec:
+        for name, expr in self.derive.items():
+            if ";" in expr:
+                raise ValueError(f"derive.{name}: one expression, no ';'")
+        return self
+
+
 class DatasetSpec(_Strict):
     """How sources become one training table."""
 
@@ -383,6 +427,7 @@ class ProjectSpec(_Strict):
     problem: ProblemSpec
     sources: dict[str, AnySource] = Field(min_length=1)
     validate_: ValidateSpec = Field(default_factory=ValidateSpec, alias="validate")
+    transform: TransformSpec = Field(default_factory=TransformSpec)
     dataset: DatasetSpec | None = None
     split: SplitSpec = Field(default_factory=SplitSpec)
     features: list[FeatureSpec] = Field(min_length=1)

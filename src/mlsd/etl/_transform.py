@@ -1,0 +1,171 @@
+"""Transform while loading: clean text, convert units, derive columns, dedupe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import SpecError
+from ..spec import TransformSpec
+from ._schema import DataSchema
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Transformer:
+    """Applies the spec's ``transform`` section to a source's rows.
+
+    Text cleaning and unit conversion run inside validation (so constraints see
+    clean values); derived columns are added to accepted rows; deduplication runs
+    over the whole load before it is committed.
+    """
+
+    def __init__(self, *, spec: TransformSpec, schema: DataSchema):
+        self.spec = spec
+        self.schema = schema
+
+    @property
+    def units(self) -> bool:
+        return bool(self.spec.units)
+
+    @property
+    def derive(self) -> bool:
+        return bool(self.spec.derive)
+
+    def check(self, where: str) -> None:
+        """Refuse transforms naming columns the schema lacks or cannot take."""
+        cols = self.schema.columns
+        named = [*(self.spec.trim if isinstance(self.spec.trim, list) else []),
+                 *self.spec.lower, *self.spec.upper]
+        for col in named:
+            if cols.get(col) != "string":
+                raise SpecError(f"transform: {col!r} is not a text column of {where}")
+        for col, u in self.spec.units.items():
+            if cols.get(col) != "float64":
+                raise SpecError(f"transform.units.{col}: needs a float64 column of "
+                                f"{where} (schemas/...yaml)")
+            if u.unit_column not in cols:
+                raise SpecError(f"transform.units.{col}.unit_column: "
+                                f"{u.unit_column!r} is not a column of {where}")
+        if self.spec.dedupe:
+            for col in [*self.spec.dedupe.key, *([self.spec.dedupe.keep_latest_by]
+                                                 if self.spec.dedupe.keep_latest_by
+                                                 else [])]:
+                if col not in cols:
+                    raise SpecError(f"transform.dedupe: {col!r} is not a column of "
+                                    f"{where}")
+        self.derived_fields()
+
+    # inside validation ------------------------------------------------------------
+    def clean_text(self, col: str, values: pa.Array) -> pa.Array:
+        trim = self.spec.trim
+        if trim is True or (isinstance(trim, list) and col in trim):
+            values = pc.utf8_trim_whitespace(values)
+        if col in self.spec.lower:
+            values = pc.utf8_lower(values)
+        if col in self.spec.upper:
+            values = pc.utf8_upper(values)
+        return values
+
+    def convert_units(self, typed: dict[str, pa.Array],
+                      reasons: list[list[tuple]]) -> None:
+        for col, u in self.spec.units.items():
+            x = np.asarray(pc.fill_null(typed[col], np.nan), dtype=float)
+            units = typed[u.unit_column].to_pylist()
+            out = np.full(len(x), np.nan)
+            for i, (v, unit) in enumerate(zip(x, units, strict=True)):
+                if np.isnan(v):
+                    continue
+                factor = u.factors.get(unit) if unit is not None else None
+                if factor is None:
+                    reasons[i].append((col, "unit", f"{col}: unknown unit {unit!r} "
+                                       f"(known: {', '.join(u.factors)})"))
+                    continue
+                out[i] = v * factor
+            typed[col] = pa.array(out, pa.float64(), mask=np.isnan(out))
+            typed[u.unit_column] = pa.array(
+                [None if x_ is None else u.to for x_ in units], pa.string())
+
+    # after validation -----------------------------------------------------------
+    def derived_fields(self) -> list[pa.Field]:
+        """The derived columns and their types (checked on an empty table)."""
+        if not self.spec.derive:
+            return []
+        empty = pa.Table.from_pylist([], schema=self.schema.arrow())
+        out = self._derive(empty)
+        return list(out.schema)
+
+    def _derive(self, table: pa.Table) -> pa.Table:
+        con = duckdb.connect()
+        try:
+            con.register("batch", table)
+            exprs = ", ".join(f"({expr}) AS {_quote(name)}"
+                              for name, expr in self.spec.derive.items())
+            try:
+                return con.sql(f"SELECT {exprs} FROM batch").to_arrow_table()
+            except duckdb.Error as err:
+                raise SpecError(f"transform.derive: an expression fails: {err}"
+                                ) from None
+        finally:
+            con.close()
+
+    def add_derived(self, batch: pa.RecordBatch, schema: DataSchema
+                    ) -> pa.RecordBatch:
+        table = pa.Table.from_batches([batch])
+        derived = self._derive(table.select(list(schema.columns)))
+        for f in self.derived_fields():
+            col = derived.column(f.name)
+            table = table.append_column(f, col.cast(f.type))
+        return table.combine_chunks().to_batches()[0] if table.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=table.schema)
+
+    def dedupe(self, accepted: Path, rejected: Path, load_id: str) -> int:
+        """Keep the latest row per key in a spooled load; move the others to the
+        rejected spool with the rule ``dedupe``. Returns how many were moved."""
+        d = self.spec.dedupe
+        if d is None:
+            return 0
+        from ._validate import QUARANTINE_SCHEMA
+
+        key = ", ".join(_quote(k) for k in d.key)
+        order = (f"{_quote(d.keep_latest_by)} DESC NULLS LAST, " if d.keep_latest_by
+                 else "") + '"_source" DESC, "_line" DESC'
+        con = duckdb.connect()
+        try:
+            con.execute("SET threads = 2")
+            ranked = (f"SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY "
+                      f"{order}) AS __rank FROM read_parquet(?)")
+            kept = con.sql(f"SELECT * EXCLUDE (__rank) FROM ({ranked}) "
+                           f"WHERE __rank = 1", params=[str(accepted)]
+                           ).to_arrow_table()
+            dropped = con.sql(f"SELECT * EXCLUDE (__rank) FROM ({ranked}) "
+                              f"WHERE __rank > 1", params=[str(accepted)]
+                              ).to_arrow_table()
+        finally:
+            con.close()
+        if dropped.num_rows == 0:
+            return 0
+        from ..formats import to_text
+
+        label = ", ".join(d.key)
+        rows = dropped.to_pylist()
+        data_cols = [c for c in dropped.column_names if not c.startswith("_")]
+        moved = pa.Table.from_pylist([{
+            "_source": r["_source"], "_source_sha256": r["_source_sha256"],
+            "_line": r["_line"], "_load_id": load_id,
+            "raw": to_text({c: r[c] for c in data_cols}),
+            "reasons": [{"column": d.key[0], "rule": "dedupe",
+                         "message": f"{label}: a later row with the same key was "
+                                    f"kept"}]} for r in rows],
+            schema=QUARANTINE_SCHEMA)
+        previous = pq.read_table(rejected)
+        pq.write_table(pa.concat_tables([previous, moved]), rejected)
+        pq.write_table(kept.cast(pq.read_schema(accepted)), accepted)
+        return dropped.num_rows
