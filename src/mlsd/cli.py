@@ -41,6 +41,8 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Check the project spec (mlsd.yaml) or print its "
                        "JSON Schema.", no_args_is_help=True)
+lake_app = typer.Typer(help="Retention and erasure in the lake.",
+                       no_args_is_help=True)
 quarantine_app = typer.Typer(help="Rows rejected by validation, with their "
                              "reasons.", no_args_is_help=True)
 schema_app = typer.Typer(help="The data schemas of the sources.",
@@ -48,6 +50,7 @@ schema_app = typer.Typer(help="The data schemas of the sources.",
 app.add_typer(spec_app, name="spec")
 app.add_typer(schema_app, name="schema")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(lake_app, name="lake")
 
 def _width(stream) -> int | None:
     # Piped output is not cut at 80 columns: tables stay readable in logs.
@@ -470,6 +473,54 @@ def export(
         return
     out.print(f"wrote {res['rows']} rows of {res['dataset']}@{res['version']} as "
               f"{format} -> {res['output']}")
+
+
+@lake_app.command("vacuum")
+def lake_vacuum(
+    config: ConfigOpt = None,
+    retention_hours: Annotated[int | None, typer.Option(
+        help="Override the spec's lake.retention_hours (0: only the latest "
+        "version stays readable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the files that only versions older than the retention need.
+
+    Example: mlsd lake vacuum --retention-hours 0
+    """
+    from .pipeline import vacuum
+
+    res = vacuum(_project(config), retention_hours)
+    if as_json:
+        _print_json(res)
+        return
+    for r in res:
+        out.print(f"{r['dataset']}: {r['files_removed']} files removed (retention "
+                  f"{r['retention_hours']} h)")
+
+
+@lake_app.command("delete")
+def lake_delete(
+    source: Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")],
+    where: Annotated[str, typer.Option(help="SQL predicate of the rows to erase, "
+                                       "e.g. \"author_id = 'u000123'\".")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase rows (say, one person's data) from a source's dataset and its
+    quarantine; vacuum afterwards to erase them from old versions too.
+
+    Example: mlsd lake delete posts_log --where "author_id = 'u000123'"
+    """
+    from .pipeline import delete_rows
+
+    res = delete_rows(_project(config), source, where)
+    if as_json:
+        _print_json(res)
+        return
+    q = res.get("quarantine", {"deleted": 0})
+    out.print(f"deleted {res['dataset']['deleted']} rows from sources/{source} "
+              f"(now @{res['dataset']['version']}) and {q['deleted']} from its "
+              f"quarantine; old versions keep them until `mlsd lake vacuum`")
 
 
 @quarantine_app.command("show")

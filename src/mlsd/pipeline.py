@@ -172,6 +172,51 @@ def replay_quarantine(project: Project, source: str) -> dict[str, Any]:
                   run_id=run_id)
 
 
+def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
+    """Erase the rows of a source matching ``where`` (say, one person's data)
+    from its dataset and from its quarantine, where each rejected record is
+    parsed again to evaluate the predicate. Old versions keep the rows until
+    ``mlsd lake vacuum``."""
+    from .etl import quarantine_matches
+
+    spec = project.spec
+    if source not in spec.sources:
+        raise SpecError(f"unknown source {source!r}; sources are "
+                        f"{', '.join(spec.sources)}")
+    lake = project.lake
+    out = {"source": source, "where": where}
+    out["dataset"] = lake.delete("sources", source, where)
+    if lake.exists("quarantine", source):
+        schema, _ = resolve_schema(source, spec.sources[source], spec.validate_,
+                                   project.root)
+        lines = quarantine_matches(lake, source, spec.sources[source], schema,
+                                   where, root=project.root,
+                                   null_values=spec.validate_.null_values)
+        if lines:
+            pred = " OR ".join(
+                "(_source = '{}' AND _line = {})".format(s.replace("'", "''"), n)
+                for s, n in lines)
+            out["quarantine"] = lake.delete("quarantine", source, pred)
+        else:
+            out["quarantine"] = {"deleted": 0,
+                                 "version": lake.version("quarantine", source)}
+    return out
+
+
+def vacuum(project: Project, retention_hours: int | None = None
+           ) -> list[dict[str, Any]]:
+    """Remove old versions' files from every dataset of the lake."""
+    hours = project.spec.lake.retention_hours if retention_hours is None \
+        else retention_hours
+    out = []
+    for area in ("sources", "quarantine", "splits"):
+        for name in project.lake.list(area):
+            removed = project.lake.vacuum(area, name, retention_hours=hours)
+            out.append({"dataset": f"{area}/{name}", "files_removed": len(removed),
+                        "retention_hours": hours})
+    return out
+
+
 def sql(project: Project, query: str) -> pa.Table:
     """Run a SQL query on DuckDB over the latest version of every source.
 

@@ -18,7 +18,7 @@ from ._coerce import (
 )
 from ._export import EXTENSIONS, export_dataset, parse_dataset
 from ._load import LoadResult, connector_for, load_source, resolve_schema
-from ._quarantine import quarantine_rows, replay
+from ._quarantine import quarantine_matches, quarantine_rows, replay
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
 from ._transform import Transformer
 from ._validate import (
@@ -58,6 +58,7 @@ __all__ = [
     "logical_type",
     "nullify",
     "parse_dataset",
+    "quarantine_matches",
     "quarantine_rows",
     "replay",
     "resolve_schema",

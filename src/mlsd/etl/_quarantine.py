@@ -140,3 +140,48 @@ def replay(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
             "version": version, "quarantine_version": q_version}
 
 
+
+
+def quarantine_matches(lake: Lake, name: str,
+                       spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
+                       schema: DataSchema, where: str, *, root: Path,
+                       null_values: list[str]) -> list[tuple[str, int]]:
+    """(file, line) of the quarantined records whose parsed values match a SQL
+    predicate; values that do not parse are null, so only readable ones match."""
+    import duckdb
+
+    from ..formats._records import to_text
+
+    rows = quarantine_rows(lake, name)
+    if not rows:
+        return []
+    headers: dict[str, list[str] | None] = {}
+    values: dict[str, list] = {c: [] for c in schema.columns}
+    for r in rows:
+        path, fmt = r["_source"], "json"
+        if isinstance(spec, SourceSpec) and format_for(path, spec.format) == "csv":
+            fmt = "csv"
+            if path not in headers:
+                full = Path(path) if Path(path).is_absolute() else root / path
+                headers[path] = read_csv_header(full, delimiter=spec.delimiter) \
+                    if full.is_file() else None
+        rec, _ = _parse(r["raw"], fmt, headers.get(path),
+                        getattr(spec, "delimiter", ","), getattr(spec, "quotechar",
+                                                                 '"'))
+        for c in schema.columns:
+            values[c].append(None if rec is None else to_text(rec.get(c)))
+    raw = pa.table({c: pa.array(v, pa.string()) for c, v in values.items()})
+    typed, _ = Validator(schema=schema, rules=ValidateSpec(
+        null_values=null_values)).typed(raw)
+    table = pa.table(typed)
+    con = duckdb.connect()
+    try:
+        con.register("q", table)
+        mask = con.sql(f"SELECT coalesce(({where}), false) AS m FROM q"
+                       ).to_arrow_table().column("m").to_pylist()
+    except duckdb.Error as err:
+        raise LakeError(f"the predicate {where!r} fails on the quarantine: {err}"
+                        ) from None
+    finally:
+        con.close()
+    return [(r["_source"], r["_line"]) for r, m in zip(rows, mask, strict=True) if m]

@@ -127,6 +127,31 @@ class Lake:
         )
         return self._table(area, name).version(), True
 
+    def delete(self, area: str, name: str, predicate: str) -> dict[str, Any]:
+        """Delete the rows matching a SQL predicate, as one commit.
+
+        Earlier versions still hold them until :meth:`vacuum` removes the files
+        no longer needed by the versions kept.
+        """
+        if ";" in predicate:
+            raise LakeError("the predicate must be one SQL expression (no ';')")
+        try:
+            metrics = self._table(area, name).delete(predicate)
+        except Exception as err:  # deltalake raises plain errors for bad SQL
+            raise LakeError(f"cannot delete from {area}/{name} where "
+                            f"{predicate!r}: {err}") from None
+        return {"deleted": int(metrics.get("num_deleted_rows", 0)),
+                "version": self.version(area, name)}
+
+    def vacuum(self, area: str, name: str, *, retention_hours: int) -> list[str]:
+        """Remove data files only versions older than the retention need, and
+        old log entries; returns the files removed."""
+        dt = self._table(area, name)
+        removed = dt.vacuum(retention_hours=retention_hours, dry_run=False,
+                            enforce_retention_duration=False, full=True)
+        dt.create_checkpoint()
+        return removed
+
     def read(self, area: str, name: str, version: int | None = None,
              columns: list[str] | None = None) -> pa.Table:
         """One version of a dataset (the latest by default) as an Arrow table."""

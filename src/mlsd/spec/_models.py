@@ -420,6 +420,14 @@ def check_name_ok(name: str) -> bool:
     return True
 
 
+class LakeSpec(_Strict):
+    """How long the lake keeps old versions."""
+
+    retention_hours: int = Field(
+        default=24 * 7, ge=0, description="`mlsd lake vacuum` removes the files "
+        "that only versions older than this need (0: keep only the latest).")
+
+
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
 
@@ -433,6 +441,7 @@ class ProjectSpec(_Strict):
     features: list[FeatureSpec] = Field(min_length=1)
     model: ModelSpec = Field(default_factory=ModelSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    lake: LakeSpec = Field(default_factory=LakeSpec)
     seed: int = 42
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
