@@ -102,6 +102,7 @@ class FileConnector:
     def read(
         self, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
         strict: bool = True, required: list[str] | None = None,
+        only: list[FileInfo] | None = None,
     ) -> Iterator[tuple[FileInfo, pa.RecordBatch]]:
         """Yield ``(file, raw batch)`` pairs holding ``columns``.
 
@@ -109,8 +110,9 @@ class FileConnector:
         order); otherwise a :class:`DataError` names the missing and the
         unexpected ones. Without it (for scoring) other fields are ignored and
         absent ones are null, but the ``required`` columns must be there.
+        ``only`` restricts the read to some of the files (already hashed).
         """
-        for info in self.files():
+        for info in (self.files() if only is None else only):
             p = Path(info.path)
             p = p if p.is_absolute() else self.root / p
             fmt = get_format(format_for(p, self.format))

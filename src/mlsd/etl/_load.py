@@ -173,7 +173,17 @@ def load_source(
         batches = connector.read(list(schema.columns), chunk_rows=chunk_rows)
     else:
         infos = connector.files()
-        batches = connector.read(list(schema.columns), chunk_rows=chunk_rows)
+        if mode == "append" and last is not None:
+            # append: each file (by content) is loaded once; only new ones now
+            done_files = catalog.loaded_files(name)
+            infos = [f for f in infos if (f.path, f.sha256) not in done_files]
+            if not infos:
+                if on_rows:
+                    on_rows(0)
+                return _nothing_new(name, lake, catalog,
+                                    FileInfo(spec.path, "", 0), None, frozen)
+        batches = connector.read(list(schema.columns), chunk_rows=chunk_rows,
+                                 only=infos)
     ident["inputs"] = [(f.path, f.sha256) for f in infos]
     ident["window"] = None if window is None else [str(window.low),
                                                    str(window.high)]

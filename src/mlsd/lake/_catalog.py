@@ -138,6 +138,14 @@ class Catalog:
                  json.dumps(files), run_id, now(), watermark),
             )
 
+    def loaded_files(self, source: str) -> set[tuple[str, str]]:
+        """(path, sha256) of every file some load of ``source`` committed."""
+        with self._db() as con:
+            rows = con.execute("SELECT files FROM loads WHERE source = ?",
+                               (source,)).fetchall()
+        return {(f["path"], f["sha256"]) for r in rows
+                for f in json.loads(r["files"] or "[]")}
+
     def last_watermark(self, source: str) -> str | None:
         """The watermark of the source's latest load (JSON text), if any."""
         with self._db() as con:
