@@ -240,9 +240,9 @@ class AvroFormat(Format):
         with _open_bytes(path) as fh:
             try:
                 return fastavro.reader(fh).writer_schema
-            except (ValueError, EOFError, StopIteration) as err:
-                raise DataError(f"{path}: not an Avro container file: {err}"
-                                ) from None
+            except Exception as err:  # fastavro raises many kinds on bad bytes
+                raise DataError(f"{path}: not an Avro container file: "
+                                f"{type(err).__name__}: {err}") from None
 
     def columns(self, path, options):
         return [f["name"] for f in self._schema(path, options)["fields"]]
@@ -260,11 +260,11 @@ class AvroFormat(Format):
                     for n, rec in enumerate(fastavro.reader(
                             fh, reader_schema=reader_schema), start=1):
                         yield n, rec, None
-                except (ValueError, EOFError, StopIteration, OSError,
-                        fastavro.read.SchemaResolutionError) as err:
+                except Exception as err:  # fastavro raises many kinds on bad bytes
                     # a damaged block: what came before it is kept, the rest is
                     # one rejected record saying where reading stopped
-                    yield n + 1, None, f"unreadable Avro data after record {n}: {err}"
+                    yield n + 1, None, (f"unreadable Avro data after record {n}: "
+                                        f"{type(err).__name__}: {err}")
         yield from batched_records(items(), columns, chunk_rows=chunk_rows,
                                    typed=True, strict=strict)
 
@@ -413,6 +413,8 @@ class ProtobufFormat(Format):
 
         cls = self._message(path, options)
 
+        total = path.stat().st_size if path.exists() else 0
+
         def items():
             n = 0
             with _open_bytes(path) as fh:
@@ -425,6 +427,12 @@ class ProtobufFormat(Format):
                     if size is None:
                         return
                     n += 1
+                    left = total - fh.tell()
+                    if size > left:
+                        # a damaged length prefix: never trust it with memory
+                        yield n, None, (f"broken record: a length of {size} bytes "
+                                        f"but only {left} left in the file")
+                        return
                     data = fh.read(size)
                     if len(data) != size:
                         short = size - len(data)

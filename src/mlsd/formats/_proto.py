@@ -148,8 +148,10 @@ def from_record(cls, rec: dict[str, Any]):
 
 def proto_for_schema(schema: pa.Schema, message: str = "Record") -> str:
     """A proto3 file with one message whose optional fields mirror ``schema``."""
-    lines = ['syntax = "proto3";', "", 'import "google/protobuf/timestamp.proto";',
-             "", f"message {message} {{"]
+    lines = ['syntax = "proto3";', ""]
+    if any(pa.types.is_timestamp(f.type) for f in schema):
+        lines += ['import "google/protobuf/timestamp.proto";', ""]
+    lines.append(f"message {message} {{")
     for i, f in enumerate(schema, start=1):
         if pa.types.is_timestamp(f.type):
             t = TIMESTAMP
