@@ -124,3 +124,40 @@ def test_fuzz_jsonl_never_crashes_and_loses_no_row(tmp_path, lines):
         n_bad += out.rejected.num_rows
     assert n_in == n_ok + n_bad
     assert n_in == sum(1 for line in p.read_bytes().split(b"\n") if line.strip())
+
+
+_field = st.one_of(
+    st.text(alphabet="abcxyz019 ", max_size=6),
+    st.text(alphabet='ab,"\n\r é', max_size=5),
+)
+_row = st.lists(_field, min_size=1, max_size=5)
+
+
+@settings(deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(_row, st.just([])), max_size=40),
+       quote_all=st.booleans(), block=st.sampled_from([16, 64, 1 << 20]))
+def test_fast_and_slow_csv_paths_agree(tmp_path, monkeypatch, rows, quote_all,
+                                        block):
+    import csv as pycsv
+    import io
+
+    from mlsd.formats import _csv
+
+    buf = io.StringIO()
+    w = pycsv.writer(buf, lineterminator="\n",
+                     quoting=pycsv.QUOTE_ALL if quote_all else pycsv.QUOTE_MINIMAL)
+    w.writerow(["a", "b", "c"])
+    for r in rows:
+        if r:
+            w.writerow(r)
+        else:
+            buf.write("\n")
+    p = tmp_path / "x.csv"
+    p.write_bytes(buf.getvalue().encode())
+    monkeypatch.setattr(_csv, "BLOCK_BYTES", block)
+    fast = list(read_csv(p, chunk_rows=7))
+    slow = list(read_csv(p, chunk_rows=7, fast=False))
+    as_rows = [r for b in fast for r in b.to_pylist()]
+    assert as_rows == [r for b in slow for r in b.to_pylist()]
+    assert all(b.num_rows <= 7 for b in fast)
