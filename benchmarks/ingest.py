@@ -196,9 +196,18 @@ def run_duckdb(csv_path: Path, work: Path) -> dict:
 CONTENDERS = {"mlsd": run_mlsd, "pandas": run_pandas, "duckdb": run_duckdb}
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory (VmHWM): unlike getrusage's
+    maxrss, it is not inherited from the parent across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(name: str, csv_path: Path, work: Path) -> None:
     res = CONTENDERS[name](csv_path, work)
-    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(res))
 
 

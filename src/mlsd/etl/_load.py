@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..connectors import FileConnector, FileInfo, RestConnector, SqlConnector
 from ..lake import Catalog, Lake
@@ -24,6 +23,7 @@ from ..spec import (
     TransformSpec,
     ValidateSpec,
 )
+from . import _spool
 from ._schema import DataSchema, infer_schema, load_schema, save_schema
 from ._transform import Transformer
 from ._validate import QUARANTINE_SCHEMA, Validator
@@ -133,7 +133,8 @@ def load_source(
     """
     schema, frozen = resolve_schema(name, spec, rules, root)
     transformer = Transformer(spec=transform, schema=schema) if transform else None
-    validator = Validator(schema=schema, rules=rules, transform=transformer)
+    validator = Validator(schema=schema, rules=rules, transform=transformer,
+                          unique_per_call=False)
     validator.check_rules(f"source {name!r} (schemas/{name}.yaml)")
     connector = connector_for(name, spec, root)
     ident: dict[str, Any] = {
@@ -152,7 +153,8 @@ def load_source(
         # one row per key in a load: a merge cannot apply two rows to one key
         rules = rules.model_copy(update={"unique": list(dict.fromkeys(
             [*rules.unique, spec.key]))})
-        validator = Validator(schema=schema, rules=rules, transform=transformer)
+        validator = Validator(schema=schema, rules=rules, transform=transformer,
+                              unique_per_call=False)
     if isinstance(connector, SqlConnector):
         chunk_rows = spec.chunk_rows
         if spec.watermark:
@@ -212,9 +214,8 @@ def load_source(
     # are spooled with a placeholder that is filled in when committed
     pending = load_id or "pending"
     try:
-        with pq.ParquetWriter(spool / "accepted.parquet", acc_schema) as acc_w, \
-                pq.ParquetWriter(spool / "rejected.parquet",
-                                 QUARANTINE_SCHEMA) as rej_w:
+        with _spool.writer(spool / _spool.ACCEPTED, acc_schema) as acc_w, \
+                _spool.writer(spool / _spool.REJECTED, QUARANTINE_SCHEMA) as rej_w:
             for info, raw in batches:
                 if not content_known:
                     sink = pa.BufferOutputStream()
@@ -240,11 +241,17 @@ def load_source(
     finally:
         if isinstance(connector, SqlConnector):
             connector.close()
+    if rules.unique:
+        # a repeated key, over the whole load at once: the first valid row wins
+        moved = _spool.move_repeats(spool, rules.unique, order='"_source", "_line"',
+                                    rule="unique", load_id=pending,
+                                    message="repeats a row already loaded")
+        rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
+        if moved:
+            reasons[f"{rules.unique[0]}: unique"] += moved
     if transformer is not None and transform.dedupe is not None:
-        moved = transformer.dedupe(spool / "accepted.parquet",
-                                   spool / "rejected.parquet", pending)
-        rows_ok -= moved
-        rows_bad += moved
+        moved = transformer.dedupe(spool, pending)
+        rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         if moved:
             reasons[f"{transform.dedupe.key[0]}: dedupe"] += moved
     assert rows_in == rows_ok + rows_bad, "validation lost rows"
@@ -260,11 +267,11 @@ def load_source(
     if new_watermark is not None:
         meta[WATERMARK] = encode_watermark(new_watermark)
     q_version, _ = lake.write(
-        "quarantine", name, _with_load_id(spool / "rejected.parquet", load_id),
+        "quarantine", name, _with_load_id(spool / _spool.REJECTED, load_id),
         schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
         mode="overwrite" if mode == "overwrite" else "append")
     version, _ = lake.write(
-        "sources", name, _with_load_id(spool / "accepted.parquet", load_id),
+        "sources", name, _with_load_id(spool / _spool.ACCEPTED, load_id),
         schema=acc_schema, write_id=load_id, metadata=meta, mode=mode, key=key)
     shutil.rmtree(spool, ignore_errors=True)
 
@@ -296,7 +303,7 @@ def load_source(
 
 def _with_load_id(path: Path, load_id: str) -> Iterator[pa.RecordBatch]:
     """The spooled batches, with their ``_load_id`` set to the final id."""
-    for batch in pq.ParquetFile(path).iter_batches():
+    for batch in _spool.batches(path):
         i = batch.schema.get_field_index("_load_id")
         yield batch.set_column(i, "_load_id",
                                pa.array([load_id] * batch.num_rows, pa.string()))

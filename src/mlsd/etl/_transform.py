@@ -8,7 +8,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..errors import SpecError
 from ..spec import TransformSpec
@@ -75,7 +74,7 @@ class Transformer:
         return values
 
     def convert_units(self, typed: dict[str, pa.Array],
-                      reasons: list[list[tuple]]) -> None:
+                      reasons: dict[int, list[tuple]]) -> None:
         for col, u in self.spec.units.items():
             x = np.asarray(pc.fill_null(typed[col], np.nan), dtype=float)
             units = typed[u.unit_column].to_pylist()
@@ -126,46 +125,16 @@ class Transformer:
         return table.combine_chunks().to_batches()[0] if table.num_rows else \
             pa.RecordBatch.from_pylist([], schema=table.schema)
 
-    def dedupe(self, accepted: Path, rejected: Path, load_id: str) -> int:
+    def dedupe(self, folder: Path, load_id: str) -> int:
         """Keep the latest row per key in a spooled load; move the others to the
         rejected spool with the rule ``dedupe``. Returns how many were moved."""
+        from ._spool import move_repeats
+
         d = self.spec.dedupe
         if d is None:
             return 0
-        from ._validate import QUARANTINE_SCHEMA
-
-        key = ", ".join(_quote(k) for k in d.key)
         order = (f"{_quote(d.keep_latest_by)} DESC NULLS LAST, " if d.keep_latest_by
                  else "") + '"_source" DESC, "_line" DESC'
-        con = duckdb.connect()
-        try:
-            con.execute("SET threads = 2")
-            ranked = (f"SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY "
-                      f"{order}) AS __rank FROM read_parquet(?)")
-            kept = con.sql(f"SELECT * EXCLUDE (__rank) FROM ({ranked}) "
-                           f"WHERE __rank = 1", params=[str(accepted)]
-                           ).to_arrow_table()
-            dropped = con.sql(f"SELECT * EXCLUDE (__rank) FROM ({ranked}) "
-                              f"WHERE __rank > 1", params=[str(accepted)]
-                              ).to_arrow_table()
-        finally:
-            con.close()
-        if dropped.num_rows == 0:
-            return 0
-        from ..formats import to_text
-
-        label = ", ".join(d.key)
-        rows = dropped.to_pylist()
-        data_cols = [c for c in dropped.column_names if not c.startswith("_")]
-        moved = pa.Table.from_pylist([{
-            "_source": r["_source"], "_source_sha256": r["_source_sha256"],
-            "_line": r["_line"], "_load_id": load_id,
-            "raw": to_text({c: r[c] for c in data_cols}),
-            "reasons": [{"column": d.key[0], "rule": "dedupe",
-                         "message": f"{label}: a later row with the same key was "
-                                    f"kept"}]} for r in rows],
-            schema=QUARANTINE_SCHEMA)
-        previous = pq.read_table(rejected)
-        pq.write_table(pa.concat_tables([previous, moved]), rejected)
-        pq.write_table(kept.cast(pq.read_schema(accepted)), accepted)
-        return dropped.num_rows
+        return move_repeats(folder, d.key, order=order, rule="dedupe",
+                            message="a later row with the same key was kept",
+                            load_id=load_id)

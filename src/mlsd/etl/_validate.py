@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,10 @@ from ._transform import Transformer
 
 SOURCE, SOURCE_SHA, LOAD_ID = "_source", "_source_sha256", "_load_id"
 PROVENANCE = (SOURCE, SOURCE_SHA, LINE, LOAD_ID)
+
+Reasons = dict[int, list[tuple]]
+"""Row index -> (column, rule, message) of every failed rule; rows that pass
+have no entry."""
 
 REASON_TYPE = pa.struct(
     [("column", pa.string()), ("rule", pa.string()), ("message", pa.string())]
@@ -69,7 +74,7 @@ def _raw_text(raw: pa.RecordBatch, idx: np.ndarray) -> pa.Array:
     return pa.array(values, pa.string())
 
 
-def _flag(reasons: list[list[tuple]], mask: np.ndarray, values: pa.Array, col: str,
+def _flag(reasons: Reasons, mask: np.ndarray, values: pa.Array, col: str,
           rule: str, text: str) -> None:
     """Add one reason to every row where ``mask`` is set, quoting the value."""
     if mask.any():
@@ -96,13 +101,19 @@ class Validator:
     transform : Transformer, optional
         Cleaning applied while validating (text trimming and case, units) and
         derived columns added to accepted rows.
+    unique_per_call : bool
+        Check ``unique`` keys here, across the batches this validator sees. A
+        load turns it off and settles repeated keys over its whole spool instead
+        (faster, with DuckDB).
     """
 
     def __init__(self, *, schema: DataSchema, rules: ValidateSpec,
-                 transform: Transformer | None = None):
+                 transform: Transformer | None = None,
+                 unique_per_call: bool = True):
         self.schema = schema
         self.rules = rules
         self.transform = transform
+        self.unique_per_call = unique_per_call
 
     def output_schema(self) -> pa.Schema:
         """Schema of accepted rows: typed columns, provenance, derived columns."""
@@ -147,10 +158,12 @@ class Validator:
                 )
 
     def typed(self, raw: pa.RecordBatch | pa.Table) -> tuple[dict[str, pa.Array],
-                                                              list[list[tuple]]]:
+                                                              Reasons]:
         """Coerce every column; return typed arrays and per-row reasons."""
         n = raw.num_rows
-        reasons: list[list[tuple]] = [[] for _ in range(n)]
+        # sparse: most rows pass, and a list per row would cost more than the
+        # checks themselves
+        reasons: Reasons = defaultdict(list)
         errors = raw.column(ERROR).to_pylist() if ERROR in raw.schema.names else [
             None] * n
         broken = np.array([e is not None for e in errors], dtype=bool)
@@ -214,11 +227,11 @@ class Validator:
             failed = self._check_sql(pa.table(typed))
             for name, mask in failed.items():
                 for i in np.flatnonzero(mask):
-                    if any(r[1] in ("type", "parse") for r in reasons[i]):
+                    if any(r[1] in ("type", "parse") for r in reasons.get(i, ())):
                         continue  # the check saw a null where the value was bad
                     reasons[i].append((None, "check", f"check {name!r} is false: "
                                        f"{self.rules.checks[name]}"))
-        if self.rules.unique:
+        if self.rules.unique and self.unique_per_call:
             self._check_unique(typed, reasons)
         return typed, reasons
 
@@ -250,7 +263,7 @@ class Validator:
             con.close()
 
     def _check_unique(self, typed: dict[str, pa.Array],
-                      reasons: list[list[tuple]]) -> None:
+                      reasons: Reasons) -> None:
         """Flag rows whose unique key was already seen in this load."""
         cols = self.rules.unique
         if not hasattr(self, "_seen"):
@@ -259,7 +272,7 @@ class Validator:
         keys = zip(*[typed[c].to_pylist() for c in cols], strict=True)
         label = ", ".join(cols)
         for i, key in enumerate(keys):
-            if any(v is None for v in key) or reasons[i]:
+            if any(v is None for v in key) or i in reasons:
                 # a missing key part is the business of `required`, and a row
                 # rejected for another reason does not claim its key
                 continue
@@ -275,7 +288,8 @@ class Validator:
         """Split one raw batch into accepted (typed) and rejected rows."""
         n = raw.num_rows
         typed, reasons = self.typed(raw)
-        bad = np.array([bool(r) for r in reasons], dtype=bool)
+        bad = np.zeros(n, dtype=bool)
+        bad[[i for i, r in reasons.items() if r]] = True
         good = pa.array(~bad)
         prov = [
             pa.array([source] * n, pa.string()),
