@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 ACCEPTED, REJECTED = "accepted.arrow", "rejected.arrow"
@@ -35,47 +36,61 @@ def _quote(name: str) -> str:
 
 
 def move_repeats(folder: Path, key: list[str], *, order: str, rule: str,
-                 message: str, load_id: str) -> int:
+                 message: str, load_id: str, order_columns: list[str] = ()
+                 ) -> int:
     """Keep one accepted row per key (the first by ``order``), and move the
-    others to the rejected spool with ``rule``. Returns how many moved."""
+    others to the rejected spool with ``rule``. Returns how many moved.
+
+    DuckDB ranks only the key, order and position columns (a narrow scan); the
+    spool is then filtered batch by batch, so memory stays bounded.
+    """
     from ..formats import to_text
     from ._validate import QUARANTINE_SCHEMA
 
     acc_path, rej_path = folder / ACCEPTED, folder / REJECTED
     acc = pads.dataset(str(acc_path), format="arrow")
     keys = ", ".join(_quote(k) for k in key)
+    narrow = ", ".join(dict.fromkeys([*(_quote(k) for k in key),
+                                      *(_quote(c) for c in order_columns),
+                                      '"_source"', '"_line"']))
     con = duckdb.connect()
     try:
         con.execute("SET threads = 2")
         con.register("spool", acc)
-        ranked = (f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY "
-                  f"{order}) AS __rank FROM spool")
-        dropped = con.sql(f"SELECT * EXCLUDE (__rank) FROM ({ranked}) "
-                          f"WHERE __rank > 1").to_arrow_table()
-        if dropped.num_rows == 0:
-            return 0
-        kept = con.sql(f"SELECT * EXCLUDE (__rank) FROM ({ranked}) WHERE __rank = 1 "
-                       f'ORDER BY "_source", "_line"').to_arrow_table()
+        repeats = con.sql(
+            f'SELECT "_source" || chr(0) || CAST("_line" AS VARCHAR) AS place FROM ('
+            f"SELECT {narrow}, row_number() OVER (PARTITION BY {keys} ORDER BY "
+            f"{order}) AS __rank FROM spool) WHERE __rank > 1").to_arrow_table()
     finally:
         con.close()
-    data_cols = [c for c in dropped.column_names if not c.startswith("_")]
+    if repeats.num_rows == 0:
+        return 0
+    places = repeats.column("place").combine_chunks()
     label = ", ".join(key)
+    tmp = folder / "accepted.tmp.arrow"
+    moved_rows = []
+    with writer(tmp, acc.schema) as w:
+        for batch in batches(acc_path):
+            place = pc.binary_join_element_wise(
+                batch.column("_source"), pc.cast(batch.column("_line"), pa.string()),
+                "\x00")
+            hit = pc.is_in(place, value_set=places)
+            w.write_batch(batch.filter(pc.invert(hit)))
+            if pc.any(hit).as_py():
+                moved_rows += batch.filter(hit).to_pylist()
+    data_cols = [c for c in acc.schema.names if not c.startswith("_")]
     moved = pa.Table.from_pylist([{
         "_source": r["_source"], "_source_sha256": r["_source_sha256"],
         "_line": r["_line"], "_load_id": load_id,
         "raw": to_text({c: r[c] for c in data_cols}),
         "reasons": [{"column": key[0], "rule": rule,
                      "message": f"{label}: {message}"}]}
-        for r in dropped.to_pylist()], schema=QUARANTINE_SCHEMA)
-    schema = acc.schema
+        for r in moved_rows], schema=QUARANTINE_SCHEMA)
     # read into memory (not mapped): the file is rewritten just below
     with pa.OSFile(str(rej_path), "rb") as fh:
         old_rejected = pa.ipc.open_file(fh).read_all()
     with writer(rej_path, QUARANTINE_SCHEMA) as w:
         w.write_table(old_rejected)
         w.write_table(moved)
-    tmp = folder / "accepted.tmp.arrow"
-    with writer(tmp, schema) as w:
-        w.write_table(kept.select(schema.names).cast(schema))
     tmp.replace(acc_path)
-    return dropped.num_rows
+    return len(moved_rows)

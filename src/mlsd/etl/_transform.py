@@ -137,4 +137,6 @@ class Transformer:
                  else "") + '"_source" DESC, "_line" DESC'
         return move_repeats(folder, d.key, order=order, rule="dedupe",
                             message="a later row with the same key was kept",
-                            load_id=load_id)
+                            load_id=load_id,
+                            order_columns=[d.keep_latest_by] if d.keep_latest_by
+                            else [])
