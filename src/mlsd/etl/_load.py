@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from ._validate import QUARANTINE_SCHEMA, Validator
 
 LOAD_FORMAT = "1"  # bump when the stored layout changes, so loads are redone
 WATERMARK = "mlsd.watermark"
+VALIDATE_THREADS = 2  # the machines this runs on have 2 cores
 
 
 @dataclass
@@ -215,19 +217,21 @@ def load_source(
     pending = load_id or "pending"
     try:
         with _spool.writer(spool / _spool.ACCEPTED, acc_schema) as acc_w, \
-                _spool.writer(spool / _spool.REJECTED, QUARANTINE_SCHEMA) as rej_w:
-            for info, raw in batches:
-                if not content_known:
-                    sink = pa.BufferOutputStream()
-                    with pa.ipc.new_stream(sink, raw.schema) as w:
-                        w.write_batch(raw)
-                    content.update(sink.getvalue().to_pybytes())
-                out = validator.validate(raw, source=info.path, sha256=info.sha256,
-                                         load_id=pending)
-                rows_in += raw.num_rows
+                _spool.writer(spool / _spool.REJECTED, QUARANTINE_SCHEMA) as rej_w, \
+                ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
+            # validation is mostly Arrow compute, which releases the GIL: batches
+            # are validated on worker threads while the next one is read, and
+            # written to the spool in their order
+            pending_out: deque = deque()
+
+            def settle(item) -> None:
+                nonlocal rows_in, rows_ok, rows_bad
+                info, n, future = item
+                out = future.result()
+                rows_in += n
                 rows_ok += out.accepted.num_rows
                 rows_bad += out.rejected.num_rows
-                per_file[info.path] += raw.num_rows
+                per_file[info.path] += n
                 acc_w.write_batch(out.accepted)
                 if out.rejected.num_rows:
                     rej_w.write_batch(out.rejected)
@@ -237,7 +241,21 @@ def load_source(
                             if len(messages) < 10_000:
                                 messages[r["message"]] += 1
                 if on_rows:
-                    on_rows(raw.num_rows)
+                    on_rows(n)
+
+            for info, raw in batches:
+                if not content_known:
+                    sink = pa.BufferOutputStream()
+                    with pa.ipc.new_stream(sink, raw.schema) as w:
+                        w.write_batch(raw)
+                    content.update(sink.getvalue().to_pybytes())
+                pending_out.append((info, raw.num_rows, pool.submit(
+                    validator.validate, raw, source=info.path, sha256=info.sha256,
+                    load_id=pending)))
+                while len(pending_out) > VALIDATE_THREADS:
+                    settle(pending_out.popleft())
+            while pending_out:
+                settle(pending_out.popleft())
     finally:
         if isinstance(connector, SqlConnector):
             connector.close()
