@@ -163,6 +163,8 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
                     yield batch.slice(start, chunk_rows)
         builder = RawBatchBuilder(header)
         while True:
+            if len(builder) >= chunk_rows:  # checked first: every path adds a row
+                yield builder.flush()
             start = lines.next_line
             try:
                 record = next(reader)
@@ -187,8 +189,6 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
                 )
             else:
                 builder.add(record, start, raw, None)
-            if len(builder) >= chunk_rows:
-                yield builder.flush()
         if len(builder):
             yield builder.flush()
 
