@@ -216,6 +216,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--work", type=Path, default=None,
                     help="Folder for the data (default: a temporary one).")
+    ap.add_argument("--only", default=",".join(CONTENDERS),
+                    help="Contenders to run, comma-separated (default: all).")
+    ap.add_argument("--keep", action="store_true",
+                    help="Reuse the CSV in --work if it is there.")
     ap.add_argument("--contender", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -226,12 +230,18 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     csv_path = work / "data.csv"
     t = time.perf_counter()
-    broken = generate(csv_path, args.rows)
-    print(f"generated {args.rows:,} rows x 20 columns ({csv_path.stat().st_size / 2**20:,.0f}"
-          f" MiB) in {time.perf_counter() - t:.1f} s; rows breaking a rule: {broken}",
+    marker = work / "broken.json"
+    if args.keep and csv_path.exists() and marker.exists():
+        broken = json.loads(marker.read_text())
+    else:
+        broken = generate(csv_path, args.rows)
+        marker.write_text(json.dumps(broken))
+    mib = csv_path.stat().st_size / 2**20
+    print(f"{args.rows:,} rows x 20 columns ({mib:,.0f} MiB) ready in "
+          f"{time.perf_counter() - t:.1f} s; rows breaking a rule: {broken}",
           file=sys.stderr)
     results = {}
-    for name in CONTENDERS:
+    for name in args.only.split(","):
         proc = subprocess.run([sys.executable, __file__, "--contender", name,
                                "--file", str(csv_path), "--work", str(work)],
                               capture_output=True, text=True, check=False)
@@ -243,6 +253,11 @@ def main() -> None:
         print(f"{name:7s} {res['seconds']:8.1f} s  {res['rows_per_s']:>12,.0f} rows/s"
               f"  peak {res['peak_rss_mib']:,.0f} MiB  stored {res['stored']:,}  "
               f"quarantined {res['quarantined']:,}", file=sys.stderr)
+    if set(results) != set(CONTENDERS):
+        print(json.dumps({k: {"rows_per_s": round(v["rows_per_s"]),
+                              "peak_rss_mib": round(v["peak_rss_mib"])}
+                          for k, v in results.items()}))
+        return
     m = results["mlsd"]
     reconcile = m["rows_in"] == m["stored"] + m["quarantined"] == args.rows
     expected_bad = sum(broken.values())

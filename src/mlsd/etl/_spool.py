@@ -24,8 +24,9 @@ def writer(path: Path, schema: pa.Schema) -> pa.ipc.RecordBatchFileWriter:
 
 
 def batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The spooled batches, memory-mapped."""
-    with pa.memory_map(str(path)) as source:
+    """The spooled batches, read one at a time (plain reads, not a memory map,
+    whose touched pages would all count as the process's memory)."""
+    with pa.OSFile(str(path), "rb") as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
@@ -56,6 +57,9 @@ def move_repeats(folder: Path, key: list[str], *, order: str, rule: str,
     con = duckdb.connect()
     try:
         con.execute("SET threads = 2")
+        con.execute("SET memory_limit = '1GB'")  # spills to disk beyond it
+        con.execute("SET temp_directory = ?", [str(folder / "duckdb.tmp")])
+        con.execute("SET preserve_insertion_order = false")
         con.register("spool", acc)
         repeats = con.sql(
             f'SELECT "_source" || chr(0) || CAST("_line" AS VARCHAR) AS place FROM ('
