@@ -32,7 +32,8 @@ def batches(path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(i)
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """A column name as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -50,9 +51,9 @@ def move_repeats(folder: Path, key: list[str], *, order: str, rule: str,
 
     acc_path, rej_path = folder / ACCEPTED, folder / REJECTED
     acc = pads.dataset(str(acc_path), format="arrow")
-    keys = ", ".join(_quote(k) for k in key)
-    narrow = ", ".join(dict.fromkeys([*(_quote(k) for k in key),
-                                      *(_quote(c) for c in order_columns),
+    keys = ", ".join(quote_identifier(k) for k in key)
+    narrow = ", ".join(dict.fromkeys([*(quote_identifier(k) for k in key),
+                                      *(quote_identifier(c) for c in order_columns),
                                       '"_source"', '"_line"']))
     con = duckdb.connect()
     try:

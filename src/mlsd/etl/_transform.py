@@ -12,10 +12,7 @@ import pyarrow.compute as pc
 from ..errors import SpecError
 from ..spec import TransformSpec
 from ._schema import DataSchema
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from ._spool import quote_identifier as _quote
 
 
 class Transformer:

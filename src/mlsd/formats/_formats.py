@@ -16,7 +16,7 @@ from ..errors import DataError
 from ._base import Format, FormatOptions
 from ._csv import read_csv, read_csv_header
 from ._jsonl import read_jsonl, read_jsonl_columns
-from ._raw import DEFAULT_CHUNK_ROWS, ERROR, LINE, RAW
+from ._raw import DEFAULT_CHUNK_ROWS, ERROR, LINE, RAW, open_bytes
 from ._records import batched_records, flatten, table_records
 
 
@@ -30,15 +30,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
-
-
-def _open_bytes(path: Path):
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such data file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a file") from None
 
 
 class CsvFormat(Format):
@@ -96,7 +87,7 @@ class JsonFormat(Format):
     name, extensions = "json", (".json",)
 
     def _records(self, path: Path, options: FormatOptions) -> list:
-        with _open_bytes(path) as fh:
+        with open_bytes(path) as fh:
             data = fh.read()
         if not data.strip():
             raise DataError(f"{path}: the file is empty (no JSON document)")
@@ -237,7 +228,7 @@ class AvroFormat(Format):
         reader_schema = self._reader_schema(options)
         if reader_schema is not None:
             return reader_schema
-        with _open_bytes(path) as fh:
+        with open_bytes(path) as fh:
             try:
                 return fastavro.reader(fh).writer_schema
             except Exception as err:  # fastavro raises many kinds on bad bytes
@@ -255,7 +246,7 @@ class AvroFormat(Format):
 
         def items():
             n = 0
-            with _open_bytes(path) as fh:
+            with open_bytes(path) as fh:
                 try:
                     for n, rec in enumerate(fastavro.reader(
                             fh, reader_schema=reader_schema), start=1):
@@ -291,7 +282,7 @@ class PickleFormat(Format):
                 f"mlsd loads a pickle only when its source says `trusted: true`. "
                 f"Set it only for files you or a trusted system made; better, "
                 f"export the data as Parquet.")
-        with _open_bytes(path) as fh:
+        with open_bytes(path) as fh:
             try:
                 obj = pickle.load(fh)  # noqa: S301 - the user marked it trusted
             except Exception as err:  # any exception a broken pickle can raise
@@ -417,7 +408,7 @@ class ProtobufFormat(Format):
 
         def items():
             n = 0
-            with _open_bytes(path) as fh:
+            with open_bytes(path) as fh:
                 while True:
                     try:
                         size = _read_varint(fh)

@@ -13,17 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import DataError
-from ._raw import DEFAULT_CHUNK_ROWS, RawBatchBuilder
+from ._raw import DEFAULT_CHUNK_ROWS, RawBatchBuilder, open_bytes
 from ._records import flatten, to_text
-
-
-def _open(path: Path):
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such data file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a file") from None
 
 
 def read_jsonl_columns(
@@ -34,7 +25,7 @@ def read_jsonl_columns(
     path = Path(path)
     seen: dict[str, None] = {}
     any_line = False
-    with _open(path) as fh:
+    with open_bytes(path) as fh:
         for n, line in enumerate(fh):
             if n >= sample_rows:
                 break
@@ -73,7 +64,7 @@ def read_jsonl(
     builder = RawBatchBuilder(columns)
     known = set(columns)
     any_line = False
-    with _open(path) as fh:
+    with open_bytes(path) as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -9,7 +9,11 @@ quarantine), ``_error`` (why the record itself could not be parsed, else null).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+
+from ..errors import DataError
 
 LINE, RAW, ERROR = "_line", "_raw", "_error"
 META_COLUMNS = (LINE, RAW, ERROR)
@@ -69,3 +73,13 @@ class RawBatchBuilder:
         ]
         self._reset()
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def open_bytes(path: Path):
+    """Open a data file for binary reading, with clear errors."""
+    try:
+        return Path(path).open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such data file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a file") from None
