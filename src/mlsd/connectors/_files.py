@@ -7,11 +7,18 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 
 from ..errors import DataError
-from ..formats import DEFAULT_CHUNK_ROWS, FormatOptions, format_for, get_format
+from ..formats import (
+    DEFAULT_CHUNK_ROWS,
+    FORMATS,
+    FormatOptions,
+    format_for,
+    get_format,
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,34 @@ class FileConnector:
         if not full.exists():
             raise DataError(f"{self.path}: no such data file (looked in {full})")
         if full.is_dir():
-            raise DataError(f"{self.path}: is a folder, expected a file or a glob")
+            # a partitioned folder: every data file below it, in a stable order
+            found = sorted(p for p in full.rglob("*") if p.is_file()
+                           and p.suffix.lower() in FORMATS
+                           and not any(part.startswith((".", "_")) for part in
+                                       p.relative_to(full).parts))
+            if not found:
+                raise DataError(f"{self.path}: the folder holds no data file "
+                                f"({', '.join(sorted(FORMATS))})")
+            self._folder = full
+            return found
         return [full]
+
+    def partitions(self, p: Path) -> dict[str, str]:
+        """Hive-style ``key=value`` folders between the source folder and a file."""
+        folder = getattr(self, "_folder", None)
+        if folder is None:
+            return {}
+        out = {}
+        for part in p.parent.relative_to(folder).parts:
+            key, eq, value = part.partition("=")
+            if eq and key:
+                out[key] = unquote(value)
+        return out
+
+    def partition_keys(self) -> list[str]:
+        """The partition columns, from the first file's folders."""
+        files = self._resolve()
+        return list(self.partitions(files[0])) if files else []
 
     def _display(self, p: Path) -> str:
         try:
@@ -91,7 +124,8 @@ class FileConnector:
     def columns(self) -> list[str]:
         """The field names of the first file (CSV header, JSON keys, schema)."""
         first = self._resolve()[0]
-        return get_format(format_for(first, self.format)).columns(first, self.options)
+        cols = get_format(format_for(first, self.format)).columns(first, self.options)
+        return cols + [k for k in self.partition_keys() if k not in cols]
 
     def arrow_types(self) -> dict | None:
         """Column types the first file declares (binary formats), else None."""
@@ -116,7 +150,8 @@ class FileConnector:
             p = Path(info.path)
             p = p if p.is_absolute() else self.root / p
             fmt = get_format(format_for(p, self.format))
-            have = fmt.columns(p, self.options)
+            parts = self.partitions(p)
+            have = fmt.columns(p, self.options) + list(parts)
             missing = [c for c in columns if c not in have]
             extra = [c for c in have if c not in columns]
             if not strict:
@@ -138,12 +173,20 @@ class FileConnector:
                     f"{'the header does' if where else 'the columns do'} not match "
                     f"the schema: {'; '.join(parts)} (edit the schema file if the "
                     f"data changed on purpose)")
-            present = [c for c in columns if c in have]
-            read_cols = have if fmt.name == "csv" else columns
+            present = [c for c in columns if c in have and c not in parts]
+            file_cols = [c for c in have if c not in parts]
+            read_cols = file_cols if fmt.name == "csv" else [
+                c for c in columns if c not in parts]
             for batch in fmt.read(p, self.options, columns=read_cols,
                                   chunk_rows=chunk_rows, strict=strict):
+                for key, value in parts.items():
+                    if key in columns:  # the folder's value, as text
+                        batch = batch.append_column(key, pa.array(
+                            [value] * batch.num_rows, pa.string()))
                 if fmt.name == "csv":
-                    out = batch.select([*present, "_line", "_raw", "_error"])
+                    out = batch.select([*present, *[k for k in parts if k in
+                                                    columns],
+                                        "_line", "_raw", "_error"])
                     for c in columns:
                         if c not in have:
                             out = out.append_column(c, pa.nulls(out.num_rows,
