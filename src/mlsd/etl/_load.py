@@ -15,9 +15,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..connectors import FileConnector, FileInfo, RestConnector, SqlConnector
+from ..connectors import (
+    BlobConnector,
+    FileConnector,
+    FileInfo,
+    RestConnector,
+    SqlConnector,
+    copy_blob,
+)
 from ..lake import Catalog, Lake
 from ..spec import (
+    BlobSourceSpec,
     RestSourceSpec,
     SourceSpec,
     SqlSourceSpec,
@@ -61,6 +69,9 @@ class LoadResult:
 def connector_for(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
                   root: Path) -> FileConnector | SqlConnector | RestConnector:
     """The connector a source spec describes."""
+    if isinstance(spec, BlobSourceSpec):
+        return BlobConnector(folder=spec.folder, root=root, pattern=spec.pattern,
+                             store=copy_blob(root / ".mlsd" / "blobs"))
     if isinstance(spec, RestSourceSpec):
         return RestConnector(**spec.model_dump(exclude={"key", "load", "endpoint"}),
                              url=spec.endpoint)
@@ -193,7 +204,8 @@ def load_source(
                                                    str(window.high)]
     # files have a hash before reading, a watermark window bounds its rows; a
     # database snapshot or an API is known only once read: its content is hashed
-    content_known = isinstance(connector, FileConnector) or window is not None
+    content_known = isinstance(connector, FileConnector | BlobConnector) or \
+        window is not None
     load_id = _hash(ident) if content_known else None
     file_docs = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in infos]
 

@@ -9,6 +9,7 @@ JSON Schema editors use to complete the file.
 from ._load import find_spec_file, json_schema, load_spec, parse_spec, spec_hash
 from ._models import (
     AuditSpec,
+    BlobSourceSpec,
     ColumnType,
     DatasetSpec,
     FeatureSpec,
@@ -26,6 +27,7 @@ from ._models import (
 
 __all__ = [
     "AuditSpec",
+    "BlobSourceSpec",
     "ColumnType",
     "DatasetSpec",
     "FeatureSpec",

@@ -85,7 +85,7 @@ def parse_spec(data: Any, *, source: str = SPEC_FILE) -> ProjectSpec:
 
 
 _UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "none", "list[any]",
-               "file", "sql", "rest"}
+               "file", "sql", "rest", "blobs"}
 
 
 def load_spec(path: str | Path) -> ProjectSpec:

@@ -188,17 +188,30 @@ class RestSourceSpec(_Strict):
         return self
 
 
+class BlobSourceSpec(_Strict):
+    """A folder of unstructured files (text, images, ...): one row per file."""
+
+    folder: str = Field(description="The folder, relative to the project.")
+    pattern: str = Field(default="**/*", description="Which files, as a glob.")
+    key: str | None = "path"
+    load: Literal["overwrite", "append", "upsert"] = "overwrite"
+
+
 def _source_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "endpoint" in value:
             return "rest"
+        if "folder" in value:
+            return "blobs"
         return "sql" if "url" in value else "file"
-    return {SqlSourceSpec: "sql", RestSourceSpec: "rest"}.get(type(value), "file")
+    return {SqlSourceSpec: "sql", RestSourceSpec: "rest",
+            BlobSourceSpec: "blobs"}.get(type(value), "file")
 
 
 AnySource = Annotated[
     Annotated[SourceSpec, Tag("file")] | Annotated[SqlSourceSpec, Tag("sql")]
-    | Annotated[RestSourceSpec, Tag("rest")],
+    | Annotated[RestSourceSpec, Tag("rest")] | Annotated[BlobSourceSpec,
+                                                         Tag("blobs")],
     Discriminator(_source_kind),
 ]
 
