@@ -63,3 +63,22 @@ def test_a_folder_of_files_becomes_a_table_and_blobs(tmp_path):
     out = sql(project, "SELECT media_type, sum(size) AS bytes FROM docs "
                        "GROUP BY 1 ORDER BY 1").to_pylist()
     assert out[-1] == {"media_type": "text/plain", "bytes": 23}
+
+
+def test_append_mode_adds_only_new_files(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("a\n")
+    spec = {"name": "p", "problem": {"task": "regression", "target": "size"},
+            "sources": {"docs": {"folder": "docs", "load": "append"}},
+            "features": [{"column": "media_type", "encode": "onehot"}]}
+    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    project = Project.find(start=tmp_path)
+    ingest(project)
+    assert ingest(project)["sources"][0]["skipped"]  # nothing new
+    (docs / "b.txt").write_text("bb\n")
+    res = ingest(project)["sources"][0]
+    assert res["rows_in"] == 1 and res["version"] == 1
+    paths = DeltaTable(str(tmp_path / ".mlsd/lake/sources/docs")).to_pyarrow_table(
+    ).column("path").to_pylist()
+    assert sorted(paths) == ["docs/a.txt", "docs/b.txt"]

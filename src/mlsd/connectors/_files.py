@@ -64,6 +64,11 @@ class FileConnector:
         self.format = format
         self.options = options or FormatOptions()
 
+    @property
+    def display(self) -> str:
+        """The source as the spec names it."""
+        return self.path
+
     def _resolve(self) -> list[Path]:
         pattern = Path(self.path)
         full = pattern if pattern.is_absolute() else self.root / pattern

@@ -196,7 +196,8 @@ def load_source(
                 if on_rows:
                     on_rows(0)
                 return _nothing_new(name, lake, catalog,
-                                    FileInfo(spec.path, "", 0), None, frozen)
+                                    FileInfo(connector.display, "", 0), None,
+                                    frozen)
         batches = connector.read(list(schema.columns), chunk_rows=chunk_rows,
                                  only=infos)
     ident["inputs"] = [(f.path, f.sha256) for f in infos]
