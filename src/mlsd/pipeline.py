@@ -90,9 +90,6 @@ class Project:
             return cls(spec_path=path)
         return cls(spec_path=find_spec_file(start))
 
-    def models_dir(self) -> Path:
-        return inside(self.home, "artifacts", "models")
-
     def model_path(self, model_id: str) -> Path:
         return inside(self.home, "artifacts", "models", model_id)
 

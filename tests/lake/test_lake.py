@@ -58,3 +58,8 @@ def test_catalog_lineage_walk(tmp_path):
     assert [(e["src"], e["dst"]) for e in up] == [(d, m), (f, d)]
     assert cat.artifact("m")["metadata"] == {"k": 1}
     assert cat.artifact("zzz") is None
+    cat.start_run("r", spec_hash="s", code_version="v")
+    cat.finish_run("r", status="done", summary={"rows": 2})
+    [run] = cat.runs()
+    assert (run["run_id"], run["status"], run["summary"]) == ("r", "done",
+                                                             '{"rows": 2}')

@@ -231,9 +231,3 @@ class Catalog:
                             nxt.append(r["src"])
                 frontier = nxt
         return out
-
-    def file(self, sha256: str) -> list[dict[str, Any]]:
-        with self._db() as con:
-            rows = con.execute("SELECT * FROM files WHERE sha256 = ?",
-                               (sha256,)).fetchall()
-        return [dict(r) for r in rows]
