@@ -175,20 +175,34 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    t = Table(title=f"Data ({s['project']}, run {s['run_id']})", title_justify="left")
-    for c in ("source", "read", "stored", "quarantined", "dataset version"):
-        t.add_column(c, justify="left" if c in ("source", "dataset version")
-                     else "right", no_wrap=True)
-    for src in s["sources"]:
+def _sources_table(title: str, sources: list[dict[str, Any]], *,
+                   reasons: bool = False, total: dict[str, int] | None = None
+                   ) -> Table:
+    """Per source: rows read, stored, quarantined, and the dataset version."""
+    t = Table(title=title, title_justify="left")
+    cols = ["source", "read", "stored", "quarantined", "dataset version"]
+    for c in cols + (["top reasons"] if reasons else []):
+        t.add_column(c, justify="right" if c in ("read", "stored", "quarantined")
+                     else "left", no_wrap=c != "top reasons")
+    for src in sources:
         version = f"{src['dataset']}@{src['version']}" + (
-            " (unchanged)" if src["skipped"] else "")
-        t.add_row(src["source"], str(src["rows_in"]), str(src["rows_stored"]),
-                  str(src["rows_quarantined"]), version)
+            " (nothing new)" if src["skipped"] else "")
+        cells = [src["source"], str(src["rows_in"]), str(src["rows_stored"]),
+                 str(src["rows_quarantined"]), version]
+        if reasons:
+            cells.append(", ".join(f"{k} ({v})" for k, v in
+                                   list(src["reasons"].items())[:3]))
+        t.add_row(*cells)
+    if total is not None:
+        t.add_row("total", str(total["rows_in"]), str(total["rows_stored"]),
+                  str(total["rows_quarantined"]), "", *([""] if reasons else []))
+    return t
+
+
+def _print_summary(s: dict[str, Any]) -> None:
     tot = s["totals"]
-    t.add_row("total", str(tot["rows_in"]), str(tot["rows_stored"]),
-              str(tot["rows_quarantined"]), "")
-    out.print(t)
+    out.print(_sources_table(f"Data ({s['project']}, run {s['run_id']})",
+                             s["sources"], total=tot))
     if s["top_reasons"]:
         out.print("Top quarantine reasons: " + ", ".join(
             f"{k} ({v})" for k, v in s["top_reasons"]))
@@ -239,17 +253,7 @@ def ingest(
     if as_json:
         _print_json(res)
         return
-    t = Table(title="Ingest", title_justify="left")
-    for c in ("source", "read", "stored", "quarantined", "dataset version",
-              "top reasons"):
-        t.add_column(c)
-    for src in res["sources"]:
-        version = f"{src['dataset']}@{src['version']}" + (
-            " (nothing new)" if src["skipped"] else " (new)")
-        top = ", ".join(f"{k} ({v})" for k, v in list(src["reasons"].items())[:3])
-        t.add_row(src["source"], str(src["rows_in"]), str(src["rows_stored"]),
-                  str(src["rows_quarantined"]), version, top)
-    out.print(t)
+    out.print(_sources_table("Ingest", res["sources"], reasons=True))
 
 
 @app.command("sql")

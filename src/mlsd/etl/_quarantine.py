@@ -57,6 +57,30 @@ def _parse(raw: str, fmt: str, header: list[str] | None, delimiter: str,
     return doc, None
 
 
+def _parse_all(rows: list[dict[str, Any]],
+               spec: SourceSpec | SqlSourceSpec | RestSourceSpec, root: Path
+               ) -> tuple[list[dict[str, Any] | None], list[str | None]]:
+    """Parse every quarantined raw record again: a CSV line with its file's
+    header (read once per file), anything else as JSON."""
+    headers: dict[str, list[str] | None] = {}
+    records, errors = [], []
+    for r in rows:
+        path, fmt = r["_source"], "json"
+        if isinstance(spec, SourceSpec) and format_for(path, spec.format) == "csv":
+            fmt = "csv"
+            if path not in headers:
+                full = Path(path) if Path(path).is_absolute() else root / path
+                headers[path] = (read_csv_header(full, delimiter=spec.delimiter,
+                                                 encoding=spec.encoding)
+                                 if full.is_file() and spec.header else None)
+        rec, err = _parse(r["raw"], fmt, headers.get(path),
+                          getattr(spec, "delimiter", ","),
+                          getattr(spec, "quotechar", '"'))
+        records.append(rec)
+        errors.append(err)
+    return records, errors
+
+
 def replay(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
            rules: ValidateSpec, schema: DataSchema, *, root: Path, lake: Lake,
            catalog: Catalog, run_id: str) -> dict[str, Any]:
@@ -82,24 +106,7 @@ def replay(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
         return result
     if lake.last_write("quarantine", name).get("mlsd.write_id") == replay_id:
         return {**result, "skipped": True}
-    headers: dict[str, list[str] | None] = {}
-    records, errors = [], []
-    for r in rows:
-        path = r["_source"]
-        fmt = "json"
-        if isinstance(spec, SourceSpec):
-            fmt = format_for(path, spec.format)
-            fmt = "csv" if fmt == "csv" else "json"
-            if fmt == "csv" and path not in headers:
-                full = Path(path) if Path(path).is_absolute() else root / path
-                headers[path] = (read_csv_header(full, delimiter=spec.delimiter,
-                                                 encoding=spec.encoding)
-                                 if full.is_file() and spec.header else None)
-        rec, err = _parse(r["raw"], fmt, headers.get(path),
-                          getattr(spec, "delimiter", ","),
-                          getattr(spec, "quotechar", '"'))
-        records.append(rec)
-        errors.append(err)
+    records, errors = _parse_all(rows, spec, root)
     cols = list(schema.columns)
     arrays = [pa.array([None if rec is None else to_text(rec.get(c))
                         for rec in records], pa.string()) for c in cols]
@@ -155,21 +162,9 @@ def quarantine_matches(lake: Lake, name: str,
     rows = quarantine_rows(lake, name)
     if not rows:
         return []
-    headers: dict[str, list[str] | None] = {}
-    values: dict[str, list] = {c: [] for c in schema.columns}
-    for r in rows:
-        path, fmt = r["_source"], "json"
-        if isinstance(spec, SourceSpec) and format_for(path, spec.format) == "csv":
-            fmt = "csv"
-            if path not in headers:
-                full = Path(path) if Path(path).is_absolute() else root / path
-                headers[path] = read_csv_header(full, delimiter=spec.delimiter) \
-                    if full.is_file() else None
-        rec, _ = _parse(r["raw"], fmt, headers.get(path),
-                        getattr(spec, "delimiter", ","), getattr(spec, "quotechar",
-                                                                 '"'))
-        for c in schema.columns:
-            values[c].append(None if rec is None else to_text(rec.get(c)))
+    records, _ = _parse_all(rows, spec, root)
+    values = {c: [None if rec is None else to_text(rec.get(c)) for rec in records]
+              for c in schema.columns}
     raw = pa.table({c: pa.array(v, pa.string()) for c, v in values.items()})
     typed, _ = Validator(schema=schema, rules=ValidateSpec(
         null_values=null_values)).typed(raw)
