@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -666,16 +667,39 @@ def _main(version: Annotated[bool, typer.Option(
 
 
 def main() -> None:
-    """Console entry point: run the app, turn mlsd errors into exit code 2."""
+    """Console entry point: run the app, turn mlsd errors into exit code 2.
+
+    The process ends with ``os._exit`` once the output is flushed: the native
+    thread pools of Arrow, DuckDB and delta-rs can abort the interpreter's own
+    teardown ("terminate called without an active exception", exit -6; see
+    apache/arrow#34314, delta-io/delta-rs#2184) after the work is done, which
+    would turn a finished command into a failure.
+    """
+    code = 0
     try:
         app()
+    except SystemExit as done:
+        if isinstance(done.code, int):
+            code = done.code
+        elif done.code is not None:
+            err.print(str(done.code))
+            code = 1
     except MlsdError as e:
         err.print("error:", style="bold red", end=" ")
         err.print(str(e), soft_wrap=True)
-        sys.exit(2)
+        code = 2
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        code = 130
+    except Exception:  # a bug: show it whole, then exit like Python would
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader went away (| head)
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
