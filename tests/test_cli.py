@@ -127,6 +127,24 @@ def test_schema_show_frozen_and_inferred(fresh_project):
     assert not (fresh_project / "schemas/posts_log.yaml").exists()
 
 
+def test_schema_infer_refreezes_and_lists_changes(fresh_project):
+    """`mlsd schema infer` redoes a hand-edited schema from the data, keeps the
+    old file, and names each column whose type changed."""
+    path = fresh_project / "schemas/posts_export.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["columns"]["likes"] = "string"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = json.loads(run_cli("schema", "infer", "posts_export", "--json",
+                             cwd=fresh_project).stdout)
+    assert res["changes"] == [{"column": "likes", "before": "string",
+                               "after": "int64"}]
+    assert yaml.safe_load(path.read_text())["columns"]["likes"] == "int64"
+    backup = fresh_project / res["backup"]
+    assert yaml.safe_load(backup.read_text())["columns"]["likes"] == "string"
+    proc = run_cli("schema", "infer", "posts_export", cwd=fresh_project)
+    assert "no column changed" in proc.stdout
+
+
 @pytest.mark.slow
 def test_first_run_freezes_the_inferred_schema(fresh_project):
     """Without declared schemas, the run infers them by a robust vote (planted

@@ -653,6 +653,40 @@ def schema_show(
     out.print(t)
 
 
+@schema_app.command("infer")
+def schema_infer(
+    source: Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Infer a source's schema again from its data and freeze it.
+
+    The previous schemas/SOURCE.yaml is kept as SOURCE.yaml.bak; the columns
+    whose type changed are listed. The next load validates against the new one.
+
+    Example: mlsd schema infer posts_export
+    """
+    from .etl import reinfer_schema
+
+    project = _project(config)
+    if source not in project.spec.sources:
+        raise MlsdError(f"unknown source {source!r}; sources are "
+                        f"{', '.join(project.spec.sources)}")
+    result = reinfer_schema(source, project.spec.sources[source],
+                            project.spec.validate_, project.root)
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"schema of {source} frozen in {result['path']}"
+              + (f" (previous kept in {result['backup']})" if result["backup"]
+                 else ""))
+    if not result["changes"]:
+        out.print("no column changed")
+    for c in result["changes"]:
+        out.print(f"  {c['column']}: {c['before'] or '(new)'} -> "
+                  f"{c['after'] or '(gone)'}")
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"mlsd {__version__}")

@@ -17,7 +17,13 @@ from ._coerce import (
     nullify,
 )
 from ._export import EXTENSIONS, export_dataset, parse_dataset
-from ._load import LoadResult, connector_for, load_source, resolve_schema
+from ._load import (
+    LoadResult,
+    connector_for,
+    load_source,
+    reinfer_schema,
+    resolve_schema,
+)
 from ._quarantine import quarantine_matches, quarantine_rows, replay
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
 from ._transform import Transformer
@@ -61,6 +67,7 @@ __all__ = [
     "quarantine_matches",
     "quarantine_rows",
     "replay",
+    "reinfer_schema",
     "resolve_schema",
     "save_schema",
     "schema_path",

@@ -33,7 +33,13 @@ from ..spec import (
     ValidateSpec,
 )
 from . import _spool
-from ._schema import DataSchema, infer_schema, load_schema, save_schema
+from ._schema import (
+    DataSchema,
+    infer_schema,
+    load_schema,
+    save_schema,
+    schema_path,
+)
 from ._transform import Transformer
 from ._validate import QUARANTINE_SCHEMA, Validator
 
@@ -96,6 +102,32 @@ def resolve_schema(name: str, spec: SourceSpec | SqlSourceSpec,
     if freeze:
         save_schema(root, name, schema)
     return schema, True
+
+
+def reinfer_schema(name: str, spec: SourceSpec | SqlSourceSpec,
+                   rules: ValidateSpec, root: Path) -> dict[str, Any]:
+    """Infer a source's schema again and freeze it, keeping the old one as .bak.
+
+    Returns the path, the backup's path (or None) and the columns whose type
+    changed, so the user sees what the next load will validate differently.
+    """
+    old = load_schema(root, name)
+    path = schema_path(root, name)
+    new = infer_schema(connector_for(name, spec, root),
+                       null_values=rules.null_values,
+                       threshold=rules.infer_threshold)
+    backup = None
+    if path.is_file():
+        backup = path.with_name(path.name + ".bak")
+        shutil.copyfile(path, backup)
+    save_schema(root, name, new)
+    before = old.columns if old else {}
+    changes = [{"column": c, "before": before.get(c), "after": new.columns.get(c)}
+               for c in dict.fromkeys([*before, *new.columns])
+               if before.get(c) != new.columns.get(c)]
+    return {"source": name, "path": str(path.relative_to(root)),
+            "backup": None if backup is None else str(backup.relative_to(root)),
+            "columns": dict(new.columns), "changes": changes}
 
 
 def encode_watermark(value: Any) -> str | None:
