@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .audit import audit_splits
-from .connectors import FileConnector
+from .connectors import FileConnector, prune_blobs
 from .engine import DuckDBEngine
 from .errors import DataError, ModelError, SchemaError, SpecError
 from .etl import (
@@ -49,6 +50,7 @@ DEFAULT_METRICS = {
     "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "log_loss"],
     "regression": ["rmse", "mae", "r2"],
 }
+_SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
 
 
 class Reporter:
@@ -211,7 +213,26 @@ def vacuum(project: Project, retention_hours: int | None = None
             removed = project.lake.vacuum(area, name, retention_hours=hours)
             out.append({"dataset": f"{area}/{name}", "files_removed": len(removed),
                         "retention_hours": hours})
+    blobs = project.lake.root / "blobs"
+    if blobs.is_dir():
+        out.append({"dataset": "blobs", "files_removed": len(
+            prune_blobs(blobs, _blob_refs(project.lake))),
+            "retention_hours": hours})
     return out
+
+
+def _blob_refs(lake: Lake) -> set[str]:
+    """Content hashes that some readable table version refers to: the
+    ``sha256`` column of folder sources, and hashes in quarantined records
+    (a replay may still accept them)."""
+    keep: set[str] = set()
+    for name in lake.list("sources"):
+        keep.update(v for v in lake.stored_values("sources", name, "sha256"
+                                                  ).to_pylist() if v)
+    for name in lake.list("quarantine"):
+        for raw in lake.stored_values("quarantine", name, "raw").to_pylist():
+            keep.update(_SHA256.findall(raw or ""))
+    return keep
 
 
 def sql(project: Project, query: str) -> pa.Table:

@@ -9,7 +9,7 @@ import yaml
 from deltalake import DeltaTable
 
 from mlsd.connectors import image_size
-from mlsd.pipeline import Project, ingest, sql
+from mlsd.pipeline import Project, ingest, sql, vacuum
 
 
 def _png(w: int, h: int) -> bytes:
@@ -82,3 +82,31 @@ def test_append_mode_adds_only_new_files(tmp_path):
     paths = DeltaTable(str(tmp_path / ".mlsd/lake/sources/docs")).to_pyarrow_table(
     ).column("path").to_pylist()
     assert sorted(paths) == ["docs/a.txt", "docs/b.txt"]
+
+
+def test_vacuum_drops_blobs_no_readable_version_needs(tmp_path):
+    """A file gone from the folder keeps its blob while an old version can
+    still be read, and loses it once vacuum removes that version."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keep.txt").write_text("kept\n")
+    (docs / "gone.txt").write_text("removed later\n")
+    spec = {"name": "p", "problem": {"task": "regression", "target": "size"},
+            "sources": {"docs": {"folder": "docs"}},
+            "features": [{"column": "media_type", "encode": "onehot"}]}
+    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    project = Project.find(start=tmp_path)
+    ingest(project)
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+           for p in docs.iterdir()}
+    blobs = tmp_path / ".mlsd/blobs"
+    (docs / "gone.txt").unlink()
+    ingest(project)  # overwrite: the latest version no longer has gone.txt
+    assert (blobs / sha["gone.txt"][:2] / sha["gone.txt"]).exists()
+    vacuum(project, retention_hours=24)  # version 0 is still within retention
+    assert (blobs / sha["gone.txt"][:2] / sha["gone.txt"]).exists()
+    out = vacuum(project, retention_hours=0)
+    assert {"dataset": "blobs", "files_removed": 1, "retention_hours": 0} in out
+    assert not (blobs / sha["gone.txt"][:2] / sha["gone.txt"]).exists()
+    kept = blobs / sha["keep.txt"][:2] / sha["keep.txt"]
+    assert kept.read_text() == "kept\n"

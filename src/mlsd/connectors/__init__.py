@@ -9,11 +9,11 @@ the same shape. A folder of unstructured files (text, images) becomes a
 table of their descriptions, the bytes kept in the lake's blob area by hash.
 """
 
-from ._blobs import BlobConnector, copy_blob, image_size
+from ._blobs import BlobConnector, copy_blob, image_size, prune_blobs
 from ._files import FileConnector, FileInfo, sha256_file
 from ._rest import RestConnector
 from ._sql import SqlConnector, WatermarkRange
 
 __all__ = ["BlobConnector", "FileConnector", "FileInfo", "RestConnector",
-           "SqlConnector", "WatermarkRange", "copy_blob", "image_size",
+           "SqlConnector", "WatermarkRange", "copy_blob", "image_size", "prune_blobs",
            "sha256_file"]

@@ -165,3 +165,24 @@ def copy_blob(blobs: Path) -> Callable[[Path, str], None]:
         shutil.copyfile(path, tmp)
         tmp.replace(target)  # atomic: a crash never leaves half a blob
     return store
+
+
+def prune_blobs(blobs: Path, keep: set[str]) -> list[str]:
+    """Remove the stored contents whose hash is not in ``keep``; return them.
+
+    Called after a vacuum, with the hashes that the files still on disk refer
+    to, so a blob goes only once no readable version of any table needs it.
+    """
+    removed = []
+    if not blobs.is_dir():
+        return removed
+    for sub in sorted(blobs.iterdir()):
+        if not sub.is_dir():
+            continue
+        for blob in sorted(sub.iterdir()):
+            if blob.suffix == ".tmp" or blob.name not in keep:
+                blob.unlink()
+                removed.append(blob.name)
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    return removed

@@ -152,6 +152,22 @@ class Lake:
         dt.create_checkpoint()
         return removed
 
+    def stored_values(self, area: str, name: str, column: str) -> pa.Array:
+        """The values of one column in every data file still on disk.
+
+        This covers every version still readable (after a vacuum, the files
+        left are those the retained versions need), not only the latest.
+        """
+        folder = self.path(area, name)
+        files = [str(f) for f in folder.rglob("*.parquet")
+                 if "_delta_log" not in f.parts]
+        if not files:
+            return pa.array([], pa.string())
+        data = pads.dataset(files, format="parquet")
+        if column not in data.schema.names:
+            return pa.array([], pa.string())
+        return data.to_table(columns=[column]).column(column).combine_chunks()
+
     def read(self, area: str, name: str, version: int | None = None,
              columns: list[str] | None = None) -> pa.Table:
         """One version of a dataset (the latest by default) as an Arrow table."""
