@@ -56,3 +56,38 @@ def test_replay_after_the_rules_are_fixed(tmp_path):
     log = json.loads(run_cli("quarantine", "replay", "log", "--json",
                              cwd=tmp_path).stdout)
     assert log["accepted"] == 1 and log["still_quarantined"] == 0
+
+
+def test_replay_keeps_out_a_key_already_stored(tmp_path):
+    """A quarantined row replayed after a fix does not bring in a second row for
+    a unique key that a later load stored meanwhile, nor two rows for one key
+    from two files; it stays quarantined with the rule unique."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/a.csv").write_text("id,v\n1,5\n2,-3\n3,-4\n")
+    (tmp_path / "data/b.csv").write_text("id,v\n2,7\n4,-8\n5,1\n")
+    (tmp_path / "data/c.csv").write_text("id,v\n4,-9\n")
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas/csv.yaml").write_text("columns: {id: int64, v: int64}\n")
+
+    def project(ranges):
+        spec = {"name": "p", "problem": {"task": "regression", "target": "id"},
+                "sources": {"csv": {"path": "data/*.csv"}},
+                "validate": {"unique": ["id"], "ranges": ranges},
+                "features": [{"column": "v"}]}
+        (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+        return Project.find(start=tmp_path)
+
+    res = ingest(project({"v": [0, None]}))["sources"][0]
+    # stored: 1, 2 (from b.csv), 5; quarantined: 2 and 3 (a.csv), 4 (b), 4 (c)
+    assert (res["rows_stored"], res["rows_quarantined"]) == (3, 4)
+    out = replay_quarantine(project({}), "csv")
+    assert (out["accepted"], out["still_quarantined"]) == (2, 2)
+    stored = DeltaTable(str(tmp_path / ".mlsd/lake/sources/csv")).to_pyarrow_table()
+    ids = sorted(stored.column("id").to_pylist())
+    assert ids == [1, 2, 3, 4, 5]  # one row per key
+    left = DeltaTable(str(tmp_path / ".mlsd/lake/quarantine/csv")).to_pyarrow_table()
+    reasons = {(r["_source"], r["_line"]): r["reasons"][0] for r in left.to_pylist()}
+    assert set(reasons) == {("data/a.csv", 3), ("data/c.csv", 2)}
+    assert reasons[("data/a.csv", 3)]["rule"] == "unique"
+    assert "already stored" in reasons[("data/a.csv", 3)]["message"]
+    assert reasons[("data/c.csv", 2)]["rule"] == "unique"  # 4 came from b.csv

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import LakeError
@@ -127,6 +128,22 @@ def replay(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
         rejected.append(out.rejected)
     acc = pa.Table.from_batches(accepted, schema=accepted_schema(schema))
     rej = pa.Table.from_batches(rejected, schema=QUARANTINE_SCHEMA)
+    upsert = getattr(spec, "load", None) == "upsert"
+    if rules.unique and not upsert and acc.num_rows and lake.exists("sources", name):
+        # the validator saw only the replayed rows: a key already stored by an
+        # earlier load must not come in a second time
+        acc, repeated = _split_stored_keys(lake, name, acc, rules.unique)
+        if repeated.num_rows:
+            raw_of = {(r["_source"], r["_line"]): r["raw"] for r in rows}
+            label = ", ".join(rules.unique)
+            rej = pa.concat_tables([rej, pa.Table.from_pylist([{
+                "_source": r["_source"], "_source_sha256": r["_source_sha256"],
+                "_line": r["_line"], "_load_id": replay_id,
+                "raw": raw_of[(r["_source"], r["_line"])],
+                "reasons": [{"column": rules.unique[0], "rule": "unique",
+                             "message": f"{label}: {_key_text(r, rules.unique)} "
+                                        "repeats a row already stored"}]}
+                for r in repeated.to_pylist()], schema=QUARANTINE_SCHEMA)])
     if acc.num_rows == 0 and rej.column("reasons").to_pylist() == [
             r["reasons"] for r in rows]:
         return result  # nothing passes, nothing changed: no new version
@@ -145,6 +162,35 @@ def replay(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
                               metadata=meta)
     return {**result, "accepted": acc.num_rows, "still_quarantined": rej.num_rows,
             "version": version, "quarantine_version": q_version}
+
+
+def _split_stored_keys(lake: Lake, name: str, acc: pa.Table, key: list[str]
+                       ) -> tuple[pa.Table, pa.Table]:
+    """``acc`` split into rows whose key is not yet in the stored dataset, and
+    rows whose key is (a semi-join in DuckDB over the key columns only)."""
+    import duckdb
+
+    from ._spool import quote_identifier
+
+    on = " AND ".join(f"s.{quote_identifier(k)} = a.{quote_identifier(k)}"
+                      for k in key)
+    con = duckdb.connect()
+    try:
+        con.register("a", acc.select(key).append_column(
+            "__i", pa.array(range(acc.num_rows), pa.int64())))
+        con.register("s", lake.dataset("sources", name))
+        hit = con.sql(f"SELECT a.__i FROM a WHERE EXISTS (SELECT 1 FROM s WHERE {on})"
+                      ).to_arrow_table().column("__i").to_numpy()
+    finally:
+        con.close()
+    mask = np.zeros(acc.num_rows, dtype=bool)
+    mask[hit] = True
+    return acc.filter(pa.array(~mask)), acc.filter(pa.array(mask))
+
+
+def _key_text(row: dict[str, Any], key: list[str]) -> str:
+    values = tuple(row[k] for k in key)
+    return repr(values if len(values) > 1 else values[0])
 
 
 
