@@ -43,3 +43,20 @@ def test_request_model_follows_the_input_schema():
         Row(b="x")
     with pytest.raises(ValueError):
         Row(a=1, c=2)
+
+
+def test_a_struct_column_is_a_nested_request_object():
+    from mlsd.serve import rows_to_arrow
+
+    schema = {"columns": {"a": "int64", "addr": {"city": "string",
+                                                  "geo": {"lat": "float64"}}}}
+    Row = request_model(schema)
+    row = Row(a=1, addr={"city": "Lyon", "geo": {"lat": "45.7"}})
+    assert row.addr.geo.lat == 45.7
+    with pytest.raises(ValueError, match="floor"):
+        Row(a=1, addr={"city": "Lyon", "floor": 2})  # unknown nested field
+    table = rows_to_arrow([row.model_dump(), Row(a=2).model_dump()], schema)
+    assert table.column("addr").to_pylist() == [
+        {"city": "Lyon", "geo": {"lat": 45.7}}, None]
+    assert table.schema.field("addr").type.field("geo").type.field("lat").type \
+        == "double"

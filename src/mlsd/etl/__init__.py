@@ -9,12 +9,15 @@ and load id) as one Delta version, and records rows in = stored + quarantined.
 
 from ._coerce import (
     ARROW_TYPES,
+    TypeName,
+    arrow_type,
     coerce,
     coerce_any,
     infer_type,
     infer_type_any,
     logical_type,
     nullify,
+    type_label,
 )
 from ._export import EXTENSIONS, export_dataset, parse_dataset
 from ._load import (
@@ -40,6 +43,8 @@ from ._validate import (
 
 __all__ = [
     "ARROW_TYPES",
+    "TypeName",
+    "arrow_type",
     "LOAD_ID",
     "PROVENANCE",
     "QUARANTINE_SCHEMA",
@@ -62,6 +67,7 @@ __all__ = [
     "load_schema",
     "load_source",
     "logical_type",
+    "type_label",
     "nullify",
     "parse_dataset",
     "quarantine_matches",

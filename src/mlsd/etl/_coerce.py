@@ -6,7 +6,9 @@ but did not parse, so validation can reject exactly those rows with the value.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +30,27 @@ TS_RE = (
     r"(Z|z|[+-]\d{2}:?\d{2})?$"
 )
 TZ_RE = r"(Z|z|[+-]\d{2}:?\d{2})$"
+# A column's logical type: a scalar type name, or for a nested object kept as a
+# struct, a mapping of its field names to their own types (nesting allowed).
+TypeName = str | dict[str, Any]
 TRUE = ("true", "t", "yes", "y", "1")
 FALSE = ("false", "f", "no", "n", "0")
 BOOL_WORDS = ("true", "false", "yes", "no")  # what inference takes as boolean
+
+
+def arrow_type(type_name: TypeName) -> pa.DataType:
+    """The Arrow type of a logical type (a mapping is a struct)."""
+    if isinstance(type_name, dict):
+        return pa.struct([pa.field(k, arrow_type(v)) for k, v in type_name.items()])
+    return ARROW_TYPES[type_name]
+
+
+def type_label(type_name: TypeName) -> str:
+    """A logical type as people read it: ``struct{city: string, zip: int64}``."""
+    if isinstance(type_name, dict):
+        return "struct{" + ", ".join(f"{k}: {type_label(v)}"
+                                     for k, v in type_name.items()) + "}"
+    return type_name
 
 
 def _mask(arr: pa.Array) -> np.ndarray:
@@ -117,6 +137,76 @@ def coerce(raw: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
         return pa.array(vals, target), np.asarray(bad, dtype=bool)
 
 
+def _objects(values: list[str | None]) -> tuple[list[dict | None], np.ndarray]:
+    """JSON texts parsed to objects; bad where a value is not a JSON object."""
+    objs: list[dict | None] = []
+    bad = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        obj = None
+        if v is not None:
+            try:
+                obj = json.loads(v)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
+                obj, bad[i] = None, True
+        objs.append(obj)
+    return objs, bad
+
+
+def coerce_struct(raw: pa.Array, fields: dict[str, Any], null_values: list[str]
+                  ) -> tuple[pa.Array, np.ndarray]:
+    """JSON objects (as text) to an Arrow struct, each field coerced by its type.
+
+    A value that is not an object, has a field the type does not name (kept
+    data must not be dropped silently) or has a field that does not parse is
+    bad, and the whole value is null.
+    """
+    from ..formats import to_text
+
+    objs, bad = _objects(raw.to_pylist())
+    known = set(fields)
+    for i, obj in enumerate(objs):
+        if obj is not None and not known.issuperset(obj):
+            objs[i], bad[i] = None, True
+    children = []
+    for name, typ in fields.items():
+        col = pa.array([None if o is None else to_text(o.get(name)) for o in objs],
+                       pa.string())
+        typed, field_bad = coerce_any(col, typ, null_values)
+        bad |= field_bad
+        children.append(typed)
+    missing = np.array([o is None for o in objs], dtype=bool) | bad
+    struct = pa.StructArray.from_arrays(
+        children, fields=[pa.field(k, arrow_type(v)) for k, v in fields.items()],
+        mask=pa.array(missing))
+    return struct, bad
+
+
+def infer_struct(raw: pa.Array, threshold: float, null_values: list[str]
+                 ) -> dict[str, Any] | None:
+    """The struct type of a column of JSON objects (as text), or None when fewer
+    than ``threshold`` of its present values are objects. Fields are the union
+    of the sampled objects' keys, in order of appearance, each typed by a vote."""
+    from ..formats import to_text
+
+    values = [v for v in raw.to_pylist() if v is not None]
+    if not values:
+        return None
+    objs, bad = _objects(values)
+    if 1 - bad.mean() < threshold:
+        return None
+    keys = dict.fromkeys(k for o in objs if o is not None for k in o)
+    if not keys:
+        return None
+    out: dict[str, Any] = {}
+    for k in keys:
+        col = pa.array([None if o is None else to_text(o.get(k)) for o in objs],
+                       pa.string())
+        out[k] = infer_type_any(col, threshold, null_values, structs=True)
+    return out
+
+
 def infer_type(raw: pa.Array, threshold: float) -> str:
     """Vote for a column's type on a sample of text values (nulls applied).
 
@@ -164,7 +254,7 @@ def as_text(arr: pa.Array) -> pa.Array:
     return pc.cast(arr, pa.string())
 
 
-def coerce_any(arr: pa.Array, type_name: str, null_values: list[str]
+def coerce_any(arr: pa.Array, type_name: TypeName, null_values: list[str]
                ) -> tuple[pa.Array, np.ndarray]:
     """Coerce a raw column, text or already typed, to ``type_name``.
 
@@ -175,10 +265,15 @@ def coerce_any(arr: pa.Array, type_name: str, null_values: list[str]
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     n = len(arr)
-    target = ARROW_TYPES[type_name]
+    target = arrow_type(type_name)
     t = arr.type
     if pa.types.is_null(t):
         return pa.nulls(n, target), np.zeros(n, dtype=bool)
+    if isinstance(type_name, dict):
+        if t == target:
+            return arr, np.zeros(n, dtype=bool)
+        return coerce_struct(nullify(as_text(arr), null_values), type_name,
+                             null_values)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return coerce(nullify(pc.cast(arr, pa.string()), null_values), type_name)
     if t == target:
@@ -212,16 +307,26 @@ def coerce_any(arr: pa.Array, type_name: str, null_values: list[str]
     return coerce(nullify(as_text(arr), null_values), type_name)
 
 
-def infer_type_any(arr: pa.Array, threshold: float, null_values: list[str]) -> str:
-    """The logical type of a raw column: from its Arrow type when it has one."""
+def infer_type_any(arr: pa.Array, threshold: float, null_values: list[str], *,
+                   structs: bool = False) -> TypeName:
+    """The logical type of a raw column: from its Arrow type when it has one.
+
+    With ``structs``, a column of JSON objects (or an Arrow struct) gets a
+    struct type; otherwise nested values stay JSON text (``string``).
+    """
     t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return infer_type(nullify(pc.cast(arr, pa.string()), null_values), threshold)
-    return logical_type(t)
+        text = nullify(pc.cast(arr, pa.string()), null_values)
+        if structs and (struct := infer_struct(text, threshold, null_values)):
+            return struct
+        return infer_type(text, threshold)
+    return logical_type(t, structs=structs)
 
 
-def logical_type(t: pa.DataType) -> str:
-    """The logical column type of an Arrow type."""
+def logical_type(t: pa.DataType, *, structs: bool = True) -> TypeName:
+    """The logical column type of an Arrow type (a struct's, with ``structs``)."""
+    if structs and pa.types.is_struct(t) and t.num_fields:
+        return {f.name: logical_type(f.type) for f in t}
     if pa.types.is_boolean(t):
         return "bool"
     if pa.types.is_integer(t):

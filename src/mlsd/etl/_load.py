@@ -96,12 +96,18 @@ def resolve_schema(name: str, spec: SourceSpec | SqlSourceSpec,
     schema = load_schema(root, name)
     if schema is not None:
         return schema, False
-    schema = infer_schema(connector_for(name, spec, root),
-                          null_values=rules.null_values,
-                          threshold=rules.infer_threshold)
+    schema = _infer(name, spec, rules, root)
     if freeze:
         save_schema(root, name, schema)
     return schema, True
+
+
+def _infer(name: str, spec: SourceSpec | SqlSourceSpec, rules: ValidateSpec,
+           root: Path) -> DataSchema:
+    return infer_schema(connector_for(name, spec, root),
+                        null_values=rules.null_values,
+                        threshold=rules.infer_threshold,
+                        structs=getattr(spec, "nested", None) == "struct")
 
 
 def reinfer_schema(name: str, spec: SourceSpec | SqlSourceSpec,
@@ -113,9 +119,7 @@ def reinfer_schema(name: str, spec: SourceSpec | SqlSourceSpec,
     """
     old = load_schema(root, name)
     path = schema_path(root, name)
-    new = infer_schema(connector_for(name, spec, root),
-                       null_values=rules.null_values,
-                       threshold=rules.infer_threshold)
+    new = _infer(name, spec, rules, root)
     backup = None
     if path.is_file():
         backup = path.with_name(path.name + ".bak")

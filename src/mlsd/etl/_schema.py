@@ -15,7 +15,7 @@ import yaml
 from ..connectors import FileConnector, SqlConnector
 from ..errors import SchemaError
 from ..spec import ColumnType
-from ._coerce import ARROW_TYPES, infer_type_any
+from ._coerce import TypeName, arrow_type, infer_type_any
 
 TYPES = get_args(ColumnType)
 INFER_SAMPLE_ROWS = 20_000
@@ -25,11 +25,11 @@ INFER_SAMPLE_ROWS = 20_000
 class DataSchema:
     """Column names and logical types of a source, in order."""
 
-    columns: dict[str, str]
+    columns: dict[str, TypeName]
     origin: dict[str, str] = field(default_factory=dict, compare=False)
 
     def arrow(self) -> pa.Schema:
-        return pa.schema([pa.field(c, ARROW_TYPES[t]) for c, t in
+        return pa.schema([pa.field(c, arrow_type(t)) for c, t in
                           self.columns.items()])
 
     def fingerprint(self) -> str:
@@ -46,17 +46,23 @@ class DataSchema:
         extra = [k for k in data if k not in ("columns", "source", "origin")]
         if extra:
             raise SchemaError(f"{where}: unknown key(s) {extra}")
-        cols = {}
-        for name, typ in data["columns"].items():
-            if typ not in TYPES:
-                raise SchemaError(
-                    f"{where}: columns.{name}: unknown type {typ!r}; expected one "
-                    f"of {', '.join(TYPES)}"
-                )
-            cols[str(name)] = typ
+        cols = {str(name): _check_type(typ, f"{where}: columns.{name}")
+                for name, typ in data["columns"].items()}
         if not cols:
             raise SchemaError(f"{where}: `columns:` is empty")
         return cls(cols, dict(data.get("origin") or {}))
+
+
+def _check_type(typ: object, where: str) -> TypeName:
+    """A type from a schema file: a scalar name, or a mapping (a struct)."""
+    if isinstance(typ, dict):
+        if not typ:
+            raise SchemaError(f"{where}: a struct needs at least one field")
+        return {str(k): _check_type(v, f"{where}.{k}") for k, v in typ.items()}
+    if typ not in TYPES:
+        raise SchemaError(f"{where}: unknown type {typ!r}; expected one of "
+                          f"{', '.join(TYPES)}, or a mapping of fields (a struct)")
+    return typ
 
 
 def schema_path(root: Path, source: str) -> Path:
@@ -82,16 +88,21 @@ def save_schema(root: Path, source: str, schema: DataSchema) -> Path:
     doc = {"source": source, "origin": schema.origin, **schema.to_dict()}
     header = (
         f"# Schema of source '{source}'. mlsd inferred it once and froze it here;\n"
-        "# edit the types if they are wrong. Types: " + ", ".join(TYPES) + "\n"
+        "# edit the types if they are wrong. Types: " + ", ".join(TYPES) + ",\n"
+        "# or a mapping of field names to types for a nested object (a struct).\n"
     )
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
 
 
 def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[str],
-                 threshold: float, sample_rows: int = INFER_SAMPLE_ROWS
-                 ) -> DataSchema:
-    """Infer a schema by a per-column type vote over the first rows."""
+                 threshold: float, sample_rows: int = INFER_SAMPLE_ROWS,
+                 structs: bool = False) -> DataSchema:
+    """Infer a schema by a per-column type vote over the first rows.
+
+    With ``structs``, columns of nested objects get struct types (the fields
+    seen in the sample); otherwise they are JSON text.
+    """
     columns = connector.columns()
     batches, n = [], 0
     reader = connector.read(columns, chunk_rows=min(sample_rows, 50_000))
@@ -109,7 +120,7 @@ def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[s
             continue
         ok_rows = table.filter(table.column("_error").is_null())
         types[col] = infer_type_any(ok_rows.column(col).combine_chunks(), threshold,
-                                    null_values)
+                                    null_values, structs=structs)
     if hasattr(connector, "files"):
         where = ", ".join(f.path for f in connector.files())
     else:

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ..formats import ERROR, LINE, RAW
 from ..spec import ValidateSpec
-from ._coerce import ARROW_TYPES, coerce_any
+from ._coerce import arrow_type, coerce_any, type_label
 from ._schema import DataSchema
 from ._transform import Transformer
 
@@ -145,7 +145,7 @@ class Validator:
         for name in self.rules.patterns:
             if cols[name] != "string":
                 raise SpecError(f"validate.patterns.{name}: column {name!r} is "
-                                f"{cols[name]}, a pattern needs text")
+                                f"{type_label(cols[name])}, a pattern needs text")
         if self.rules.checks:
             self._check_sql(pa.Table.from_pylist([], schema=self.schema.arrow()))
         if self.transform is not None:
@@ -153,7 +153,8 @@ class Validator:
         for name in self.rules.ranges:
             if cols[name] not in ("int64", "float64", "timestamp"):
                 raise SpecError(
-                    f"validate.ranges.{name}: column {name!r} is {cols[name]}, "
+                    f"validate.ranges.{name}: column {name!r} is "
+                    f"{type_label(cols[name])}, "
                     f"a range needs a number"
                 )
 
@@ -178,14 +179,15 @@ class Validator:
                 values, bad = coerce_any(raw.column(col), typ,
                                          self.rules.null_values)
             else:
-                values, bad = pa.nulls(n, ARROW_TYPES[typ]), np.zeros(n, dtype=bool)
+                values, bad = pa.nulls(n, arrow_type(typ)), np.zeros(n, dtype=bool)
             bad &= ~broken
             if bad.any():
                 shown_src = raw.column(col) if col in raw.schema.names else values
                 shown = shown_src.to_pylist()
                 for i in np.flatnonzero(bad):
                     reasons[i].append(
-                        (col, "type", f"{col}: not a valid {typ}: {_fmt(shown[i])}")
+                        (col, "type",
+                         f"{col}: not a valid {type_label(typ)}: {_fmt(shown[i])}")
                     )
             if tf is not None and typ == "string":
                 values = tf.clean_text(col, values)

@@ -18,7 +18,8 @@ class FormatOptions:
     """How to read or write one file; every field has a sensible default.
 
     ``delimiter``, ``quotechar``, ``encoding``, ``header``: CSV. ``nested``: JSON,
-    nested objects kept as JSON text (``json``) or flattened to dotted columns
+    nested objects kept as JSON text (``json``, also for ``struct``, which the
+    schema then types field by field) or flattened to dotted columns
     (``flatten``). ``reader_schema``: Avro, the reader schema (a ``.avsc`` file) for
     schema evolution. ``proto``, ``message``: Protobuf, the ``.proto`` file and the
     message name. ``trusted``: Pickle, refused unless set.

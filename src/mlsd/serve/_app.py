@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from ..etl import ARROW_TYPES
+from ..etl import arrow_type
 from ..models import ModelArtifact
 
 PY_TYPES: dict[str, type] = {"string": str, "int64": int, "float64": float,
@@ -29,12 +29,21 @@ PY_TYPES: dict[str, type] = {"string": str, "int64": int, "float64": float,
 MAX_ROWS = 10_000
 
 
+def _py_type(typ: Any, name: str) -> Any:
+    """The Python type of a logical type; a struct is a nested model."""
+    if isinstance(typ, dict):
+        return create_model(name, __config__=ConfigDict(extra="forbid"),
+                            **{k: (_py_type(v, f"{name}_{k}") | None, None)
+                               for k, v in typ.items()})
+    return PY_TYPES[typ]
+
+
 def request_model(schema: dict[str, Any]) -> type[BaseModel]:
     """A pydantic model of one input row, from the artifact's input schema."""
     required = set(schema.get("required", []))
     fields: dict[str, Any] = {}
     for col, typ in schema["columns"].items():
-        py = PY_TYPES[typ]
+        py = _py_type(typ, f"InputRow_{col}")
         fields[col] = (py, ...) if col in required else (py | None, None)
     return create_model("InputRow", __config__=ConfigDict(extra="forbid"),
                         **fields)
@@ -49,7 +58,7 @@ def rows_to_arrow(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pa.Tabl
             values = [None if v is None else (v.replace(tzinfo=UTC) if v.tzinfo is
                                               None else v.astimezone(UTC))
                       for v in values]
-        arrays.append(pa.array(values, type=ARROW_TYPES[typ]))
+        arrays.append(pa.array(values, type=arrow_type(typ)))
         names.append(col)
     return pa.Table.from_arrays(arrays, names=names)
 

@@ -79,9 +79,11 @@ class SourceSpec(_Strict):
     header: bool = Field(default=True, description="CSV: the first line names the "
                          "columns (else they are column_1, column_2, ...).")
     encoding: str = "utf-8"
-    nested: Literal["json", "flatten"] = Field(
-        default="json", description="JSON: keep nested objects as JSON text, or "
-        "flatten them to dotted columns (a.b).")
+    nested: Literal["json", "flatten", "struct"] = Field(
+        default="json", description="Nested objects (JSON, JSONL, Parquet, Avro): "
+        "keep them as JSON text (json), flatten them to dotted columns (a.b), or "
+        "keep them as typed structs whose fields are inferred and validated "
+        "(struct; query them as a.b in SQL).")
     reader_schema: str | None = Field(
         default=None, description="Avro: reader schema file (.avsc) for schema "
         "evolution; the writer schema comes from the file.")
