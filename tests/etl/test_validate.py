@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlsd.connectors import FileConnector
 from mlsd.errors import SpecError
@@ -151,3 +153,24 @@ def test_bad_sql_check_is_a_spec_error():
         v.check_rules("src")
     with pytest.raises(Exception, match="no ';'"):
         ValidateSpec(checks={"c": "a > 1; DROP TABLE x"})
+
+
+_EDGE = ["0", "-5", "+5", "0x10", "0X1f", " 12 ", "\u00a012", "1e3", "1.5", ".5", "5.",
+         "nan", "inf", "-Infinity", "1e400", "9223372036854775807",
+         "9223372036854775808", "", "x", "2024-07-22T17:36:59Z", "2024-07-22T17Z",
+         "2024-07-22T17:36:59+02", "2024-07-22T17:36:59+0200", "2024-07-22",
+         "2024-07-22 17:36", "2024-07-22T17:36:59.123456789Z", "2024-13-01T00:00Z",
+         "2024-07-22T17:36:59z", " 2024-07-22T17:36:59Z", "١٢", "true", None]
+
+
+@given(st.lists(st.sampled_from(_EDGE) | st.text(alphabet="0123456789+-.exXTZ: ",
+                                                 max_size=12), max_size=30),
+       st.sampled_from(["int64", "float64", "timestamp", "bool"]))
+def test_a_column_coerces_like_each_of_its_values(values, type_name):
+    """Whole columns take Arrow's fast cast when it is safe and the checked
+    path otherwise: either way every value gets what it gets alone."""
+    typed, bad = coerce(pa.array(values, pa.string()), type_name)
+    for i, v in enumerate(values):
+        one, one_bad = coerce(pa.array([v], pa.string()), type_name)
+        assert typed[i].as_py() == one[0].as_py(), (v, type_name)
+        assert bad[i] == one_bad[0], (v, type_name)
