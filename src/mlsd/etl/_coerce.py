@@ -128,7 +128,7 @@ def _fast_cast(text: pa.Array, type_name: str) -> pa.Array | None:
         typed = pc.cast(text, ARROW_TYPES[type_name])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if type_name == "float64" and not pc.all(pc.is_finite(typed)).as_py() in (
+    if type_name == "float64" and pc.all(pc.is_finite(typed)).as_py() not in (
             True, None):
         return None  # nan and inf parse, but the rule takes them as bad
     return typed
