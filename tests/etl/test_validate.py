@@ -43,10 +43,10 @@ def test_one_bad_number_does_not_make_a_column_text():
 
 
 def test_coerce_marks_only_present_unparseable_values():
-    typed, bad = coerce(pa.array(["1", None, "x", " 7", "99999999999999999999"]),
-                        "int64")
-    assert typed.to_pylist() == [1, None, None, 7, None]
-    assert bad.tolist() == [False, False, True, False, True]
+    typed, bad = coerce(pa.array(["1", None, "x", " 7", "99999999999999999999",
+                                  "+5"]), "int64")
+    assert typed.to_pylist() == [1, None, None, 7, None, 5]
+    assert bad.tolist() == [False, False, True, False, True, False]
     typed, bad = coerce(pa.array(["2024-01-01T10:00:00+02:00", "2024-01-01",
                                   "2024-13-45", "noon"]), "timestamp")
     assert typed.to_pylist()[:2] == [datetime(2024, 1, 1, 8, tzinfo=UTC),

@@ -162,6 +162,8 @@ def coerce(raw: pa.Array, type_name: str) -> tuple[pa.Array, np.ndarray]:
                     if not -(2**63) <= int(values[i]) < 2**63:
                         ok[i] = False
         kept = pc.if_else(pa.array(ok), text, pa.scalar(None, pa.string()))
+        if type_name == "int64" and (_data_bytes(kept) == ord("+")).any():
+            kept = pc.replace_substring_regex(kept, r"^\+", "")  # Arrow wants none
         typed = pc.cast(kept, target)
         return typed, present & ~ok
     if type_name == "bool":

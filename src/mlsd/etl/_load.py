@@ -252,9 +252,9 @@ def load_source(
             on_rows(done["rows_in"])
         return _from_catalog(name, done, file_docs, frozen)
 
-    spool = lake.root / "tmp" / f"{name}-{run_id}"
-    shutil.rmtree(spool, ignore_errors=True)
-    spool.mkdir(parents=True)
+    folder = lake.root / "tmp" / f"{name}-{run_id}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     acc_schema = validator.output_schema()
     rows_in = rows_ok = rows_bad = 0
     per_file: Counter[str] = Counter()
@@ -264,13 +264,13 @@ def load_source(
     # rows carry the load id, which a database snapshot only has once read: they
     # are spooled with a placeholder that is filled in when committed
     pending = load_id or "pending"
+    spool = _spool.Spool(folder, acc_schema, QUARANTINE_SCHEMA, narrow=[
+        *rules.unique, *(transformer.narrow_columns() if transformer else [])])
     try:
-        with _spool.writer(spool / _spool.ACCEPTED, acc_schema) as acc_w, \
-                _spool.writer(spool / _spool.REJECTED, QUARANTINE_SCHEMA) as rej_w, \
-                ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
+        with ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
             # validation is mostly Arrow compute, which releases the GIL: batches
             # are validated on worker threads while the next one is read, and
-            # written to the spool in their order
+            # spooled in their order
             pending_out: deque = deque()
 
             def settle(item) -> None:
@@ -281,9 +281,8 @@ def load_source(
                 rows_ok += out.accepted.num_rows
                 rows_bad += out.rejected.num_rows
                 per_file[info.path] += n
-                acc_w.write_batch(out.accepted)
+                spool.add(out.accepted, out.rejected)
                 if out.rejected.num_rows:
-                    rej_w.write_batch(out.rejected)
                     for row in out.rejected.column("reasons").to_pylist():
                         for r in row:
                             reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
@@ -305,14 +304,18 @@ def load_source(
                     settle(pending_out.popleft())
             while pending_out:
                 settle(pending_out.popleft())
+    except BaseException:
+        spool.close()
+        raise
     finally:
         if isinstance(connector, SqlConnector):
             connector.close()
     if rules.unique:
-        # a repeated key, over the whole load at once: the first valid row wins
-        moved = _spool.move_repeats(spool, rules.unique, order='"_source", "_line"',
-                                    rule="unique", load_id=pending,
-                                    message="repeats a row already loaded")
+        # a repeated key, over the whole load at once: the first valid row read
+        # wins (files in path order, lines in order)
+        moved = spool.move_repeats(rules.unique, first="__batch, __row",
+                                   rule="unique", load_id=pending,
+                                   message="repeats a row already loaded")
         rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         if moved:
             reasons[f"{rules.unique[0]}: unique"] += moved
@@ -327,20 +330,21 @@ def load_source(
         load_id = _hash(ident)
         if last is not None and last.get("mlsd.write_id") == load_id and (
                 done := catalog.load(load_id)):
-            shutil.rmtree(spool, ignore_errors=True)
+            spool.close()
+            shutil.rmtree(folder, ignore_errors=True)
             return _from_catalog(name, done, file_docs, frozen)
 
     meta = {"mlsd.load_id": load_id, "mlsd.rows_in": str(rows_in)}
     if new_watermark is not None:
         meta[WATERMARK] = encode_watermark(new_watermark)
     q_version, _ = lake.write(
-        "quarantine", name, _with_load_id(spool / _spool.REJECTED, load_id),
+        "quarantine", name, _with_load_id(spool.rejected(), load_id),
         schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
         mode="overwrite" if mode == "overwrite" else "append")
     version, _ = lake.write(
-        "sources", name, _with_load_id(spool / _spool.ACCEPTED, load_id),
+        "sources", name, _with_load_id(spool.accepted(), load_id),
         schema=acc_schema, write_id=load_id, metadata=meta, mode=mode, key=key)
-    shutil.rmtree(spool, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
     data_node = catalog.add_dataset_version("sources", name, version,
                                             write_id=load_id, rows=rows_ok,
@@ -368,12 +372,11 @@ def load_source(
         watermark=None if new_watermark is None else str(new_watermark))
 
 
-def _with_load_id(path: Path, load_id: str) -> Iterator[pa.RecordBatch]:
+def _with_load_id(batches: Iterator[pa.RecordBatch], load_id: str
+                  ) -> Iterator[pa.RecordBatch]:
     """The spooled batches, with their ``_load_id`` set to the final id."""
-    for batch in _spool.batches(path):
-        i = batch.schema.get_field_index("_load_id")
-        yield batch.set_column(i, "_load_id",
-                               pa.array([load_id] * batch.num_rows, pa.string()))
+    for batch in batches:
+        yield _spool.set_column(batch, "_load_id", load_id)
 
 
 def _from_catalog(name: str, done: dict, file_docs: list[dict], frozen: bool

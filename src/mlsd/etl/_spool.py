@@ -1,9 +1,11 @@
 """The spool: a load's accepted and rejected rows, kept on disk until committed.
 
-Arrow IPC files: writing them is little more than a copy, and reading them back
-is a memory map, so spooling costs a fraction of the commit itself. Repeated keys
-(the ``unique`` rule, and ``transform.dedupe``) are settled here, over the whole
-load at once, with DuckDB.
+Arrow IPC files: writing them is little more than a copy, and a batch is read
+back by its number without reading the others. Repeated keys (the ``unique``
+rule, and ``transform.dedupe``) are settled over the whole load at once: the
+key columns of every accepted row are also kept in memory (a narrow table),
+DuckDB ranks them, and the rows that lose are left out when the spool is read
+back for the commit. The accepted file is never rewritten.
 """
 
 from __future__ import annotations
@@ -12,24 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 ACCEPTED, REJECTED = "accepted.arrow", "rejected.arrow"
-
-
-def writer(path: Path, schema: pa.Schema) -> pa.ipc.RecordBatchFileWriter:
-    return pa.ipc.new_file(pa.OSFile(str(path), "wb"), schema)
-
-
-def batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The spooled batches, read one at a time (plain reads, not a memory map,
-    whose touched pages would all count as the process's memory)."""
-    with pa.OSFile(str(path), "rb") as source:
-        reader = pa.ipc.open_file(source)
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
+BATCH, ROW = "__batch", "__row"
 
 
 def quote_identifier(name: str) -> str:
@@ -37,65 +27,151 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def move_repeats(folder: Path, key: list[str], *, order: str, rule: str,
-                 message: str, load_id: str, order_columns: list[str] = ()
-                 ) -> int:
-    """Keep one accepted row per key (the first by ``order``), and move the
-    others to the rejected spool with ``rule``. Returns how many moved.
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The batches of a spool file, read one at a time (plain reads, not a
+    memory map, whose touched pages would all count as the process's memory)."""
+    with pa.OSFile(str(path), "rb") as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
 
-    DuckDB ranks only the key, order and position columns (a narrow scan); the
-    spool is then filtered batch by batch, so memory stays bounded.
+
+class Spool:
+    """Accepted and rejected rows of one load, in a folder, in read order.
+
+    Parameters
+    ----------
+    folder : Path
+        A fresh folder for this load.
+    accepted_schema, rejected_schema : pa.Schema
+        The two files' schemas.
+    narrow : list[str]
+        Columns of accepted rows kept in memory for the repeat checks (keys,
+        and the column a dedupe keeps the latest by).
     """
-    from ..formats import to_text
-    from ._validate import QUARANTINE_SCHEMA
 
-    acc_path, rej_path = folder / ACCEPTED, folder / REJECTED
-    acc = pads.dataset(str(acc_path), format="arrow")
-    keys = ", ".join(quote_identifier(k) for k in key)
-    narrow = ", ".join(dict.fromkeys([*(quote_identifier(k) for k in key),
-                                      *(quote_identifier(c) for c in order_columns),
-                                      '"_source"', '"_line"']))
-    con = duckdb.connect()
-    try:
-        con.execute("SET threads = 2")
-        con.execute("SET memory_limit = '1GB'")  # spills to disk beyond it
-        con.execute("SET temp_directory = ?", [str(folder / "duckdb.tmp")])
-        con.execute("SET preserve_insertion_order = false")
-        con.register("spool", acc)
-        repeats = con.sql(
-            f'SELECT "_source" || chr(0) || CAST("_line" AS VARCHAR) AS place FROM ('
-            f"SELECT {narrow}, row_number() OVER (PARTITION BY {keys} ORDER BY "
-            f"{order}) AS __rank FROM spool) WHERE __rank > 1").to_arrow_table()
-    finally:
-        con.close()
-    if repeats.num_rows == 0:
-        return 0
-    places = repeats.column("place").combine_chunks()
-    label = ", ".join(key)
-    tmp = folder / "accepted.tmp.arrow"
-    moved_rows = []
-    with writer(tmp, acc.schema) as w:
-        for batch in batches(acc_path):
-            place = pc.binary_join_element_wise(
-                batch.column("_source"), pc.cast(batch.column("_line"), pa.string()),
-                "\x00")
-            hit = pc.is_in(place, value_set=places)
-            w.write_batch(batch.filter(pc.invert(hit)))
-            if pc.any(hit).as_py():
-                moved_rows += batch.filter(hit).to_pylist()
-    data_cols = [c for c in acc.schema.names if not c.startswith("_")]
-    moved = pa.Table.from_pylist([{
-        "_source": r["_source"], "_source_sha256": r["_source_sha256"],
-        "_line": r["_line"], "_load_id": load_id,
-        "raw": to_text({c: r[c] for c in data_cols}),
-        "reasons": [{"column": key[0], "rule": rule,
-                     "message": f"{label}: {message}"}]}
-        for r in moved_rows], schema=QUARANTINE_SCHEMA)
-    # read into memory (not mapped): the file is rewritten just below
-    with pa.OSFile(str(rej_path), "rb") as fh:
-        old_rejected = pa.ipc.open_file(fh).read_all()
-    with writer(rej_path, QUARANTINE_SCHEMA) as w:
-        w.write_table(old_rejected)
-        w.write_table(moved)
-    tmp.replace(acc_path)
-    return len(moved_rows)
+    def __init__(self, folder: Path, accepted_schema: pa.Schema,
+                 rejected_schema: pa.Schema, narrow: list[str] = ()):
+        self.folder = Path(folder)
+        self.accepted_schema = accepted_schema
+        self.rejected_schema = rejected_schema
+        self._narrow_cols = list(dict.fromkeys(narrow))
+        self._narrow: list[pa.RecordBatch] = []
+        self._dropped: dict[int, np.ndarray] = {}  # batch number -> rows left out
+        self._acc = pa.ipc.new_file(pa.OSFile(str(self.folder / ACCEPTED), "wb"),
+                                    accepted_schema)
+        self._rej = pa.ipc.new_file(pa.OSFile(str(self.folder / REJECTED), "wb"),
+                                    rejected_schema)
+        self._n_acc = 0
+        self._acc_open = self._rej_open = True
+
+    def add(self, accepted: pa.RecordBatch, rejected: pa.RecordBatch) -> None:
+        """Spool one validated batch (accepted rows, and rejected ones if any)."""
+        self._acc.write_batch(accepted)
+        if self._narrow_cols:
+            n = accepted.num_rows
+            self._narrow.append(pa.RecordBatch.from_arrays(
+                [accepted.column(c) for c in self._narrow_cols]
+                + [pa.array(np.full(n, self._n_acc, np.int32)),
+                   pa.array(np.arange(n, dtype=np.int32))],
+                names=[*self._narrow_cols, BATCH, ROW]))
+        self._n_acc += 1
+        if rejected.num_rows:
+            self._rej.write_batch(rejected)
+
+    def move_repeats(self, key: list[str], *, first: str, rule: str, message: str,
+                     load_id: str) -> int:
+        """Keep one accepted row per key, the first by the SQL order ``first``
+        (over the narrow columns, ``__batch`` and ``__row``: read order), and
+        move the others to the rejected rows with ``rule``. Returns how many.
+
+        Rows moved by an earlier call take no part. DuckDB ranks the narrow
+        table only (it spills to disk beyond its memory limit); the moved rows
+        are then read back from their batches alone.
+        """
+        from ..formats import to_text
+
+        if not self._narrow:
+            return 0
+        narrow = pa.Table.from_batches(self._narrow)
+        if self._dropped:
+            gone = np.zeros(narrow.num_rows, dtype=bool)
+            starts = np.cumsum([0] + [b.num_rows for b in self._narrow])
+            for b, rows in self._dropped.items():
+                gone[starts[b] + rows] = True
+            narrow = narrow.filter(pa.array(~gone))
+        keys = ", ".join(quote_identifier(k) for k in key)
+        con = duckdb.connect()
+        try:
+            con.execute("SET threads = 2")
+            con.execute("SET memory_limit = '1GB'")
+            con.execute("SET temp_directory = ?", [str(self.folder / "duckdb.tmp")])
+            con.execute("SET preserve_insertion_order = false")
+            con.register("spool", narrow)
+            repeats = con.sql(
+                f"SELECT {BATCH}, {ROW} FROM (SELECT {BATCH}, {ROW}, row_number() "
+                f"OVER (PARTITION BY {keys} ORDER BY {first}) AS __rank "
+                f"FROM spool) WHERE __rank > 1 ORDER BY 1, 2").to_arrow_table()
+        finally:
+            con.close()
+        if repeats.num_rows == 0:
+            return 0
+        batch_no = repeats.column(BATCH).to_numpy()
+        row_no = repeats.column(ROW).to_numpy()
+        label = ", ".join(key)
+        data_cols = [c for c in self.accepted_schema.names if not c.startswith("_")]
+        moved = []
+        self._close_accepted()  # no more adds: the file can be read back
+        with pa.OSFile(str(self.folder / ACCEPTED), "rb") as source:
+            reader = pa.ipc.open_file(source)
+            for b in np.unique(batch_no):
+                rows = row_no[batch_no == b]
+                old = self._dropped.get(int(b))
+                self._dropped[int(b)] = rows if old is None else np.union1d(old, rows)
+                for r in reader.get_batch(int(b)).take(pa.array(rows)).to_pylist():
+                    moved.append({
+                        "_source": r["_source"], "_source_sha256": r["_source_sha256"],
+                        "_line": r["_line"], "_load_id": load_id,
+                        "raw": to_text({c: r[c] for c in data_cols}),
+                        "reasons": [{"column": key[0], "rule": rule,
+                                     "message": f"{label}: {message}"}]})
+        for start in range(0, len(moved), 50_000):
+            self._rej.write_batch(pa.RecordBatch.from_pylist(
+                moved[start:start + 50_000], schema=self.rejected_schema))
+        return len(moved)
+
+    def _close_accepted(self) -> None:
+        if self._acc_open:
+            self._acc.close()
+            self._acc_open = False
+
+    def close(self) -> None:
+        """Finish both files; they can be read back after this."""
+        self._close_accepted()
+        if self._rej_open:
+            self._rej.close()
+            self._rej_open = False
+
+    def accepted(self) -> Iterator[pa.RecordBatch]:
+        """The accepted batches, without the rows moved by repeat checks."""
+        self.close()
+        for b, batch in enumerate(_batches(self.folder / ACCEPTED)):
+            rows = self._dropped.get(b)
+            if rows is not None:
+                keep = np.ones(batch.num_rows, dtype=bool)
+                keep[rows] = False
+                batch = batch.filter(pa.array(keep))
+            yield batch
+
+    def rejected(self) -> Iterator[pa.RecordBatch]:
+        """The rejected batches, the moved repeats last."""
+        self.close()
+        yield from _batches(self.folder / REJECTED)
+
+
+def set_column(batch: pa.RecordBatch, name: str, value: str) -> pa.RecordBatch:
+    """``batch`` with the string column ``name`` set to one value everywhere."""
+    i = batch.schema.get_field_index(name)
+    return batch.set_column(i, name, pc.cast(pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(batch.num_rows, np.int32)), pa.array([value])),
+        pa.string()))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -12,6 +10,7 @@ import pyarrow.compute as pc
 from ..errors import SpecError
 from ..spec import TransformSpec
 from ._schema import DataSchema
+from ._spool import Spool
 from ._spool import quote_identifier as _quote
 
 
@@ -122,18 +121,22 @@ class Transformer:
         return table.combine_chunks().to_batches()[0] if table.num_rows else \
             pa.RecordBatch.from_pylist([], schema=table.schema)
 
-    def dedupe(self, folder: Path, load_id: str) -> int:
+    def dedupe(self, spool: Spool, load_id: str) -> int:
         """Keep the latest row per key in a spooled load; move the others to the
-        rejected spool with the rule ``dedupe``. Returns how many were moved."""
-        from ._spool import move_repeats
-
+        rejected rows with the rule ``dedupe``. Returns how many were moved.
+        Ties (or no ``keep_latest_by``) go to the row read last."""
         d = self.spec.dedupe
         if d is None:
             return 0
-        order = (f"{_quote(d.keep_latest_by)} DESC NULLS LAST, " if d.keep_latest_by
-                 else "") + '"_source" DESC, "_line" DESC'
-        return move_repeats(folder, d.key, order=order, rule="dedupe",
-                            message="a later row with the same key was kept",
-                            load_id=load_id,
-                            order_columns=[d.keep_latest_by] if d.keep_latest_by
-                            else [])
+        first = (f"{_quote(d.keep_latest_by)} DESC NULLS LAST, " if d.keep_latest_by
+                 else "") + "__batch DESC, __row DESC"
+        return spool.move_repeats(d.key, first=first, rule="dedupe",
+                                  message="a later row with the same key was kept",
+                                  load_id=load_id)
+
+    def narrow_columns(self) -> list[str]:
+        """Columns the dedupe needs kept in memory during a load."""
+        d = self.spec.dedupe
+        if d is None:
+            return []
+        return [*d.key, *([d.keep_latest_by] if d.keep_latest_by else [])]
