@@ -338,11 +338,11 @@ def load_source(
     if new_watermark is not None:
         meta[WATERMARK] = encode_watermark(new_watermark)
     q_version, _ = lake.write(
-        "quarantine", name, _with_load_id(spool.rejected(), load_id),
+        "quarantine", name, _with_load_id(spool.rejected(), pending, load_id),
         schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
         mode="overwrite" if mode == "overwrite" else "append")
     version, _ = lake.write(
-        "sources", name, _with_load_id(spool.accepted(), load_id),
+        "sources", name, _with_load_id(spool.accepted(), pending, load_id),
         schema=acc_schema, write_id=load_id, metadata=meta, mode=mode, key=key)
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -372,11 +372,13 @@ def load_source(
         watermark=None if new_watermark is None else str(new_watermark))
 
 
-def _with_load_id(batches: Iterator[pa.RecordBatch], load_id: str
+def _with_load_id(batches: Iterator[pa.RecordBatch], pending: str, load_id: str
                   ) -> Iterator[pa.RecordBatch]:
-    """The spooled batches, with their ``_load_id`` set to the final id."""
+    """The spooled batches, with their ``_load_id`` set to the final id if it
+    was not known when they were spooled."""
     for batch in batches:
-        yield _spool.set_column(batch, "_load_id", load_id)
+        yield batch if pending == load_id else _spool.set_column(
+            batch, "_load_id", load_id)
 
 
 def _from_catalog(name: str, done: dict, file_docs: list[dict], frozen: bool
