@@ -1,12 +1,17 @@
-"""Audit: is the test metric honest?
+"""Audit: is the test metric honest, and will the features generalise?
 
-The spine checks exact duplicates across splits (on the model's inputs) and the
-overlap of a declared group key between splits; entities the spec declares as
-shared (a user in a time split) are reported at low severity. Each
-:class:`Finding` carries a check name, a severity, the columns, a message and the
-evidence numbers; the report renders them.
+:func:`audit_pair` checks any train/test pair (``mlsd audit``) for the causes of
+leakage the course lists (exact and near duplicates across splits, group and
+time leakage, a feature that alone solves the task or is derived from the
+target, ID-like columns, preprocessing fitted before the split) and for what
+generalisation depends on (missing-rate and distribution shift, unseen
+categories, class imbalance). Each :class:`Finding` carries a check name, a
+severity (thresholds in :data:`THRESHOLDS`), the columns, a message and the
+evidence numbers, with the rows they used. :func:`audit_splits` is the check
+``mlsd run`` makes on its own splits.
 """
 
+from ._checks import THRESHOLDS
 from ._leakage import (
     SEVERITIES,
     Finding,
@@ -14,11 +19,16 @@ from ._leakage import (
     duplicates_across_splits,
     group_overlap,
 )
+from ._pair import AuditResult, audit_pair, split_table
 
 __all__ = [
     "SEVERITIES",
+    "THRESHOLDS",
+    "AuditResult",
     "Finding",
+    "audit_pair",
     "audit_splits",
     "duplicates_across_splits",
     "group_overlap",
+    "split_table",
 ]

@@ -28,6 +28,7 @@ from ._load import (
     resolve_schema,
 )
 from ._quarantine import quarantine_matches, quarantine_rows, replay
+from ._read import ReadResult, read_table
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
 from ._transform import Transformer
 from ._validate import (
@@ -47,6 +48,7 @@ __all__ = [
     "arrow_type",
     "LOAD_ID",
     "PROVENANCE",
+    "ReadResult",
     "QUARANTINE_SCHEMA",
     "Transformer",
     "SOURCE",
@@ -72,6 +74,7 @@ __all__ = [
     "parse_dataset",
     "quarantine_matches",
     "quarantine_rows",
+    "read_table",
     "replay",
     "reinfer_schema",
     "resolve_schema",

@@ -1,0 +1,650 @@
+"""The leakage and generalisation checks of a train/test pair.
+
+Each check returns findings with numbers a reader can verify (``evidence``,
+always with the rows it used). Severity follows one rule, with the thresholds
+in :data:`THRESHOLDS` (documented in docs/audit.md):
+
+* high: the leak almost surely inflates the test metric;
+* medium: likely, and worth a human look;
+* low: worth knowing, but no leak (shift, imbalance, declared shared entities).
+
+Thresholds are on effect sizes (shares, AUC, PSI, KS, Jensen-Shannon), never on
+p-values, which call everything significant at a million rows.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import ks_2samp, spearmanr
+from sklearn.metrics import roc_auc_score
+
+from ._data import Pair, codes, numeric
+from ._leakage import Finding
+
+THRESHOLDS = {
+    # share of test rows with an exact copy in train: high at or above this,
+    # and at least twice the share of train rows with a copy within train
+    "duplicates_share": 0.01,
+    # the same, after normalising (rounded numbers, folded text): medium
+    "near_duplicates_share": 0.01,
+    # share of test rows whose group key value is also in train: high
+    "group_overlap_share": 0.01,
+    # an ID-like column (text with many distinct values, or an integer with at
+    # least this share of distinct values over a dense range) ...
+    "id_distinct_ratio": 0.5,
+    # ... whose values recur in this share of test rows, or that predicts the
+    # label (one-feature AUC or R2 at least this): medium
+    "id_recurrence_share": 0.05,
+    "id_power": 0.75,
+    # share of test rows older than the newest train row: high
+    "time_overlap_share": 0.05,
+    # share of rows where a timestamp feature is after the prediction time: high
+    "future_feature_share": 0.01,
+    # a model on one feature alone (3-fold CV on train): AUC (classification)
+    # or R2 (regression) at least this: high
+    "single_feature_auc": 0.99,
+    "single_feature_r2": 0.95,
+    # the target explains a feature almost wholly (correlation ratio for a
+    # class label, |Spearman| for a number): high
+    "target_derived_eta2": 0.95,
+    "target_derived_spearman": 0.99,
+    # unseen categories at test time, missing-rate change, shift: low
+    "unseen_share": 0.01,
+    "missing_shift": 0.05,
+    "psi": 0.2,
+    "ks": 0.1,
+    "js": 0.1,
+    # minority class share below this (for two classes; times 2/k for k): low
+    "imbalance_share": 0.1,
+}
+SAMPLE_ROWS = 100_000  # rows of train the model-fitting checks use
+SHIFT_SAMPLE_ROWS = 200_000  # rows per split for the KS statistic
+EPS = 1e-4
+
+
+def _finding(check: str, severity: str, columns: list[str], message: str,
+             **evidence) -> Finding:
+    return Finding(check=check, severity=severity, columns=columns,
+                   message=message, evidence=evidence)
+
+
+# -- duplicates -------------------------------------------------------------
+
+def _hashes(table: pa.Table, columns: list[str], *, normalise: bool) -> np.ndarray:
+    """One 64-bit hash per row over ``columns`` (DuckDB's hash, vectorised).
+
+    Normalised, numbers keep 3 significant digits, text is lower-cased with
+    runs of non-alphanumerics folded to one space, times are cut to the minute.
+    """
+    exprs = []
+    for c in columns:
+        q = '"' + c.replace('"', '""') + '"'
+        t = table.schema.field(c).type
+        if not normalise:
+            exprs.append(q)
+        elif pa.types.is_floating(t) or pa.types.is_integer(t):
+            exprs.append(f"printf('%.3g', CAST({q} AS DOUBLE))")
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            exprs.append(f"trim(regexp_replace(lower({q}), '[^a-z0-9]+', ' ', 'g'))")
+        elif pa.types.is_timestamp(t):
+            exprs.append(f"date_trunc('minute', {q})")
+        else:
+            exprs.append(q)
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 2")
+        con.register("t", table.select(columns))
+        out = con.sql(f"SELECT hash({', '.join(exprs)}) AS h FROM t"
+                      ).to_arrow_table().column("h")
+    finally:
+        con.close()
+    return np.asarray(out.to_numpy(), dtype=np.uint64)
+
+
+def _within_share(h: np.ndarray) -> float:
+    """Share of rows that have a copy elsewhere in the same split."""
+    if len(h) == 0:
+        return 0.0
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    return float((counts[inverse] > 1).mean())
+
+
+def duplicates(pair: Pair) -> list[Finding]:
+    """Exact and near-duplicate rows (on the features) across the splits."""
+    cols = pair.features
+    if not cols:
+        return []
+    out = []
+    exact_test = None
+    for normalise in (False, True):
+        h_train = _hashes(pair.train, cols, normalise=normalise)
+        h_test = _hashes(pair.test, cols, normalise=normalise)
+        in_train = np.isin(h_test, h_train)
+        if not normalise:
+            exact_test = in_train
+            share = float(in_train.mean())
+        else:  # near duplicates: normalised copies that are not exact copies
+            share = float((in_train & ~exact_test).mean())
+        within = _within_share(h_train)
+        key = "near_duplicates_share" if normalise else "duplicates_share"
+        if share < THRESHOLDS[key] or share < 2 * within:
+            continue
+        n = int(share * len(h_test))
+        evidence = {"test_rows": len(h_test), "test_rows_with_copy_in_train": n,
+                    "share": round(share, 4),
+                    "train_rows_with_copy_within_train_share": round(within, 4),
+                    "rows_used": pair.train.num_rows + pair.test.num_rows}
+        if normalise:
+            out.append(_finding(
+                "near_duplicates_across_splits", "medium", cols,
+                f"{n} test rows ({share:.1%}) equal a training row once numbers are "
+                f"rounded to 3 digits and text folded, though not exactly: likely "
+                f"the same records, so the test metric may be inflated. Look at "
+                f"them, then deduplicate before splitting.", **evidence))
+        else:
+            out.append(_finding(
+                "duplicates_across_splits", "high", cols,
+                f"{n} test rows ({share:.1%}) are exact copies of training rows on "
+                f"every feature (against {within:.1%} within train): they are "
+                f"scored on memory. Deduplicate before splitting.", **evidence))
+    return out
+
+
+# -- entities ---------------------------------------------------------------
+
+def _recurrence(pair: Pair, col: str) -> tuple[float, int, int]:
+    """Share of test rows (with a value) whose ``col`` value is in train;
+    entities in both splits; entities in train."""
+    train_vals = pc.unique(pair.train.column(col).drop_null())
+    test_col = pair.test.column(col).drop_null()
+    if len(test_col) == 0:
+        return 0.0, 0, len(train_vals)
+    seen = pc.is_in(test_col, value_set=train_vals)
+    share = pc.mean(pc.cast(seen, pa.float64())).as_py()
+    both = pc.count_distinct(test_col.filter(seen)).as_py()
+    return float(share), int(both), len(train_vals)
+
+
+def group_overlap(pair: Pair) -> list[Finding]:
+    """The declared group key, and declared shared entities, across splits."""
+    out = []
+    cols = ([pair.group] if pair.group else []) + [
+        c for c in pair.allow_shared if c != pair.group]
+    for col in cols:
+        share, both, n_train = _recurrence(pair, col)
+        if share == 0:
+            continue
+        shared = col in pair.allow_shared
+        evidence = {"test_rows_with_entity_in_train_share": round(share, 4),
+                    "entities_in_both": both, "entities_in_train": n_train,
+                    "rows_used": pair.train.num_rows + pair.test.num_rows}
+        if shared:
+            out.append(_finding(
+                "group_overlap", "low", [col],
+                f"{share:.1%} of test rows share their {col} with training rows; "
+                f"{col} is declared shared, so this is expected, but the test "
+                f"metric speaks of known {col} values more than of new ones.",
+                **evidence))
+        elif share >= THRESHOLDS["group_overlap_share"]:
+            out.append(_finding(
+                "group_overlap", "high", [col],
+                f"{both} values of the group key {col} are in both splits "
+                f"({share:.1%} of test rows): rows of one group are alike, so the "
+                f"test metric is inflated. Split by {col}.", **evidence))
+    return out
+
+
+def id_like(pair: Pair, power: dict[str, float]) -> list[Finding]:
+    """Undeclared ID-like columns that recur across splits or predict the label."""
+    out = []
+    declared = {pair.group, *pair.allow_shared}
+    for col in pair.features:
+        if col in declared:
+            continue
+        arr = pair.train.column(col)
+        kind = pair.kinds[col]
+        t = arr.type
+        if kind not in ("id", "numeric") or pa.types.is_floating(t) \
+                or pa.types.is_boolean(t):
+            continue
+        present = arr.drop_null()
+        if len(present) == 0 or kind == "categorical":
+            continue
+        distinct = pc.count_distinct(present).as_py()
+        ratio = distinct / len(present)
+        if kind == "numeric":  # an integer: a counter, or a measurement?
+            if ratio < THRESHOLDS["id_distinct_ratio"]:
+                continue
+            lo, hi = pc.min_max(present).values()
+            span = hi.as_py() - lo.as_py() + 1
+            if span > 10 * distinct:  # sparse integers: a measurement
+                continue
+        share, both, _ = _recurrence(pair, col)
+        p = power.get(col)
+        recurs = share >= THRESHOLDS["id_recurrence_share"]
+        predicts = p is not None and p >= THRESHOLDS["id_power"]
+        if not (recurs or predicts):
+            continue
+        why = []
+        if recurs:
+            why.append(f"its values recur in {share:.1%} of test rows (a candidate "
+                       f"group key: pass --group {col} to check it as one)")
+        if predicts:
+            why.append(f"alone it predicts the label ({_power_name(pair)} "
+                       f"{p:.3f}), like a row order or a machine id that tracks "
+                       f"the outcome")
+        out.append(_finding(
+            "id_like_column", "medium", [col],
+            f"{col} looks like an identifier ({ratio:.0%} distinct values) and "
+            + " and ".join(why) + ". Check it carries no leak, then drop it or "
+            "declare it.", distinct_ratio=round(ratio, 4),
+            test_rows_with_value_in_train_share=round(share, 4),
+            one_feature_score=None if p is None else round(p, 4),
+            rows_used=pair.train.num_rows + pair.test.num_rows))
+    return out
+
+
+# -- time -------------------------------------------------------------------
+
+def time_checks(pair: Pair) -> list[Finding]:
+    """A random split of time-ordered data; timestamps after prediction time."""
+    if not pair.time:
+        return []
+    out = []
+    t_train = numeric(pair.train.column(pair.time))
+    t_test = numeric(pair.test.column(pair.time))
+    newest = np.nanmax(t_train) if np.isfinite(t_train).any() else np.nan
+    if np.isfinite(newest) and np.isfinite(t_test).any():
+        older = float(np.mean(t_test[np.isfinite(t_test)] < newest))
+        if older >= THRESHOLDS["time_overlap_share"]:
+            out.append(_finding(
+                "time_overlap", "high", [pair.time],
+                f"{older:.1%} of test rows are older than the newest training row: "
+                f"the split is not by time, so the model is tested on a past it "
+                f"has seen around. Split by {pair.time} (train before test).",
+                test_rows_older_than_newest_train_share=round(older, 4),
+                train_range=_range(t_train), test_range=_range(t_test),
+                rows_used=len(t_train) + len(t_test)))
+    for col in pair.features:
+        if col == pair.time or pair.kinds[col] != "time":
+            continue
+        after = []
+        for table in (pair.train, pair.test):
+            f = numeric(table.column(col))
+            p = numeric(table.column(pair.time))
+            ok = np.isfinite(f) & np.isfinite(p)
+            after.append((int(np.sum(f[ok] > p[ok])), int(ok.sum())))
+        n_after = sum(a for a, _ in after)
+        n = sum(b for _, b in after)
+        share = n_after / n if n else 0.0
+        if share >= THRESHOLDS["future_feature_share"]:
+            out.append(_finding(
+                "feature_after_target_time", "high", [col, pair.time],
+                f"{col} is later than the prediction time {pair.time} in {share:.1%} "
+                f"of rows: it records something that happened after the moment "
+                f"the model would be asked. Drop it or cut it at {pair.time}.",
+                rows_after=n_after, rows_compared=n, share=round(share, 4),
+                rows_used=n))
+    return out
+
+
+def _range(t: np.ndarray) -> list[str | None]:
+    from datetime import UTC, datetime
+
+    ok = t[np.isfinite(t)]
+    if not len(ok):
+        return [None, None]
+    return [datetime.fromtimestamp(float(v), UTC).isoformat() for v in
+            (ok.min(), ok.max())]
+
+
+# -- one feature against the target -----------------------------------------
+
+def _power_name(pair: Pair) -> str:
+    return "R2" if pair.task == "regression" else "AUC"
+
+
+def _feature_codes(pair: Pair, col: str, idx: np.ndarray, bins: int = 32
+                   ) -> np.ndarray | None:
+    """A sampled feature as small integer codes: quantile bins for numbers and
+    times (NaN its own code), value codes for categories and ids."""
+    kind = pair.kinds[col]
+    arr = pair.train.column(col).take(pa.array(idx))
+    if kind in ("numeric", "time"):
+        x = numeric(arr)
+        ok = np.isfinite(x)
+        if not ok.any():
+            return None
+        edges = np.unique(np.quantile(x[ok], np.linspace(0, 1, bins + 1)[1:-1]))
+        out = np.searchsorted(edges, np.where(ok, x, 0), side="right")
+        return np.where(ok, out, len(edges) + 1)
+    if kind in ("categorical", "id"):
+        c, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+        return np.where(c < 0, c.max() + 1 if len(c) else 0, c)
+    return None
+
+
+def _one_feature_score(pair: Pair, x: np.ndarray, y: np.ndarray,
+                       folds: int = 3, prior_weight: float = 20.0) -> float | None:
+    """Cross-validated score of a model that knows only one coded feature: the
+    (smoothed) target mean per code, fitted on two folds, scored on the third.
+    Written by hand: a lookup table per code is the exact one-feature model,
+    and costs a bincount where a tree per feature would cost a fit."""
+    n = len(x)
+    if n < 3 * folds:
+        return None
+    order = np.random.default_rng(pair.seed).permutation(n)
+    fold = np.empty(n, dtype=np.int64)
+    fold[order] = np.arange(n) % folds
+    k = int(x.max()) + 1
+    if pair.task == "regression":
+        pred = np.empty(n)
+        for f in range(folds):
+            tr, te = fold != f, fold == f
+            prior = y[tr].mean()
+            s = np.bincount(x[tr], weights=y[tr], minlength=k)
+            c = np.bincount(x[tr], minlength=k)
+            pred[te] = ((s + prior_weight * prior) / (c + prior_weight))[x[te]]
+        sst = np.sum((y - y.mean()) ** 2)
+        return float(1 - np.sum((y - pred) ** 2) / sst) if sst > 0 else None
+    n_classes = len(pair.classes)
+    proba = np.empty((n, n_classes))
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        prior = np.bincount(y[tr], minlength=n_classes) / tr.sum()
+        counts = np.zeros((k, n_classes))
+        np.add.at(counts, (x[tr], y[tr]), 1)
+        rates = (counts + prior_weight * prior) / (counts.sum(1, keepdims=True)
+                                                  + prior_weight)
+        proba[te] = rates[x[te]]
+    present = np.unique(y)
+    if len(present) < 2:
+        return None
+    if n_classes == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    proba = proba[:, present] / proba[:, present].sum(1, keepdims=True)
+    remap = np.searchsorted(present, y)
+    if len(present) == 2:
+        return float(roc_auc_score(remap, proba[:, 1]))
+    return float(roc_auc_score(remap, proba, multi_class="ovr", average="macro"))
+
+
+def feature_power(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> dict[str, float]:
+    """Each feature's one-feature score (AUC or R2), on a seeded train sample."""
+    idx = pair.sample_index(sample_rows)
+    y = pair.y_train[idx]
+    out = {}
+    for col in pair.features:
+        x = _feature_codes(pair, col, idx)
+        if x is None:
+            continue
+        score = _one_feature_score(pair, x, y)
+        if score is not None:
+            out[col] = score
+    return out
+
+
+def single_feature_power(pair: Pair, power: dict[str, float], rows: int
+                         ) -> list[Finding]:
+    """A feature that alone nearly solves the task."""
+    limit = THRESHOLDS["single_feature_r2" if pair.task == "regression"
+                      else "single_feature_auc"]
+    out = []
+    name = _power_name(pair)
+    for col, score in sorted(power.items(), key=lambda kv: -kv[1]):
+        if score < limit:
+            break
+        out.append(_finding(
+            "single_feature_power", "high", [col],
+            f"{col} alone reaches {name} {score:.3f} (3-fold CV on train): real "
+            f"signals are rarely this clean, so it likely carries the answer (a "
+            f"field filled in after the outcome, a code that encodes the label). "
+            f"Find out how it is produced before trusting any metric.",
+            score=round(score, 4), metric=name, threshold=limit, folds=3,
+            rows_used=rows))
+    return out
+
+
+def target_derived(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> list[Finding]:
+    """Features that are a near-deterministic function of the target."""
+    idx = pair.sample_index(sample_rows)
+    y = pair.y_train[idx]
+    out = []
+    for col in pair.features:
+        if pair.kinds[col] not in ("numeric", "time", "categorical"):
+            continue
+        arr = pair.train.column(col).take(pa.array(idx))
+        if pair.task == "regression":
+            if pair.kinds[col] == "categorical":
+                continue
+            x = numeric(arr)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.sum() < 10 or np.ptp(x[ok]) == 0:
+                continue
+            rho = abs(float(spearmanr(x[ok], y[ok]).statistic))
+            if rho >= THRESHOLDS["target_derived_spearman"]:
+                out.append(_finding(
+                    "target_derived_feature", "high", [col],
+                    f"{col} follows the target almost exactly (|Spearman| "
+                    f"{rho:.4f}): it is likely computed from it.",
+                    spearman=round(rho, 5), rows_used=int(ok.sum())))
+            continue
+        if pair.kinds[col] == "categorical":
+            x, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+            eta2 = _determined_by(x, y)
+            measure = "share of the feature's information given by the class"
+        else:
+            x = numeric(arr)
+            ok = np.isfinite(x)
+            if ok.sum() < 10 or np.ptp(x[ok]) == 0:
+                continue
+            eta2 = _correlation_ratio(x[ok], y[ok])
+            measure = "correlation ratio (variance explained by the class)"
+        if eta2 >= THRESHOLDS["target_derived_eta2"]:
+            out.append(_finding(
+                "target_derived_feature", "high", [col],
+                f"the class fixes {col} almost wholly ({measure} {eta2:.3f}): it is "
+                f"likely derived from the label, or recorded once it was known.",
+                eta2=round(eta2, 4), rows_used=len(idx)))
+    return out
+
+
+def _correlation_ratio(x: np.ndarray, y: np.ndarray) -> float:
+    total = np.sum((x - x.mean()) ** 2)
+    if total == 0:
+        return 0.0
+    n = np.bincount(y)
+    s = np.bincount(y, weights=x)
+    means = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
+    between = np.sum(n * (means - x.mean()) ** 2)
+    return float(between / total)
+
+
+def _determined_by(x: np.ndarray, y: np.ndarray) -> float:
+    """1 - H(X|Y)/H(X): how much of a category's uncertainty the class removes."""
+    x = np.where(x < 0, x.max() + 1, x)
+    joint = np.zeros((x.max() + 1, y.max() + 1))
+    np.add.at(joint, (x, y), 1)
+    p = joint / joint.sum()
+    px, py = p.sum(1), p.sum(0)
+    hx = -np.sum(px[px > 0] * np.log(px[px > 0]))
+    if hx < 0.1:  # a near-constant feature says nothing either way
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = np.where(p > 0, p * np.log(py[None, :] / p), 0.0)
+    return float(1 - cond.sum() / hx)
+
+
+# -- preprocessing fitted on train and test together ------------------------
+
+def _standard(v: np.ndarray, tol: float) -> bool:
+    """Mean 0 and variance 1 (either denominator), to rounding."""
+    return abs(v.mean()) < tol and (abs(v.std() - 1) < 1e-6
+                                    or abs(v.std(ddof=1) - 1) < 1e-6)
+
+
+def preprocessing(pair: Pair) -> list[Finding]:
+    """Scaling or imputation statistics computed over train + test together.
+
+    Standardised over the union, a column has mean 0 and variance 1 on the
+    union (to rounding) but not on train; min-max scaled over the union, it
+    spans exactly [0, 1] there but not on train; imputed with the union's
+    mean or median, its most repeated value is that statistic of the union's
+    other values, not of train's.
+    """
+    out = []
+    for col in pair.features:
+        if pair.kinds[col] != "numeric" or not pa.types.is_floating(
+                pair.train.schema.field(col).type):
+            continue
+        a, b = numeric(pair.train.column(col)), numeric(pair.test.column(col))
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if len(a) < 10 or len(b) < 10:
+            continue
+        u = np.concatenate([a, b])
+        if len(np.unique(u[:100_000])) < 20 or np.all(u == np.round(u)):
+            continue  # counts, codes and flags sit on round values by nature
+        scale = max(np.abs(u).max(), 1.0)
+        tol = 1e-9 * scale
+        how = None
+
+        if _standard(u, tol) and not _standard(a, tol):
+            how = ("standardised (mean 0, variance 1) over train and test together",
+                   {"union_mean": float(u.mean()), "union_std": float(u.std()),
+                    "train_mean": float(a.mean()), "train_std": float(a.std())})
+        elif u.min() == 0 and u.max() == 1 and (a.min() != 0 or a.max() != 1):
+            how = ("min-max scaled to [0, 1] over train and test together",
+                   {"union_min": 0.0, "union_max": 1.0, "train_min": float(a.min()),
+                    "train_max": float(a.max())})
+        else:
+            values, counts = np.unique(u, return_counts=True)
+            top = int(np.argmax(counts))
+            m, c = float(values[top]), int(counts[top])
+            if c >= max(10, 0.01 * len(u)):
+                rest_u, rest_a = u[u != m], a[a != m]
+                if len(rest_u) >= 10 and len(rest_a) >= 10:
+                    for stat, f in (("mean", np.mean), ("median", np.median)):
+                        if abs(f(rest_u) - m) < tol and abs(f(rest_a) - m) > tol:
+                            how = (f"imputed with the {stat} of train and test "
+                                   f"together ({c} rows hold {m:.6g})",
+                                   {"imputed_value": m, "imputed_rows": c,
+                                    f"union_{stat}_of_others": float(f(rest_u)),
+                                    f"train_{stat}_of_others": float(f(rest_a))})
+                            break
+        if how:
+            text, numbers = how
+            out.append(_finding(
+                "preprocessed_before_split", "high", [col],
+                f"{col} looks {text}: statistics of the test rows went into the "
+                f"features. Fit scalers and imputers on train only.",
+                **numbers, rows_used=len(u)))
+    return out
+
+
+# -- generalisation: shift, unseen categories, missing rates, imbalance ------
+
+def _psi(p: np.ndarray, q: np.ndarray) -> float:
+    p, q = np.maximum(p, EPS), np.maximum(q, EPS)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def shift(pair: Pair) -> tuple[list[Finding], dict[str, dict]]:
+    """Per feature: missing rates, PSI and KS or Jensen-Shannon, unseen
+    categories. Returns findings and the per-feature numbers (for the report)."""
+    out, stats = [], {}
+    rng = np.random.default_rng(pair.seed)
+    for col in pair.features:
+        kind = pair.kinds[col]
+        tr, te = pair.train.column(col), pair.test.column(col)
+        miss = (tr.null_count / max(len(tr), 1), te.null_count / max(len(te), 1))
+        s = {"kind": kind, "missing_train": round(miss[0], 4),
+             "missing_test": round(miss[1], 4)}
+        if abs(miss[1] - miss[0]) >= THRESHOLDS["missing_shift"]:
+            out.append(_finding(
+                "missing_rate_shift", "low", [col],
+                f"{col} is missing in {miss[0]:.1%} of train rows but {miss[1]:.1%} "
+                f"of test rows: whatever fills it changed. Check the pipeline, "
+                f"and that the model handles its absence.",
+                missing_train=s["missing_train"], missing_test=s["missing_test"],
+                rows_used=len(tr) + len(te)))
+        if kind in ("numeric", "time") and col != pair.time:
+            # (the declared time column moves by construction in a time split)
+            a, b = numeric(tr), numeric(te)
+            a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+            if len(a) >= 10 and len(b) >= 10:
+                edges = np.unique(np.quantile(a, np.linspace(0, 1, 11)[1:-1]))
+                p = np.bincount(np.searchsorted(edges, a, side="right"),
+                                minlength=len(edges) + 1) / len(a)
+                q = np.bincount(np.searchsorted(edges, b, side="right"),
+                                minlength=len(edges) + 1) / len(b)
+                sa = a if len(a) <= SHIFT_SAMPLE_ROWS else rng.choice(
+                    a, SHIFT_SAMPLE_ROWS, replace=False)
+                sb = b if len(b) <= SHIFT_SAMPLE_ROWS else rng.choice(
+                    b, SHIFT_SAMPLE_ROWS, replace=False)
+                s["psi"] = round(_psi(p, q), 4)
+                s["ks"] = round(float(ks_2samp(sa, sb).statistic), 4)
+                if s["psi"] >= THRESHOLDS["psi"] or s["ks"] >= THRESHOLDS["ks"]:
+                    out.append(_finding(
+                        "distribution_shift", "low", [col],
+                        f"{col} is distributed differently at test time (PSI "
+                        f"{s['psi']:.3f}, KS {s['ks']:.3f}): the model meets values "
+                        f"it saw less of. Expect the test metric to move with it.",
+                        psi=s["psi"], ks=s["ks"], rows_used=len(a) + len(b),
+                        ks_rows_used=len(sa) + len(sb)))
+        elif kind in ("categorical", "id"):
+            ca, cb, dictionary = codes(tr, te)
+            k = len(dictionary) + 1
+            ca, cb = np.where(ca < 0, k - 1, ca), np.where(cb < 0, k - 1, cb)
+            p = np.bincount(ca, minlength=k) / len(ca)
+            q = np.bincount(cb, minlength=k) / len(cb)
+            seen = p > 0
+            unseen = float(q[~seen].sum())
+            s["unseen_share"] = round(unseen, 4)
+            if kind == "categorical":
+                s["psi"] = round(_psi(p, q), 4)
+                s["js"] = round(float(jensenshannon(p, q, base=2)), 4)
+                if s["psi"] >= THRESHOLDS["psi"] or s["js"] >= THRESHOLDS["js"]:
+                    out.append(_finding(
+                        "distribution_shift", "low", [col],
+                        f"the mix of {col} values changes at test time (PSI "
+                        f"{s['psi']:.3f}, Jensen-Shannon {s['js']:.3f}).",
+                        psi=s["psi"], js=s["js"], rows_used=len(ca) + len(cb)))
+                if unseen >= THRESHOLDS["unseen_share"]:
+                    n_new = int(np.sum((q > 0) & ~seen))
+                    out.append(_finding(
+                        "unseen_categories", "low", [col],
+                        f"{unseen:.1%} of test rows have a {col} value never seen "
+                        f"in train ({n_new} new values): the model knows nothing "
+                        f"of them. Make sure it has a fallback (an 'other' level).",
+                        unseen_share=s["unseen_share"], new_values=n_new,
+                        rows_used=len(ca) + len(cb)))
+        stats[col] = s
+    return out, stats
+
+
+def class_imbalance(pair: Pair) -> list[Finding]:
+    if pair.task == "regression":
+        return []
+    counts = np.bincount(pair.y_train, minlength=len(pair.classes))
+    test_counts = np.bincount(pair.y_test, minlength=len(pair.classes))
+    share = counts / counts.sum()
+    low = int(np.argmin(share))
+    # the threshold is for two classes; with k classes, balance is 1/k each
+    limit = THRESHOLDS["imbalance_share"] * 2 / len(pair.classes)
+    if share[low] >= limit:
+        return []
+    return [_finding(
+        "class_imbalance", "low", [pair.target],
+        f"class {pair.classes[low]!r} is {share[low]:.1%} of training rows "
+        f"({int(counts[low])} rows): accuracy is meaningless here; judge by PR-AUC "
+        f"or recall at a chosen precision, and pick the threshold on validation.",
+        train_counts={str(c): int(n) for c, n in zip(pair.classes, counts,
+                                                      strict=True)},
+        test_counts={str(c): int(n) for c, n in zip(pair.classes, test_counts,
+                                                     strict=True)},
+        minority_share=round(float(share[low]), 4),
+        rows_used=len(pair.y_train) + len(pair.y_test))]

@@ -1,0 +1,169 @@
+"""Audit a train/test pair: every check, one result, JSON-ready."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import DataError
+from . import _checks
+from ._data import Pair, make_pair, numeric
+from ._leakage import SEVERITIES, Finding
+
+SPLITS = ("random", "stratified", "time", "group")
+
+
+@dataclass
+class AuditResult:
+    """Findings (worst first), the data profile, per-feature numbers."""
+
+    findings: list[Finding]
+    task: str
+    target: str
+    rows: dict[str, int]
+    profile: dict[str, Any]
+    features: dict[str, dict[str, Any]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def worst(self) -> str | None:
+        """The highest severity found, or None."""
+        found = {f.severity for f in self.findings}
+        for s in reversed(SEVERITIES):
+            if s in found:
+                return s
+        return None
+
+    def fails(self, level: str) -> bool:
+        """Whether a finding of ``level`` or worse exists (for --fail-on)."""
+        rank = SEVERITIES.index(level)
+        return any(SEVERITIES.index(f.severity) >= rank for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "target": self.target, "rows": self.rows,
+                "findings": [f.to_dict() for f in self.findings],
+                "counts": {s: sum(f.severity == s for f in self.findings)
+                           for s in SEVERITIES},
+                "thresholds": dict(_checks.THRESHOLDS),
+                "profile": self.profile, "features": self.features,
+                "seconds": self.seconds}
+
+
+def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
+               task: str | None = None, time_column: str | None = None,
+               group: str | None = None, allow_shared: list[str] | None = None,
+               seed: int = 0, sample_rows: int = _checks.SAMPLE_ROWS
+               ) -> AuditResult:
+    """Run every check on a train/test pair. TEST is never used to fit anything:
+    checks that fit a model work on (a seeded sample of) TRAIN alone."""
+    pair = make_pair(train, test, target=target, task=task, time=time_column,
+                     group=group, allow_shared=allow_shared, seed=seed)
+    seconds: dict[str, float] = {}
+    findings: list[Finding] = []
+
+    def timed(name, fn, *args):
+        start = time.perf_counter()
+        res = fn(*args)
+        seconds[name] = round(time.perf_counter() - start, 3)
+        return res
+
+    power = timed("feature_power", _checks.feature_power, pair, sample_rows)
+    used = min(pair.train.num_rows, sample_rows)
+    findings += timed("duplicates", _checks.duplicates, pair)
+    findings += timed("group_overlap", _checks.group_overlap, pair)
+    findings += timed("id_like", _checks.id_like, pair, power)
+    findings += timed("time", _checks.time_checks, pair)
+    findings += _checks.single_feature_power(pair, power, used)
+    findings += timed("target_derived", _checks.target_derived, pair, sample_rows)
+    findings += timed("preprocessing", _checks.preprocessing, pair)
+    shifted, stats = timed("shift", _checks.shift, pair)
+    findings += shifted
+    findings += _checks.class_imbalance(pair)
+    for col, score in power.items():
+        stats.setdefault(col, {"kind": pair.kinds[col]})["one_feature_score"] = \
+            round(score, 4)
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    findings.sort(key=lambda f: (order[f.severity], f.check, f.columns))
+    return AuditResult(
+        findings=findings, task=pair.task, target=target,
+        rows={"train": pair.train.num_rows, "test": pair.test.num_rows,
+              **{f"{k}_without_target": v for k, v in
+                 pair.dropped_no_target.items()}},
+        profile=profile(pair), features=stats, seconds=seconds)
+
+
+def profile(pair: Pair) -> dict[str, Any]:
+    """Types, missing values, distinct counts, a summary of each column, and
+    the class balance (or the target's quantiles)."""
+    cols = {}
+    for c in pair.train.column_names:
+        arr = pair.train.column(c)
+        kind = pair.kinds.get(c, "target")
+        doc: dict[str, Any] = {"type": str(arr.type), "kind": kind,
+                               "missing": round(arr.null_count / max(len(arr), 1),
+                                                4),
+                               "distinct": pc.count_distinct(arr).as_py()}
+        if kind in ("numeric", "time") or (c == pair.target
+                                           and pair.task == "regression"):
+            x = numeric(arr)
+            x = x[np.isfinite(x)]
+            if len(x):
+                doc["quantiles"] = {str(q): float(v) for q, v in zip(
+                    (0, 0.25, 0.5, 0.75, 1), np.quantile(x, [0, .25, .5, .75, 1]),
+                    strict=True)}
+        elif kind in ("categorical", "id"):
+            top = pc.value_counts(arr.drop_null()).to_pylist()
+            top.sort(key=lambda d: -d["counts"])
+            doc["top"] = [[d["values"], d["counts"]] for d in top[:10]]
+        cols[c] = doc
+    out: dict[str, Any] = {"columns": cols}
+    if pair.task != "regression":
+        out["classes"] = {str(c): {"train": int(np.sum(pair.y_train == i)),
+                                   "test": int(np.sum(pair.y_test == i))}
+                          for i, c in enumerate(pair.classes)}
+    return out
+
+
+def split_table(table: pa.Table, how: str, *, target: str, test_share: float = 0.2,
+                seed: int = 0) -> tuple[pa.Table, pa.Table, dict[str, str | None]]:
+    """Split one table as ``--split`` says: random, stratified (by target),
+    time:COL (the newest rows are test) or group:COL (whole groups to test).
+    Returns train, test and what the split implies (time and group columns)."""
+    kind, _, col = how.partition(":")
+    if kind not in SPLITS:
+        raise DataError(f"--split: unknown split {how!r}; expected random, "
+                        f"stratified, time:COLUMN or group:COLUMN")
+    if kind in ("time", "group") and (not col or col not in table.column_names):
+        raise DataError(f"--split {how}: name a column of the data "
+                        f"({', '.join(table.column_names)})")
+    n = table.num_rows
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        is_test = rng.random(n) < test_share
+    elif kind == "stratified":
+        y = table.column(target)
+        from ._data import codes
+        c, _, _ = codes(y, pa.chunked_array([], type=y.type))
+        is_test = np.zeros(n, dtype=bool)
+        for v in np.unique(c):
+            idx = np.flatnonzero(c == v)
+            rng.shuffle(idx)
+            is_test[idx[:int(round(len(idx) * test_share))]] = True
+    elif kind == "time":
+        t = numeric(table.column(col))
+        cut = np.nanquantile(t, 1 - test_share)
+        is_test = t > cut
+    else:
+        import mmh3
+
+        vals = table.column(col).to_pylist()
+        is_test = np.array([(mmh3.hash(str(v), seed) % 1000) / 1000 < test_share
+                            for v in vals], dtype=bool)
+    mask = pa.array(is_test)
+    implied = {"time": col if kind == "time" else None,
+               "group": col if kind == "group" else None}
+    return (table.filter(pc.invert(mask)), table.filter(mask), implied)
