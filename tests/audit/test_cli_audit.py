@@ -1,0 +1,75 @@
+"""`mlsd audit` on files, without a project: JSON, --fail-on, --data --split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tests._helpers import run_cli
+
+from .test_pair import _split, _synthetic, _table
+
+
+def test_audit_a_pair_of_files_and_gate_ci(tmp_path):
+    cols = _synthetic()
+    cols["score"] = cols["y"] + np.random.default_rng(4).normal(0, 0.05, 6000)
+    train, test = _split(_table(cols))
+    pq.write_table(train, tmp_path / "train.parquet")
+    pacsv.write_csv(test, tmp_path / "test.csv")  # any format mlsd reads
+    proc = run_cli("audit", "--train", "train.parquet", "--test", "test.csv",
+                   "--target", "y", "--json", "-", "--fail-on", "high",
+                   cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    f = next(f for f in doc["findings"] if f["check"] == "single_feature_power")
+    assert set(f) == {"check", "severity", "columns", "message", "evidence"}
+    assert f["columns"] == ["score"] and f["severity"] == "high"
+    assert f["evidence"]["rows_used"] == train.num_rows
+    assert doc["rows"] == {"train": train.num_rows, "test": test.num_rows}
+    assert doc["thresholds"]["single_feature_auc"] == 0.99
+    # the clean twin passes the gate, and the table names every finding
+    clean = train.drop_columns(["score"]), test.drop_columns(["score"])
+    pq.write_table(clean[0], tmp_path / "train.parquet")
+    pq.write_table(clean[1], tmp_path / "test.parquet")
+    proc = run_cli("audit", "--train", "train.parquet", "--test", "test.parquet",
+                   "--target", "y", "--allow-shared", "customer", "--json",
+                   "out.json", "--fail-on", "medium", cwd=tmp_path)
+    assert "group_overlap" in proc.stdout  # low: declared shared
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert {f["severity"] for f in doc["findings"]} <= {"low"}
+
+
+def test_audit_splits_one_file(tmp_path):
+    pq.write_table(_table(_synthetic()), tmp_path / "all.parquet")
+    random = json.loads(run_cli(
+        "audit", "--data", "all.parquet", "--split", "random", "--time", "t",
+        "--target", "y", "--json", "-", cwd=tmp_path).stdout)
+    assert "time_overlap" in {f["check"] for f in random["findings"]}
+    by_time = json.loads(run_cli(
+        "audit", "--data", "all.parquet", "--split", "time:t", "--target", "y",
+        "--allow-shared", "customer", "--json", "-", cwd=tmp_path).stdout)
+    assert "time_overlap" not in {f["check"] for f in by_time["findings"]}
+
+
+def test_audit_usage_errors_are_one_line(tmp_path):
+    pq.write_table(pa.table({"x": [1.0, 2.0], "y": [0, 1]}), tmp_path / "a.parquet")
+    cases = [
+        (["--train", "a.parquet", "--target", "y"], "give --train and --test"),
+        (["--train", "a.parquet", "--test", "a.parquet", "--target", "nope"],
+         "no target column 'nope'"),
+        (["--data", "a.parquet", "--target", "y"], "--data needs --split"),
+        (["--data", "a.parquet", "--split", "weird", "--target", "y"],
+         "unknown split 'weird'"),
+        (["--train", "a.parquet", "--test", "a.parquet", "--target", "y",
+          "--fail-on", "severe"], "--fail-on: expected one of"),
+        (["--train", "missing.csv", "--test", "a.parquet", "--target", "y"],
+         "no such file"),
+    ]
+    for args, message in cases:
+        proc = run_cli("audit", *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, args
