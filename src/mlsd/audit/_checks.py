@@ -74,32 +74,41 @@ def _finding(check: str, severity: str, columns: list[str], message: str,
 
 # -- duplicates -------------------------------------------------------------
 
-def _hashes(table: pa.Table, columns: list[str], *, normalise: bool) -> np.ndarray:
-    """One 64-bit hash per row over ``columns`` (DuckDB's hash, vectorised).
+def _normalised(arr: pa.ChunkedArray) -> pa.Array:
+    """A column as the near-duplicate check compares it: numbers with 3
+    significant digits, text lower-cased with runs of anything but letters and
+    digits folded to one space, times cut to the minute."""
+    arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_floating(t) or pa.types.is_integer(t):
+        x = numeric(arr)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mag = np.where(x == 0, 1.0, 10.0 ** (2 - np.floor(np.log10(np.abs(x)))))
+            out = np.round(x * mag) / mag
+        return pa.array(out, mask=~np.isfinite(x))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        folded = pc.replace_substring_regex(pc.utf8_lower(arr), "[^a-z0-9]+", " ")
+        return pc.utf8_trim_whitespace(folded)
+    if pa.types.is_timestamp(t):
+        return pc.floor_temporal(arr, unit="minute")
+    return arr
 
-    Normalised, numbers keep 3 significant digits, text is lower-cased with
-    runs of non-alphanumerics folded to one space, times are cut to the minute.
-    """
-    exprs = []
-    for c in columns:
-        q = '"' + c.replace('"', '""') + '"'
-        t = table.schema.field(c).type
-        if not normalise:
-            exprs.append(q)
-        elif pa.types.is_floating(t) or pa.types.is_integer(t):
-            exprs.append(f"printf('%.3g', CAST({q} AS DOUBLE))")
-        elif pa.types.is_string(t) or pa.types.is_large_string(t):
-            exprs.append(f"trim(regexp_replace(lower({q}), '[^a-z0-9]+', ' ', 'g'))")
-        elif pa.types.is_timestamp(t):
-            exprs.append(f"date_trunc('minute', {q})")
-        else:
-            exprs.append(q)
+
+def _hashes(table: pa.Table, columns: list[str], *, normalise: bool) -> np.ndarray:
+    """One 64-bit hash per row over ``columns`` (DuckDB's hash, vectorised),
+    of the values as they are or normalised (see :func:`_normalised`)."""
+    data = table.select(columns)
+    if normalise:
+        data = pa.table([_normalised(data.column(c)) for c in columns],
+                        names=[f"c{i}" for i in range(len(columns))])
+    else:
+        data = data.rename_columns([f"c{i}" for i in range(len(columns))])
     con = duckdb.connect()
     try:
         con.execute("SET threads = 2")
-        con.register("t", table.select(columns))
-        out = con.sql(f"SELECT hash({', '.join(exprs)}) AS h FROM t"
-                      ).to_arrow_table().column("h")
+        con.register("t", data)
+        names = ", ".join(f"c{i}" for i in range(len(columns)))
+        out = con.sql(f"SELECT hash({names}) AS h FROM t").to_arrow_table().column("h")
     finally:
         con.close()
     return np.asarray(out.to_numpy(), dtype=np.uint64)
