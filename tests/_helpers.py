@@ -42,3 +42,65 @@ def require_service(name: str, port: int, host: str = "127.0.0.1") -> None:
     if os.environ.get("MLSD_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason}, and MLSD_REQUIRE_SERVICES=1 asks for it")
     pytest.skip(reason)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; nothing may download a browser
+
+
+def render_in_chromium(path: Path, *, wait_selector: str = ".main-svg"
+                       ) -> dict:
+    """Open a local HTML file in headless Chromium (Playwright driving Debian's
+    chromium) and return the script errors, the console errors and the number
+    of rendered Plotly charts. Skips when Chromium is missing, or fails under
+    MLSD_REQUIRE_SERVICES=1."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        reason = f"Chromium is not installed ({CHROMIUM}; Debian package chromium)"
+        if os.environ.get("MLSD_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}, and MLSD_REQUIRE_SERVICES=1 asks for it")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    errors, console = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: console.append(msg.text)
+                    if msg.type == "error" else None)
+            page.goto(Path(path).resolve().as_uri(), wait_until="load")
+            page.wait_for_selector(wait_selector, timeout=30_000)
+            charts = page.eval_on_selector_all(
+                ".plotly-graph-div", "els => els.filter(e => e.querySelector("
+                "'.main-svg') && e.getBoundingClientRect().width > 100).length")
+            divs = page.eval_on_selector_all(".plotly-graph-div",
+                                             "els => els.length")
+            text = page.inner_text("body")
+        finally:
+            browser.close()
+    return {"errors": errors, "console_errors": console, "charts": charts,
+            "chart_divs": divs, "text": text}
+
+
+def external_refs(html: str) -> list[tuple[str, str]]:
+    """The tags of an HTML page that load something from elsewhere (a script,
+    a style sheet, or any src/href to another host)."""
+    from html.parser import HTMLParser
+
+    class Refs(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.external: list[tuple[str, str]] = []
+
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name in ("src", "href") and value and (
+                        "//" in value or tag in ("script", "link")):
+                    self.external.append((tag, value))
+
+    parser = Refs()
+    parser.feed(html)
+    return parser.external

@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from mlsd.formats import read_csv
-from tests._helpers import run_cli
+from tests._helpers import external_refs, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -197,20 +197,7 @@ def test_report_is_self_contained(ran_project):
     folder, s = ran_project
     html = (folder / s["paths"]["report"]).read_text(encoding="utf-8")
     assert "Plotly.newPlot" in html  # charts are drawn by embedded code
-    from html.parser import HTMLParser
-
-    class Refs(HTMLParser):
-        external: list = []
-
-        def handle_starttag(self, tag, attrs):
-            for name, value in attrs:
-                if name in ("src", "href") and value and (
-                        "//" in value or tag in ("script", "link")):
-                    self.external.append((tag, value))
-
-    parser = Refs()
-    parser.feed(html)
-    assert parser.external == []  # no script, style or image from elsewhere
+    assert external_refs(html) == []  # no script, style or image from elsewhere
     for plot in ("Precision-recall curve", "Confusion matrix"):
         assert plot in html
     assert s["model"]["model_id"] in html

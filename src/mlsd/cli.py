@@ -508,6 +508,9 @@ def audit(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write the findings as JSON to this file ('-': stdout).")
         ] = None,
+    html_path: Annotated[Path | None, typer.Option(
+        "--html", help="Write the audit as one self-contained HTML report.")
+        ] = None,
     fail_on: Annotated[str | None, typer.Option(
         help="Exit 1 when a finding of this severity or worse exists: low, "
         "medium or high.")] = None,
@@ -566,8 +569,14 @@ def audit(
             sys.stdout.write(text + "\n")
         else:
             json_path.write_text(text + "\n", encoding="utf-8")
+    if html_path is not None:
+        from .report import render_audit
+
+        render_audit(doc, html_path)
     if json_path is None or str(json_path) != "-":
         _print_findings(result, read_notes)
+        if html_path is not None:
+            out.print(f"report: {html_path}")
     if fail_on is not None and result.fails(fail_on):
         raise typer.Exit(1)
 

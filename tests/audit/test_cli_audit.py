@@ -73,3 +73,24 @@ def test_audit_usage_errors_are_one_line(tmp_path):
         proc = run_cli("audit", *args, cwd=tmp_path, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, args
+
+
+def test_html_report_renders_in_chromium(tmp_path):
+    """The audit's HTML report opens offline in headless Chromium without a
+    script error and shows its charts; user data in it is escaped."""
+    from tests._helpers import external_refs, render_in_chromium
+
+    cols = _synthetic()
+    cols["<b>odd</b>"] = cols["y"] + np.random.default_rng(4).normal(0, 0.05, 6000)
+    train, test = _split(_table(cols))
+    pq.write_table(train, tmp_path / "train.parquet")
+    pq.write_table(test, tmp_path / "test.parquet")
+    run_cli("audit", "--train", "train.parquet", "--test", "test.parquet",
+            "--target", "y", "--html", "audit.html", cwd=tmp_path)
+    page = (tmp_path / "audit.html").read_text()
+    assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
+    assert external_refs(page) == []  # opens offline
+    shown = render_in_chromium(tmp_path / "audit.html")
+    assert shown["errors"] == [] and shown["console_errors"] == []
+    assert shown["charts"] == shown["chart_divs"] >= 3  # power, shift, classes
+    assert "single_feature_power" in shown["text"]

@@ -1,9 +1,10 @@
-"""Report: the run's results as one self-contained HTML file.
+"""Report: results as self-contained HTML files.
 
-It renders what the stages recorded (counts, split, metrics, curves, audit
-findings, lineage) with embedded Plotly charts, so the file opens offline.
+:func:`render_report` renders a run (counts, split, metrics, curves, audit
+findings, lineage); :func:`render_audit` renders an audit of a train/test pair.
+Plotly charts are embedded, so the files open offline.
 """
 
-from ._html import render_report
+from ._html import render_audit, render_report
 
-__all__ = ["render_report"]
+__all__ = ["render_audit", "render_report"]

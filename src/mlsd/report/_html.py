@@ -12,8 +12,10 @@ import plotly.io as pio
 from jinja2 import Environment, PackageLoader, select_autoescape
 from plotly.offline import get_plotlyjs
 
+# every value is escaped (column names and messages come from user data); the
+# plots and the pre-escaped JSON are marked safe where they are inserted
 _env = Environment(loader=PackageLoader("mlsd.report", "templates"),
-                   autoescape=select_autoescape(["html"]))
+                   autoescape=select_autoescape(["html", "html.j2"]))
 
 
 def _fig_html(fig: go.Figure, div_id: str) -> str:
@@ -142,6 +144,75 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     page = _env.get_template("report.html.j2").render(
         s=summary, plots=plots, data_plots=data_plots, plotly_js=get_plotlyjs(),
         summary_json=html.escape(json.dumps(summary, indent=1, default=str)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+LEAK_CHECKS = ("duplicates_across_splits", "near_duplicates_across_splits",
+               "group_overlap", "id_like_column", "time_overlap",
+               "feature_after_target_time", "single_feature_power",
+               "target_derived_feature", "preprocessed_before_split",
+               "ablation_drop")
+
+
+def render_audit(doc: dict[str, Any], path: Path) -> Path:
+    """Write the HTML report of one audit (``AuditResult.to_dict()``) to
+    ``path``: the leakage checks and their findings with evidence, the
+    generalisation plots (one-feature power, PSI, missing rates, class
+    balance), and the data profile."""
+    features = doc.get("features", {})
+    plots: list[tuple[str, str]] = []
+
+    def add(fig: go.Figure) -> None:
+        div = f"audit-plot-{len(plots)}"
+        plots.append((div, _fig_html(fig, div)))
+
+    power = sorted(((c, f["one_feature_score"]) for c, f in features.items()
+                    if "one_feature_score" in f), key=lambda kv: -kv[1])[:25]
+    if power:
+        name = "R2" if doc["task"] == "regression" else "AUC"
+        add(_bar(f"Each feature alone ({name}, 3-fold CV on train)",
+                 [c for c, _ in power], [v for _, v in power], name))
+    psi = sorted(((c, f["psi"]) for c, f in features.items() if "psi" in f),
+                 key=lambda kv: -kv[1])[:25]
+    if psi:
+        add(_bar("Distribution shift, train to test (PSI)", [c for c, _ in psi],
+                 [v for _, v in psi], "PSI"))
+    missing = sorted(((c, f["missing_train"], f["missing_test"]) for c, f in
+                      features.items()), key=lambda r: -max(r[1], r[2]))[:25]
+    if missing and any(max(r[1], r[2]) > 0 for r in missing):
+        fig = go.Figure()
+        labels = [r[0] for r in missing][::-1]
+        fig.add_bar(x=[r[1] for r in missing][::-1], y=labels, orientation="h",
+                    name="train")
+        fig.add_bar(x=[r[2] for r in missing][::-1], y=labels, orientation="h",
+                    name="test")
+        fig.update_layout(title="Missing share per feature", xaxis_title="share",
+                          barmode="group", yaxis={"tickmode": "linear",
+                                                  "automargin": True})
+        add(fig)
+    classes = doc.get("profile", {}).get("classes")
+    if classes:
+        fig = go.Figure()
+        names = list(classes)
+        for split in ("train", "test"):
+            total = sum(v[split] for v in classes.values()) or 1
+            fig.add_bar(x=names, y=[classes[c][split] / total for c in names],
+                        name=split)
+        fig.update_layout(title="Class balance", yaxis_title="share of rows",
+                          barmode="group")
+        add(fig)
+    fired: dict[str, str] = {}
+    rank = {"low": 0, "medium": 1, "high": 2}
+    for f in doc["findings"]:
+        if rank[f["severity"]] >= rank.get(fired.get(f["check"], "low"), -1):
+            fired[f["check"]] = f["severity"]
+    checks = [(c, fired.get(c)) for c in LEAK_CHECKS if c != "ablation_drop"]
+    page = _env.get_template("audit.html.j2").render(
+        a=doc, plots=plots, checks=checks, leak_checks=LEAK_CHECKS,
+        plotly_js=get_plotlyjs(),
+        doc_json=json.dumps(doc, indent=1, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
