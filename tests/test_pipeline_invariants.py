@@ -208,3 +208,14 @@ def test_scored_output_is_parquet_with_key(ran_project, tmp_path):
     out = tmp_path / "s.parquet"
     run_cli("predict", "-i", "data/new_posts.csv", "-o", str(out), cwd=folder)
     assert pq.read_table(out).column("post_id").to_pylist()[0].startswith("p")
+
+
+def test_run_report_renders_in_chromium(ran_project):
+    """The run's report opens in headless Chromium without a script error and
+    draws every chart it holds."""
+    from tests._helpers import render_in_chromium
+
+    folder, s = ran_project
+    shown = render_in_chromium(folder / s["paths"]["report"])
+    assert shown["errors"] == [] and shown["console_errors"] == []
+    assert shown["charts"] == shown["chart_divs"] >= 4
