@@ -269,3 +269,44 @@ def test_class_imbalance_is_low():
     assert f.severity == "low" and f.evidence["minority_share"] < 0.1
     train, test = _split(_table(_synthetic(pos=0.3)))
     assert "class_imbalance" not in _checks(audit_pair(train, test, target="y"))
+
+
+def test_ablation_importance_and_design_review():
+    """Removing a leak multiplies the probe's error (ablation_drop); an honest
+    dominant feature does not. Gain, permutation and SHAP importances all put
+    the leak first, and the design review says one feature does the job."""
+    cols = _synthetic()
+    cols["leak"] = cols["y"] + np.random.default_rng(4).normal(0, 0.05, 6000)
+    train, test = _split(_table(cols))
+    res = audit_pair(train, test, target="y", allow_shared=["customer"])
+    f = next(f for f in res.findings if f.check == "ablation_drop")
+    assert f.columns == ["leak"] and f.severity == "medium"
+    assert f.evidence["score_with"] > 0.99 > f.evidence["score_without"]
+    imp = res.model["importance"]
+    assert imp[0]["feature"] == "leak"
+    for kind in ("gain", "permutation", "shap"):
+        assert max(imp, key=lambda d: d[kind] or 0)["feature"] == "leak", kind
+    bee = res.model["shap"]["beeswarm"][0]
+    assert bee["feature"] == "leak" and len(bee["shap"]) == len(bee["value"])
+    assert res.design["best_single_feature"]["feature"] == "leak"
+    assert "rule may be enough" in res.design["verdict"]
+    # the clean twin: x1 dominates honestly, and no ablation finding
+    del cols["leak"]
+    train, test = _split(_table(cols))
+    clean = audit_pair(train, test, target="y", allow_shared=["customer"])
+    assert "ablation_drop" not in _checks(clean)
+    assert clean.model["ablation"] and clean.model["importance"][0]["feature"] == "x1"
+    assert "clear margin" in clean.design["verdict"]
+    assert clean.design["labelled_rows_per_class"]["1"] > 1000
+
+
+def test_design_review_sees_target_drift():
+    cols = _synthetic()
+    rising = np.linspace(0, 1, 6000) > np.random.default_rng(1).random(6000)
+    cols["y"] = rising.astype(np.int64)  # the label rate climbs over the year
+    train, test = split_table(_table(cols), "time:t", target="y")[:2]
+    res = audit_pair(train, test, target="y", time_column="t",
+                     allow_shared=["customer"])
+    assert res.design["target_drift"] > 0.6
+    assert res.design["target_by_time_decile"][0] < 0.2 < 0.8 < \
+        res.design["target_by_time_decile"][-1]

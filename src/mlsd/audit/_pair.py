@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,11 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
-from . import _checks
+from . import _checks, _model
 from ._data import Pair, make_pair, numeric
 from ._leakage import SEVERITIES, Finding
 
 SPLITS = ("random", "stratified", "time", "group")
+# findings whose columns the probe model is refitted without
+SUSPECT_CHECKS = ("single_feature_power", "target_derived_feature", "id_like_column",
+                  "feature_after_target_time", "preprocessed_before_split")
 
 
 @dataclass
@@ -29,6 +32,8 @@ class AuditResult:
     profile: dict[str, Any]
     features: dict[str, dict[str, Any]]
     seconds: dict[str, float] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    design: dict[str, Any] = field(default_factory=dict)
 
     def worst(self) -> str | None:
         """The highest severity found, or None."""
@@ -50,6 +55,7 @@ class AuditResult:
                            for s in SEVERITIES},
                 "thresholds": dict(_checks.THRESHOLDS),
                 "profile": self.profile, "features": self.features,
+                "model": self.model, "design": self.design,
                 "seconds": self.seconds}
 
 
@@ -83,6 +89,12 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
     shifted, stats = timed("shift", _checks.shift, pair)
     findings += shifted
     findings += _checks.class_imbalance(pair)
+    suspects = list(dict.fromkeys(
+        c for f in findings if f.check in SUSPECT_CHECKS for c in f.columns
+        if c != pair.time))
+    probe = timed("probe_model", _model.probe, pair, sample_rows, suspects)
+    if probe is not None:
+        findings += _model.ablation_findings(pair, probe)
     for col, score in power.items():
         stats.setdefault(col, {"kind": pair.kinds[col]})["one_feature_score"] = \
             round(score, 4)
@@ -93,7 +105,54 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
         rows={"train": pair.train.num_rows, "test": pair.test.num_rows,
               **{f"{k}_without_target": v for k, v in
                  pair.dropped_no_target.items()}},
-        profile=profile(pair), features=stats, seconds=seconds)
+        profile=profile(pair), features=stats, seconds=seconds,
+        model=None if probe is None else asdict(probe),
+        design=design_review(pair, probe, power))
+
+
+def design_review(pair: Pair, probe: _model.Probe | None,
+                  power: dict[str, float]) -> dict[str, Any]:
+    """The course's "should this be ML at all" questions, answered from the
+    data: does a model beat the simple baselines by a margin, how many labelled
+    rows each class has, and does the target drift over time."""
+    out: dict[str, Any] = {}
+    chance = 0.0 if pair.task == "regression" else 0.5
+    best = max(power.items(), key=lambda kv: kv[1]) if power else None
+    if probe is not None and probe.score is not None:
+        out["probe_score"] = round(probe.score, 4)
+        out["metric"] = probe.metric
+        out["chance"] = chance
+        if best:
+            out["best_single_feature"] = {"feature": best[0],
+                                          "score": round(best[1], 4)}
+            out["margin_over_best_feature"] = round(probe.score - best[1], 4)
+        lift = probe.score - chance
+        out["verdict"] = (
+            "the features carry little signal: a model barely beats chance"
+            if lift < 0.05 else
+            "one feature does nearly as well as the model: a rule may be enough"
+            if best and probe.score - best[1] < 0.01 else
+            "a model beats chance and the best single feature by a clear margin")
+    if pair.task != "regression":
+        counts = np.bincount(pair.y_train, minlength=len(pair.classes))
+        out["labelled_rows_per_class"] = {str(c): int(n) for c, n in
+                                          zip(pair.classes, counts, strict=True)}
+        out["fewest_rows_per_class"] = int(counts.min())
+    if pair.time:
+        t = np.concatenate([numeric(pair.train.column(pair.time)),
+                            numeric(pair.test.column(pair.time))])
+        y = np.concatenate([pair.y_train, pair.y_test]).astype(float)
+        if pair.task == "multiclass":
+            y = (y == np.bincount(pair.y_train).argmin()).astype(float)
+        ok = np.isfinite(t) & np.isfinite(y)
+        if ok.sum() >= 100:
+            edges = np.quantile(t[ok], np.linspace(0, 1, 11)[1:-1])
+            b = np.searchsorted(edges, t[ok], side="right")
+            means = np.bincount(b, weights=y[ok], minlength=10) / np.maximum(
+                np.bincount(b, minlength=10), 1)
+            out["target_by_time_decile"] = [round(float(m), 4) for m in means]
+            out["target_drift"] = round(float(means.max() - means.min()), 4)
+    return out
 
 
 def profile(pair: Pair) -> dict[str, Any]:

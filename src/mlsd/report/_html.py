@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -203,14 +204,54 @@ def render_audit(doc: dict[str, Any], path: Path) -> Path:
         fig.update_layout(title="Class balance", yaxis_title="share of rows",
                           barmode="group")
         add(fig)
+    model_plots: list[tuple[str, str]] = []
+    model = doc.get("model") or {}
+    imp = model.get("importance") or []
+    if imp:
+        top = imp[:20]
+        fig = go.Figure()
+        labels = [d["feature"] for d in top][::-1]
+        for kind, title in (("gain", "gain (share)"), ("permutation",
+                                                      "permutation"),
+                            ("shap", "mean |SHAP|")):
+            vals = [d[kind] or 0 for d in top]
+            peak = max(vals) or 1
+            fig.add_bar(x=[v / peak for v in vals][::-1], y=labels, orientation="h",
+                        name=title)
+        fig.update_layout(title="Feature importance (each scaled to its largest)",
+                          barmode="group", xaxis_title="relative importance",
+                          yaxis={"tickmode": "linear", "automargin": True})
+        div = f"audit-plot-{len(plots) + len(model_plots)}"
+        model_plots.append((div, _fig_html(fig, div)))
+    bee = (model.get("shap") or {}).get("beeswarm") or []
+    if bee:
+        fig = go.Figure()
+        rng = np.random.default_rng(0)
+        for i, b in enumerate(reversed(bee)):
+            n = len(b["shap"])
+            fig.add_scattergl(
+                x=b["shap"], y=i + rng.uniform(-0.3, 0.3, n), mode="markers",
+                name=b["feature"], showlegend=False,
+                marker={"size": 4, "opacity": 0.6, "color": [
+                    -1 if v is None else v for v in b["value"]],
+                    "colorscale": "Bluered", "cmin": 0, "cmax": 1,
+                    "showscale": i == 0, "colorbar": {"title": "value"}})
+        fig.update_layout(title="SHAP values (validation rows; colour: feature value)",
+                          xaxis_title="SHAP value (effect on the model's output)",
+                          yaxis={"tickmode": "array", "tickvals": list(range(len(bee))),
+                                 "ticktext": [b["feature"] for b in reversed(bee)],
+                                 "automargin": True}, height=max(360, 40 * len(bee)))
+        div = f"audit-plot-{len(plots) + len(model_plots)}"
+        model_plots.append((div, _fig_html(fig, div)))
     fired: dict[str, str] = {}
     rank = {"low": 0, "medium": 1, "high": 2}
     for f in doc["findings"]:
         if rank[f["severity"]] >= rank.get(fired.get(f["check"], "low"), -1):
             fired[f["check"]] = f["severity"]
-    checks = [(c, fired.get(c)) for c in LEAK_CHECKS if c != "ablation_drop"]
+    checks = [(c, fired.get(c)) for c in LEAK_CHECKS]
     page = _env.get_template("audit.html.j2").render(
-        a=doc, plots=plots, checks=checks, leak_checks=LEAK_CHECKS,
+        a=doc, plots=plots, model_plots=model_plots, checks=checks,
+        leak_checks=LEAK_CHECKS,
         plotly_js=get_plotlyjs(),
         doc_json=json.dumps(doc, indent=1, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,213 @@
+"""Checks that fit a model: a probe on train, its importances, and ablation.
+
+The probe is LightGBM on a seeded sample of TRAIN (numbers and times as they
+are, categories as categories; ID-like and free-text columns are left out, the
+ID checks deal with them). Its validation rows are carved out of the sample
+(the newest 20% when a time column is declared): TEST is never used to fit or
+to choose anything. From it come the model's own importance (gain),
+permutation importance and SHAP values on the validation rows, and the ablation
+check: refit without each suspect feature and see what is left of the score.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow as pa
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import r2_score, roc_auc_score
+
+from ._data import Pair, codes, numeric
+from ._leakage import Finding
+
+PROBE_TREES = 150
+SHAP_ROWS = 2_000
+ABLATE_TOP = 3  # besides the flagged features, the most important ones
+# removing a feature multiplies the probe's error (1 - AUC, 1 - R2) by at least
+# this, and lowers its score by at least ABLATION_DROP: medium
+ABLATION_RATIO = 3.0
+ABLATION_DROP = 0.05
+ABLATION_FLOOR = 0.005  # errors below this count as this (no division by ~0)
+
+
+@dataclass
+class Probe:
+    """The probe model and what it says."""
+
+    score: float | None
+    metric: str
+    features: list[str]
+    rows_fit: int
+    rows_valid: int
+    importance: list[dict[str, Any]] = field(default_factory=list)
+    shap: dict[str, Any] = field(default_factory=dict)
+    ablation: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _matrix(pair: Pair, idx: np.ndarray, cols: list[str]) -> np.ndarray:
+    out = np.empty((len(idx), len(cols)), dtype=np.float64)
+    take = pa.array(idx)
+    for j, c in enumerate(cols):
+        arr = pair.train.column(c).take(take)
+        if pair.kinds[c] == "categorical":
+            x, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+            out[:, j] = np.where(x < 0, np.nan, x)
+        else:
+            out[:, j] = numeric(arr)
+    return out
+
+
+def _score(pair: Pair, y: np.ndarray, pred: np.ndarray) -> float | None:
+    if pair.task == "regression":
+        return float(r2_score(y, pred))
+    present = np.unique(y)
+    if len(present) < 2:
+        return None
+    if pair.task == "binary":
+        return float(roc_auc_score(y, pred[:, 1] if pred.ndim == 2 else pred))
+    sub = pred[:, present] / pred[:, present].sum(1, keepdims=True)
+    if len(present) == 2:
+        return float(roc_auc_score(np.searchsorted(present, y), sub[:, 1]))
+    return float(roc_auc_score(np.searchsorted(present, y), sub,
+                               multi_class="ovr", average="macro"))
+
+
+def _fit(pair: Pair, X: np.ndarray, y: np.ndarray, fit: np.ndarray,
+         valid: np.ndarray, categorical: list[int]):
+    params = {"n_estimators": PROBE_TREES, "learning_rate": 0.1, "num_leaves": 31,
+              "min_child_samples": 20, "n_jobs": 2, "verbose": -1,
+              "random_state": pair.seed}
+    model = (lgb.LGBMRegressor(**params) if pair.task == "regression"
+             else lgb.LGBMClassifier(**params))
+    model.fit(X[fit], y[fit], categorical_feature=categorical or "auto")
+    pred = (model.predict(X[valid]) if pair.task == "regression"
+            else model.predict_proba(X[valid]))
+    if pair.task != "regression" and pred.shape[1] < len(pair.classes):
+        full = np.zeros((len(pred), len(pair.classes)))
+        full[:, model.classes_] = pred
+        pred = full
+    return model, _score(pair, y[valid], pred)
+
+
+def probe(pair: Pair, sample_rows: int, suspects: list[str]) -> Probe | None:
+    """Fit the probe, measure importances, and ablate the suspects and the most
+    important features."""
+    cols = [c for c in pair.features if pair.kinds[c] in
+            ("numeric", "time", "categorical")]
+    metric = "R2" if pair.task == "regression" else "AUC"
+    if not cols:
+        return None
+    idx = pair.sample_index(sample_rows)
+    if len(idx) < 50:
+        return None
+    X = _matrix(pair, idx, cols)
+    y = pair.y_train[idx]
+    n = len(idx)
+    if pair.time:  # validate on the newest rows, as the split would
+        t = numeric(pair.train.column(pair.time).take(pa.array(idx)))
+        order = np.argsort(np.where(np.isfinite(t), t, -np.inf), kind="stable")
+    else:
+        order = np.random.default_rng(pair.seed).permutation(n)
+    valid = np.zeros(n, dtype=bool)
+    valid[order[int(n * 0.8):]] = True
+    fit = ~valid
+    if pair.task != "regression" and len(np.unique(y[fit])) < 2:
+        return None
+    categorical = [j for j, c in enumerate(cols) if pair.kinds[c] == "categorical"]
+    model, score = _fit(pair, X, y, fit, valid, categorical)
+    result = Probe(score=score, metric=metric, features=cols,
+                   rows_fit=int(fit.sum()), rows_valid=int(valid.sum()))
+    gain = model.booster_.feature_importance("gain")
+    gain = gain / gain.sum() if gain.sum() > 0 else gain
+    scoring = "r2" if pair.task == "regression" else (
+        "roc_auc" if pair.task == "binary" else "roc_auc_ovr")
+    try:
+        perm = permutation_importance(model, X[valid], y[valid], scoring=scoring,
+                                      n_repeats=3, random_state=pair.seed,
+                                      n_jobs=1).importances_mean
+    except ValueError:  # a class missing from the validation rows
+        perm = np.full(len(cols), np.nan)
+    shap_mean = _shap(pair, model, X[valid], cols, result)
+    result.importance = sorted(
+        ({"feature": c, "gain": round(float(g), 5),
+          "permutation": None if not np.isfinite(p) else round(float(p), 5),
+          "shap": None if s is None else round(float(s), 5)}
+         for c, g, p, s in zip(cols, gain, perm, shap_mean, strict=True)),
+        key=lambda d: -d["gain"])
+    top = [d["feature"] for d in result.importance[:ABLATE_TOP]]
+    for c in dict.fromkeys([s for s in suspects if s in cols] + top):
+        keep = [j for j, name in enumerate(cols) if name != c]
+        cat = [keep.index(j) for j in categorical if j in keep]
+        _, ablated = _fit(pair, X[:, keep], y, fit, valid, cat)
+        result.ablation.append({"feature": c, "score": ablated,
+                                "suspect": c in suspects})
+    return result
+
+
+def _shap(pair: Pair, model, X: np.ndarray, cols: list[str], result: Probe
+          ) -> list[float | None]:
+    """Mean |SHAP value| per feature (shap's TreeExplainer) on a few thousand
+    validation rows, and the points of a beeswarm plot for the top features."""
+    import shap
+
+    rows = X[:SHAP_ROWS]
+    try:
+        with warnings.catch_warnings():  # shap's note on its output format
+            warnings.simplefilter("ignore", UserWarning)
+            values = shap.TreeExplainer(model).shap_values(rows)
+    except Exception:  # shap raises plain errors for models it cannot read
+        return [None] * len(cols)
+    values = np.asarray(values)
+    if values.ndim == 3:  # one matrix per class: the magnitude, over classes
+        axis = 2 if values.shape[1] == len(cols) else 0
+        values = np.abs(values).mean(axis=axis)
+    mean_abs = np.abs(values).mean(0)
+    order = np.argsort(-mean_abs)[:10]
+    points = []
+    for j in order:
+        x = rows[:, j]
+        ok = np.isfinite(x)
+        lo, hi = (np.nanmin(x), np.nanmax(x)) if ok.any() else (0, 1)
+        scaled = np.where(ok, (x - lo) / (hi - lo if hi > lo else 1), np.nan)
+        points.append({"feature": cols[j], "shap": np.round(values[:, j], 5).tolist(),
+                       "value": [None if not np.isfinite(v) else round(float(v), 4)
+                                 for v in scaled]})
+    result.shap = {"rows_used": len(rows), "beeswarm": points}
+    return mean_abs.tolist()
+
+
+def ablation_findings(pair: Pair, p: Probe) -> list[Finding]:
+    """A feature without which the probe's error is many times larger.
+
+    Error is 1 - AUC (or 1 - R2). A strong honest feature raises it by a
+    fraction when removed, since others carry part of its signal; a leak that
+    holds the answer multiplies it."""
+    if p.score is None:
+        return []
+    out = []
+    err_with = max(1 - p.score, ABLATION_FLOOR)
+    for a in p.ablation:
+        if a["score"] is None:
+            continue
+        err_without = 1 - a["score"]
+        drop = p.score - a["score"]
+        if err_without < ABLATION_RATIO * err_with or drop < ABLATION_DROP:
+            continue
+        out.append(Finding(
+            check="ablation_drop", severity="medium", columns=[a["feature"]],
+            message=(f"without {a['feature']} the probe model's validation "
+                     f"{p.metric} falls from {p.score:.3f} to {a['score']:.3f}: its "
+                     f"error is {err_without / err_with:.0f} times larger. The "
+                     f"model leans on this one feature; make sure it is known at "
+                     f"prediction time and is no proxy of the label."),
+            evidence={"score_with": round(p.score, 4),
+                      "score_without": round(a["score"], 4),
+                      "error_ratio": round(err_without / err_with, 2),
+                      "metric": p.metric, "rows_fit": p.rows_fit,
+                      "rows_valid": p.rows_valid,
+                      "rows_used": p.rows_fit + p.rows_valid}))
+    return out
