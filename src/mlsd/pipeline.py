@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import __version__
-from .audit import audit_splits
+from .audit import audit_pair, audit_splits
 from .connectors import FileConnector, prune_blobs
 from .engine import DuckDBEngine
 from .errors import DataError, ModelError, SchemaError, SpecError
@@ -41,7 +41,7 @@ from .etl import (
 from .features import FeaturePipeline
 from .lake import Catalog, Lake, check_name, dataset_node, inside
 from .models import ModelArtifact, encode_target, target_array, train
-from .report import render_report
+from .report import render_audit, render_report
 from .spec import ProjectSpec, ValidateSpec, find_spec_file, load_spec, spec_hash
 from .trainingdata import SPLIT, TEST, TRAIN, VALID, assign_splits
 
@@ -421,6 +421,22 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
         findings = audit_splits(table, splits, feature_columns=pipeline.columns,
                                 key=spec.key, group=spec.split.group,
                                 allow_shared=spec.audit.allow_shared)
+        # the same audit `mlsd audit` makes, on train (+ valid) against test,
+        # over the columns the model reads
+        audit_cols = list(dict.fromkeys(
+            [*pipeline.columns, target, *([spec.split.time] if spec.split.time
+                                          else []),
+             *([spec.split.group] if spec.split.group else []),
+             *[c for c in spec.audit.allow_shared if c in table.column_names]]))
+        fit_rows = pa.concat_tables([parts[TRAIN], parts[VALID]]).select(audit_cols)
+        pair_audit = audit_pair(
+            fit_rows, parts[TEST].select(audit_cols), target=target,
+            task=spec.problem.task, time_column=spec.split.time,
+            group=spec.split.group, allow_shared=spec.audit.allow_shared,
+            seed=spec.seed)
+        seen = {(f.check, tuple(f.columns)) for f in pair_audit.findings}
+        findings = pair_audit.findings + [
+            f for f in findings if (f.check, tuple(f.columns)) not in seen]
 
     # 7. the model artifact and its lineage ----------------------------------------
     lineage_datasets = []
@@ -472,6 +488,7 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
 
     # 8. the report ----------------------------------------------------------------
     report_path = inside(project.home, "reports", f"{run_id}.html")
+    audit_path = inside(project.home, "reports", f"{run_id}-audit.html")
     totals = {k: sum(getattr(r, k) for r in loads)
               for k in ("rows_in", "rows_stored", "rows_quarantined")}
     reasons: dict[str, int] = {}
@@ -494,15 +511,18 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
             "threshold_objective", "n_features", "metrics", "beats_baselines")}},
         "importance": result.importance[:10],
         "audit": [f.to_dict() for f in findings],
+        "audit_design": pair_audit.design,
         "lineage": {"datasets": lineage_datasets},
         "metric_names": metric_names,
         "paths": {"model": rel, "report": report_path.relative_to(
+            project.root).as_posix(), "audit_report": audit_path.relative_to(
             project.root).as_posix(), "feature_state": f"{rel}/features.json"},
     }
     with rep.stage("report"):
         summary["seconds"] = round((datetime.now(UTC) - started_at).total_seconds(), 3)
         render_report(summary, curves=result.curves, importance=result.importance,
                       path=report_path)
+        render_audit({**pair_audit.to_dict(), "read": []}, audit_path)
         report_node = catalog.add_artifact(f"report-{run_id}", kind="report",
                                            path=summary["paths"]["report"],
                                            run_id=run_id, metadata={})

@@ -310,3 +310,37 @@ def test_design_review_sees_target_drift():
     assert res.design["target_drift"] > 0.6
     assert res.design["target_by_time_decile"][0] < 0.2 < 0.8 < \
         res.design["target_by_time_decile"][-1]
+
+
+def _texts(n, rng, templates=0.0):
+    """Sentences of random words; a share of them from a few templates."""
+    words = np.array(["data", "model", "leak", "split", "train", "test", "user",
+                      "post", "spam", "time", "value", "feature", "label", "row",
+                      "group", "shift", "score", "metric", "city", "price"])
+    out = []
+    for i in range(n):
+        if rng.random() < templates:
+            out.append(f"buy cheap watches now at shop number {i % 5} today only")
+        else:
+            out.append(" ".join(rng.choice(words, 12)) + f" {rng.integers(1e9)}")
+    return out
+
+
+def test_text_near_duplicates_by_minhash():
+    rng = np.random.default_rng(11)
+    cols = _synthetic(n=4000)
+    cols["text"] = np.array(_texts(4000, rng, templates=0.05), dtype=object)
+    train, test = _split(_table(cols))
+    # the clean twin: templates recur within train as much as across: quiet
+    res = audit_pair(train, test, target="y", allow_shared=["customer"])
+    assert "near_duplicates_across_splits" not in _checks(res)
+    # plant: 4% of test texts are training texts with a word added at the end
+    k = int(0.04 * test.num_rows)
+    copied = [t + " ok" for t in train.column("text").to_pylist()[100:100 + k]]
+    texts = copied + test.column("text").to_pylist()[k:]
+    leaky = test.set_column(test.schema.get_field_index("text"), "text",
+                            pa.array(texts))
+    res = audit_pair(train, leaky, target="y", allow_shared=["customer"])
+    f = next(f for f in res.findings if f.check == "near_duplicates_across_splits")
+    assert f.columns == ["text"] and f.severity == "medium"
+    assert f.evidence["test_rows_near_copy_share"] >= 0.035

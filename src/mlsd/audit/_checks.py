@@ -163,6 +163,107 @@ def duplicates(pair: Pair) -> list[Finding]:
     return out
 
 
+# -- near-duplicate free text (MinHash) --------------------------------------
+
+MINHASH_PERMUTATIONS = 64
+MINHASH_BANDS = 16  # 16 bands of 4: pairs above ~0.7 Jaccard meet in some band
+MINHASH_JACCARD = 0.8  # estimated Jaccard of 5-character shingles
+TEXT_SAMPLE = {"train": 50_000, "test": 10_000}
+_PRIME = (1 << 61) - 1
+
+
+def _signatures(texts: list[str | None], seed: int) -> np.ndarray:
+    """MinHash signatures of character 5-shingles of folded text (one row per
+    text; a missing or short text gets a signature of its own that matches
+    nothing). Written by hand: a few lines of NumPy over mmh3 do what a MinHash
+    library would, without one more dependency."""
+    import mmh3
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, _PRIME, MINHASH_PERMUTATIONS, dtype=np.uint64)
+    b = rng.integers(0, _PRIME, MINHASH_PERMUTATIONS, dtype=np.uint64)
+    out = np.empty((len(texts), MINHASH_PERMUTATIONS), dtype=np.uint64)
+    for i, t in enumerate(texts):
+        t = " ".join((t or "").lower().split())
+        if len(t) < 10:
+            out[i] = rng.integers(0, _PRIME, MINHASH_PERMUTATIONS, dtype=np.uint64)
+            continue
+        h = np.fromiter((mmh3.hash(t[j:j + 5], 0, signed=False)
+                         for j in range(len(t) - 4)), dtype=np.uint64)
+        out[i] = ((np.outer(h, a) + b) % _PRIME).min(axis=0)
+    return out
+
+
+def _band_keys(sig: np.ndarray) -> np.ndarray:
+    rows = MINHASH_PERMUTATIONS // MINHASH_BANDS
+    bands = sig.reshape(len(sig), MINHASH_BANDS, rows)
+    keys = np.zeros((len(sig), MINHASH_BANDS), dtype=np.uint64)
+    for r in range(rows):  # a cheap mix of the band's values into one key
+        keys = keys * np.uint64(1_000_003) ^ bands[:, :, r]
+    return keys
+
+
+def _near_share(sig_a: np.ndarray, sig_b: np.ndarray, *, same: bool) -> np.ndarray:
+    """For each row of ``sig_b``: whether some row of ``sig_a`` (another one,
+    when ``same``) has an estimated Jaccard of at least MINHASH_JACCARD."""
+    keys_a, keys_b = _band_keys(sig_a), _band_keys(sig_b)
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i, row in enumerate(keys_a):
+        for band, k in enumerate(row.tolist()):
+            buckets.setdefault((band, k), []).append(i)
+    out = np.zeros(len(sig_b), dtype=bool)
+    for j, row in enumerate(keys_b):
+        tried = set()
+        for band, k in enumerate(row.tolist()):
+            for i in buckets.get((band, k), ())[:8]:
+                if (same and i == j) or i in tried:
+                    continue
+                tried.add(i)
+                if np.mean(sig_a[i] == sig_b[j]) >= MINHASH_JACCARD:
+                    out[j] = True
+                    break
+            if out[j]:
+                break
+    return out
+
+
+def text_near_duplicates(pair: Pair) -> list[Finding]:
+    """Free text in test that nearly copies a training text (MinHash over
+    character shingles), beyond what train holds within itself."""
+    out = []
+    for col in pair.features:
+        if pair.kinds[col] != "text":
+            continue
+        rng = np.random.default_rng(pair.seed)
+        texts = {}
+        for name, table in (("train", pair.train), ("test", pair.test)):
+            n = table.num_rows
+            idx = np.sort(rng.choice(n, TEXT_SAMPLE[name], replace=False)) if \
+                n > TEXT_SAMPLE[name] else np.arange(n)
+            texts[name] = table.column(col).take(pa.array(idx)).to_pylist()
+        sig_train = _signatures(texts["train"], pair.seed)
+        sig_test = _signatures(texts["test"], pair.seed)
+        # a text with a (near) copy, in test against train, and within train:
+        # templates and reposts recur within train too, so only the excess
+        # across the split counts
+        near = _near_share(sig_train, sig_test, same=False)
+        share = float(near.mean())
+        within = float(_near_share(sig_train, sig_train, same=True).mean())
+        if share - within < THRESHOLDS["near_duplicates_share"]:
+            continue
+        out.append(_finding(
+            "near_duplicates_across_splits", "medium", [col],
+            f"{int(near.sum())} sampled test rows ({share:.1%}) have a {col} that "
+            f"copies or nearly copies a training text (MinHash Jaccard at least "
+            f"{MINHASH_JACCARD} over 5-character shingles), against {within:.1%} of "
+            f"train rows within train: reposts or templates split across train "
+            f"and test. Group them (say, by a cluster id) before splitting.",
+            test_rows_near_copy_share=round(share, 4),
+            train_rows_near_copy_within_train_share=round(within, 4),
+            jaccard=MINHASH_JACCARD, rows_used=len(sig_train) + len(sig_test)))
+    return out
+
+
 # -- entities ---------------------------------------------------------------
 
 def _recurrence(pair: Pair, col: str) -> tuple[float, int, int]:

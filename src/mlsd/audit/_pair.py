@@ -80,6 +80,7 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
     power = timed("feature_power", _checks.feature_power, pair, sample_rows)
     used = min(pair.train.num_rows, sample_rows)
     findings += timed("duplicates", _checks.duplicates, pair)
+    findings += timed("text_near_duplicates", _checks.text_near_duplicates, pair)
     findings += timed("group_overlap", _checks.group_overlap, pair)
     findings += timed("id_like", _checks.id_like, pair, power)
     findings += timed("time", _checks.time_checks, pair)
