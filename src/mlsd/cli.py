@@ -739,7 +739,7 @@ def schema_show(
 
     Example: mlsd schema show posts_export
     """
-    from .etl import resolve_schema, schema_path
+    from .etl import resolve_schema, schema_path, type_label
 
     project = _project(config)
     spec = project.spec
@@ -770,7 +770,7 @@ def schema_show(
             r.append(f"range {list(rules.ranges[c])}")
         if c in rules.allowed:
             r.append(f"allowed {rules.allowed[c]}")
-        t.add_row(c, typ, ", ".join(r))
+        t.add_row(c, type_label(typ), ", ".join(r))
     out.print(t)
 
 

@@ -22,6 +22,15 @@ def _png(w: int, h: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def _docs_project(tmp_path, **source):
+    """A project whose one source is the folder docs/ (one row per file)."""
+    spec = {"name": "p", "problem": {"task": "regression", "target": "size"},
+            "sources": {"docs": {"folder": "docs", **source}},
+            "features": [{"column": "media_type", "encode": "onehot"}]}
+    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    return Project.find(start=tmp_path)
+
+
 def test_image_headers():
     assert image_size(_png(7, 3)) == (7, 3)
     assert image_size(b"GIF89a" + struct.pack("<HH", 5, 9) + b"\x00" * 4) == (5, 9)
@@ -38,11 +47,7 @@ def test_a_folder_of_files_becomes_a_table_and_blobs(tmp_path):
     (docs / "img/pic.png").write_bytes(_png(4, 2))
     (docs / "data.bin").write_bytes(bytes(range(256)))
     (docs / ".hidden").write_text("skipped")
-    spec = {"name": "p", "problem": {"task": "regression", "target": "size"},
-            "sources": {"docs": {"folder": "docs"}},
-            "features": [{"column": "media_type", "encode": "onehot"}]}
-    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
-    project = Project.find(start=tmp_path)
+    project = _docs_project(tmp_path)
     res = ingest(project)["sources"][0]
     assert (res["rows_in"], res["rows_stored"]) == (3, 3)
     rows = {r["path"]: r for r in DeltaTable(str(
@@ -69,11 +74,7 @@ def test_append_mode_adds_only_new_files(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("a\n")
-    spec = {"name": "p", "problem": {"task": "regression", "target": "size"},
-            "sources": {"docs": {"folder": "docs", "load": "append"}},
-            "features": [{"column": "media_type", "encode": "onehot"}]}
-    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
-    project = Project.find(start=tmp_path)
+    project = _docs_project(tmp_path, load="append")
     ingest(project)
     assert ingest(project)["sources"][0]["skipped"]  # nothing new
     (docs / "b.txt").write_text("bb\n")
@@ -91,11 +92,7 @@ def test_vacuum_drops_blobs_no_readable_version_needs(tmp_path):
     docs.mkdir()
     (docs / "keep.txt").write_text("kept\n")
     (docs / "gone.txt").write_text("removed later\n")
-    spec = {"name": "p", "problem": {"task": "regression", "target": "size"},
-            "sources": {"docs": {"folder": "docs"}},
-            "features": [{"column": "media_type", "encode": "onehot"}]}
-    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
-    project = Project.find(start=tmp_path)
+    project = _docs_project(tmp_path)
     ingest(project)
     sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
            for p in docs.iterdir()}
