@@ -41,7 +41,7 @@ from .etl import (
 from .features import FeaturePipeline
 from .lake import Catalog, Lake, check_name, dataset_node, inside
 from .models import ModelArtifact, encode_target, target_array, train
-from .report import render_audit, render_report
+from .report import render_report
 from .spec import ProjectSpec, ValidateSpec, find_spec_file, load_spec, spec_hash
 from .trainingdata import SPLIT, TEST, TRAIN, VALID, assign_splits
 
@@ -488,7 +488,6 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
 
     # 8. the report ----------------------------------------------------------------
     report_path = inside(project.home, "reports", f"{run_id}.html")
-    audit_path = inside(project.home, "reports", f"{run_id}-audit.html")
     totals = {k: sum(getattr(r, k) for r in loads)
               for k in ("rows_in", "rows_stored", "rows_quarantined")}
     reasons: dict[str, int] = {}
@@ -515,14 +514,12 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
         "lineage": {"datasets": lineage_datasets},
         "metric_names": metric_names,
         "paths": {"model": rel, "report": report_path.relative_to(
-            project.root).as_posix(), "audit_report": audit_path.relative_to(
             project.root).as_posix(), "feature_state": f"{rel}/features.json"},
     }
     with rep.stage("report"):
         summary["seconds"] = round((datetime.now(UTC) - started_at).total_seconds(), 3)
         render_report(summary, curves=result.curves, importance=result.importance,
-                      path=report_path)
-        render_audit({**pair_audit.to_dict(), "read": []}, audit_path)
+                      path=report_path, audit=pair_audit.to_dict())
         report_node = catalog.add_artifact(f"report-{run_id}", kind="report",
                                            path=summary["paths"]["report"],
                                            run_id=run_id, metadata={})

@@ -95,11 +95,13 @@ def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
 
 
 def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
-                  importance: list[dict[str, Any]], path: Path) -> Path:
+                  importance: list[dict[str, Any]], path: Path,
+                  audit: dict[str, Any] | None = None) -> Path:
     """Write the HTML report of one run to ``path``.
 
     ``summary`` is the run summary (what ``mlsd run --json`` prints); the report
-    only renders what the stages recorded.
+    only renders what the stages recorded. ``audit`` is the run's pair audit
+    (``AuditResult.to_dict()``), whose checks and charts get their section.
     """
     plots: list[tuple[str, str]] = []
     model = summary.get("model") or {}
@@ -142,8 +144,11 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
                    [i["feature"] for i in importance[:20]],
                    [i["importance"] for i in importance[:20]], "importance")
         plots.append(("importance-plot", _fig_html(fig, "importance-plot")))
+    audit_charts, audit_model_charts = audit_plots(audit) if audit else ([], [])
     page = _env.get_template("report.html.j2").render(
         s=summary, plots=plots, data_plots=data_plots, plotly_js=get_plotlyjs(),
+        audit=audit, audit_charts=audit_charts + audit_model_charts,
+        leak_checks=leak_table(audit) if audit else [],
         summary_json=html.escape(json.dumps(summary, indent=1, default=str)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -157,11 +162,10 @@ LEAK_CHECKS = ("duplicates_across_splits", "near_duplicates_across_splits",
                "ablation_drop")
 
 
-def render_audit(doc: dict[str, Any], path: Path) -> Path:
-    """Write the HTML report of one audit (``AuditResult.to_dict()``) to
-    ``path``: the leakage checks and their findings with evidence, the
-    generalisation plots (one-feature power, PSI, missing rates, class
-    balance), and the data profile."""
+def audit_plots(doc: dict[str, Any]) -> tuple[list[tuple[str, str]],
+                                              list[tuple[str, str]]]:
+    """The audit's charts: generalisation (one-feature power, PSI, missing
+    rates, class balance) and model (importance three ways, SHAP beeswarm)."""
     features = doc.get("features", {})
     plots: list[tuple[str, str]] = []
 
@@ -243,12 +247,25 @@ def render_audit(doc: dict[str, Any], path: Path) -> Path:
                                  "automargin": True}, height=max(360, 40 * len(bee)))
         div = f"audit-plot-{len(plots) + len(model_plots)}"
         model_plots.append((div, _fig_html(fig, div)))
+    return plots, model_plots
+
+
+def leak_table(doc: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Every leakage check with the worst severity it found (None: quiet)."""
     fired: dict[str, str] = {}
     rank = {"low": 0, "medium": 1, "high": 2}
     for f in doc["findings"]:
         if rank[f["severity"]] >= rank.get(fired.get(f["check"], "low"), -1):
             fired[f["check"]] = f["severity"]
-    checks = [(c, fired.get(c)) for c in LEAK_CHECKS]
+    return [(c, fired.get(c)) for c in LEAK_CHECKS]
+
+
+def render_audit(doc: dict[str, Any], path: Path) -> Path:
+    """Write the HTML report of one audit (``AuditResult.to_dict()``) to
+    ``path``: the leakage checks and their findings with evidence, the
+    generalisation and model plots, the design review and the data profile."""
+    plots, model_plots = audit_plots(doc)
+    checks = leak_table(doc)
     page = _env.get_template("audit.html.j2").render(
         a=doc, plots=plots, model_plots=model_plots, checks=checks,
         leak_checks=LEAK_CHECKS,
