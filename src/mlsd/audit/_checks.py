@@ -281,7 +281,7 @@ def text_near_duplicates(pair: Pair) -> list[Finding]:
             "near_duplicates_across_splits", "medium", [col],
             f"{int(near.sum())} sampled test rows ({share:.1%}) have a {col} that "
             f"copies or nearly copies a training text (MinHash Jaccard at least "
-            f"{MINHASH_JACCARD} over 5-character shingles), against {within:.1%} of "
+            f"{MINHASH_JACCARD} over 5-byte shingles), against {within:.1%} of "
             f"train rows within train: reposts or templates split across train "
             f"and test. Group them (say, by a cluster id) before splitting.",
             test_rows_near_copy_share=round(share, 4),
