@@ -22,7 +22,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, spearmanr
 from sklearn.metrics import roc_auc_score
 
-from ._data import Pair, codes, numeric
+from ._data import Pair, codes, codes_of, numeric
 from ._leakage import Finding
 
 THRESHOLDS = {
@@ -391,8 +391,8 @@ def time_checks(pair: Pair) -> list[Finding]:
     if not pair.time:
         return []
     out = []
-    t_train = numeric(pair.train.column(pair.time))
-    t_test = numeric(pair.test.column(pair.time))
+    t_train = pair.numbers("train", pair.time)
+    t_test = pair.numbers("test", pair.time)
     newest = np.nanmax(t_train) if np.isfinite(t_train).any() else np.nan
     if np.isfinite(newest) and np.isfinite(t_test).any():
         older = float(np.mean(t_test[np.isfinite(t_test)] < newest))
@@ -409,9 +409,9 @@ def time_checks(pair: Pair) -> list[Finding]:
         if col == pair.time or pair.kinds[col] != "time":
             continue
         after = []
-        for table in (pair.train, pair.test):
-            f = numeric(table.column(col))
-            p = numeric(table.column(pair.time))
+        for split in ("train", "test"):
+            f = pair.numbers(split, col)
+            p = pair.numbers(split, pair.time)
             ok = np.isfinite(f) & np.isfinite(p)
             after.append((int(np.sum(f[ok] > p[ok])), int(ok.sum())))
         n_after = sum(a for a, _ in after)
@@ -459,7 +459,7 @@ def _feature_codes(pair: Pair, col: str, idx: np.ndarray, bins: int = 32
         out = np.searchsorted(edges, np.where(ok, x, 0), side="right")
         return np.where(ok, out, len(edges) + 1)
     if kind in ("categorical", "id"):
-        c, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+        c = codes_of(arr)
         return np.where(c < 0, c.max() + 1 if len(c) else 0, c)
     return None
 
@@ -570,7 +570,7 @@ def target_derived(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> list[Finding]:
                     spearman=round(rho, 5), rows_used=int(ok.sum())))
             continue
         if pair.kinds[col] == "categorical":
-            x, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+            x = codes_of(arr)
             eta2 = _determined_by(x, y)
             measure = "share of the feature's information given by the class"
         else:
@@ -637,7 +637,7 @@ def preprocessing(pair: Pair) -> list[Finding]:
         if pair.kinds[col] != "numeric" or not pa.types.is_floating(
                 pair.train.schema.field(col).type):
             continue
-        a, b = numeric(pair.train.column(col)), numeric(pair.test.column(col))
+        a, b = pair.numbers("train", col), pair.numbers("test", col)
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         if len(a) < 10 or len(b) < 10:
             continue
@@ -709,7 +709,7 @@ def shift(pair: Pair) -> tuple[list[Finding], dict[str, dict]]:
                 rows_used=len(tr) + len(te)))
         if kind in ("numeric", "time") and col != pair.time:
             # (the declared time column moves by construction in a time split)
-            a, b = numeric(tr), numeric(te)
+            a, b = pair.numbers("train", col), pair.numbers("test", col)
             a, b = a[np.isfinite(a)], b[np.isfinite(b)]
             if len(a) >= 10 and len(b) >= 10:
                 edges = np.unique(np.quantile(a, np.linspace(0, 1, 11)[1:-1]))

@@ -39,6 +39,12 @@ def codes(train: pa.ChunkedArray, test: pa.ChunkedArray
     return idx[:len(train)], idx[len(train):], enc.dictionary
 
 
+def codes_of(arr: pa.ChunkedArray) -> np.ndarray:
+    """Integer codes of one column's values (-1 for missing)."""
+    c, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+    return c
+
+
 @dataclass
 class Pair:
     """A train/test pair ready for the checks.
@@ -60,6 +66,17 @@ class Pair:
     allow_shared: list[str] = field(default_factory=list)
     dropped_no_target: dict[str, int] = field(default_factory=dict)
     seed: int = 0
+    _numbers: dict[tuple[str, str], np.ndarray] = field(default_factory=dict,
+                                                        repr=False)
+
+    def numbers(self, split: str, col: str) -> np.ndarray:
+        """A column of train or test as float64 (see :func:`numeric`), converted
+        once however many checks read it."""
+        key = (split, col)
+        if key not in self._numbers:
+            table = self.train if split == "train" else self.test
+            self._numbers[key] = numeric(table.column(col))
+        return self._numbers[key]
 
     @property
     def features(self) -> list[str]:
@@ -138,18 +155,10 @@ def make_pair(train: pa.Table, test: pa.Table, *, target: str,
     test = test.select(train.column_names)
     if train.schema != test.schema:
         test = test.cast(train.schema, safe=False)
-    dropped = {}
-    for name in ("train", "test"):
-        table = train if name == "train" else test
-        ok = table.column(target).is_valid()
-        n_bad = table.num_rows - pc.sum(pc.cast(ok, pa.int64())).as_py()
-        if n_bad:
-            dropped[name] = n_bad
-            table = table.filter(ok)
-            if name == "train":
-                train = table
-            else:
-                test = table
+    dropped = {name: t.column(target).null_count for name, t in
+               (("train", train), ("test", test)) if t.column(target).null_count}
+    train = train.filter(pc.is_valid(train.column(target)))
+    test = test.filter(pc.is_valid(test.column(target)))
     if train.num_rows == 0 or test.num_rows == 0:
         raise DataError("train and test each need rows with a target")
     task = task or infer_task(train.column(target))

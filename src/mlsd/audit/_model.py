@@ -21,7 +21,7 @@ import pyarrow as pa
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import r2_score, roc_auc_score
 
-from ._data import Pair, codes, numeric
+from ._data import Pair, codes_of, numeric
 from ._leakage import Finding
 
 PROBE_TREES = 100
@@ -56,7 +56,7 @@ def _matrix(pair: Pair, idx: np.ndarray, cols: list[str]) -> np.ndarray:
     for j, c in enumerate(cols):
         arr = pair.train.column(c).take(take)
         if pair.kinds[c] == "categorical":
-            x, _, _ = codes(arr, pa.chunked_array([], type=arr.type))
+            x = codes_of(arr)
             out[:, j] = np.where(x < 0, np.nan, x)
         else:
             out[:, j] = numeric(arr)

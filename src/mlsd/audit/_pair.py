@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataError
 from . import _checks, _model
-from ._data import Pair, make_pair, numeric
+from ._data import Pair, codes_of, make_pair, numeric
 from ._leakage import SEVERITIES, Finding
 
 SPLITS = ("random", "stratified", "time", "group")
@@ -140,8 +140,8 @@ def design_review(pair: Pair, probe: _model.Probe | None,
                                           zip(pair.classes, counts, strict=True)}
         out["fewest_rows_per_class"] = int(counts.min())
     if pair.time:
-        t = np.concatenate([numeric(pair.train.column(pair.time)),
-                            numeric(pair.test.column(pair.time))])
+        t = np.concatenate([pair.numbers("train", pair.time),
+                            pair.numbers("test", pair.time)])
         y = np.concatenate([pair.y_train, pair.y_test]).astype(float)
         if pair.task == "multiclass":
             y = (y == np.bincount(pair.y_train).argmin()).astype(float)
@@ -205,9 +205,7 @@ def split_table(table: pa.Table, how: str, *, target: str, test_share: float = 0
     if kind == "random":
         is_test = rng.random(n) < test_share
     elif kind == "stratified":
-        y = table.column(target)
-        from ._data import codes
-        c, _, _ = codes(y, pa.chunked_array([], type=y.type))
+        c = codes_of(table.column(target))
         is_test = np.zeros(n, dtype=bool)
         for v in np.unique(c):
             idx = np.flatnonzero(c == v)

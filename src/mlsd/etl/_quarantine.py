@@ -17,7 +17,7 @@ from ..formats import ERROR, LINE, RAW, format_for, read_csv_header
 from ..lake import Catalog, Lake
 from ..spec import RestSourceSpec, SourceSpec, SqlSourceSpec, ValidateSpec
 from ._schema import DataSchema
-from ._validate import QUARANTINE_SCHEMA, Validator, accepted_schema
+from ._validate import QUARANTINE_SCHEMA, Validator, _fmt, accepted_schema
 
 
 def quarantine_rows(lake: Lake, source: str, *, limit: int | None = None
@@ -141,8 +141,8 @@ def replay(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
                 "_line": r["_line"], "_load_id": replay_id,
                 "raw": raw_of[(r["_source"], r["_line"])],
                 "reasons": [{"column": rules.unique[0], "rule": "unique",
-                             "message": f"{label}: {_key_text(r, rules.unique)} "
-                                        "repeats a row already stored"}]}
+                             "message": f"{label}: {_key_text(r, rules.unique)}"
+                                        " repeats a row already stored"}]}
                 for r in repeated.to_pylist()], schema=QUARANTINE_SCHEMA)])
     if acc.num_rows == 0 and rej.column("reasons").to_pylist() == [
             r["reasons"] for r in rows]:
@@ -189,8 +189,9 @@ def _split_stored_keys(lake: Lake, name: str, acc: pa.Table, key: list[str]
 
 
 def _key_text(row: dict[str, Any], key: list[str]) -> str:
+    """A key as the validator's own unique rule shows it."""
     values = tuple(row[k] for k in key)
-    return repr(values if len(values) > 1 else values[0])
+    return _fmt(values if len(values) > 1 else values[0])
 
 
 

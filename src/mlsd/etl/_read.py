@@ -57,8 +57,8 @@ def read_table(path: str | Path, *, threshold: float = 0.95,
             typed, bad = coerce_any(raw.column(c), schema.columns[c], nulls)
             parts[c].append(typed)
             bad_values[c] += int(bad.sum())
-    arrays = [pa.chunked_array(parts[c], type=schema.arrow().field(c).type)
-              for c in cols]
+    types = schema.arrow()
+    arrays = [pa.chunked_array(parts[c], type=types.field(c).type) for c in cols]
     table = pa.Table.from_arrays(arrays, names=cols)
     if table.num_rows == 0:
         raise DataError(f"{path}: no readable rows")

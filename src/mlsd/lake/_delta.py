@@ -7,6 +7,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,7 @@ from ._paths import check_name, inside
 WRITE_ID = "mlsd.write_id"
 AREAS = ("sources", "quarantine", "splits", "scored")
 WRITE_THREADS = 2  # the machines this runs on have 2 cores
-ROW_GROUP_ROWS = 256 * 1024
-FILE_ROWS = 4 * 1024 * 1024
+FILE_ROWS = 512 * 1024  # rows per Parquet file (and row group) of a write
 
 
 def _quote(name: str) -> str:
@@ -107,7 +107,9 @@ class Lake:
         (version, written)
             The dataset's version after the call, and whether a commit was made.
         """
-        last = self.last_write(area, name)
+        existing = self._table(area, name) if self.exists(area, name) else None
+        history = existing.history(1) if existing is not None else []
+        last = history[0] if history else None
         if last is not None and last.get(WRITE_ID) == write_id:
             return int(last["version"]), False
         if not isinstance(data, pa.Table | pa.RecordBatchReader):
@@ -120,15 +122,14 @@ class Lake:
         if mode == "upsert":
             if not key:
                 raise LakeError(f"an upsert into {area}/{name} needs a key")
-            if last is not None:
+            if existing is not None:
                 on = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in key)
-                self._table(area, name).merge(
+                existing.merge(
                     source=data, predicate=on, source_alias="s", target_alias="t",
                     commit_properties=CommitProperties(custom_metadata=props),
                 ).when_matched_update_all().when_not_matched_insert_all().execute()
                 return self._table(area, name).version(), True
             mode = "overwrite"  # the first load creates the table
-        existing = self._table(area, name) if last is not None else None
         if existing is None or pa.schema(existing.schema().to_arrow()).equals(
                 data.schema):
             self._write_files(path, existing, data, mode=mode, props=props)
@@ -144,63 +145,38 @@ class Lake:
                      props: dict[str, str]) -> None:
         """Write Parquet files on two threads, then commit them all at once.
 
-        delta-rs writes a stream on one thread; this writes two files at a time
-        with pyarrow and adds them in one transaction (the same atomic commit).
-        Files of a crashed write are in no version, and vacuum removes them.
+        delta-rs writes a stream on one thread; this writes each chunk of
+        FILE_ROWS rows as its own file with pyarrow, two at a time, and adds
+        them in one transaction (the same atomic commit). Files of a crashed
+        write are in no version, and vacuum removes them.
         """
         reader = data.to_reader() if isinstance(data, pa.Table) else data
         schema = reader.schema
         path.mkdir(parents=True, exist_ok=True)
-        writers = [ThreadPoolExecutor(max_workers=1) for _ in range(WRITE_THREADS)]
-        state = [None] * WRITE_THREADS  # (file name, ParquetWriter, rows) per thread
-        done: list[tuple[str, int]] = []
-        in_flight: list[deque] = [deque() for _ in range(WRITE_THREADS)]
 
-        def write(k: int, chunk: pa.Table) -> None:
-            if state[k] is None:
-                name = f"part-{uuid.uuid4().hex}.snappy.parquet"
-                state[k] = (name, pq.ParquetWriter(
-                    str(path / name), schema, compression="snappy"), 0)
-            name, w, rows = state[k]
-            w.write_table(chunk, row_group_size=chunk.num_rows)
-            rows += chunk.num_rows
-            state[k] = (name, w, rows)
-            if rows >= FILE_ROWS:
-                w.close()
-                done.append((name, rows))
-                state[k] = None
+        def write(chunk: pa.Table) -> AddAction:
+            name = f"part-{uuid.uuid4().hex}.snappy.parquet"
+            pq.write_table(chunk, path / name, compression="snappy",
+                           row_group_size=chunk.num_rows)
+            st = (path / name).stat()
+            return AddAction(name, st.st_size, {}, int(st.st_mtime * 1000), True,
+                             json.dumps({"numRecords": chunk.num_rows}))
 
-        try:
-            buffered, n, k = [], 0, 0
-            batches = iter(reader)
-            while True:
-                batch = next(batches, None)
+        actions: list[AddAction] = []
+        in_flight: deque = deque()
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+            buffered, n = [], 0
+            for batch in chain(reader, [None]):  # None: flush the last chunk
                 if batch is not None and batch.num_rows:
                     buffered.append(batch)
                     n += batch.num_rows
-                if buffered and (batch is None or n >= ROW_GROUP_ROWS):
-                    while len(in_flight[k]) >= 2:
-                        in_flight[k].popleft().result()
-                    in_flight[k].append(writers[k].submit(
-                        write, k, pa.Table.from_batches(buffered, schema)))
-                    buffered, n, k = [], 0, (k + 1) % WRITE_THREADS
-                if batch is None:
-                    break
-            for q in in_flight:
-                while q:
-                    q.popleft().result()
-        finally:
-            for w in writers:
-                w.shutdown(wait=True)
-        for item in state:
-            if item is not None:
-                item[1].close()
-                done.append((item[0], item[2]))
-        actions = []
-        for name, rows in done:
-            st = (path / name).stat()
-            actions.append(AddAction(name, st.st_size, {}, int(st.st_mtime * 1000),
-                                     True, json.dumps({"numRecords": rows})))
+                if buffered and (batch is None or n >= FILE_ROWS):
+                    while len(in_flight) >= WRITE_THREADS:  # bounds memory
+                        actions.append(in_flight.popleft().result())
+                    in_flight.append(pool.submit(
+                        write, pa.Table.from_batches(buffered, schema)))
+                    buffered, n = [], 0
+            actions += [f.result() for f in in_flight]
         commit = CommitProperties(custom_metadata=props)
         if table is None:
             create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
