@@ -63,8 +63,23 @@ def nullify(raw: pa.Array, null_values: list[str]) -> pa.Array:
     """Raw text with the null tokens (compared after trimming) made null."""
     if not null_values:
         return raw
-    trimmed = pc.utf8_trim_whitespace(raw) if _needs_trim(raw) else raw
-    is_null = pc.is_in(trimmed, value_set=pa.array(null_values, pa.string()))
+    tokens = pa.array(null_values, pa.string())
+    if _needs_trim(raw):
+        is_null = pc.is_in(pc.utf8_trim_whitespace(raw), value_set=tokens)
+    else:
+        # untrimmed, a token is no longer than the longest one: only such
+        # short values are looked up (most columns have few or none)
+        offsets, _ = _string_buffers(raw)
+        short = np.flatnonzero(np.diff(offsets) <= max(
+            len(t.encode()) for t in null_values))
+        if not len(short):
+            return raw
+        found = _mask(pc.is_in(raw.take(pa.array(short)), value_set=tokens))
+        if not found.any():
+            return raw
+        mask = np.zeros(len(raw), dtype=bool)
+        mask[short[found]] = True
+        is_null = pa.array(mask)
     if not pc.any(is_null).as_py():
         return raw
     return pc.if_else(is_null.fill_null(False), pa.scalar(None, pa.string()), raw)
@@ -109,6 +124,9 @@ def _needs_trim(arr: pa.Array) -> bool:
     whitespace, or with a non-ASCII byte (Unicode has spaces of its own). Only
     the first and last byte of each value are read."""
     offsets, data = _string_buffers(arr)
+    values = data[offsets[0]:offsets[-1]]
+    if not ((values <= 32) | (values >= 128)).any():
+        return False  # no such byte anywhere: one pass, no gathering
     starts, ends = offsets[:-1], offsets[1:]
     full = ends > starts
     if not full.any():

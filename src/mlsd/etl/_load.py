@@ -41,7 +41,7 @@ from ._schema import (
     schema_path,
 )
 from ._transform import Transformer
-from ._validate import QUARANTINE_SCHEMA, Validator
+from ._validate import LOAD_ID, QUARANTINE_SCHEMA, SOURCE, SOURCE_SHA, Validator
 
 LOAD_FORMAT = "1"  # bump when the stored layout changes, so loads are redone
 WATERMARK = "mlsd.watermark"
@@ -265,7 +265,8 @@ def load_source(
     # are spooled with a placeholder that is filled in when committed
     pending = load_id or "pending"
     spool = _spool.Spool(folder, acc_schema, QUARANTINE_SCHEMA, narrow=[
-        *rules.unique, *(transformer.narrow_columns() if transformer else [])])
+        *rules.unique, *(transformer.narrow_columns() if transformer else [])],
+        constant=[SOURCE, SOURCE_SHA, LOAD_ID])
     try:
         with ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
             # validation is mostly Arrow compute, which releases the GIL: batches

@@ -48,18 +48,27 @@ class Spool:
     narrow : list[str]
         Columns of accepted rows kept in memory for the repeat checks (keys,
         and the column a dedupe keeps the latest by).
+    constant : list[str]
+        String columns of accepted rows that hold one value per batch (the
+        source file, its hash, the load id): kept once per batch, not once
+        per row, which would make the file half as large again.
     """
 
     def __init__(self, folder: Path, accepted_schema: pa.Schema,
-                 rejected_schema: pa.Schema, narrow: list[str] = ()):
+                 rejected_schema: pa.Schema, narrow: list[str] = (),
+                 constant: list[str] = ()):
         self.folder = Path(folder)
         self.accepted_schema = accepted_schema
         self.rejected_schema = rejected_schema
+        self._constant = [c for c in constant if c in accepted_schema.names]
+        self._constants: list[tuple] = []  # accepted batch -> constant values
+        stored = pa.schema([f for f in accepted_schema
+                            if f.name not in self._constant])
         self._narrow_cols = list(dict.fromkeys(narrow))
         self._narrow: list[pa.RecordBatch] = []
         self._dropped: dict[int, np.ndarray] = {}  # batch number -> rows left out
         self._acc = pa.ipc.new_file(pa.OSFile(str(self.folder / ACCEPTED), "wb"),
-                                    accepted_schema)
+                                    stored)
         self._rej = pa.ipc.new_file(pa.OSFile(str(self.folder / REJECTED), "wb"),
                                     rejected_schema)
         self._n_acc = 0
@@ -67,7 +76,17 @@ class Spool:
 
     def add(self, accepted: pa.RecordBatch, rejected: pa.RecordBatch) -> None:
         """Spool one validated batch (accepted rows, and rejected ones if any)."""
-        self._acc.write_batch(accepted)
+        values = []
+        for c in self._constant:
+            col = accepted.column(c)
+            value = col[0].as_py() if len(col) else None
+            # the validator builds these from one value; a full comparison
+            # would cost a tenth of the load, first and last catch a misuse
+            if len(col) and col[len(col) - 1].as_py() != value:
+                raise ValueError(f"spool: column {c} is not one value per batch")
+            values.append(value)
+        self._constants.append(tuple(values))
+        self._acc.write_batch(accepted.drop_columns(self._constant))
         if self._narrow_cols:
             n = accepted.num_rows
             self._narrow.append(pa.RecordBatch.from_arrays(
@@ -128,7 +147,8 @@ class Spool:
                 rows = row_no[batch_no == b]
                 old = self._dropped.get(int(b))
                 self._dropped[int(b)] = rows if old is None else np.union1d(old, rows)
-                for r in reader.get_batch(int(b)).take(pa.array(rows)).to_pylist():
+                batch = self._restore(int(b), reader.get_batch(int(b)))
+                for r in batch.take(pa.array(rows)).to_pylist():
                     moved.append({
                         "_source": r["_source"], "_source_sha256": r["_source_sha256"],
                         "_line": r["_line"], "_load_id": load_id,
@@ -139,6 +159,14 @@ class Spool:
             self._rej.write_batch(pa.RecordBatch.from_pylist(
                 moved[start:start + 50_000], schema=self.rejected_schema))
         return len(moved)
+
+    def _restore(self, b: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Accepted batch ``b`` as read back, with its constant columns."""
+        values = dict(zip(self._constant, self._constants[b], strict=True))
+        return pa.RecordBatch.from_arrays(
+            [constant_text(values[f.name], batch.num_rows) if f.name in values
+             else batch.column(f.name) for f in self.accepted_schema],
+            schema=self.accepted_schema)
 
     def _close_accepted(self) -> None:
         if self._acc_open:
@@ -156,6 +184,7 @@ class Spool:
         """The accepted batches, without the rows moved by repeat checks."""
         self.close()
         for b, batch in enumerate(_batches(self.folder / ACCEPTED)):
+            batch = self._restore(b, batch)
             rows = self._dropped.get(b)
             if rows is not None:
                 keep = np.ones(batch.num_rows, dtype=bool)
@@ -169,9 +198,15 @@ class Spool:
         yield from _batches(self.folder / REJECTED)
 
 
+def constant_text(value: str | None, n: int) -> pa.Array:
+    """A string array of ``n`` copies of ``value``, built without a Python list
+    (a one-entry dictionary, cast)."""
+    return pc.cast(pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, np.int32)), pa.array([value], pa.string())),
+        pa.string())
+
+
 def set_column(batch: pa.RecordBatch, name: str, value: str) -> pa.RecordBatch:
     """``batch`` with the string column ``name`` set to one value everywhere."""
     i = batch.schema.get_field_index(name)
-    return batch.set_column(i, name, pc.cast(pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(batch.num_rows, np.int32)), pa.array([value])),
-        pa.string()))
+    return batch.set_column(i, name, constant_text(value, batch.num_rows))

@@ -13,6 +13,7 @@ from ..formats import ERROR, LINE, RAW
 from ..spec import ValidateSpec
 from ._coerce import arrow_type, coerce_any, type_label
 from ._schema import DataSchema
+from ._spool import constant_text
 from ._transform import Transformer
 
 SOURCE, SOURCE_SHA, LOAD_ID = "_source", "_source_sha256", "_load_id"
@@ -294,10 +295,10 @@ class Validator:
         bad[[i for i, r in reasons.items() if r]] = True
         good = pa.array(~bad)
         prov = [
-            pa.array([source] * n, pa.string()),
-            pa.array([sha256] * n, pa.string()),
+            constant_text(source, n),
+            constant_text(sha256, n),
             raw.column(LINE),
-            pa.array([load_id] * n, pa.string()),
+            constant_text(load_id, n),
         ]
         acc_cols = [typed[c] for c in self.schema.columns] + prov
         accepted = pa.RecordBatch.from_arrays(

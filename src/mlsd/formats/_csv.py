@@ -6,7 +6,8 @@ pyarrow's nor DuckDB's reader gives line numbers for accepted rows. So the file
 is read in blocks of whole lines: when no field of a block spans lines (checked
 by counting quotes per line, vectorised), pyarrow's parser splits the block
 (every value as text, broken lines set aside by its invalid-row handler) and the
-line numbers and raw lines come from the newline positions. From the first block
+line numbers and raw lines come from the newline positions. Blocks are parsed
+on worker threads while the next ones are read. From the first block
 where a quoted field may hold a line break, or bytes are not valid text, the
 rest of the file goes through the standard ``csv`` module line by line, which
 handles everything at a lower speed. Both paths give the same batches.
@@ -16,7 +17,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,7 @@ from ._raw import DEFAULT_CHUNK_ROWS, RawBatchBuilder
 
 csv.field_size_limit(64 * 1024 * 1024)
 BLOCK_BYTES = 8 << 20
+PARSE_THREADS = 2  # the machines this runs on have 2 cores
 
 
 class _Lines:
@@ -143,24 +148,19 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
         fast = fast and encoding.replace("-", "").lower() in ("utf8", "ascii") \
             and len(delimiter) == 1 and len(quotechar) == 1
         if fast:
-            line_no = lines.next_line
-            while True:
-                block = fh.read(BLOCK_BYTES)
-                if not block:
-                    return
-                if not block.endswith(b"\n"):
-                    block += fh.readline()  # whole lines only
-                batch = _fast_block(block, header, delimiter, quotechar, line_no)
-                if batch is None:  # not safe here: the slow path from this block on
-                    fh = _Chained(block, fh)
+            for batch in _parse_blocks(fh, header, delimiter, quotechar,
+                                       lines.next_line):
+                if isinstance(batch, _Fallback):  # the slow path from here on
+                    fh = _Chained(batch.block, fh)
                     lines = _Lines(fh, encoding)
-                    lines.next_line = line_no
+                    lines.next_line = batch.line_no
                     reader = csv.reader(lines, delimiter=delimiter,
                                         quotechar=quotechar, strict=False)
                     break
-                line_no += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
                 for start in range(0, batch.num_rows, chunk_rows):
                     yield batch.slice(start, chunk_rows)
+            else:
+                return
         builder = RawBatchBuilder(header)
         while True:
             if len(builder) >= chunk_rows:  # checked first: every path adds a row
@@ -191,6 +191,52 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
                 builder.add(record, start, raw, None)
         if len(builder):
             yield builder.flush()
+
+
+class _Fallback(NamedTuple):
+    """Where the fast path gave up: this block and the file after it go
+    through the ``csv`` module; the block's first line is ``line_no``."""
+
+    block: bytes
+    line_no: int
+
+
+def _parse_blocks(fh, header: list[str], delimiter: str, quotechar: str,
+                  line_no: int) -> Iterator[pa.RecordBatch | _Fallback]:
+    """The blocks of whole lines from ``fh``'s position on, each parsed by
+    :func:`_fast_block` on a worker thread (pyarrow's parser releases the GIL)
+    while the next blocks are read, in file order.
+
+    When a block cannot be parsed safely, the blocks read ahead are dropped,
+    the file is set back to the end of that block, and a :class:`_Fallback`
+    is the last item.
+    """
+    in_flight: deque = deque()
+    with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
+        try:
+            while True:
+                while len(in_flight) <= PARSE_THREADS:  # read ahead, bounded
+                    block = fh.read(BLOCK_BYTES)
+                    if not block:
+                        break
+                    if not block.endswith(b"\n"):
+                        block += fh.readline()  # whole lines only
+                    in_flight.append((block, line_no, fh.tell(), pool.submit(
+                        _fast_block, block, header, delimiter, quotechar, line_no)))
+                    line_no += block.count(b"\n") + (0 if block.endswith(b"\n")
+                                                      else 1)
+                if not in_flight:
+                    return
+                block, first, end, future = in_flight.popleft()
+                batch = future.result()
+                if batch is None:
+                    fh.seek(end)
+                    yield _Fallback(block, first)
+                    return
+                yield batch
+        finally:
+            for *_, future in in_flight:
+                future.cancel()
 
 
 class _Chained(io.RawIOBase):
@@ -225,12 +271,11 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
     content_end = ends.copy()
     has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 13)
     content_end[has_cr] -= 1
-    quote = ord(quotechar)
-    has_quote = quote in data
-    if has_quote:
-        q = np.r_[0, np.cumsum(data == quote)]
-        if ((q[content_end] - q[starts]) % 2).any():
-            return None  # a quoted field may hold a line break
+    quotes = np.flatnonzero(data == ord(quotechar))
+    has_quote = len(quotes) > 0
+    if has_quote and ((np.searchsorted(quotes, content_end)
+                       - np.searchsorted(quotes, starts)) % 2).any():
+        return None  # an odd count of quotes: a quoted field may hold a line break
     offsets = pa.py_buffer(np.r_[starts, len(data)].astype(np.int32).tobytes())
     all_lines = pa.StringArray.from_buffers(n_lines, offsets, pa.py_buffer(block))
     try:

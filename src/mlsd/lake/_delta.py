@@ -26,6 +26,10 @@ WRITE_ID = "mlsd.write_id"
 AREAS = ("sources", "quarantine", "splits", "scored")
 WRITE_THREADS = 2  # the machines this runs on have 2 cores
 FILE_ROWS = 512 * 1024  # rows per Parquet file (and row group) of a write
+# A column whose dictionary outgrows this is written plain: pyarrow's 1 MiB
+# default spends a third of the write on dictionaries of near-unique columns
+# (ids, numbers, free text) before giving up on them; files come out no larger
+DICTIONARY_BYTES = 128 * 1024
 
 
 def _quote(name: str) -> str:
@@ -157,7 +161,8 @@ class Lake:
         def write(chunk: pa.Table) -> AddAction:
             name = f"part-{uuid.uuid4().hex}.snappy.parquet"
             pq.write_table(chunk, path / name, compression="snappy",
-                           row_group_size=chunk.num_rows)
+                           row_group_size=chunk.num_rows,
+                           dictionary_pagesize_limit=DICTIONARY_BYTES)
             st = (path / name).stat()
             return AddAction(name, st.st_size, {}, int(st.st_mtime * 1000), True,
                              json.dumps({"numRecords": chunk.num_rows}))
