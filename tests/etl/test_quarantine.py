@@ -91,3 +91,31 @@ def test_replay_keeps_out_a_key_already_stored(tmp_path):
     assert reasons[("data/a.csv", 3)]["rule"] == "unique"
     assert "already stored" in reasons[("data/a.csv", 3)]["message"]
     assert reasons[("data/c.csv", 2)]["rule"] == "unique"  # 4 came from b.csv
+
+
+def test_a_repeated_key_keeps_its_csv_line_and_replays_as_a_repeat(tmp_path):
+    """A row moved out for a repeated key keeps its line as it was in the file
+    (a record over two lines included), so replay parses it as CSV again and
+    keeps it out for the same reason, not for unreadable values."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/a.csv").write_text(
+        'id,v,note\n1,5,ok\n1,6,"two\nlines"\n2,7,x\n1,8,"a ""q"" b"\n')
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas/csv.yaml").write_text(
+        "columns: {id: int64, v: int64, note: string}\n")
+    spec = {"name": "p", "problem": {"task": "regression", "target": "id"},
+            "sources": {"csv": {"path": "data/a.csv"}},
+            "validate": {"unique": ["id"]}, "features": [{"column": "v"}]}
+    (tmp_path / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    res = ingest(Project.find(start=tmp_path))["sources"][0]
+    assert (res["rows_stored"], res["rows_quarantined"]) == (2, 2)
+    shown = json.loads(run_cli("quarantine", "show", "csv", "--json",
+                               cwd=tmp_path).stdout)
+    assert [(r["_line"], r["raw"]) for r in shown] == [
+        (3, '1,6,"two\nlines"'), (6, '1,8,"a ""q"" b"')]
+    out = replay_quarantine(Project.find(start=tmp_path), "csv")
+    assert (out["accepted"], out["still_quarantined"]) == (0, 2)
+    left = DeltaTable(str(tmp_path / ".mlsd/lake/quarantine/csv")).to_pyarrow_table()
+    for r in left.to_pylist():  # repeats, not unreadable values
+        assert [(x["column"], x["rule"]) for x in r["reasons"]] == [("id", "unique")]
+        assert r["reasons"][0]["message"].startswith("id: 1 repeats a row already")

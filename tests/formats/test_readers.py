@@ -161,3 +161,30 @@ def test_fast_and_slow_csv_paths_agree(tmp_path, monkeypatch, rows, quote_all,
     as_rows = [r for b in fast for r in b.to_pylist()]
     assert as_rows == [r for b in slow for r in b.to_pylist()]
     assert all(b.num_rows <= 7 for b in fast)
+
+
+@settings(deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(_row, st.just([])), max_size=30),
+       block=st.sampled_from([16, 64, 1 << 20]))
+def test_csv_records_are_found_again_by_line(tmp_path, monkeypatch, rows, block):
+    """What a repeat check keeps for a moved row: the record that starts at a
+    line, exactly as the reader gave it in _raw."""
+    import csv as pycsv
+    import io
+
+    from mlsd.formats import _csv, read_csv_records
+
+    buf = io.StringIO()
+    w = pycsv.writer(buf, lineterminator="\n")
+    w.writerow(["a", "b"])
+    for r in rows:
+        if r:
+            w.writerow(r)
+        else:
+            buf.write("\n")
+    p = tmp_path / "x.csv"
+    p.write_bytes(buf.getvalue().encode())
+    monkeypatch.setattr(_csv, "BLOCK_BYTES", block)
+    expected = {r["_line"]: r["_raw"] for b in read_csv(p) for r in b.to_pylist()}
+    assert read_csv_records(p, list(expected)[::-1]) == expected

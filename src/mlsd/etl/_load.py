@@ -23,6 +23,7 @@ from ..connectors import (
     SqlConnector,
     copy_blob,
 )
+from ..formats import format_for, read_csv_records
 from ..lake import Catalog, Lake
 from ..spec import (
     BlobSourceSpec,
@@ -266,7 +267,9 @@ def load_source(
     pending = load_id or "pending"
     spool = _spool.Spool(folder, acc_schema, QUARANTINE_SCHEMA, narrow=[
         *rules.unique, *(transformer.narrow_columns() if transformer else [])],
-        constant=[SOURCE, SOURCE_SHA, LOAD_ID])
+        constant=[SOURCE, SOURCE_SHA, LOAD_ID],
+        raw_text=_csv_lines(spec, root) if isinstance(connector, FileConnector)
+        else None)
     try:
         with ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
             # validation is mostly Arrow compute, which releases the GIL: batches
@@ -371,6 +374,31 @@ def load_source(
         files=file_docs, schema_frozen=frozen,
         top_messages=[m for m, _ in messages.most_common(5)], mode=mode,
         watermark=None if new_watermark is None else str(new_watermark))
+
+
+def _csv_lines(spec: SourceSpec, root: Path
+               ) -> Callable[[pa.Table], pa.Array | None]:
+    """For rows a repeat check moves out of a load: their lines as they were in
+    the CSV files (what replay parses again), or None for other formats."""
+
+    def raw_text(moved: pa.Table) -> pa.Array | None:
+        paths = moved.column(SOURCE).to_pylist()
+        if any(format_for(p, spec.format) != "csv" for p in set(paths)):
+            return None
+        lines = moved.column("_line").to_numpy()
+        found: dict[tuple[str, int], str] = {}
+        for path in set(paths):
+            full = Path(path) if Path(path).is_absolute() else root / path
+            wanted = [ln for p, ln in zip(paths, lines.tolist(), strict=True)
+                      if p == path]
+            for ln, text in read_csv_records(
+                    full, wanted, delimiter=spec.delimiter,
+                    quotechar=spec.quotechar, encoding=spec.encoding).items():
+                found[(path, ln)] = text
+        return pa.array([found.get((p, ln)) for p, ln in
+                         zip(paths, lines.tolist(), strict=True)], pa.string())
+
+    return raw_text
 
 
 def _with_load_id(batches: Iterator[pa.RecordBatch], pending: str, load_id: str

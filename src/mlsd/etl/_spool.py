@@ -10,7 +10,7 @@ back for the commit. The accepted file is never rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -52,14 +52,20 @@ class Spool:
         String columns of accepted rows that hold one value per batch (the
         source file, its hash, the load id): kept once per batch, not once
         per row, which would make the file half as large again.
+    raw_text : callable, optional
+        Given accepted rows moved by a repeat check (a table), their raw
+        records as they were read (e.g. the CSV lines), or None; without it,
+        or when it gives None, a row's values as a JSON object are kept.
     """
 
     def __init__(self, folder: Path, accepted_schema: pa.Schema,
                  rejected_schema: pa.Schema, narrow: list[str] = (),
-                 constant: list[str] = ()):
+                 constant: list[str] = (),
+                 raw_text: Callable[[pa.Table], pa.Array | None] | None = None):
         self.folder = Path(folder)
         self.accepted_schema = accepted_schema
         self.rejected_schema = rejected_schema
+        self._raw_text = raw_text
         self._constant = [c for c in constant if c in accepted_schema.names]
         self._constants: list[tuple] = []  # accepted batch -> constant values
         stored = pa.schema([f for f in accepted_schema
@@ -137,28 +143,37 @@ class Spool:
             return 0
         batch_no = repeats.column(BATCH).to_numpy()
         row_no = repeats.column(ROW).to_numpy()
-        label = ", ".join(key)
-        data_cols = [c for c in self.accepted_schema.names if not c.startswith("_")]
-        moved = []
         self._close_accepted()  # no more adds: the file can be read back
-        with pa.OSFile(str(self.folder / ACCEPTED), "rb") as source:
+        parts = []
+        # a memory map: only the pages of the rows taken are read
+        with pa.memory_map(str(self.folder / ACCEPTED), "r") as source:
             reader = pa.ipc.open_file(source)
             for b in np.unique(batch_no):
                 rows = row_no[batch_no == b]
                 old = self._dropped.get(int(b))
                 self._dropped[int(b)] = rows if old is None else np.union1d(old, rows)
-                batch = self._restore(int(b), reader.get_batch(int(b)))
-                for r in batch.take(pa.array(rows)).to_pylist():
-                    moved.append({
-                        "_source": r["_source"], "_source_sha256": r["_source_sha256"],
-                        "_line": r["_line"], "_load_id": load_id,
-                        "raw": to_text({c: r[c] for c in data_cols}),
-                        "reasons": [{"column": key[0], "rule": rule,
-                                     "message": f"{label}: {message}"}]})
-        for start in range(0, len(moved), 50_000):
-            self._rej.write_batch(pa.RecordBatch.from_pylist(
-                moved[start:start + 50_000], schema=self.rejected_schema))
-        return len(moved)
+                parts.append(self._restore(int(b), reader.get_batch(int(b)).take(
+                    pa.array(rows))))
+            moved = pa.Table.from_batches(parts, self.accepted_schema)
+        raw = self._raw_text(moved) if self._raw_text else None
+        if raw is None:
+            data_cols = [c for c in moved.column_names if not c.startswith("_")]
+            raw = pa.array([to_text(r) for r in moved.select(data_cols).to_pylist()],
+                           pa.string())
+        n = moved.num_rows
+        reason = {"column": key[0], "rule": rule,
+                  "message": f"{', '.join(key)}: {message}"}
+        reasons = pa.ListArray.from_arrays(
+            pa.array(np.arange(n + 1, dtype=np.int32)),
+            pa.array([reason], self.rejected_schema.field("reasons").type.value_type
+                     ).take(pa.array(np.zeros(n, np.int32))))
+        out = pa.Table.from_arrays(
+            [moved.column("_source"), moved.column("_source_sha256"),
+             moved.column("_line"), constant_text(load_id, n), raw, reasons],
+            schema=self.rejected_schema)
+        for batch in out.to_batches(max_chunksize=50_000):
+            self._rej.write_batch(batch)
+        return n
 
     def _restore(self, b: int, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Accepted batch ``b`` as read back, with its constant columns."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ._base import Format, FormatOptions
-from ._csv import read_csv, read_csv_header
+from ._csv import read_csv, read_csv_header, read_csv_records
 from ._formats import (
     FORMAT_CLASSES,
     AvroFormat,
@@ -83,6 +83,7 @@ __all__ = [
     "raw_schema",
     "read_csv",
     "read_csv_header",
+    "read_csv_records",
     "read_jsonl",
     "read_jsonl_columns",
     "to_text",

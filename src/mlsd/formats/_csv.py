@@ -325,3 +325,50 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
     if n_bad:
         batch = batch.take(pc.sort_indices(line_col))
     return batch
+
+
+def read_csv_records(path: str | Path, lines: list[int] | np.ndarray, *,
+                     delimiter: str = ",", quotechar: str = '"',
+                     encoding: str = "utf-8") -> dict[int, str]:
+    """The raw text of the records that start at these line numbers, as
+    :func:`read_csv` gives it in ``_raw`` (line ends stripped).
+
+    For records the load kept at first and settled later (a repeated key): the
+    quarantine keeps the line as it was in the file. One pass over the bytes
+    finds where each line starts; a line with an even count of quotes is the
+    whole record, else the ``csv`` module reads the record from there.
+    """
+    wanted = np.unique(np.asarray(lines, dtype=np.int64))
+    starts = np.full(len(wanted), -1, dtype=np.int64)
+    with Path(path).open("rb") as fh:
+        line_no, pos, k = 1, 0, 0  # line_no starts at byte pos
+        while k < len(wanted):
+            block = fh.read(BLOCK_BYTES)
+            if not block:
+                break
+            nl = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            last = line_no + len(nl)  # lines line_no..last start in this block
+            j = int(np.searchsorted(wanted, last, side="right"))
+            idx = wanted[k:j] - line_no
+            starts[k:j] = pos + np.where(idx == 0, 0,
+                                         nl[np.maximum(idx - 1, 0)] + 1)
+            k, line_no, pos = j, last, pos + len(block)
+        out: dict[int, str] = {}
+        quote = quotechar.encode(encoding)
+        for line, start in zip(wanted.tolist(), starts.tolist(), strict=True):
+            if start < 0:
+                continue  # past the end: the file changed
+            fh.seek(start)
+            raw = fh.readline()
+            if raw.count(quote) % 2 == 0:
+                out[line] = _strip_eol(raw.decode(encoding, errors="replace"))
+                continue
+            fh.seek(start)
+            lines_in = _Lines(fh, encoding)
+            try:
+                next(csv.reader(lines_in, delimiter=delimiter, quotechar=quotechar,
+                                strict=False))
+            except (StopIteration, csv.Error):
+                pass
+            out[line] = _strip_eol(lines_in.take()[0])
+    return out
