@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ACCEPTED, REJECTED = "accepted.arrow", "rejected.arrow"
+PLACE = ("_source", "_source_sha256", "_line")  # where a row was read
 BATCH, ROW = "__batch", "__row"
 
 
@@ -144,22 +145,17 @@ class Spool:
         batch_no = repeats.column(BATCH).to_numpy()
         row_no = repeats.column(ROW).to_numpy()
         self._close_accepted()  # no more adds: the file can be read back
-        parts = []
-        # a memory map: only the pages of the rows taken are read
-        with pa.memory_map(str(self.folder / ACCEPTED), "r") as source:
-            reader = pa.ipc.open_file(source)
-            for b in np.unique(batch_no):
-                rows = row_no[batch_no == b]
-                old = self._dropped.get(int(b))
-                self._dropped[int(b)] = rows if old is None else np.union1d(old, rows)
-                parts.append(self._restore(int(b), reader.get_batch(int(b)).take(
-                    pa.array(rows))))
-            moved = pa.Table.from_batches(parts, self.accepted_schema)
+        groups = [(int(b), row_no[batch_no == b]) for b in np.unique(batch_no)]
+        for b, rows in groups:
+            old = self._dropped.get(b)
+            self._dropped[b] = rows if old is None else np.union1d(old, rows)
+        moved = self._take(groups, [*PLACE])
         raw = self._raw_text(moved) if self._raw_text else None
         if raw is None:
-            data_cols = [c for c in moved.column_names if not c.startswith("_")]
-            raw = pa.array([to_text(r) for r in moved.select(data_cols).to_pylist()],
-                           pa.string())
+            data_cols = [c for c in self.accepted_schema.names
+                         if not c.startswith("_")]
+            raw = pa.array([to_text(r) for r in
+                            self._take(groups, data_cols).to_pylist()], pa.string())
         n = moved.num_rows
         reason = {"column": key[0], "rule": rule,
                   "message": f"{', '.join(key)}: {message}"}
@@ -174,6 +170,30 @@ class Spool:
         for batch in out.to_batches(max_chunksize=50_000):
             self._rej.write_batch(batch)
         return n
+
+    def _take(self, groups: list[tuple[int, np.ndarray]], columns: list[str]
+              ) -> pa.Table:
+        """Some columns of some accepted rows (rows per batch number), read a
+        batch at a time and only those columns: moved rows are spread over
+        every batch, and a memory map would count the whole file as the
+        process's memory."""
+        schema = pa.schema([self.accepted_schema.field(c) for c in columns])
+        stored = [c for c in columns if c not in self._constant]
+        parts = []
+        with pa.OSFile(str(self.folder / ACCEPTED), "rb") as source:
+            reader = pa.ipc.open_file(source)
+            fields = [reader.schema.get_field_index(c) for c in stored]
+            reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(
+                included_fields=fields))
+            for b, rows in groups:
+                batch = reader.get_batch(b) if fields else None
+                index = pa.array(rows)
+                parts.append(pa.RecordBatch.from_arrays(
+                    [constant_text(self._constants[b][self._constant.index(c)],
+                                   len(rows)) if c in self._constant
+                     else batch.column(c).take(index) for c in columns],
+                    schema=schema))
+        return pa.Table.from_batches(parts, schema)
 
     def _restore(self, b: int, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Accepted batch ``b`` as read back, with its constant columns."""
