@@ -24,7 +24,7 @@ from ..connectors import (
     copy_blob,
 )
 from ..formats import format_for, read_csv_records
-from ..lake import Catalog, Lake
+from ..lake import FILE_ROWS, Catalog, Lake, Parts
 from ..spec import (
     BlobSourceSpec,
     RestSourceSpec,
@@ -345,9 +345,10 @@ def load_source(
         "quarantine", name, _with_load_id(spool.rejected(), pending, load_id),
         schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
         mode="overwrite" if mode == "overwrite" else "append")
+    spool.set_constant(LOAD_ID, load_id)
     version, _ = lake.write(
-        "sources", name, _with_load_id(spool.accepted(), pending, load_id),
-        schema=acc_schema, write_id=load_id, metadata=meta, mode=mode, key=key)
+        "sources", name, Parts(acc_schema, spool.accepted_parts(FILE_ROWS)),
+        write_id=load_id, metadata=meta, mode=mode, key=key)
     shutil.rmtree(folder, ignore_errors=True)
 
     data_node = catalog.add_dataset_version("sources", name, version,

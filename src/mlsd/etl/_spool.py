@@ -11,6 +11,7 @@ back for the commit. The accepted file is never rewritten.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -79,6 +80,7 @@ class Spool:
         self._rej = pa.ipc.new_file(pa.OSFile(str(self.folder / REJECTED), "wb"),
                                     rejected_schema)
         self._n_acc = 0
+        self._counts: list[int] = []  # rows per accepted batch
         self._acc_open = self._rej_open = True
 
     def add(self, accepted: pa.RecordBatch, rejected: pa.RecordBatch) -> None:
@@ -102,6 +104,7 @@ class Spool:
                    pa.array(np.arange(n, dtype=np.int32))],
                 names=[*self._narrow_cols, BATCH, ROW]))
         self._n_acc += 1
+        self._counts.append(accepted.num_rows)
         if rejected.num_rows:
             self._rej.write_batch(rejected)
 
@@ -215,17 +218,50 @@ class Spool:
             self._rej.close()
             self._rej_open = False
 
+    def set_constant(self, column: str, value: str) -> None:
+        """Give a constant column one new value in every accepted batch (the
+        load id, when it is known only once every row is read)."""
+        i = self._constant.index(column)
+        self._constants = [(*v[:i], value, *v[i + 1:]) for v in self._constants]
+
     def accepted(self) -> Iterator[pa.RecordBatch]:
         """The accepted batches, without the rows moved by repeat checks."""
         self.close()
         for b, batch in enumerate(_batches(self.folder / ACCEPTED)):
-            batch = self._restore(b, batch)
-            rows = self._dropped.get(b)
-            if rows is not None:
-                keep = np.ones(batch.num_rows, dtype=bool)
-                keep[rows] = False
-                batch = batch.filter(pa.array(keep))
-            yield batch
+            yield self._kept(b, batch)
+
+    def accepted_parts(self, rows: int) -> list[Callable[[], pa.Table]]:
+        """The accepted rows (as :meth:`accepted`) in parts of at least ``rows``
+        rows (the last may be smaller), each read when called: a writer thread
+        reads, filters and writes its own part, with no thread in between."""
+        self.close()
+        parts, group, n = [], [], 0
+        for b, count in enumerate(self._counts):
+            group.append(b)
+            n += count - len(self._dropped.get(b, ()))
+            if n >= rows:
+                parts.append(group)
+                group, n = [], 0
+        if group:
+            parts.append(group)
+        return [partial(self._read_part, g) for g in parts]
+
+    def _read_part(self, batches: list[int]) -> pa.Table:
+        with pa.OSFile(str(self.folder / ACCEPTED), "rb") as source:
+            reader = pa.ipc.open_file(source)
+            return pa.Table.from_batches(
+                [self._kept(b, reader.get_batch(b)) for b in batches],
+                self.accepted_schema)
+
+    def _kept(self, b: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Accepted batch ``b`` as read back: its moved rows left out, its
+        constant columns put back."""
+        rows = self._dropped.get(b)
+        if rows is not None:
+            keep = np.ones(batch.num_rows, dtype=bool)
+            keep[rows] = False
+            batch = batch.filter(pa.array(keep))
+        return self._restore(b, batch)
 
     def rejected(self) -> Iterator[pa.RecordBatch]:
         """The rejected batches, the moved repeats last."""

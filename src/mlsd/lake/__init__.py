@@ -8,14 +8,16 @@ edges that let ``mlsd lineage`` walk from a model back to its source files.
 """
 
 from ._catalog import Catalog, dataset_node, now
-from ._delta import AREAS, WRITE_ID, Lake
+from ._delta import AREAS, FILE_ROWS, WRITE_ID, Lake, Parts
 from ._paths import check_name, inside
 
 __all__ = [
     "AREAS",
+    "FILE_ROWS",
     "WRITE_ID",
     "Catalog",
     "Lake",
+    "Parts",
     "check_name",
     "dataset_node",
     "inside",

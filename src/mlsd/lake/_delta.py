@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -30,6 +29,19 @@ FILE_ROWS = 512 * 1024  # rows per Parquet file (and row group) of a write
 # default spends a third of the write on dictionaries of near-unique columns
 # (ids, numbers, free text) before giving up on them; files come out no larger
 DICTIONARY_BYTES = 128 * 1024
+
+
+class Parts(NamedTuple):
+    """Data to write as parts, each made when called (on a writer thread):
+    one Parquet file a part. For data whose reading and preparing cost as
+    much as writing it, so the two share the writer threads."""
+
+    schema: pa.Schema
+    parts: list[Callable[[], pa.Table]]
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(
+            self.schema, (b for part in self.parts for b in part().to_batches()))
 
 
 def _quote(name: str) -> str:
@@ -93,7 +105,7 @@ class Lake:
         self,
         area: str,
         name: str,
-        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch] | Parts,
         *,
         write_id: str,
         schema: pa.Schema | None = None,
@@ -116,7 +128,10 @@ class Lake:
         last = history[0] if history else None
         if last is not None and last.get(WRITE_ID) == write_id:
             return int(last["version"]), False
-        if not isinstance(data, pa.Table | pa.RecordBatchReader):
+        parts = data if isinstance(data, Parts) else None
+        if parts is not None:
+            data = parts.reader()  # read lazily, only where parts cannot be
+        elif not isinstance(data, pa.Table | pa.RecordBatchReader):
             if schema is None:
                 raise LakeError("writing an iterable of batches needs its schema")
             data = pa.RecordBatchReader.from_batches(schema, data)
@@ -136,7 +151,8 @@ class Lake:
             mode = "overwrite"  # the first load creates the table
         if existing is None or pa.schema(existing.schema().to_arrow()).equals(
                 data.schema):
-            self._write_files(path, existing, data, mode=mode, props=props)
+            self._write_files(path, existing, parts or data, mode=mode,
+                              props=props)
         else:  # the schema changes: delta-rs rewrites the table's metadata
             write_deltalake(
                 str(path), data, mode=mode,
@@ -145,7 +161,7 @@ class Lake:
         return self._table(area, name).version(), True
 
     def _write_files(self, path: Path, table: DeltaTable | None,
-                     data: pa.Table | pa.RecordBatchReader, *, mode: str,
+                     data: pa.Table | pa.RecordBatchReader | Parts, *, mode: str,
                      props: dict[str, str]) -> None:
         """Write Parquet files on two threads, then commit them all at once.
 
@@ -154,11 +170,17 @@ class Lake:
         them in one transaction (the same atomic commit). Files of a crashed
         write are in no version, and vacuum removes them.
         """
-        reader = data.to_reader() if isinstance(data, pa.Table) else data
-        schema = reader.schema
+        if isinstance(data, Parts):
+            schema, parts = data.schema, data.parts
+        else:
+            reader = data.to_reader() if isinstance(data, pa.Table) else data
+            schema, parts = reader.schema, _chunks(reader, FILE_ROWS)
         path.mkdir(parents=True, exist_ok=True)
 
-        def write(chunk: pa.Table) -> AddAction:
+        def write(part: Callable[[], pa.Table]) -> AddAction | None:
+            chunk = part()
+            if not chunk.num_rows:
+                return None
             name = f"part-{uuid.uuid4().hex}.snappy.parquet"
             pq.write_table(chunk, path / name, compression="snappy",
                            row_group_size=chunk.num_rows,
@@ -167,21 +189,15 @@ class Lake:
             return AddAction(name, st.st_size, {}, int(st.st_mtime * 1000), True,
                              json.dumps({"numRecords": chunk.num_rows}))
 
-        actions: list[AddAction] = []
+        actions: list[AddAction | None] = []
         in_flight: deque = deque()
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            buffered, n = [], 0
-            for batch in chain(reader, [None]):  # None: flush the last chunk
-                if batch is not None and batch.num_rows:
-                    buffered.append(batch)
-                    n += batch.num_rows
-                if buffered and (batch is None or n >= FILE_ROWS):
-                    while len(in_flight) >= WRITE_THREADS:  # bounds memory
-                        actions.append(in_flight.popleft().result())
-                    in_flight.append(pool.submit(
-                        write, pa.Table.from_batches(buffered, schema)))
-                    buffered, n = [], 0
+            for part in parts:
+                while len(in_flight) >= WRITE_THREADS:  # bounds memory
+                    actions.append(in_flight.popleft().result())
+                in_flight.append(pool.submit(write, part))
             actions += [f.result() for f in in_flight]
+        actions = [a for a in actions if a is not None]
         commit = CommitProperties(custom_metadata=props)
         if table is None:
             create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
@@ -249,3 +265,20 @@ class Lake:
             return []
         return sorted(p.name for p in folder.iterdir()
                       if DeltaTable.is_deltatable(str(p)))
+
+
+def _chunks(reader: pa.RecordBatchReader, rows: int
+            ) -> Iterator[Callable[[], pa.Table]]:
+    """The reader's batches gathered into tables of at least ``rows`` rows
+    (the last may be smaller), read here, each handed over as a part."""
+    buffered, n = [], 0
+    for batch in reader:
+        if batch.num_rows:
+            buffered.append(batch)
+            n += batch.num_rows
+        if n >= rows:
+            table = pa.Table.from_batches(buffered, reader.schema)
+            yield lambda table=table: table
+            buffered, n = [], 0
+    table = pa.Table.from_batches(buffered, reader.schema)
+    yield lambda table=table: table
