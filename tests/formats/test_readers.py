@@ -136,9 +136,10 @@ _row = st.lists(_field, min_size=1, max_size=5)
 @settings(deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.one_of(_row, st.just([])), max_size=40),
-       quote_all=st.booleans(), block=st.sampled_from([16, 64, 1 << 20]))
+       quote_all=st.booleans(), block=st.sampled_from([16, 64, 1 << 20]),
+       last_newline=st.booleans())
 def test_fast_and_slow_csv_paths_agree(tmp_path, monkeypatch, rows, quote_all,
-                                        block):
+                                        block, last_newline):
     import csv as pycsv
     import io
 
@@ -154,7 +155,8 @@ def test_fast_and_slow_csv_paths_agree(tmp_path, monkeypatch, rows, quote_all,
         else:
             buf.write("\n")
     p = tmp_path / "x.csv"
-    p.write_bytes(buf.getvalue().encode())
+    text = buf.getvalue()
+    p.write_bytes((text if last_newline else text.removesuffix("\n")).encode())
     monkeypatch.setattr(_csv, "BLOCK_BYTES", block)
     fast = list(read_csv(p, chunk_rows=7))
     slow = list(read_csv(p, chunk_rows=7, fast=False))

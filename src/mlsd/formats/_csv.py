@@ -20,8 +20,8 @@ import io
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import DataError
-from ._raw import DEFAULT_CHUNK_ROWS, RawBatchBuilder
+from ._raw import DEFAULT_CHUNK_ROWS, LINE, RawBatchBuilder
 
 csv.field_size_limit(64 * 1024 * 1024)
 BLOCK_BYTES = 8 << 20
@@ -212,31 +212,48 @@ def _parse_blocks(fh, header: list[str], delimiter: str, quotechar: str,
     is the last item.
     """
     in_flight: deque = deque()
+    pos = fh.tell()
     with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
         try:
             while True:
                 while len(in_flight) <= PARSE_THREADS:  # read ahead, bounded
-                    block = fh.read(BLOCK_BYTES)
+                    block = _next_block(fh, pos)
                     if not block:
                         break
-                    if not block.endswith(b"\n"):
-                        block += fh.readline()  # whole lines only
-                    in_flight.append((block, line_no, fh.tell(), pool.submit(
-                        _fast_block, block, header, delimiter, quotechar, line_no)))
-                    line_no += block.count(b"\n") + (0 if block.endswith(b"\n")
-                                                      else 1)
+                    pos += len(block)
+                    in_flight.append((block, pos, pool.submit(
+                        _fast_block, block, header, delimiter, quotechar)))
                 if not in_flight:
                     return
-                block, first, end, future = in_flight.popleft()
-                batch = future.result()
+                block, end, future = in_flight.popleft()
+                batch, n_lines = future.result()
                 if batch is None:
                     fh.seek(end)
-                    yield _Fallback(block, first)
+                    yield _Fallback(bytes(block), line_no)
                     return
-                yield batch
+                i = batch.schema.get_field_index(LINE)  # numbered from 0 there
+                yield batch.set_column(i, LINE, pc.add(batch.column(i), line_no))
+                line_no += n_lines
         finally:
             for *_, future in in_flight:
                 future.cancel()
+
+
+def _next_block(fh, pos: int) -> bytes | memoryview:
+    """The next BLOCK_BYTES or so of whole lines from ``pos``, where ``fh`` is.
+
+    The bytes after the last line break are read again with the next block
+    (the file is set back to them): cheaper than joining them on, which copies
+    the block. A line longer than a block is read to its end.
+    """
+    chunk = fh.read(BLOCK_BYTES)
+    if not chunk or chunk.endswith(b"\n"):
+        return chunk
+    cut = chunk.rfind(b"\n") + 1
+    if cut == 0:  # no line break at all: one long line, or the file's last
+        return chunk + fh.readline()
+    fh.seek(pos + cut)
+    return memoryview(chunk)[:cut]
 
 
 class _Chained(io.RawIOBase):
@@ -253,12 +270,14 @@ class _Chained(io.RawIOBase):
         return line
 
 
-def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
-                first_line: int) -> pa.RecordBatch | None:
-    """Parse a block of whole lines with pyarrow, or None when it is not safe
-    (a quoted field may span lines, or the bytes are not valid UTF-8)."""
+def _fast_block(block: bytes | memoryview, header: list[str], delimiter: str,
+                quotechar: str) -> tuple[pa.RecordBatch | None, int]:
+    """Parse a block of whole lines with pyarrow, lines numbered from 0; or
+    None when it is not safe (a quoted field may span lines, or the bytes are
+    not valid UTF-8). Also gives the number of lines in the block."""
     data = np.frombuffer(block, dtype=np.uint8)
     nl = np.flatnonzero(data == 10)
+    n_lines = len(nl) + int(len(data) > 0 and data[-1] != 10)
     starts = np.r_[0, nl + 1]
     ends = np.r_[nl, len(data)]  # the last piece is empty when the block ends in \n
     if len(starts) and starts[-1] == len(data):
@@ -267,7 +286,7 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
     cr = np.flatnonzero(data == 13)
     if len(cr) and ((cr + 1 >= len(data)) | (data[np.minimum(cr + 1, len(data) - 1)]
                                               != 10)).any():
-        return None  # a lone carriage return also ends a line: the slow path
+        return None, n_lines  # a lone carriage return ends a line: the slow path
     content_end = ends.copy()
     has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 13)
     content_end[has_cr] -= 1
@@ -275,13 +294,13 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
     has_quote = len(quotes) > 0
     if has_quote and ((np.searchsorted(quotes, content_end)
                        - np.searchsorted(quotes, starts)) % 2).any():
-        return None  # an odd count of quotes: a quoted field may hold a line break
+        return None, n_lines  # odd quotes: a quoted field may hold a line break
     offsets = pa.py_buffer(np.r_[starts, len(data)].astype(np.int32).tobytes())
     all_lines = pa.StringArray.from_buffers(n_lines, offsets, pa.py_buffer(block))
     try:
         all_lines.validate(full=True)  # valid UTF-8, checked without copying
     except pa.ArrowInvalid:
-        return None  # the slow path says which line holds the bad bytes
+        return None, n_lines  # the slow path says which line has bad bytes
     nonempty = np.flatnonzero(content_end > starts)
     invalid: list[tuple[int, str, int]] = []
 
@@ -291,7 +310,7 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
 
     try:
         table = pacsv.read_csv(
-            io.BytesIO(block),
+            pa.BufferReader(pa.py_buffer(block)),
             read_options=pacsv.ReadOptions(column_names=header, use_threads=False,
                                            block_size=len(block) + 1),
             parse_options=pacsv.ParseOptions(
@@ -302,20 +321,20 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
                 column_types={h: pa.string() for h in header},
                 strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None  # e.g. bytes that are not valid UTF-8: the slow path says where
+        return None, n_lines  # e.g. bytes not valid UTF-8: the slow path says where
     if any(num is None or not 1 <= num <= len(nonempty) for num, _, _ in invalid):
-        return None
+        return None, n_lines
     bad = np.array([nonempty[num - 1] for num, _, _ in invalid], dtype=np.int64)
     good = np.setdiff1d(nonempty, bad, assume_unique=True)
     if table.num_rows != len(good):
-        return None
+        return None, n_lines
     width = len(header)
     cols = [table.column(h).combine_chunks() for h in header]
     n_bad = len(bad)
     if n_bad:
         cols = [pa.concat_arrays([c, pa.nulls(n_bad, pa.string())]) for c in cols]
     rows = np.r_[good, bad]
-    line_col = pa.array(first_line + rows, pa.int64())
+    line_col = pa.array(rows, pa.int64())
     raw = pc.utf8_rtrim(all_lines.take(pa.array(rows, pa.int64())), characters="\r\n")
     errors = pa.array([None] * len(good) + [
         f"broken line: expected {width} fields, found {n}" for _, _, n in invalid],
@@ -324,7 +343,7 @@ def _fast_block(block: bytes, header: list[str], delimiter: str, quotechar: str,
         [*cols, line_col, raw, errors], names=[*header, "_line", "_raw", "_error"])
     if n_bad:
         batch = batch.take(pc.sort_indices(line_col))
-    return batch
+    return batch, n_lines
 
 
 def read_csv_records(path: str | Path, lines: list[int] | np.ndarray, *,
