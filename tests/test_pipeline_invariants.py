@@ -219,3 +219,25 @@ def test_run_report_renders_in_chromium(ran_project):
     shown = render_in_chromium(folder / s["paths"]["report"])
     assert shown["errors"] == [] and shown["console_errors"] == []
     assert shown["charts"] == shown["chart_divs"] >= 4
+    html = (folder / s["paths"]["report"]).read_text()
+    assert 'id="shap-plot-0"' in html and 'id="shap-plot-1"' in html
+    assert s["shap"]["explainer"] == "TreeExplainer"
+    assert s["shap"]["rows_used"] == min(2000, s["split"]["sizes"]["valid"])
+
+
+def test_a_linear_model_is_explained_by_linear_shap(fresh_project):
+    """The run's own model is what SHAP explains: with `kind: linear`, shap's
+    LinearExplainer, and the text column (thousands of hashed terms, summed)
+    among the columns that matter."""
+    import yaml
+
+    spec = yaml.safe_load((fresh_project / "mlsd.yaml").read_text())
+    spec["model"] = {"kind": "linear", "class_weight": "balanced"}
+    (fresh_project / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    s = json.loads(run_cli("run", "--json", cwd=fresh_project).stdout)
+    assert s["model"]["kind"] == "linear"
+    assert s["shap"]["explainer"] == "LinearExplainer"
+    assert s["shap"]["background_rows"] == 1000
+    cols = [c["column"] for c in s["shap"]["by_column"]]
+    assert set(cols) == {f["column"] for f in spec["features"]}
+    assert "text" in cols[:3]

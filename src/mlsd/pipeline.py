@@ -40,7 +40,7 @@ from .etl import (
 )
 from .features import FeaturePipeline
 from .lake import Catalog, Lake, check_name, dataset_node, inside
-from .models import ModelArtifact, encode_target, target_array, train
+from .models import ModelArtifact, encode_target, explain, target_array, train
 from .report import render_report
 from .spec import ProjectSpec, ValidateSpec, find_spec_file, load_spec, spec_hash
 from .trainingdata import SPLIT, TEST, TRAIN, VALID, assign_splits
@@ -434,6 +434,9 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
             task=spec.problem.task, time_column=spec.split.time,
             group=spec.split.group, allow_shared=spec.audit.allow_shared,
             seed=spec.seed)
+        # SHAP values of the run's own model, on validation rows
+        explanation = explain(result.learner, X[VALID], X[TRAIN], names,
+                              pipeline.block_slices(), seed=spec.seed)
         seen = {(f.check, tuple(f.columns)) for f in pair_audit.findings}
         findings = pair_audit.findings + [
             f for f in findings if (f.check, tuple(f.columns)) not in seen]
@@ -509,6 +512,9 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
             "model_id", "kind", "task", "target", "classes", "threshold",
             "threshold_objective", "n_features", "metrics", "beats_baselines")}},
         "importance": result.importance[:10],
+        "shap": None if explanation is None else {
+            k: explanation[k] for k in ("explainer", "rows_used", "background_rows")
+        } | {"by_column": explanation["by_column"][:15]},
         "audit": [f.to_dict() for f in findings],
         "audit_design": pair_audit.design,
         "lineage": {"datasets": lineage_datasets},
@@ -519,7 +525,8 @@ def _run(project: Project, rep: Reporter, run_id: str, s_hash: str,
     with rep.stage("report"):
         summary["seconds"] = round((datetime.now(UTC) - started_at).total_seconds(), 3)
         render_report(summary, curves=result.curves, importance=result.importance,
-                      path=report_path, audit=pair_audit.to_dict())
+                      path=report_path, audit=pair_audit.to_dict(),
+                      explanation=explanation)
         report_node = catalog.add_artifact(f"report-{run_id}", kind="report",
                                            path=summary["paths"]["report"],
                                            run_id=run_id, metadata={})

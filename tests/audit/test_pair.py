@@ -162,6 +162,17 @@ def test_random_split_of_time_ordered_data():
                                                     time_column="t"))
 
 
+def test_profile_shows_times_as_dates():
+    cols = _synthetic()
+    train, test = split_table(_table(cols), "time:t", target="y")[:2]
+    prof = audit_pair(train, test, target="y", time_column="t",
+                      allow_shared=["customer"]).profile["columns"]
+    q = prof["t"]["quantiles"]
+    assert q["0"] == min(cols["t"]).isoformat(timespec="seconds")
+    assert q["0"] < q["0.5"] < q["1"] and q["1"].startswith("2024-")
+    assert isinstance(prof["x1"]["quantiles"]["0.5"], float)
+
+
 def test_feature_recorded_after_prediction_time():
     cols = _synthetic()
     rng = np.random.default_rng(2)

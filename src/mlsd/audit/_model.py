@@ -21,13 +21,13 @@ import pyarrow as pa
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import r2_score, roc_auc_score
 
+from ..models import SHAP_ROWS, beeswarm, shap_magnitude
 from ._data import Pair, codes_of, numeric
 from ._leakage import Finding
 
 PROBE_TREES = 100
 PROBE_ROWS = 50_000  # of the train sample: the probe and its refits
 PERMUTATION_ROWS = 5_000
-SHAP_ROWS = 2_000
 ABLATE_TOP = 3  # besides the flagged features, the most important ones
 # removing a feature multiplies the probe's error (1 - AUC, 1 - R2) by at least
 # this, and lowers its score by at least ABLATION_DROP: medium
@@ -164,21 +164,9 @@ def _shap(pair: Pair, model, X: np.ndarray, cols: list[str], result: Probe
             values = shap.TreeExplainer(model).shap_values(rows)
     except Exception:  # shap raises plain errors for models it cannot read
         return [None] * len(cols)
-    values = np.asarray(values)
-    if values.ndim == 3:  # one matrix per class: the magnitude, over classes
-        axis = 2 if values.shape[1] == len(cols) else 0
-        values = np.abs(values).mean(axis=axis)
+    values = shap_magnitude(values, len(cols))
     mean_abs = np.abs(values).mean(0)
-    order = np.argsort(-mean_abs)[:10]
-    points = []
-    for j in order:
-        x = rows[:, j]
-        ok = np.isfinite(x)
-        lo, hi = (np.nanmin(x), np.nanmax(x)) if ok.any() else (0, 1)
-        scaled = np.where(ok, (x - lo) / (hi - lo if hi > lo else 1), np.nan)
-        points.append({"feature": cols[j], "shap": np.round(values[:, j], 5).tolist(),
-                       "value": [None if not np.isfinite(v) else round(float(v), 4)
-                                 for v in scaled]})
+    points = beeswarm(values, rows, cols)
     result.shap = {"rows_used": len(rows), "beeswarm": points}
     return mean_abs.tolist()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,11 @@ def design_review(pair: Pair, probe: _model.Probe | None,
     return out
 
 
+def _when(seconds: float) -> str:
+    """A time (seconds since 1970, UTC) as ISO 8601 text."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
 def profile(pair: Pair) -> dict[str, Any]:
     """Types, missing values, distinct counts, a summary of each column, and
     the class balance (or the target's quantiles)."""
@@ -172,9 +178,11 @@ def profile(pair: Pair) -> dict[str, Any]:
             x = numeric(arr)
             x = x[np.isfinite(x)]
             if len(x):
-                doc["quantiles"] = {str(q): float(v) for q, v in zip(
-                    (0, 0.25, 0.5, 0.75, 1), np.quantile(x, [0, .25, .5, .75, 1]),
-                    strict=True)}
+                dated = pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type)
+                qs = (0, 0.25, 0.5, 0.75, 1)
+                doc["quantiles"] = {str(q): _when(v) if dated else float(v)
+                                    for q, v in zip(qs, np.quantile(x, qs),
+                                                    strict=True)}
         elif kind in ("categorical", "id"):
             top = pc.value_counts(arr.drop_null()).to_pylist()
             top.sort(key=lambda d: -d["counts"])

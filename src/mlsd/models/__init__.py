@@ -9,6 +9,7 @@ schema, threshold, metrics and lineage.
 """
 
 from ._artifact import FEATURES, INPUT_SCHEMA, MANIFEST, ModelArtifact
+from ._explain import SHAP_ROWS, beeswarm, explain, shap_magnitude
 from ._learners import LEARNERS, Learner, LightGBMLearner, LinearLearner
 from ._metrics import (
     PRIMARY,
@@ -27,17 +28,21 @@ __all__ = [
     "LEARNERS",
     "MANIFEST",
     "PRIMARY",
+    "SHAP_ROWS",
     "Learner",
     "LightGBMLearner",
     "LinearLearner",
     "ModelArtifact",
     "TrainResult",
+    "beeswarm",
     "binary_metrics",
     "choose_threshold",
     "curves",
     "encode_target",
+    "explain",
     "multiclass_metrics",
     "regression_metrics",
+    "shap_magnitude",
     "target_array",
     "task_metrics",
     "train",

@@ -96,12 +96,14 @@ def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
 
 def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
                   importance: list[dict[str, Any]], path: Path,
-                  audit: dict[str, Any] | None = None) -> Path:
+                  audit: dict[str, Any] | None = None,
+                  explanation: dict[str, Any] | None = None) -> Path:
     """Write the HTML report of one run to ``path``.
 
     ``summary`` is the run summary (what ``mlsd run --json`` prints); the report
     only renders what the stages recorded. ``audit`` is the run's pair audit
-    (``AuditResult.to_dict()``), whose checks and charts get their section.
+    (``AuditResult.to_dict()``), whose checks and charts get their section;
+    ``explanation`` the SHAP values of the run's model (:func:`models.explain`).
     """
     plots: list[tuple[str, str]] = []
     model = summary.get("model") or {}
@@ -144,6 +146,16 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
                    [i["feature"] for i in importance[:20]],
                    [i["importance"] for i in importance[:20]], "importance")
         plots.append(("importance-plot", _fig_html(fig, "importance-plot")))
+    if explanation:
+        cols = explanation["by_column"][:20]
+        fig = _bar(f"Mean |SHAP| per source column ({explanation['explainer']})",
+                   [c["column"] for c in cols], [c["shap"] for c in cols],
+                   f"mean |sum of its inputs' SHAP|, "
+                   f"{explanation['rows_used']:,} validation rows")
+        plots.append(("shap-plot-0", _fig_html(fig, "shap-plot-0")))
+        fig = _beeswarm(explanation["beeswarm"], "SHAP values of the model")
+        if fig is not None:
+            plots.append(("shap-plot-1", _fig_html(fig, "shap-plot-1")))
     audit_charts, audit_model_charts = audit_plots(audit) if audit else ([], [])
     page = _env.get_template("report.html.j2").render(
         s=summary, plots=plots, data_plots=data_plots, plotly_js=get_plotlyjs(),
@@ -227,27 +239,37 @@ def audit_plots(doc: dict[str, Any]) -> tuple[list[tuple[str, str]],
                           yaxis={"tickmode": "linear", "automargin": True})
         div = f"audit-plot-{len(plots) + len(model_plots)}"
         model_plots.append((div, _fig_html(fig, div)))
-    bee = (model.get("shap") or {}).get("beeswarm") or []
-    if bee:
-        fig = go.Figure()
-        rng = np.random.default_rng(0)
-        for i, b in enumerate(reversed(bee)):
-            n = len(b["shap"])
-            fig.add_scattergl(
-                x=b["shap"], y=i + rng.uniform(-0.3, 0.3, n), mode="markers",
-                name=b["feature"], showlegend=False,
-                marker={"size": 4, "opacity": 0.6, "color": [
-                    -1 if v is None else v for v in b["value"]],
-                    "colorscale": "Bluered", "cmin": 0, "cmax": 1,
-                    "showscale": i == 0, "colorbar": {"title": "value"}})
-        fig.update_layout(title="SHAP values (validation rows; colour: feature value)",
-                          xaxis_title="SHAP value (effect on the model's output)",
-                          yaxis={"tickmode": "array", "tickvals": list(range(len(bee))),
-                                 "ticktext": [b["feature"] for b in reversed(bee)],
-                                 "automargin": True}, height=max(360, 40 * len(bee)))
+    fig = _beeswarm((model.get("shap") or {}).get("beeswarm") or [],
+                    "SHAP values of the probe")
+    if fig is not None:
         div = f"audit-plot-{len(plots) + len(model_plots)}"
         model_plots.append((div, _fig_html(fig, div)))
     return plots, model_plots
+
+
+def _beeswarm(bee: list[dict[str, Any]], title: str) -> go.Figure | None:
+    """A beeswarm plot: one row of points per feature, a point per explained
+    row at its SHAP value, coloured by the feature's (scaled) value."""
+    if not bee:
+        return None
+    fig = go.Figure()
+    rng = np.random.default_rng(0)
+    for i, b in enumerate(reversed(bee)):
+        n = len(b["shap"])
+        fig.add_scattergl(
+            x=b["shap"], y=i + rng.uniform(-0.3, 0.3, n), mode="markers",
+            name=b["feature"], showlegend=False,
+            marker={"size": 4, "opacity": 0.6, "color": [
+                -1 if v is None else v for v in b["value"]],
+                "colorscale": "Bluered", "cmin": 0, "cmax": 1,
+                "showscale": i == 0, "colorbar": {"title": "input value"}})
+    fig.update_layout(title=title,
+                      xaxis_title="SHAP value on validation rows (effect on the "
+                                  "output)",
+                      yaxis={"tickmode": "array", "tickvals": list(range(len(bee))),
+                             "ticktext": [b["feature"] for b in reversed(bee)],
+                             "automargin": True}, height=max(360, 40 * len(bee)))
+    return fig
 
 
 def leak_table(doc: dict[str, Any]) -> list[tuple[str, str | None]]:
