@@ -79,7 +79,6 @@ class Spool:
                                     stored)
         self._rej = pa.ipc.new_file(pa.OSFile(str(self.folder / REJECTED), "wb"),
                                     rejected_schema)
-        self._n_acc = 0
         self._counts: list[int] = []  # rows per accepted batch
         self._acc_open = self._rej_open = True
 
@@ -100,10 +99,9 @@ class Spool:
             n = accepted.num_rows
             self._narrow.append(pa.RecordBatch.from_arrays(
                 [accepted.column(c) for c in self._narrow_cols]
-                + [pa.array(np.full(n, self._n_acc, np.int32)),
+                + [pa.array(np.full(n, len(self._counts), np.int32)),
                    pa.array(np.arange(n, dtype=np.int32))],
                 names=[*self._narrow_cols, BATCH, ROW]))
-        self._n_acc += 1
         self._counts.append(accepted.num_rows)
         if rejected.num_rows:
             self._rej.write_batch(rejected)
@@ -224,16 +222,11 @@ class Spool:
         i = self._constant.index(column)
         self._constants = [(*v[:i], value, *v[i + 1:]) for v in self._constants]
 
-    def accepted(self) -> Iterator[pa.RecordBatch]:
-        """The accepted batches, without the rows moved by repeat checks."""
-        self.close()
-        for b, batch in enumerate(_batches(self.folder / ACCEPTED)):
-            yield self._kept(b, batch)
-
     def accepted_parts(self, rows: int) -> list[Callable[[], pa.Table]]:
-        """The accepted rows (as :meth:`accepted`) in parts of at least ``rows``
-        rows (the last may be smaller), each read when called: a writer thread
-        reads, filters and writes its own part, with no thread in between."""
+        """The accepted rows, without those moved by repeat checks, in parts of
+        at least ``rows`` rows (the last may be smaller), each read when called:
+        a writer thread reads, filters and writes its own part, with no thread
+        in between."""
         self.close()
         parts, group, n = [], [], 0
         for b, count in enumerate(self._counts):
