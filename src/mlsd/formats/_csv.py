@@ -354,8 +354,10 @@ def read_csv_records(path: str | Path, lines: list[int] | np.ndarray, *,
 
     For records the load kept at first and settled later (a repeated key): the
     quarantine keeps the line as it was in the file. One pass over the bytes
-    finds where each line starts; a line with an even count of quotes is the
-    whole record, else the ``csv`` module reads the record from there.
+    finds where each line starts; a line without a quote is the whole record,
+    else the ``csv`` module reads the record from there, as the reader does
+    from a record's start (and as pyarrow does for a line of well-formed
+    quoted fields).
     """
     wanted = np.unique(np.asarray(lines, dtype=np.int64))
     starts = np.full(len(wanted), -1, dtype=np.int64)
@@ -379,7 +381,7 @@ def read_csv_records(path: str | Path, lines: list[int] | np.ndarray, *,
                 continue  # past the end: the file changed
             fh.seek(start)
             raw = fh.readline()
-            if raw.count(quote) % 2 == 0:
+            if quote not in raw:  # no quote: the line is the whole record
                 out[line] = _strip_eol(raw.decode(encoding, errors="replace"))
                 continue
             fh.seek(start)
