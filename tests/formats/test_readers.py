@@ -133,6 +133,24 @@ _field = st.one_of(
 _row = st.lists(_field, min_size=1, max_size=5)
 
 
+def _csv_text(header: list[str], rows: list[list[str]], quote_all: bool = False
+              ) -> str:
+    """A CSV file's text by the csv module; an empty row is a blank line."""
+    import csv as pycsv
+    import io
+
+    buf = io.StringIO()
+    w = pycsv.writer(buf, lineterminator="\n",
+                     quoting=pycsv.QUOTE_ALL if quote_all else pycsv.QUOTE_MINIMAL)
+    w.writerow(header)
+    for r in rows:
+        if r:
+            w.writerow(r)
+        else:
+            buf.write("\n")
+    return buf.getvalue()
+
+
 @settings(deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.one_of(_row, st.just([])), max_size=40),
@@ -140,22 +158,10 @@ _row = st.lists(_field, min_size=1, max_size=5)
        last_newline=st.booleans())
 def test_fast_and_slow_csv_paths_agree(tmp_path, monkeypatch, rows, quote_all,
                                         block, last_newline):
-    import csv as pycsv
-    import io
-
     from mlsd.formats import _csv
 
-    buf = io.StringIO()
-    w = pycsv.writer(buf, lineterminator="\n",
-                     quoting=pycsv.QUOTE_ALL if quote_all else pycsv.QUOTE_MINIMAL)
-    w.writerow(["a", "b", "c"])
-    for r in rows:
-        if r:
-            w.writerow(r)
-        else:
-            buf.write("\n")
+    text = _csv_text(["a", "b", "c"], rows, quote_all=quote_all)
     p = tmp_path / "x.csv"
-    text = buf.getvalue()
     p.write_bytes((text if last_newline else text.removesuffix("\n")).encode())
     monkeypatch.setattr(_csv, "BLOCK_BYTES", block)
     fast = list(read_csv(p, chunk_rows=7))
@@ -172,21 +178,10 @@ def test_fast_and_slow_csv_paths_agree(tmp_path, monkeypatch, rows, quote_all,
 def test_csv_records_are_found_again_by_line(tmp_path, monkeypatch, rows, block):
     """What a repeat check keeps for a moved row: the record that starts at a
     line, exactly as the reader gave it in _raw."""
-    import csv as pycsv
-    import io
-
     from mlsd.formats import _csv, read_csv_records
 
-    buf = io.StringIO()
-    w = pycsv.writer(buf, lineterminator="\n")
-    w.writerow(["a", "b"])
-    for r in rows:
-        if r:
-            w.writerow(r)
-        else:
-            buf.write("\n")
     p = tmp_path / "x.csv"
-    p.write_bytes(buf.getvalue().encode())
+    p.write_bytes(_csv_text(["a", "b"], rows).encode())
     monkeypatch.setattr(_csv, "BLOCK_BYTES", block)
     expected = {r["_line"]: r["_raw"] for b in read_csv(p) for r in b.to_pylist()}
     assert read_csv_records(p, list(expected)[::-1]) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -383,21 +383,21 @@ def _csv_lines(spec: SourceSpec, root: Path
     the CSV files (what replay parses again), or None for other formats."""
 
     def raw_text(moved: pa.Table) -> pa.Array | None:
-        paths = moved.column(SOURCE).to_pylist()
-        if any(format_for(p, spec.format) != "csv" for p in set(paths)):
+        places = list(zip(moved.column(SOURCE).to_pylist(),
+                          moved.column("_line").to_pylist(), strict=True))
+        wanted: dict[str, list[int]] = defaultdict(list)
+        for path, line in places:
+            wanted[path].append(line)
+        if any(format_for(p, spec.format) != "csv" for p in wanted):
             return None
-        lines = moved.column("_line").to_numpy()
         found: dict[tuple[str, int], str] = {}
-        for path in set(paths):
+        for path, lines in wanted.items():
             full = Path(path) if Path(path).is_absolute() else root / path
-            wanted = [ln for p, ln in zip(paths, lines.tolist(), strict=True)
-                      if p == path]
-            for ln, text in read_csv_records(
-                    full, wanted, delimiter=spec.delimiter,
+            for line, text in read_csv_records(
+                    full, lines, delimiter=spec.delimiter,
                     quotechar=spec.quotechar, encoding=spec.encoding).items():
-                found[(path, ln)] = text
-        return pa.array([found.get((p, ln)) for p, ln in
-                         zip(paths, lines.tolist(), strict=True)], pa.string())
+                found[(path, line)] = text
+        return pa.array([found.get(place) for place in places], pa.string())
 
     return raw_text
 

@@ -70,13 +70,13 @@ class Spool:
         self._raw_text = raw_text
         self._constant = [c for c in constant if c in accepted_schema.names]
         self._constants: list[tuple] = []  # accepted batch -> constant values
-        stored = pa.schema([f for f in accepted_schema
-                            if f.name not in self._constant])
+        self._stored = pa.schema([f for f in accepted_schema
+                                  if f.name not in self._constant])
         self._narrow_cols = list(dict.fromkeys(narrow))
         self._narrow: list[pa.RecordBatch] = []
         self._dropped: dict[int, np.ndarray] = {}  # batch number -> rows left out
         self._acc = pa.ipc.new_file(pa.OSFile(str(self.folder / ACCEPTED), "wb"),
-                                    stored)
+                                    self._stored)
         self._rej = pa.ipc.new_file(pa.OSFile(str(self.folder / REJECTED), "wb"),
                                     rejected_schema)
         self._counts: list[int] = []  # rows per accepted batch
@@ -181,9 +181,8 @@ class Spool:
         schema = pa.schema([self.accepted_schema.field(c) for c in columns])
         stored = [c for c in columns if c not in self._constant]
         parts = []
+        fields = [self._stored.get_field_index(c) for c in stored]
         with pa.OSFile(str(self.folder / ACCEPTED), "rb") as source:
-            reader = pa.ipc.open_file(source)
-            fields = [reader.schema.get_field_index(c) for c in stored]
             reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(
                 included_fields=fields))
             for b, rows in groups:
