@@ -162,3 +162,68 @@ def test_first_run_freezes_the_inferred_schema(fresh_project):
         assert frozen["origin"]["rows_sampled"]
     assert all(src["schema_frozen"] for src in s["sources"])
     assert s["totals"]["rows_quarantined"] == 32
+
+
+HEAVY = ("sklearn", "lightgbm", "scipy", "duckdb", "deltalake", "pyarrow",
+         "pandas", "ibis", "shap")
+
+
+def test_the_cli_and_the_spec_import_nothing_heavy(fresh_project):
+    """`mlsd --help` and `mlsd spec check` (also on a spec with a typo) load
+    neither the ML nor the storage libraries."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import mlsd.cli, mlsd.spec\n"
+        f"heavy = {HEAVY!r}\n"
+        "loaded = lambda: sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
+        "print('import', loaded())\n"
+        "from mlsd.runtime import Project\n"
+        "try:\n"
+        "    mlsd.cli.app(['spec', 'check'], standalone_mode=False)\n"
+        "except Exception as err:\n"
+        "    print('error', type(err).__name__)\n"
+        "print('check', loaded())\n")
+    for spec in ("as is", "with a typo"):
+        if spec == "with a typo":
+            path = fresh_project / "mlsd.yaml"
+            path.write_text(path.read_text().replace("split:", "splt:"))
+        proc = subprocess.run([sys.executable, "-c", probe], cwd=fresh_project,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "import []" in proc.stdout and "check []" in proc.stdout, (
+            spec, proc.stdout)
+    assert "error SpecError" in proc.stdout
+
+
+@pytest.mark.slow
+def test_models_group_lists_by_default_and_shows_one(ran_project):
+    folder, s = ran_project
+    model_id = s["model"]["model_id"]
+    listed = run_cli("models", cwd=folder).stdout
+    assert model_id in listed and "best baseline" in listed
+    assert json.loads(run_cli("models", "--json", cwd=folder).stdout) == json.loads(
+        run_cli("models", "list", "--json", cwd=folder).stdout)
+    shown = json.loads(run_cli("models", "show", model_id[:12], "--json",
+                               cwd=folder).stdout)
+    assert shown["model_id"] == model_id and shown["metrics"] == s["model"]["metrics"]
+    assert shown["lineage"]["training"]["dataset"] == "training/forum-spam"
+    text = run_cli("models", "show", model_id, cwd=folder).stdout
+    assert "model (test)" in text and model_id in text
+    assert "no model 'zzz'" in _fails(folder, "models", "show", "zzz")
+
+
+def test_stages_lists_reads_writes_and_where_a_run_can_start(fresh_project):
+    rows = json.loads(run_cli("stages", "--json", cwd=fresh_project).stdout)
+    assert [r["stage"] for r in rows] == ["ingest", "table", "split", "features",
+                                          "train", "audit", "report"]
+    by = {r["stage"]: r for r in rows}
+    assert by["split"]["reads"] == {"training": "dataset"}
+    assert by["train"]["can_start_here"] is False
+    assert by["audit"]["module"] == "mlsd.audit"
+    msg = _fails(fresh_project, "run", "--from", "train")
+    assert "'features', which stage 'features' keeps in memory only" in msg
+    assert "Start from one of: ingest, table, split, features, audit" in msg
+    assert not (fresh_project / ".mlsd").exists()  # said before anything ran

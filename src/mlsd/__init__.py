@@ -6,7 +6,7 @@ features that behave the same in training and serving, used to train a model nex
 to simple baselines, audited for leakage, reported, and served. Every artifact can
 be traced back to the rows it came from.
 
-``mlsd.run(path)`` runs the whole pipeline from Python; ``mlsd`` is the command line.
+``mlsd.run(path)`` runs the stages from Python; ``mlsd`` is the command line.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -18,7 +18,12 @@ except PackageNotFoundError:  # running from a source tree
 
 
 def run(project=None, **kwargs):
-    """Run the whole pipeline on a project folder; see :func:`mlsd.pipeline.run`."""
+    """Run the stages on a project folder; see :func:`mlsd.pipeline.run`.
+
+    ``mlsd.run("demo")`` runs them all; ``until="split"`` stops after a stage,
+    ``from_="features"`` starts at one, reusing what the stages before it
+    persisted; ``stages=[...]`` runs your own list of stages.
+    """
     from .pipeline import run as _run
 
     return _run(project, **kwargs)

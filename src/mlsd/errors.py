@@ -14,6 +14,7 @@ __all__ = [
     "LakeError",
     "NotFittedError",
     "ModelError",
+    "StageError",
 ]
 
 
@@ -50,3 +51,8 @@ class NotFittedError(MlsdError, AttributeError):
 
 class ModelError(MlsdError):
     """A model cannot be trained, found or loaded."""
+
+
+class StageError(MlsdError):
+    """A stage is declared or used wrongly, or a run cannot start where asked
+    (``mlsd run --from``): the message names the stage and what to do."""

@@ -70,3 +70,50 @@ def test_delete_refuses_several_statements(fresh_project):
     proc = run_cli("lake", "delete", "posts_log", "--where",
                    "1=1; DROP TABLE x", cwd=fresh_project, check=False)
     assert proc.returncode == 2 and "no ';'" in proc.stderr
+
+
+def test_delete_reaches_the_training_table_and_its_split(fresh_project):
+    """The training table copies the sources' rows: an erasure takes them out
+    of it (and their split rows) at once, and a vacuum from every old file."""
+    import mlsd
+    from mlsd.errors import StageError
+
+    folder = fresh_project
+    mlsd.run(folder, until="split")
+    train = DeltaTable(str(folder / ".mlsd/lake/training/forum-spam")
+                       ).to_pyarrow_table()
+    log_rows = [r for r in train.select(["author_id", "_source", "_row"]
+                                        ).to_pylist()
+                if r["_source"].endswith("posts_log.jsonl")]
+    author = log_rows[0]["author_id"]
+    gone = {r["_row"] for r in log_rows if r["author_id"] == author}
+    kept_elsewhere = [r for r in train.select(["author_id", "_source"]).to_pylist()
+                      if r["author_id"] == author
+                      and not r["_source"].endswith("posts_log.jsonl")]
+    res = json.loads(run_cli("lake", "delete", "posts_log", "--where",
+                             f"author_id = '{author}'", "--json",
+                             cwd=folder).stdout)
+    assert res["training"]["deleted"] == len(gone)
+    assert res["training"]["splits"]["deleted"] == len(gone)
+    now = DeltaTable(str(folder / ".mlsd/lake/training/forum-spam")
+                     ).to_pyarrow_table()
+    left = [r for r in now.select(["author_id", "_source"]).to_pylist()
+            if r["author_id"] == author]
+    assert left == kept_elsewhere  # only posts_log's rows were erased
+    split = DeltaTable(str(folder / ".mlsd/lake/splits/forum-spam")
+                       ).to_pyarrow_table()
+    assert not gone & set(split.column("_row").to_pylist())
+    run_cli("lake", "vacuum", "--retention-hours", "0", cwd=folder)
+    import pyarrow.parquet as pq
+
+    for p in (folder / ".mlsd/lake/training").rglob("*.parquet"):
+        if "_delta_log" in p.parts:
+            continue
+        t = pq.read_table(p, columns=["author_id", "_source"]).to_pylist()
+        assert not [r for r in t if r["author_id"] == author
+                    and r["_source"].endswith("posts_log.jsonl")], p
+    # a run cannot start after the erasure on what it changed
+    with pytest.raises(StageError, match=r"sources/posts_log@0 in run .*changed "
+                                         r"since, outside a run \(version 1 "
+                                         r"\(DELETE\)"):
+        mlsd.run(folder, from_="table")

@@ -8,7 +8,8 @@ generalisation depends on (missing-rate and distribution shift, unseen
 categories, class imbalance). Each :class:`Finding` carries a check name, a
 severity (thresholds in :data:`THRESHOLDS`), the columns, a message and the
 evidence numbers, with the rows they used. :func:`audit_splits` is the check
-``mlsd run`` makes on its own splits.
+``mlsd run`` makes on its own splits; the :func:`audit` stage of ``mlsd run``
+makes both, and explains the run's model with SHAP.
 """
 
 from ._checks import THRESHOLDS
@@ -20,12 +21,14 @@ from ._leakage import (
     group_overlap,
 )
 from ._pair import AuditResult, audit_pair, split_table
+from ._stage import audit
 
 __all__ = [
     "SEVERITIES",
     "THRESHOLDS",
     "AuditResult",
     "Finding",
+    "audit",
     "audit_pair",
     "audit_splits",
     "duplicates_across_splits",

@@ -5,6 +5,7 @@ A source's schema is declared or inferred by a robust vote and frozen to
 spec's constraints; a failing row goes whole to the source's quarantine with every
 reason. :func:`load_source` commits accepted rows (each with its file, sha256, line
 and load id) as one Delta version, and records rows in = stored + quarantined.
+The :func:`ingest` stage of ``mlsd run`` loads every source.
 """
 
 from ._coerce import (
@@ -30,6 +31,7 @@ from ._load import (
 from ._quarantine import quarantine_matches, quarantine_rows, replay
 from ._read import ReadResult, read_table
 from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
+from ._stage import ingest, load_sources, load_summary
 from ._transform import Transformer
 from ._validate import (
     LOAD_ID,
@@ -44,21 +46,21 @@ from ._validate import (
 
 __all__ = [
     "ARROW_TYPES",
-    "TypeName",
-    "arrow_type",
+    "EXTENSIONS",
     "LOAD_ID",
     "PROVENANCE",
-    "ReadResult",
     "QUARANTINE_SCHEMA",
-    "Transformer",
     "SOURCE",
     "SOURCE_SHA",
-    "EXTENSIONS",
     "DataSchema",
     "LoadResult",
+    "ReadResult",
+    "Transformer",
+    "TypeName",
     "Validated",
     "Validator",
     "accepted_schema",
+    "arrow_type",
     "coerce",
     "coerce_any",
     "connector_for",
@@ -66,18 +68,21 @@ __all__ = [
     "infer_schema",
     "infer_type",
     "infer_type_any",
+    "ingest",
     "load_schema",
     "load_source",
+    "load_sources",
+    "load_summary",
     "logical_type",
-    "type_label",
     "nullify",
     "parse_dataset",
     "quarantine_matches",
     "quarantine_rows",
     "read_table",
-    "replay",
     "reinfer_schema",
+    "replay",
     "resolve_schema",
     "save_schema",
     "schema_path",
+    "type_label",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -105,6 +106,10 @@ class FeaturePipeline:
             raise NotFittedError("FeaturePipeline: call analyze() first")
         doc = {"version": STATE_VERSION, "features": self.state_}
         return json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+    def digest(self) -> str:
+        """The sha256 of the state: equal digests, equal outputs."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     @classmethod
     def from_json(cls, text: str) -> FeaturePipeline:

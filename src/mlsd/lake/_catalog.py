@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS dataset_versions (
 CREATE TABLE IF NOT EXISTS artifacts (
     artifact_id TEXT PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL,
     run_id TEXT, created_at TEXT NOT NULL, metadata TEXT);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    run_id TEXT NOT NULL, stage TEXT NOT NULL, status TEXT NOT NULL,
+    started_at TEXT NOT NULL, seconds REAL, settings TEXT, code_version TEXT,
+    reads TEXT, outputs TEXT, summary TEXT, error TEXT,
+    PRIMARY KEY (run_id, stage));
 CREATE TABLE IF NOT EXISTS edges (
     src TEXT NOT NULL, dst TEXT NOT NULL, relation TEXT NOT NULL, run_id TEXT,
     PRIMARY KEY (src, dst, relation));
@@ -44,6 +49,14 @@ CREATE TABLE IF NOT EXISTS edges (
 def now() -> str:
     """UTC time as ISO 8601 text, the catalog's time format."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _stage_row(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for k in ("settings", "outputs", "summary"):
+        out[k] = json.loads(out[k] or "{}")
+    out["reads"] = json.loads(out["reads"] or "[]")
+    return out
 
 
 def dataset_node(area: str, name: str, version: int) -> str:
@@ -99,6 +112,40 @@ class Catalog:
             rows = con.execute("SELECT * FROM runs ORDER BY started_at").fetchall()
         return [dict(r) for r in rows]
 
+    # stages of runs ------------------------------------------------------------
+    def add_stage_run(self, *, run_id: str, stage: str, status: str,
+                      started_at: str, seconds: float, settings: dict[str, Any],
+                      code_version: str, reads: list[str],
+                      outputs: dict[str, Any], summary: dict[str, Any],
+                      error: str | None = None) -> None:
+        """Record one stage of a run: its time, what it read, the persisted
+        outputs it wrote (as refs) and its summary entries."""
+        with self._db() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO stage_runs VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, stage, status, started_at, seconds,
+                 json.dumps(settings, sort_keys=True, default=str), code_version,
+                 json.dumps(reads), json.dumps(outputs, default=str),
+                 json.dumps(summary, default=str), error))
+
+    def stage_runs(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Stage records, oldest first (of one run, or of all)."""
+        sql, args = "SELECT * FROM stage_runs", ()
+        if run_id:
+            sql, args = sql + " WHERE run_id = ?", (run_id,)
+        with self._db() as con:
+            rows = con.execute(sql + " ORDER BY started_at, rowid", args).fetchall()
+        return [_stage_row(r) for r in rows]
+
+    def last_stage_run(self, stage: str) -> dict[str, Any] | None:
+        """The latest record of ``stage`` that completed, if any."""
+        with self._db() as con:
+            row = con.execute(
+                "SELECT * FROM stage_runs WHERE stage = ? AND status = 'done' "
+                "ORDER BY started_at DESC, rowid DESC LIMIT 1", (stage,)).fetchone()
+        return None if row is None else _stage_row(row)
+
     # files, loads, dataset versions -----------------------------------------
     def add_file(self, *, sha256: str, path: str, size: int) -> str:
         with self._db() as con:
@@ -137,6 +184,13 @@ class Catalog:
                  rows_stored, rows_quarantined, json.dumps(reasons),
                  json.dumps(files), run_id, now(), watermark),
             )
+
+    def load_ids(self, source: str) -> list[str]:
+        """The id of every load of ``source`` (its rows carry it as ``_load_id``)."""
+        with self._db() as con:
+            rows = con.execute("SELECT load_id FROM loads WHERE source = ? "
+                               "ORDER BY created_at, rowid", (source,)).fetchall()
+        return [r["load_id"] for r in rows]
 
     def loaded_files(self, source: str) -> set[tuple[str, str]]:
         """(path, sha256) of every file some load of ``source`` committed."""

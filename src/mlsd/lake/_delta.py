@@ -22,7 +22,9 @@ from ..errors import LakeError
 from ._paths import check_name, inside
 
 WRITE_ID = "mlsd.write_id"
-AREAS = ("sources", "quarantine", "splits", "scored")
+AREAS = ("sources", "quarantine", "training", "splits", "scored")
+# commits after which a table holds the same rows as before
+KEEPS_DATA = ("VACUUM START", "VACUUM END", "OPTIMIZE")
 WRITE_THREADS = 2  # the machines this runs on have 2 cores
 FILE_ROWS = 512 * 1024  # rows per Parquet file (and row group) of a write
 # A column whose dictionary outgrows this is written plain: pyarrow's 1 MiB
@@ -93,6 +95,20 @@ class Lake:
         if not self.exists(area, name):
             return None
         return self._table(area, name).version()
+
+    def changes_since(self, area: str, name: str, version: int) -> list[str]:
+        """The data-changing commits after ``version`` (``"3 (DELETE)"`` ...):
+        an empty list when the data is still what ``version`` holds. A vacuum's
+        commits remove files no version still needs, so they change nothing."""
+        if not self.exists(area, name):
+            return ["the dataset was removed"]
+        out: list[tuple[int, str]] = []
+        for h in self._table(area, name).history():
+            v = int(h.get("version", -1))
+            op = str(h.get("operation", ""))
+            if v > version and op not in KEEPS_DATA:
+                out.append((v, f"{v} ({op})"))
+        return [text for _, text in sorted(out)]
 
     def last_write(self, area: str, name: str) -> dict[str, Any] | None:
         """The commit info of the latest version (holds ``mlsd.*`` metadata)."""

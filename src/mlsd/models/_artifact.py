@@ -18,6 +18,7 @@ from ._learners import LEARNERS, Learner
 MANIFEST = "manifest.json"
 FEATURES = "features.json"
 INPUT_SCHEMA = "input_schema.json"
+EVALUATION = "evaluation.json"
 
 
 def _sha(path: Path) -> str:
@@ -68,15 +69,23 @@ class ModelArtifact:
 
     @staticmethod
     def save(folder: Path, *, manifest: dict[str, Any], pipeline: FeaturePipeline,
-             learner: Learner, input_schema: dict[str, Any]) -> Path:
+             learner: Learner, input_schema: dict[str, Any],
+             evaluation: dict[str, Any] | None = None) -> Path:
+        """Write the artifact; ``evaluation`` (the test curves and the
+        importance) is kept for reports made later from the artifact."""
         folder.mkdir(parents=True, exist_ok=False)
         model_file = learner.save(folder)
         (folder / FEATURES).write_text(pipeline.to_json(), encoding="utf-8")
         (folder / INPUT_SCHEMA).write_text(
             json.dumps(input_schema, indent=1, sort_keys=True) + "\n",
             encoding="utf-8")
-        files = {name: _sha(folder / name)
-                 for name in (model_file, FEATURES, INPUT_SCHEMA)}
+        names = [model_file, FEATURES, INPUT_SCHEMA]
+        if evaluation is not None:
+            (folder / EVALUATION).write_text(
+                json.dumps(evaluation, sort_keys=True, default=float) + "\n",
+                encoding="utf-8")
+            names.append(EVALUATION)
+        files = {name: _sha(folder / name) for name in names}
         doc = {**manifest, "model_file": model_file, "files": files}
         (folder / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True,
                                                   default=str) + "\n",
@@ -106,6 +115,18 @@ class ModelArtifact:
         schema = json.loads((folder / INPUT_SCHEMA).read_text(encoding="utf-8"))
         return cls(folder=folder, manifest=manifest, pipeline=pipeline,
                    learner=learner, input_schema=schema)
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        """The test curves and importance saved with the model (empty for
+        artifacts saved without them)."""
+        path = self.folder / EVALUATION
+        if EVALUATION not in self.manifest.get("files", {}):
+            return {"curves": {}, "importance": []}
+        if _sha(path) != self.manifest["files"][EVALUATION]:
+            raise ModelError(f"{path}: changed since the model was saved (sha256 "
+                             f"mismatch)")
+        return json.loads(path.read_text(encoding="utf-8"))
 
     def score(self, table: pa.Table) -> np.ndarray:
         """Raw model output for typed rows (probabilities or values)."""

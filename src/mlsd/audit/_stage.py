@@ -1,0 +1,66 @@
+"""The audit stage: the pair audit of the run's split and SHAP of its model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from ..models import explain, labelled_matrices, load_model
+from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
+from ..trainingdata import TEST, TRAIN, VALID, split_parts
+from ._leakage import audit_splits
+from ._pair import audit_pair
+
+
+def _settings(ctx: RunContext) -> dict[str, Any]:
+    spec = ctx.spec
+    return {"audit": spec.audit, "time": spec.split.time, "group": spec.split.group,
+            "key": spec.key, "task": spec.problem.task, "seed": spec.seed}
+
+
+@stage(writes={"audit": "memory"}, settings=_settings)
+def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+          model: ArtifactRef) -> StageResult:
+    """Audit the run's split for leakage and generalisation (the checks of
+    ``mlsd audit`` on train+valid against test, over the columns the model
+    reads) and explain the model with SHAP on validation rows."""
+    spec = ctx.spec
+    target = spec.problem.target
+    artifact = load_model(ctx, model)
+    pipeline = artifact.pipeline
+    rows, labels, parts = split_parts(ctx, training, splits)
+    findings = audit_splits(rows, labels, feature_columns=pipeline.columns,
+                            key=spec.key, group=spec.split.group,
+                            allow_shared=spec.audit.allow_shared)
+    # the same audit `mlsd audit` makes, on train (+ valid) against test,
+    # over the columns the model reads
+    audit_cols = list(dict.fromkeys(
+        [*pipeline.columns, target,
+         *([spec.split.time] if spec.split.time else []),
+         *([spec.split.group] if spec.split.group else []),
+         *[c for c in spec.audit.allow_shared if c in rows.column_names]]))
+    fit_rows = pa.concat_tables([parts[TRAIN], parts[VALID]]).select(audit_cols)
+    pair = audit_pair(fit_rows, parts[TEST].select(audit_cols), target=target,
+                      task=spec.problem.task, time_column=spec.split.time,
+                      group=spec.split.group, allow_shared=spec.audit.allow_shared,
+                      seed=spec.seed)
+    # SHAP values of the run's own model, on validation rows
+    X, _ = labelled_matrices(ctx, pipeline, artifact.manifest["classes"],
+                             training, splits)
+    explanation = explain(artifact.learner, X[VALID], X[TRAIN], pipeline.names(),
+                          pipeline.block_slices(), seed=spec.seed)
+    seen = {(f.check, tuple(f.columns)) for f in pair.findings}
+    findings = pair.findings + [f for f in findings
+                                if (f.check, tuple(f.columns)) not in seen]
+    shap = None if explanation is None else {
+        k: explanation[k] for k in ("explainer", "rows_used", "background_rows")
+    } | {"by_column": explanation["by_column"][:15]}
+    worst = [f.severity for f in findings]
+    return StageResult(
+        outputs={"audit": {"pair": pair.to_dict(), "explanation": explanation,
+                           "findings": findings}},
+        summary={"shap": shap, "audit": [f.to_dict() for f in findings],
+                 "audit_design": pair.design},
+        note=(f"{len(findings)} finding(s)"
+              + (f", {worst.count('high')} high" if "high" in worst else "")))

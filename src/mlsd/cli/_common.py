@@ -1,0 +1,144 @@
+"""What every command module shares: consoles, options, progress, output.
+
+Heavy libraries are imported inside the commands that need them, never here:
+``mlsd --help`` and ``mlsd spec check`` load neither Arrow nor DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from ..errors import MlsdError
+
+if TYPE_CHECKING:
+    from ..runtime import Project
+
+
+def _width(stream) -> int | None:
+    # Piped output is not cut at 80 columns: tables stay readable in logs.
+    return None if stream.isatty() else int(os.environ.get("COLUMNS", "120"))
+
+
+# markup off: data (reasons, file names, messages) may hold square brackets
+out = Console(highlight=False, markup=False, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, markup=False, width=_width(sys.stderr))
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="The spec file (default: mlsd.yaml here or in a parent).",
+    dir_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+SourceArg = Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Model id (default: the latest).")]
+
+
+def group(help: str, **kwargs: Any) -> typer.Typer:
+    """A command group (``mlsd spec ...``); without a name it adds its commands
+    to the root instead."""
+    kwargs.setdefault("no_args_is_help", True)
+    return typer.Typer(help=help, add_completion=False, **kwargs)
+
+
+def project(config: Path | None) -> Project:
+    """The project of ``-c FILE``, or of the nearest ``mlsd.yaml``."""
+    from ..runtime import Project
+
+    return Project.find(spec=config) if config else Project.find()
+
+
+def known_source(proj: Project, source: str) -> str:
+    if source not in proj.spec.sources:
+        raise MlsdError(f"unknown source {source!r}; sources are "
+                        f"{', '.join(proj.spec.sources)}")
+    return source
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def emit(result: Any, as_json: bool, show: Callable[[Any], None]) -> None:
+    """Print a command's result: as JSON for scripts, else as ``show`` draws it."""
+    if as_json:
+        print_json(result)
+    else:
+        show(result)
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+class RichReporter:
+    """Run progress on stderr: live bars on a terminal, plain lines else.
+
+    Steps nest: a stage's own steps (one per source in ``ingest``) show under
+    the stage, and in plain output each finished step is one line, indented
+    by its depth.
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = console.is_terminal
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}", style="bold", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}", markup=False), console=console,
+            disable=not self.live)
+        self._steps: list[dict[str, Any]] = []
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    @contextmanager
+    def stage(self, name: str, total: int | None = None) -> Iterator[RichReporter]:
+        depth = len(self._steps)
+        task = self.progress.add_task("  " * depth + name, total=total, note="")
+        step = {"task": task, "note": ""}
+        self._steps.append(step)
+        started = time.perf_counter()
+        try:
+            yield self
+        finally:
+            self._steps.pop()
+            secs = time.perf_counter() - started
+            done = self.progress.tasks[task].completed or 1
+            self.progress.update(task, total=done, completed=done)
+            if not self.live:
+                note = f": {step['note']}" if step["note"] else ""
+                self.console.print(f"{'  ' * depth}{name} ({secs:.1f}s){note}")
+
+    def advance(self, n: int = 1) -> None:
+        if self._steps:
+            self.progress.advance(self._steps[-1]["task"], n)
+
+    def note(self, text: str) -> None:
+        if self._steps:
+            self._steps[-1]["note"] = text
+            self.progress.update(self._steps[-1]["task"], note=text)

@@ -1,0 +1,132 @@
+"""The lake: ``mlsd lake`` (erasure, retention), ``mlsd sql``, ``mlsd export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ._common import (
+    ConfigOpt,
+    JsonOpt,
+    SourceArg,
+    emit,
+    fmt,
+    group,
+    out,
+    print_json,
+    project,
+)
+
+app = group("Retention and erasure in the lake.")
+top = group("", no_args_is_help=False)  # commands at the root: sql, export
+
+
+@app.command("vacuum")
+def lake_vacuum(
+    config: ConfigOpt = None,
+    retention_hours: Annotated[int | None, typer.Option(
+        help="Override the spec's lake.retention_hours (0: only the latest "
+        "version stays readable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the files that only versions older than the retention need.
+
+    Example: mlsd lake vacuum --retention-hours 0
+    """
+    from ..pipeline import vacuum
+
+    def show(res: list[dict[str, Any]]) -> None:
+        for r in res:
+            out.print(f"{r['dataset']}: {r['files_removed']} files removed "
+                      f"(retention {r['retention_hours']} h)")
+
+    emit(vacuum(project(config), retention_hours), as_json, show)
+
+
+@app.command("delete")
+def lake_delete(
+    source: SourceArg,
+    where: Annotated[str, typer.Option(help="SQL predicate of the rows to erase, "
+                                       "e.g. \"author_id = 'u000123'\".")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase rows (say, one person's data) from a source's dataset and its
+    quarantine; vacuum afterwards to erase them from old versions too.
+
+    Example: mlsd lake delete posts_log --where "author_id = 'u000123'"
+    """
+    from ..pipeline import delete_rows
+
+    def show(res: dict[str, Any]) -> None:
+        q = res.get("quarantine", {"deleted": 0})
+        tr = res.get("training") or {"deleted": 0}
+        out.print(f"deleted {res['dataset']['deleted']} rows from sources/{source} "
+                  f"(now @{res['dataset']['version']}), {q['deleted']} from its "
+                  f"quarantine and {tr['deleted']} from the training table and "
+                  f"its split; old versions keep them until `mlsd lake vacuum`")
+
+    emit(delete_rows(project(config), source, where), as_json, show)
+
+
+@top.command("sql")
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help="A SQL query; each source is a view.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+) -> None:
+    """Query the lake with SQL (DuckDB), each source's latest version as a view.
+
+    Example: mlsd sql "SELECT status, count(*) FROM orders GROUP BY status"
+    """
+    from ..pipeline import sql
+
+    table = sql(project(config), query)
+    if as_json:
+        print_json(table.slice(0, limit).to_pylist())
+        return
+    t = Table(title=f"{table.num_rows} rows", title_justify="left")
+    for name in table.column_names:
+        t.add_column(name)
+    for row in table.slice(0, limit).to_pylist():
+        t.add_row(*[fmt(v) for v in row.values()])
+    out.print(t)
+
+
+@top.command()
+def export(
+    dataset: Annotated[str, typer.Argument(help="A lake dataset: a source name, or "
+                                           "AREA/NAME (sources, quarantine, "
+                                           "training, splits).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="csv, jsonl, json, "
+                                        "parquet, avro, protobuf or pickle.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to "
+                                                "write (default: exports/ in the "
+                                                "project).")] = None,
+    version: Annotated[int | None, typer.Option(help="Dataset version (default: "
+                                                "the latest).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a lake dataset in any format mlsd reads.
+
+    Example: mlsd export posts_export --format avro
+    """
+    from ..etl import EXTENSIONS, export_dataset, parse_dataset
+    from ..formats import get_format
+    from ..lake import check_name, inside
+
+    get_format(format)  # refuse an unknown format before reading anything
+    proj = project(config)
+    area, name = parse_dataset(dataset)
+    if output is None:
+        output = inside(proj.root, "exports",
+                        f"{area}-{check_name(name)}{EXTENSIONS[format]}")
+    res = export_dataset(proj.lake, dataset, format, output, version=version)
+    emit(res, as_json, lambda res: out.print(
+        f"wrote {res['rows']} rows of {res['dataset']}@{res['version']} as "
+        f"{format} -> {res['output']}"))

@@ -1,0 +1,251 @@
+"""Models: ``mlsd models`` (list, show), ``mlsd lineage``, ``mlsd predict`` and
+``mlsd serve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..errors import MlsdError
+from ._common import (
+    ConfigOpt,
+    JsonOpt,
+    ModelOpt,
+    RichReporter,
+    emit,
+    err,
+    fmt,
+    group,
+    out,
+    project,
+)
+
+app = group("The models trained so far; with no command, list them.",
+            no_args_is_help=False, invoke_without_command=True)
+top = group("", no_args_is_help=False)  # commands at the root
+ModelIdArg = Annotated[str, typer.Argument(help="A model id (or a unique prefix).")]
+
+
+def _best(metric: str, values: list[float | None]) -> float | None:
+    from ..models import PRIMARY
+
+    higher = dict(PRIMARY.values()).get(metric, True)
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return max(present) if higher else min(present)
+
+
+def _model_rows(proj) -> list[dict[str, Any]]:
+    rows = []
+    for a in proj.catalog.artifacts("model"):
+        md = a["metadata"]
+        primary = md["metrics"]["primary"]
+        rows.append({
+            "model_id": a["artifact_id"], "created_at": a["created_at"],
+            "kind": md["kind"], "task": md["task"], "target": md["target"],
+            "primary_metric": primary,
+            "test": md["metrics"]["model"]["test"].get(primary),
+            "best_baseline_test": _best(primary, [
+                b["test"].get(primary) for b in md["metrics"]["baselines"].values()]),
+            "datasets": [f"{d['dataset']}@{d['version']}" for d in
+                         md["lineage"]["datasets"]],
+            "run_id": a["run_id"], "path": a["path"]})
+    return rows
+
+
+def _show_models(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        out.print("no model yet: run `mlsd run`")
+        return
+    t = Table(title="Models (metric on the test split)", title_justify="left")
+    for c in ("model id", "created", "kind", "metric", "model", "best baseline"):
+        t.add_column(c, no_wrap=True)
+    for r in rows:
+        t.add_row(r["model_id"], r["created_at"][:16], r["kind"],
+                  r["primary_metric"], fmt(r["test"]), fmt(r["best_baseline_test"]))
+    out.print(t)
+    last = rows[-1]
+    out.print(f"latest {last['model_id']} read " + ", ".join(last["datasets"]))
+
+
+@app.callback()
+def models(ctx: typer.Context, config: ConfigOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """List the models trained so far, their metrics and data versions.
+
+    Examples:
+      mlsd models --json
+      mlsd models show m2024
+    """
+    if ctx.invoked_subcommand is None:
+        emit(_model_rows(project(config)), as_json, _show_models)
+
+
+@app.command("list")
+def models_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List the models trained so far (what `mlsd models` alone prints).
+
+    Example: mlsd models list --json
+    """
+    emit(_model_rows(project(config)), as_json, _show_models)
+
+
+@app.command("show")
+def models_show(model_id: ModelIdArg, config: ConfigOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Show one model's manifest: task, learner and parameters, threshold,
+    metrics on valid and test next to the baselines', inputs and data.
+
+    Example: mlsd models show m20241201
+    """
+    import json
+
+    proj = project(config)
+    folder = proj.find_model(model_id)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+
+    def show(m: dict[str, Any]) -> None:
+        out.print(f"model {m['model_id']}: {m['kind']} for a {m['task']} task on "
+                  f"{m['target']!r}, {m['n_features']} inputs, created "
+                  f"{m['created_at'][:19]}")
+        if m.get("params"):
+            out.print(f"parameters: {m['params']}")
+        if m.get("threshold") is not None:
+            out.print(f"decision threshold {m['threshold']:.4f} (chosen on "
+                      f"validation for {m['threshold_objective']})")
+        metrics = m["metrics"]
+        base = metrics["baselines"]
+        names = sorted({k for part in ("valid", "test")
+                        for k in metrics["model"][part]})
+        names.sort(key=lambda n: n != metrics["primary"])  # primary first
+        t = Table(title=f"Metrics (primary: {metrics['primary']}); baselines: "
+                  + "; ".join(f"{b}: {v['description']}" for b, v in base.items()),
+                  title_justify="left")
+        for c in ("metric", "model (valid)", "model (test)",
+                  *[f"{b} (test)" for b in base]):
+            t.add_column(c, justify="left" if c == "metric" else "right")
+        for n in names:
+            t.add_row(n, fmt(metrics["model"]["valid"].get(n)),
+                      fmt(metrics["model"]["test"].get(n)),
+                      *[fmt(v["test"].get(n)) for v in base.values()])
+        out.print(t)
+        lin = m["lineage"]
+        out.print("data: " + ", ".join(f"{d['dataset']}@{d['version']}"
+                                       for d in lin["datasets"])
+                  + f"; split {lin['split']['dataset']}@{lin['split']['version']}")
+        out.print(f"folder: {folder.relative_to(proj.root)}")
+
+    emit(manifest, as_json, show)
+
+
+@top.command()
+def lineage(model_id: ModelIdArg, config: ConfigOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Walk from a model back to its dataset versions, loads and source files.
+
+    Example: mlsd lineage m20241201-abc
+    """
+    proj = project(config)
+    cat = proj.catalog
+    art = cat.artifact(model_id)
+    if art is None or art["kind"] != "model":
+        raise MlsdError(f"no model {model_id!r} (or more than one matches); "
+                        f"`mlsd models` lists them")
+    edges = cat.upstream(f"model:{art['artifact_id']}")
+    datasets = []
+    for d in art["metadata"]["lineage"]["datasets"]:
+        loads = cat.loads_for(d["dataset"], d["version"])
+        datasets.append({
+            "dataset": d["dataset"], "version": d["version"],
+            "rows_stored": d["rows"], "load_id": d["load_id"],
+            "loads": [{"load_id": ld["load_id"], "rows_in": ld["rows_in"],
+                       "rows_stored": ld["rows_stored"],
+                       "rows_quarantined": ld["rows_quarantined"],
+                       "quarantine": f"quarantine/{ld['source']}@"
+                                     f"{ld['quarantine_version']}",
+                       "files": ld["files"]} for ld in loads]})
+    lin = art["metadata"]["lineage"]
+    doc = {"model_id": art["artifact_id"], "path": art["path"],
+           "run_id": art["run_id"], "spec_hash": lin["spec_hash"],
+           "code_version": lin["code_version"], "training": lin.get("training"),
+           "split": lin["split"], "datasets": datasets, "edges": edges,
+           "rows": "every stored row carries _source, _source_sha256, _line and "
+                   "_load_id"}
+
+    def show(doc: dict[str, Any]) -> None:
+        out.print(f"model {doc['model_id']}  (run {doc['run_id']}, spec "
+                  f"{doc['spec_hash'][:12]}, mlsd {doc['code_version']})")
+        sp = doc["split"]
+        out.print(f"└─ split {sp['dataset']}@{sp['version']}: train {sp['train']}, "
+                  f"valid {sp['valid']}, test {sp['test']}")
+        if doc["training"]:
+            tr = doc["training"]
+            out.print(f"└─ training table {tr['dataset']}@{tr['version']}")
+        for d in doc["datasets"]:
+            out.print(f"└─ trained on {d['dataset']}@{d['version']} "
+                      f"({d['rows_stored']} rows)")
+            for ld in d["loads"]:
+                out.print(f"   └─ load {ld['load_id'][:12]}: {ld['rows_in']} rows "
+                          f"read, {ld['rows_stored']} stored, "
+                          f"{ld['rows_quarantined']} quarantined -> "
+                          f"{ld['quarantine']}")
+                for f in ld["files"]:
+                    out.print(f"      └─ file {f['path']} sha256 {f['sha256']} "
+                              f"({f.get('rows', '?')} rows, {f['size']} bytes)")
+
+    emit(doc, as_json, show)
+
+
+@top.command()
+def predict(
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL rows.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to "
+                                         "write.")],
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a file of raw rows with a model (the same path as serving).
+
+    Example: mlsd predict --input data/new_posts.csv --output scored.parquet
+    """
+    from ..pipeline import score_file
+
+    folder = project(config).find_model(model)
+    with RichReporter(err) as rep:
+        res = score_file(folder, input, output, reporter=rep)
+
+    def show(res: dict[str, Any]) -> None:
+        out.print(f"scored {res['scored']} of {res['rows_in']} rows with model "
+                  f"{res['model_version']} -> {res['output']}")
+        if res["rejected"]:
+            out.print(f"{res['rejected']} rows rejected, with reasons, -> "
+                      f"{res['rejected_output']}")
+
+    emit(res, as_json, show)
+
+
+@top.command()
+def serve(
+    config: ConfigOpt = None,
+    model: ModelOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve a model over REST: POST /predict, GET /health, /ready, /model.
+
+    Example: mlsd serve --port 8000
+    """
+    import uvicorn
+
+    from ..serve import create_app
+
+    folder = project(config).find_model(model)
+    application = create_app(folder)
+    err.print(f"serving model {folder.name} on http://{host}:{port} "
+              f"(docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,61 @@
+"""The features stage: analyse the spec's features on the train split only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import scipy.sparse as sp
+
+from ..runtime import DatasetRef, RunContext, StageResult, stage
+from ..trainingdata import TRAIN, split_parts, union_schema
+from ._pipeline import FeaturePipeline
+
+NUMERIC_TYPES = ("int64", "float64", "bool")
+
+
+def feature_matrices(ctx: RunContext, pipeline: FeaturePipeline,
+                     training: DatasetRef, splits: DatasetRef
+                     ) -> dict[str, sp.csr_matrix]:
+    """The input matrix of every split (train, valid, test), made by the
+    pipeline's one ``apply``; computed once per run for the same state and
+    dataset versions."""
+    def make() -> dict[str, sp.csr_matrix]:
+        _, _, parts = split_parts(ctx, training, splits)
+        return {p: pipeline.apply(t) for p, t in parts.items()}
+    return ctx.memo(("features.matrices", pipeline.digest(), training.node,
+                     splits.node), make)
+
+
+def _check(ctx: RunContext) -> list[tuple[str, str]]:
+    cols = union_schema(ctx).columns
+    problems = []
+    for i, f in enumerate(ctx.spec.features):
+        if f.column not in cols:
+            problems.append((f"features[{i}].column",
+                             f"{f.column!r} is not in the data"))
+        elif f.kind == "time" and cols[f.column] != "timestamp":
+            problems.append((f"features[{i}].encode", f"time parts need a "
+                             f"timestamp, {f.column!r} is {cols[f.column]}"))
+        elif f.kind == "numeric" and cols[f.column] not in NUMERIC_TYPES:
+            problems.append((f"features[{i}]", f"{f.column!r} is {cols[f.column]}; "
+                             f"a feature without `encode` must be numeric (use "
+                             f"onehot or hashing for categories)"))
+    return problems
+
+
+def _settings(ctx: RunContext) -> dict[str, Any]:
+    return {"features": ctx.spec.features}
+
+
+@stage(writes={"features": "memory"}, settings=_settings, check=_check)
+def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+             ) -> StageResult:
+    """Analyse every feature of the spec on the train split only (means,
+    vocabularies, hash sizes) and apply the fitted pipeline to every split."""
+    _, _, parts = split_parts(ctx, training, splits)
+    pipeline = FeaturePipeline.from_spec(ctx.spec.features)
+    pipeline.analyze(ctx.engine, ctx.engine.from_arrow(parts[TRAIN]))
+    X = feature_matrices(ctx, pipeline, training, splits)
+    return StageResult(outputs={"features": pipeline},
+                       note=f"{X[TRAIN].shape[1]} inputs from "
+                            f"{len(pipeline.columns)} columns")

@@ -1,0 +1,154 @@
+"""The train stage: fit the model and its baselines, save the model artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import __version__
+from ..etl import DataSchema
+from ..features import FeaturePipeline, feature_matrices
+from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
+from ..spec import ProjectSpec
+from ..trainingdata import TRAIN, split_parts, union_schema
+from ._artifact import MANIFEST, ModelArtifact
+from ._train import encode_target, target_array, train
+
+DEFAULT_METRICS = {
+    "binary": ["pr_auc", "roc_auc", "recall", "precision", "f1", "accuracy"],
+    "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "log_loss"],
+    "regression": ["rmse", "mae", "r2"],
+}
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
+                          ).hexdigest()
+
+
+def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
+    """The raw fields a prediction request carries: every column but the target."""
+    target = spec.problem.target
+    derived = dict(spec.transform.derive)
+    cols = {c: t for c, t in schema.columns.items() if c != target
+            and c not in derived}
+    return {"columns": cols, "derive": derived,
+            "required": [c for c in spec.validate_.required if c in cols],
+            "key": spec.key, "target": target,
+            "null_values": list(spec.validate_.null_values)}
+
+
+def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
+                      training: DatasetRef, splits: DatasetRef
+                      ) -> tuple[dict[str, sp.csr_matrix], dict[str, np.ndarray]]:
+    """Inputs and encoded labels of every split, keeping the rows whose label
+    the model knows (once per run for the same state, classes and versions)."""
+    def make():
+        task = ctx.spec.problem.task
+        target = ctx.spec.problem.target
+        _, _, parts = split_parts(ctx, training, splits)
+        X = dict(feature_matrices(ctx, pipeline, training, splits))
+        index = {c: i for i, c in enumerate(classes)} if task != "regression" \
+            else None
+        y = {}
+        for p in parts:
+            y[p], keep = target_array(task, parts[p].column(target).to_pylist(),
+                                      index)
+            if not keep.all():
+                X[p], y[p] = X[p][keep], y[p][keep]
+        return X, y
+    key = tuple(json.dumps(c, default=str) for c in classes)
+    return ctx.memo(("models.labelled", pipeline.digest(), key, training.node,
+                     splits.node), make)
+
+
+def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
+    """The model artifact of ``model``, loaded (and checked) once per run."""
+    return ctx.memo(("models.artifact", model.artifact_id),
+                    lambda: ModelArtifact.load(ctx.root / model.path))
+
+
+def _settings(ctx: RunContext) -> dict[str, Any]:
+    spec = ctx.spec
+    return {"problem": spec.problem, "model": spec.model, "seed": spec.seed}
+
+
+@stage(name="train", writes={"model": "artifact"},
+       relations={"training": "trained_on", "splits": "split_by"},
+       settings=_settings)
+def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                features: FeaturePipeline) -> StageResult:
+    """Fit the spec's learner on train (threshold chosen on valid), fit the
+    baselines, measure all on valid and test, and save the model artifact with
+    its feature state, input schema, metrics, curves and lineage."""
+    spec, problem = ctx.spec, ctx.spec.problem
+    pipeline = features
+    _, _, parts = split_parts(ctx, training, splits)
+    target = problem.target
+    classes, _ = encode_target(problem, parts[TRAIN].column(target).to_pylist())
+    X, y = labelled_matrices(ctx, pipeline, classes, training, splits)
+    names = pipeline.names()
+    result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
+                   blocks=pipeline.block_slices(), seed=spec.seed)
+
+    digest = _hash({"features": pipeline.to_json(), "metrics": result.metrics,
+                    "inputs": [training.node, splits.node]})[:10]
+    model_id = f"m{ctx.started_at.strftime('%Y%m%d%H%M%S')}-{digest}"
+    folder = ctx.artifact_path("models", model_id)
+    sizes = {p: parts[p].num_rows for p in parts}
+    lineage_datasets = training.meta.get("sources", [])
+    manifest = {
+        "model_id": model_id, "kind": spec.model.kind, "task": problem.task,
+        "target": target, "classes": classes, "n_classes": len(classes) or 1,
+        "threshold": result.threshold, "threshold_objective":
+        problem.threshold if problem.task == "binary" else None,
+        "threads": spec.model.threads, "params": spec.model.params,
+        "created_at": ctx.started_at.isoformat(), "metrics": result.metrics,
+        "beats_baselines": result.beats_baselines, "n_features": len(names),
+        "lineage": {"run_id": ctx.run_id, "spec_hash": ctx.spec_hash,
+                    "code_version": __version__, "datasets": lineage_datasets,
+                    "training": {"dataset": training.dataset,
+                                 "version": training.version},
+                    "split": {"dataset": splits.dataset,
+                              "version": splits.version, **sizes}},
+    }
+    ischema = input_schema(spec, union_schema(ctx))
+    ModelArtifact.save(folder, manifest=manifest, pipeline=pipeline,
+                       learner=result.learner, input_schema=ischema,
+                       evaluation={"curves": result.curves,
+                                   "importance": result.importance})
+    # later stages of this run use the fitted objects, not a copy read back
+    ctx.cache[("models.artifact", model_id)] = ModelArtifact(
+        folder=folder, manifest=json.loads((folder / MANIFEST).read_text(
+            encoding="utf-8")), pipeline=pipeline, learner=result.learner,
+        input_schema=ischema)
+    rel = ctx.relative(folder)
+    ref = ArtifactRef(artifact_id=model_id, kind="model", path=rel,
+                      metadata={k: manifest[k] for k in (
+                          "kind", "task", "target", "threshold", "metrics",
+                          "lineage")})
+    positive_rate = None
+    if problem.task == "binary":
+        positive_rate = {p: float(np.mean(y[p] == 1)) if len(y[p]) else 0.0
+                         for p in parts}
+    metric_names = list(dict.fromkeys(problem.metrics
+                                      + DEFAULT_METRICS[problem.task]))
+    primary = result.metrics["primary"]
+    return StageResult(
+        outputs={"model": ref},
+        summary={
+            "split": {"positive_rate": positive_rate},
+            "model": {k: manifest[k] for k in (
+                "model_id", "kind", "task", "target", "classes", "threshold",
+                "threshold_objective", "n_features", "metrics",
+                "beats_baselines")},
+            "importance": result.importance[:10],
+            "lineage": {"datasets": lineage_datasets},
+            "metric_names": metric_names,
+            "paths": {"model": rel, "feature_state": f"{rel}/features.json"}},
+        note=f"{model_id}: test {primary} "
+             f"{result.metrics['model']['test'].get(primary)}")

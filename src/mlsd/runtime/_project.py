@@ -1,0 +1,96 @@
+"""A project folder: its spec, and (opened on first use) its lake and catalog."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ModelError, SpecError
+from ..spec import ProjectSpec, find_spec_file, load_spec
+
+if TYPE_CHECKING:
+    from ..lake import Catalog, Lake
+
+
+class Project:
+    """A project folder: ``mlsd.yaml``, and ``.mlsd/`` with the lake, the catalog,
+    the artifacts and the reports.
+
+    Only the spec is read when a project is opened: the lake and the catalog are
+    opened on first use, so a command that only needs the spec (``mlsd spec
+    check``) never loads the storage libraries.
+
+    Parameters
+    ----------
+    spec_path : Path
+        The project's spec file; its folder is the project root.
+    """
+
+    def __init__(self, *, spec_path: Path):
+        self.spec_path = Path(spec_path).resolve()
+        self.root = self.spec_path.parent
+        self.spec: ProjectSpec = load_spec(self.spec_path)
+        self.home = self.root / ".mlsd"
+
+    @cached_property
+    def lake(self) -> Lake:
+        """The project's versioned tables (``.mlsd/lake``)."""
+        from ..lake import Lake
+
+        return Lake(root=self.home)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The project's metadata: runs, stages, datasets, artifacts, lineage."""
+        from ..lake import Catalog
+
+        return Catalog(path=self.home / "catalog.db")
+
+    @classmethod
+    def find(cls, start: str | Path | None = None, spec: str | Path | None = None
+             ) -> Project:
+        """The project of ``spec`` (a file), or of the nearest ``mlsd.yaml``."""
+        if spec is not None:
+            path = Path(spec)
+            if not path.is_file():
+                raise SpecError(f"{path}: no such spec file")
+            return cls(spec_path=path)
+        return cls(spec_path=find_spec_file(start))
+
+    @classmethod
+    def of(cls, project: Project | str | Path | None) -> Project:
+        """``project`` itself, or the project of a folder or spec file (default:
+        the current folder's)."""
+        if isinstance(project, Project):
+            return project
+        path = Path(project) if project is not None else None
+        if path is not None and path.is_file():
+            return cls.find(spec=path)
+        return cls.find(start=path)
+
+    def artifact_path(self, kind: str, artifact_id: str) -> Path:
+        """The folder of one artifact, ``.mlsd/artifacts/KIND/ID``; refuses ids
+        that would escape it."""
+        from ..lake import check_name, inside
+
+        return inside(self.home, "artifacts", check_name(kind),
+                      check_name(artifact_id))
+
+    def model_path(self, model_id: str) -> Path:
+        return self.artifact_path("models", model_id)
+
+    def latest_model(self) -> Path:
+        models = self.catalog.artifacts("model")
+        if not models:
+            raise ModelError("no model yet in this project: run `mlsd run` first")
+        return self.root / models[-1]["path"]
+
+    def find_model(self, model_id: str | None) -> Path:
+        if model_id is None:
+            return self.latest_model()
+        art = self.catalog.artifact(model_id)
+        if art is None or art["kind"] != "model":
+            raise ModelError(f"no model {model_id!r} (or more than one matches); "
+                             f"`mlsd models` lists them")
+        return self.root / art["path"]

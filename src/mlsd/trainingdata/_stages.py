@@ -1,0 +1,207 @@
+"""The training-data stages: the training table, then its split, as lake datasets.
+
+``table`` gathers the labelled rows of the sources in ``dataset.union`` into
+``training/NAME`` (one row order, numbered by ``_row``); ``split`` writes
+``splits/NAME``: each row's id, ``_row`` and split. Later stages read both by
+version (:func:`split_parts`), so a run can start again from either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import DataError, SchemaError
+from ..etl import PROVENANCE, DataSchema, Transformer, logical_type, resolve_schema
+from ..runtime import DatasetRef, RunContext, StageResult, stage
+from ._split import SPLIT, TEST, TRAIN, VALID, assign_splits
+
+ROW = "_row"
+TABLE_LAYOUT = "1"  # bump when the training table's layout changes
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
+                          ).hexdigest()
+
+
+def union_schema(ctx: RunContext) -> DataSchema:
+    """The schema shared by the sources of the training table, with the
+    columns ``transform.derive`` adds (computed once per run)."""
+    return ctx.memo("trainingdata.union_schema", lambda: _union_schema(ctx))
+
+
+def _union_schema(ctx: RunContext) -> DataSchema:
+    spec = ctx.spec
+    cols: dict[str, str] = {}
+    for name in spec.union:
+        # not frozen here: the ingest stage freezes what it infers, and says so
+        schema, _ = resolve_schema(name, spec.sources[name], spec.validate_,
+                                   ctx.root, freeze=False)
+        for c, t in schema.columns.items():
+            if cols.setdefault(c, t) != t:
+                raise SchemaError(
+                    f"column {c!r} is {cols[c]} in one source and {t} in "
+                    f"{name!r}; the sources of dataset.union must agree")
+    base = DataSchema(dict(cols))
+    for f in Transformer(spec=spec.transform, schema=base).derived_fields():
+        cols[f.name] = logical_type(f.type)
+    return DataSchema(cols)
+
+
+def _check_table(ctx: RunContext) -> list[tuple[str, str]]:
+    spec, cols = ctx.spec, union_schema(ctx).columns
+    problems = []
+    if spec.problem.target not in cols:
+        problems.append(("problem.target", f"column {spec.problem.target!r} is not "
+                         f"in the data"))
+    if spec.key and spec.key not in cols:
+        problems.append(("dataset.key", f"column {spec.key!r} is not in the data"))
+    return problems
+
+
+def _table_settings(ctx: RunContext) -> dict[str, Any]:
+    spec = ctx.spec
+    return {"union": spec.union, "key": spec.key, "target": spec.problem.target,
+            "columns": union_schema(ctx).columns}
+
+
+@stage(writes={"training": "dataset"}, relations={"sources": "union_into"},
+       settings=_table_settings, check=_check_table)
+def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
+    """The training table: the labelled rows of the sources in ``dataset.union``,
+    in a stable order (by key, else by file and line), as ``training/NAME``."""
+    spec = ctx.spec
+    schema = union_schema(ctx)
+    by_name = {r.name: r for r in sources}
+    missing = [n for n in spec.union if n not in by_name]
+    if missing:
+        raise DataError(f"dataset.union: source(s) {missing} have no stored rows "
+                        f"yet (every row was quarantined?)")
+    used = [by_name[n] for n in spec.union]
+    engine = ctx.engine
+    parts = [engine.to_arrow(engine.table("sources", r.name, r.version))
+             .select([*schema.columns, *PROVENANCE]) for r in used]
+    rows = pa.concat_tables(parts, promote_options="default")
+    target = spec.problem.target
+    labelled = pc.is_valid(rows.column(target))
+    unlabelled = rows.num_rows - int(pc.sum(labelled).as_py() or 0)
+    rows = rows.filter(labelled)
+    if rows.num_rows == 0:
+        raise DataError("no labelled row to train on: every row was quarantined or "
+                        f"has no {target!r}")
+    # a stable row order, whatever the file order: by key, else by source and line
+    sort_keys = [(spec.key, "ascending")] if spec.key else [
+        ("_source", "ascending"), ("_line", "ascending")]
+    rows = rows.sort_by(sort_keys)
+    rows = rows.append_column(ROW, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    inputs = [r.node for r in used]
+    write_id = _hash({"inputs": inputs, "target": target, "key": spec.key,
+                      "columns": schema.columns, "layout": TABLE_LAYOUT})
+    name = spec.name
+    version, _ = ctx.lake.write("training", name, rows, write_id=write_id)
+    lineage = [{"dataset": r.dataset, "version": r.version,
+                "rows": r.meta.get("rows_stored", r.rows),
+                "load_id": r.meta.get("load_id"), "files": r.meta.get("files", [])}
+               for r in used]
+    ref = DatasetRef(area="training", name=name, version=version,
+                     rows=rows.num_rows, write_id=write_id,
+                     meta={"unlabelled": unlabelled, "sources": lineage})
+    ctx.keep(ref, rows)
+    return StageResult(
+        outputs={"training": ref}, used={"sources": used},
+        summary={"training": {"dataset": ref.dataset, "version": version,
+                              "rows": rows.num_rows, "unlabelled": unlabelled}},
+        note=f"{rows.num_rows} labelled rows -> {ref.dataset}@{version}"
+             + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
+
+
+def training_table(ctx: RunContext, training: DatasetRef) -> pa.Table:
+    """The training table of ``training``, in its ``_row`` order."""
+    def read() -> pa.Table:
+        t = ctx.read(training)
+        rows = t.column(ROW).to_numpy()
+        if len(rows) and not (np.diff(rows) > 0).all():
+            t = t.take(pa.array(np.argsort(rows, kind="stable")))
+        return t
+    return ctx.memo(("trainingdata.table", training.node), read)
+
+
+def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
+    spec, cols = ctx.spec, union_schema(ctx).columns
+    return [(f"split.{part}", f"column {col!r} is not in the data")
+            for part in ("time", "group")
+            if (col := getattr(spec.split, part)) and col not in cols]
+
+
+def _split_settings(ctx: RunContext) -> dict[str, Any]:
+    spec = ctx.spec
+    return {"split": spec.split, "seed": spec.seed, "key": spec.key,
+            "target": spec.problem.target}
+
+
+@stage(writes={"splits": "dataset"}, relations={"training": "split_into"},
+       settings=_split_settings, check=_check_split)
+def split(ctx: RunContext, training: DatasetRef) -> StageResult:
+    """Give every row of the training table its split (train, valid, test) by
+    the spec's deterministic strategy, as ``splits/NAME``: the row's key (or
+    file and line), its ``_row`` and ``_split``."""
+    spec = ctx.spec
+    rows = training_table(ctx, training)
+    target = spec.problem.target
+    splits = assign_splits(rows, spec.split, target=target, seed=spec.seed,
+                           key=spec.key)
+    split_id = _hash({"inputs": [training.node], "split": spec.split.model_dump(),
+                      "seed": spec.seed, "key": spec.key, "target": target})
+    id_cols = [spec.key] if spec.key else ["_source", "_line"]
+    split_table = rows.select([*id_cols, ROW]).append_column(SPLIT, pa.array(splits))
+    version, _ = ctx.lake.write("splits", spec.name, split_table, write_id=split_id)
+    ref = DatasetRef(area="splits", name=spec.name, version=version,
+                     rows=rows.num_rows, write_id=split_id)
+    ctx.keep(ref, split_table)
+    sizes = {p: int((splits == p).sum()) for p in (TRAIN, VALID, TEST)}
+    time_range = None
+    if spec.split.strategy == "time":
+        time_range = {}
+        for p in (TRAIN, VALID, TEST):
+            mm = pc.min_max(rows.column(spec.split.time).filter(
+                pa.array(splits == p))).as_py()
+            time_range[p] = [str(mm["min"]), str(mm["max"])]
+    return StageResult(
+        outputs={"splits": ref},
+        summary={"split": {
+            "strategy": spec.split.strategy, "time": spec.split.time,
+            "rows": rows.num_rows, "unlabelled": training.meta.get("unlabelled", 0),
+            "sizes": sizes, "positive_rate": None, "time_range": time_range,
+            "dataset": ref.dataset, "version": version}},
+        note=", ".join(f"{p} {n}" for p, n in sizes.items()))
+
+
+def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+                ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
+    """The training table, each row's split, and the rows of each split, read
+    by version (once per run)."""
+    return ctx.memo(("trainingdata.parts", training.node, splits.node),
+                    lambda: _parts(ctx, training, splits))
+
+
+def _parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+           ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
+    rows = training_table(ctx, training)
+    assigned = ctx.read(splits)
+    order = assigned.column(ROW).to_numpy()
+    if len(order) != rows.num_rows or not np.array_equal(
+            np.sort(order), np.arange(rows.num_rows)):
+        raise DataError(f"{splits.dataset}@{splits.version} does not split "
+                        f"{training.dataset}@{training.version} (its _row numbers "
+                        f"differ): run `mlsd run --from split`")
+    labels = np.empty(rows.num_rows, dtype=object)
+    labels[order] = np.asarray(assigned.column(SPLIT).to_pylist(), dtype=object)
+    labels = labels.astype(str)
+    parts = {p: rows.filter(pa.array(labels == p)) for p in (TRAIN, VALID, TEST)}
+    return rows, labels, parts
