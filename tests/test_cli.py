@@ -168,34 +168,40 @@ HEAVY = ("sklearn", "lightgbm", "scipy", "duckdb", "deltalake", "pyarrow",
          "pandas", "ibis", "shap")
 
 
-def test_the_cli_and_the_spec_import_nothing_heavy(fresh_project):
-    """`mlsd --help` and `mlsd spec check` (also on a spec with a typo) load
-    neither the ML nor the storage libraries."""
+def _heavy_loaded(folder: Path, *args: str) -> dict[str, list[str]]:
+    """Run ``mlsd ARGS`` in a fresh interpreter, in-process; return the heavy
+    libraries loaded by importing the CLI, and then by the command."""
     import subprocess
     import sys
 
     probe = (
-        "import sys\n"
+        "import json, sys\n"
+        f"heavy = set({HEAVY!r})\n"
+        "loaded = lambda: sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
         "import mlsd.cli, mlsd.spec\n"
-        f"heavy = {HEAVY!r}\n"
-        "loaded = lambda: sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
-        "print('import', loaded())\n"
-        "from mlsd.runtime import Project\n"
+        "out = {'import': loaded()}\n"
         "try:\n"
-        "    mlsd.cli.app(['spec', 'check'], standalone_mode=False)\n"
+        f"    mlsd.cli.app({list(args)!r}, standalone_mode=False)\n"
         "except Exception as err:\n"
-        "    print('error', type(err).__name__)\n"
-        "print('check', loaded())\n")
-    for spec in ("as is", "with a typo"):
-        if spec == "with a typo":
-            path = fresh_project / "mlsd.yaml"
-            path.write_text(path.read_text().replace("split:", "splt:"))
-        proc = subprocess.run([sys.executable, "-c", probe], cwd=fresh_project,
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        assert "import []" in proc.stdout and "check []" in proc.stdout, (
-            spec, proc.stdout)
-    assert "error SpecError" in proc.stdout
+        "    out['error'] = type(err).__name__\n"
+        "out['command'] = loaded()\n"
+        "print('PROBE', json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=folder,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE "))
+
+
+def test_the_cli_and_the_spec_import_nothing_heavy(fresh_project):
+    """`mlsd --help` and `mlsd spec check` (also on a spec with a typo) load
+    neither the ML nor the storage libraries."""
+    assert _heavy_loaded(fresh_project, "spec", "check") == {"import": [],
+                                                            "command": []}
+    path = fresh_project / "mlsd.yaml"
+    path.write_text(path.read_text().replace("split:", "splt:"))
+    assert _heavy_loaded(fresh_project, "spec", "check") == {
+        "import": [], "error": "SpecError", "command": []}
 
 
 @pytest.mark.slow
@@ -213,6 +219,8 @@ def test_models_group_lists_by_default_and_shows_one(ran_project):
     text = run_cli("models", "show", model_id, cwd=folder).stdout
     assert "model (test)" in text and model_id in text
     assert "no model 'zzz'" in _fails(folder, "models", "show", "zzz")
+    # listing reads the catalog only
+    assert _heavy_loaded(folder, "models")["command"] == []
 
 
 def test_stages_lists_reads_writes_and_where_a_run_can_start(fresh_project):

@@ -29,10 +29,12 @@ top = group("", no_args_is_help=False)  # commands at the root
 ModelIdArg = Annotated[str, typer.Argument(help="A model id (or a unique prefix).")]
 
 
-def _best(metric: str, values: list[float | None]) -> float | None:
-    from ..models import PRIMARY
+def _best(metric: str, values: list[float | None], higher: bool | None
+          ) -> float | None:
+    if higher is None:  # a model registered before the catalog kept it
+        from ..models import PRIMARY
 
-    higher = dict(PRIMARY.values()).get(metric, True)
+        higher = dict(PRIMARY.values()).get(metric, True)
     present = [v for v in values if v is not None]
     if not present:
         return None
@@ -50,7 +52,8 @@ def _model_rows(proj) -> list[dict[str, Any]]:
             "primary_metric": primary,
             "test": md["metrics"]["model"]["test"].get(primary),
             "best_baseline_test": _best(primary, [
-                b["test"].get(primary) for b in md["metrics"]["baselines"].values()]),
+                b["test"].get(primary) for b in md["metrics"]["baselines"].values()],
+                md.get("primary_higher_is_better")),
             "datasets": [f"{d['dataset']}@{d['version']}" for d in
                          md["lineage"]["datasets"]],
             "run_id": a["run_id"], "path": a["path"]})

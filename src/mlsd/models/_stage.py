@@ -16,6 +16,7 @@ from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
 from ..spec import ProjectSpec
 from ..trainingdata import TRAIN, split_parts, union_schema
 from ._artifact import MANIFEST, ModelArtifact
+from ._metrics import PRIMARY
 from ._train import encode_target, target_array, train
 
 DEFAULT_METRICS = {
@@ -128,9 +129,12 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         input_schema=ischema)
     rel = ctx.relative(folder)
     ref = ArtifactRef(artifact_id=model_id, kind="model", path=rel,
-                      metadata={k: manifest[k] for k in (
+                      metadata={**{k: manifest[k] for k in (
                           "kind", "task", "target", "threshold", "metrics",
-                          "lineage")})
+                          "lineage")},
+                          # `mlsd models` compares with baselines without
+                          # importing the metrics (and scikit-learn)
+                          "primary_higher_is_better": PRIMARY[problem.task][1]})
     positive_rate = None
     if problem.task == "binary":
         positive_rate = {p: float(np.mean(y[p] == 1)) if len(y[p]) else 0.0
