@@ -235,3 +235,18 @@ def test_stages_lists_reads_writes_and_where_a_run_can_start(fresh_project):
     assert "'features', which stage 'features' keeps in memory only" in msg
     assert "Start from one of: ingest, table, split, features, audit" in msg
     assert not (fresh_project / ".mlsd").exists()  # said before anything ran
+
+
+def test_declaring_the_stages_loads_no_ml_library():
+    """The stage list imports each stage's declaration, not its libraries:
+    `mlsd ingest` and `mlsd run --until split` pay for no model code."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, mlsd.pipeline\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'sklearn', 'lightgbm', 'shap', 'plotly', 'jinja2', 'ibis'}))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

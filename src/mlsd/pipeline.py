@@ -25,7 +25,6 @@ import pyarrow.parquet as pq
 
 from .audit import audit
 from .connectors import FileConnector, prune_blobs
-from .engine import DuckDBEngine
 from .errors import DataError, SpecError
 from .etl import (
     QUARANTINE_SCHEMA,
@@ -39,7 +38,7 @@ from .etl import (
 )
 from .features import features
 from .lake import AREAS, Lake
-from .models import ModelArtifact, train_model
+from .models import train_model
 from .report import report
 from .runtime import Project, Reporter, RunContext, Runner, Stage, execute
 from .spec import ValidateSpec, spec_hash
@@ -263,6 +262,8 @@ def sql(project: Project, query: str) -> pa.Table:
     Each source is a view named after it (quote names with dashes or dots:
     ``"my-source"``), so the lake reads like a warehouse.
     """
+    from .engine import DuckDBEngine
+
     engine = DuckDBEngine(lake=project.lake)
     con = engine.con.con
     for name in project.lake.list("sources"):
@@ -283,6 +284,8 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     (nothing is dropped silently). The output holds the key (when the input has
     it), the input file and line, and the prediction.
     """
+    from .models import ModelArtifact
+
     rep = reporter or Reporter()
     artifact = ModelArtifact.load(Path(model_dir))
     ischema = artifact.input_schema

@@ -12,16 +12,22 @@ evidence numbers, with the rows they used. :func:`audit_splits` is the check
 makes both, and explains the run's model with SHAP.
 """
 
-from ._checks import THRESHOLDS
-from ._leakage import (
-    SEVERITIES,
-    Finding,
-    audit_splits,
-    duplicates_across_splits,
-    group_overlap,
-)
-from ._pair import AuditResult, audit_pair, split_table
-from ._stage import audit
+from .._lazy import attach
+
+# public names load on first use: importing the package costs nothing
+_WHERE = {
+    "THRESHOLDS": "_checks",
+    "Finding": "_leakage",
+    "SEVERITIES": "_leakage",
+    "audit_splits": "_leakage",
+    "duplicates_across_splits": "_leakage",
+    "group_overlap": "_leakage",
+    "AuditResult": "_pair",
+    "audit_pair": "_pair",
+    "split_table": "_pair",
+    "audit": "_stage",
+}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "SEVERITIES",

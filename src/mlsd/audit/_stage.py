@@ -6,11 +6,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..models import explain, labelled_matrices, load_model
 from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
 from ..trainingdata import TEST, TRAIN, VALID, split_parts
-from ._leakage import audit_splits
-from ._pair import audit_pair
 
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
@@ -25,6 +22,11 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     """Audit the run's split for leakage and generalisation (the checks of
     ``mlsd audit`` on train+valid against test, over the columns the model
     reads) and explain the model with SHAP on validation rows."""
+    # imported here: declaring the stage costs no SciPy, sklearn or LightGBM
+    from ..models import explain, labelled_matrices, load_model
+    from ._leakage import audit_splits
+    from ._pair import audit_pair
+
     spec = ctx.spec
     target = spec.problem.target
     artifact = load_model(ctx, model)

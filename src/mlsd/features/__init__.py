@@ -9,19 +9,25 @@ scoring and one-row online requests, so training and serving cannot drift apart.
 the fitted pipeline to training.
 """
 
-from ._pipeline import FeaturePipeline, transform_for
-from ._stage import feature_matrices, features
-from ._transforms import (
-    MISSING,
-    OTHER,
-    TRANSFORMS,
-    HashedNgramsFeature,
-    HashingFeature,
-    NumericFeature,
-    OneHotFeature,
-    TimeFeature,
-    Transform,
-)
+from .._lazy import attach
+
+# public names load on first use: importing the package costs nothing
+_WHERE = {
+    "FeaturePipeline": "_pipeline",
+    "transform_for": "_pipeline",
+    "feature_matrices": "_stage",
+    "features": "_stage",
+    "HashedNgramsFeature": "_transforms",
+    "HashingFeature": "_transforms",
+    "MISSING": "_transforms",
+    "NumericFeature": "_transforms",
+    "OTHER": "_transforms",
+    "OneHotFeature": "_transforms",
+    "TRANSFORMS": "_transforms",
+    "TimeFeature": "_transforms",
+    "Transform": "_transforms",
+}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "MISSING",

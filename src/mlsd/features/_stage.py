@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import scipy.sparse as sp
+from typing import TYPE_CHECKING, Any
 
 from ..runtime import DatasetRef, RunContext, StageResult, stage
 from ..trainingdata import TRAIN, split_parts, union_schema
-from ._pipeline import FeaturePipeline
+
+if TYPE_CHECKING:  # the stage's declaration loads without ibis and SciPy
+    import scipy.sparse as sp
+
+    from ._pipeline import FeaturePipeline
 
 NUMERIC_TYPES = ("int64", "float64", "bool")
 
@@ -52,6 +54,8 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
              ) -> StageResult:
     """Analyse every feature of the spec on the train split only (means,
     vocabularies, hash sizes) and apply the fitted pipeline to every split."""
+    from ._pipeline import FeaturePipeline
+
     _, _, parts = split_parts(ctx, training, splits)
     pipeline = FeaturePipeline.from_spec(ctx.spec.features)
     pipeline.analyze(ctx.engine, ctx.engine.from_arrow(parts[TRAIN]))

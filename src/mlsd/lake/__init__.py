@@ -11,16 +11,14 @@ The names load on first use: a command that only checks names or paths, or only
 reads the catalog, does not pay for importing deltalake and pyarrow.
 """
 
-from importlib import import_module
-from typing import Any
-
+from .._lazy import attach
 from ._paths import check_name, inside
 
-# Hand-written lazy loading (Scientific Python's SPEC 1 in ten lines): a name
-# is imported from its module the first time it is asked for.
+# the names that need deltalake and pyarrow load on first use
 _WHERE = {"Catalog": "_catalog", "dataset_node": "_catalog", "now": "_catalog",
           "AREAS": "_delta", "FILE_ROWS": "_delta", "WRITE_ID": "_delta",
           "Lake": "_delta", "Parts": "_delta"}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "AREAS",
@@ -34,15 +32,3 @@ __all__ = [
     "inside",
     "now",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

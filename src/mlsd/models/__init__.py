@@ -9,26 +9,40 @@ schema, threshold, metrics and lineage. :func:`train_model` is the ``train``
 stage of ``mlsd run``.
 """
 
-from ._artifact import FEATURES, INPUT_SCHEMA, MANIFEST, ModelArtifact
-from ._explain import SHAP_ROWS, beeswarm, explain, shap_magnitude
-from ._learners import LEARNERS, Learner, LightGBMLearner, LinearLearner
-from ._metrics import (
-    PRIMARY,
-    binary_metrics,
-    choose_threshold,
-    curves,
-    multiclass_metrics,
-    regression_metrics,
-    task_metrics,
-)
-from ._stage import (
-    DEFAULT_METRICS,
-    input_schema,
-    labelled_matrices,
-    load_model,
-    train_model,
-)
-from ._train import TrainResult, encode_target, target_array, train
+from .._lazy import attach
+
+# public names load on first use: importing the package costs nothing
+_WHERE = {
+    "FEATURES": "_artifact",
+    "INPUT_SCHEMA": "_artifact",
+    "MANIFEST": "_artifact",
+    "ModelArtifact": "_artifact",
+    "SHAP_ROWS": "_explain",
+    "beeswarm": "_explain",
+    "explain": "_explain",
+    "shap_magnitude": "_explain",
+    "LEARNERS": "_learners",
+    "Learner": "_learners",
+    "LightGBMLearner": "_learners",
+    "LinearLearner": "_learners",
+    "PRIMARY": "_metrics",
+    "binary_metrics": "_metrics",
+    "choose_threshold": "_metrics",
+    "curves": "_metrics",
+    "multiclass_metrics": "_metrics",
+    "regression_metrics": "_metrics",
+    "task_metrics": "_metrics",
+    "DEFAULT_METRICS": "_stage",
+    "input_schema": "_stage",
+    "labelled_matrices": "_stage",
+    "load_model": "_stage",
+    "train_model": "_stage",
+    "TrainResult": "_train",
+    "encode_target": "_train",
+    "target_array": "_train",
+    "train": "_train",
+}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "DEFAULT_METRICS",

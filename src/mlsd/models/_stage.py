@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import __version__
-from ..etl import DataSchema
-from ..features import FeaturePipeline, feature_matrices
 from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
 from ..spec import ProjectSpec
 from ..trainingdata import TRAIN, split_parts, union_schema
-from ._artifact import MANIFEST, ModelArtifact
-from ._metrics import PRIMARY
-from ._train import encode_target, target_array, train
+
+if TYPE_CHECKING:  # the stage's declaration loads without LightGBM and sklearn
+    import scipy.sparse as sp
+
+    from ..etl import DataSchema
+    from ..features import FeaturePipeline
+    from ._artifact import ModelArtifact
 
 DEFAULT_METRICS = {
     "binary": ["pr_auc", "roc_auc", "recall", "precision", "f1", "accuracy"],
@@ -48,6 +49,9 @@ def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
                       ) -> tuple[dict[str, sp.csr_matrix], dict[str, np.ndarray]]:
     """Inputs and encoded labels of every split, keeping the rows whose label
     the model knows (once per run for the same state, classes and versions)."""
+    from ..features import feature_matrices
+    from ._train import target_array
+
     def make():
         task = ctx.spec.problem.task
         target = ctx.spec.problem.target
@@ -69,6 +73,8 @@ def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
 
 def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
     """The model artifact of ``model``, loaded (and checked) once per run."""
+    from ._artifact import ModelArtifact
+
     return ctx.memo(("models.artifact", model.artifact_id),
                     lambda: ModelArtifact.load(ctx.root / model.path))
 
@@ -86,6 +92,10 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     """Fit the spec's learner on train (threshold chosen on valid), fit the
     baselines, measure all on valid and test, and save the model artifact with
     its feature state, input schema, metrics, curves and lineage."""
+    from ._artifact import MANIFEST, ModelArtifact
+    from ._metrics import PRIMARY
+    from ._train import encode_target, train
+
     spec, problem = ctx.spec, ctx.spec.problem
     pipeline = features
     _, _, parts = split_parts(ctx, training, splits)

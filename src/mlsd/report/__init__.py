@@ -6,8 +6,15 @@ Plotly charts are embedded, so the files open offline. The :func:`report` stage
 of ``mlsd run`` renders the run it ends.
 """
 
-from ._html import render_audit, render_report
-from ._stage import report
+from .._lazy import attach
+
+# public names load on first use: importing the package costs nothing
+_WHERE = {
+    "render_audit": "_html",
+    "render_report": "_html",
+    "report": "_stage",
+}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "render_audit",

@@ -6,9 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..lake import inside
-from ..models import load_model
 from ..runtime import ArtifactRef, RunContext, StageResult, merge, stage
-from ._html import render_report
 
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
@@ -21,6 +19,9 @@ def report(ctx: RunContext, model: ArtifactRef, audit: dict[str, Any]
            ) -> StageResult:
     """Render the run summary, the model's curves and importance, the audit
     and the SHAP charts into ``.mlsd/reports/RUN.html`` (opens offline)."""
+    from ..models import load_model
+    from ._html import render_report  # plotly and jinja2, only when reporting
+
     path = inside(ctx.project.home, "reports", f"{ctx.run_id}.html")
     rel = ctx.relative(path)
     entries = {"paths": {"report": rel}}

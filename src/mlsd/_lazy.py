@@ -1,0 +1,30 @@
+"""Lazy public names for a package (PEP 562), so heavy submodules load on use.
+
+Written by hand: it is the dozen lines of Scientific Python's SPEC 1 that
+``lazy_loader.attach`` also implements, not worth a dependency.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+
+def attach(package: str, where: dict[str, str]
+           ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``: ``where`` maps each
+    public name to the submodule (``_pipeline``) that defines it."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(f"{package}.{where[name]}"), name)
+        setattr(sys.modules[package], name, value)  # the next access is plain
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(where)
+
+    return __getattr__, __dir__
