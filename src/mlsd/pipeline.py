@@ -33,9 +33,7 @@ from .etl import (
     load_sources,
     resolve_schema,
 )
-from .etl import (
-    ingest as ingest_stage,
-)
+from .etl import ingest as ingest_stage
 from .features import features
 from .lake import AREAS, Lake
 from .models import train_model

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
-from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
+from ..runtime import (
+    ArtifactRef,
+    DatasetRef,
+    RunContext,
+    StageResult,
+    digest,
+    stage,
+)
 from ..spec import ProjectSpec
 from ..trainingdata import TRAIN, split_parts, union_schema
 
@@ -26,10 +32,6 @@ DEFAULT_METRICS = {
     "regression": ["rmse", "mae", "r2"],
 }
 
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
-                          ).hexdigest()
 
 
 def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
@@ -106,9 +108,9 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
                    blocks=pipeline.block_slices(), seed=spec.seed)
 
-    digest = _hash({"features": pipeline.to_json(), "metrics": result.metrics,
+    short = digest({"features": pipeline.to_json(), "metrics": result.metrics,
                     "inputs": [training.node, splits.node]})[:10]
-    model_id = f"m{ctx.started_at.strftime('%Y%m%d%H%M%S')}-{digest}"
+    model_id = f"m{ctx.started_at.strftime('%Y%m%d%H%M%S')}-{short}"
     folder = ctx.artifact_path("models", model_id)
     sizes = {p: parts[p].num_rows for p in parts}
     lineage_datasets = training.meta.get("sources", [])

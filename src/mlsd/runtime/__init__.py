@@ -14,7 +14,7 @@ line, which both build on this module.
 
 from ._context import Reporter, RunContext
 from ._project import Project
-from ._runner import Plan, Runner, execute, merge
+from ._runner import Plan, Runner, digest, execute, merge
 from ._stage import (
     ARTIFACT,
     DATASET,
@@ -39,6 +39,7 @@ __all__ = [
     "Runner",
     "Stage",
     "StageResult",
+    "digest",
     "execute",
     "merge",
     "stage",

@@ -44,7 +44,9 @@ def merge(into: dict[str, Any], entries: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """The sha256 of a JSON-able value, keys sorted: equal values, equal digests
+    (write ids, settings)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
                           ).hexdigest()
 
@@ -304,7 +306,7 @@ def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
         a, b = before.get(key), now.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += [f"{key}.{k}" for k in _changed(a, b)]
-        elif _digest(a) != _digest(b):
+        elif digest(a) != digest(b):
             out.append(key)
     return out
 

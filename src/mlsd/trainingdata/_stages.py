@@ -8,8 +8,6 @@ version (:func:`split_parts`), so a run can start again from either.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -18,16 +16,12 @@ import pyarrow.compute as pc
 
 from ..errors import DataError, SchemaError
 from ..etl import PROVENANCE, DataSchema, Transformer, logical_type, resolve_schema
-from ..runtime import DatasetRef, RunContext, StageResult, stage
+from ..runtime import DatasetRef, RunContext, StageResult, digest, stage
 from ._split import SPLIT, TEST, TRAIN, VALID, assign_splits
 
 ROW = "_row"
 TABLE_LAYOUT = "1"  # bump when the training table's layout changes
 
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()
-                          ).hexdigest()
 
 
 def union_schema(ctx: RunContext) -> DataSchema:
@@ -101,7 +95,7 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     rows = rows.sort_by(sort_keys)
     rows = rows.append_column(ROW, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
     inputs = [r.node for r in used]
-    write_id = _hash({"inputs": inputs, "target": target, "key": spec.key,
+    write_id = digest({"inputs": inputs, "target": target, "key": spec.key,
                       "columns": schema.columns, "layout": TABLE_LAYOUT})
     name = spec.name
     version, _ = ctx.lake.write("training", name, rows, write_id=write_id)
@@ -156,7 +150,7 @@ def split(ctx: RunContext, training: DatasetRef) -> StageResult:
     target = spec.problem.target
     splits = assign_splits(rows, spec.split, target=target, seed=spec.seed,
                            key=spec.key)
-    split_id = _hash({"inputs": [training.node], "split": spec.split.model_dump(),
+    split_id = digest({"inputs": [training.node], "split": spec.split.model_dump(),
                       "seed": spec.seed, "key": spec.key, "target": target})
     id_cols = [spec.key] if spec.key else ["_source", "_line"]
     split_table = rows.select([*id_cols, ROW]).append_column(SPLIT, pa.array(splits))
