@@ -275,3 +275,19 @@ def test_an_erasure_predicate_reads_nothing_but_the_training_table(fresh_project
     with pytest.raises(SpecError, match="file system operations are disabled"):
         _delete_training_rows(Project.find(start=fresh_project), "posts_log",
                               "(SELECT count(*) FROM read_text('/etc/hostname')) > 0")
+
+
+def test_a_schema_frozen_by_ingest_does_not_make_ingest_stale(fresh_project):
+    """Without declared schemas, ingest infers and freezes them: its record
+    holds the frozen files' hashes, so the next run can start after it."""
+    for source in ("posts_export", "posts_log"):
+        (fresh_project / f"schemas/{source}.yaml").unlink()
+    first = mlsd.run(fresh_project, until="ingest")
+    assert all(src["schema_frozen"] for src in first["sources"])
+    again = mlsd.run(fresh_project, from_="table", until="split")
+    assert [e["status"] for e in again["stages"]] == ["reused", "ran", "ran"]
+    # and a schema edited since is a changed setting of ingest
+    path = fresh_project / "schemas/posts_log.yaml"
+    path.write_text(path.read_text().replace("likes: int64", "likes: float64"))
+    with pytest.raises(StageError, match=r"schemas\.posts_log"):
+        mlsd.run(fresh_project, from_="table")

@@ -164,7 +164,6 @@ class Runner:
     def _call(self, ctx: RunContext, s: Stage, products: dict[str, Any],
               entries: list[dict[str, Any]]) -> dict[str, Any]:
         inputs = {p: products[p] for p in s.reads}
-        settings = s.settings_of(ctx)
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         started = time.perf_counter()
         with ctx.reporter.stage(s.name) as step:
@@ -175,7 +174,7 @@ class Runner:
                 ctx.catalog.add_stage_run(
                     run_id=ctx.run_id, stage=s.name, status="failed",
                     started_at=started_at, seconds=time.perf_counter() - started,
-                    settings=settings, code_version=__version__,
+                    settings={}, code_version=__version__,
                     reads=[r.node for p in s.reads for r in refs(inputs[p])],
                     outputs={}, summary={}, error=f"{type(err).__name__}: {err}")
                 raise
@@ -185,6 +184,8 @@ class Runner:
             if result.note:
                 step.note(result.note)
         seconds = round(time.perf_counter() - started, 3)
+        # as they are now that the stage ran (ingest freezes inferred schemas)
+        settings = s.settings_of(ctx)
         merge(ctx.summary, result.summary)
         entries.append({"stage": s.name, "status": "ran", "seconds": seconds,
                         "reads": read_nodes, "writes": written})
