@@ -62,3 +62,23 @@ def test_layers_import_downwards(path):
             f"(layer {LAYER[other]})")
         assert other not in ("pipeline", "cli") or own in ("cli",), (
             "no stage imports pipeline or cli")
+
+
+def test_openmp_threads_sleep_when_idle_unless_the_user_says_otherwise():
+    """LightGBM's OpenMP threads must not spin next to other work: mlsd asks
+    libgomp for its passive wait policy before LightGBM loads, and keeps a
+    policy the user set."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import os, mlsd, lightgbm, mlsd.models\n"
+             "print(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, text=True,
+                         capture_output=True, check=True).stdout.strip()
+    assert out == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", probe], text=True,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, check=True).stdout.strip()
+    assert out == "ACTIVE"
