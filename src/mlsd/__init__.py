@@ -14,10 +14,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 # LightGBM and scikit-learn run on OpenMP (GNU libgomp), whose idle threads spin
 # on a core for a while before sleeping. Next to other work that spinning takes
-# the cores the work needs: on a machine with both cores busy, the example's
-# training took 28.6 s instead of 7.3 s. Threads that sleep when idle cost
-# nothing measurable on an idle machine. libgomp reads this once, when it loads,
-# so it is set before any mlsd module imports LightGBM; a user's own setting wins.
+# the cores the work needs: with both cores busy, the example's training took
+# 14-62 s with libgomp's default spinning, 8-9 s with threads that sleep when
+# idle, which cost little on an idle machine (4.0-4.7 s against 3.9-4.0 s; see
+# docs/benchmarks.md). libgomp reads this once, when it loads, so it is set
+# before any mlsd module imports LightGBM; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
