@@ -38,8 +38,8 @@ from .features import features
 from .lake import AREAS, Lake
 from .models import train_model
 from .report import report
-from .runtime import Project, Reporter, RunContext, Runner, Stage, execute
-from .spec import ValidateSpec, spec_hash
+from .runtime import Project, Reporter, Runner, Stage, execute, recorded_run
+from .spec import ValidateSpec
 from .trainingdata import split, table
 
 __all__ = ["STAGES", "Project", "Reporter", "delete_rows", "ingest",
@@ -113,23 +113,10 @@ def ingest(project: Project, *, sources: list[str] | None = None,
     if sources is None:
         summary = execute(project, [ingest_stage], reporter=reporter, prefix="i")
         return {"run_id": summary["run_id"], "sources": summary["sources"]}
-    from . import __version__
-
-    started_at = datetime.now(UTC)
-    run_id = "i" + started_at.strftime("%Y%m%dT%H%M%S%f")
-    ctx = RunContext(project=project, run_id=run_id, started_at=started_at,
-                     reporter=reporter or Reporter())
-    catalog = project.catalog
-    catalog.start_run(run_id, spec_hash=spec_hash(project.spec),
-                      code_version=__version__)
-    try:
+    with recorded_run(project, prefix="i", reporter=reporter) as ctx:
         results = load_sources(ctx, sources)
-    except BaseException as err:
-        catalog.finish_run(run_id, status="failed", summary={"error": str(err)})
-        raise
-    summary = {"run_id": run_id, "sources": [r.to_dict() for r in results]}
-    catalog.finish_run(run_id, status="done", summary=summary)
-    return summary
+        ctx.summary["sources"] = [r.to_dict() for r in results]
+    return {"run_id": ctx.run_id, "sources": ctx.summary["sources"]}
 
 
 def replay_quarantine(project: Project, source: str) -> dict[str, Any]:

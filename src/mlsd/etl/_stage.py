@@ -78,9 +78,10 @@ def ingest(ctx: RunContext) -> StageResult:
     sources = [r for r in (_ref("sources", x, x.version) for x in loads) if r]
     quarantine = [r for r in (_ref("quarantine", x, x.quarantine_version)
                               for x in loads) if r]
-    totals = load_summary(loads)["totals"]
+    summary = load_summary(loads)
+    totals = summary["totals"]
     return StageResult(
         outputs={"sources": sources, "quarantine": quarantine},
-        summary=load_summary(loads),
+        summary=summary,
         note=f"{totals['rows_in']} read, {totals['rows_stored']} stored, "
              f"{totals['rows_quarantined']} quarantined")

@@ -14,7 +14,7 @@ line, which both build on this module.
 
 from ._context import Reporter, RunContext
 from ._project import Project
-from ._runner import Plan, Runner, digest, execute, merge
+from ._runner import Plan, Runner, digest, execute, merge, recorded_run
 from ._stage import (
     ARTIFACT,
     DATASET,
@@ -42,5 +42,6 @@ __all__ = [
     "digest",
     "execute",
     "merge",
+    "recorded_run",
     "stage",
 ]

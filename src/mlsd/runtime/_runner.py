@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -327,19 +328,14 @@ def _still_there(ctx: RunContext, s: Stage, run_id: str,
                          f"run {run_id}, but {ref.path} is gone; {again}")
 
 
-def execute(project: Project | str | None, stages: Sequence[Stage], *,
-            from_: str | None = None, until: str | None = None,
-            reporter: Reporter | None = None, prefix: str = "r") -> dict[str, Any]:
-    """One run of ``stages`` on a project, recorded in its catalog.
-
-    Returns the run summary: the run's id, times and spec hash, every stage's
-    summary entries, and the list of stages with what each read and wrote.
-    """
+@contextmanager
+def recorded_run(project: Project, *, prefix: str = "r",
+                 reporter: Reporter | None = None) -> Iterator[RunContext]:
+    """A run recorded in the project's catalog: started when entered, finished
+    as done with ``ctx.summary`` (its ``seconds`` set), or as failed with the
+    error. The summary starts with the run's id, times, spec hash and version."""
     from ..spec import spec_hash
 
-    project = Project.of(project)
-    runner = Runner(stages=stages)
-    runner.plan(from_, until)  # a usage mistake is said before anything runs
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     run_id = prefix + started_at.strftime("%Y%m%dT%H%M%S%f")
@@ -350,15 +346,30 @@ def execute(project: Project | str | None, stages: Sequence[Stage], *,
         "run_id": run_id, "project": project.spec.name,
         "started_at": started_at.isoformat(), "seconds": 0.0, "spec_hash": s_hash,
         "code_version": __version__})
-    if from_ or until:
-        ctx.summary["partial"] = {"from": from_, "until": until}
     catalog = project.catalog
     catalog.start_run(run_id, spec_hash=s_hash, code_version=__version__)
     try:
-        summary = runner.run(ctx, from_=from_, until=until)
+        yield ctx
     except BaseException as err:
         catalog.finish_run(run_id, status="failed", summary={"error": str(err)})
         raise
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    catalog.finish_run(run_id, status="done", summary=summary)
-    return summary
+    ctx.summary["seconds"] = round(time.perf_counter() - started, 3)
+    catalog.finish_run(run_id, status="done", summary=ctx.summary)
+
+
+def execute(project: Project | str | None, stages: Sequence[Stage], *,
+            from_: str | None = None, until: str | None = None,
+            reporter: Reporter | None = None, prefix: str = "r") -> dict[str, Any]:
+    """One run of ``stages`` on a project, recorded in its catalog.
+
+    Returns the run summary: the run's id, times and spec hash, every stage's
+    summary entries, and the list of stages with what each read and wrote.
+    """
+    project = Project.of(project)
+    runner = Runner(stages=stages)
+    runner.plan(from_, until)  # a usage mistake is said before anything runs
+    with recorded_run(project, prefix=prefix, reporter=reporter) as ctx:
+        if from_ or until:
+            ctx.summary["partial"] = {"from": from_, "until": until}
+        runner.run(ctx, from_=from_, until=until)
+    return ctx.summary
