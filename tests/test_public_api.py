@@ -18,6 +18,7 @@ PACKAGES = sorted(p.name for p in pkgutil.iter_modules([str(SRC)]) if p.ispkg)
 LAYER = {"errors": 1, "spec": 1, "formats": 1, "lake": 1, "engine": 1, "runtime": 1,
          "connectors": 2, "etl": 2.5, "trainingdata": 3, "features": 3,
          "models": 3.5, "audit": 4, "report": 4, "serve": 5, "examples": 1,
+         "scaffold": 3,
          "pipeline": 6, "cli": 7}
 
 

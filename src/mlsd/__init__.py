@@ -6,7 +6,8 @@ features that behave the same in training and serving, used to train a model nex
 to simple baselines, audited for leakage, reported, and served. Every artifact can
 be traced back to the rows it came from.
 
-``mlsd.run(path)`` runs the stages from Python; ``mlsd`` is the command line.
+``mlsd.run(path)`` runs the stages from Python, ``mlsd.init(folder, data,
+target=...)`` proposes a project for your own data; ``mlsd`` is the command line.
 """
 
 import os
@@ -39,4 +40,16 @@ def run(project=None, **kwargs):
     return _run(project, **kwargs)
 
 
-__all__ = ["__version__", "run"]
+def init(folder, source, **kwargs):
+    """Create a project for your own data; see :func:`mlsd.scaffold.init_from`.
+
+    ``mlsd.init("churn", "customers.csv", target="churned")`` copies the file,
+    freezes its schema and writes a commented ``mlsd.yaml``; it returns the
+    proposal (task, split, each column's feature or why it is left out).
+    """
+    from .scaffold import init_from
+
+    return init_from(folder, source, **kwargs)
+
+
+__all__ = ["__version__", "init", "run"]

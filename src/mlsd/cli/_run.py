@@ -27,20 +27,99 @@ app = group("", no_args_is_help=False)
 @app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="The project folder to create.")],
-    example: Annotated[str, typer.Option(help="The example to write.")] =
-    "forum-spam",
+    from_: Annotated[str | None, typer.Option(
+        "--from", metavar="FILE|GLOB|URL", help="Your data: a file or glob "
+        "(copied into FOLDER/data/), or a database URL with --table.")] = None,
+    target: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="With --from: the column to predict.")] = None,
+    time: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="With --from: the event time (a time split).")] = None,
+    key: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="With --from: the column naming a row.")] = None,
+    group: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="With --from: an entity with several rows (a user,"
+        " a patient): a group split, or shared across a time split.")] = None,
+    task: Annotated[str | None, typer.Option(
+        metavar="TASK", help="With --from: binary, multiclass or regression "
+        "(by default read from the target).")] = None,
+    positive: Annotated[str | None, typer.Option(
+        metavar="VALUE", help="With --from: the positive class of a binary "
+        "target.")] = None,
+    table: Annotated[str | None, typer.Option(
+        metavar="NAME", help="With a database URL in --from: the table.")] = None,
+    example: Annotated[str | None, typer.Option(
+        help="Write an example project instead (forum-spam, the default without "
+        "--from).")] = None,
     force: Annotated[bool, typer.Option(help="Write into a folder that already "
                                         "holds a project.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Create a project folder with mlsd.yaml, raw data and declared schemas.
+    """Create a project folder: an example, or a proposal for your own data.
 
-    Example: mlsd init demo --example forum-spam
+    Examples:
+      mlsd init demo --example forum-spam
+      mlsd init churn --from customers.csv --target churned
+      mlsd init sales --from 'exports/*.parquet' --target amount --time sold_at
+      mlsd init shop --from sqlite:///shop.db --table orders --target returned
     """
-    from ..examples import write
-
     if (folder / "mlsd.yaml").exists() and not force:
         raise MlsdError(f"{folder}/mlsd.yaml already exists; pass --force to "
-                        f"overwrite the example's files")
+                        f"write over it")
+    with_from = {"--target": target, "--time": time, "--key": key, "--group": group,
+                 "--task": task, "--positive": positive, "--table": table}
+    if from_ is None:
+        used = [k for k, v in with_from.items() if v is not None]
+        if used:
+            raise MlsdError(f"{', '.join(used)} apply to your own data: add "
+                            f"--from FILE")
+        _init_example(folder, example or "forum-spam")
+        return
+    if example is not None:
+        raise MlsdError("--from and --example are exclusive: a project holds your "
+                        "data or an example")
+    if target is None:
+        raise MlsdError("--from needs --target COLUMN: the column to predict")
+    if task is not None and task not in ("binary", "multiclass", "regression"):
+        raise MlsdError(f"--task {task!r}: expected binary, multiclass or "
+                        f"regression")
+    from ..scaffold import init_from
+
+    with err.status(f"reading {from_} ..."):
+        proposal = init_from(folder, from_, target=target, time=time, key=key,
+                             group=group, task=task, positive=positive, table=table,
+                             command=_command_line())
+    emit(proposal.to_dict(), as_json, lambda p: _print_proposal(proposal, folder))
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return "mlsd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _print_proposal(p, folder: Path) -> None:
+    out.print(f"{p.rows} rows of {p.source_note}: {p.task} on {p.target!r} "
+              f"({p.task_why})")
+    out.print(f"split: {p.split['strategy']} ({p.split_why})")
+    t = Table(title=f"Features ({len(p.features)})", title_justify="left")
+    t.add_column("column", no_wrap=True)
+    t.add_column("as", no_wrap=True)
+    t.add_column("why")
+    for c in p.features:
+        enc = c.feature.get("encode", "numeric")
+        t.add_row(c.column, enc if isinstance(enc, str) else ", ".join(enc), c.why)
+    out.print(t)
+    for c in p.left_out:
+        out.print(f"left out {c.column}: {c.why}")
+    for note in p.notes:
+        out.print(f"note: {note}")
+    out.print(f"wrote {folder}/mlsd.yaml; next: cd {folder} && mlsd run")
+
+
+def _init_example(folder: Path, example: str) -> None:
+    from ..examples import write
+
     manifest = write(example, folder)
     rows = sum(manifest["rows"].values())
     err.print(f"wrote example {example!r} to {folder}/: {rows} posts in "
