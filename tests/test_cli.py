@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,37 @@ def test_declaring_the_stages_loads_no_ml_library():
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def _command_paths():
+    import typer.main
+
+    from mlsd.cli import app
+
+    def walk(cmd, path):
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_help_shows_no_value_type_for_flags_and_json_is_a_flag_everywhere():
+    """Every `--help` names what an option takes; a flag takes nothing (Typer
+    would print `<bool>`), and `--json` is a flag on every command that has it
+    (`mlsd audit --json PATH` used to take a file)."""
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    runner = CliRunner()
+    with_json = 0
+    for path in _command_paths():
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        assert "<bool>" not in res.output, path
+        for line in res.output.splitlines():
+            m = re.match(r"^[│|\s]*--json\s+(\S+)", line)
+            if m:
+                with_json += 1
+                assert m.group(1) == "Print", (path, line)
+    assert with_json >= 10

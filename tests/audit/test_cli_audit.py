@@ -21,7 +21,7 @@ def test_audit_a_pair_of_files_and_gate_ci(tmp_path):
     pq.write_table(train, tmp_path / "train.parquet")
     pacsv.write_csv(test, tmp_path / "test.csv")  # any format mlsd reads
     proc = run_cli("audit", "--train", "train.parquet", "--test", "test.csv",
-                   "--target", "y", "--json", "-", "--fail-on", "high",
+                   "--target", "y", "--json", "--fail-on", "high",
                    cwd=tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
@@ -36,7 +36,7 @@ def test_audit_a_pair_of_files_and_gate_ci(tmp_path):
     pq.write_table(clean[0], tmp_path / "train.parquet")
     pq.write_table(clean[1], tmp_path / "test.parquet")
     proc = run_cli("audit", "--train", "train.parquet", "--test", "test.parquet",
-                   "--target", "y", "--allow-shared", "customer", "--json",
+                   "--target", "y", "--allow-shared", "customer", "--output",
                    "out.json", "--fail-on", "medium", cwd=tmp_path)
     assert "group_overlap" in proc.stdout  # low: declared shared
     doc = json.loads((tmp_path / "out.json").read_text())
@@ -47,11 +47,11 @@ def test_audit_splits_one_file(tmp_path):
     pq.write_table(_table(_synthetic()), tmp_path / "all.parquet")
     random = json.loads(run_cli(
         "audit", "--data", "all.parquet", "--split", "random", "--time", "t",
-        "--target", "y", "--json", "-", cwd=tmp_path).stdout)
+        "--target", "y", "--json", cwd=tmp_path).stdout)
     assert "time_overlap" in {f["check"] for f in random["findings"]}
     by_time = json.loads(run_cli(
         "audit", "--data", "all.parquet", "--split", "time:t", "--target", "y",
-        "--allow-shared", "customer", "--json", "-", cwd=tmp_path).stdout)
+        "--allow-shared", "customer", "--json", cwd=tmp_path).stdout)
     assert "time_overlap" not in {f["check"] for f in by_time["findings"]}
 
 

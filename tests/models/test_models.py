@@ -118,3 +118,20 @@ def test_artifact_detects_tampering(tmp_path):
     (folder / "model.linear.json").write_text('{"coef": [[9]], "intercept": [0]}')
     with pytest.raises(ModelError, match="sha256 mismatch"):
         ModelArtifact.load(folder)
+
+
+def test_every_metric_the_spec_accepts_is_computed():
+    """`problem.metrics` is checked against TASK_METRICS: each name must be a
+    metric the task's evaluation really reports (or the column would be empty)."""
+    import numpy as np
+
+    from mlsd.models._metrics import task_metrics
+    from mlsd.spec import TASK_METRICS
+
+    y = np.array([0, 1, 0, 1, 1, 0])
+    outputs = {"binary": np.array([.1, .8, .3, .6, .9, .2]),
+               "multiclass": np.eye(2)[y] * 0.8 + 0.1,
+               "regression": y + 0.1}
+    for task, names in TASK_METRICS.items():
+        got = task_metrics(task, y, outputs[task])
+        assert set(names) <= set(got), (task, set(names) - set(got))

@@ -40,6 +40,10 @@ def test_example_spec_parses():
     (lambda d: d["problem"].update(threshold="cost"), "problem",
      "needs a `costs` matrix"),
     (lambda d: d.pop("problem"), "problem", "required key is missing"),
+    (lambda d: d["problem"].update(metrics=["prauc"]), "problem",
+     "unknown metric 'prauc' for a binary task (did you mean 'pr_auc'?)"),
+    (lambda d: d["problem"].update(task="regression", positive=None,
+                                   metrics=["f1"]), "problem", "rmse, mae, r2"),
     (lambda d: d["sources"].update({"../evil": {"path": "x.csv"}}), "(top level)",
      "invalid name"),
 ])

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import MlsdError
-from ._common import err, group, out
+from ._common import JsonOpt, err, group, out
 
 app = group("", no_args_is_help=False)
 
@@ -41,9 +41,10 @@ def audit(
     task: Annotated[str | None, typer.Option(
         help="binary, multiclass or regression (default: from the target).")
         ] = None,
+    as_json: JsonOpt = False,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Write the findings as JSON to this file ('-': stdout).")
-        ] = None,
+        "--output", "-o", metavar="FILE", help="Also write the findings as JSON "
+        "to this file.")] = None,
     html_path: Annotated[Path | None, typer.Option(
         "--html", help="Write the audit as one self-contained HTML report.")
         ] = None,
@@ -99,17 +100,16 @@ def audit(
                             allow_shared=allow_shared or [], seed=seed)
     doc = result.to_dict()
     doc["read"] = read_notes
+    text = json.dumps(doc, indent=2, default=str)
     if json_path is not None:
-        text = json.dumps(doc, indent=2, default=str)
-        if str(json_path) == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            json_path.write_text(text + "\n", encoding="utf-8")
+        json_path.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        sys.stdout.write(text + "\n")
     if html_path is not None:
         from ..report import render_audit
 
         render_audit(doc, html_path)
-    if json_path is None or str(json_path) != "-":
+    if not as_json:
         _print_findings(result, read_notes)
         if html_path is not None:
             out.print(f"report: {html_path}")

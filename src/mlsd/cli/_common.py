@@ -41,6 +41,24 @@ def _width(stream) -> int | None:
 out = Console(highlight=False, markup=False, width=_width(sys.stdout))
 err = Console(stderr=True, highlight=False, markup=False, width=_width(sys.stderr))
 
+def _no_type_for_flags() -> None:
+    """Typer 0.29's help shows `<bool>` beside every flag (its own --help too),
+    as if a flag took a value; a flag has no value type to show."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_mlsd", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._mlsd = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_type_for_flags()
+
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", help="The spec file (default: mlsd.yaml here or in a parent).",
     dir_okay=False)]

@@ -8,6 +8,7 @@ JSON Schema editors use to complete the file.
 
 from ._load import find_spec_file, json_schema, load_spec, parse_spec, spec_hash
 from ._models import (
+    TASK_METRICS,
     AuditSpec,
     BlobSourceSpec,
     ColumnType,
@@ -39,6 +40,7 @@ __all__ = [
     "SourceSpec",
     "SplitSpec",
     "SqlSourceSpec",
+    "TASK_METRICS",
     "TransformSpec",
     "ValidateSpec",
     "find_spec_file",

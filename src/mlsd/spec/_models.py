@@ -25,6 +25,14 @@ SCALERS = ("standard", "minmax", "none")
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
+TASK_METRICS = {
+    "binary": ("pr_auc", "roc_auc", "precision", "recall", "f1", "accuracy",
+               "balanced_accuracy", "log_loss", "brier"),
+    "multiclass": ("macro_f1", "accuracy", "balanced_accuracy", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+"""The metrics mlsd computes for each task (``problem.metrics`` picks among them)."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,6 +64,16 @@ class ProblemSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_costs(self) -> ProblemSpec:
+        known = TASK_METRICS[self.task]
+        for m in self.metrics:
+            if m not in known:
+                import difflib
+
+                near = difflib.get_close_matches(m, known, n=1)
+                raise ValueError(
+                    f"metrics: unknown metric {m!r} for a {self.task} task"
+                    + (f" (did you mean {near[0]!r}?)" if near else "")
+                    + f"; expected some of {', '.join(known)}")
         if self.threshold == "cost" and not self.costs:
             raise ValueError("threshold 'cost' needs a `costs` matrix (fp, fn, ...)")
         if self.task != "binary" and self.threshold == "cost":
