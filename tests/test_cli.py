@@ -285,3 +285,27 @@ def test_help_shows_no_value_type_for_flags_and_json_is_a_flag_everywhere():
                 with_json += 1
                 assert m.group(1) == "Print", (path, line)
     assert with_json >= 10
+
+
+def test_a_time_split_on_text_or_bool_is_refused_by_spec_check(fresh_project):
+    """`mlsd spec check` reads the schemas: a time split on a text or bool
+    column is named at spec time, not found by the audit after training."""
+    for column, typ in (("text", "string"), ("is_spam", "bool")):
+        _edit_spec(fresh_project, lambda d, c=column: d["split"].update(
+            strategy="time", time=c))
+        msg = _fails(fresh_project, "spec", "check")
+        assert f"split.time: a time split orders rows by time, but {column!r} is " \
+               f"{typ} in schemas/posts_export.yaml" in msg, msg
+    msg = _fails(fresh_project, "run")
+    assert "split.time" in msg and "ingest" not in msg
+
+
+def test_a_text_regression_target_is_refused_before_anything_runs(fresh_project):
+    def edit(d):
+        d["problem"] = {"task": "regression", "target": "author_country"}
+        d["features"] = [f for f in d["features"]
+                         if f["column"] != "author_country"]
+    _edit_spec(fresh_project, edit)
+    msg = _fails(fresh_project, "spec", "check")
+    assert "problem.target: a regression target must be numbers, but " \
+           "'author_country' is string" in msg

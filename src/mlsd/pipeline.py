@@ -18,31 +18,35 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from .audit import audit
-from .connectors import FileConnector, prune_blobs
 from .errors import DataError, SpecError
-from .etl import (
-    QUARANTINE_SCHEMA,
-    DataSchema,
-    Validator,
-    load_sources,
-    resolve_schema,
-)
 from .etl import ingest as ingest_stage
 from .features import features
-from .lake import AREAS, Lake
 from .models import train_model
 from .report import report
-from .runtime import Project, Reporter, Runner, Stage, execute, recorded_run
+from .runtime import (
+    Project,
+    Reporter,
+    Runner,
+    Stage,
+    check_stages,
+    execute,
+    recorded_run,
+)
 from .spec import ValidateSpec
 from .trainingdata import split, table
 
-__all__ = ["STAGES", "Project", "Reporter", "delete_rows", "ingest",
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .lake import Lake
+
+# the commands around a run import the connectors, pyarrow and the lake where
+# they use them: `mlsd spec check` and `mlsd stages` load none of them
+
+__all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "ingest",
            "replay_quarantine", "run", "score_file", "sql", "stages", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, split, features, train_model,
@@ -84,6 +88,20 @@ def run(project: Project | str | Path | None = None, *,
     return execute(project, stages, from_=from_, until=until, reporter=reporter)
 
 
+def check(project: Project | str | Path | None = None,
+          stages: tuple[Stage, ...] | list[Stage] = STAGES) -> None:
+    """Check the spec against the data, as a run would before its first stage:
+    the columns it names exist and have the types their use needs (a time
+    split on timestamps or numbers, a regression target of numbers, ...).
+
+    Raises
+    ------
+    SpecError
+        Naming the spec path of every problem.
+    """
+    check_stages(project, stages)
+
+
 def stages(stage_list: tuple[Stage, ...] | list[Stage] = STAGES
            ) -> list[dict[str, Any]]:
     """The stages of a run: what each reads and writes, and whether a run can
@@ -110,6 +128,7 @@ def ingest(project: Project, *, sources: list[str] | None = None,
     results (rows read, stored, quarantined, reasons, the dataset version, and
     whether anything new was loaded).
     """
+    from .etl import load_sources
     if sources is None:
         summary = execute(project, [ingest_stage], reporter=reporter, prefix="i")
         return {"run_id": summary["run_id"], "sources": summary["sources"]}
@@ -122,7 +141,7 @@ def ingest(project: Project, *, sources: list[str] | None = None,
 def replay_quarantine(project: Project, source: str) -> dict[str, Any]:
     """Re-validate a source's quarantined rows with its current schema and rules;
     rows that pass join the dataset, the others stay with their reasons."""
-    from .etl import replay
+    from .etl import replay, resolve_schema
 
     spec = project.spec
     if source not in spec.sources:
@@ -141,7 +160,7 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     from its dataset and from its quarantine, where each rejected record is
     parsed again to evaluate the predicate. Old versions keep the rows until
     ``mlsd lake vacuum``."""
-    from .etl import quarantine_matches
+    from .etl import quarantine_matches, resolve_schema
 
     spec = project.spec
     if source not in spec.sources:
@@ -211,6 +230,8 @@ def _delete_training_rows(project: Project, source: str, where: str
 def vacuum(project: Project, retention_hours: int | None = None
            ) -> list[dict[str, Any]]:
     """Remove old versions' files from every dataset of the lake."""
+    from .connectors import prune_blobs
+    from .lake import AREAS
     hours = project.spec.lake.retention_hours if retention_hours is None \
         else retention_hours
     out = []
@@ -269,6 +290,11 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     (nothing is dropped silently). The output holds the key (when the input has
     it), the input file and line, and the prediction.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .connectors import FileConnector
+    from .etl import QUARANTINE_SCHEMA, DataSchema, Validator
     from .models import ModelArtifact
 
     rep = reporter or Reporter()

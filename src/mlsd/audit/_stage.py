@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
 from ..runtime import ArtifactRef, DatasetRef, RunContext, StageResult, stage
 from ..trainingdata import TEST, TRAIN, VALID, split_parts
 
@@ -42,6 +40,8 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
          *([spec.split.time] if spec.split.time else []),
          *([spec.split.group] if spec.split.group else []),
          *[c for c in spec.audit.allow_shared if c in rows.column_names]]))
+    import pyarrow as pa
+
     fit_rows = pa.concat_tables([parts[TRAIN], parts[VALID]]).select(audit_cols)
     pair = audit_pair(fit_rows, parts[TEST].select(audit_cols), target=target,
                       task=spec.problem.task, time_column=spec.split.time,

@@ -9,12 +9,17 @@ app = group("Check the project spec (mlsd.yaml) or print its JSON Schema.")
 
 @app.command("check")
 def spec_check(config: ConfigOpt = None) -> None:
-    """Validate mlsd.yaml; print what is wrong, with its path in the file.
+    """Validate mlsd.yaml, and check it against the data's schemas (the
+    columns it names exist, with the types their use needs); print what is
+    wrong, with its path in the file.
 
     Example: mlsd spec check -c other.yaml
     """
+    from ..pipeline import check
+
     proj = project(config)
     s = proj.spec
+    check(proj)
     out.print(f"{proj.spec_path}: valid ({len(s.sources)} sources, "
               f"{len(s.features)} features, task {s.problem.task} on "
               f"{s.problem.target!r})")

@@ -8,41 +8,53 @@ and load id) as one Delta version, and records rows in = stored + quarantined.
 The :func:`ingest` stage of ``mlsd run`` loads every source.
 """
 
-from ._coerce import (
-    ARROW_TYPES,
-    TypeName,
-    arrow_type,
-    coerce,
-    coerce_any,
-    infer_type,
-    infer_type_any,
-    logical_type,
-    nullify,
-    type_label,
-)
-from ._export import EXTENSIONS, export_dataset, parse_dataset
-from ._load import (
-    LoadResult,
-    connector_for,
-    load_source,
-    reinfer_schema,
-    resolve_schema,
-)
-from ._quarantine import quarantine_matches, quarantine_rows, replay
-from ._read import ReadResult, read_table
-from ._schema import DataSchema, infer_schema, load_schema, save_schema, schema_path
-from ._stage import ingest, load_sources, load_summary
-from ._transform import Transformer
-from ._validate import (
-    LOAD_ID,
-    PROVENANCE,
-    QUARANTINE_SCHEMA,
-    SOURCE,
-    SOURCE_SHA,
-    Validated,
-    Validator,
-    accepted_schema,
-)
+from .._lazy import attach
+
+# public names load on first use: `mlsd spec check` needs no connector,
+# DuckDB or pyarrow.dataset
+_WHERE = {
+    "ARROW_TYPES": "_coerce",
+    "TypeName": "_coerce",
+    "arrow_type": "_coerce",
+    "coerce": "_coerce",
+    "coerce_any": "_coerce",
+    "infer_type": "_coerce",
+    "infer_type_any": "_coerce",
+    "logical_type": "_coerce",
+    "nullify": "_coerce",
+    "type_label": "_coerce",
+    "EXTENSIONS": "_export",
+    "export_dataset": "_export",
+    "parse_dataset": "_export",
+    "LoadResult": "_load",
+    "connector_for": "_load",
+    "load_source": "_load",
+    "reinfer_schema": "_load",
+    "resolve_schema": "_load",
+    "quarantine_matches": "_quarantine",
+    "quarantine_rows": "_quarantine",
+    "replay": "_quarantine",
+    "ReadResult": "_read",
+    "read_table": "_read",
+    "DataSchema": "_schema",
+    "infer_schema": "_schema",
+    "load_schema": "_schema",
+    "save_schema": "_schema",
+    "schema_path": "_schema",
+    "ingest": "_stage",
+    "load_sources": "_stage",
+    "load_summary": "_stage",
+    "Transformer": "_transform",
+    "LOAD_ID": "_validate",
+    "PROVENANCE": "_validate",
+    "QUARANTINE_SCHEMA": "_validate",
+    "SOURCE": "_validate",
+    "SOURCE_SHA": "_validate",
+    "Validated": "_validate",
+    "Validator": "_validate",
+    "accepted_schema": "_validate",
+}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "ARROW_TYPES",

@@ -7,15 +7,19 @@ import json
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-import pyarrow as pa
 import yaml
 
-from ..connectors import FileConnector, SqlConnector
 from ..errors import SchemaError
 from ..spec import ColumnType
-from ._coerce import TypeName, arrow_type, infer_type_any
+
+if TYPE_CHECKING:  # connectors load SQLAlchemy, pyarrow its compute kernels:
+    # reading a frozen schema needs neither (`mlsd spec check` stays quick)
+    import pyarrow as pa
+
+    from ..connectors import FileConnector, SqlConnector
+    from ._coerce import TypeName
 
 TYPES = get_args(ColumnType)
 INFER_SAMPLE_ROWS = 20_000
@@ -29,6 +33,10 @@ class DataSchema:
     origin: dict[str, str] = field(default_factory=dict, compare=False)
 
     def arrow(self) -> pa.Schema:
+        import pyarrow as pa
+
+        from ._coerce import arrow_type
+
         return pa.schema([pa.field(c, arrow_type(t)) for c, t in
                           self.columns.items()])
 
@@ -103,6 +111,10 @@ def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[s
     With ``structs``, columns of nested objects get struct types (the fields
     seen in the sample); otherwise they are JSON text.
     """
+    import pyarrow as pa
+
+    from ._coerce import infer_type_any
+
     columns = connector.columns()
     batches, n = [], 0
     reader = connector.read(columns, chunk_rows=min(sample_rows, 50_000))

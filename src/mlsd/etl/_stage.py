@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..runtime import DatasetRef, RunContext, StageResult, stage
-from ._load import LoadResult, load_source
 from ._schema import schema_path
+
+if TYPE_CHECKING:
+    from ._load import LoadResult
 
 
 def load_sources(ctx: RunContext, names: list[str] | None = None
                  ) -> list[LoadResult]:
     """Load sources (all by default) into the lake, one progress step each."""
+    from ._load import load_source  # connectors, the lake: only when loading
+
     spec = ctx.spec
     names = list(spec.sources) if names is None else names
     unknown = [n for n in names if n not in spec.sources]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import __version__
 from ..runtime import (
     ArtifactRef,
@@ -20,6 +18,7 @@ from ..spec import ProjectSpec
 from ..trainingdata import TRAIN, split_parts, union_schema
 
 if TYPE_CHECKING:  # the stage's declaration loads without LightGBM and sklearn
+    import numpy as np
     import scipy.sparse as sp
 
     from ..etl import DataSchema
@@ -149,6 +148,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                           "primary_higher_is_better": PRIMARY[problem.task][1]})
     positive_rate = None
     if problem.task == "binary":
+        import numpy as np
+
         positive_rate = {p: float(np.mean(y[p] == 1)) if len(y[p]) else 0.0
                          for p in parts}
     metric_names = list(dict.fromkeys(problem.metrics

@@ -14,7 +14,15 @@ line, which both build on this module.
 
 from ._context import Reporter, RunContext
 from ._project import Project
-from ._runner import Plan, Runner, digest, execute, merge, recorded_run
+from ._runner import (
+    Plan,
+    Runner,
+    check_stages,
+    digest,
+    execute,
+    merge,
+    recorded_run,
+)
 from ._stage import (
     ARTIFACT,
     DATASET,
@@ -40,6 +48,7 @@ __all__ = [
     "Stage",
     "StageResult",
     "digest",
+    "check_stages",
     "execute",
     "merge",
     "recorded_run",

@@ -143,6 +143,17 @@ class Runner:
                     f"Start from one of: {', '.join(can)}")
         return Plan(run=self.stages[start:stop + 1], reuse=self.stages[:start])
 
+    def check(self, ctx: RunContext, stages: Sequence[Stage] | None = None
+              ) -> None:
+        """Raise a :class:`SpecError` naming every spec path that does not fit
+        the data, as the stages' ``check`` hooks see it (nothing runs)."""
+        problems = [p for s in (self.stages if stages is None else stages)
+                    if s.check is not None for p in s.check(ctx)]
+        if problems:
+            lines = [f"{path}: {msg}" for path, msg in problems]
+            raise SpecError("mlsd.yaml does not fit the data:\n  "
+                            + "\n  ".join(lines), problems=problems)
+
     # running -----------------------------------------------------------------
     def run(self, ctx: RunContext, *, from_: str | None = None,
             until: str | None = None) -> dict[str, Any]:
@@ -151,12 +162,7 @@ class Runner:
         entries: list[dict[str, Any]] = []
         ctx.summary["stages"] = entries
         products = self._reuse(ctx, plan, entries)
-        problems = [p for s in plan.run if s.check is not None
-                    for p in s.check(ctx)]
-        if problems:
-            lines = [f"{path}: {msg}" for path, msg in problems]
-            raise SpecError("mlsd.yaml does not fit the data:\n  "
-                            + "\n  ".join(lines), problems=problems)
+        self.check(ctx, plan.run)
         for s in plan.run:
             products.update(self._call(ctx, s, products, entries))
         ctx.summary["stages"] = ctx.summary.pop("stages")  # listed last
@@ -355,6 +361,15 @@ def recorded_run(project: Project, *, prefix: str = "r",
         raise
     ctx.summary["seconds"] = round(time.perf_counter() - started, 3)
     catalog.finish_run(run_id, status="done", summary=ctx.summary)
+
+
+def check_stages(project: Project | str | None, stages: Sequence[Stage]) -> None:
+    """Check the spec against the data schemas (frozen, or inferred from the
+    sources) with every stage's ``check`` hook, before anything runs."""
+    project = Project.of(project)
+    ctx = RunContext(project=project, run_id="check",
+                     started_at=datetime.now(UTC))
+    Runner(stages=stages).check(ctx)
 
 
 def execute(project: Project | str | None, stages: Sequence[Stage], *,

@@ -8,13 +8,14 @@ time and gives the newest rows to test and the slice before them to validation.
 
 from __future__ import annotations
 
-import mmh3
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from ..spec import SplitSpec
+
+if TYPE_CHECKING:  # numpy and pyarrow load when a split is made
+    import numpy as np
+    import pyarrow as pa
 
 TRAIN, VALID, TEST = "train", "valid", "test"
 SPLIT = "_split"
@@ -22,6 +23,9 @@ SPLIT = "_split"
 
 def stable_unit(values: list, seed: int) -> np.ndarray:
     """Map values to [0, 1) with a seeded MurmurHash3 (stable across processes)."""
+    import mmh3
+    import numpy as np
+
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         out[i] = mmh3.hash("\x00" if v is None else str(v), seed, signed=False)
@@ -45,6 +49,8 @@ def _row_ids(table: pa.Table, key: str | None) -> list:
 
 
 def _by_unit(u: np.ndarray, test: float, valid: float) -> np.ndarray:
+    import numpy as np
+
     return np.where(u < test, TEST, np.where(u < test + valid, VALID, TRAIN))
 
 
@@ -65,6 +71,10 @@ def assign_splits(table: pa.Table, spec: SplitSpec, *, target: str, seed: int,
     key : str, optional
         Row key; without one, rows are identified by source file and line.
     """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     n = table.num_rows
     if n < 10:
         raise DataError(f"split: only {n} usable rows; need at least 10 to split")

@@ -8,20 +8,20 @@ version (:func:`split_parts`), so a run can start again from either.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, SchemaError
-from ..etl import PROVENANCE, DataSchema, Transformer, logical_type, resolve_schema
 from ..runtime import DatasetRef, RunContext, StageResult, digest, stage
 from ._split import SPLIT, TEST, TRAIN, VALID, assign_splits
 
+if TYPE_CHECKING:  # numpy and pyarrow load when a stage runs, not to check
+    import numpy as np
+    import pyarrow as pa
+
+    from ..etl import DataSchema
+
 ROW = "_row"
 TABLE_LAYOUT = "1"  # bump when the training table's layout changes
-
 
 
 def union_schema(ctx: RunContext) -> DataSchema:
@@ -31,20 +31,31 @@ def union_schema(ctx: RunContext) -> DataSchema:
 
 
 def _union_schema(ctx: RunContext) -> DataSchema:
+    # the ETL's readers and DuckDB load only when a schema must be inferred or
+    # a column derived: `mlsd spec check` on frozen schemas stays quick
+    from ..etl import DataSchema, load_schema
+
     spec = ctx.spec
     cols: dict[str, str] = {}
     for name in spec.union:
-        # not frozen here: the ingest stage freezes what it infers, and says so
-        schema, _ = resolve_schema(name, spec.sources[name], spec.validate_,
-                                   ctx.root, freeze=False)
+        schema = load_schema(ctx.root, name)
+        if schema is None:
+            # not frozen here: the ingest stage freezes what it infers, and says so
+            from ..etl import resolve_schema
+
+            schema, _ = resolve_schema(name, spec.sources[name], spec.validate_,
+                                       ctx.root, freeze=False)
         for c, t in schema.columns.items():
             if cols.setdefault(c, t) != t:
                 raise SchemaError(
                     f"column {c!r} is {cols[c]} in one source and {t} in "
                     f"{name!r}; the sources of dataset.union must agree")
-    base = DataSchema(dict(cols))
-    for f in Transformer(spec=spec.transform, schema=base).derived_fields():
-        cols[f.name] = logical_type(f.type)
+    if spec.transform.derive:
+        from ..etl import Transformer, logical_type
+
+        base = DataSchema(dict(cols))
+        for f in Transformer(spec=spec.transform, schema=base).derived_fields():
+            cols[f.name] = logical_type(f.type)
     return DataSchema(cols)
 
 
@@ -56,7 +67,22 @@ def _check_table(ctx: RunContext) -> list[tuple[str, str]]:
                          f"in the data"))
     if spec.key and spec.key not in cols:
         problems.append(("dataset.key", f"column {spec.key!r} is not in the data"))
+    target = spec.problem.target
+    if spec.problem.task == "regression" and cols.get(target) not in (
+            None, "int64", "float64"):
+        problems.append((
+            "problem.target", f"a regression target must be numbers, but "
+            f"{target!r} is {_type_name(cols[target])} in {_schema_files(ctx)}; "
+            f"choose task multiclass, or fix the column's type there"))
     return problems
+
+
+def _type_name(t: Any) -> str:
+    return "a struct" if isinstance(t, dict) else t
+
+
+def _schema_files(ctx: RunContext) -> str:
+    return ", ".join(f"schemas/{n}.yaml" for n in ctx.spec.union)
 
 
 def _table_settings(ctx: RunContext) -> dict[str, Any]:
@@ -70,6 +96,12 @@ def _table_settings(ctx: RunContext) -> dict[str, Any]:
 def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     """The training table: the labelled rows of the sources in ``dataset.union``,
     in a stable order (by key, else by file and line), as ``training/NAME``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..etl import PROVENANCE
+
     spec = ctx.spec
     schema = union_schema(ctx)
     by_name = {r.name: r for r in sources}
@@ -117,6 +149,9 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
 
 def training_table(ctx: RunContext, training: DatasetRef) -> pa.Table:
     """The training table of ``training``, in its ``_row`` order."""
+    import numpy as np
+    import pyarrow as pa
+
     def read() -> pa.Table:
         t = ctx.read(training)
         rows = t.column(ROW).to_numpy()
@@ -128,9 +163,18 @@ def training_table(ctx: RunContext, training: DatasetRef) -> pa.Table:
 
 def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
     spec, cols = ctx.spec, union_schema(ctx).columns
-    return [(f"split.{part}", f"column {col!r} is not in the data")
-            for part in ("time", "group")
-            if (col := getattr(spec.split, part)) and col not in cols]
+    problems = [(f"split.{part}", f"column {col!r} is not in the data")
+                for part in ("time", "group")
+                if (col := getattr(spec.split, part)) and col not in cols]
+    time = spec.split.time
+    if spec.split.strategy == "time" and time in cols and cols[time] not in (
+            "timestamp", "int64", "float64"):
+        problems.append((
+            "split.time", f"a time split orders rows by time, but {time!r} is "
+            f"{_type_name(cols[time])} in {_schema_files(ctx)}; declare it "
+            f"timestamp there (its values as ISO 8601, 2024-01-31T12:00:00) or "
+            f"split by another column"))
+    return problems
 
 
 def _split_settings(ctx: RunContext) -> dict[str, Any]:
@@ -145,6 +189,9 @@ def split(ctx: RunContext, training: DatasetRef) -> StageResult:
     """Give every row of the training table its split (train, valid, test) by
     the spec's deterministic strategy, as ``splits/NAME``: the row's key (or
     file and line), its ``_row`` and ``_split``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     spec = ctx.spec
     rows = training_table(ctx, training)
     target = spec.problem.target
@@ -186,6 +233,9 @@ def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
 
 def _parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
            ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
+    import numpy as np
+    import pyarrow as pa
+
     rows = training_table(ctx, training)
     assigned = ctx.read(splits)
     order = assigned.column(ROW).to_numpy()
