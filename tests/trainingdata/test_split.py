@@ -82,3 +82,23 @@ def test_split_errors():
         assign_splits(bad, SplitSpec(strategy="time", time="t"), target="y", seed=0)
     with pytest.raises(DataError, match="at least 10"):
         assign_splits(t.slice(0, 5), SplitSpec(), target="y", seed=0)
+
+
+def test_rows_with_an_equal_time_land_in_one_split():
+    """A time split never cuts between rows of the same time value (the same
+    day, the same year): their twins would sit on both sides of the cut."""
+    years = np.repeat(np.arange(2000, 2012), [37, 5, 60, 12, 80, 9, 41, 3, 70,
+                                              22, 50, 31])
+    t = pa.table({"year": pa.array(years), "y": pa.array(years % 2)})
+    s = assign_splits(t, SplitSpec(strategy="time", time="year"), target="y",
+                      seed=0)
+    owner = {}
+    for year, part in zip(years.tolist(), s.tolist(), strict=True):
+        assert owner.setdefault(year, part) == part, year
+    assert set(s) == {"train", "valid", "test"}
+    last = {p: max(y for y, q in owner.items() if q == p) for p in set(s)}
+    assert last["train"] < last["valid"] < last["test"]
+    with pytest.raises(DataError, match="2 distinct value"):
+        two = pa.table({"year": pa.array([1] * 30 + [2] * 30), "y": [0, 1] * 30})
+        assign_splits(two, SplitSpec(strategy="time", time="year"), target="y",
+                      seed=0)

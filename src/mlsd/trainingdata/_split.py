@@ -113,11 +113,37 @@ def assign_splits(table: pa.Table, spec: SplitSpec, *, target: str, seed: int,
             f"required in `validate.required` so such rows are quarantined")
     t = pc.cast(times, pa.int64()).to_numpy() if pa.types.is_timestamp(
         times.type) else np.asarray(times.to_numpy())
-    tie = stable_unit(ids, seed)
-    order = np.lexsort((tie, t))
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
     n_test = int(round(spec.test * n))
     n_valid = int(round(spec.valid * n))
+    # rows with an equal time value land in one split: a cut between two rows
+    # of the same time (or year) would put their twins on both sides of it
+    test_at = _tie_start(ts, n - n_test)
+    valid_at = _tie_start(ts, n - n_test - n_valid)
+    if valid_at >= test_at:
+        valid_at = _tie_start(ts, test_at - 1) if test_at > 0 else 0
+    if not 0 < valid_at < test_at < n:
+        distinct = len(np.unique(ts))
+        raise DataError(
+            f"split.time: column {col!r} has {distinct} distinct value(s); rows "
+            f"with one time value stay in one split, so it cannot make train, "
+            f"valid and test (fractions {1 - spec.test - spec.valid:.2f}, "
+            f"{spec.valid}, {spec.test}); use a finer time column or another "
+            f"strategy")
     out = np.full(n, TRAIN, dtype=object)
-    out[order[n - n_test:]] = TEST
-    out[order[n - n_test - n_valid:n - n_test]] = VALID
+    out[order[test_at:]] = TEST
+    out[order[valid_at:test_at]] = VALID
     return out.astype(str)
+
+
+def _tie_start(sorted_times, at: int) -> int:
+    """The first position of the run of equal times that holds position
+    ``at``: a cut there keeps every tie on the later side."""
+    import numpy as np
+
+    if at <= 0:
+        return 0
+    if at >= len(sorted_times):
+        return len(sorted_times)
+    return int(np.searchsorted(sorted_times, sorted_times[at], side="left"))
