@@ -309,3 +309,47 @@ def test_a_text_regression_target_is_refused_before_anything_runs(fresh_project)
     msg = _fails(fresh_project, "spec", "check")
     assert "problem.target: a regression target must be numbers, but " \
            "'author_country' is string" in msg
+
+
+def _mini_project(folder: Path, csv_text: str) -> Path:
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "m.csv").write_text(csv_text)
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump({
+        "name": "mini", "problem": {"task": "binary", "target": "y", "positive": 1},
+        "sources": {"m": {"path": "data/m.csv"}},
+        "features": [{"column": "x"}, {"column": "z"}]}))
+    return folder
+
+
+ROWS = "".join(f"{i},{i % 7}.5,{i % 2}\n" for i in range(40))
+
+
+def test_a_semicolon_csv_read_with_commas_names_the_delimiter(tmp_path):
+    folder = _mini_project(tmp_path / "p", "x;z;y\n" + ROWS.replace(",", ";"))
+    for cmd in (["spec", "check"], ["ingest"]):
+        msg = _fails(folder, *cmd)
+        assert "data/m.csv, line 1: the header read with delimiter ',' is one " \
+               "column 'x;z;y'; set `delimiter: ';'` on the source" in msg, msg
+
+
+def test_a_header_only_file_freezes_no_schema(tmp_path):
+    """Types voted on by no row are guesses: the first load with rows infers
+    them (a header-only file used to freeze every column as text)."""
+    folder = _mini_project(tmp_path / "p", "x,z,y\n")
+    run_cli("ingest", cwd=folder)
+    assert not (folder / "schemas" / "m.yaml").exists()
+    (folder / "data" / "m.csv").write_text("x,z,y\n" + ROWS)
+    run_cli("spec", "check", cwd=folder)
+    run_cli("ingest", cwd=folder)
+    frozen = yaml.safe_load((folder / "schemas" / "m.yaml").read_text())
+    assert frozen["columns"] == {"x": "int64", "z": "float64", "y": "int64"}
+
+
+def test_a_frozen_schema_that_does_not_fit_names_the_file_and_the_fix(tmp_path):
+    folder = _mini_project(tmp_path / "p", "x,z,y\n" + ROWS)
+    (folder / "schemas").mkdir()
+    (folder / "schemas" / "m.yaml").write_text(yaml.safe_dump(
+        {"columns": {"x": "string", "z": "float64", "y": "int64"}}))
+    msg = _fails(folder, "spec", "check")
+    assert "features[0]: 'x' is string in schemas/m.yaml (`mlsd schema infer m` " \
+           "infers it again from the data)" in msg, msg

@@ -16,6 +16,7 @@ from ..formats import (
     DEFAULT_CHUNK_ROWS,
     FORMATS,
     FormatOptions,
+    delimiter_hint,
     format_for,
     get_format,
 )
@@ -129,7 +130,11 @@ class FileConnector:
     def columns(self) -> list[str]:
         """The field names of the first file (CSV header, JSON keys, schema)."""
         first = self._resolve()[0]
-        cols = get_format(format_for(first, self.format)).columns(first, self.options)
+        fmt = format_for(first, self.format)
+        cols = get_format(fmt).columns(first, self.options)
+        if fmt == "csv" and self.options.header and (
+                hint := delimiter_hint(cols, self.options.delimiter)):
+            raise DataError(f"{self._display(first)}, line 1: {hint}")
         return cols + [k for k in self.partition_keys() if k not in cols]
 
     def arrow_types(self) -> dict | None:
@@ -167,6 +172,10 @@ class FileConnector:
                 # and fields absent from every record sampled are simply null
                 extra, missing = [], []
             if missing or extra:
+                hint = delimiter_hint(have, self.options.delimiter) \
+                    if fmt.name == "csv" and self.options.header else None
+                if hint:
+                    raise DataError(f"{info.path}, line 1: {hint}")
                 parts = []
                 if missing:
                     parts.append(f"missing column(s) {missing}")
@@ -176,8 +185,9 @@ class FileConnector:
                 raise DataError(
                     f"{info.path}{where}: "
                     f"{'the header does' if where else 'the columns do'} not match "
-                    f"the schema: {'; '.join(parts)} (edit the schema file if the "
-                    f"data changed on purpose)")
+                    f"the schema: {'; '.join(parts)} (if the data changed on purpose, "
+                    f"edit the source's file in schemas/ or run `mlsd schema "
+                    f"infer SOURCE` to infer it again)")
             present = [c for c in columns if c in have and c not in parts]
             file_cols = [c for c in have if c not in parts]
             read_cols = file_cols if fmt.name == "csv" else [

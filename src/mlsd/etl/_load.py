@@ -93,14 +93,18 @@ def connector_for(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
 def resolve_schema(name: str, spec: SourceSpec | SqlSourceSpec,
                    rules: ValidateSpec, root: Path, *, freeze: bool = True
                    ) -> tuple[DataSchema, bool]:
-    """The source's frozen schema, or one inferred now (and frozen if asked)."""
+    """The source's frozen schema, or one inferred now (and frozen if asked);
+    and whether it was frozen now."""
     schema = load_schema(root, name)
     if schema is not None:
         return schema, False
     schema = _infer(name, spec, rules, root)
+    # types voted on by no row are guesses (all text): never frozen, so the
+    # first load with rows infers them from the data
+    freeze = freeze and schema.origin.get("rows_sampled") != "0"
     if freeze:
         save_schema(root, name, schema)
-    return schema, True
+    return schema, freeze
 
 
 def _infer(name: str, spec: SourceSpec | SqlSourceSpec, rules: ValidateSpec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..runtime import DatasetRef, RunContext, StageResult, stage
-from ..trainingdata import TRAIN, split_parts, union_schema
+from ..trainingdata import TRAIN, schema_files, split_parts, union_schema
 
 if TYPE_CHECKING:  # the stage's declaration loads without ibis and SciPy
     import scipy.sparse as sp
@@ -37,11 +37,13 @@ def _check(ctx: RunContext) -> list[tuple[str, str]]:
                              f"{f.column!r} is not in the data"))
         elif f.kind == "time" and cols[f.column] != "timestamp":
             problems.append((f"features[{i}].encode", f"time parts need a "
-                             f"timestamp, {f.column!r} is {cols[f.column]}"))
+                             f"timestamp, {f.column!r} is {cols[f.column]} in "
+                             f"{schema_files(ctx)}"))
         elif f.kind == "numeric" and cols[f.column] not in NUMERIC_TYPES:
-            problems.append((f"features[{i}]", f"{f.column!r} is {cols[f.column]}; "
-                             f"a feature without `encode` must be numeric (use "
-                             f"onehot or hashing for categories)"))
+            problems.append((f"features[{i}]", f"{f.column!r} is {cols[f.column]} "
+                             f"in {schema_files(ctx)}; a feature without `encode` "
+                             f"must be numeric (use onehot or hashing for "
+                             f"categories)"))
     return problems
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ._base import Format, FormatOptions
-from ._csv import read_csv, read_csv_header, read_csv_records
+from ._csv import delimiter_hint, read_csv, read_csv_header, read_csv_records
 from ._formats import (
     FORMAT_CLASSES,
     AvroFormat,
@@ -59,6 +59,7 @@ def format_for(path: str | Path, declared: str | None = None) -> str:
 
 
 __all__ = [
+    "delimiter_hint",
     "DEFAULT_CHUNK_ROWS",
     "ERROR",
     "FORMATS",

@@ -68,6 +68,20 @@ class _Lines:
         return text, bad
 
 
+def delimiter_hint(columns: list[str], delimiter: str) -> str | None:
+    """When a header read with ``delimiter`` gave one column that another
+    common separator would cut, the option to set (else None)."""
+    if len(columns) != 1:
+        return None
+    counts = {d: columns[0].count(d) for d in ";\t|," if d != delimiter}
+    best = max(counts, key=counts.get)
+    if not counts[best]:
+        return None
+    shown = "\\t" if best == "\t" else best
+    return (f"the header read with delimiter {delimiter!r} is one column "
+            f"{columns[0][:60]!r}; set `delimiter: '{shown}'` on the source")
+
+
 def _strip_eol(text: str) -> str:
     return text.rstrip("\r\n")
 

@@ -10,7 +10,15 @@ on ``train`` only.
 """
 
 from ._split import SPLIT, TEST, TRAIN, VALID, assign_splits, stable_unit
-from ._stages import ROW, split, split_parts, table, training_table, union_schema
+from ._stages import (
+    ROW,
+    schema_files,
+    split,
+    split_parts,
+    table,
+    training_table,
+    union_schema,
+)
 
 __all__ = [
     "ROW",
@@ -19,6 +27,7 @@ __all__ = [
     "TRAIN",
     "VALID",
     "assign_splits",
+    "schema_files",
     "split",
     "split_parts",
     "stable_unit",

@@ -72,7 +72,7 @@ def _check_table(ctx: RunContext) -> list[tuple[str, str]]:
             None, "int64", "float64"):
         problems.append((
             "problem.target", f"a regression target must be numbers, but "
-            f"{target!r} is {_type_name(cols[target])} in {_schema_files(ctx)}; "
+            f"{target!r} is {_type_name(cols[target])} in {schema_files(ctx)}; "
             f"choose task multiclass, or fix the column's type there"))
     return problems
 
@@ -81,8 +81,17 @@ def _type_name(t: Any) -> str:
     return "a struct" if isinstance(t, dict) else t
 
 
-def _schema_files(ctx: RunContext) -> str:
-    return ", ".join(f"schemas/{n}.yaml" for n in ctx.spec.union)
+def schema_files(ctx: RunContext) -> str:
+    """Where the union's column types come from, and the command that infers
+    them again, for messages about a type that does not fit its use."""
+    from ..etl import schema_path
+
+    names = ctx.spec.union
+    where = ", ".join(f"schemas/{n}.yaml" for n in names)
+    if not any(schema_path(ctx.root, n).is_file() for n in names):
+        return f"{where} (inferred from the data)"
+    redo = " and ".join(f"`mlsd schema infer {n}`" for n in names)
+    return f"{where} ({redo} infers it again from the data)"
 
 
 def _table_settings(ctx: RunContext) -> dict[str, Any]:
@@ -171,7 +180,7 @@ def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
             "timestamp", "int64", "float64"):
         problems.append((
             "split.time", f"a time split orders rows by time, but {time!r} is "
-            f"{_type_name(cols[time])} in {_schema_files(ctx)}; declare it "
+            f"{_type_name(cols[time])} in {schema_files(ctx)}; declare it "
             f"timestamp there (its values as ISO 8601, 2024-01-31T12:00:00) or "
             f"split by another column"))
     return problems
