@@ -60,3 +60,39 @@ def test_a_struct_column_is_a_nested_request_object():
         {"city": "Lyon", "geo": {"lat": 45.7}}, None]
     assert table.schema.field("addr").type.field("geo").type.field("lat").type \
         == "double"
+
+
+def test_a_row_copied_from_the_training_data_is_scored(client):
+    """The label and mlsd's provenance columns are accepted and ignored (and
+    said so in /docs); any other unknown field is still a 422."""
+    c, s = client
+    row = {"post_id": "p1", "author_id": "a1", "text": "free crypto offer",
+           "likes": 1, "created_at": "2024-05-01T10:00:00"}
+    copied = {**row, "is_spam": True, "_source": "data/posts_export.csv",
+              "_line": 12, "_load_id": "l1", "_source_sha256": "ab"}
+    r = c.post("/predict", json=[row, copied])
+    assert r.status_code == 200, r.json()
+    first, second = r.json()["predictions"]
+    assert first == second
+    r = c.post("/predict", json={**row, "colour": "red"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body",
+                                                                    "colour"]
+    spec = c.get("/openapi.json").json()
+    assert "`is_spam`, `_source`" in spec["info"]["description"]
+
+
+def test_docs_load_their_assets_from_the_service_not_a_cdn(client):
+    """/docs was blank offline: Swagger UI came from a CDN."""
+    import re
+
+    c, _ = client
+    for page in ("/docs", "/redoc"):
+        html = c.get(page).text
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert urls, page
+        assert not [u for u in urls if u.startswith(("http:", "https:", "//"))], \
+            (page, urls)
+        for u in urls:
+            if u.endswith((".js", ".css")):
+                r = c.get(u)
+                assert r.status_code == 200 and len(r.content) > 10_000, u

@@ -19,9 +19,10 @@ from fastapi import Body, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from ..etl import arrow_type
+from ..etl import PROVENANCE, arrow_type
 from ..models import ModelArtifact
 
 PY_TYPES: dict[str, type] = {"string": str, "int64": int, "float64": float,
@@ -63,6 +64,12 @@ def rows_to_arrow(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pa.Tabl
     return pa.Table.from_arrays(arrays, names=names)
 
 
+def _without(row: Any, fields: tuple[str, ...]) -> Any:
+    if not isinstance(row, dict):
+        return row  # validation says what is wrong with it
+    return {k: v for k, v in row.items() if k not in fields}
+
+
 def create_app(model_dir: str | Path) -> FastAPI:
     """Build the app serving the artifact in ``model_dir``.
 
@@ -75,6 +82,10 @@ def create_app(model_dir: str | Path) -> FastAPI:
     version = artifact.model_id
     Row = request_model(artifact.input_schema)
     state: dict[str, Any] = {"ready": False}
+    # a row copied from the training data carries the label and mlsd's
+    # provenance: accepted and dropped before validation; other unknown fields
+    # still get a 422
+    ignored = tuple(dict.fromkeys([artifact.manifest["target"], *PROVENANCE]))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -84,9 +95,14 @@ def create_app(model_dir: str | Path) -> FastAPI:
         yield
         state["ready"] = False
 
-    app = FastAPI(title=f"mlsd model {version}", version=version, lifespan=lifespan,
-                  description=f"{artifact.task} model on "
-                  f"{artifact.manifest['target']!r}, trained by mlsd.")
+    # /docs and /redoc load their scripts from this service, not from a CDN:
+    # a service on a closed network still shows its documentation
+    app = FastAPIOffline(
+        title=f"mlsd model {version}", version=version, lifespan=lifespan,
+        description=f"{artifact.task} model on {artifact.manifest['target']!r}, "
+        f"trained by mlsd. `POST /predict` accepts and ignores the fields "
+        f"{', '.join(f'`{c}`' for c in ignored)}, so a row copied from the "
+        f"training data can be sent as it is.")
 
     @app.middleware("http")
     async def add_version(request: Request, call_next):
@@ -122,6 +138,10 @@ def create_app(model_dir: str | Path) -> FastAPI:
 
     one, many = TypeAdapter(Row), TypeAdapter(list[Row])
     row_schema = Row.model_json_schema(ref_template="#/components/schemas/{model}")
+    for col in ignored:
+        row_schema["properties"].setdefault(col, {
+            "description": "accepted and ignored (the label, or mlsd's "
+                           "provenance of a stored row)"})
     body_schema = {"oneOf": [row_schema, {"type": "array", "items": row_schema,
                                           "maxItems": MAX_ROWS}]}
 
@@ -130,6 +150,10 @@ def create_app(model_dir: str | Path) -> FastAPI:
     def predict(body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
         # Validated here rather than by a Union annotation, so that errors name
         # the row and the field once ("body", 3, "likes"), not once per branch.
+        if isinstance(body, list):
+            body = [_without(r, ignored) for r in body]
+        else:
+            body = _without(body, ignored)
         try:
             if isinstance(body, list):
                 if len(body) > MAX_ROWS:
