@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from deltalake import DeltaTable
 
 from tests._helpers import run_cli
@@ -212,3 +214,63 @@ def test_batch_scoring_keeps_rejected_rows_with_reasons(ran_project, tmp_path):
     rej = pq.read_table(Path(res["rejected_output"])).to_pylist()
     rules = {r["_line"]: [x["rule"] for x in r["reasons"]] for r in rej}
     assert rules == {2: ["type"], 3: ["required"], 4: ["parse"]}
+
+
+def test_scoring_writes_csv_and_jsonl_with_the_same_predictions(ran_project,
+                                                                 tmp_path):
+    import pyarrow.csv as pacsv
+
+    folder, _ = ran_project
+    got = {}
+    for ext in ("parquet", "csv", "jsonl"):
+        out = tmp_path / f"scored.{ext}"
+        run_cli("predict", "-i", "data/new_posts.csv", "-o", str(out), cwd=folder)
+        if ext == "parquet":
+            rows = pq.read_table(out).to_pylist()
+        elif ext == "csv":
+            rows = pacsv.read_csv(out).to_pylist()
+        else:
+            rows = [json.loads(line) for line in out.read_text().splitlines()]
+        got[ext] = [(r["post_id"], round(r["score"], 9), r["label"]) for r in rows]
+    assert len(got["parquet"]) == 200
+    assert got["parquet"] == got["csv"] == got["jsonl"]
+    proc = run_cli("predict", "-i", "data/new_posts.csv", "-o",
+                   str(tmp_path / "x.xlsx"), cwd=folder, check=False)
+    assert proc.returncode == 2 and ".parquet, .csv, .jsonl" in proc.stderr
+
+
+def test_scoring_refuses_an_unrelated_file_and_warns_on_empty_rows(ran_project,
+                                                                  tmp_path):
+    """An unrelated file used to get a score per row, all identical."""
+    folder, _ = ran_project
+    other = tmp_path / "iris.csv"
+    other.write_text("sepal,petal,species\n1.0,2.0,setosa\n3.0,4.0,virginica\n")
+    proc = run_cli("predict", "-i", str(other), "-o", str(tmp_path / "s.parquet"),
+                   cwd=folder, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "0 of the 9 columns model" in proc.stderr and "missing: " in proc.stderr
+
+
+def test_scoring_rows_without_any_feature_value_warns(tmp_path):
+    """Rows that carry no value the model reads all get the same guess: the
+    result says so instead of passing them off as predictions."""
+    folder = tmp_path / "p"
+    (folder / "data").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=120)
+    lines = [f"{a:.4f},{b:.4f},{int(a + b > 0)}" for a, b in
+             zip(x, rng.normal(size=120), strict=True)]
+    (folder / "data" / "m.csv").write_text("x,z,y\n" + "\n".join(lines) + "\n")
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump({
+        "name": "mini", "problem": {"task": "binary", "target": "y", "positive": 1},
+        "sources": {"m": {"path": "data/m.csv"}},
+        "features": [{"column": "x"}, {"column": "z"}]}))
+    run_cli("run", "--until", "train", cwd=folder)
+    new = tmp_path / "new.csv"
+    new.write_text("x,z\n,\n,\n,\n0.5,0.1\n")
+    res = json.loads(run_cli("predict", "-i", str(new), "-o",
+                             str(tmp_path / "s.csv"), "--json", cwd=folder).stdout)
+    assert res["scored"] == 4 and res["rows_without_features"] == 3
+    assert res["warnings"] == ["3 of 4 scored rows have no value in any column the "
+                               "model reads (x, z): their predictions are all the "
+                               "same guess"]

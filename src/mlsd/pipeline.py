@@ -280,21 +280,28 @@ def sql(project: Project, query: str) -> pa.Table:
         raise SpecError(f"the query failed: {err}") from None
 
 
+OUTPUT_FORMATS = (".parquet", ".csv", ".jsonl")
+"""What ``mlsd predict --output`` writes, by the file's extension."""
+
+
 def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,
                chunk_rows: int = 50_000, reporter: Reporter | None = None
                ) -> dict[str, Any]:
-    """Batch scoring: read a CSV/JSONL file of raw rows, write their predictions.
+    """Batch scoring: read a file of raw rows, write their predictions.
 
     Rows are validated against the model's input schema exactly as at serving
     time; rows that fail go, with their reasons, to ``OUTPUT.rejected.parquet``
-    (nothing is dropped silently). The output holds the key (when the input has
-    it), the input file and line, and the prediction.
+    (nothing is dropped silently). The output (.parquet, .csv or .jsonl) holds
+    the key (when the input has it), the input file and line, and the
+    prediction. A file that lacks most of the columns the model reads is
+    refused, naming them; a result where most scored rows had no feature value
+    carries a warning.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow.compute as pc
 
     from .connectors import FileConnector
-    from .etl import QUARANTINE_SCHEMA, DataSchema, Validator
+    from .etl import DataSchema, Validator
     from .models import ModelArtifact
 
     rep = reporter or Reporter()
@@ -305,14 +312,25 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
                          null_values=ischema.get("null_values", ["", "NA", "null"]))
     validator = Validator(schema=schema, rules=rules)
     input_path, output_path = Path(input_path), Path(output_path)
-    if output_path.suffix.lower() != ".parquet":
-        raise DataError(f"{output_path}: the output must be a .parquet file")
+    if output_path.suffix.lower() not in OUTPUT_FORMATS:
+        raise DataError(f"{output_path}: the output must end in "
+                        f"{', '.join(OUTPUT_FORMATS)}")
     connector = FileConnector(path=str(input_path.resolve()), root=Path.cwd())
+    reads = [c for c in artifact.pipeline.columns if c in schema.columns]
+    have = set(connector.columns())
+    missing = [c for c in reads if c not in have]
+    if reads and len(missing) * 2 > len(reads):
+        raise DataError(
+            f"{input_path}: {len(reads) - len(missing)} of the {len(reads)} "
+            f"columns model {artifact.model_id} reads are in this file (missing: "
+            f"{', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}); "
+            f"is it the right file? Its columns: {', '.join(sorted(have)[:15])}")
     key = ischema.get("key")
     label_type = pa.array(artifact.manifest["classes"] or [0.0]).type
     rejected_path = output_path.with_suffix(".rejected.parquet")
-    n_in = n_ok = n_bad = 0
-    writer = rej_writer = None
+    n_in = n_ok = n_bad = n_empty = 0
+    sink = _ScoreSink(output_path)
+    rej_writer = None
     try:
         with rep.stage("score") as st:
             for info, raw in connector.read(list(schema.columns), chunk_rows=chunk_rows,
@@ -321,6 +339,12 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
                                          load_id=artifact.model_id)
                 n_in += raw.num_rows
                 acc = out.accepted
+                present = [c for c in reads if c in acc.schema.names]
+                if present and acc.num_rows:
+                    has_value = pc.is_valid(acc.column(present[0]))
+                    for c in present[1:]:
+                        has_value = pc.or_(has_value, pc.is_valid(acc.column(c)))
+                    n_empty += acc.num_rows - int(pc.sum(has_value).as_py() or 0)
                 preds = artifact.decide(artifact.score(pa.Table.from_batches([acc])))
                 cols: dict[str, Any] = {}
                 if key and key in acc.schema.names:
@@ -340,25 +364,72 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
                                                   pa.float64())
                 cols["model_version"] = pa.array([artifact.model_id] * acc.num_rows,
                                                  pa.string())
-                table = pa.table(cols)
-                if writer is None:
-                    output_path.parent.mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(output_path, table.schema)
-                writer.write_table(table)
+                sink.write(pa.table(cols))
                 n_ok += acc.num_rows
                 if out.rejected.num_rows:
                     if rej_writer is None:
+                        import pyarrow.parquet as pq
+
+                        from .etl import QUARANTINE_SCHEMA
+
                         rej_writer = pq.ParquetWriter(rejected_path, QUARANTINE_SCHEMA)
                     rej_writer.write_batch(out.rejected)
                     n_bad += out.rejected.num_rows
                 st.advance(raw.num_rows)
     finally:
-        if writer is not None:
-            writer.close()
+        sink.close()
         if rej_writer is not None:
             rej_writer.close()
-    if writer is None:
+    if not sink.written:
         raise DataError(f"{input_path}: no row to score")
+    warnings = []
+    if n_ok and n_empty * 2 > n_ok:
+        warnings.append(
+            f"{n_empty} of {n_ok} scored rows have no value in any column the model "
+            f"reads ({', '.join(reads[:8])}): their predictions are all the same "
+            f"guess")
     return {"model_version": artifact.model_id, "rows_in": n_in, "scored": n_ok,
-            "rejected": n_bad, "output": str(output_path),
+            "rejected": n_bad, "rows_without_features": n_empty,
+            "warnings": warnings, "output": str(output_path),
             "rejected_output": str(rejected_path) if n_bad else None}
+
+
+class _ScoreSink:
+    """Writes scored batches to .parquet, .csv or .jsonl, by the extension."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.kind = path.suffix.lower()
+        self.written = False
+        self._writer = None
+        self._fh = None
+
+    def write(self, table: pa.Table) -> None:
+        if not self.written:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.kind == ".parquet":
+            import pyarrow.parquet as pq
+
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.path, table.schema)
+            self._writer.write_table(table)
+        elif self.kind == ".csv":
+            import pyarrow.csv as pacsv
+
+            if self._writer is None:
+                self._writer = pacsv.CSVWriter(self.path, table.schema)
+            self._writer.write_table(table)
+        else:  # .jsonl: pyarrow writes no JSON; one object per line
+            import json
+
+            if self._fh is None:
+                self._fh = self.path.open("w", encoding="utf-8")
+            for row in table.to_pylist():
+                self._fh.write(json.dumps(row, default=str) + "\n")
+        self.written = True
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._fh is not None:
+            self._fh.close()

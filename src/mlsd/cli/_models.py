@@ -206,15 +206,17 @@ def lineage(model_id: ModelIdArg, config: ConfigOpt = None,
 @top.command()
 def predict(
     input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL rows.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to "
-                                         "write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write: "
+                                         ".parquet, .csv or .jsonl.")],
     config: ConfigOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a file of raw rows with a model (the same path as serving).
 
-    Example: mlsd predict --input data/new_posts.csv --output scored.parquet
+    Examples:
+      mlsd predict --input data/new_posts.csv --output scored.parquet
+      mlsd predict -i new.jsonl -o scored.csv
     """
     from ..pipeline import score_file
 
@@ -228,6 +230,8 @@ def predict(
         if res["rejected"]:
             out.print(f"{res['rejected']} rows rejected, with reasons, -> "
                       f"{res['rejected_output']}")
+        for w in res["warnings"]:
+            err.print(f"warning: {w}")
 
     emit(res, as_json, show)
 
