@@ -353,3 +353,41 @@ def test_a_frozen_schema_that_does_not_fit_names_the_file_and_the_fix(tmp_path):
     msg = _fails(folder, "spec", "check")
     assert "features[0]: 'x' is string in schemas/m.yaml (`mlsd schema infer m` " \
            "infers it again from the data)" in msg, msg
+
+
+def _set_encoding(folder: Path, encoding: str) -> None:
+    _edit_spec(folder, lambda d: d["sources"]["m"].update(encoding=encoding))
+
+
+def test_a_utf16_csv_names_the_encoding_then_reads_with_it(tmp_path):
+    folder = _mini_project(tmp_path / "p", "")
+    text = "x,z,y\n" + ROWS.replace("0.5", "0.5")
+    (folder / "data" / "m.csv").write_text(text, encoding="utf-16")
+    msg = _fails(folder, "ingest")
+    assert "data/m.csv: the file is UTF-16 (it starts with a byte order mark); " \
+           "set `encoding: utf-16` on the source" in msg
+    _set_encoding(folder, "utf-16")
+    res = json.loads(run_cli("ingest", "--json", cwd=folder).stdout)
+    assert res["sources"][0]["rows_stored"] == 40
+    (folder / "data" / "m.csv").write_bytes(text.encode("utf-16-le"))  # no BOM
+    _set_encoding(folder, "utf-8")
+    assert "set `encoding: utf-16-le`" in _fails(folder, "ingest")
+
+
+def test_a_latin1_csv_says_which_encoding_to_set_and_loses_no_row(tmp_path):
+    folder = _mini_project(tmp_path / "p", "")
+    cafe = "caf\u00e9"
+    body = "".join(f"{i},{i % 7}.5,{i % 2},{cafe if i % 4 == 0 else 'tea'}\n"
+                   for i in range(40))
+    (folder / "data" / "m.csv").write_bytes(("x,z,y,note\n" + body).encode(
+        "cp1252"))
+    proc = run_cli("ingest", cwd=folder)
+    assert "m: 10 row(s) have bytes not valid utf-8; the file may be cp1252: set " \
+           "`encoding: cp1252` on the source" in proc.stderr
+    proc = run_cli("ingest", "--json", cwd=folder)
+    src = json.loads(proc.stdout)["sources"][0]
+    assert (src["rows_stored"], src["rows_quarantined"]) == (30, 10)
+    assert src["reasons"] == {"(record): encoding": 10}
+    _set_encoding(folder, "cp1252")
+    src = json.loads(run_cli("ingest", "--json", cwd=folder).stdout)["sources"][0]
+    assert (src["rows_stored"], src["rows_quarantined"]) == (40, 0)

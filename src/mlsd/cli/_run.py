@@ -178,11 +178,24 @@ def sources_table(title: str, sources: list[dict[str, Any]], *,
     return t
 
 
+def print_hints(sources: list[dict[str, Any]]) -> None:
+    """A fix a source's quarantine names for most of its rows (the file's
+    encoding), said once rather than left in each row's reason."""
+    for src in sources:
+        if src["reasons"].get("(record): encoding"):
+            fix = next((m for m in src.get("top_messages", [])
+                        if "set `encoding" in m), None)
+            if fix:
+                err.print(f"{src['source']}: {src['reasons']['(record): encoding']} "
+                          f"row(s) have {fix}")
+
+
 def print_summary(s: dict[str, Any]) -> None:
     """The run summary as a person reads it; parts of a partial run only."""
     if "sources" in s:
         out.print(sources_table(f"Data ({s['project']}, run {s['run_id']})",
                                 s["sources"], total=s["totals"]))
+        print_hints(s["sources"])
         if s["top_reasons"]:
             out.print("Top quarantine reasons: " + ", ".join(
                 f"{k} ({v})" for k, v in s["top_reasons"]))
@@ -245,8 +258,12 @@ def ingest(
     proj = project(config)
     with RichReporter(err) as rep:
         res = run_ingest(proj, sources=sources, reporter=rep)
-    emit(res, as_json, lambda r: out.print(
-        sources_table("Ingest", r["sources"], reasons=True)))
+
+    def show(r: dict[str, Any]) -> None:
+        out.print(sources_table("Ingest", r["sources"], reasons=True))
+        print_hints(r["sources"])
+
+    emit(res, as_json, show)
 
 
 @app.command("stages")

@@ -170,7 +170,7 @@ class Validator:
             None] * n
         broken = np.array([e is not None for e in errors], dtype=bool)
         for i in np.flatnonzero(broken):
-            rule = "parse"
+            rule = "encoding" if errors[i].startswith("bytes not valid") else "parse"
             reasons[i].append((None, rule, errors[i]))
         typed: dict[str, pa.Array] = {}
         type_bad: dict[str, np.ndarray] = {}
@@ -230,7 +230,8 @@ class Validator:
             failed = self._check_sql(pa.table(typed))
             for name, mask in failed.items():
                 for i in np.flatnonzero(mask):
-                    if any(r[1] in ("type", "parse") for r in reasons.get(i, ())):
+                    if any(r[1] in ("type", "parse", "encoding") for r in
+                           reasons.get(i, ())):
                         continue  # the check saw a null where the value was bad
                     reasons[i].append((None, "check", f"check {name!r} is false: "
                                        f"{self.rules.checks[name]}"))

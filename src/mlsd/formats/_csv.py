@@ -15,6 +15,7 @@ handles everything at a lower speed. Both paths give the same batches.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections import deque
@@ -44,6 +45,7 @@ class _Lines:
         self._encoding = encoding
         self.taken: list[str] = []
         self.bad_bytes = False
+        self.likely: str | None = None  # the encoding bad bytes suggest
         self.next_line = 1  # number of the next physical line to be read
 
     def __iter__(self) -> _Lines:
@@ -59,6 +61,8 @@ class _Lines:
         except UnicodeDecodeError:
             text = raw.decode(self._encoding, errors="replace")
             self.bad_bytes = True
+            if self.likely is None:
+                self.likely = likely_encoding(raw)
         self.taken.append(text)
         return text
 
@@ -80,6 +84,49 @@ def delimiter_hint(columns: list[str], delimiter: str) -> str | None:
     shown = "\\t" if best == "\t" else best
     return (f"the header read with delimiter {delimiter!r} is one column "
             f"{columns[0][:60]!r}; set `delimiter: '{shown}'` on the source")
+
+
+def likely_encoding(raw: bytes) -> str:
+    """The single-byte encoding that text not valid UTF-8 most likely is:
+    Windows-1252 when it decodes (it is what spreadsheets on Windows write),
+    else Latin-1 (which decodes any byte)."""
+    try:
+        raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
+
+
+def _wide(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    except LookupError:
+        raise DataError(f"encoding: unknown encoding {encoding!r}") from None
+
+
+def open_text_bytes(path: Path, fh, encoding: str):
+    """The file as a stream of bytes the reader can parse, and their encoding.
+
+    A UTF-16 or UTF-32 file is recoded to UTF-8 as it is read (the reader
+    splits lines on bytes); a byte order mark that contradicts ``encoding``, or
+    the zero bytes of UTF-16 text without one, is an error naming the option
+    to set, rather than every row quarantined as unreadable.
+    """
+    head = fh.peek(64)[:64]
+    if _wide(encoding):
+        return codecs.EncodedFile(fh, "utf-8", encoding), "utf-8"
+    if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        raise DataError(f"{path}: the file is UTF-32 (it starts with a byte order "
+                        f"mark); set `encoding: utf-32` on the source")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{path}: the file is UTF-16 (it starts with a byte order "
+                        f"mark); set `encoding: utf-16` on the source")
+    if len(head) >= 8 and head.count(0) * 3 >= len(head):
+        order = "le" if head[1::2].count(0) > head[0::2].count(0) else "be"
+        raise DataError(f"{path}: the file looks like UTF-16 without a byte order "
+                        f"mark (every other byte is zero); set `encoding: "
+                        f"utf-16-{order}` on the source")
+    return fh, encoding
 
 
 def _strip_eol(text: str) -> str:
@@ -133,6 +180,7 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected a file") from None
     with fh:
+        fh, encoding = open_text_bytes(path, fh, encoding)
         lines = _Lines(fh, encoding)
         reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar,
                             strict=False)
@@ -193,7 +241,10 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
             if not record or (len(record) == 1 and record[0] == "" and not raw):
                 continue  # blank line
             if bad:
-                builder.add(None, start, raw, f"bytes not valid {encoding}")
+                hint = lines.likely or "latin-1"
+                builder.add(None, start, raw, f"bytes not valid {encoding}; the "
+                            f"file may be {hint}: set `encoding: {hint}` on the "
+                            f"source")
             elif len(record) != width:
                 builder.add(
                     None,
@@ -376,6 +427,8 @@ def read_csv_records(path: str | Path, lines: list[int] | np.ndarray, *,
     # Written by hand: no CSV reader (pyarrow, DuckDB, csv) seeks to a line
     # number; finding line starts is one vectorised pass over the bytes.
     wanted = np.unique(np.asarray(lines, dtype=np.int64))
+    if _wide(encoding):  # line starts are not byte 10s: read the text
+        return _records_of_text(Path(path), wanted, quotechar, encoding)
     starts = np.full(len(wanted), -1, dtype=np.int64)
     with Path(path).open("rb") as fh:
         line_no, pos, k = 1, 0, 0  # line_no starts at byte pos
@@ -408,4 +461,26 @@ def read_csv_records(path: str | Path, lines: list[int] | np.ndarray, *,
             except (StopIteration, csv.Error):
                 pass
             out[line] = _strip_eol(lines_in.take()[0])
+    return out
+
+
+def _records_of_text(path: Path, wanted: np.ndarray, quotechar: str,
+                     encoding: str) -> dict[int, str]:
+    """:func:`read_csv_records` for UTF-16/32 files, through the decoded text."""
+    want = set(wanted.tolist())
+    out: dict[int, str] = {}
+    with path.open("r", encoding=encoding, newline="") as fh:
+        line_no = 0
+        for text in fh:
+            line_no += 1
+            if line_no not in want:
+                continue
+            start, record = line_no, text
+            while record.count(quotechar) % 2:  # a quoted field holds a line break
+                more = fh.readline()
+                if not more:
+                    break
+                line_no += 1
+                record += more
+            out[start] = _strip_eol(record)
     return out
