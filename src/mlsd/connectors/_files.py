@@ -15,6 +15,7 @@ from ..errors import DataError
 from ..formats import (
     DEFAULT_CHUNK_ROWS,
     FORMATS,
+    RESERVED,
     FormatOptions,
     delimiter_hint,
     format_for,
@@ -135,6 +136,12 @@ class FileConnector:
         if fmt == "csv" and self.options.header and (
                 hint := delimiter_hint(cols, self.options.delimiter)):
             raise DataError(f"{self._display(first)}, line 1: {hint}")
+        taken = [c for c in cols if c in RESERVED]
+        if taken:
+            raise DataError(
+                f"{self._display(first)}: column(s) {taken} are names mlsd gives "
+                f"its own provenance columns; rename them in the file (mlsd export "
+                f"writes them as {', '.join('mlsd' + c for c in taken)})")
         return cols + [k for k in self.partition_keys() if k not in cols]
 
     def arrow_types(self) -> dict | None:

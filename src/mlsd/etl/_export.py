@@ -7,7 +7,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import LakeError
-from ..formats import FORMAT_CLASSES, FormatOptions, get_format, to_text
+from ..formats import (
+    FORMAT_CLASSES,
+    FormatOptions,
+    exported_name,
+    get_format,
+    to_text,
+)
 from ..lake import AREAS, Lake
 
 EXTENSIONS = {name: cls.extensions[0] for name, cls in FORMAT_CLASSES.items()}
@@ -38,9 +44,17 @@ def _flat(table: pa.Table) -> pa.Table:
 
 def export_dataset(lake: Lake, dataset: str, fmt: str, output: Path, *,
                    version: int | None = None) -> dict:
-    """Write one version (the latest by default) of ``dataset`` to ``output``."""
+    """Write one version (the latest by default) of ``dataset`` to ``output``.
+
+    mlsd's own columns (``_source``, ``_line``, ``_load_id``, ``_split``, ...)
+    are written as ``mlsd_source``, ``mlsd_line``, ...: the file then reads
+    back as a source or an audit input, which add their own provenance.
+    """
     area, name = parse_dataset(dataset)
     table = lake.read(area, name, version=version)
+    renamed = {c: exported_name(c) for c in table.column_names
+               if exported_name(c) != c}
+    table = table.rename_columns([exported_name(c) for c in table.column_names])
     writer = get_format(fmt)
     if fmt not in NESTED_OK:
         table = _flat(table)
@@ -49,4 +63,4 @@ def export_dataset(lake: Lake, dataset: str, fmt: str, output: Path, *,
     writer.write(table, output, FormatOptions(trusted=True))
     used = version if version is not None else lake.version(area, name)
     return {"dataset": f"{area}/{name}", "version": used, "format": fmt,
-            "rows": table.num_rows, "output": str(output)}
+            "rows": table.num_rows, "output": str(output), "renamed": renamed}

@@ -31,7 +31,9 @@ from ._raw import (
     LINE,
     META_COLUMNS,
     RAW,
+    RESERVED,
     RawBatchBuilder,
+    exported_name,
     raw_schema,
 )
 from ._records import flatten, to_text
@@ -59,6 +61,8 @@ def format_for(path: str | Path, declared: str | None = None) -> str:
 
 
 __all__ = [
+    "RESERVED",
+    "exported_name",
     "delimiter_hint",
     "DEFAULT_CHUNK_ROWS",
     "ERROR",

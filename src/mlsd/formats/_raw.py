@@ -17,6 +17,16 @@ from ..errors import DataError
 
 LINE, RAW, ERROR = "_line", "_raw", "_error"
 META_COLUMNS = (LINE, RAW, ERROR)
+RESERVED = ("_source", "_source_sha256", LINE, "_load_id", RAW, ERROR, "_row",
+            "_split")
+"""Columns mlsd adds to rows it reads and stores (provenance, split): an input
+file may not hold them, and ``mlsd export`` writes them as ``mlsd_source``, ..."""
+
+
+def exported_name(column: str) -> str:
+    """The name ``mlsd export`` gives a reserved column (``_line`` ->
+    ``mlsd_line``), so an exported file reads back as a source."""
+    return f"mlsd{column}" if column in RESERVED else column
 DEFAULT_CHUNK_ROWS = 50_000
 
 

@@ -23,6 +23,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from ..etl import PROVENANCE, arrow_type
+from ..formats import exported_name
 from ..models import ModelArtifact
 
 PY_TYPES: dict[str, type] = {"string": str, "int64": int, "float64": float,
@@ -85,7 +86,8 @@ def create_app(model_dir: str | Path) -> FastAPI:
     # a row copied from the training data carries the label and mlsd's
     # provenance: accepted and dropped before validation; other unknown fields
     # still get a 422
-    ignored = tuple(dict.fromkeys([artifact.manifest["target"], *PROVENANCE]))
+    ignored = tuple(dict.fromkeys([artifact.manifest["target"], *PROVENANCE,
+                                   *map(exported_name, PROVENANCE)]))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
