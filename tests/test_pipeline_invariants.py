@@ -203,6 +203,23 @@ def test_report_is_self_contained(ran_project):
     assert s["model"]["model_id"] in html
 
 
+def test_report_checklist_and_findings_table_agree(ran_project):
+    """The leakage checklist said "quiet" for checks the findings table listed
+    (it read the probe's findings only, not the split's)."""
+    import re
+
+    folder, s = ran_project
+    html = (folder / s["paths"]["report"]).read_text(encoding="utf-8")
+    checklist = dict(re.findall(
+        r"<tr><td><code>(\w+)</code></td><td[^>]*>(?:<span class=\"sev-\w+\">)?"
+        r"(\w+)", html))
+    assert checklist
+    for f in s["audit"]:
+        if f["check"] in checklist:
+            assert checklist[f["check"]] != "quiet", f["check"]
+    assert "Design review, on the test split: " in html
+
+
 def test_scored_output_is_parquet_with_key(ran_project, tmp_path):
     folder, _ = ran_project
     out = tmp_path / "s.parquet"

@@ -62,13 +62,24 @@ def duplicates_across_splits(table: pa.Table, splits: np.ndarray,
         return None
     in_test = counts["test_rows_also_in_train"]
     n_test = int((splits == "test").sum())
-    severity = "high" if in_test else "medium"
+    if in_test:
+        severity = "high"
+        message = (f"{in_test} of {n_test} test rows are exact copies of training "
+                   f"rows on the model's inputs; the test metric overstates how "
+                   f"the model does on new data. Deduplicate before splitting, or "
+                   f"split by a group key.")
+    else:
+        severity = "medium"
+        where = [f"{n} {b} rows also in {a}" for (a, b) in PAIRS
+                 if (n := counts[f"{b}_rows_also_in_{a}"])]
+        message = (f"No test row copies a training row, but {', '.join(where)} "
+                   f"(exact copies on the model's inputs): the threshold and the "
+                   f"model choice are made on rows the model has seen, so they "
+                   f"look better on validation than they will be. Deduplicate "
+                   f"before splitting, or split by a group key.")
     return Finding(
         check="duplicates_across_splits", severity=severity, columns=columns,
-        message=(f"{in_test} of {n_test} test rows are exact copies of training "
-                 f"rows on the model's inputs; the test metric overstates how the "
-                 f"model does on new data. Deduplicate before splitting, or split "
-                 f"by a group key."),
+        message=message,
         evidence={**counts, "test_rows": n_test, "rows_used": table.num_rows,
                   "example_keys": examples})
 

@@ -150,10 +150,18 @@ def design_review(pair: Pair, probe: _model.Probe | None,
         if ok.sum() >= 100:
             edges = np.quantile(t[ok], np.linspace(0, 1, 11)[1:-1])
             b = np.searchsorted(edges, t[ok], side="right")
+            counts = np.bincount(b, minlength=10)
             means = np.bincount(b, weights=y[ok], minlength=10) / np.maximum(
-                np.bincount(b, minlength=10), 1)
-            out["target_by_time_decile"] = [round(float(m), 4) for m in means]
-            out["target_drift"] = round(float(means.max() - means.min()), 4)
+                counts, 1)
+            # tied times leave some deciles empty: their mean is no value (a 0
+            # there would count as drift)
+            filled = counts > 0
+            out["target_by_time_decile"] = [round(float(m), 4) if f else None
+                                            for m, f in zip(means, filled,
+                                                            strict=True)]
+            if filled.sum() >= 2:
+                out["target_drift"] = round(float(means[filled].max()
+                                                  - means[filled].min()), 4)
     return out
 
 

@@ -160,7 +160,8 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     page = _env.get_template("report.html.j2").render(
         s=summary, plots=plots, data_plots=data_plots, plotly_js=get_plotlyjs(),
         audit=audit, audit_charts=audit_charts + audit_model_charts,
-        leak_checks=leak_table(audit) if audit else [],
+        leak_checks=run_checklist(summary) if audit else [],
+        verdict=run_verdict(summary.get("model") or {}),
         summary_json=html.escape(json.dumps(summary, indent=1, default=str)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -270,6 +271,46 @@ def _beeswarm(bee: list[dict[str, Any]], title: str) -> go.Figure | None:
                              "ticktext": [b["feature"] for b in reversed(bee)],
                              "automargin": True}, height=max(360, 40 * len(bee)))
     return fig
+
+
+def run_verdict(model: dict[str, Any]) -> str | None:
+    """The course's "is ML needed here" verdict on the run's own model against
+    its baselines (test split), with the numbers it rests on, so the words
+    cannot say what the metrics table does not."""
+    metrics = model.get("metrics") or {}
+    task = model.get("task")
+    test = (metrics.get("model") or {}).get("test") or {}
+    # a 0-1 score where higher is better: R2 for numbers (RMSE has no scale)
+    name = "r2" if task == "regression" else metrics.get("primary")
+    score = test.get(name)
+    if score is None or score != score:
+        return None
+    base = metrics.get("baselines") or {}
+
+    def of(b: str) -> float | None:
+        v = ((base.get(b) or {}).get("test") or {}).get(name)
+        return None if v is None or v != v else v
+
+    prior, one = of("prior"), of("one_feature")
+    desc = (base.get("one_feature") or {}).get("description", "one feature")
+    if prior is not None and score - prior < 0.05:
+        return (f"the model barely beats the "
+                f"{(base.get('prior') or {}).get('description', 'prior')} "
+                f"({name} {score:.3f} against {prior:.3f}): the features carry "
+                f"little signal")
+    if one is not None and score - one < 0.01:
+        return (f"one feature does nearly as well as the model ({name} {one:.3f} "
+                f"for the {desc}, {score:.3f} for the model): a rule may be enough")
+    if one is not None:
+        return (f"the model beats the best one-feature rule by a clear margin "
+                f"({name} {score:.3f} against {one:.3f} for the {desc})")
+    return f"the model beats the baselines ({name} {score:.3f})"
+
+
+def run_checklist(summary: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The run report's leakage checklist: from every finding the findings
+    table shows (the split's checks and the probe's), not the probe's alone."""
+    return leak_table({"findings": summary.get("audit") or []})
 
 
 def leak_table(doc: dict[str, Any]) -> list[tuple[str, str | None]]:
