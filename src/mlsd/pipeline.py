@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 # the commands around a run import the connectors, pyarrow and the lake where
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
-__all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "ingest",
+__all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
            "replay_quarantine", "run", "score_file", "sql", "stages", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, split, features, train_model,
@@ -246,6 +246,39 @@ def vacuum(project: Project, retention_hours: int | None = None
             prune_blobs(blobs, _blob_refs(project.lake))),
             "retention_hours": hours})
     return out
+
+
+def gc(project: Project, *, keep_reports: int | None = None,
+       dry_run: bool = False) -> dict[str, Any]:
+    """Free disk space the project no longer needs: the reports of all but the
+    last ``keep_reports`` runs (default ``report.keep``), and artifact folders
+    the catalog does not know (a run that crashed before recording its model).
+    Lake versions are ``vacuum``'s job (they follow ``lake.retention_hours``).
+    """
+    import shutil
+
+    from .report import prune_reports
+
+    keep = project.spec.report.keep if keep_reports is None else keep_reports
+    if keep < 1:
+        raise SpecError("--keep: keep at least the last run's report (1)")
+    home = project.home
+    reports = prune_reports(home, project.catalog, keep, dry_run=dry_run)
+    known = {(home.parent / a["path"]).resolve()
+             for a in project.catalog.artifacts()}
+    orphans = []
+    for kind_dir in sorted((home / "artifacts").glob("*")):
+        for folder in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
+            if folder.resolve() in known:
+                continue
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            orphans.append({"path": str(folder.relative_to(home.parent)),
+                            "bytes": size})
+            if not dry_run:
+                shutil.rmtree(folder)
+    freed = sum(r["bytes"] for r in reports + orphans)
+    return {"reports_removed": reports, "artifacts_removed": orphans,
+            "bytes_freed": freed, "kept_reports": keep, "dry_run": dry_run}
 
 
 def _blob_refs(lake: Lake) -> set[str]:

@@ -1,4 +1,5 @@
-"""The lake: ``mlsd lake`` (erasure, retention), ``mlsd sql``, ``mlsd export``."""
+"""The lake: ``mlsd lake`` (erasure, retention), ``mlsd sql``, ``mlsd export``,
+``mlsd gc``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,41 @@ from ._common import (
 )
 
 app = group("Retention and erasure in the lake.")
-top = group("", no_args_is_help=False)  # commands at the root: sql, export
+top = group("", no_args_is_help=False)  # commands at the root: sql, export, gc
+
+
+@top.command("gc")
+def gc_cmd(
+    config: ConfigOpt = None,
+    keep: Annotated[int | None, typer.Option(
+        metavar="N", help="Keep the reports of the last N runs (default: the "
+        "spec's report.keep).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove old run reports and artifact folders no run recorded.
+
+    Lake versions older than the retention are `mlsd lake vacuum`'s.
+
+    Examples:
+      mlsd gc --dry-run
+      mlsd gc --keep 3
+    """
+    from ..pipeline import gc
+
+    res = gc(project(config), keep_reports=keep, dry_run=dry_run)
+
+    def show(r: dict[str, Any]) -> None:
+        verb = "would remove" if r["dry_run"] else "removed"
+        out.print(f"{verb} {len(r['reports_removed'])} report(s) (keeping the last "
+                  f"{r['kept_reports']} runs') and {len(r['artifacts_removed'])} "
+                  f"unrecorded artifact folder(s): "
+                  f"{r['bytes_freed'] / 2**20:.1f} MiB")
+        for item in r["reports_removed"] + r["artifacts_removed"]:
+            out.print(f"  {item['path']}")
+
+    emit(res, as_json, show)
 
 
 @app.command("vacuum")

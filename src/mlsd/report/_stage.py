@@ -10,7 +10,8 @@ from ..runtime import ArtifactRef, RunContext, StageResult, merge, stage
 
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
-    return {}  # it renders what the stages before it recorded
+    # it renders what the stages before it recorded
+    return {"report": ctx.spec.report}
 
 
 @stage(writes={"report": "artifact"}, relations={"model": "reported_in"},
@@ -32,6 +33,12 @@ def report(ctx: RunContext, model: ArtifactRef, audit: dict[str, Any]
     render_report(ctx.summary, curves=evaluation["curves"],
                   importance=evaluation["importance"], path=path,
                   audit=audit["pair"], explanation=audit["explanation"])
+    from ._retention import prune_reports
+
+    removed = prune_reports(ctx.project.home, ctx.catalog, ctx.spec.report.keep,
+                            current=path)
+    if removed:
+        entries["reports_removed"] = len(removed)
     return StageResult(
         outputs={"report": ArtifactRef(artifact_id=f"report-{ctx.run_id}",
                                        kind="report", path=rel)},

@@ -461,6 +461,15 @@ class LakeSpec(_Strict):
         "that only versions older than this need (0: keep only the latest).")
 
 
+class ReportSpec(_Strict):
+    """The run reports kept in ``.mlsd/reports/``."""
+
+    keep: int = Field(
+        default=10, ge=1, description="Each run writes a self-contained report of "
+        "a few MB; the reports of the last `keep` runs stay, older ones are "
+        "removed after a run (and by `mlsd gc`).")
+
+
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
 
@@ -475,6 +484,7 @@ class ProjectSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     lake: LakeSpec = Field(default_factory=LakeSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
     seed: int = 42
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
