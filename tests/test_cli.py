@@ -391,3 +391,45 @@ def test_a_latin1_csv_says_which_encoding_to_set_and_loses_no_row(tmp_path):
     _set_encoding(folder, "cp1252")
     src = json.loads(run_cli("ingest", "--json", cwd=folder).stdout)["sources"][0]
     assert (src["rows_stored"], src["rows_quarantined"]) == (40, 0)
+
+
+def _in_terminal(args: list[str], cwd: Path, columns: int) -> str:
+    """What a command draws on a terminal `columns` wide (a pseudo-terminal)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, its output on the terminal
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "mlsd", *args])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    os.waitpid(pid, 0)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    return text.replace("\r", "\n")
+
+
+def test_progress_names_are_never_cut_on_a_narrow_terminal(tmp_path):
+    """The stage and source names, and the counts, stay whole at 64 columns
+    (`ingest posts…` and `140…` for 14000 before); the notes give way."""
+    folder = _mini_project(tmp_path / "p", "x,z,y\n" + ROWS)
+    name = "a_rather_long_source_name"
+    _edit_spec(folder, lambda d: d.update(sources={name: d["sources"]["m"]}))
+    text = _in_terminal(["ingest"], folder, 64)
+    drawn = [ln for ln in text.splitlines() if re.search(r"\d:\d\d:\d\d", ln)]
+    assert drawn, text  # the live display drew progress lines with elapsed time
+    assert any(f"ingest {name}" in ln for ln in drawn), drawn
+    table = [ln for ln in text.splitlines() if ln.startswith("│ a_rather")]
+    assert table and name in table[0] and " 40 " in table[0], table

@@ -25,6 +25,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Column
 
 from ..errors import MlsdError
 
@@ -118,13 +119,18 @@ class RichReporter:
     def __init__(self, console: Console):
         self.console = console
         self.live = console.is_terminal
+        # the stage names are never cut: their column is as wide as the longest
+        # (see stage()); the note gives way on a narrow terminal, cut with "…"
+        self._names = Column(no_wrap=True, min_width=8)
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}", style="bold", markup=False),
-            BarColumn(),
+            TextColumn("{task.description}", style="bold", markup=False,
+                       table_column=self._names),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}", markup=False), console=console,
-            disable=not self.live)
+            TextColumn("{task.fields[note]}", markup=False, table_column=Column(
+                no_wrap=True, overflow="ellipsis", min_width=0)),
+            console=console, disable=not self.live)
         self._steps: list[dict[str, Any]] = []
 
     def __enter__(self) -> RichReporter:
@@ -137,7 +143,9 @@ class RichReporter:
     @contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[RichReporter]:
         depth = len(self._steps)
-        task = self.progress.add_task("  " * depth + name, total=total, note="")
+        label = "  " * depth + name
+        self._names.min_width = max(self._names.min_width or 0, len(label))
+        task = self.progress.add_task(label, total=total, note="")
         step = {"task": task, "note": ""}
         self._steps.append(step)
         started = time.perf_counter()

@@ -160,9 +160,13 @@ def sources_table(title: str, sources: list[dict[str, Any]], *,
     """Per source: rows read, stored, quarantined, and the dataset version."""
     t = Table(title=title, title_justify="left")
     cols = ["source", "read", "stored", "quarantined", "dataset version"]
+    # names and counts are never cut: on a narrow terminal the version and the
+    # reasons wrap instead
     for c in cols + (["top reasons"] if reasons else []):
         t.add_column(c, justify="right" if c in ("read", "stored", "quarantined")
-                     else "left", no_wrap=c != "top reasons")
+                     else "left",
+                     no_wrap=c not in ("top reasons", "dataset version"),
+                     overflow="fold")
     for src in sources:
         version = f"{src['dataset']}@{src['version']}" + (
             " (nothing new)" if src["skipped"] else "")
