@@ -291,6 +291,7 @@ def test_ablation_importance_and_design_review():
     train, test = _split(_table(cols))
     res = audit_pair(train, test, target="y", allow_shared=["customer"])
     f = next(f for f in res.findings if f.check == "ablation_drop")
+    # the leak is also named by single_feature_power: other evidence, medium
     assert f.columns == ["leak"] and f.severity == "medium"
     assert f.evidence["score_with"] > 0.99 > f.evidence["score_without"]
     imp = res.model["importance"]
@@ -355,3 +356,52 @@ def test_text_near_duplicates_by_minhash():
     f = next(f for f in res.findings if f.check == "near_duplicates_across_splits")
     assert f.columns == ["text"] and f.severity == "medium"
     assert f.evidence["test_rows_near_copy_share"] >= 0.035
+
+
+def test_a_column_recorded_after_the_outcome_is_found_under_the_auc_cut():
+    """Zero for nearly every negative row, a value for every positive one: the
+    one-feature AUC (about 0.98) stays under its 0.99 threshold, but the shape
+    of the column gives it away (outcome_signature)."""
+    rng = np.random.default_rng(7)
+    cols = _synthetic()
+    n = len(cols["y"])
+    hit = (cols["y"] == 1) | (rng.random(n) < 0.03)
+    cols["refund_amount"] = np.where(hit, rng.gamma(2.0, 50.0, n), 0.0)
+    train, test = _split(_table(cols))
+    res = audit_pair(train, test, target="y", allow_shared=["customer"])
+    f = next(f for f in res.findings if f.check == "outcome_signature")
+    assert f.columns == ["refund_amount"] and f.severity == "high"
+    assert "it has a value in 100% of class 1 rows and 3% of the others" in f.message
+    one = res.features["refund_amount"]["one_feature_score"]
+    assert one < 0.99  # the single-feature check alone would miss it
+    assert "single_feature_power" not in _checks(res)
+
+
+def test_missing_more_often_in_one_class_is_no_outcome_signature():
+    """Values missing not at random (35% of positives, 5% of negatives) carry
+    signal honestly: no finding."""
+    rng = np.random.default_rng(8)
+    cols = _synthetic()
+    n = len(cols["y"])
+    gone = rng.random(n) < np.where(cols["y"] == 1, 0.35, 0.05)
+    cols["age"] = np.where(gone, np.nan, rng.normal(40, 10, n))
+    train, test = _split(_table(cols))
+    res = audit_pair(train, test, target="y", allow_shared=["customer"])
+    assert "outcome_signature" not in _checks(res)
+
+
+def test_one_dominant_feature_alone_is_a_low_ablation_finding():
+    """A feature the probe cannot do without, that no other check points at,
+    is reported low (one strong legitimate feature does the same); with other
+    evidence on the same column it stays medium."""
+    from mlsd.audit._model import Probe, ablation_findings
+
+    pair = type("P", (), {"task": "binary"})()
+    probe = Probe(score=0.99, metric="auc", features=["x"], rows_fit=100,
+                  rows_valid=50)
+    probe.ablation = [{"feature": "x", "score": 0.80, "suspect": False}]
+    alone = ablation_findings(pair, probe)
+    assert [f.severity for f in alone] == ["low"]
+    assert "no other check points at it" in alone[0].message
+    backed = ablation_findings(pair, probe, suspects=["x"])
+    assert [f.severity for f in backed] == ["medium"]

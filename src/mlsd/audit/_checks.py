@@ -29,6 +29,14 @@ THRESHOLDS = {
     # share of test rows with an exact copy in train: high at or above this,
     # and at least twice the share of train rows with a copy within train
     "duplicates_share": 0.01,
+    # ... and at least this many test rows, or this share: one identical row in
+    # a few hundred is what chance gives measurements of low precision (iris
+    # has a duplicate flower)
+    "duplicates_min_rows": 3,
+    "duplicates_small_share": 0.1,
+    # with many copies within train (survey answers, counts), test rows with a
+    # copy in train in this excess over the within-train share
+    "duplicates_excess": 0.05,
     # the same, after normalising (rounded numbers, folded text): medium
     "near_duplicates_share": 0.01,
     # share of test rows whose group key value is also in train: high
@@ -52,6 +60,15 @@ THRESHOLDS = {
     # class label, |Spearman| for a number): high
     "target_derived_eta2": 0.95,
     "target_derived_spearman": 0.99,
+    # ... or, together, |Spearman| and one-feature R2 at least these: medium
+    "target_derived_spearman_medium": 0.97,
+    "target_derived_r2_medium": 0.8,
+    # a column present (not missing, not its default value) almost only in one
+    # class, or only above or below most targets: balanced accuracy of "has a
+    # value" as a guess of the class (or AUC for a number): high at or above
+    # the first, medium at or above the second
+    "outcome_signature_high": 0.95,
+    "outcome_signature_medium": 0.9,
     # unseen categories at test time, missing-rate change, shift: low
     "unseen_share": 0.01,
     "missing_shift": 0.05,
@@ -140,9 +157,13 @@ def duplicates(pair: Pair) -> list[Finding]:
             share = float((in_train & ~exact_test).mean())
         within = _within_share(h_train)
         key = "near_duplicates_share" if normalise else "duplicates_share"
-        if share < THRESHOLDS[key] or share < 2 * within:
+        n = int(round(share * len(h_test)))
+        above_chance = share >= 2 * within or \
+            share - within >= THRESHOLDS["duplicates_excess"]
+        enough = n >= THRESHOLDS["duplicates_min_rows"] or \
+            share >= THRESHOLDS["duplicates_small_share"]
+        if share < THRESHOLDS[key] or not above_chance or not enough:
             continue
-        n = int(share * len(h_test))
         evidence = {"test_rows": len(h_test), "test_rows_with_copy_in_train": n,
                     "share": round(share, 4),
                     "train_rows_with_copy_within_train_share": round(within, 4),
@@ -477,6 +498,10 @@ def _one_feature_score(pair: Pair, x: np.ndarray, y: np.ndarray,
     fold = np.empty(n, dtype=np.int64)
     fold[order] = np.arange(n) % folds
     k = int(x.max()) + 1
+    # the smoothing toward the prior weighs like at most a quarter of a code's
+    # rows: 20 rows on large samples, less on small ones, where 20 pseudo-rows
+    # against 5 real ones per code drowned even a copy of the target
+    prior_weight = min(prior_weight, max(1.0, n * (folds - 1) / folds / (4 * k)))
     if pair.task == "regression":
         pred = np.empty(n)
         for f in range(folds):
@@ -545,7 +570,8 @@ def single_feature_power(pair: Pair, power: dict[str, float], rows: int
     return out
 
 
-def target_derived(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> list[Finding]:
+def target_derived(pair: Pair, sample_rows: int = SAMPLE_ROWS,
+                   power: dict[str, float] | None = None) -> list[Finding]:
     """Features that are a near-deterministic function of the target."""
     idx = pair.sample_index(sample_rows)
     y = pair.y_train[idx]
@@ -562,12 +588,23 @@ def target_derived(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> list[Finding]:
             if ok.sum() < 10 or np.ptp(x[ok]) == 0:
                 continue
             rho = abs(float(spearmanr(x[ok], y[ok]).statistic))
+            one = (power or {}).get(col)
             if rho >= THRESHOLDS["target_derived_spearman"]:
                 out.append(_finding(
                     "target_derived_feature", "high", [col],
                     f"{col} follows the target almost exactly (|Spearman| "
                     f"{rho:.4f}): it is likely computed from it.",
                     spearman=round(rho, 5), rows_used=int(ok.sum())))
+            elif rho >= THRESHOLDS["target_derived_spearman_medium"] and \
+                    one is not None and one >= THRESHOLDS["target_derived_r2_medium"]:
+                # two pieces of evidence that agree: the order and the values
+                out.append(_finding(
+                    "target_derived_feature", "medium", [col],
+                    f"{col} nearly follows the target: |Spearman| {rho:.4f}, and "
+                    f"alone it explains R2 {one:.3f} of it (3-fold CV): likely "
+                    f"computed from it, with noise.",
+                    spearman=round(rho, 5), one_feature_r2=round(one, 4),
+                    rows_used=int(ok.sum())))
             continue
         if pair.kinds[col] == "categorical":
             x = codes_of(arr)
@@ -587,6 +624,99 @@ def target_derived(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> list[Finding]:
                 f"likely derived from the label, or recorded once it was known.",
                 eta2=round(eta2, 4), rows_used=len(idx)))
     return out
+
+
+def _empty(pair: Pair, col: str, idx: np.ndarray) -> np.ndarray | None:
+    """Rows where a column holds nothing: missing, or for a number its default
+    value (the most common one, when it fills at least 30% of rows: a 0)."""
+    arr = pair.train.column(col).take(pa.array(idx))
+    if pair.kinds[col] in ("numeric", "time"):
+        x = numeric(arr)
+        missing = ~np.isfinite(x)
+        vals, counts = np.unique(x[~missing], return_counts=True)
+        if len(counts) and counts.max() >= 0.3 * len(x):
+            return missing | (x == vals[counts.argmax()])
+        return missing
+    if pair.kinds[col] != "categorical":
+        return None
+    # a category's most common value is a value like the others (an island, a
+    # country), not an absence: only missing counts
+    return codes_of(arr) < 0
+
+
+def outcome_signature(pair: Pair, power: dict[str, float],
+                      sample_rows: int = SAMPLE_ROWS) -> list[Finding]:
+    """Columns that only hold a value once the outcome happened: missing or at
+    their default for nearly every row outside one class (or below most target
+    values) and filled within it, the mark of a field recorded after the fact.
+    Whether a row has a value then tells the class, whatever the value is; a
+    one-feature score can stay under its own threshold (0.98 < 0.99) while this
+    shape is plain."""
+    idx = pair.sample_index(sample_rows)
+    y = pair.y_train[idx]
+    out = []
+    for col in pair.features:
+        empty = _empty(pair, col, idx)
+        if empty is None:
+            continue
+        filled = ~empty
+        share = float(filled.mean())
+        if not 0.01 <= share <= 0.99 or len(y) < 30:
+            continue
+        if pair.task == "regression":
+            ok = np.isfinite(y)
+            if filled[ok].all() or not filled[ok].any():
+                continue
+            score = _auc(filled[ok].astype(float), y[ok])
+            side = "above" if score >= 0.5 else "below"
+            score = max(score, 1 - score)
+            where = (f"rows with a value have a target {side} the others' in "
+                     f"{score:.0%} of pairs")
+        else:
+            found = []
+            for c, name in enumerate(pair.classes):
+                inside = y == c
+                if inside.all() or not inside.any():
+                    continue
+                in_c, out_c = filled[inside].mean(), filled[~inside].mean()
+                # filled within the class and empty outside it (said first when
+                # as strong), or empty within it and filled outside
+                found.append((round(0.5 * (in_c + 1 - out_c), 6), 1,
+                              f"it has a value in {in_c:.0%} of class {name!r} rows "
+                              f"and {out_c:.0%} of the others"))
+                found.append((round(0.5 * (1 - in_c + out_c), 6), 0,
+                              f"it has no value in {1 - in_c:.0%} of class {name!r} "
+                              f"rows and {1 - out_c:.0%} of the others"))
+            if not found:
+                continue
+            best, _, where = max(found)
+            score = best
+        if score < THRESHOLDS["outcome_signature_medium"]:
+            continue
+        severity = "high" if score >= THRESHOLDS["outcome_signature_high"] \
+            else "medium"
+        one = power.get(col)
+        out.append(_finding(
+            "outcome_signature", severity, [col],
+            f"{col} is filled almost only for one outcome: {where} (a guess of the "
+            f"target from whether it is filled scores {score:.3f}"
+            + (f"; {col} alone scores {one:.3f}" if one is not None else "")
+            + "). A field that exists only once the outcome happened leaks it; "
+            "check when it is recorded.",
+            score=round(float(score), 4), filled_share=round(share, 4),
+            one_feature_score=None if one is None else round(one, 4),
+            rows_used=len(idx)))
+    return out
+
+
+def _auc(flag: np.ndarray, y: np.ndarray) -> float:
+    """P(target of a flagged row > target of an unflagged one), ties halved."""
+    from scipy.stats import rankdata
+
+    r = rankdata(y)
+    n1 = flag.sum()
+    n0 = len(flag) - n1
+    return float((r[flag > 0].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def _correlation_ratio(x: np.ndarray, y: np.ndarray) -> float:

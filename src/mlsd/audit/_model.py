@@ -179,6 +179,8 @@ def probe(pair: Pair, sample_rows: int, suspects: list[str]) -> Probe | None:
     top = [d["feature"] for d in result.importance[:ABLATE_TOP]]
     for c in dict.fromkeys([s for s in suspects if s in cols] + top):
         keep = [j for j, name in enumerate(cols) if name != c]
+        if not keep:
+            break  # the only feature: without it there is no model to score
         cat = [keep.index(j) for j in categorical if j in keep]
         _, ablated = _fit(pair, X[:, keep], y, fit, valid, cat)
         result.ablation.append({"feature": c, "score": ablated,
@@ -206,12 +208,16 @@ def _shap(pair: Pair, model, X: np.ndarray, cols: list[str], result: Probe
     return mean_abs.tolist()
 
 
-def ablation_findings(pair: Pair, p: Probe) -> list[Finding]:
+def ablation_findings(pair: Pair, p: Probe, suspects: list[str] | tuple = ()
+                      ) -> list[Finding]:
     """A feature without which the probe's error is many times larger.
 
     Error is 1 - AUC (or 1 - R2). A strong honest feature raises it by a
     fraction when removed, since others carry part of its signal; a leak that
-    holds the answer multiplies it."""
+    holds the answer multiplies it. A dominant feature alone is no evidence of
+    a leak (one strong legitimate feature does the same): the finding is
+    medium only when another check points at the same column (``suspects``),
+    low otherwise."""
     if p.score is None:
         return []
     out = []
@@ -223,17 +229,25 @@ def ablation_findings(pair: Pair, p: Probe) -> list[Finding]:
         drop = p.score - a["score"]
         if err_without < ABLATION_RATIO * err_with or drop < ABLATION_DROP:
             continue
+        other = a["feature"] in suspects
         out.append(Finding(
-            check="ablation_drop", severity="medium", columns=[a["feature"]],
+            check="ablation_drop", severity="medium" if other else "low",
+            columns=[a["feature"]],
             message=(f"without {a['feature']} the probe model's validation "
                      f"{p.metric} falls from {p.score:.3f} to {a['score']:.3f}: its "
                      f"error is {err_without / err_with:.0f} times larger. The "
-                     f"model leans on this one feature; make sure it is known at "
-                     f"prediction time and is no proxy of the label."),
+                     f"model leans on this one feature"
+                     + ("; another check points at it too, so make sure it is "
+                        "known at prediction time and is no proxy of the label."
+                        if other else
+                        ": no other check points at it, and one strong feature "
+                        "is often legitimate; still, make sure it is known at "
+                        "prediction time.")),
             evidence={"score_with": round(p.score, 4),
                       "score_without": round(a["score"], 4),
                       "error_ratio": round(err_without / err_with, 2),
                       "metric": p.metric, "rows_fit": p.rows_fit,
                       "rows_valid": p.rows_valid,
-                      "rows_used": p.rows_fit + p.rows_valid}))
+                      "rows_used": p.rows_fit + p.rows_valid,
+                      "other_evidence": other}))
     return out

@@ -19,7 +19,8 @@ from ._leakage import SEVERITIES, Finding
 SPLITS = ("random", "stratified", "time", "group")
 # findings whose columns the probe model is refitted without
 SUSPECT_CHECKS = ("single_feature_power", "target_derived_feature", "id_like_column",
-                  "feature_after_target_time", "preprocessed_before_split")
+                  "feature_after_target_time", "preprocessed_before_split",
+                  "outcome_signature")
 
 
 @dataclass
@@ -86,7 +87,10 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
     findings += timed("id_like", _checks.id_like, pair, power)
     findings += timed("time", _checks.time_checks, pair)
     findings += _checks.single_feature_power(pair, power, used)
-    findings += timed("target_derived", _checks.target_derived, pair, sample_rows)
+    findings += timed("target_derived", _checks.target_derived, pair, sample_rows,
+                      power)
+    findings += timed("outcome_signature", _checks.outcome_signature, pair, power,
+                      sample_rows)
     findings += timed("preprocessing", _checks.preprocessing, pair)
     shifted, stats = timed("shift", _checks.shift, pair)
     findings += shifted
@@ -96,7 +100,7 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
         if c != pair.time))
     probe = timed("probe_model", _model.probe, pair, sample_rows, suspects)
     if probe is not None:
-        findings += _model.ablation_findings(pair, probe)
+        findings += _model.ablation_findings(pair, probe, suspects)
     for col, score in power.items():
         stats.setdefault(col, {"kind": pair.kinds[col]})["one_feature_score"] = \
             round(score, 4)

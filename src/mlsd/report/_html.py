@@ -171,8 +171,8 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
 LEAK_CHECKS = ("duplicates_across_splits", "near_duplicates_across_splits",
                "group_overlap", "id_like_column", "time_overlap",
                "feature_after_target_time", "single_feature_power",
-               "target_derived_feature", "preprocessed_before_split",
-               "ablation_drop")
+               "target_derived_feature", "outcome_signature",
+               "preprocessed_before_split", "ablation_drop")
 
 
 def audit_plots(doc: dict[str, Any]) -> tuple[list[tuple[str, str]],
