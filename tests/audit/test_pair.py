@@ -405,3 +405,26 @@ def test_one_dominant_feature_alone_is_a_low_ablation_finding():
     assert "no other check points at it" in alone[0].message
     backed = ablation_findings(pair, probe, suspects=["x"])
     assert [f.severity for f in backed] == ["medium"]
+
+
+def test_an_undeclared_repeated_measures_group_is_found():
+    """About a hundred rows, a subject column with a few dozen values, each
+    measured a few times: a random split puts one subject on both sides. A
+    code with many rows each (a year) is not taken for an entity."""
+    rng = np.random.default_rng(9)
+    subjects = np.repeat(np.arange(36), 3)
+    base = rng.normal(size=36)[subjects]
+    cols = {"subject_id": subjects, "x": base + rng.normal(0, 0.05, len(subjects)),
+            "year": rng.choice([2020, 2021, 2022], len(subjects)),
+            "y": (base + rng.normal(0, 0.5, len(subjects)) > 0).astype(np.int64)}
+    train, test = _split(_table(cols), test_share=0.3, seed=2)
+    res = audit_pair(train, test, target="y")
+    f = next(f for f in res.findings if f.check == "group_overlap")
+    assert f.columns == ["subject_id"] and f.severity == "medium"
+    assert "3.0 rows each" in f.message or "rows each on average" in f.message
+    assert not [g for g in res.findings if g.columns == ["year"]
+                and g.severity != "low"]
+    # declared shared, it is low
+    res = audit_pair(train, test, target="y", allow_shared=["subject_id"])
+    assert {f.severity for f in res.findings if f.columns == ["subject_id"]} == \
+        {"low"}

@@ -41,6 +41,10 @@ THRESHOLDS = {
     "near_duplicates_share": 0.01,
     # share of test rows whose group key value is also in train: high
     "group_overlap_share": 0.01,
+    # an undeclared entity (named like one): at least this many values, at most
+    # this many rows each on average, in both splits for 5% of test rows: medium
+    "undeclared_group_min": 10,
+    "undeclared_group_max_rows": 50,
     # an ID-like column (text with many distinct values, or an integer with at
     # least this share of distinct values over a dense range) ...
     "id_distinct_ratio": 0.5,
@@ -352,6 +356,52 @@ def group_overlap(pair: Pair) -> list[Finding]:
                 f"{both} values of the group key {col} are in both splits "
                 f"({share:.1%} of test rows): rows of one group are alike, so the "
                 f"test metric is inflated. Split by {col}.", **evidence))
+    return out
+
+
+def undeclared_group(pair: Pair, named: set[str] | frozenset = frozenset()
+                     ) -> list[Finding]:
+    """A column named like an entity (subject, patient, user, ``*_id``) whose
+    values each hold a few rows, found on both sides of the split: repeated
+    measures nobody declared. Rows of one entity are alike, so a test row whose
+    entity is in train is partly scored on memory."""
+    from .._names import ENTITY_WORDS, name_words
+
+    out = []
+    declared = {pair.group, *pair.allow_shared, *named}  # named: by id_like
+    for col in pair.features:
+        if col in declared or pair.kinds[col] not in ("id", "numeric",
+                                                      "categorical"):
+            continue
+        words = set(name_words(col))
+        if not words & (ENTITY_WORDS | {"id"}):
+            continue
+        arr = pair.train.column(col).drop_null()
+        if pa.types.is_floating(arr.type):
+            x = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=float)
+            if len(x) == 0 or not np.all(np.floor(x) == x):
+                continue  # a measurement, not a code
+        n = len(arr)
+        k = pc.count_distinct(arr).as_py() if n else 0
+        if k < THRESHOLDS["undeclared_group_min"] or n < 2 * k:
+            continue  # unique per row (an id: id_like's), or too few entities
+        if n / k > THRESHOLDS["undeclared_group_max_rows"]:
+            continue  # a category with many rows each, not an entity
+        share, both, n_train = _recurrence(pair, col)
+        if share < THRESHOLDS["group_overlap_share"] * 5:
+            continue
+        out.append(_finding(
+            "group_overlap", "medium", [col],
+            f"{col} looks like an entity with several rows each ({k} values in "
+            f"train, {n / k:.1f} rows each on average, and its name says so), and "
+            f"{share:.1%} of test rows share their {col} with training rows: "
+            f"rows of one {col} are alike, so the test metric speaks of known "
+            f"ones. Split by it (--split group:{col}, split.group), or declare it "
+            f"shared (--allow-shared, audit.allow_shared) if new ones never come.",
+            test_rows_with_entity_in_train_share=round(share, 4),
+            entities_in_both=both, entities_in_train=n_train,
+            rows_per_entity=round(n / k, 2),
+            rows_used=pair.train.num_rows + pair.test.num_rows))
     return out
 
 

@@ -84,7 +84,10 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
     findings += timed("duplicates", _checks.duplicates, pair)
     findings += timed("text_near_duplicates", _checks.text_near_duplicates, pair)
     findings += timed("group_overlap", _checks.group_overlap, pair)
-    findings += timed("id_like", _checks.id_like, pair, power)
+    ids = timed("id_like", _checks.id_like, pair, power)
+    findings += ids
+    findings += timed("undeclared_group", _checks.undeclared_group, pair,
+                      {c for f in ids for c in f.columns})
     findings += timed("time", _checks.time_checks, pair)
     findings += _checks.single_feature_power(pair, power, used)
     findings += timed("target_derived", _checks.target_derived, pair, sample_rows,

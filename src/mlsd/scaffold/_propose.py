@@ -4,7 +4,6 @@ entry per column, each with the reason a careful engineer would give."""
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
+from .._names import ENTITY_WORDS, ID_WORDS, name_words
 from ..errors import DataError
 from ..spec import SourceSpec, SqlSourceSpec, ValidateSpec
 from ._profile import (
@@ -34,11 +34,8 @@ FREE_TEXT_TOKENS = 3.0
 """Text whose values hold this many words on average is free text (n-grams)."""
 
 POSITIVE_WORDS = ("1", "true", "yes", "y", "t", "positive", "pos")
-ID_TOKENS = {"id", "uuid", "guid", "idx", "index", "key", "pk", "rowid", "unnamed"}
-ENTITY_TOKENS = {"user", "customer", "client", "patient", "subject", "author",
-                 "account", "session", "device", "person", "member", "player",
-                 "household", "family", "individual", "entity", "owner", "visitor",
-                 "userid", "customerid", "patientid", "subjectid"}
+ID_TOKENS = ID_WORDS
+ENTITY_TOKENS = ENTITY_WORDS
 TIME_TOKENS = {"time", "date", "timestamp", "ts", "at", "datetime", "created",
                "day", "when", "event", "posted", "updated"}
 METRICS = {
@@ -49,10 +46,7 @@ METRICS = {
 }
 
 
-def _tokens(name: str) -> list[str]:
-    """Words of a column name: snake_case, camelCase, spaces, dots."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return [t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t]
+_tokens = name_words
 
 
 def _pct(x: float) -> str:
