@@ -203,6 +203,15 @@ def test_report_is_self_contained(ran_project):
     assert s["model"]["model_id"] in html
 
 
+def test_the_example_audit_raises_no_medium_or_high_finding(ran_project):
+    """The example is clean by construction (its author is declared shared):
+    an attribute of the author (author_posts_before) is no undeclared group."""
+    _, s = ran_project
+    strong = [(f["check"], f["columns"]) for f in s["audit"]
+              if f["severity"] in ("medium", "high")]
+    assert strong == []
+
+
 def test_report_checklist_and_findings_table_agree(ran_project):
     """The leakage checklist said "quiet" for checks the findings table listed
     (it read the probe's findings only, not the split's)."""

@@ -361,7 +361,8 @@ def group_overlap(pair: Pair) -> list[Finding]:
 
 def undeclared_group(pair: Pair, named: set[str] | frozenset = frozenset()
                      ) -> list[Finding]:
-    """A column named like an entity (subject, patient, user, ``*_id``) whose
+    """A column named as an entity (subject, patient, user, ``*_id``: its last
+    word, so that ``author_account_age_days`` is not one) whose
     values each hold a few rows, found on both sides of the split: repeated
     measures nobody declared. Rows of one entity are alike, so a test row whose
     entity is in train is partly scored on memory."""
@@ -373,8 +374,10 @@ def undeclared_group(pair: Pair, named: set[str] | frozenset = frozenset()
         if col in declared or pair.kinds[col] not in ("id", "numeric",
                                                       "categorical"):
             continue
-        words = set(name_words(col))
-        if not words & (ENTITY_WORDS | {"id"}):
+        words = name_words(col)
+        # the name must be the entity (subject, patient_id, individual), not
+        # one of its attributes (author_account_age_days)
+        if not words or words[-1] not in ENTITY_WORDS | {"id"}:
             continue
         arr = pair.train.column(col).drop_null()
         if pa.types.is_floating(arr.type):
