@@ -366,7 +366,7 @@ def undeclared_group(pair: Pair, named: set[str] | frozenset = frozenset()
     values each hold a few rows, found on both sides of the split: repeated
     measures nobody declared. Rows of one entity are alike, so a test row whose
     entity is in train is partly scored on memory."""
-    from .._names import ENTITY_WORDS, name_words
+    from .._names import names_entity
 
     out = []
     declared = {pair.group, *pair.allow_shared, *named}  # named: by id_like
@@ -374,10 +374,7 @@ def undeclared_group(pair: Pair, named: set[str] | frozenset = frozenset()
         if col in declared or pair.kinds[col] not in ("id", "numeric",
                                                       "categorical"):
             continue
-        words = name_words(col)
-        # the name must be the entity (subject, patient_id, individual), not
-        # one of its attributes (author_account_age_days)
-        if not words or words[-1] not in ENTITY_WORDS | {"id"}:
+        if not names_entity(col):
             continue
         arr = pair.train.column(col).drop_null()
         if pa.types.is_floating(arr.type):

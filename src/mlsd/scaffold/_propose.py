@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from .._names import ENTITY_WORDS, ID_WORDS, name_words
+from .._names import ID_WORDS, name_words, names_entity
 from ..errors import DataError
 from ..spec import SourceSpec, SqlSourceSpec, ValidateSpec
 from ._profile import (
@@ -34,8 +34,6 @@ FREE_TEXT_TOKENS = 3.0
 """Text whose values hold this many words on average is free text (n-grams)."""
 
 POSITIVE_WORDS = ("1", "true", "yes", "y", "t", "positive", "pos")
-ID_TOKENS = ID_WORDS
-ENTITY_TOKENS = ENTITY_WORDS
 TIME_TOKENS = {"time", "date", "timestamp", "ts", "at", "datetime", "created",
                "day", "when", "event", "posted", "updated"}
 METRICS = {
@@ -46,7 +44,6 @@ METRICS = {
 }
 
 
-_tokens = name_words
 
 
 def _pct(x: float) -> str:
@@ -386,7 +383,7 @@ def _row_id(p: ColumnProfile) -> str | None:
     A measurement with many distinct values is not an id: only text codes, and
     whole numbers that count rows or are named like an id, are.
     """
-    named = bool(set(_tokens(p.name)) & ID_TOKENS) or p.name.strip() == ""
+    named = bool(set(name_words(p.name)) & ID_WORDS) or p.name.strip() == ""
     unique = p.distinct / max(p.present, 1)
     if p.type == "string" and p.mean_tokens < 2 and p.present >= 20 and (
             unique == 1.0 or (named and unique >= 0.95)):
@@ -418,10 +415,8 @@ def _entity(profiles: dict[str, ColumnProfile], exclude: set) -> str | None:
     for c, p in profiles.items():
         if c in exclude or p.type not in ("string", "int64") or p.present == 0:
             continue
-        toks = set(_tokens(c))
         repeats = p.present / max(p.distinct, 1)
-        entityish = bool(toks & ENTITY_TOKENS) or ("id" in toks and repeats >= 1.5)
-        if entityish and p.distinct >= 3 and repeats >= 1.5 and p.mean_tokens < 2:
+        if names_entity(c) and p.distinct >= 3 and repeats >= 1.5 and p.mean_tokens < 2:
             found.append((p.distinct, c))
     return max(found)[1] if found else None
 
@@ -438,10 +433,10 @@ def _time_column(profiles: dict[str, ColumnProfile], given: str | None,
         return given, f"--time {given}"
     stamps = [p for c, p in profiles.items() if p.type == "timestamp"
               and c not in exclude and p.distinct >= MIN_TIME_VALUES
-              and "birth" not in _tokens(c)]
+              and "birth" not in name_words(c)]
     if not stamps:
         return None, ""
-    named = [p for p in stamps if set(_tokens(p.name)) & TIME_TOKENS]
+    named = [p for p in stamps if set(name_words(p.name)) & TIME_TOKENS]
     pick = max(named or stamps, key=lambda p: p.distinct)
     return pick.name, f"{pick.name} is a timestamp"
 
