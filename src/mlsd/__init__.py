@@ -11,7 +11,10 @@ target=...)`` proposes a project for your own data; ``mlsd`` is the command line
 """
 
 import os
-from importlib.metadata import PackageNotFoundError, version
+
+# The one place the version is written: pyproject.toml reads it from here
+# (setuptools dynamic version), so start-up needs no importlib.metadata (30 ms).
+__version__ = "0.1.0"
 
 # LightGBM and scikit-learn run on OpenMP (GNU libgomp), whose idle threads spin
 # on a core for a while before sleeping. Next to other work that spinning takes
@@ -21,12 +24,6 @@ from importlib.metadata import PackageNotFoundError, version
 # docs/benchmarks.md). libgomp reads this once, when it loads, so it is set
 # before any mlsd module imports LightGBM; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-try:
-    __version__ = version("mlsd")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+local"
-
 
 def run(project=None, **kwargs):
     """Run the stages on a project folder; see :func:`mlsd.pipeline.run`.

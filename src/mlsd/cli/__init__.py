@@ -64,6 +64,10 @@ def main() -> None:
     apache/arrow#34314, delta-io/delta-rs#2184) after the work is done, which
     would turn a finished command into a failure.
     """
+    # pydantic looks for plugins in every installed package's metadata when
+    # the first model is built (30 ms of start-up); the command needs none.
+    # Only the mlsd process is touched, and a user's own setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
     code = 0
     try:
         app()

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from ..errors import MlsdError
-from ._common import JsonOpt, err, group, out
+from ._common import JsonOpt, err, group, out, rich_table
 
 app = group("", no_args_is_help=False)
 
@@ -127,7 +126,7 @@ def _print_findings(result, read_notes: list[dict]) -> None:
     if not result.findings:
         out.print("no finding")
         return
-    t = Table(title="Findings", title_justify="left")
+    t = rich_table("Findings")
     t.add_column("severity")
     t.add_column("check")
     t.add_column("columns")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ._common import (
     ConfigOpt,
@@ -19,6 +18,7 @@ from ._common import (
     out,
     print_json,
     project,
+    rich_table,
 )
 
 app = group("Retention and erasure in the lake.")
@@ -124,7 +124,7 @@ def sql_cmd(
     if as_json:
         print_json(table.slice(0, limit).to_pylist())
         return
-    t = Table(title=f"{table.num_rows} rows", title_justify="left")
+    t = rich_table(f"{table.num_rows} rows")
     for name in table.column_names:
         t.add_column(name)
     for row in table.slice(0, limit).to_pylist():

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..errors import MlsdError
 from ._common import (
@@ -21,6 +20,7 @@ from ._common import (
     group,
     out,
     project,
+    rich_table,
 )
 
 app = group("The models trained so far; with no command, list them.",
@@ -64,7 +64,7 @@ def _show_models(rows: list[dict[str, Any]]) -> None:
     if not rows:
         out.print("no model yet: run `mlsd run`")
         return
-    t = Table(title="Models (metric on the test split)", title_justify="left")
+    t = rich_table("Models (metric on the test split)")
     for c in ("model id", "created", "kind", "metric", "model", "best baseline"):
         t.add_column(c, no_wrap=True)
     for r in rows:
@@ -125,9 +125,8 @@ def models_show(model_id: ModelIdArg, config: ConfigOpt = None,
         names = sorted({k for part in ("valid", "test")
                         for k in metrics["model"][part]})
         names.sort(key=lambda n: n != metrics["primary"])  # primary first
-        t = Table(title=f"Metrics (primary: {metrics['primary']}); baselines: "
-                  + "; ".join(f"{b}: {v['description']}" for b, v in base.items()),
-                  title_justify="left")
+        t = rich_table(f"Metrics (primary: {metrics['primary']}); baselines: "
+                  + "; ".join(f"{b}: {v['description']}" for b, v in base.items()))
         for c in ("metric", "model (valid)", "model (test)",
                   *[f"{b} (test)" for b in base]):
             t.add_column(c, justify="left" if c == "metric" else "right")

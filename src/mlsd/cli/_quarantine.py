@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from ._common import ConfigOpt, JsonOpt, SourceArg, emit, group, out, project
+from ._common import (
+    ConfigOpt,
+    JsonOpt,
+    SourceArg,
+    emit,
+    group,
+    out,
+    project,
+    rich_table,
+)
 
 app = group("Rows rejected by validation, with their reasons.")
 
@@ -31,8 +39,7 @@ def quarantine_show(
         if not rows:
             out.print(f"quarantine of {source} is empty")
             return
-        t = Table(title=f"Quarantine of {source} (first {len(rows)})",
-                  title_justify="left", show_lines=True)
+        t = rich_table(f"Quarantine of {source} (first {len(rows)})", show_lines=True)
         for c in ("file", "line", "reasons", "raw record"):
             t.add_column(c, overflow="fold")
         for r in rows:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..errors import MlsdError
 from ._common import (
@@ -19,7 +18,11 @@ from ._common import (
     group,
     out,
     project,
+    rich_table,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = group("", no_args_is_help=False)
 
@@ -102,7 +105,7 @@ def _print_proposal(p, folder: Path) -> None:
     out.print(f"{p.rows} rows of {p.source_note}: {p.task} on {p.target!r} "
               f"({p.task_why})")
     out.print(f"split: {p.split['strategy']} ({p.split_why})")
-    t = Table(title=f"Features ({len(p.features)})", title_justify="left")
+    t = rich_table(f"Features ({len(p.features)})")
     t.add_column("column", no_wrap=True)
     t.add_column("as", no_wrap=True)
     t.add_column("why")
@@ -158,7 +161,7 @@ def sources_table(title: str, sources: list[dict[str, Any]], *,
                   reasons: bool = False, total: dict[str, int] | None = None
                   ) -> Table:
     """Per source: rows read, stored, quarantined, and the dataset version."""
-    t = Table(title=title, title_justify="left")
+    t = rich_table(title)
     cols = ["source", "read", "stored", "quarantined", "dataset version"]
     # names and counts are never cut: on a narrow terminal the version and the
     # reasons wrap instead
@@ -230,8 +233,8 @@ def print_summary(s: dict[str, Any]) -> None:
 def _print_model(s: dict[str, Any]) -> None:
     m = s["model"]
     names = s["metric_names"]
-    mt = Table(title=f"Test metrics: model {m['model_id']} ({m['kind']}) vs "
-               f"baselines", title_justify="left")
+    mt = rich_table(f"Test metrics: model {m['model_id']} ({m['kind']}) vs "
+                    "baselines")
     mt.add_column("")
     for n in names:
         mt.add_column(n, justify="right")
@@ -283,7 +286,7 @@ def stages_cmd(as_json: JsonOpt = False) -> None:
     from ..pipeline import stages
 
     def show(rows: list[dict[str, Any]]) -> None:
-        t = Table(title="Stages of mlsd run, in order", title_justify="left")
+        t = rich_table("Stages of mlsd run, in order")
         for c in ("stage", "package", "reads", "writes", "--from"):
             t.add_column(c)
         for r in rows:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
-
 from ._common import (
     ConfigOpt,
     JsonOpt,
@@ -15,6 +13,7 @@ from ._common import (
     known_source,
     out,
     project,
+    rich_table,
 )
 
 app = group("The data schemas of the sources.")
@@ -42,7 +41,7 @@ def schema_show(source: SourceArg, config: ConfigOpt = None,
     def show(doc: dict[str, Any]) -> None:
         state = (f"frozen in {doc['path']}" if frozen else
                  "inferred now (frozen on the next run)")
-        t = Table(title=f"Schema of {source} ({state})", title_justify="left")
+        t = rich_table(f"Schema of {source} ({state})")
         for c in ("column", "type", "rules"):
             t.add_column(c)
         rules = spec.validate_
