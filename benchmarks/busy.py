@@ -77,7 +77,7 @@ def main() -> None:
     generate(pair, a.audit_rows)
     audit_args = ["audit", "--train", str(pair / "train.parquet"), "--test",
                   str(pair / "test.parquet"), "--target", "y", "--time",
-                  "t0", "--json", str(work / "audit.json")]
+                  "t0", "--output", str(work / "audit.json")]
 
     results: dict[str, float] = {}
     results["run_idle"] = run_example(work, example, None)

@@ -1,4 +1,4 @@
-"""Start-up: how long `mlsd --help` and `mlsd spec check` take beyond Python's own start.
+"""Start-up: how long `mlsd --help` and `mlsd spec check` take beyond Python itself.
 
 Issue 10's goal: both within 0.3 s of ``python -c pass`` (the same interpreter).
 Each command runs ``--runs`` times, interleaved (pass, help, check, pass, ...) so

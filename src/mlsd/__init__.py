@@ -17,13 +17,20 @@ import os
 __version__ = "0.1.0"
 
 # LightGBM and scikit-learn run on OpenMP (GNU libgomp), whose idle threads spin
-# on a core for a while before sleeping. Next to other work that spinning takes
-# the cores the work needs: with both cores busy, the example's training took
-# 14-62 s with libgomp's default spinning, 8-9 s with threads that sleep when
-# idle, which cost little on an idle machine (4.0-4.7 s against 3.9-4.0 s; see
-# docs/benchmarks.md). libgomp reads this once, when it loads, so it is set
-# before any mlsd module imports LightGBM; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# on a core for a while before sleeping (GOMP_SPINCOUNT, 300,000 turns by
+# default). Next to other work that spinning takes the cores the work needs:
+# with both cores busy, the example's training took 14-62 s spinning, 8-9 s
+# with threads that sleep when idle. But threads that sleep at once
+# (OMP_WAIT_POLICY=PASSIVE alone) are woken for every parallel region: a
+# 640-row, 100-tree fit took 0.59 s on two threads against 0.08 s with a short
+# spin, and a 100,000-row one 2.4 s against 1.4-1.6 s (docs/benchmarks.md). So
+# threads spin briefly (10,000 turns, well under a millisecond), then sleep;
+# libomp-based builds read the policy only. libgomp reads both once, when it
+# loads, so they are set before any mlsd module imports LightGBM; a user's own
+# setting of either wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = "10000"
 
 def run(project=None, **kwargs):
     """Run the stages on a project folder; see :func:`mlsd.pipeline.run`.

@@ -83,3 +83,33 @@ def test_tree_values_add_up_to_the_model_output():
     base = shap.TreeExplainer(learner.booster_).expected_value
     assert np.allclose(values.sum(1) + base, learner.predict(X[2000:][rows]),
                        atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_lightgbm_own_tree_shap_is_shap_tree_explainer(task):
+    """mlsd asks LightGBM for its TreeSHAP values (no shap, no numba at run
+    time): they are shap's TreeExplainer values, in the same shape."""
+    import warnings
+
+    import lightgbm as lgb
+    import shap
+
+    from mlsd.models import tree_shap
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(600, 4))
+    X[rng.random(X.shape) < 0.1] = np.nan  # missing values take the default path
+    if task == "regression":
+        model = lgb.LGBMRegressor(n_estimators=25, verbose=-1)
+        y = 2 * np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1])
+    else:
+        model = lgb.LGBMClassifier(n_estimators=25, verbose=-1)
+        cuts = [0.0] if task == "binary" else [-0.5, 0.5]
+        y = np.digitize(np.nan_to_num(X[:, 0]), cuts)
+    model.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.asarray(shap.TreeExplainer(model.booster_).shap_values(X[:80]))
+    got = tree_shap(model.booster_, X[:80])
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, atol=1e-9)

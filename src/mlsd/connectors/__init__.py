@@ -9,10 +9,18 @@ the same shape. A folder of unstructured files (text, images) becomes a
 table of their descriptions, the bytes kept in the lake's blob area by hash.
 """
 
-from ._blobs import BlobConnector, copy_blob, image_size, prune_blobs
-from ._files import FileConnector, FileInfo, sha256_file
-from ._rest import RestConnector
-from ._sql import SqlConnector, WatermarkRange
+from .._lazy import attach
+
+# each kind loads on first use: reading a Parquet file imports neither
+# SQLAlchemy nor httpx (0.2 s of `mlsd audit`)
+_WHERE = {
+    "BlobConnector": "_blobs", "copy_blob": "_blobs", "image_size": "_blobs",
+    "prune_blobs": "_blobs",
+    "FileConnector": "_files", "FileInfo": "_files", "sha256_file": "_files",
+    "RestConnector": "_rest",
+    "SqlConnector": "_sql", "WatermarkRange": "_sql",
+}
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = ["BlobConnector", "FileConnector", "FileInfo", "RestConnector",
            "SqlConnector", "WatermarkRange", "copy_blob", "image_size", "prune_blobs",

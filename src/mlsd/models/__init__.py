@@ -21,6 +21,7 @@ _WHERE = {
     "beeswarm": "_explain",
     "explain": "_explain",
     "shap_magnitude": "_explain",
+    "tree_shap": "_explain",
     "LEARNERS": "_learners",
     "Learner": "_learners",
     "LightGBMLearner": "_learners",
@@ -73,4 +74,5 @@ __all__ = [
     "task_metrics",
     "train",
     "train_model",
+    "tree_shap",
 ]

@@ -1,4 +1,4 @@
-"""SHAP values of a fitted model: shap's TreeExplainer for LightGBM, its
+"""SHAP values of a fitted model: LightGBM's own TreeSHAP for its trees, shap's
 LinearExplainer for linear models.
 
 A few thousand rows are explained (never used to fit anything). The result
@@ -24,6 +24,24 @@ BEESWARM_FEATURES = 10
 def _dense(X, rows: np.ndarray) -> np.ndarray:
     part = X[rows]
     return np.asarray(part.toarray() if sp.issparse(part) else part, dtype=np.float64)
+
+
+def tree_shap(booster, X: np.ndarray) -> np.ndarray:
+    """Exact TreeSHAP values of a LightGBM booster, shaped as shap's
+    TreeExplainer returns them: (rows, features), or (rows, features, classes).
+
+    LightGBM computes them itself (``pred_contrib``), and shap's TreeExplainer
+    calls that very method for LightGBM models (a test checks the values are
+    equal); asking LightGBM directly saves importing shap and numba, about
+    0.5 s of every run and audit.
+    """
+    contrib = np.asarray(booster.predict(X, pred_contrib=True), dtype=np.float64)
+    n, width = contrib.shape
+    features = X.shape[1]
+    classes = width // (features + 1)
+    if classes == 1:
+        return contrib[:, :features]  # the last column is the expected value
+    return contrib.reshape(n, classes, features + 1)[:, :, :features].transpose(0, 2, 1)
 
 
 def shap_magnitude(values: Any, n_features: int) -> np.ndarray:
@@ -63,8 +81,6 @@ def explain(learner, X_rows, X_background, names: list[str],
     Returns None when the model kind has no explainer here, or shap cannot
     read the model (the run goes on without the section).
     """
-    import shap
-
     rng = np.random.default_rng(seed)
     n = X_rows.shape[0]
     if n == 0:
@@ -77,8 +93,10 @@ def explain(learner, X_rows, X_background, names: list[str],
             warnings.simplefilter("ignore")
             if hasattr(learner, "booster_"):
                 explainer_name = "TreeExplainer"
-                values = shap.TreeExplainer(learner.booster_).shap_values(X)
+                values = tree_shap(learner.booster_, X)
             elif hasattr(learner, "coef_"):
+                import shap
+
                 explainer_name = "LinearExplainer"
                 m = X_background.shape[0]
                 back = _dense(X_background, np.sort(rng.choice(

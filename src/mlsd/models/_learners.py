@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from .._threads import threads_for
 from ..errors import ModelError, NotFittedError
 
 
@@ -34,7 +35,7 @@ class Learner(ABC):
 
     def __init__(self, *, task: str, n_classes: int = 1,
                  params: dict[str, Any] | None = None, class_weight: str = "none",
-                 seed: int = 0, threads: int = 2):
+                 seed: int = 0, threads: int | None = None):
         self.task = task
         self.n_classes = n_classes
         self.params = dict(params or {})
@@ -69,7 +70,9 @@ class Learner(ABC):
 
 
 class LightGBMLearner(Learner):
-    """Gradient-boosted trees (LightGBM), deterministic with a fixed thread count."""
+    """Gradient-boosted trees (LightGBM), deterministic whatever the thread
+    count: each fit and prediction takes the free cores, at most ``threads``
+    (:func:`mlsd._threads.threads_for`)."""
 
     kind = "lightgbm"
     FILE = "model.lgb.txt"
@@ -82,7 +85,7 @@ class LightGBMLearner(Learner):
         base = {"objective": objective, "learning_rate": 0.05, "num_leaves": 31,
                 "min_data_in_leaf": 20, "feature_pre_filter": False,
                 "verbosity": -1, "deterministic": True, "force_col_wise": True,
-                "num_threads": self.threads, "seed": self.seed}
+                "seed": self.seed}
         if self.task == "multiclass":
             base["num_class"] = self.n_classes
         base.update(p)
@@ -90,6 +93,7 @@ class LightGBMLearner(Learner):
 
     def fit(self, X, y, X_valid=None, y_valid=None):
         params, rounds = self._lgb_params()
+        params.setdefault("num_threads", threads_for(X.shape[0], self.threads))
         train = lgb.Dataset(X, label=y, weight=self._weights(y),
                             free_raw_data=False)
         valid_sets, callbacks = [], []
@@ -105,7 +109,8 @@ class LightGBMLearner(Learner):
     def predict(self, X):
         if not hasattr(self, "booster_"):
             raise NotFittedError("LightGBMLearner: call fit() or load() first")
-        return np.asarray(self.booster_.predict(X, num_threads=self.threads))
+        return np.asarray(self.booster_.predict(
+            X, num_threads=threads_for(X.shape[0], self.threads)))
 
     def save(self, folder: Path) -> str:
         self.booster_.save_model(str(folder / self.FILE))
@@ -114,7 +119,7 @@ class LightGBMLearner(Learner):
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> LightGBMLearner:
         obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1),
-                  threads=meta.get("threads", 1))
+                  threads=meta.get("threads"))
         obj.booster_ = lgb.Booster(model_file=str(folder / cls.FILE))
         return obj
 

@@ -83,9 +83,11 @@ class RunContext:
     @cached_property
     def engine(self) -> DuckDBEngine:
         """The batch engine of the run (DuckDB through Ibis), opened on first use."""
+        from .._threads import usable_cores
         from ..engine import DuckDBEngine
 
-        return DuckDBEngine(lake=self.lake, threads=self.spec.model.threads)
+        return DuckDBEngine(lake=self.lake,
+                            threads=self.spec.model.threads or usable_cores())
 
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, computed once per run for ``key``.

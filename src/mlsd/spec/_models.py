@@ -429,7 +429,12 @@ class ModelSpec(_Strict):
         default="balanced",
         description="Classification: weight classes inversely to their frequency.",
     )
-    threads: int = Field(default=2, ge=1, description="Fixed for determinism.")
+    threads: int | None = Field(
+        default=None, ge=1,
+        description="The most threads a fit or prediction uses (default: every "
+                    "core this process may use). Each takes fewer when the input is "
+                    "small or other processes keep cores busy; the model is the same "
+                    "whatever the count.")
 
 
 class AuditSpec(_Strict):
