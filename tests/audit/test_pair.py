@@ -377,6 +377,34 @@ def test_a_column_recorded_after_the_outcome_is_found_under_the_auc_cut():
     assert "single_feature_power" not in _checks(res)
 
 
+def test_an_outcome_signature_on_a_few_dozen_rows_is_weighed_by_chance():
+    """No minimum row count: on 24 training rows a column filled for exactly
+    the top targets is found, with its p-value in the words; a column filled
+    on a few rows at random is not, however well its rows happen to fall."""
+    rng = np.random.default_rng(3)
+    n = 32
+    x = rng.normal(size=n)
+    y = 3 * x + rng.normal(size=n)
+    top = y >= np.quantile(y, 0.8)
+    cols = {"x": x, "y": y, "bonus_paid": np.where(top, rng.gamma(2, 50, n), 0.0)}
+    table = _table(cols)
+    train, test = table.slice(0, 24), table.slice(24)
+    res = audit_pair(train, test, target="y", task="regression")
+    f = next(f for f in res.findings if f.check == "outcome_signature")
+    assert f.columns == ["bonus_paid"] and f.severity == "high"
+    assert f.evidence["p_value"] <= f.evidence["alpha"]
+    assert f"by chance: p = {f.evidence['p_value']:.1g} on 24 rows" in f.message
+    # on 12 rows, the 2 rows of the rare class both filled: as clean a shape,
+    # but 1 chance in 66 (Fisher), not rare enough for the columns tried
+    yb = np.array([1, 0, 0, 1] + [0] * 8 + [1, 0, 1, 0], dtype=np.int64)
+    flag = np.array([5.0, 0, 0, 7.0] + [0] * 8 + [0, 0, 3.0, 0])
+    clean = _table({"x": x[:16], "y": yb, "flag": flag})
+    res = audit_pair(clean.slice(0, 12), clean.slice(12), target="y")
+    f = next((f for f in res.findings if f.check == "outcome_signature"), None)
+    assert f is None, f
+    assert "outcome_signature" not in _checks(res)
+
+
 def test_missing_more_often_in_one_class_is_no_outcome_signature():
     """Values missing not at random (35% of positives, 5% of negatives) carry
     signal honestly: no finding."""

@@ -73,6 +73,9 @@ THRESHOLDS = {
     # the first, medium at or above the second
     "outcome_signature_high": 0.95,
     "outcome_signature_medium": 0.9,
+    # ... and this unlikely by chance (p-value, divided by the columns and
+    # classes tried): what stands in for a minimum row count
+    "outcome_signature_alpha": 0.01,
     # unseen categories at test time, missing-rate change, shift: low
     "unseen_share": 0.01,
     "missing_shift": 0.05,
@@ -705,13 +708,21 @@ def outcome_signature(pair: Pair, power: dict[str, float],
     idx = pair.sample_index(sample_rows)
     y = pair.y_train[idx]
     out = []
-    for col in pair.features:
+    candidates = [c for c in pair.features if pair.kinds[c] in
+                  ("numeric", "time", "categorical")]
+    # a shape this clean must also be far from chance, with every column and
+    # class tried counted (Bonferroni): on a few dozen rows a column can be
+    # filled for one class by luck; on thousands this never binds
+    tests = max(1, len(candidates)) * (1 if pair.task == "regression"
+                                      else max(1, len(pair.classes)))
+    alpha = THRESHOLDS["outcome_signature_alpha"] / tests
+    for col in candidates:
         empty = _empty(pair, col, idx)
         if empty is None:
             continue
         filled = ~empty
         share = float(filled.mean())
-        if not 0.01 <= share <= 0.99 or len(y) < 30:
+        if not 0.01 <= share <= 0.99:
             continue
         if pair.task == "regression":
             ok = np.isfinite(y)
@@ -722,6 +733,7 @@ def outcome_signature(pair: Pair, power: dict[str, float],
             score = max(score, 1 - score)
             where = (f"rows with a value have a target {side} the others' in "
                      f"{score:.0%} of pairs")
+            p_value = _rank_p_value(y[ok][filled[ok]], y[ok][~filled[ok]])
         else:
             found = []
             for c, name in enumerate(pair.classes):
@@ -731,17 +743,17 @@ def outcome_signature(pair: Pair, power: dict[str, float],
                 in_c, out_c = filled[inside].mean(), filled[~inside].mean()
                 # filled within the class and empty outside it (said first when
                 # as strong), or empty within it and filled outside
-                found.append((round(0.5 * (in_c + 1 - out_c), 6), 1,
+                found.append((round(0.5 * (in_c + 1 - out_c), 6), 1, c,
                               f"it has a value in {in_c:.0%} of class {name!r} rows "
                               f"and {out_c:.0%} of the others"))
-                found.append((round(0.5 * (1 - in_c + out_c), 6), 0,
+                found.append((round(0.5 * (1 - in_c + out_c), 6), 0, c,
                               f"it has no value in {1 - in_c:.0%} of class {name!r} "
                               f"rows and {1 - out_c:.0%} of the others"))
             if not found:
                 continue
-            best, _, where = max(found)
-            score = best
-        if score < THRESHOLDS["outcome_signature_medium"]:
+            score, filled_inside, c, where = max(found)
+            p_value = _fisher_p_value(filled if filled_inside else ~filled, y == c)
+        if score < THRESHOLDS["outcome_signature_medium"] or p_value > alpha:
             continue
         severity = "high" if score >= THRESHOLDS["outcome_signature_high"] \
             else "medium"
@@ -751,12 +763,38 @@ def outcome_signature(pair: Pair, power: dict[str, float],
             f"{col} is filled almost only for one outcome: {where} (a guess of the "
             f"target from whether it is filled scores {score:.3f}"
             + (f"; {col} alone scores {one:.3f}" if one is not None else "")
-            + "). A field that exists only once the outcome happened leaks it; "
-            "check when it is recorded.",
+            + f"; by chance: p = {p_value:.1g} on {len(y)} rows). A field that "
+            "exists only once the outcome happened leaks it; check when it is "
+            "recorded.",
             score=round(float(score), 4), filled_share=round(share, 4),
             one_feature_score=None if one is None else round(one, 4),
+            p_value=float(f"{p_value:.3g}"), alpha=float(f"{alpha:.3g}"),
             rows_used=len(idx)))
     return out
+
+
+def _fisher_p_value(mark: np.ndarray, inside: np.ndarray) -> float:
+    """One-sided p-value (Fisher's exact test) that ``mark`` falls on the
+    ``inside`` rows this often or more by chance."""
+    from scipy.stats import fisher_exact
+
+    a = int((mark & inside).sum())
+    b = int((mark & ~inside).sum())
+    c = int((~mark & inside).sum())
+    d = int((~mark & ~inside).sum())
+    return float(fisher_exact([[a, b], [c, d]], alternative="greater").pvalue)
+
+
+def _rank_p_value(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value (Mann-Whitney U) that two samples differ this much
+    in rank by chance: by permutation on small samples, where the normal
+    approximation is far too cautious at the extremes (4 rows above 20,
+    ties among the 20: 0.002 against 0.0006 by permutation), else asymptotic."""
+    from scipy.stats import PermutationMethod, mannwhitneyu
+
+    method = (PermutationMethod(n_resamples=9_999, random_state=0)
+              if len(a) + len(b) <= 500 else "asymptotic")
+    return float(mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
 
 
 def _auc(flag: np.ndarray, y: np.ndarray) -> float:

@@ -171,6 +171,9 @@ def _fit(pair: Pair, X: np.ndarray, y: np.ndarray, fit: np.ndarray,
          valid: np.ndarray, categorical: list[int]):
     params = {"n_estimators": PROBE_TREES, "learning_rate": 0.15, "num_leaves": 31,
               "min_child_samples": 20, "max_bin": 63, "verbose": -1,
+              # the same probe whatever the thread count or the machine's speed
+              # (LightGBM otherwise times row- against column-wise histograms)
+              "deterministic": True, "force_col_wise": True,
               # one thread for a small probe, else the cores nobody else uses
               "n_jobs": threads_for(int(fit.sum())),
               "random_state": pair.seed}
