@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audit import audit
-from .errors import DataError, SpecError
+from .errors import DataError, LakeError, SpecError
 from .etl import ingest as ingest_stage
 from .features import features
 from .models import train_model
@@ -157,74 +157,104 @@ def replay_quarantine(project: Project, source: str) -> dict[str, Any]:
 
 def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     """Erase the rows of a source matching ``where`` (say, one person's data)
-    from its dataset and from its quarantine, where each rejected record is
-    parsed again to evaluate the predicate. Old versions keep the rows until
-    ``mlsd lake vacuum``."""
+    from its dataset, its quarantine (each rejected record parsed again), the
+    training table and its split. Old versions keep the rows until
+    ``mlsd lake vacuum``.
+
+    ``where`` must be one DuckDB expression. It is evaluated in a locked
+    DuckDB (no file, network or extension) on every dataset before anything
+    is deleted; the matching rows are then removed by identity (provenance or
+    row number; :meth:`mlsd.lake.Lake.erase`), so the user's text never
+    reaches another SQL dialect. Either
+    every dataset loses its rows or, when a deletion fails, those already
+    changed are restored to their version before.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .engine._sandbox import check_expression
     from .etl import quarantine_matches, resolve_schema
 
     spec = project.spec
     if source not in spec.sources:
         raise SpecError(f"unknown source {source!r}; sources are "
                         f"{', '.join(spec.sources)}")
-    lake = project.lake
-    out = {"source": source, "where": where}
-    out["dataset"] = lake.delete("sources", source, where)
+    problem = check_expression(where)
+    if problem:
+        raise SpecError(f"--where {where!r} is not one SQL expression: {problem}")
+    lake, name = project.lake, spec.name
+    # 1. what matches, everywhere, before any change
+    plans: list[tuple[str, str, list[str], set[tuple]]] = []
+    if not lake.exists("sources", source):
+        raise LakeError(f"sources/{source} has no data yet: nothing to erase")
+    ident = ["_load_id", "_source", "_line"]
+    plans.append(("sources", source, ident, _identities(
+        _matching(lake.read("sources", source), "sources/" + source, where, ident),
+        ident)))
     if lake.exists("quarantine", source):
         schema, _ = resolve_schema(source, spec.sources[source], spec.validate_,
                                    project.root)
         lines = quarantine_matches(lake, source, spec.sources[source], schema,
                                    where, root=project.root,
                                    null_values=spec.validate_.null_values)
-        if lines:
-            pred = " OR ".join(
-                "(_source = '{}' AND _line = {})".format(s.replace("'", "''"), n)
-                for s, n in lines)
-            out["quarantine"] = lake.delete("quarantine", source, pred)
-        else:
-            out["quarantine"] = {"deleted": 0,
-                                 "version": lake.version("quarantine", source)}
-    out["training"] = _delete_training_rows(project, source, where)
+        plans.append(("quarantine", source, ["_source", "_line"], set(lines)))
+    load_ids = set(project.catalog.load_ids(source))
+    if lake.exists("training", name) and load_ids:
+        training = lake.read("training", name)
+        mine = training.filter(pc.is_in(training.column("_load_id"),
+                                        value_set=pa.array(sorted(load_ids))))
+        rows = _identities(_matching(mine, f"training/{name}", where, ["_row"]),
+                           ["_row"])
+        plans.append(("training", name, ["_row"], rows))
+        if lake.exists("splits", name):
+            plans.append(("splits", name, ["_row"], rows))
+    # 2. delete by identity, all or nothing
+    out: dict[str, Any] = {"source": source, "where": where}
+    done: list[tuple[str, str, int]] = []
+    labels = {"sources": "dataset", "quarantine": "quarantine",
+              "training": "training", "splits": "splits"}
+    try:
+        for area, dataset, columns, identities in plans:
+            before = lake.version(area, dataset)
+            res = lake.erase(area, dataset, columns, identities)
+            if res["version"] != before:
+                done.append((area, dataset, before))
+            out[labels[area]] = res
+    except Exception:
+        for area, dataset, version in reversed(done):
+            lake.restore(area, dataset, version)
+        raise
+    if "training" in out and "splits" in out:
+        out["training"]["splits"] = out.pop("splits")
+    out.setdefault("quarantine", None)
+    out.setdefault("training", None)
     return out
 
 
-def _delete_training_rows(project: Project, source: str, where: str
-                          ) -> dict[str, Any] | None:
-    """The same rows out of the training table (which copies the sources' rows)
-    and out of its split, so an erasure holds before the next run rebuilds them.
+def _identities(rows: list[dict[str, Any]], columns: list[str]) -> set[tuple]:
+    return {tuple(r[c] for c in columns) for r in rows}
 
-    Only the source's own rows go (by their load ids); the split loses the same
-    ``_row`` numbers.
-    """
-    lake, name = project.lake, project.spec.name
-    load_ids = project.catalog.load_ids(source)
-    if not lake.exists("training", name) or not load_ids:
-        return None
+
+def _matching(table: pa.Table, label: str, where: str, columns: list[str]
+              ) -> list[dict[str, Any]]:
+    """The ``columns`` of the rows of ``table`` where ``where`` holds,
+    evaluated in a locked DuckDB that sees this table only."""
     import duckdb
 
-    ids = ", ".join("'{}'".format(i.replace("'", "''")) for i in load_ids)
-    pred = f"({where}) AND _load_id IN ({ids})"
-    con = duckdb.connect()
+    from .engine._sandbox import REFUSED, locked_connection, refused
+
+    con = locked_connection({"dataset": table})  # a subquery may name it
     try:
-        # as a table, not a dataset: DuckDB's pushdown of `IN (...)` into a
-        # pyarrow dataset compares string with string_view and fails
-        con.register("training", lake.read("training", name))
-        # the predicate is the user's: it may read nothing but this table
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        rows = [r[0] for r in con.execute(
-            f"SELECT _row FROM training WHERE {pred}").fetchall()]
+        picked = ", ".join(f'"{c}"' for c in columns)
+        return con.sql(f"SELECT {picked} FROM dataset WHERE coalesce(({where}), "
+                       "false)"
+                       ).to_arrow_table().to_pylist()
     except duckdb.Error as err:
-        raise SpecError(f"--where {where!r} does not apply to training/{name}: "
-                        f"{err}") from None
+        why = REFUSED if refused(err) else err
+        raise SpecError(f"--where {where!r} does not apply to {label}: {why}"
+                        ) from None
     finally:
         con.close()
-    if not rows:
-        return {"deleted": 0, "version": lake.version("training", name)}
-    res = lake.delete("training", name, pred)
-    if lake.exists("splits", name):
-        numbers = ", ".join(str(int(r)) for r in rows)
-        res["splits"] = lake.delete("splits", name, f"_row IN ({numbers})")
-    return res
 
 
 def vacuum(project: Project, retention_hours: int | None = None
@@ -299,18 +329,33 @@ def sql(project: Project, query: str) -> pa.Table:
     """Run a SQL query on DuckDB over the latest version of every source.
 
     Each source is a view named after it (quote names with dashes or dots:
-    ``"my-source"``), so the lake reads like a warehouse.
+    ``"my-source"``), so the lake reads like a warehouse. The query reads
+    those views and nothing else: no file, network, extension or setting
+    (:mod:`mlsd.engine._sandbox`), so it cannot change the lake.
     """
-    from .engine import DuckDBEngine
+    import duckdb
+    import pyarrow as pa
 
-    engine = DuckDBEngine(lake=project.lake)
-    con = engine.con.con
-    for name in project.lake.list("sources"):
-        con.register(name, project.lake.dataset("sources", name))
+    from ._threads import usable_cores
+    from .engine._sandbox import locked_connection, refused
+
+    views = {name: project.lake.dataset("sources", name)
+             for name in project.lake.list("sources")}
+    con = locked_connection(views, threads=usable_cores())
     try:
-        return con.sql(query).to_arrow_table()
-    except Exception as err:  # DuckDB raises its own error classes
+        rel = con.sql(query)
+        # a statement that returns no rows (CREATE TABLE in the connection's
+        # own memory, gone when it closes) has no relation
+        return rel.to_arrow_table() if rel is not None else pa.table({})
+    except duckdb.Error as err:
+        if refused(err):
+            raise SpecError(f"the query is refused: mlsd sql reads the lake's "
+                            f"views ({', '.join(views) or 'none yet'}) and nothing "
+                            f"else; files, the network, extensions and settings "
+                            f"are refused. DuckDB said: {err}") from None
         raise SpecError(f"the query failed: {err}") from None
+    finally:
+        con.close()
 
 
 OUTPUT_FORMATS = (".parquet", ".csv", ".jsonl")

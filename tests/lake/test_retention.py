@@ -69,7 +69,7 @@ def test_delete_refuses_several_statements(fresh_project):
     ingest(Project.find(start=fresh_project))
     proc = run_cli("lake", "delete", "posts_log", "--where",
                    "1=1; DROP TABLE x", cwd=fresh_project, check=False)
-    assert proc.returncode == 2 and "no ';'" in proc.stderr
+    assert proc.returncode == 2 and "holds a ';'" in proc.stderr
 
 
 def test_delete_reaches_the_training_table_and_its_split(fresh_project):
@@ -115,5 +115,5 @@ def test_delete_reaches_the_training_table_and_its_split(fresh_project):
     # a run cannot start after the erasure on what it changed
     with pytest.raises(StageError, match=r"sources/posts_log@0 in run .*changed "
                                          r"since, outside a run \(version 1 "
-                                         r"\(DELETE\)"):
+                                         r"\(ERASE\)"):
         mlsd.run(folder, from_="table")

@@ -269,12 +269,14 @@ def test_the_training_table_names_only_the_sources_it_used(fresh_project):
 
 
 def test_an_erasure_predicate_reads_nothing_but_the_training_table(fresh_project):
-    from mlsd.pipeline import _delete_training_rows
+    from mlsd.pipeline import _matching
 
     mlsd.run(fresh_project, until="split")
-    with pytest.raises(SpecError, match="file system operations are disabled"):
-        _delete_training_rows(Project.find(start=fresh_project), "posts_log",
-                              "(SELECT count(*) FROM read_text('/etc/hostname')) > 0")
+    project = Project.find(start=fresh_project)
+    training = project.lake.read("training", project.spec.name)
+    with pytest.raises(SpecError, match="training/.*refused"):
+        _matching(training, f"training/{project.spec.name}",
+                  "(SELECT count(*) FROM read_text('/etc/hostname')) > 0", ["_row"])
 
 
 def test_a_schema_frozen_by_ingest_does_not_make_ingest_stale(fresh_project):

@@ -92,12 +92,16 @@ def lake_delete(
     """Erase rows (say, one person's data) from a source's dataset and its
     quarantine; vacuum afterwards to erase them from old versions too.
 
+    WHERE is one DuckDB expression over a row; a subquery may read the rows
+    being erased from as `dataset`, and nothing else (no file, no setting).
+    Every dataset is checked before any row is deleted.
+
     Example: mlsd lake delete posts_log --where "author_id = 'u000123'"
     """
     from ..pipeline import delete_rows
 
     def show(res: dict[str, Any]) -> None:
-        q = res.get("quarantine", {"deleted": 0})
+        q = res.get("quarantine") or {"deleted": 0}
         tr = res.get("training") or {"deleted": 0}
         out.print(f"deleted {res['dataset']['deleted']} rows from sources/{source} "
                   f"(now @{res['dataset']['version']}), {q['deleted']} from its "
@@ -115,6 +119,10 @@ def sql_cmd(
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
 ) -> None:
     """Query the lake with SQL (DuckDB), each source's latest version as a view.
+
+    Read-only: the query sees those views and nothing else. Files
+    (read_csv, COPY ... TO), ATTACH, extensions and SET are refused, so no
+    query can change the lake or read outside it.
 
     Example: mlsd sql "SELECT status, count(*) FROM orders GROUP BY status"
     """

@@ -216,13 +216,15 @@ def quarantine_matches(lake: Lake, name: str,
     typed, _ = Validator(schema=schema, rules=ValidateSpec(
         null_values=null_values)).typed(raw)
     table = pa.table(typed)
-    con = duckdb.connect()
+    from ..engine._sandbox import REFUSED, locked_connection, refused
+
+    con = locked_connection({"dataset": table}, threads=1)  # as in delete_rows
     try:
-        con.register("q", table)
-        mask = con.sql(f"SELECT coalesce(({where}), false) AS m FROM q"
+        mask = con.sql(f"SELECT coalesce(({where}), false) AS m FROM dataset"
                        ).to_arrow_table().column("m").to_pylist()
     except duckdb.Error as err:
-        raise LakeError(f"the predicate {where!r} fails on the quarantine: {err}"
+        why = REFUSED if refused(err) else err
+        raise LakeError(f"the predicate {where!r} fails on the quarantine: {why}"
                         ) from None
     finally:
         con.close()

@@ -98,15 +98,17 @@ class Transformer:
         return list(out.schema)
 
     def _derive(self, table: pa.Table) -> pa.Table:
-        con = duckdb.connect()
+        from ..engine._sandbox import REFUSED, locked_connection, refused
+
+        con = locked_connection({"batch": table}, threads=1)
         try:
-            con.register("batch", table)
             exprs = ", ".join(f"({expr}) AS {_quote(name)}"
                               for name, expr in self.spec.derive.items())
             try:
                 return con.sql(f"SELECT {exprs} FROM batch").to_arrow_table()
             except duckdb.Error as err:
-                raise SpecError(f"transform.derive: an expression fails: {err}"
+                why = REFUSED if refused(err) else err
+                raise SpecError(f"transform.derive: an expression fails: {why}"
                                 ) from None
         finally:
             con.close()

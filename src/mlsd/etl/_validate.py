@@ -242,24 +242,26 @@ class Validator:
     def _check_sql(self, table: pa.Table) -> dict[str, np.ndarray]:
         """Evaluate the spec's SQL checks on typed rows with DuckDB.
 
-        The expressions come from the spec (the user's own file); they run on an
-        in-memory view of the batch, in a connection that holds nothing else.
+        The expressions come from the spec; they run on an in-memory view of
+        the batch, in a locked connection that can reach nothing else (no
+        file, network or extension: :mod:`mlsd.engine._sandbox`).
         """
         import duckdb
 
+        from ..engine._sandbox import REFUSED, locked_connection, refused
         from ..errors import SpecError
 
-        con = duckdb.connect()
+        con = locked_connection({"batch": table}, threads=1)
         try:
-            con.register("batch", table)
             out = {}
             for name, expr in self.rules.checks.items():
                 try:
                     res = con.sql(f"SELECT coalesce(({expr}), false) AS ok FROM batch"
                                   ).to_arrow_table()
                 except duckdb.Error as err:
+                    why = REFUSED if refused(err) else err
                     raise SpecError(f"validate.checks.{name}: the expression "
-                                    f"{expr!r} fails: {err}") from None
+                                    f"{expr!r} fails: {why}") from None
                 out[name] = ~np.asarray(res.column("ok").to_numpy(
                     zero_copy_only=False), dtype=bool)
             return out

@@ -97,7 +97,7 @@ class Lake:
         return self._table(area, name).version()
 
     def changes_since(self, area: str, name: str, version: int) -> list[str]:
-        """The data-changing commits after ``version`` (``"3 (DELETE)"`` ...):
+        """The data-changing commits after ``version`` (``"3 (ERASE)"`` ...):
         an empty list when the data is still what ``version`` holds. A vacuum's
         commits remove files no version still needs, so they change nothing."""
         if not self.exists(area, name):
@@ -105,7 +105,8 @@ class Lake:
         out: list[tuple[int, str]] = []
         for h in self._table(area, name).history():
             v = int(h.get("version", -1))
-            op = str(h.get("operation", ""))
+            op = "ERASE" if h.get("mlsd.operation") == "erase" else \
+                str(h.get("operation", ""))
             if v > version and op not in KEEPS_DATA:
                 out.append((v, f"{v} ({op})"))
         return [text for _, text in sorted(out)]
@@ -231,13 +232,69 @@ class Lake:
         """
         if ";" in predicate:
             raise LakeError("the predicate must be one SQL expression (no ';')")
+        # the commit keeps the last write's identity (mlsd.write_id, the
+        # watermark): loading the same input again is then "nothing new", and
+        # does not bring the deleted rows back
+        last = self.last_write(area, name) or {}
+        carried = {k: str(v) for k, v in last.items() if k.startswith("mlsd.")}
+        carried["mlsd.operation"] = "erase"
         try:
-            metrics = self._table(area, name).delete(predicate)
+            metrics = self._table(area, name).delete(
+                predicate, commit_properties=CommitProperties(custom_metadata=carried))
         except Exception as err:  # deltalake raises plain errors for bad SQL
             raise LakeError(f"cannot delete from {area}/{name} where "
                             f"{predicate!r}: {err}") from None
         return {"deleted": int(metrics.get("num_deleted_rows", 0)),
                 "version": self.version(area, name)}
+
+    def erase(self, area: str, name: str, columns: list[str],
+              identities: set[tuple]) -> dict[str, Any]:
+        """Remove the rows whose ``columns`` hold one of ``identities``, as one
+        commit: the current version is streamed through the filter and
+        written again with pyarrow, so every column keeps its type (delta-rs's
+        own delete writes strings as ``string_view``, which pyarrow's filters
+        then cannot compare), and no SQL text is involved. The commit keeps
+        the last write's identity (``mlsd.write_id``, the watermark): the same
+        input loaded again is "nothing new" and does not bring the rows back.
+        """
+        import pyarrow.compute as pc
+
+        table = self._table(area, name)
+        before = int(table.version())
+        if not identities:
+            return {"deleted": 0, "version": before}
+        sep = "\x1f"
+        wanted = pa.array(sorted(sep.join("" if v is None else str(v) for v in i)
+                                 for i in identities), pa.string())
+        removed = 0
+
+        def kept() -> Iterator[pa.RecordBatch]:
+            nonlocal removed
+            for batch in table.to_pyarrow_dataset().to_batches():
+                parts = [pc.fill_null(pc.cast(batch.column(c), pa.string()), "")
+                         for c in columns]
+                key = parts[0] if len(parts) == 1 else \
+                    pc.binary_join_element_wise(*parts, sep)
+                hit = pc.fill_null(pc.is_in(key, value_set=wanted), False)
+                removed += int(pc.sum(hit).as_py() or 0)
+                yield batch.filter(pc.invert(hit)).cast(schema)
+
+        schema = pa.schema(table.schema().to_arrow())
+        last = table.history(1)
+        carried = {k: str(v) for k, v in (last[0] if last else {}).items()
+                   if k.startswith("mlsd.")}
+        carried["mlsd.operation"] = "erase"
+        reader = pa.RecordBatchReader.from_batches(schema, kept())
+        self._write_files(self.path(area, name), table, reader, mode="overwrite",
+                          props=carried)
+        return {"deleted": removed, "version": self.version(area, name)}
+
+    def restore(self, area: str, name: str, version: int) -> None:
+        """Make ``version`` the latest again (a new commit; history is kept)."""
+        meta = (self._table(area, name, version).history(1) or [{}])[0]
+        kept = {k: str(v) for k, v in meta.items() if k.startswith("mlsd.")}
+        self._table(area, name).restore(
+            version, commit_properties=CommitProperties(custom_metadata=kept))
 
     def vacuum(self, area: str, name: str, *, retention_hours: int) -> list[str]:
         """Remove data files only versions older than the retention need, and

@@ -27,15 +27,21 @@ def _sha(path: Path) -> str:
 
 def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
     """Add the spec's derived columns, computed as the load computed them
-    (DuckDB, the same SQL), so served rows get what training rows had."""
+    (DuckDB, the same SQL), so served rows get what training rows had. The
+    SQL comes from the artifact: it runs locked (no file, network or
+    extension), as at load."""
     import duckdb
 
-    con = duckdb.connect()
+    from ..engine._sandbox import REFUSED, locked_connection, refused
+
+    con = locked_connection({"batch": table}, threads=1)
     try:
-        con.register("batch", table)
         exprs = ", ".join('({}) AS "{}"'.format(e, n.replace('"', '""'))
                           for n, e in derive.items())
         derived = con.sql(f"SELECT {exprs} FROM batch").to_arrow_table()
+    except duckdb.Error as err:
+        why = REFUSED if refused(err) else err
+        raise ModelError(f"a derived column of the model fails: {why}") from None
     finally:
         con.close()
     for name in derived.column_names:

@@ -1,0 +1,136 @@
+"""SQL someone typed, or read from an artifact, reaches only the rows it is
+given: no file, no network, no extension, no setting (issue 11).
+
+Each site that runs such SQL is attacked with a file read; `mlsd sql` also
+with COPY over a lake file, ATTACH, INSTALL and SET.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+import pytest
+
+from mlsd.errors import ModelError, SpecError
+from tests._helpers import run_cli
+
+READ_FILE = "(SELECT content FROM read_text('/etc/hostname'))"
+
+
+def _digest(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_mlsd_sql_reads_the_lake_and_nothing_else(fresh_project):
+    run_cli("ingest", cwd=fresh_project)
+    lake = fresh_project / ".mlsd" / "lake" / "sources" / "posts_log"
+    target = next(lake.rglob("*.parquet"))
+    before = _digest(lake)
+    ok = json.loads(run_cli("sql", "SELECT count(*) AS n FROM posts_log", "--json",
+                            cwd=fresh_project).stdout)
+    assert ok[0]["n"] > 0
+    attacks = [
+        f"COPY (SELECT 1 AS x) TO '{target}' (FORMAT parquet)",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/root/*')",
+        f"ATTACH '{fresh_project / 'x.duckdb'}'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        f"SELECT * FROM '{target}'",
+    ]
+    for attack in attacks:
+        proc = run_cli("sql", attack, cwd=fresh_project, check=False)
+        assert proc.returncode == 2, (attack, proc.stdout, proc.stderr)
+        assert "is refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert _digest(lake) == before  # not one byte of the lake changed
+    assert not (fresh_project / "x.duckdb").exists()
+    assert "refused" in run_cli("sql", "--help", cwd=fresh_project).stdout
+
+
+def test_a_validation_check_cannot_read_a_file():
+    from mlsd.etl import DataSchema, Validator
+    from mlsd.spec._models import ValidateSpec
+
+    v = Validator(schema=DataSchema({"a": "int64"}),
+                  rules=ValidateSpec(checks={"peek": f"length({READ_FILE}) > 0"}))
+    with pytest.raises(SpecError, match="validate.checks.peek.*refused"):
+        v.check_rules("src")
+
+
+def test_a_derived_column_cannot_read_a_file_at_load():
+    from mlsd.etl import DataSchema
+    from mlsd.etl._transform import Transformer
+    from mlsd.spec._models import TransformSpec
+
+    t = Transformer(spec=TransformSpec(derive={"host": READ_FILE}),
+                    schema=DataSchema({"a": "int64"}))
+    with pytest.raises(SpecError, match="transform.derive.*refused"):
+        t.derived_fields()
+
+
+def test_a_derived_column_read_from_an_artifact_cannot_read_a_file():
+    """Serving and batch scoring apply the artifact's derived columns: a
+    doctored manifest gets no file either."""
+    from mlsd.models._artifact import derive_columns
+
+    table = pa.table({"a": [1, 2]})
+    assert derive_columns(table, {"b": "a * 2"}).column("b").to_pylist() == [2, 4]
+    with pytest.raises(ModelError, match="refused"):
+        derive_columns(table, {"host": READ_FILE})
+
+
+def test_an_erasure_predicate_cannot_read_a_file(fresh_project):
+    run_cli("ingest", cwd=fresh_project)
+    lake = fresh_project / ".mlsd" / "lake"
+    before = _digest(lake)
+    proc = run_cli("lake", "delete", "posts_log", "--where",
+                   f"author_id IN {READ_FILE}", cwd=fresh_project, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert _digest(lake) == before
+
+
+def test_an_erasure_is_one_expression_evaluated_before_anything_is_deleted(
+        fresh_project):
+    """`1=1) OR (1=1` does not escape into deleting everything; a predicate
+    that fails on the quarantine deletes nothing anywhere; a subquery gives
+    one line, not a Rust panic; after an erasure the strings are still
+    strings, and the same file loaded again does not bring the rows back."""
+    import mlsd
+    from mlsd.runtime import Project
+
+    mlsd.run(fresh_project, until="split")
+    lake = fresh_project / ".mlsd" / "lake"
+    before = _digest(lake)
+    for where, why in (("1=1) OR (1=1", "closes a parenthesis"),
+                       ("author_id = 'x' -- ", "comment")):
+        proc = run_cli("lake", "delete", "posts_log", "--where", where,
+                       cwd=fresh_project, check=False)
+        assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+    # a column the quarantine's parsed rows lack: caught before any deletion
+    proc = run_cli("lake", "delete", "posts_log", "--where",
+                   "_load_id IS NOT NULL AND author_id = 'u000001'",
+                   cwd=fresh_project, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert _digest(lake) == before
+    project = Project.find(start=fresh_project)
+    author = project.lake.read("sources", "posts_log").column(
+        "author_id")[0].as_py()
+    res = json.loads(run_cli(
+        "lake", "delete", "posts_log", "--where",
+        f"author_id IN (SELECT author_id FROM dataset WHERE author_id = '{author}')",
+        "--json", cwd=fresh_project).stdout)
+    assert res["dataset"]["deleted"] >= 1
+    after = project.lake.read("sources", "posts_log")
+    assert pa.types.is_string(after.schema.field("author_id").type)
+    left = json.loads(run_cli("sql", f"SELECT count(*) AS n FROM posts_log WHERE "
+                              f"author_id = '{author}'", "--json",
+                              cwd=fresh_project).stdout)
+    assert left == [{"n": 0}]
+    rows = after.num_rows
+    run_cli("ingest", cwd=fresh_project)  # the source file is unchanged
+    assert project.lake.read("sources", "posts_log").num_rows == rows
