@@ -219,7 +219,7 @@ def test_from_refuses_what_is_not_there_or_no_longer_valid(fresh_project):
     delete_rows(project, "posts_log", "author_id = 'u000001'")
     with pytest.raises(StageError, match=r"sources/posts_log@0 in run .*changed "
                                          r"since, outside a run \(version 1 "
-                                         r"\(DELETE\)"):
+                                         r"\(ERASE\)"):
         mlsd.run(fresh_project, from_="table")
 
 

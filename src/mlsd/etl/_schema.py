@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, get_args
 
 import yaml
 
+from .. import _yaml
 from ..errors import SchemaError
 from ..spec import ColumnType
 
@@ -83,7 +84,9 @@ def load_schema(root: Path, source: str) -> DataSchema | None:
     if not path.is_file():
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _yaml.load(path.read_text(encoding="utf-8"))
+    except _yaml.YamlError as err:
+        raise SchemaError(f"schemas/{source}.yaml: {err}") from None
     except yaml.YAMLError as err:
         raise SchemaError(f"schemas/{source}.yaml: not valid YAML: {err}") from None
     return DataSchema.from_dict(data, where=f"schemas/{source}.yaml")

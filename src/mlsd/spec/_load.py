@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from .. import _yaml
 from ..errors import SpecError
 from ._models import ProjectSpec
 
@@ -96,7 +97,9 @@ def load_spec(path: str | Path) -> ProjectSpec:
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
     try:
-        data = yaml.safe_load(text)
+        data = _yaml.load(text)
+    except _yaml.YamlError as err:
+        raise SpecError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
