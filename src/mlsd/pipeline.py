@@ -325,6 +325,51 @@ def _blob_refs(lake: Lake) -> set[str]:
     return keep
 
 
+def export(project: Project, dataset: str, fmt: str, output: str | Path | None = None,
+           *, version: int | None = None, force: bool = False) -> dict[str, Any]:
+    """Write a lake dataset in any format mlsd reads (``mlsd export``).
+
+    By default into ``exports/`` in the project. An output of your own may not
+    be inside ``.mlsd/`` (the lake, the catalog, the models), nor the spec, a
+    schema file or a file a source reads; an existing file is replaced only
+    with ``force``.
+    """
+    from .connectors import FileConnector
+    from .etl import EXTENSIONS, connector_for, export_dataset, parse_dataset
+    from .formats import get_format
+    from .lake import check_name, inside
+
+    get_format(fmt)  # refuse an unknown format before reading anything
+    area, name = parse_dataset(dataset)
+    if output is None:
+        output = inside(project.root, "exports",
+                        f"{area}-{check_name(name)}{EXTENSIONS[fmt]}")
+    target = Path(output).expanduser()
+    target = (target if target.is_absolute() else Path.cwd() / target).resolve()
+    root = project.root.resolve()
+    protected = {root / ".mlsd": "mlsd's own folder (the lake, the catalog and "
+                                 "the models)"}
+    if root / ".mlsd" == target or root / ".mlsd" in target.parents:
+        raise LakeError(f"--output {output} is inside {root / '.mlsd'}, "
+                        f"{protected[root / '.mlsd']}: write elsewhere")
+    own = {project.spec_path.resolve(): "the project's spec"}
+    own.update({p.resolve(): "a schema file"
+                for p in (root / "schemas").glob("*.yaml")})
+    for source, spec in project.spec.sources.items():
+        try:
+            connector = connector_for(source, spec, root)
+            if isinstance(connector, FileConnector):
+                own.update({Path(p).resolve(): f"a file of source {source!r}"
+                            for p in connector.paths()})
+        except Exception:  # noqa: BLE001 - a source that does not resolve holds no file
+            continue
+    if target in own:
+        raise LakeError(f"--output {output} is {own[target]}: refused, write "
+                        f"the export elsewhere")
+    return export_dataset(project.lake, dataset, fmt, target, version=version,
+                          force=force)
+
+
 def sql(project: Project, query: str) -> pa.Table:
     """Run a SQL query on DuckDB over the latest version of every source.
 

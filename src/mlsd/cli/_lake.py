@@ -152,24 +152,22 @@ def export(
                                                 "project).")] = None,
     version: Annotated[int | None, typer.Option(help="Dataset version (default: "
                                                 "the latest).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output "
+                                        "file if it exists.")] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a lake dataset in any format mlsd reads.
 
+    The output may not be inside .mlsd/, nor the spec, a schema or a source's
+    file; an existing file is replaced only with --force.
+
     Example: mlsd export posts_export --format avro
     """
-    from ..etl import EXTENSIONS, export_dataset, parse_dataset
-    from ..formats import get_format
-    from ..lake import check_name, inside
+    from ..pipeline import export as export_to
 
-    get_format(format)  # refuse an unknown format before reading anything
-    proj = project(config)
-    area, name = parse_dataset(dataset)
-    if output is None:
-        output = inside(proj.root, "exports",
-                        f"{area}-{check_name(name)}{EXTENSIONS[format]}")
-    res = export_dataset(proj.lake, dataset, format, output, version=version)
+    res = export_to(project(config), dataset, format, output, version=version,
+                    force=force)
     emit(res, as_json, lambda res: out.print(
         f"wrote {res['rows']} rows of {res['dataset']}@{res['version']} as "
         f"{format} -> {res['output']}"))

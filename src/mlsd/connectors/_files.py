@@ -95,6 +95,10 @@ class FileConnector:
             return found
         return [full]
 
+    def paths(self) -> list[Path]:
+        """The files the source names now (no hashing, unlike :meth:`files`)."""
+        return self._resolve()
+
     def partitions(self, p: Path) -> dict[str, str]:
         """Hive-style ``key=value`` folders between the source folder and a file."""
         folder = getattr(self, "_folder", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,13 +44,24 @@ def _flat(table: pa.Table) -> pa.Table:
 
 
 def export_dataset(lake: Lake, dataset: str, fmt: str, output: Path, *,
-                   version: int | None = None) -> dict:
+                   version: int | None = None, force: bool = False) -> dict:
     """Write one version (the latest by default) of ``dataset`` to ``output``.
 
     mlsd's own columns (``_source``, ``_line``, ``_load_id``, ``_split``, ...)
     are written as ``mlsd_source``, ``mlsd_line``, ...: the file then reads
-    back as a source or an audit input, which add their own provenance.
+    back as a source or an audit input, which add their own provenance. An
+    existing file is replaced only with ``force``, and only once the new one
+    is whole (written next to it, then renamed). Where the output may go in a
+    project is :func:`mlsd.pipeline.export`'s business.
     """
+    output = Path(output)
+    if output.is_dir():
+        raise LakeError(f"--output {output} is a folder: give a file, e.g. "
+                        f"{output / ('data' + EXTENSIONS.get(fmt, ''))}")
+    if output.exists() and not force:
+        raise LakeError(f"--output {output} exists: pass --force to replace it")
+    if output.exists() and not output.is_file():
+        raise LakeError(f"--output {output} is not a regular file: refused")
     area, name = parse_dataset(dataset)
     table = lake.read(area, name, version=version)
     renamed = {c: exported_name(c) for c in table.column_names
@@ -58,9 +70,20 @@ def export_dataset(lake: Lake, dataset: str, fmt: str, output: Path, *,
     writer = get_format(fmt)
     if fmt not in NESTED_OK:
         table = _flat(table)
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    writer.write(table, output, FormatOptions(trusted=True))
+    partial = output.with_name(f".mlsd-partial-{os.getpid()}-{output.name}")
+    # a format may write a file beside its output (Protobuf's .proto): named
+    # after the partial file, it moves with it
+    beside = [partial.with_suffix(s) for s in (".proto",)]
+    try:
+        writer.write(table, partial, FormatOptions(trusted=True))
+        for extra in beside:
+            if extra.exists():
+                extra.replace(output.with_suffix(extra.suffix))
+        partial.replace(output)
+    finally:
+        for leftover in (partial, *beside):
+            leftover.unlink(missing_ok=True)
     used = version if version is not None else lake.version(area, name)
     return {"dataset": f"{area}/{name}", "version": used, "format": fmt,
             "rows": table.num_rows, "output": str(output), "renamed": renamed}
