@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..errors import DataError
 from ..formats import DEFAULT_CHUNK_ROWS, ERROR, LINE, RAW
-from ._files import FileInfo, sha256_file
+from ._files import FileInfo, admit, sha256_file
 
 COLUMNS = ["path", "sha256", "size", "media_type", "modified_at", "metadata"]
 TYPES = [pa.string(), pa.string(), pa.int64(), pa.string(),
@@ -91,11 +91,13 @@ class BlobConnector:
     supports_streaming = True
 
     def __init__(self, *, folder: str, root: Path, pattern: str = "**/*",
-                 store: Callable[[Path, str], None] | None = None):
+                 store: Callable[[Path, str], None] | None = None,
+                 roots: list[Path] | None = None):
         self.folder = folder
         self.root = root
         self.pattern = pattern
         self.store = store
+        self.roots = roots  # as FileConnector's
 
     @property
     def display(self) -> str:
@@ -109,9 +111,10 @@ class BlobConnector:
 
     def _paths(self) -> list[Path]:
         base = self._base()
-        return sorted(p for p in base.glob(self.pattern) if p.is_file()
-                      and not any(part.startswith(".") for part in
-                                  p.relative_to(base).parts))
+        return admit(sorted(p for p in base.glob(self.pattern) if p.is_file()
+                            and not any(part.startswith(".") for part in
+                                        p.relative_to(base).parts)),
+                     self.display, self.roots)
 
     def files(self) -> list[FileInfo]:
         out = []

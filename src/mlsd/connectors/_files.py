@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,30 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def admit(paths: list[Path], display: str, roots: list[Path] | None) -> list[Path]:
+    """``paths``, once each is a regular file (not a device, pipe or socket:
+    ``/dev/zero`` would be read without end) and, when ``roots`` is given,
+    inside one of them after links are followed (``../../etc/passwd`` and
+    links pointing out of the project are refused)."""
+    allowed = [r.resolve() for r in roots] if roots is not None else None
+    for p in paths:
+        try:
+            mode = p.stat().st_mode
+        except OSError as err:
+            raise DataError(f"{display}: cannot read {p}: {err.strerror}") from None
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{display}: {p} is not a regular file (a device, a "
+                            f"pipe or a socket): refused")
+        if allowed is not None:
+            real = p.resolve()
+            if not any(real == r or r in real.parents for r in allowed):
+                raise DataError(
+                    f"{display}: {p} is outside the project folder ({allowed[0]}): "
+                    f"a source reads files inside it; list another folder in "
+                    f"`data_roots` in mlsd.yaml to allow it")
+    return paths
+
+
 class FileConnector:
     """Reads the files a source names (one path or a glob) as raw Arrow batches.
 
@@ -60,11 +85,15 @@ class FileConnector:
     supports_streaming = True
 
     def __init__(self, *, path: str, root: Path, format: str | None = None,
-                 options: FormatOptions | None = None):
+                 options: FormatOptions | None = None,
+                 roots: list[Path] | None = None):
         self.path = path
         self.root = root
         self.format = format
         self.options = options or FormatOptions()
+        # where the files may be (the project and its `data_roots`); None for
+        # a file named on the command line, which may be anywhere
+        self.roots = roots
 
     @property
     def display(self) -> str:
@@ -79,7 +108,7 @@ class FileConnector:
             found = [p for p in found if p.is_file()]
             if not found:
                 raise DataError(f"{self.path}: no file matches this pattern")
-            return found
+            return admit(found, self.path, self.roots)
         if not full.exists():
             raise DataError(f"{self.path}: no such data file (looked in {full})")
         if full.is_dir():
@@ -92,8 +121,8 @@ class FileConnector:
                 raise DataError(f"{self.path}: the folder holds no data file "
                                 f"({', '.join(sorted(FORMATS))})")
             self._folder = full
-            return found
-        return [full]
+            return admit(found, self.path, self.roots)
+        return admit([full], self.path, self.roots)
 
     def paths(self) -> list[Path]:
         """The files the source names now (no hashing, unlike :meth:`files`)."""

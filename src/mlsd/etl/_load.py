@@ -75,10 +75,14 @@ class LoadResult:
 
 def connector_for(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
                   root: Path) -> FileConnector | SqlConnector | RestConnector:
-    """The connector a source spec describes."""
+    """The connector a source spec describes. File and folder sources read
+    inside the project, or inside one of the spec's ``data_roots``."""
+    if isinstance(spec, BlobSourceSpec | SourceSpec):
+        roots = [root] + [Path(r) if Path(r).is_absolute() else root / r
+                          for r in spec._data_roots]
     if isinstance(spec, BlobSourceSpec):
         return BlobConnector(folder=spec.folder, root=root, pattern=spec.pattern,
-                             store=copy_blob(root / ".mlsd" / "blobs"))
+                             store=copy_blob(root / ".mlsd" / "blobs"), roots=roots)
     if isinstance(spec, RestSourceSpec):
         return RestConnector(**spec.model_dump(exclude={"key", "load", "endpoint"}),
                              url=spec.endpoint)
@@ -87,7 +91,7 @@ def connector_for(name: str, spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
                             schema=spec.db_schema, watermark=spec.watermark,
                             password_env=spec.password_env)
     return FileConnector(path=spec.path, root=root, format=spec.format,
-                         options=spec.format_options(root))
+                         options=spec.format_options(root), roots=roots)
 
 
 def resolve_schema(name: str, spec: SourceSpec | SqlSourceSpec,

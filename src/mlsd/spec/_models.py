@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     model_validator,
 )
@@ -84,7 +85,10 @@ class ProblemSpec(_Strict):
 class SourceSpec(_Strict):
     """One raw input: a file path or glob, read with a format."""
 
-    path: str = Field(description="File path or glob, relative to the project.")
+    path: str = Field(description="File path or glob, relative to the project "
+                      "(it must stay inside it, or inside a folder of `data_roots`).")
+    # the project's `data_roots`, set by ProjectSpec: where else files may be
+    _data_roots: tuple[str, ...] = PrivateAttr(default=())
     format: Literal["csv", "jsonl", "json", "parquet", "avro", "protobuf",
                     "pickle"] | None = Field(
         default=None, description="Read format; by default from the file extension."
@@ -211,8 +215,10 @@ class RestSourceSpec(_Strict):
 class BlobSourceSpec(_Strict):
     """A folder of unstructured files (text, images, ...): one row per file."""
 
-    folder: str = Field(description="The folder, relative to the project.")
+    folder: str = Field(description="The folder, relative to the project (it must "
+                        "stay inside it, or inside a folder of `data_roots`).")
     pattern: str = Field(default="**/*", description="Which files, as a glob.")
+    _data_roots: tuple[str, ...] = PrivateAttr(default=())
     key: str | None = "path"
     load: Literal["overwrite", "append", "upsert"] = "overwrite"
 
@@ -491,6 +497,11 @@ class ProjectSpec(_Strict):
     lake: LakeSpec = Field(default_factory=LakeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     seed: int = 42
+    data_roots: list[str] = Field(
+        default_factory=list,
+        description="Folders outside the project that file and folder sources may "
+        "read (absolute, or relative to the project). By default a source's files "
+        "must be inside the project folder.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -499,11 +510,13 @@ class ProjectSpec(_Strict):
         from ..errors import LakeError
         from ..lake import check_name
 
-        for name in self.sources:
+        for name, source in self.sources.items():
             try:
                 check_name(name)
             except LakeError as err:
                 raise ValueError(f"sources: {err}") from None
+            if isinstance(source, SourceSpec | BlobSourceSpec):
+                source._data_roots = tuple(self.data_roots)
         if not check_name_ok(self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', "
                              f"'.', '-' (it names the project's datasets)")
