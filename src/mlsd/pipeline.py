@@ -34,6 +34,7 @@ from .runtime import (
     check_stages,
     execute,
     recorded_run,
+    run_lock,
 )
 from .spec import ValidateSpec
 from .trainingdata import split, table
@@ -138,6 +139,19 @@ def ingest(project: Project, *, sources: list[str] | None = None,
     return {"run_id": ctx.run_id, "sources": ctx.summary["sources"]}
 
 
+def _one_at_a_time(fn):
+    """Run ``fn(project, ...)`` holding the project's run lock: a replay, an
+    erasure, a vacuum or a gc never interleaves with a run."""
+    import functools
+
+    @functools.wraps(fn)
+    def locked(project: Project, *args, **kwargs):
+        with run_lock(project):
+            return fn(project, *args, **kwargs)
+    return locked
+
+
+@_one_at_a_time
 def replay_quarantine(project: Project, source: str) -> dict[str, Any]:
     """Re-validate a source's quarantined rows with its current schema and rules;
     rows that pass join the dataset, the others stay with their reasons."""
@@ -155,6 +169,7 @@ def replay_quarantine(project: Project, source: str) -> dict[str, Any]:
                   run_id=run_id)
 
 
+@_one_at_a_time
 def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     """Erase the rows of a source matching ``where`` (say, one person's data)
     from its dataset, its quarantine (each rejected record parsed again), the
@@ -257,6 +272,7 @@ def _matching(table: pa.Table, label: str, where: str, columns: list[str]
         con.close()
 
 
+@_one_at_a_time
 def vacuum(project: Project, retention_hours: int | None = None
            ) -> list[dict[str, Any]]:
     """Remove old versions' files from every dataset of the lake."""
@@ -278,6 +294,7 @@ def vacuum(project: Project, retention_hours: int | None = None
     return out
 
 
+@_one_at_a_time
 def gc(project: Project, *, keep_reports: int | None = None,
        dry_run: bool = False) -> dict[str, Any]:
     """Free disk space the project no longer needs: the reports of all but the

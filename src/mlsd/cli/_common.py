@@ -65,6 +65,17 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", help="The spec file (default: mlsd.yaml here or in a parent).",
     dir_okay=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+NoWaitOpt = Annotated[bool, typer.Option(
+    "--no-wait", help="Fail at once, naming the holder, when another mlsd process "
+    "is writing the lake (default: wait for it, saying so).")]
+
+
+def lock_policy(no_wait: bool) -> None:
+    """This process's answer to a busy lake: wait (saying who holds it, on
+    stderr) or fail at once (``--no-wait``)."""
+    from ..lake._locks import configure
+
+    configure(wait=not no_wait, on_wait=lambda msg: err.print(msg, style="yellow"))
 SourceArg = Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model id (default: the latest).")]

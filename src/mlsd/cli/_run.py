@@ -11,11 +11,13 @@ from ..errors import MlsdError
 from ._common import (
     ConfigOpt,
     JsonOpt,
+    NoWaitOpt,
     RichReporter,
     emit,
     err,
     fmt,
     group,
+    lock_policy,
     out,
     project,
     rich_table,
@@ -141,6 +143,7 @@ def run_cmd(
         "that is persisted: `mlsd stages` says where).")] = None,
     until: Annotated[str | None, typer.Option(
         metavar="STAGE", help="Stop after this stage.")] = None,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Run the stages: ingest, table, split, features, train, audit, report.
 
@@ -151,6 +154,7 @@ def run_cmd(
     """
     from ..pipeline import run
 
+    lock_policy(no_wait)
     proj = project(config)
     with RichReporter(err) as rep:
         summary = run(proj, reporter=rep, from_=from_, until=until)
@@ -255,13 +259,17 @@ def ingest(
         help="Sources to load (default: all).")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Load sources into the lake: extract, validate, quarantine, commit.
+
+    Another mlsd writing the lake is waited for (--no-wait: fail at once).
 
     Example: mlsd ingest orders --json
     """
     from ..pipeline import ingest as run_ingest
 
+    lock_policy(no_wait)
     proj = project(config)
     with RichReporter(err) as rep:
         res = run_ingest(proj, sources=sources, reporter=rep)

@@ -107,6 +107,16 @@ class Catalog:
                 (now(), status, json.dumps(summary, default=str), run_id),
             )
 
+    def mark_killed(self) -> list[str]:
+        """Runs recorded as running, whose process is gone (the caller holds
+        the run lock, so no run is live): marked ``killed``; their ids."""
+        with self._db() as con:
+            rows = con.execute("SELECT run_id FROM runs WHERE status = 'running'"
+                               ).fetchall()
+            con.execute("UPDATE runs SET status = 'killed', finished_at = ? "
+                        "WHERE status = 'running'", (now(),))
+        return [r["run_id"] for r in rows]
+
     def runs(self) -> list[dict[str, Any]]:
         with self._db() as con:
             rows = con.execute("SELECT * FROM runs ORDER BY started_at").fetchall()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections import deque
@@ -19,7 +20,18 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from ..errors import LakeError
+from ._locks import hold, lock_path
 from ._paths import check_name, inside
+
+
+def _one_writer(method):
+    """Run a writing method of :class:`Lake` holding its dataset's lock."""
+    @functools.wraps(method)
+    def locked(self, area: str, name: str, *args, **kwargs):
+        with hold(lock_path(self.root, "dataset", area, check_name(name)),
+                  f"the dataset {area}/{name}"):
+            return method(self, area, name, *args, **kwargs)
+    return locked
 
 WRITE_ID = "mlsd.write_id"
 AREAS = ("sources", "quarantine", "training", "splits", "scored")
@@ -118,6 +130,7 @@ class Lake:
         history = self._table(area, name).history(1)
         return history[0] if history else None
 
+    @_one_writer
     def write(
         self,
         area: str,
@@ -224,6 +237,7 @@ class Lake:
             table.create_write_transaction(actions, mode, schema,
                                            commit_properties=commit)
 
+    @_one_writer
     def delete(self, area: str, name: str, predicate: str) -> dict[str, Any]:
         """Delete the rows matching a SQL predicate, as one commit.
 
@@ -247,6 +261,7 @@ class Lake:
         return {"deleted": int(metrics.get("num_deleted_rows", 0)),
                 "version": self.version(area, name)}
 
+    @_one_writer
     def erase(self, area: str, name: str, columns: list[str],
               identities: set[tuple]) -> dict[str, Any]:
         """Remove the rows whose ``columns`` hold one of ``identities``, as one
@@ -289,6 +304,7 @@ class Lake:
                           props=carried)
         return {"deleted": removed, "version": self.version(area, name)}
 
+    @_one_writer
     def restore(self, area: str, name: str, version: int) -> None:
         """Make ``version`` the latest again (a new commit; history is kept)."""
         meta = (self._table(area, name, version).history(1) or [{}])[0]
@@ -296,6 +312,7 @@ class Lake:
         self._table(area, name).restore(
             version, commit_properties=CommitProperties(custom_metadata=kept))
 
+    @_one_writer
     def vacuum(self, area: str, name: str, *, retention_hours: int) -> list[str]:
         """Remove data files only versions older than the retention need, and
         old log entries; returns the files removed."""

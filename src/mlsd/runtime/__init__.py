@@ -22,6 +22,7 @@ from ._runner import (
     execute,
     merge,
     recorded_run,
+    run_lock,
 )
 from ._stage import (
     ARTIFACT,
@@ -52,5 +53,6 @@ __all__ = [
     "execute",
     "merge",
     "recorded_run",
+    "run_lock",
     "stage",
 ]

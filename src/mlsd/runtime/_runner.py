@@ -353,14 +353,36 @@ def recorded_run(project: Project, *, prefix: str = "r",
         "started_at": started_at.isoformat(), "seconds": 0.0, "spec_hash": s_hash,
         "code_version": __version__})
     catalog = project.catalog
-    catalog.start_run(run_id, spec_hash=s_hash, code_version=__version__)
-    try:
-        yield ctx
-    except BaseException as err:
-        catalog.finish_run(run_id, status="failed", summary={"error": str(err)})
-        raise
-    ctx.summary["seconds"] = round(time.perf_counter() - started, 3)
-    catalog.finish_run(run_id, status="done", summary=ctx.summary)
+    with run_lock(project):
+        catalog.start_run(run_id, spec_hash=s_hash, code_version=__version__)
+        try:
+            yield ctx
+        except BaseException as err:
+            catalog.finish_run(run_id, status="failed", summary={"error": str(err)})
+            raise
+        ctx.summary["seconds"] = round(time.perf_counter() - started, 3)
+        catalog.finish_run(run_id, status="done", summary=ctx.summary)
+
+
+@contextmanager
+def run_lock(project: Project) -> Iterator[None]:
+    """Hold the project's run lock (one run, replay, erasure or vacuum at a
+    time; :mod:`mlsd.lake._locks`), and first clear what dead runs left: a
+    run still recorded as running is marked ``killed``, and the work folders
+    of loads under ``.mlsd/tmp/`` are removed (no live run can own them while
+    this process holds the lock)."""
+    import shutil
+
+    from ..lake._locks import hold, lock_path
+
+    with hold(lock_path(project.home, "run"), "the project's lake"):
+        if (project.home / "catalog.db").exists():
+            project.catalog.mark_killed()
+        tmp = project.home / "tmp"
+        if tmp.is_dir():
+            for leftover in tmp.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        yield
 
 
 def check_stages(project: Project | str | None, stages: Sequence[Stage]) -> None:
