@@ -38,7 +38,9 @@ def test_every_response_carries_the_version(client):
 def test_request_model_follows_the_input_schema():
     Row = request_model({"columns": {"a": "int64", "b": "string", "t": "timestamp"},
                          "required": ["a"]})
-    assert Row(a="3").a == 3 and Row(a=1).b is None
+    assert Row(a=3).a == 3 and Row(a=1).b is None
+    with pytest.raises(ValueError):  # "7" is text, not a number
+        Row(a="3")
     with pytest.raises(ValueError):
         Row(b="x")
     with pytest.raises(ValueError):
@@ -51,7 +53,7 @@ def test_a_struct_column_is_a_nested_request_object():
     schema = {"columns": {"a": "int64", "addr": {"city": "string",
                                                   "geo": {"lat": "float64"}}}}
     Row = request_model(schema)
-    row = Row(a=1, addr={"city": "Lyon", "geo": {"lat": "45.7"}})
+    row = Row(a=1, addr={"city": "Lyon", "geo": {"lat": 45.7}})
     assert row.addr.geo.lat == 45.7
     with pytest.raises(ValueError, match="floor"):
         Row(a=1, addr={"city": "Lyon", "floor": 2})  # unknown nested field

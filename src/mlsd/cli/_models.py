@@ -241,8 +241,16 @@ def serve(
     model: ModelOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_body_bytes: Annotated[int | None, typer.Option(
+        help="Larger request bodies get 413 (default: serve.max_body_bytes in "
+        "mlsd.yaml, 1 MiB).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="Requests scored at once (default: serve.threads, or the cores "
+        "this process may use).")] = None,
 ) -> None:
     """Serve a model over REST: POST /predict, GET /health, /ready, /model.
+
+    Not an authentication proxy: put it behind one if others can reach it.
 
     Example: mlsd serve --port 8000
     """
@@ -250,8 +258,12 @@ def serve(
 
     from ..serve import create_app
 
-    folder = project(config).find_model(model)
-    application = create_app(folder)
+    proj = project(config)
+    folder = proj.find_model(model)
+    overrides = {k: v for k, v in (("max_body_bytes", max_body_bytes),
+                                   ("threads", threads)) if v is not None}
+    settings = proj.spec.serve.model_copy(update=overrides)
+    application = create_app(folder, settings)
     err.print(f"serving model {folder.name} on http://{host}:{port} "
               f"(docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
