@@ -425,8 +425,8 @@ OUTPUT_FORMATS = (".parquet", ".csv", ".jsonl")
 
 
 def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,
-               chunk_rows: int = 50_000, reporter: Reporter | None = None
-               ) -> dict[str, Any]:
+               chunk_rows: int = 50_000, reporter: Reporter | None = None,
+               trust_unregistered: bool = False) -> dict[str, Any]:
     """Batch scoring: read a file of raw rows, write their predictions.
 
     Rows are validated against the model's input schema exactly as at serving
@@ -445,7 +445,8 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     from .models import ModelArtifact
 
     rep = reporter or Reporter()
-    artifact = ModelArtifact.load(Path(model_dir))
+    artifact = ModelArtifact.load(Path(model_dir),
+                                  trust_unregistered=trust_unregistered)
     ischema = artifact.input_schema
     schema = DataSchema(dict(ischema["columns"]))
     rules = ValidateSpec(required=ischema["required"],

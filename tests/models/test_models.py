@@ -114,10 +114,19 @@ def test_artifact_detects_tampering(tmp_path):
     ModelArtifact.save(folder, manifest={"model_id": "m", "kind": "linear",
                                          "task": "binary", "n_classes": 2},
                        pipeline=pipe, learner=learner, input_schema={"columns": {}})
-    assert ModelArtifact.load(folder).model_id == "m"
+    # no catalog records this folder: loaded only when trusted
+    with pytest.raises(ModelError, match="--trust-unregistered"):
+        ModelArtifact.load(folder)
+    assert ModelArtifact.load(folder, trust_unregistered=True).model_id == "m"
+    from mlsd.models._artifact import folder_digest
+
+    digest = folder_digest(folder)
+    assert ModelArtifact.load(folder, digest=digest).model_id == "m"
     (folder / "model.linear.json").write_text('{"coef": [[9]], "intercept": [0]}')
     with pytest.raises(ModelError, match="sha256 mismatch"):
-        ModelArtifact.load(folder)
+        ModelArtifact.load(folder, trust_unregistered=True)
+    with pytest.raises(ModelError, match="digest does not match"):
+        ModelArtifact.load(folder, digest=digest)
 
 
 def test_every_metric_the_spec_accepts_is_computed():

@@ -14,6 +14,7 @@ from ._common import (
     JsonOpt,
     ModelOpt,
     RichReporter,
+    TrustOpt,
     emit,
     err,
     fmt,
@@ -210,6 +211,7 @@ def predict(
     config: ConfigOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    trust_unregistered: TrustOpt = False,
 ) -> None:
     """Score a file of raw rows with a model (the same path as serving).
 
@@ -221,7 +223,8 @@ def predict(
 
     folder = project(config).find_model(model)
     with RichReporter(err) as rep:
-        res = score_file(folder, input, output, reporter=rep)
+        res = score_file(folder, input, output, reporter=rep,
+                         trust_unregistered=trust_unregistered)
 
     def show(res: dict[str, Any]) -> None:
         out.print(f"scored {res['scored']} of {res['rows_in']} rows with model "
@@ -247,6 +250,7 @@ def serve(
     threads: Annotated[int | None, typer.Option(
         help="Requests scored at once (default: serve.threads, or the cores "
         "this process may use).")] = None,
+    trust_unregistered: TrustOpt = False,
 ) -> None:
     """Serve a model over REST: POST /predict, GET /health, /ready, /model.
 
@@ -263,7 +267,8 @@ def serve(
     overrides = {k: v for k, v in (("max_body_bytes", max_body_bytes),
                                    ("threads", threads)) if v is not None}
     settings = proj.spec.serve.model_copy(update=overrides)
-    application = create_app(folder, settings)
+    application = create_app(folder, settings,
+                             trust_unregistered=trust_unregistered)
     err.print(f"serving model {folder.name} on http://{host}:{port} "
               f"(docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

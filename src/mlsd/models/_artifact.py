@@ -25,6 +25,34 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def folder_digest(folder: Path) -> str:
+    """One sha256 over every file of an artifact, its manifest included (names
+    and contents): what the catalog records when the model is saved, and what
+    loading it checks. The manifest's own per-file hashes cannot protect the
+    manifest (change its threshold, or drop its `files`, and they agree)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(_sha(path).encode() + b"\n")
+    return h.hexdigest()
+
+
+def registered_digest(folder: Path) -> tuple[bool, str | None]:
+    """Whether the project's catalog knows the model in ``folder``
+    (``.mlsd/artifacts/models/ID``), and the digest it recorded (None for a
+    model saved before mlsd recorded digests)."""
+    from ..lake import Catalog
+
+    folder = Path(folder).resolve()
+    home = folder.parent.parent.parent  # .mlsd
+    if folder.parent.name != "models" or not (home / "catalog.db").is_file():
+        return False, None
+    entry = Catalog(path=home / "catalog.db").artifact(folder.name)
+    if entry is None or entry["artifact_id"] != folder.name:
+        return False, None
+    return True, entry["metadata"].get("digest")
+
+
 def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
     """Add the spec's derived columns, computed as the load computed them
     (DuckDB, the same SQL), so served rows get what training rows had. The
@@ -99,14 +127,39 @@ class ModelArtifact:
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> ModelArtifact:
-        """Read an artifact, checking every file against the manifest's sha256."""
+    def load(cls, folder: Path, *, digest: str | None = None,
+             trust_unregistered: bool = False) -> ModelArtifact:
+        """Read an artifact, checking it first.
+
+        Its files, the manifest included, must have the ``digest`` the catalog
+        recorded when it was saved (looked up in the project's catalog when
+        not given). A folder no catalog knows is loaded only with
+        ``trust_unregistered``, and then only checked against its own
+        manifest's hashes.
+        """
         folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            raise ModelError(f"{folder}: not a model artifact (no {MANIFEST})")
+        known = digest is not None
+        if not known:
+            known, digest = registered_digest(folder)
+        if not known and not trust_unregistered:
+            raise ModelError(
+                f"{folder}: no project catalog records this model, so its files "
+                f"cannot be checked; load it only if you trust where it came from "
+                f"(--trust-unregistered)")
+        if digest is not None and folder_digest(folder) != digest:
+            raise ModelError(
+                f"{folder}: the model's files (its manifest included) changed since "
+                f"it was saved: the catalog's digest does not match; refused")
         try:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelError(f"{folder}: not a model artifact (no {MANIFEST})"
-                             ) from None
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ModelError(f"{folder / MANIFEST}: not valid JSON ({err})") from None
+        if not isinstance(manifest, dict) or not isinstance(
+                manifest.get("files"), dict) or "kind" not in manifest:
+            raise ModelError(f"{folder / MANIFEST}: not an mlsd model manifest "
+                             f"(no `kind` or `files`)")
         for name, sha in manifest.get("files", {}).items():
             path = folder / name
             if not path.is_file() or _sha(path) != sha:

@@ -93,7 +93,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     """Fit the spec's learner on train (threshold chosen on valid), fit the
     baselines, measure all on valid and test, and save the model artifact with
     its feature state, input schema, metrics, curves and lineage."""
-    from ._artifact import MANIFEST, ModelArtifact
+    from ._artifact import MANIFEST, ModelArtifact, folder_digest
     from ._metrics import PRIMARY
     from ._train import encode_target, train
 
@@ -145,7 +145,9 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                           "lineage")},
                           # `mlsd models` compares with baselines without
                           # importing the metrics (and scikit-learn)
-                          "primary_higher_is_better": PRIMARY[problem.task][1]})
+                          "primary_higher_is_better": PRIMARY[problem.task][1],
+                          # every file, the manifest included: checked at load
+                          "digest": folder_digest(folder)})
     positive_rate = None
     if problem.task == "binary":
         import numpy as np

@@ -87,8 +87,13 @@ class Project:
         return self.root / models[-1]["path"]
 
     def find_model(self, model_id: str | None) -> Path:
+        """A model's folder: the latest, one by id (or its start), or a model
+        folder given by path (checked at load: see ModelArtifact.load)."""
         if model_id is None:
             return self.latest_model()
+        given = Path(model_id).expanduser()
+        if given.is_dir() and (given / "manifest.json").is_file():
+            return given
         art = self.catalog.artifact(model_id)
         if art is None or art["kind"] != "model":
             raise ModelError(f"no model {model_id!r} (or more than one matches); "

@@ -165,7 +165,8 @@ def _without(row: Any, fields: tuple[str, ...]) -> Any:
     return {k: v for k, v in row.items() if k not in fields}
 
 
-def create_app(model_dir: str | Path, settings: ServeSpec | None = None) -> FastAPI:
+def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
+               trust_unregistered: bool = False) -> FastAPI:
     """Build the app serving the artifact in ``model_dir``.
 
     Endpoints: ``POST /predict`` (one row or a list), ``GET /health`` (alive),
@@ -176,7 +177,7 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None) -> Fast
     settings = settings or ServeSpec()
     model_dir = Path(model_dir)
     # The artifact is read once here, so the request model can name its fields.
-    artifact = ModelArtifact.load(model_dir)
+    artifact = ModelArtifact.load(model_dir, trust_unregistered=trust_unregistered)
     version = artifact.model_id
     Row = request_model(artifact.input_schema,
                         max_string_chars=settings.max_string_chars)
