@@ -243,6 +243,29 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
         out["training"]["splits"] = out.pop("splits")
     out.setdefault("quarantine", None)
     out.setdefault("training", None)
+    # kept: applied again to every later load, listed by `mlsd lake erasures`,
+    # and its superseded files removed by the next vacuum
+    out["erasure_id"] = "e" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    project.catalog.add_erasure(out["erasure_id"], source=source, predicate=where,
+                                result={"datasets": {
+                                    f"{area}/{dataset}": out[labels[area]] if
+                                    labels[area] in out else None
+                                    for area, dataset, _, _ in plans}})
+    return out
+
+
+def erasures(project: Project) -> list[dict[str, Any]]:
+    """Every erasure recorded by :func:`delete_rows`, oldest first: its id,
+    source, predicate, time, and per dataset the rows deleted and the version
+    it made."""
+    out = []
+    for e in project.catalog.erasures():
+        datasets = e["result"].get("datasets", {})
+        out.append({"erasure_id": e["erasure_id"], "source": e["source"],
+                    "where": e["predicate"], "created_at": e["created_at"],
+                    "datasets": {d: None if r is None else {
+                        "deleted": r.get("deleted"), "version": r.get("version")}
+                        for d, r in datasets.items()}})
     return out
 
 
@@ -281,10 +304,22 @@ def vacuum(project: Project, retention_hours: int | None = None
     hours = project.spec.lake.retention_hours if retention_hours is None \
         else retention_hours
     out = []
+    # an erasure is not history to keep: the files it replaced go now, however
+    # recent (versions before it can then no longer be read, and say so)
+    erased: dict[str, int] = {}
+    for e in project.catalog.erasures():
+        for dataset, res in e["result"].get("datasets", {}).items():
+            files = (res or {}).get("superseded_files") or []
+            area, _, name = dataset.partition("/")
+            if files and project.lake.exists(area, name):
+                erased[dataset] = erased.get(dataset, 0) + \
+                    project.lake.remove_files(area, name, files)
     for area in AREAS:
         for name in project.lake.list(area):
             removed = project.lake.vacuum(area, name, retention_hours=hours)
-            out.append({"dataset": f"{area}/{name}", "files_removed": len(removed),
+            out.append({"dataset": f"{area}/{name}", "files_removed": len(removed)
+                        + erased.get(f"{area}/{name}", 0),
+                        "erased_files_removed": erased.get(f"{area}/{name}", 0),
                         "retention_hours": hours})
     blobs = project.lake.root / "blobs"
     if blobs.is_dir():

@@ -134,3 +134,50 @@ def test_an_erasure_is_one_expression_evaluated_before_anything_is_deleted(
     rows = after.num_rows
     run_cli("ingest", cwd=fresh_project)  # the source file is unchanged
     assert project.lake.read("sources", "posts_log").num_rows == rows
+
+
+def test_an_erasure_holds_for_new_files_and_vacuum_removes_what_it_replaced(
+        fresh_project):
+    """The erasure is kept: a new file with the erased person's rows loads
+    without them; `lake erasures` lists it; `lake vacuum` removes the files it
+    replaced whatever the retention, and the versions before it say so."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from mlsd.runtime import Project
+
+    run_cli("ingest", cwd=fresh_project)
+    project = Project.find(start=fresh_project)
+    author = project.lake.read("sources", "posts_log").column(
+        "author_id")[0].as_py()
+    res = json.loads(run_cli("lake", "delete", "posts_log", "--where",
+                             f"author_id = '{author}'", "--json",
+                             cwd=fresh_project).stdout)
+    assert res["erasure_id"] and res["dataset"]["deleted"] >= 1
+    listed = json.loads(run_cli("lake", "erasures", "--json",
+                                cwd=fresh_project).stdout)
+    assert [e["where"] for e in listed] == [f"author_id = '{author}'"]
+    # a re-export: the same rows in a new file (the spec reads a glob now)
+    data = fresh_project / "data"
+    shutil.copy(data / "posts_log.jsonl", data / "posts_log_2.jsonl")
+    spec = fresh_project / "mlsd.yaml"
+    spec.write_text(spec.read_text().replace("path: data/posts_log.jsonl",
+                                             "path: 'data/posts_log*.jsonl'"))
+    out = json.loads(run_cli("ingest", "--json", cwd=fresh_project).stdout)
+    log = next(s for s in out["sources"] if s["source"] == "posts_log")
+    assert log["rows_erased"] >= 2 * res["dataset"]["deleted"] - 1
+    n = json.loads(run_cli("sql", f"SELECT count(*) AS n FROM posts_log WHERE "
+                           f"author_id = '{author}'", "--json",
+                           cwd=fresh_project).stdout)
+    assert n == [{"n": 0}]
+    # the lake's retention is a week: the erasure's old files go anyway
+    vac = json.loads(run_cli("lake", "vacuum", "--json", cwd=fresh_project).stdout)
+    assert sum(v.get("erased_files_removed", 0) for v in vac) >= 1
+    left = [p for p in (fresh_project / ".mlsd/lake/sources/posts_log").rglob(
+        "*.parquet") if "_delta_log" not in p.parts and author in pq.read_table(
+            p, columns=["author_id"]).column("author_id").to_pylist()]
+    assert left == []
+    proc = run_cli("export", "posts_log", "-f", "csv", "--version", "0",
+                   cwd=fresh_project, check=False)
+    assert proc.returncode == 2 and "can no longer be read" in proc.stderr

@@ -67,7 +67,8 @@ def lake_vacuum(
         "version stays readable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove the files that only versions older than the retention need.
+    """Remove the files that only versions older than the retention need, and
+    the files an erasure replaced, however recent.
 
     Example: mlsd lake vacuum --retention-hours 0
     """
@@ -75,10 +76,38 @@ def lake_vacuum(
 
     def show(res: list[dict[str, Any]]) -> None:
         for r in res:
+            erased = r.get("erased_files_removed", 0)
             out.print(f"{r['dataset']}: {r['files_removed']} files removed "
-                      f"(retention {r['retention_hours']} h)")
+                      f"(retention {r['retention_hours']} h"
+                      + (f"; {erased} held erased rows" if erased else "") + ")")
 
     emit(vacuum(project(config), retention_hours), as_json, show)
+
+
+@app.command("erasures")
+def lake_erasures(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List the erasures made by `mlsd lake delete`: each is applied again to
+    every later load of its source.
+
+    Example: mlsd lake erasures --json
+    """
+    from ..pipeline import erasures
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            out.print("no erasure yet")
+            return
+        t = rich_table(f"Erasures ({len(rows)})")
+        for col in ("erasure", "source", "where", "when", "rows deleted"):
+            t.add_column(col)
+        for r in rows:
+            deleted = ", ".join(f"{d} {v['deleted']}" for d, v in
+                                r["datasets"].items() if v)
+            t.add_row(r["erasure_id"], r["source"], r["where"], r["created_at"],
+                      deleted)
+        out.print(t)
+
+    emit(erasures(project(config)), as_json, show)
 
 
 @app.command("delete")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..connectors import (
     BlobConnector,
@@ -23,6 +24,7 @@ from ..connectors import (
     SqlConnector,
     copy_blob,
 )
+from ..errors import DataError
 from ..formats import format_for, read_csv_records
 from ..lake import FILE_ROWS, Catalog, Lake, Parts
 from ..spec import (
@@ -68,6 +70,7 @@ class LoadResult:
     top_messages: list[str] = field(default_factory=list)
     mode: str = "overwrite"
     watermark: Any = None
+    rows_erased: int = 0  # read, valid, and covered by an erasure: not stored
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -265,7 +268,10 @@ def load_source(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     acc_schema = validator.output_schema()
-    rows_in = rows_ok = rows_bad = 0
+    rows_in = rows_ok = rows_bad = rows_erased = 0
+    # erasures recorded by `mlsd lake delete` hold for every later load: a
+    # re-exported file with an erased person's rows does not bring them back
+    erasures = [e["predicate"] for e in catalog.erasures(name)]
     per_file: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     messages: Counter[str] = Counter()
@@ -286,14 +292,18 @@ def load_source(
             pending_out: deque = deque()
 
             def settle(item) -> None:
-                nonlocal rows_in, rows_ok, rows_bad
+                nonlocal rows_in, rows_ok, rows_bad, rows_erased
                 info, n, future = item
                 out = future.result()
+                accepted = out.accepted
+                if erasures and accepted.num_rows:
+                    accepted, gone = without_erased(accepted, erasures, name)
+                    rows_erased += gone
                 rows_in += n
-                rows_ok += out.accepted.num_rows
+                rows_ok += accepted.num_rows
                 rows_bad += out.rejected.num_rows
                 per_file[info.path] += n
-                spool.add(out.accepted, out.rejected)
+                spool.add(accepted, out.rejected)
                 if out.rejected.num_rows:
                     for row in out.rejected.column("reasons").to_pylist():
                         for r in row:
@@ -336,7 +346,7 @@ def load_source(
         rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         if moved:
             reasons[f"{transform.dedupe.key[0]}: dedupe"] += moved
-    assert rows_in == rows_ok + rows_bad, "validation lost rows"
+    assert rows_in == rows_ok + rows_bad + rows_erased, "validation lost rows"
     if load_id is None:
         ident["content"] = content.hexdigest()
         load_id = _hash(ident)
@@ -382,7 +392,35 @@ def load_source(
         rows_quarantined=rows_bad, reasons=dict(reasons.most_common()),
         files=file_docs, schema_frozen=frozen,
         top_messages=[m for m, _ in messages.most_common(5)], mode=mode,
-        watermark=None if new_watermark is None else str(new_watermark))
+        watermark=None if new_watermark is None else str(new_watermark),
+        rows_erased=rows_erased)
+
+
+def without_erased(table: pa.Table, predicates: list[str], source: str
+                   ) -> tuple[pa.Table, int]:
+    """``table`` without the rows any recorded erasure predicate matches
+    (evaluated in the locked DuckDB, as when it was recorded), and how many
+    went. A predicate that no longer applies stops the load: storing rows an
+    erasure may cover is not an option."""
+    import duckdb
+
+    from ..engine._sandbox import REFUSED, locked_connection, refused
+
+    con = locked_connection({"dataset": table}, threads=1)
+    try:
+        any_of = " OR ".join(f"coalesce(({p}), false)" for p in predicates)
+        mask = con.sql(f"SELECT ({any_of}) AS m FROM dataset").to_arrow_table(
+            ).column("m").combine_chunks()
+    except duckdb.Error as err:
+        why = REFUSED if refused(err) else err
+        raise DataError(f"source {source!r}: an erasure recorded by `mlsd lake "
+                        f"delete` no longer applies to its rows ({why}); the load "
+                        f"stops rather than store rows it may cover (`mlsd lake "
+                        f"erasures` lists them)") from None
+    finally:
+        con.close()
+    gone = int(pc.sum(mask).as_py() or 0)
+    return (table.filter(pc.invert(mask)), gone) if gone else (table, 0)
 
 
 def _csv_lines(spec: SourceSpec, root: Path

@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     started_at TEXT NOT NULL, seconds REAL, settings TEXT, code_version TEXT,
     reads TEXT, outputs TEXT, summary TEXT, error TEXT,
     PRIMARY KEY (run_id, stage));
+CREATE TABLE IF NOT EXISTS erasures (
+    erasure_id TEXT PRIMARY KEY, source TEXT NOT NULL, predicate TEXT NOT NULL,
+    created_at TEXT NOT NULL, result TEXT);
 CREATE TABLE IF NOT EXISTS edges (
     src TEXT NOT NULL, dst TEXT NOT NULL, relation TEXT NOT NULL, run_id TEXT,
     PRIMARY KEY (src, dst, relation));
@@ -116,6 +119,24 @@ class Catalog:
             con.execute("UPDATE runs SET status = 'killed', finished_at = ? "
                         "WHERE status = 'running'", (now(),))
         return [r["run_id"] for r in rows]
+
+    # erasures ---------------------------------------------------------------
+    def add_erasure(self, erasure_id: str, *, source: str, predicate: str,
+                    result: dict[str, Any]) -> None:
+        """Record an erasure: every later load of ``source`` applies it again."""
+        with self._db() as con:
+            con.execute("INSERT INTO erasures VALUES (?, ?, ?, ?, ?)",
+                        (erasure_id, source, predicate, now(),
+                         json.dumps(result, default=str)))
+
+    def erasures(self, source: str | None = None) -> list[dict[str, Any]]:
+        """The erasures recorded (of one source, or all), oldest first."""
+        sql, args = "SELECT * FROM erasures", ()
+        if source is not None:
+            sql, args = sql + " WHERE source = ?", (source,)
+        with self._db() as con:
+            rows = con.execute(sql + " ORDER BY created_at, rowid", args).fetchall()
+        return [{**dict(r), "result": json.loads(r["result"] or "{}")} for r in rows]
 
     def runs(self) -> list[dict[str, Any]]:
         with self._db() as con:

@@ -24,6 +24,12 @@ from ._locks import hold, lock_path
 from ._paths import check_name, inside
 
 
+def _data_files(table: DeltaTable) -> set[str]:
+    """The data files (paths relative to the table) its version reads."""
+    return set(pa.table(table.get_add_actions(flatten=True)).column("path")
+               .to_pylist())
+
+
 def _one_writer(method):
     """Run a writing method of :class:`Lake` holding its dataset's lock."""
     @functools.wraps(method)
@@ -277,7 +283,8 @@ class Lake:
         table = self._table(area, name)
         before = int(table.version())
         if not identities:
-            return {"deleted": 0, "version": before}
+            return {"deleted": 0, "version": before, "superseded_files": []}
+        files_before = _data_files(table)
         sep = "\x1f"
         wanted = pa.array(sorted(sep.join("" if v is None else str(v) for v in i)
                                  for i in identities), pa.string())
@@ -302,7 +309,26 @@ class Lake:
         reader = pa.RecordBatchReader.from_batches(schema, kept())
         self._write_files(self.path(area, name), table, reader, mode="overwrite",
                           props=carried)
-        return {"deleted": removed, "version": self.version(area, name)}
+        # the files the erasure replaced still hold the rows for older
+        # versions: `vacuum` removes them whatever the retention
+        superseded = sorted(files_before - _data_files(self._table(area, name)))
+        return {"deleted": removed, "version": self.version(area, name),
+                "superseded_files": superseded}
+
+    def remove_files(self, area: str, name: str, files: list[str]) -> int:
+        """Delete data files of a dataset that no current version reads (an
+        erasure's superseded files); how many were still there."""
+        folder = self.path(area, name)
+        current = _data_files(self._table(area, name))
+        gone = 0
+        for rel in files:
+            if rel in current:
+                continue  # read again by the latest version (a restore)
+            path = inside(folder, rel)
+            if path.is_file():
+                path.unlink()
+                gone += 1
+        return gone
 
     @_one_writer
     def restore(self, area: str, name: str, version: int) -> None:
@@ -341,7 +367,16 @@ class Lake:
     def read(self, area: str, name: str, version: int | None = None,
              columns: list[str] | None = None) -> pa.Table:
         """One version of a dataset (the latest by default) as an Arrow table."""
-        return self._table(area, name, version).to_pyarrow_table(columns=columns)
+        try:
+            return self._table(area, name, version).to_pyarrow_table(columns=columns)
+        except Exception as err:  # delta-rs raises a plain error for a lost file
+            if version is not None and ("not found" in str(err).lower()
+                                        or "no such file" in str(err).lower()):
+                raise LakeError(
+                    f"version {version} of {area}/{name} can no longer be read: "
+                    f"its files were removed (an erasure followed by `mlsd lake "
+                    f"vacuum`, or a vacuum past the retention)") from None
+            raise
 
     def dataset(self, area: str, name: str, version: int | None = None
                 ) -> pads.Dataset:
