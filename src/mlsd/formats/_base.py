@@ -22,7 +22,9 @@ class FormatOptions:
     schema then types field by field) or flattened to dotted columns
     (``flatten``). ``reader_schema``: Avro, the reader schema (a ``.avsc`` file) for
     schema evolution. ``proto``, ``message``: Protobuf, the ``.proto`` file and the
-    message name. ``trusted``: Pickle, refused unless set.
+    message name. ``trusted``: Pickle, refused unless set. ``max_columns``,
+    ``max_record_bytes``: CSV, a header wider or a line longer is refused (the
+    header) or quarantined with an excerpt (a record).
     """
 
     delimiter: str = ","
@@ -34,6 +36,8 @@ class FormatOptions:
     proto: Path | None = None
     message: str | None = None
     trusted: bool = False
+    max_columns: int = 10_000
+    max_record_bytes: int = 16 << 20
 
 
 class Format(ABC):

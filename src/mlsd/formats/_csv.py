@@ -18,7 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,14 +37,25 @@ BLOCK_BYTES = 8 << 20
 PARSE_THREADS = 2  # the machines this runs on have 2 cores
 
 
-class _Lines:
-    """Feeds decoded lines to ``csv.reader`` and remembers the ones it consumed."""
+MAX_RECORD_BYTES = 16 << 20  # a line longer than this is not read whole
+MAX_COLUMNS = 10_000
+EXCERPT_CHARS = 200  # of a line too long to keep
 
-    def __init__(self, fh, encoding: str):
+
+class _Lines:
+    """Feeds decoded lines to ``csv.reader`` and remembers the ones it consumed.
+
+    A line over ``max_bytes`` is never held whole: its first bytes are kept as
+    an excerpt, the rest is read past in small pieces, ``too_long`` says how
+    long it was, and the reader gets an empty line in its place."""
+
+    def __init__(self, fh, encoding: str, max_bytes: int = MAX_RECORD_BYTES):
         self._fh = fh
         self._encoding = encoding
+        self._max = max_bytes
         self.taken: list[str] = []
         self.bad_bytes = False
+        self.too_long = 0  # bytes of the last line over the limit, else 0
         self.likely: str | None = None  # the encoding bad bytes suggest
         self.next_line = 1  # number of the next physical line to be read
 
@@ -52,10 +63,21 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        raw = self._fh.readline()
+        raw = self._fh.readline(self._max + 1)
         if not raw:
             raise StopIteration
         self.next_line += 1
+        if len(raw) > self._max and not raw.endswith(b"\n"):
+            size = len(raw)
+            while True:  # read past the rest of the line, 1 MiB at a time
+                more = self._fh.readline(1 << 20)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            self.too_long = size
+            excerpt = raw[:EXCERPT_CHARS * 4].decode(self._encoding, errors="replace")
+            self.taken.append(excerpt[:EXCERPT_CHARS])
+            return "\n"
         try:
             text = raw.decode(self._encoding)
         except UnicodeDecodeError:
@@ -70,6 +92,10 @@ class _Lines:
         text, bad = "".join(self.taken), self.bad_bytes
         self.taken, self.bad_bytes = [], False
         return text, bad
+
+    def take_long(self) -> int:
+        size, self.too_long = self.too_long, 0
+        return size
 
 
 def delimiter_hint(columns: list[str], delimiter: str) -> str | None:
@@ -134,7 +160,8 @@ def _strip_eol(text: str) -> str:
 
 
 def read_csv_header(
-    path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8"
+    path: str | Path, *, delimiter: str = ",", encoding: str = "utf-8",
+    max_columns: int = MAX_COLUMNS, max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> list[str]:
     """Return the header row of a CSV file.
 
@@ -144,7 +171,9 @@ def read_csv_header(
         If the file is missing, empty, or its header is unreadable or repeats a name.
     """
     path = Path(path)
-    for batch_or_header in _iter_csv(path, delimiter, encoding, 1, header_only=True):
+    for batch_or_header in _iter_csv(path, delimiter, encoding, 1, header_only=True,
+                                     max_columns=max_columns,
+                                     max_record_bytes=max_record_bytes):
         return batch_or_header  # type: ignore[return-value]
     raise DataError(f"{path}: the file is empty (no header line)")
 
@@ -158,6 +187,8 @@ def read_csv(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     names: list[str] | None = None,
     fast: bool = True,
+    max_columns: int = MAX_COLUMNS,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a CSV file.
 
@@ -167,12 +198,15 @@ def read_csv(
     the caller can quarantine it.
     """
     yield from _iter_csv(Path(path), delimiter, encoding, chunk_rows,
-                         quotechar=quotechar, names=names, fast=fast)
+                         quotechar=quotechar, names=names, fast=fast,
+                         max_columns=max_columns, max_record_bytes=max_record_bytes)
 
 
 def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
               header_only: bool = False, quotechar: str = '"',
-              names: list[str] | None = None, fast: bool = True):
+              names: list[str] | None = None, fast: bool = True,
+              max_columns: int = MAX_COLUMNS,
+              max_record_bytes: int = MAX_RECORD_BYTES):
     try:
         fh = path.open("rb")
     except FileNotFoundError:
@@ -181,7 +215,7 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
         raise DataError(f"{path}: is a folder, expected a file") from None
     with fh:
         fh, encoding = open_text_bytes(path, fh, encoding)
-        lines = _Lines(fh, encoding)
+        lines = _Lines(fh, encoding, max_record_bytes)
         reader = csv.reader(lines, delimiter=delimiter, quotechar=quotechar,
                             strict=False)
         if names is not None:
@@ -195,14 +229,24 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
             except csv.Error as err:
                 raise DataError(f"{path}, line 1: unreadable header: {err}") from None
             lines.take()
+            if (size := lines.take_long()):
+                raise DataError(f"{path}, line 1: the header is {size:,} bytes, over "
+                                f"`max_record_bytes` ({max_record_bytes:,}); set it "
+                                f"higher on the source if this is right")
         header = [h.strip() for h in header]
         if header and header[0].startswith("\ufeff"):
             header[0] = header[0][1:]
         if not any(header):
             raise DataError(f"{path}, line 1: the header is blank")
-        dupes = sorted({h for h in header if header.count(h) > 1})
+        if len(header) > max_columns:
+            raise DataError(f"{path}, line 1: the header has {len(header):,} columns, "
+                            f"over `max_columns` ({max_columns:,}); set it higher on "
+                            f"the source if this is right")
+        counts = Counter(header)  # not header.count(h) per name: quadratic
+        dupes = sorted(h for h, n in counts.items() if n > 1)
         if dupes:
-            raise DataError(f"{path}, line 1: header repeats column(s) {dupes}")
+            shown = dupes[:10] + (["..."] if len(dupes) > 10 else [])
+            raise DataError(f"{path}, line 1: header repeats column(s) {shown}")
         if header_only:
             yield header
             return
@@ -211,10 +255,10 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
             and len(delimiter) == 1 and len(quotechar) == 1
         if fast:
             for batch in _parse_blocks(fh, header, delimiter, quotechar,
-                                       lines.next_line):
+                                       lines.next_line, max_record_bytes):
                 if isinstance(batch, _Fallback):  # the slow path from here on
                     fh = _Chained(batch.block, fh)
-                    lines = _Lines(fh, encoding)
+                    lines = _Lines(fh, encoding, max_record_bytes)
                     lines.next_line = batch.line_no
                     reader = csv.reader(lines, delimiter=delimiter,
                                         quotechar=quotechar, strict=False)
@@ -238,6 +282,11 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
                 continue
             text, bad = lines.take()
             raw = _strip_eol(text)
+            if (size := lines.take_long()):
+                builder.add(None, start, raw + "...", f"record of {size:,} bytes, "
+                            f"over `max_record_bytes` ({max_record_bytes:,}): kept "
+                            f"as its first {EXCERPT_CHARS} characters")
+                continue
             if not record or (len(record) == 1 and record[0] == "" and not raw):
                 continue  # blank line
             if bad:
@@ -267,7 +316,8 @@ class _Fallback(NamedTuple):
 
 
 def _parse_blocks(fh, header: list[str], delimiter: str, quotechar: str,
-                  line_no: int) -> Iterator[pa.RecordBatch | _Fallback]:
+                  line_no: int, max_record_bytes: int = MAX_RECORD_BYTES
+                  ) -> Iterator[pa.RecordBatch | _Fallback]:
     """The blocks of whole lines from ``fh``'s position on, each parsed by
     :func:`_fast_block` on a worker thread (pyarrow's parser releases the GIL)
     while the next blocks are read, in file order.
@@ -282,15 +332,25 @@ def _parse_blocks(fh, header: list[str], delimiter: str, quotechar: str,
         try:
             while True:
                 while len(in_flight) <= PARSE_THREADS:  # read ahead, bounded
-                    block = _next_block(fh, pos)
+                    if in_flight and in_flight[-1][2] is None:
+                        break  # a line over the limit: nothing after it yet
+                    block = _next_block(fh, pos, max_record_bytes)
+                    if block is None:  # the slow path reads it, bounded
+                        in_flight.append((b"", pos, None))
+                        break
                     if not block:
                         break
                     pos += len(block)
                     in_flight.append((block, pos, pool.submit(
-                        _fast_block, block, header, delimiter, quotechar)))
+                        _fast_block, block, header, delimiter, quotechar,
+                        max_record_bytes)))
                 if not in_flight:
                     return
                 block, end, future = in_flight.popleft()
+                if future is None:
+                    fh.seek(end)
+                    yield _Fallback(b"", line_no)
+                    return
                 batch, n_lines = future.result()
                 if batch is None:
                     fh.seek(end)
@@ -304,19 +364,25 @@ def _parse_blocks(fh, header: list[str], delimiter: str, quotechar: str,
                 future.cancel()
 
 
-def _next_block(fh, pos: int) -> bytes | memoryview:
+def _next_block(fh, pos: int, max_record_bytes: int = MAX_RECORD_BYTES
+                ) -> bytes | memoryview | None:
     """The next BLOCK_BYTES or so of whole lines from ``pos``, where ``fh`` is.
 
     The bytes after the last line break are read again with the next block
     (the file is set back to them): cheaper than joining them on, which copies
-    the block. A line longer than a block is read to its end.
+    the block. A line longer than a block is read to its end, unless it is
+    over ``max_record_bytes``: then None, and the file is back at ``pos``.
     """
     chunk = fh.read(BLOCK_BYTES)
     if not chunk or chunk.endswith(b"\n"):
         return chunk
     cut = chunk.rfind(b"\n") + 1
     if cut == 0:  # no line break at all: one long line, or the file's last
-        return chunk + fh.readline()
+        rest = fh.readline(max(0, max_record_bytes - len(chunk)) + 1)
+        if len(chunk) + len(rest) > max_record_bytes and not rest.endswith(b"\n"):
+            fh.seek(pos)
+            return None
+        return chunk + rest
     fh.seek(pos + cut)
     return memoryview(chunk)[:cut]
 
@@ -329,14 +395,15 @@ class _Chained(io.RawIOBase):
         self._rest = rest
 
     def readline(self, size: int = -1) -> bytes:
-        line = self._first.readline()
-        if not line or not line.endswith(b"\n"):
-            line += self._rest.readline()
+        line = self._first.readline(size)
+        if (not line or not line.endswith(b"\n")) and (size < 0 or len(line) < size):
+            line += self._rest.readline(-1 if size < 0 else size - len(line))
         return line
 
 
 def _fast_block(block: bytes | memoryview, header: list[str], delimiter: str,
-                quotechar: str) -> tuple[pa.RecordBatch | None, int]:
+                quotechar: str, max_record_bytes: int = MAX_RECORD_BYTES
+                ) -> tuple[pa.RecordBatch | None, int]:
     """Parse a block of whole lines with pyarrow, lines numbered from 0; or
     None when it is not safe (a quoted field may span lines, or the bytes are
     not valid UTF-8). Also gives the number of lines in the block."""
@@ -348,6 +415,8 @@ def _fast_block(block: bytes | memoryview, header: list[str], delimiter: str,
     if len(starts) and starts[-1] == len(data):
         starts, ends = starts[:-1], ends[:-1]
     n_lines = len(starts)
+    if n_lines and int((ends - starts).max()) > max_record_bytes:
+        return None, n_lines  # a line over the limit: the slow path quarantines it
     cr = np.flatnonzero(data == 13)
     if len(cr) and ((cr + 1 >= len(data)) | (data[np.minimum(cr + 1, len(data) - 1)]
                                               != 10)).any():

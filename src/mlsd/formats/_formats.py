@@ -37,7 +37,9 @@ class CsvFormat(Format):
 
     def columns(self, path, options):
         names = read_csv_header(path, delimiter=options.delimiter,
-                                encoding=options.encoding)
+                                encoding=options.encoding,
+                                max_columns=options.max_columns,
+                                max_record_bytes=options.max_record_bytes)
         return names if options.header else [f"column_{i + 1}" for i in
                                              range(len(names))]
 
@@ -46,7 +48,9 @@ class CsvFormat(Format):
         yield from read_csv(path, delimiter=options.delimiter,
                             quotechar=options.quotechar, encoding=options.encoding,
                             chunk_rows=chunk_rows,
-                            names=None if options.header else columns)
+                            names=None if options.header else columns,
+                            max_columns=options.max_columns,
+                            max_record_bytes=options.max_record_bytes)
 
     def write(self, table, path, options):
         # pyarrow's writer is fast and quotes what needs quoting; timestamps come

@@ -118,6 +118,13 @@ class SourceSpec(_Strict):
     load: Literal["overwrite", "append", "upsert"] = Field(
         default="overwrite", description="How a load lands: replace the dataset "
         "(the files are the whole truth), add to it, or merge on `key`.")
+    max_columns: int = Field(
+        default=10_000, ge=1, description="CSV: a header with more columns is "
+        "refused (one line) instead of read.")
+    max_record_bytes: int = Field(
+        default=16 << 20, ge=1_024, description="CSV: a line longer than this is "
+        "never read whole; it is quarantined with its first 200 characters and the "
+        "load goes on.")
 
     @model_validator(mode="after")
     def _upsert_key(self) -> SourceSpec:
@@ -134,7 +141,8 @@ class SourceSpec(_Strict):
             encoding=self.encoding, header=self.header, nested=self.nested,
             reader_schema=root / self.reader_schema if self.reader_schema else None,
             proto=root / self.proto if self.proto else None, message=self.message,
-            trusted=self.trusted)
+            trusted=self.trusted, max_columns=self.max_columns,
+            max_record_bytes=self.max_record_bytes)
 
 
 class SqlSourceSpec(_Strict):
