@@ -36,7 +36,6 @@ from .runtime import (
     recorded_run,
     run_lock,
 )
-from .spec import ValidateSpec
 from .trainingdata import split, table
 
 if TYPE_CHECKING:
@@ -476,17 +475,16 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     import pyarrow.compute as pc
 
     from .connectors import FileConnector
-    from .etl import DataSchema, Validator
+    from .etl import DataSchema
     from .models import ModelArtifact
+    from .models._artifact import row_validator
 
     rep = reporter or Reporter()
     artifact = ModelArtifact.load(Path(model_dir),
                                   trust_unregistered=trust_unregistered)
     ischema = artifact.input_schema
     schema = DataSchema(dict(ischema["columns"]))
-    rules = ValidateSpec(required=ischema["required"],
-                         null_values=ischema.get("null_values", ["", "NA", "null"]))
-    validator = Validator(schema=schema, rules=rules)
+    validator = row_validator(ischema)  # the very one serving uses
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in OUTPUT_FORMATS:
         raise DataError(f"{output_path}: the output must end in "

@@ -77,6 +77,25 @@ def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
     return table
 
 
+def row_validator(input_schema: dict[str, Any]):
+    """The validator of a model's input rows: its types, required fields and
+    the spec's rules kept in the artifact (ranges, allowed values, patterns,
+    checks). One validator for serving and batch scoring, so a row gets the
+    same answer from both."""
+    from ..etl import DataSchema, Validator
+    from ..spec import ValidateSpec
+
+    rules = input_schema.get("rules") or {}
+    return Validator(
+        schema=DataSchema(dict(input_schema["columns"])),
+        rules=ValidateSpec(
+            required=input_schema.get("required", []),
+            null_values=input_schema.get("null_values", ["", "NA", "null"]),
+            ranges={c: tuple(r) for c, r in rules.get("ranges", {}).items()},
+            allowed=rules.get("allowed", {}), patterns=rules.get("patterns", {}),
+            checks=rules.get("checks", {})))
+
+
 class ModelArtifact:
     """A trained model ready to score typed Arrow rows.
 

@@ -42,7 +42,39 @@ def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
     return {"columns": cols, "derive": derived,
             "required": [c for c in spec.validate_.required if c in cols],
             "key": spec.key, "target": target,
-            "null_values": list(spec.validate_.null_values)}
+            "null_values": list(spec.validate_.null_values),
+            "rules": serving_rules(spec, cols)}
+
+
+def serving_rules(spec: ProjectSpec, cols: dict[str, Any]) -> dict[str, Any]:
+    """The spec's validation rules that apply to a request's fields: ranges,
+    allowed values and patterns of input columns, and the SQL checks that read
+    only input columns (one on the target cannot be checked before the
+    outcome is known). Serving and `mlsd predict` both enforce them."""
+    import duckdb
+    import pyarrow as pa
+
+    from ..engine._sandbox import locked_connection
+    from ..etl import DataSchema
+
+    v = spec.validate_
+    checks = {}
+    if v.checks:
+        empty = pa.Table.from_pylist([], schema=DataSchema(dict(cols)).arrow())
+        con = locked_connection({"batch": empty}, threads=1)
+        try:
+            for name, expr in v.checks.items():
+                try:
+                    con.sql(f"SELECT ({expr}) FROM batch").fetchall()
+                    checks[name] = expr
+                except duckdb.Error:
+                    continue  # reads the target or a derived column
+        finally:
+            con.close()
+    return {"ranges": {c: list(r) for c, r in v.ranges.items() if c in cols},
+            "allowed": {c: list(a) for c, a in v.allowed.items() if c in cols},
+            "patterns": {c: p for c, p in v.patterns.items() if c in cols},
+            "checks": checks}
 
 
 def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,

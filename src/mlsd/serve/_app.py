@@ -36,6 +36,7 @@ from .._threads import usable_cores
 from ..etl import PROVENANCE, arrow_type
 from ..formats import exported_name
 from ..models import ModelArtifact
+from ..models._artifact import row_validator
 from ..spec import ServeSpec
 
 MAX_ROWS = 10_000
@@ -245,6 +246,7 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                 "created_at": m["created_at"]}
 
     one, many = TypeAdapter(Row), TypeAdapter(list[Row])
+    validator = row_validator(artifact.input_schema)
     row_schema = Row.model_json_schema(ref_template="#/components/schemas/{model}")
     for col in ignored:
         row_schema["properties"].setdefault(col, {
@@ -260,6 +262,7 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
             body = [_without(r, ignored) for r in body]
         else:
             body = _without(body, ignored)
+        many_rows = isinstance(body, list)
         try:
             if isinstance(body, list):
                 if len(body) > MAX_ROWS:
@@ -275,6 +278,16 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
                     include_url=False)]) from None
         table = rows_to_arrow([r.model_dump() for r in rows], artifact.input_schema)
+        if table.num_rows:
+            # the spec's rules (ranges, allowed values, patterns, checks), by
+            # the validator `mlsd predict` uses
+            _, reasons = validator.typed(table.to_batches()[0])
+            failed = [{"loc": ("body", *((int(i),) if many_rows else ()),
+                               *((c,) if c else ())),
+                       "type": rule, "msg": msg}
+                      for i, found in sorted(reasons.items()) for c, rule, msg in found]
+            if failed:
+                raise RequestValidationError(failed)
         out = artifact.score(table)
         return {"model_version": version, "predictions": artifact.decide(out)}
 
