@@ -253,6 +253,76 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     return out
 
 
+def lake_check(project: Project) -> list[dict[str, Any]]:
+    """Every lake dataset's latest version checked against damage done outside
+    mlsd: each file the version reads exists, with its recorded size, and
+    holds the table's columns. One entry per dataset: ``ok`` and the problems."""
+    from .lake import AREAS
+
+    out = []
+    for area in AREAS:
+        for name in project.lake.list(area):
+            problems = project.lake.damage(area, name)
+            out.append({"dataset": f"{area}/{name}",
+                        "version": project.lake.version(area, name),
+                        "ok": not problems, "problems": problems})
+    return out
+
+
+@_one_at_a_time
+def lake_repair(project: Project, *, reporter: Reporter | None = None
+                ) -> list[dict[str, Any]]:
+    """Repair the damaged datasets :func:`lake_check` finds: restore the last
+    intact version (a new commit; history kept), then, for a source read from
+    files, load it again from them, so rows newer than that version come back
+    when the files still hold them. Each entry says what was done."""
+    from .spec import SourceSpec
+
+    def reloadable(area: str, name: str) -> bool:
+        # the whole dataset is its files' content: they can write it again
+        spec = project.spec.sources.get(name)
+        return area in ("sources", "quarantine") and isinstance(spec, SourceSpec) \
+            and spec.load == "overwrite"
+
+    out, reload = [], []
+    for entry in lake_check(project):
+        if entry["ok"]:
+            continue
+        area, _, name = entry["dataset"].partition("/")
+        doc = {"dataset": entry["dataset"], "problems": entry["problems"]}
+        if reloadable(area, name):
+            if name not in reload:
+                reload.append(name)
+            doc["action"] = "loaded again from its files"
+        else:
+            intact = project.lake.last_intact(area, name)
+            if intact is None:
+                doc["action"] = "none: no version is whole; load it again" + (
+                    " (`mlsd ingest`)" if area in ("sources", "quarantine") else
+                    " (`mlsd run --from table`)")
+            else:
+                project.lake.restore(area, name, intact)
+                doc["action"] = f"restored version {intact}, the last whole one"
+                doc["version"] = project.lake.version(area, name)
+            if area in ("training", "splits"):
+                doc["action"] += ("; `mlsd run --from table` rebuilds it from "
+                                  "the sources")
+        out.append(doc)
+    if reload:
+        for name in reload:  # empty versions: the load writes both again
+            for area in ("sources", "quarantine"):
+                if project.lake.exists(area, name):
+                    project.lake.clear(area, name)
+        loads = ingest(project, sources=reload, reporter=reporter)["sources"]
+        for doc in out:
+            for load in loads:
+                if doc["dataset"] in (f"sources/{load['source']}",
+                                      f"quarantine/{load['source']}"):
+                    doc["action"] += (f" ({load['rows_stored']} rows stored, "
+                                      f"{load['rows_quarantined']} quarantined)")
+    return out
+
+
 def erasures(project: Project) -> list[dict[str, Any]]:
     """Every erasure recorded by :func:`delete_rows`, oldest first: its id,
     source, predicate, time, and per dataset the rows deleted and the version

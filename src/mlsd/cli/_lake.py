@@ -11,17 +11,20 @@ import typer
 from ._common import (
     ConfigOpt,
     JsonOpt,
+    NoWaitOpt,
     SourceArg,
     emit,
+    err,
     fmt,
     group,
+    lock_policy,
     out,
     print_json,
     project,
     rich_table,
 )
 
-app = group("Retention and erasure in the lake.")
+app = group("Retention, erasure, checks and repair of the lake.")
 top = group("", no_args_is_help=False)  # commands at the root: sql, export, gc
 
 
@@ -82,6 +85,50 @@ def lake_vacuum(
                       + (f"; {erased} held erased rows" if erased else "") + ")")
 
     emit(vacuum(project(config), retention_hours), as_json, show)
+
+
+@app.command("check")
+def lake_check_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Check every dataset's latest version for damage done outside mlsd (a
+    file missing, cut short, or without the table's columns); exit 1 if any.
+
+    Example: mlsd lake check && mlsd run
+    """
+    from ..pipeline import lake_check
+
+    res = lake_check(project(config))
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            state = "ok" if r["ok"] else "DAMAGED: " + "; ".join(r["problems"][:5])
+            out.print(f"{r['dataset']}@{r['version']}: {state}")
+        if any(not r["ok"] for r in rows):
+            err.print("repair with `mlsd lake repair`")
+
+    emit(res, as_json, show)
+    if any(not r["ok"] for r in res):
+        raise typer.Exit(1)
+
+
+@app.command("repair")
+def lake_repair_cmd(config: ConfigOpt = None, as_json: JsonOpt = False,
+                    no_wait: NoWaitOpt = False) -> None:
+    """Repair damaged datasets: restore the last intact version, then load a
+    file source again from its files; says what was done for each.
+
+    Example: mlsd lake repair
+    """
+    from ..pipeline import lake_repair
+
+    lock_policy(no_wait)
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            out.print("nothing to repair: every dataset is whole")
+        for r in rows:
+            out.print(f"{r['dataset']}: {r['action']}")
+
+    emit(lake_repair(project(config)), as_json, show)
 
 
 @app.command("erasures")

@@ -330,6 +330,56 @@ class Lake:
                 gone += 1
         return gone
 
+    def damage(self, area: str, name: str, version: int | None = None) -> list[str]:
+        """What is wrong with a version's files (the latest by default): each
+        must exist with the size the log recorded, and its Parquet schema must
+        have the table's columns. Empty when the version is whole."""
+        try:
+            table = self._table(area, name, version)
+        except Exception as err:  # noqa: BLE001 - a log that cannot be read
+            return [f"the table's log cannot be read: {err}"]
+        folder = self.path(area, name)
+        want = pa.schema(table.schema().to_arrow())
+        actions = pa.table(table.get_add_actions(flatten=True))
+        out = []
+        for rel, size in zip(actions.column("path").to_pylist(),
+                             actions.column("size_bytes").to_pylist(), strict=True):
+            path = folder / rel
+            if not path.is_file():
+                out.append(f"{rel}: missing")
+                continue
+            if path.stat().st_size != size:
+                out.append(f"{rel}: {path.stat().st_size} bytes, the log says {size}")
+                continue
+            try:
+                have = pq.read_schema(path)
+            except Exception:  # noqa: BLE001 - not Parquet any more
+                out.append(f"{rel}: not a readable Parquet file")
+                continue
+            lost = [f.name for f in want if f.name not in have.names]
+            if lost:
+                out.append(f"{rel}: lacks column(s) {', '.join(lost)}")
+        return out
+
+    def last_intact(self, area: str, name: str) -> int | None:
+        """The newest version whose files are all whole, if any."""
+        latest = self.version(area, name)
+        for v in range(latest or 0, -1, -1):
+            if not self.damage(area, name, v):
+                return v
+        return None
+
+    @_one_writer
+    def clear(self, area: str, name: str) -> int:
+        """Commit an empty version (no load's identity), so the next load of
+        the dataset writes it whole again; the new version."""
+        table = self._table(area, name)
+        schema = pa.schema(table.schema().to_arrow())
+        self._write_files(self.path(area, name), table,
+                          pa.RecordBatchReader.from_batches(schema, iter(())),
+                          mode="overwrite", props={"mlsd.operation": "clear"})
+        return self.version(area, name)
+
     @_one_writer
     def restore(self, area: str, name: str, version: int) -> None:
         """Make ``version`` the latest again (a new commit; history is kept)."""
