@@ -181,3 +181,24 @@ def test_an_erasure_holds_for_new_files_and_vacuum_removes_what_it_replaced(
     proc = run_cli("export", "posts_log", "-f", "csv", "--version", "0",
                    cwd=fresh_project, check=False)
     assert proc.returncode == 2 and "can no longer be read" in proc.stderr
+
+
+def test_lineage_says_which_versions_held_erased_rows(ran_project, tmp_path):
+    import shutil
+
+    folder, summary = ran_project
+    copy = tmp_path / "demo"
+    shutil.copytree(folder, copy)
+    from mlsd.runtime import Project
+
+    author = Project.find(start=copy).lake.read("sources", "posts_log").column(
+        "author_id")[0].as_py()
+    run_cli("lake", "delete", "posts_log", "--where", f"author_id = '{author}'",
+            cwd=copy)
+    model = summary["model"]["model_id"]
+    doc = json.loads(run_cli("lineage", model, "--json", cwd=copy).stdout)
+    log = next(d for d in doc["datasets"] if d["dataset"] == "sources/posts_log")
+    [e] = log["erased_since"]
+    assert e["where"] == f"author_id = '{author}'" and e["deleted"] >= 1
+    text = run_cli("lineage", model, cwd=copy).stdout
+    assert "rows erased since" in text

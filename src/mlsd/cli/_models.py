@@ -159,11 +159,25 @@ def lineage(model_id: ModelIdArg, config: ConfigOpt = None,
         raise MlsdError(f"no model {model_id!r} (or more than one matches); "
                         f"`mlsd models` lists them")
     edges = cat.upstream(f"model:{art['artifact_id']}")
+    erasures = cat.erasures()
+
+    def erased_since(dataset: str, version: int) -> list[dict[str, Any]]:
+        # erasures that removed rows of this dataset after this version: the
+        # version may hold them, and reading it may fail once vacuumed
+        out = []
+        for e in erasures:
+            res = (e["result"].get("datasets") or {}).get(dataset) or {}
+            if res.get("deleted") and res.get("version", -1) > version:
+                out.append({"erasure_id": e["erasure_id"], "where": e["predicate"],
+                            "deleted": res["deleted"], "at": e["created_at"]})
+        return out
+
     datasets = []
     for d in art["metadata"]["lineage"]["datasets"]:
         loads = cat.loads_for(d["dataset"], d["version"])
         datasets.append({
             "dataset": d["dataset"], "version": d["version"],
+            "erased_since": erased_since(d["dataset"], d["version"]),
             "rows_stored": d["rows"], "load_id": d["load_id"],
             "loads": [{"load_id": ld["load_id"], "rows_in": ld["rows_in"],
                        "rows_stored": ld["rows_stored"],
@@ -191,6 +205,10 @@ def lineage(model_id: ModelIdArg, config: ConfigOpt = None,
         for d in doc["datasets"]:
             out.print(f"└─ trained on {d['dataset']}@{d['version']} "
                       f"({d['rows_stored']} rows)")
+            for e in d["erased_since"]:
+                out.print(f"   ! {e['deleted']} of its rows erased since "
+                          f"({e['erasure_id']}, where {e['where']}): this "
+                          f"version held them")
             for ld in d["loads"]:
                 out.print(f"   └─ load {ld['load_id'][:12]}: {ld['rows_in']} rows "
                           f"read, {ld['rows_stored']} stored, "
