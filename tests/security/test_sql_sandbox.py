@@ -167,6 +167,8 @@ def test_an_erasure_holds_for_new_files_and_vacuum_removes_what_it_replaced(
     out = json.loads(run_cli("ingest", "--json", cwd=fresh_project).stdout)
     log = next(s for s in out["sources"] if s["source"] == "posts_log")
     assert log["rows_erased"] >= 2 * res["dataset"]["deleted"] - 1
+    assert log["rows_in"] == log["rows_stored"] + log["rows_quarantined"] + \
+        log["rows_erased"]
     n = json.loads(run_cli("sql", f"SELECT count(*) AS n FROM posts_log WHERE "
                            f"author_id = '{author}'", "--json",
                            cwd=fresh_project).stdout)
@@ -202,3 +204,32 @@ def test_lineage_says_which_versions_held_erased_rows(ran_project, tmp_path):
     assert e["where"] == f"author_id = '{author}'" and e["deleted"] >= 1
     text = run_cli("lineage", model, cwd=copy).stdout
     assert "rows erased since" in text
+
+
+def test_an_erasure_also_keeps_new_quarantined_records_out(fresh_project):
+    """A record of the erased person that fails validation in a later load is
+    not kept in the quarantine either."""
+    import shutil
+
+    from mlsd.runtime import Project
+
+    run_cli("ingest", cwd=fresh_project)
+    project = Project.find(start=fresh_project)
+    authors = []
+    for r in project.lake.read("quarantine", "posts_log").to_pylist():
+        try:
+            authors.append(json.loads(r["raw"])["author_id"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a record that is not JSON, or has no author
+    author = authors[0]
+    run_cli("lake", "delete", "posts_log", "--where", f"author_id = '{author}'",
+            cwd=fresh_project)
+    data = fresh_project / "data"
+    shutil.copy(data / "posts_log.jsonl", data / "posts_log_2.jsonl")
+    spec = fresh_project / "mlsd.yaml"
+    spec.write_text(spec.read_text().replace("path: data/posts_log.jsonl",
+                                             "path: 'data/posts_log*.jsonl'"))
+    run_cli("ingest", cwd=fresh_project)
+    left = [r for r in project.lake.read("quarantine", "posts_log").to_pylist()
+            if author in r["raw"]]
+    assert left == []

@@ -272,6 +272,7 @@ def load_source(
     # erasures recorded by `mlsd lake delete` hold for every later load: a
     # re-exported file with an erased person's rows does not bring them back
     erasures = [e["predicate"] for e in catalog.erasures(name)]
+    from ._quarantine import rejected_matching
     per_file: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     messages: Counter[str] = Counter()
@@ -295,17 +296,25 @@ def load_source(
                 nonlocal rows_in, rows_ok, rows_bad, rows_erased
                 info, n, future = item
                 out = future.result()
-                accepted = out.accepted
+                accepted, rejected = out.accepted, out.rejected
                 if erasures and accepted.num_rows:
                     accepted, gone = without_erased(accepted, erasures, name)
                     rows_erased += gone
+                if erasures and rejected.num_rows:  # nor kept in the quarantine
+                    hit = rejected_matching(
+                        rejected.to_pylist(), spec, schema, " OR ".join(
+                            f"({p})" for p in erasures), root=root,
+                        null_values=rules.null_values)
+                    if any(hit):
+                        rejected = rejected.filter(pa.array([not h for h in hit]))
+                        rows_erased += sum(hit)
                 rows_in += n
                 rows_ok += accepted.num_rows
-                rows_bad += out.rejected.num_rows
+                rows_bad += rejected.num_rows
                 per_file[info.path] += n
-                spool.add(accepted, out.rejected)
-                if out.rejected.num_rows:
-                    for row in out.rejected.column("reasons").to_pylist():
+                spool.add(accepted, rejected)
+                if rejected.num_rows:
+                    for row in rejected.column("reasons").to_pylist():
                         for r in row:
                             reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
                             if len(messages) < 10_000:

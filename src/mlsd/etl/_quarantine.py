@@ -202,13 +202,25 @@ def quarantine_matches(lake: Lake, name: str,
                        null_values: list[str]) -> list[tuple[str, int]]:
     """(file, line) of the quarantined records whose parsed values match a SQL
     predicate; values that do not parse are null, so only readable ones match."""
+    rows = quarantine_rows(lake, name)
+    if not rows:
+        return []
+    mask = rejected_matching(rows, spec, schema, where, root=root,
+                             null_values=null_values)
+    return [(r["_source"], r["_line"]) for r, m in zip(rows, mask, strict=True) if m]
+
+
+def rejected_matching(rows: list[dict[str, Any]],
+                      spec: SourceSpec | SqlSourceSpec | RestSourceSpec,
+                      schema: DataSchema, where: str, *, root: Path,
+                      null_values: list[str]) -> list[bool]:
+    """For each rejected record (``_source``, ``raw``), whether its parsed
+    values match a SQL predicate, evaluated in the locked DuckDB; values that
+    do not parse are null, so only readable ones match."""
     import duckdb
 
     from ..formats._records import to_text
 
-    rows = quarantine_rows(lake, name)
-    if not rows:
-        return []
     records, _ = _parse_all(rows, spec, root)
     values = {c: [None if rec is None else to_text(rec.get(c)) for rec in records]
               for c in schema.columns}
@@ -228,4 +240,4 @@ def quarantine_matches(lake: Lake, name: str,
                         ) from None
     finally:
         con.close()
-    return [(r["_source"], r["_line"]) for r, m in zip(rows, mask, strict=True) if m]
+    return [bool(m) for m in mask]
