@@ -233,3 +233,21 @@ def test_an_erasure_also_keeps_new_quarantined_records_out(fresh_project):
     left = [r for r in project.lake.read("quarantine", "posts_log").to_pylist()
             if author in r["raw"]]
     assert left == []
+
+
+def test_a_quarantine_predicate_cannot_read_a_file(tmp_path):
+    """The quarantine's records are parsed again and matched in the locked
+    connection too."""
+    from mlsd.errors import LakeError
+    from mlsd.etl import DataSchema
+    from mlsd.etl._quarantine import rejected_matching
+    from mlsd.spec._models import SourceSpec
+
+    rows = [{"_source": "x.jsonl", "raw": '{"a": "1"}'}]
+    spec = SourceSpec(path="x.jsonl")
+    schema = DataSchema({"a": "string"})
+    assert rejected_matching(rows, spec, schema, "a = '1'", root=tmp_path,
+                             null_values=[]) == [True]
+    with pytest.raises(LakeError, match="refused"):
+        rejected_matching(rows, spec, schema, f"a IN {READ_FILE}", root=tmp_path,
+                          null_values=[])
