@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from mlsd.lake._locks import hold, lock_path
 from tests._helpers import run_cli
 
@@ -112,3 +114,24 @@ def test_a_killed_ingest_leaves_nothing_behind(tmp_path):
     runs = Project.find(start=folder).catalog.runs()
     assert runs[-2]["status"] == "killed" and runs[-1]["status"] == "done"
     assert not any(tmp.iterdir())
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_one_after_the_other(fresh_project):
+    """Two `mlsd run` at once: the second waits for the first, names it, then
+    runs on what it left (nothing new to load, no extra version); it used to
+    die with FileExistsError on the model's folder or add a version."""
+    procs = [subprocess.Popen([sys.executable, "-m", "mlsd", "run", "--json",
+                               "--until", "train"], cwd=fresh_project,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        outs.append((json.loads(out), err))
+    assert any("waiting for the project's lake: pid" in err for _, err in outs)
+    versions = [[s["version"] for s in doc["sources"]] for doc, _ in outs]
+    assert versions[0] == versions[1] == [0, 0]
+    models = {doc["model"]["model_id"] for doc, _ in outs}
+    assert len(models) == 2

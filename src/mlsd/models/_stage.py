@@ -141,8 +141,13 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
 
     short = digest({"features": pipeline.to_json(), "metrics": result.metrics,
                     "inputs": [training.node, splits.node]})[:10]
-    model_id = f"m{ctx.started_at.strftime('%Y%m%d%H%M%S')}-{short}"
+    base = f"m{ctx.started_at.strftime('%Y%m%d%H%M%S')}-{short}"
+    model_id, n = base, 1
     folder = ctx.artifact_path("models", model_id)
+    while folder.exists():  # the same model, trained again within the second
+        n += 1
+        model_id = f"{base}-{n}"
+        folder = ctx.artifact_path("models", model_id)
     sizes = {p: parts[p].num_rows for p in parts}
     lineage_datasets = training.meta.get("sources", [])
     manifest = {

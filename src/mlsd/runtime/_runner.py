@@ -342,18 +342,20 @@ def recorded_run(project: Project, *, prefix: str = "r",
     error. The summary starts with the run's id, times, spec hash and version."""
     from ..spec import spec_hash
 
-    started = time.perf_counter()
-    started_at = datetime.now(UTC)
-    run_id = prefix + started_at.strftime("%Y%m%dT%H%M%S%f")
-    s_hash = spec_hash(project.spec)
-    ctx = RunContext(project=project, run_id=run_id, started_at=started_at,
-                     reporter=reporter or Reporter(), spec_hash=s_hash)
-    ctx.summary.update({
-        "run_id": run_id, "project": project.spec.name,
-        "started_at": started_at.isoformat(), "seconds": 0.0, "spec_hash": s_hash,
-        "code_version": __version__})
-    catalog = project.catalog
+    # the lock first: a run that waited for another starts (and is named,
+    # and names its model) when it really starts
     with run_lock(project):
+        started = time.perf_counter()
+        started_at = datetime.now(UTC)
+        run_id = prefix + started_at.strftime("%Y%m%dT%H%M%S%f")
+        s_hash = spec_hash(project.spec)
+        ctx = RunContext(project=project, run_id=run_id, started_at=started_at,
+                         reporter=reporter or Reporter(), spec_hash=s_hash)
+        ctx.summary.update({
+            "run_id": run_id, "project": project.spec.name,
+            "started_at": started_at.isoformat(), "seconds": 0.0,
+            "spec_hash": s_hash, "code_version": __version__})
+        catalog = project.catalog
         catalog.start_run(run_id, spec_hash=s_hash, code_version=__version__)
         try:
             yield ctx
