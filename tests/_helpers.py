@@ -23,6 +23,18 @@ def run_cli(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
     return proc
 
 
+def run_probe(code: str, *, cwd: Path, timeout: float = 120):
+    """Run ``code`` in a fresh interpreter; it prints one line ``PROBE <json>``,
+    whose value is returned (for what a command imports, measured in-process)."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE "))
+
+
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".mlsd"))
     return dst

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests._helpers import run_cli
+from tests._helpers import run_cli, run_probe
 
 
 def _edit_spec(folder: Path, fn) -> None:
@@ -175,9 +175,6 @@ HEAVY = ("sklearn", "lightgbm", "scipy", "duckdb", "deltalake", "pyarrow",
 def _heavy_loaded(folder: Path, *args: str) -> dict[str, list[str]]:
     """Run ``mlsd ARGS`` in a fresh interpreter, in-process; return the heavy
     libraries loaded by importing the CLI, and then by the command."""
-    import subprocess
-    import sys
-
     probe = (
         "import json, sys\n"
         f"heavy = set({HEAVY!r})\n"
@@ -191,11 +188,7 @@ def _heavy_loaded(folder: Path, *args: str) -> dict[str, list[str]]:
         "    out['error'] = type(err).__name__\n"
         "out['command'] = loaded()\n"
         "print('PROBE', json.dumps(out))\n")
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=folder,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE "))
-    return json.loads(line.removeprefix("PROBE "))
+    return run_probe(probe, cwd=folder, timeout=60)
 
 
 def test_the_cli_and_the_spec_import_nothing_heavy(fresh_project):

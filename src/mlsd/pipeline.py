@@ -348,20 +348,14 @@ def _matching(table: pa.Table, label: str, where: str, columns: list[str]
     evaluated in a locked DuckDB that sees this table only."""
     import duckdb
 
-    from .engine._sandbox import REFUSED, locked_connection, refused
+    from .engine._sandbox import matches, why
 
-    con = locked_connection({"dataset": table})  # a subquery may name it
     try:
-        picked = ", ".join(f'"{c}"' for c in columns)
-        return con.sql(f"SELECT {picked} FROM dataset WHERE coalesce(({where}), "
-                       "false)"
-                       ).to_arrow_table().to_pylist()
+        mask = matches(table, where)
     except duckdb.Error as err:
-        why = REFUSED if refused(err) else err
-        raise SpecError(f"--where {where!r} does not apply to {label}: {why}"
-                        ) from None
-    finally:
-        con.close()
+        raise SpecError(f"--where {where!r} does not apply to {label}: "
+                        f"{why(err)}") from None
+    return table.filter(mask).select(columns).to_pylist()
 
 
 @_one_at_a_time

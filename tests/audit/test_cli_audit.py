@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tests._helpers import run_cli
+from tests._helpers import run_cli, run_probe
 
 from .test_pair import _split, _synthetic, _table
 
@@ -100,9 +100,6 @@ def test_audit_loads_no_library_it_does_not_use(tmp_path):
     """`mlsd audit` of two Parquet files imports neither shap and numba (the
     probe's SHAP values come from LightGBM itself) nor the SQL and REST
     connectors' libraries: about 0.7 s of a 3 s audit (benchmarks/busy.py)."""
-    import subprocess
-    import sys
-
     train, test = _split(_table(_synthetic()))
     pq.write_table(train.slice(0, 800), tmp_path / "train.parquet")
     pq.write_table(test.slice(0, 200), tmp_path / "test.parquet")
@@ -113,10 +110,6 @@ def test_audit_loads_no_library_it_does_not_use(tmp_path):
         "             standalone_mode=False)\n"
         "print('PROBE', json.dumps(sorted({m.split('.')[0] for m in sys.modules}\n"
         "      & {'shap', 'numba', 'sqlalchemy', 'httpx', 'lightgbm'})))\n")
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE "))
-    assert json.loads(line.removeprefix("PROBE ")) == ["lightgbm"]
+    assert run_probe(probe, cwd=tmp_path) == ["lightgbm"]
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["model"]["shap"]["rows_used"] > 0

@@ -69,6 +69,25 @@ REFUSED = ("files, the network, extensions and settings are refused: SQL here "
            "reads only the rows it is given")
 
 
+def why(err: Exception) -> str:
+    """A DuckDB error as one line for the user: the sandbox's refusal said
+    plainly, any other error as DuckDB wrote it."""
+    return REFUSED if refused(err) else str(err)
+
+
+def matches(table: Any, where: str) -> Any:
+    """Per row of ``table``, whether the SQL predicate ``where`` holds (null
+    counts as false), as a boolean Arrow array. The predicate runs in a locked
+    connection that sees ``table`` as ``dataset`` (a subquery may name it) and
+    nothing else; DuckDB's errors propagate (see :func:`why`)."""
+    con = locked_connection({"dataset": table}, threads=1)
+    try:
+        return con.sql(f"SELECT coalesce(({where}), false) AS m FROM dataset"
+                       ).to_arrow_table().column("m").combine_chunks()
+    finally:
+        con.close()
+
+
 def check_expression(text: str) -> str | None:
     """Why ``text`` is not one SQL expression (None when it is): it must not
     end a parenthesis it did not open (``1=1) OR (1=1`` would escape the

@@ -413,21 +413,15 @@ def without_erased(table: pa.Table, predicates: list[str], source: str
     erasure may cover is not an option."""
     import duckdb
 
-    from ..engine._sandbox import REFUSED, locked_connection, refused
+    from ..engine._sandbox import matches, why
 
-    con = locked_connection({"dataset": table}, threads=1)
     try:
-        any_of = " OR ".join(f"coalesce(({p}), false)" for p in predicates)
-        mask = con.sql(f"SELECT ({any_of}) AS m FROM dataset").to_arrow_table(
-            ).column("m").combine_chunks()
+        mask = matches(table, " OR ".join(f"({p})" for p in predicates))
     except duckdb.Error as err:
-        why = REFUSED if refused(err) else err
         raise DataError(f"source {source!r}: an erasure recorded by `mlsd lake "
-                        f"delete` no longer applies to its rows ({why}); the load "
-                        f"stops rather than store rows it may cover (`mlsd lake "
-                        f"erasures` lists them)") from None
-    finally:
-        con.close()
+                        f"delete` no longer applies to its rows ({why(err)}); the "
+                        f"load stops rather than store rows it may cover (`mlsd "
+                        f"lake erasures` lists them)") from None
     gone = int(pc.sum(mask).as_py() or 0)
     return (table.filter(pc.invert(mask)), gone) if gone else (table, 0)
 

@@ -227,17 +227,10 @@ def rejected_matching(rows: list[dict[str, Any]],
     raw = pa.table({c: pa.array(v, pa.string()) for c, v in values.items()})
     typed, _ = Validator(schema=schema, rules=ValidateSpec(
         null_values=null_values)).typed(raw)
-    table = pa.table(typed)
-    from ..engine._sandbox import REFUSED, locked_connection, refused
+    from ..engine._sandbox import matches, why
 
-    con = locked_connection({"dataset": table}, threads=1)  # as in delete_rows
     try:
-        mask = con.sql(f"SELECT coalesce(({where}), false) AS m FROM dataset"
-                       ).to_arrow_table().column("m").to_pylist()
+        return matches(pa.table(typed), where).to_pylist()
     except duckdb.Error as err:
-        why = REFUSED if refused(err) else err
-        raise LakeError(f"the predicate {where!r} fails on the quarantine: {why}"
-                        ) from None
-    finally:
-        con.close()
-    return [bool(m) for m in mask]
+        raise LakeError(f"the predicate {where!r} fails on the quarantine: "
+                        f"{why(err)}") from None

@@ -98,7 +98,7 @@ class Transformer:
         return list(out.schema)
 
     def _derive(self, table: pa.Table) -> pa.Table:
-        from ..engine._sandbox import REFUSED, locked_connection, refused
+        from ..engine._sandbox import locked_connection, why
 
         con = locked_connection({"batch": table}, threads=1)
         try:
@@ -107,8 +107,7 @@ class Transformer:
             try:
                 return con.sql(f"SELECT {exprs} FROM batch").to_arrow_table()
             except duckdb.Error as err:
-                why = REFUSED if refused(err) else err
-                raise SpecError(f"transform.derive: an expression fails: {why}"
+                raise SpecError(f"transform.derive: an expression fails: {why(err)}"
                                 ) from None
         finally:
             con.close()

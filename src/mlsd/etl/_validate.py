@@ -248,7 +248,7 @@ class Validator:
         """
         import duckdb
 
-        from ..engine._sandbox import REFUSED, locked_connection, refused
+        from ..engine._sandbox import locked_connection, why
         from ..errors import SpecError
 
         con = locked_connection({"batch": table}, threads=1)
@@ -259,9 +259,8 @@ class Validator:
                     res = con.sql(f"SELECT coalesce(({expr}), false) AS ok FROM batch"
                                   ).to_arrow_table()
                 except duckdb.Error as err:
-                    why = REFUSED if refused(err) else err
                     raise SpecError(f"validate.checks.{name}: the expression "
-                                    f"{expr!r} fails: {why}") from None
+                                    f"{expr!r} fails: {why(err)}") from None
                 out[name] = ~np.asarray(res.column("ok").to_numpy(
                     zero_copy_only=False), dtype=bool)
             return out

@@ -244,30 +244,6 @@ class Lake:
                                            commit_properties=commit)
 
     @_one_writer
-    def delete(self, area: str, name: str, predicate: str) -> dict[str, Any]:
-        """Delete the rows matching a SQL predicate, as one commit.
-
-        Earlier versions still hold them until :meth:`vacuum` removes the files
-        no longer needed by the versions kept.
-        """
-        if ";" in predicate:
-            raise LakeError("the predicate must be one SQL expression (no ';')")
-        # the commit keeps the last write's identity (mlsd.write_id, the
-        # watermark): loading the same input again is then "nothing new", and
-        # does not bring the deleted rows back
-        last = self.last_write(area, name) or {}
-        carried = {k: str(v) for k, v in last.items() if k.startswith("mlsd.")}
-        carried["mlsd.operation"] = "erase"
-        try:
-            metrics = self._table(area, name).delete(
-                predicate, commit_properties=CommitProperties(custom_metadata=carried))
-        except Exception as err:  # deltalake raises plain errors for bad SQL
-            raise LakeError(f"cannot delete from {area}/{name} where "
-                            f"{predicate!r}: {err}") from None
-        return {"deleted": int(metrics.get("num_deleted_rows", 0)),
-                "version": self.version(area, name)}
-
-    @_one_writer
     def erase(self, area: str, name: str, columns: list[str],
               identities: set[tuple]) -> dict[str, Any]:
         """Remove the rows whose ``columns`` hold one of ``identities``, as one

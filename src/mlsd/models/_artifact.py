@@ -25,15 +25,21 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def folder_digest(folder: Path) -> str:
+def _file_hashes(folder: Path) -> dict[str, str]:
+    """The sha256 of every file of a folder, by its path inside it."""
+    return {p.relative_to(folder).as_posix(): _sha(p)
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def folder_digest(folder: Path, hashes: dict[str, str] | None = None) -> str:
     """One sha256 over every file of an artifact, its manifest included (names
     and contents): what the catalog records when the model is saved, and what
     loading it checks. The manifest's own per-file hashes cannot protect the
     manifest (change its threshold, or drop its `files`, and they agree)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        h.update(_sha(path).encode() + b"\n")
+    for name, sha in sorted((hashes or _file_hashes(folder)).items()):
+        h.update(name.encode() + b"\0")
+        h.update(sha.encode() + b"\n")
     return h.hexdigest()
 
 
@@ -60,7 +66,7 @@ def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
     extension), as at load."""
     import duckdb
 
-    from ..engine._sandbox import REFUSED, locked_connection, refused
+    from ..engine._sandbox import locked_connection, why
 
     con = locked_connection({"batch": table}, threads=1)
     try:
@@ -68,8 +74,7 @@ def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
                           for n, e in derive.items())
         derived = con.sql(f"SELECT {exprs} FROM batch").to_arrow_table()
     except duckdb.Error as err:
-        why = REFUSED if refused(err) else err
-        raise ModelError(f"a derived column of the model fails: {why}") from None
+        raise ModelError(f"a derived column of the model fails: {why(err)}") from None
     finally:
         con.close()
     for name in derived.column_names:
@@ -167,7 +172,8 @@ class ModelArtifact:
                 f"{folder}: no project catalog records this model, so its files "
                 f"cannot be checked; load it only if you trust where it came from "
                 f"(--trust-unregistered)")
-        if digest is not None and folder_digest(folder) != digest:
+        hashes = _file_hashes(folder)  # each file read once, for both checks
+        if digest is not None and folder_digest(folder, hashes) != digest:
             raise ModelError(
                 f"{folder}: the model's files (its manifest included) changed since "
                 f"it was saved: the catalog's digest does not match; refused")
@@ -181,7 +187,7 @@ class ModelArtifact:
                              f"(no `kind` or `files`)")
         for name, sha in manifest.get("files", {}).items():
             path = folder / name
-            if not path.is_file() or _sha(path) != sha:
+            if hashes.get(name) != sha:
                 raise ModelError(f"{path}: missing or changed since the model was "
                                  f"saved (sha256 mismatch)")
         kind = manifest["kind"]
