@@ -71,8 +71,17 @@ REFUSED = ("files, the network, extensions and settings are refused: SQL here "
 
 def why(err: Exception) -> str:
     """A DuckDB error as one line for the user: the sandbox's refusal said
-    plainly, any other error as DuckDB wrote it."""
-    return REFUSED if refused(err) else str(err)
+    plainly, any other error as DuckDB wrote it, its lines joined (the caret
+    drawing of the query, `LINE 1: ...`, left out)."""
+    if refused(err):
+        return REFUSED
+    lines = []
+    for line in str(err).splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return "; ".join(lines)
 
 
 def matches(table: Any, where: str) -> Any:
