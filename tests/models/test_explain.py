@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from mlsd.features import Block
 from mlsd.models import LightGBMLearner, LinearLearner, explain
 
 NAMES = ["a", "b=x", "b=y", "noise"]
-BLOCKS = [("a", "numeric", 0, 1), ("b", "onehot", 1, 3), ("noise", "numeric", 3, 4)]
+BLOCKS = [Block("a", "numeric", 0, 1, ("a",)), Block("b", "onehot", 1, 3, ("b",)),
+          Block("noise", "numeric", 3, 4, ("noise",))]
 
 
 def _data(task: str, n: int = 3000, seed: int = 0):

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from mlsd.errors import ModelError
-from mlsd.features import FeaturePipeline
+from mlsd.features import Block, FeaturePipeline
 from mlsd.models import (
     LightGBMLearner,
     LinearLearner,
@@ -76,7 +76,7 @@ def test_train_beats_baselines_on_real_data(task, loader, kind):
                 ModelSpec(kind=kind, params={"n_estimators": 100} if kind ==
                           "lightgbm" else {}),
                 X=X, y=y, classes=classes, names=names,
-                blocks=[("x", "numeric", 0, len(names))], seed=0)
+                blocks=[Block("x", "numeric", 0, len(names), ("x",))], seed=0)
     assert res.beats_baselines is True
     assert set(res.metrics["baselines"]) == {"prior", "one_feature"}
     if task == "binary":

@@ -57,7 +57,8 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                                 if (f.check, tuple(f.columns)) not in seen]
     shap = None if explanation is None else {
         k: explanation[k] for k in ("explainer", "rows_used", "background_rows")
-    } | {"by_column": explanation["by_column"][:15]}
+    } | {"by_column": explanation["by_column"][:15],
+         "split_rule": explanation["split_rule"]}
     worst = [f.severity for f in findings]
     return StageResult(
         outputs={"audit": {"pair": pair.to_dict(), "explanation": explanation,

@@ -67,6 +67,14 @@ class DuckDBEngine:
     def to_arrow(self, expr: ibis.Expr) -> pa.Table:
         return self.con.to_pyarrow(expr)
 
+    def batches(self, expr: ibis.Expr, rows: int = 65_536):
+        """Stream the rows of ``expr`` as Arrow record batches of at most
+        ``rows`` rows (nothing is held whole in memory)."""
+        # ibis 12's to_pyarrow_batches calls a DuckDB method that DuckDB 2 no
+        # longer has; DuckDB's own reader streams the compiled query instead
+        sql = self.con.compile(expr)
+        return self.con.con.sql(sql).to_arrow_reader(rows)
+
     def aggregate(self, table: ibis.Table, **metrics: ibis.Expr) -> dict[str, Any]:
         """Run named scalar aggregates over a table; return plain Python values."""
         if not metrics:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import ibis
 import pyarrow as pa
@@ -13,36 +13,35 @@ import scipy.sparse as sp
 
 from ..errors import MlsdError, NotFittedError
 from ..spec import FeatureSpec
-from ._transforms import (
-    TRANSFORMS,
-    HashedNgramsFeature,
-    HashingFeature,
-    NumericFeature,
-    OneHotFeature,
-    TimeFeature,
-    Transform,
-)
+from ._base import Target, Transform
+from ._transforms import TRANSFORMS
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: one column a feature, same state keys
+
+
+class Block(NamedTuple):
+    """Where one feature's inputs sit in the matrix, and what it reads."""
+
+    column: str  # the feature's label: its column, or its columns joined by *
+    kind: str
+    start: int
+    stop: int
+    inputs: tuple[str, ...]
 
 
 def transform_for(spec: FeatureSpec) -> Transform:
-    """Build the transform a feature spec asks for."""
+    """Build the transform a feature spec asks for (the settings it gives; the
+    transform's defaults for the rest)."""
     kind = spec.kind
-    if kind == "numeric":
-        return NumericFeature(column=spec.column, impute=spec.impute,
-                              scale=spec.scale,
-                              missing_indicator=spec.missing_indicator)
-    if kind == "onehot":
-        return OneHotFeature(column=spec.column, max_categories=spec.max_categories,
-                             min_frequency=spec.min_frequency)
-    if kind == "hashing":
-        return HashingFeature(column=spec.column, buckets=spec.buckets,
-                              seed=spec.seed)
-    if kind == "hashed_ngrams":
-        return HashedNgramsFeature(column=spec.column, buckets=spec.buckets,
-                                   ngram_range=spec.ngram_range)
-    return TimeFeature(column=spec.column, parts=tuple(spec.encode))
+    settings = spec.settings()
+    if kind == "time":
+        return TRANSFORMS["time"](column=spec.column, parts=tuple(spec.encode))
+    if "ngram_range" in settings:
+        settings["ngram_range"] = tuple(settings["ngram_range"])
+    if kind in ("cross", "fourier"):
+        return TRANSFORMS[kind](columns=list(spec.columns), **settings)
+    return TRANSFORMS[kind](column=spec.column, **settings)
 
 
 class FeaturePipeline:
@@ -55,6 +54,7 @@ class FeaturePipeline:
 
     Examples
     --------
+    >>> from mlsd.features import NumericFeature
     >>> pipe = FeaturePipeline(transforms=[NumericFeature(column="x")])
     >>> # pipe.analyze(engine, train_table); X = pipe.apply(arrow_table)
     """
@@ -69,36 +69,85 @@ class FeaturePipeline:
     @property
     def columns(self) -> list[str]:
         """The raw columns the pipeline reads."""
-        return list(dict.fromkeys(t.column for t in self.transforms))
+        return list(dict.fromkeys(c for t in self.transforms for c in t.inputs))
 
-    def analyze(self, engine, table: ibis.Table) -> FeaturePipeline:
-        """Learn every transform's state from the training rows only."""
+    @property
+    def supervised(self) -> bool:
+        """Whether a transform learns from the label (target encoding)."""
+        return any(t.supervised for t in self.transforms)
+
+    @property
+    def has_training_state(self) -> bool:
+        """Whether supervised transforms hold the out-of-fold statistics of the
+        rows they were analysed on (not saved: true only in that process)."""
+        return all(hasattr(t, "folds_") for t in self.transforms if t.supervised)
+
+    def analyze(self, engine, table: ibis.Table, *, target: Target | None = None
+                ) -> FeaturePipeline:
+        """Learn every transform's state from the training rows only; ``target``
+        names the label for supervised transforms."""
         for t in self.transforms:
-            t.analyze(engine, table)
+            t.analyze(engine, table, target=target)
         self.state_ = [t.to_dict() for t in self.transforms]
         return self
 
-    def apply(self, table: pa.Table | pa.RecordBatch) -> sp.csr_matrix:
-        """The input matrix (rows x features) for an Arrow table of typed rows."""
+    def _check(self, names) -> None:
         if not hasattr(self, "state_"):
             raise NotFittedError("FeaturePipeline: call analyze() or from_json() first")
-        missing = [c for c in self.columns if c not in table.schema.names]
+        missing = [c for c in self.columns if c not in names]
         if missing:
             raise MlsdError(f"features: input lacks column(s) {missing}")
-        blocks = [t.apply(table) for t in self.transforms]
+
+    def apply(self, table: pa.Table | pa.RecordBatch, *, training: bool = False
+              ) -> sp.csr_matrix:
+        """The input matrix (rows x features) for an Arrow table of typed rows.
+
+        ``training=True`` only for the very rows the pipeline was analysed on:
+        target encoding then gives each its out-of-fold value.
+        """
+        self._check(table.schema.names)
+        blocks = [t.apply(table, training=training) for t in self.transforms]
         return sp.hstack(blocks, format="csr", dtype="float64")
+
+    def apply_one(self, row: Mapping[str, Any]) -> sp.csr_matrix:
+        """The input vector (1 x features) for one row of raw values, as
+        :meth:`apply` gives it for that row, without building a table: the
+        online serving path."""
+        self._check(row.keys())
+        idx: list[int] = []
+        vals: list[float] = []
+        offset = 0
+        for t, width in zip(self.transforms, self._widths(), strict=True):
+            i, v = t.apply_row(row)
+            idx += [offset + j for j in i]
+            vals += v
+            offset += width
+        return sp.csr_matrix((vals, idx, [0, len(idx)]), shape=(1, offset))
+
+    def _widths(self) -> list[int]:
+        cache = self.__dict__.get("_width_cache")
+        if cache is None or cache[0] is not self.state_:
+            cache = self._width_cache = (self.state_, [len(t.names())
+                                                       for t in self.transforms])
+        return cache[1]
 
     def names(self) -> list[str]:
         return [n for t in self.transforms for n in t.names()]
 
-    def block_slices(self) -> list[tuple[str, str, int, int]]:
-        """(column, kind, start, stop) of each transform's block in the matrix."""
+    def block_slices(self) -> list[Block]:
+        """Each feature's block in the matrix: its label, kind, start, stop and
+        the raw columns it reads."""
         out, start = [], 0
         for t in self.transforms:
             stop = start + len(t.names())
-            out.append((t.column, t.kind, start, stop))
+            out.append(Block(t.label, t.kind, start, stop, tuple(t.inputs)))
             start = stop
         return out
+
+    def notes(self) -> dict[str, dict[str, Any]]:
+        """What each feature's analysis found worth showing (collision rates,
+        vocabulary sizes), by feature label."""
+        return {t.label: n for t in self.transforms if (n := t.notes())}
 
     def to_json(self) -> str:
         """The state as canonical JSON (same state, same bytes)."""
@@ -114,14 +163,16 @@ class FeaturePipeline:
     @classmethod
     def from_json(cls, text: str) -> FeaturePipeline:
         doc: dict[str, Any] = json.loads(text)
-        if doc.get("version") != STATE_VERSION:
+        if doc.get("version") not in READABLE_VERSIONS:
             raise MlsdError(
                 f"feature state version {doc.get('version')!r} is not supported "
-                f"(expected {STATE_VERSION})")
+                f"(expected one of {READABLE_VERSIONS})")
         transforms = []
         for i, f in enumerate(doc["features"]):
             try:
-                t = TRANSFORMS[f["kind"]](column=f["column"], **f["params"])
+                where = ({"columns": f["columns"]} if "columns" in f
+                         else {"column": f["column"]})
+                t = TRANSFORMS[f["kind"]](**where, **f["params"])
             except (KeyError, TypeError) as err:
                 raise MlsdError(f"feature state features[{i}] is invalid: {err}"
                                 ) from err

@@ -13,55 +13,133 @@ if TYPE_CHECKING:  # the stage's declaration loads without ibis and SciPy
     from ._pipeline import FeaturePipeline
 
 NUMERIC_TYPES = ("int64", "float64", "bool")
+NEEDS_NUMBERS = ("numeric", "bins", "fourier")
 
 
 def feature_matrices(ctx: RunContext, pipeline: FeaturePipeline,
                      training: DatasetRef, splits: DatasetRef
                      ) -> dict[str, sp.csr_matrix]:
     """The input matrix of every split (train, valid, test), made by the
-    pipeline's one ``apply``; computed once per run for the same state and
-    dataset versions."""
+    pipeline's one ``apply`` (the train rows with their out-of-fold target
+    encodings); computed once per run for the same state and dataset versions."""
     def make() -> dict[str, sp.csr_matrix]:
         _, _, parts = split_parts(ctx, training, splits)
-        return {p: pipeline.apply(t) for p, t in parts.items()}
+        fitted = pipeline
+        if pipeline.supervised and not pipeline.has_training_state:
+            fitted = _refit(ctx, pipeline, parts[TRAIN])
+        return {p: fitted.apply(t, training=p == TRAIN) for p, t in parts.items()}
     return ctx.memo(("features.matrices", pipeline.digest(), training.node,
                      splits.node), make)
+
+
+def _target(ctx: RunContext):
+    from ._base import Target
+
+    p = ctx.spec.problem
+    return Target(column=p.target, task=p.task, positive=p.positive)
+
+
+def _refit(ctx: RunContext, pipeline: FeaturePipeline, train) -> FeaturePipeline:
+    """A pipeline read from a model (no out-of-fold statistics, which are not
+    saved) analysed again on the same training rows, for their out-of-fold
+    values; the analysis is deterministic, so its state must be the saved one."""
+    from ..errors import DataError
+    from ._pipeline import FeaturePipeline
+
+    fresh = FeaturePipeline.from_json(pipeline.to_json())
+    fresh.analyze(ctx.engine, ctx.engine.from_arrow(train), target=_target(ctx))
+    if fresh.digest() != pipeline.digest():
+        raise DataError("features: analysing the training rows again gave another "
+                        "state than the model's; run `mlsd run --from features`")
+    return fresh
 
 
 def _check(ctx: RunContext) -> list[tuple[str, str]]:
     cols = union_schema(ctx).columns
     problems = []
     for i, f in enumerate(ctx.spec.features):
-        if f.column not in cols:
-            problems.append((f"features[{i}].column",
-                             f"{f.column!r} is not in the data"))
-        elif f.kind == "time" and cols[f.column] != "timestamp":
+        where = "columns" if f.columns is not None else "column"
+        absent = [c for c in f.inputs if c not in cols]
+        if absent:
+            problems.append((f"features[{i}].{where}",
+                             f"{absent[0]!r} is not in the data"))
+            continue
+        types = {c: cols[c] for c in f.inputs}
+        if f.kind == "time" and cols[f.column] != "timestamp":
             problems.append((f"features[{i}].encode", f"time parts need a "
                              f"timestamp, {f.column!r} is {cols[f.column]} in "
                              f"{schema_files(ctx)}"))
-        elif f.kind == "numeric" and cols[f.column] not in NUMERIC_TYPES:
-            problems.append((f"features[{i}]", f"{f.column!r} is {cols[f.column]} "
-                             f"in {schema_files(ctx)}; a feature without `encode` "
-                             f"must be numeric (use onehot or hashing for "
-                             f"categories)"))
+        elif f.kind == "periodic" and cols[f.column] not in (*NUMERIC_TYPES,
+                                                              "timestamp"):
+            problems.append((f"features[{i}].encode", f"periodic needs a number "
+                             f"or a timestamp; {f.column!r} is {cols[f.column]}"))
+        elif f.kind in NEEDS_NUMBERS and (bad := [c for c, t in types.items()
+                                                  if t not in NUMERIC_TYPES]):
+            hint = (" (a feature without `encode` must be numeric; use onehot, "
+                    "hashing or target for categories)" if f.kind == "numeric"
+                    else "")
+            problems.append((f"features[{i}]", f"{bad[0]!r} is {types[bad[0]]} in "
+                             f"{schema_files(ctx)}; {f.kind} needs numbers{hint}"))
     return problems
 
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
-    return {"features": ctx.spec.features}
+    s = ctx.spec
+    out: dict[str, Any] = {"features": s.features, "policy": s.feature_policy}
+    if any(f.kind == "target" for f in s.features):  # it learns from the label
+        out["target"] = (s.problem.target, s.problem.task, s.problem.positive)
+    return out
+
+
+def missing_shares(engine, table, columns: list[str]) -> dict[str, float]:
+    """The share of rows lacking each column (one engine aggregate)."""
+    n = engine.aggregate(table, n=table.count())["n"] or 0
+    if not n or not columns:
+        return dict.fromkeys(columns, 0.0)
+    s = engine.aggregate(table, **{f"m{i}": table[c].isnull().sum()
+                                   for i, c in enumerate(columns)})
+    return {c: int(s[f"m{i}"] or 0) / n for i, c in enumerate(columns)}
 
 
 @stage(writes={"features": "memory"}, settings=_settings, check=_check)
 def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
              ) -> StageResult:
     """Analyse every feature of the spec on the train split only (means,
-    vocabularies, hash sizes) and apply the fitted pipeline to every split."""
-    from ._pipeline import FeaturePipeline
+    vocabularies, hash sizes, target encodings) and apply the fitted pipeline to
+    every split."""
+    from ._pipeline import FeaturePipeline, transform_for
 
+    spec = ctx.spec
     _, _, parts = split_parts(ctx, training, splits)
-    pipeline = FeaturePipeline.from_spec(ctx.spec.features)
-    pipeline.analyze(ctx.engine, ctx.engine.from_arrow(parts[TRAIN]))
+    table = ctx.engine.from_arrow(parts[TRAIN])
+    keep, dropped = list(spec.features), []
+    limit = spec.feature_policy.drop_missing_above
+    shares = missing_shares(ctx.engine, table,
+                            list(dict.fromkeys(c for f in keep for c in f.inputs)))
+    if limit is not None:
+        for f in spec.features:
+            worst = max(f.inputs, key=lambda c: shares[c])
+            if shares[worst] > limit:
+                keep.remove(f)
+                dropped.append({"feature": f.label, "column": worst,
+                                "missing": round(shares[worst], 4),
+                                "why": f"{shares[worst]:.1%} of training rows lack "
+                                       f"{worst!r} (feature_policy."
+                                       f"drop_missing_above: {limit})"})
+        if not keep:
+            from ..errors import SpecError
+
+            raise SpecError(f"feature_policy.drop_missing_above: {limit} leaves out "
+                            f"every feature")
+    pipeline = FeaturePipeline(transforms=[transform_for(f) for f in keep])
+    pipeline.analyze(ctx.engine, table, target=_target(ctx))
     X = feature_matrices(ctx, pipeline, training, splits)
-    return StageResult(outputs={"features": pipeline},
-                       note=f"{X[TRAIN].shape[1]} inputs from "
-                            f"{len(pipeline.columns)} columns")
+    note = f"{X[TRAIN].shape[1]} inputs from {len(pipeline.columns)} columns"
+    if dropped:
+        note += f"; left out {', '.join(d['feature'] for d in dropped)} (missing)"
+    return StageResult(
+        outputs={"features": pipeline}, note=note,
+        summary={"features": {
+            "inputs": int(X[TRAIN].shape[1]), "dropped": dropped,
+            "notes": pipeline.notes(),
+            "missing_share": {c: round(v, 4) for c, v in shares.items()}}})

@@ -73,8 +73,32 @@ def beeswarm(values: np.ndarray, X: np.ndarray, names: list[str],
     return points
 
 
+SPLIT_RULE = ("a feature built from several columns (a cross, Fourier features) "
+              "gives each of its columns an equal part of its SHAP share")
+
+
+def shares_by_column(values: np.ndarray, blocks: list) -> list[dict[str, Any]]:
+    """Mean |SHAP| per raw column: each feature's share is the mean absolute sum
+    of its block's SHAP values (the block's inputs act together), and a feature
+    that reads several columns splits its share equally between them
+    (``SPLIT_RULE``), so the column shares add up to the feature shares."""
+    acc: dict[str, dict[str, Any]] = {}
+    for b in blocks:
+        share = float(np.abs(values[:, b.start:b.stop].sum(axis=1)).mean())
+        for col in b.inputs:
+            d = acc.setdefault(col, {"column": col, "kind": b.kind, "shap": 0.0,
+                                     "features": []})
+            d["shap"] += share / len(b.inputs)
+            d["features"].append(b.column)
+            if d["kind"] != b.kind:
+                d["kind"] = "several"
+    out = [{**d, "shap": round(d["shap"], 6)} for d in acc.values()]
+    out.sort(key=lambda d: -d["shap"])
+    return out
+
+
 def explain(learner, X_rows, X_background, names: list[str],
-            blocks: list[tuple[str, str, int, int]], *, seed: int = 0
+            blocks: list, *, seed: int = 0
             ) -> dict[str, Any] | None:
     """SHAP values of ``learner`` on up to SHAP_ROWS of ``X_rows``.
 
@@ -119,12 +143,7 @@ def explain(learner, X_rows, X_background, names: list[str],
     values = shap_magnitude(values, X.shape[1])
     mean_abs = np.abs(values).mean(0)
     order = np.argsort(-mean_abs, kind="stable")
-    by_column = []
-    for column, block_kind, start, stop in blocks:
-        share = np.abs(values[:, start:stop].sum(axis=1)).mean()
-        by_column.append({"column": column, "kind": block_kind,
-                          "shap": round(float(share), 6)})
-    by_column.sort(key=lambda d: -d["shap"])
+    by_column = shares_by_column(values, blocks)
     return {
         "explainer": explainer_name, "model": kind, "rows_used": len(rows),
         "background_rows": (min(X_background.shape[0], BACKGROUND_ROWS)
@@ -132,5 +151,6 @@ def explain(learner, X_rows, X_background, names: list[str],
         "by_feature": [{"feature": names[j], "shap": round(float(mean_abs[j]), 6)}
                        for j in order[:25] if mean_abs[j] > 0],
         "by_column": by_column,
+        "split_rule": SPLIT_RULE,
         "beeswarm": beeswarm(values, X, names),
     }

@@ -15,7 +15,8 @@ from ._baselines import apply_rule, one_feature_rule, prior_baseline
 from ._learners import LEARNERS, Learner
 from ._metrics import PRIMARY, choose_threshold, curves, task_metrics
 
-RULE_KINDS = ("numeric", "time", "onehot")
+RULE_KINDS = ("numeric", "time", "onehot", "bins", "ordinal", "frequency", "target",
+              "periodic")
 
 
 def encode_target(problem: ProblemSpec, train_values: list,
@@ -69,7 +70,7 @@ class TrainResult:
 
 def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],
           y: dict[str, np.ndarray], classes: list, names: list[str],
-          blocks: list[tuple[str, str, int, int]], seed: int) -> TrainResult:
+          blocks: list, seed: int) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
@@ -116,8 +117,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         else "training mean", **evaluate(prior)[0]}
 
     # baseline 2: the best small rule on one input column
-    candidates = [(j, names[j]) for col, kind, a, b in blocks if kind in RULE_KINDS
-                  for j in range(a, b)]
+    candidates = [(j, names[j]) for b in blocks if b.kind in RULE_KINDS
+                  for j in range(b.start, b.stop)]
     rule = one_feature_rule(task, X["train"], y["train"], X["valid"], y["valid"],
                             candidates, n_classes, seed)
     if rule is not None:

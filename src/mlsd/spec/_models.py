@@ -18,11 +18,50 @@ from pydantic import (
 ColumnType = Literal["string", "int64", "float64", "bool", "timestamp"]
 """The logical column types a data schema can declare."""
 
-NUMERIC_ENCODERS = ("none",)
-ENCODERS = ("onehot", "hashing", "hashed_ngrams")
+ENCODERS = ("onehot", "hashing", "hashed_ngrams", "bins", "ordinal", "frequency",
+            "target", "cross", "fourier", "periodic", "tfidf")
 TIME_PARTS = ("hour", "weekday", "month", "day")
-IMPUTERS = ("median", "mean", "zero", "none")
-SCALERS = ("standard", "minmax", "none")
+IMPUTERS = ("median", "mean", "most_frequent", "constant", "zero", "none")
+SCALERS = ("standard", "minmax", "robust", "maxabs", "log1p", "quantile", "none")
+MULTI_COLUMN = ("cross", "fourier")
+"""Encoders that read a list of ``columns`` instead of one ``column``."""
+
+FEATURE_KEYS: dict[str, tuple[str, ...]] = {
+    "numeric": ("impute", "fill_value", "scale", "n_quantiles", "missing_indicator"),
+    "onehot": ("max_categories", "min_frequency"),
+    "hashing": ("buckets", "seed"),
+    "hashed_ngrams": ("buckets", "ngram_range"),
+    "time": (),
+    "bins": ("strategy", "bins", "edges", "output"),
+    "ordinal": ("order",),
+    "frequency": ("max_categories",),
+    "target": ("folds", "smoothing", "max_categories", "seed"),
+    "cross": ("buckets", "bins", "seed"),
+    "fourier": ("dim", "gamma", "seed"),
+    "periodic": ("period", "harmonics"),
+    "tfidf": ("max_features", "min_df", "ngram_range"),
+}
+"""The settings each kind of feature reads (any other is a mistake in the spec)."""
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400,
+          "y": 365.2425 * 86400}
+
+
+def period_seconds(period: float | str) -> float:
+    """A period as a number, or a duration such as ``24h``, ``7d``, ``1y``
+    (seconds: ``s``, minutes: ``m``/``min``, ``h``, ``d``, ``w``, ``y``)."""
+    import re
+
+    if isinstance(period, int | float) and not isinstance(period, bool):
+        if not period > 0 or period == float("inf"):
+            raise ValueError(f"period: must be > 0 and finite, got {period}")
+        return float(period)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|min|m|h|d|w|y)\s*", str(period))
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"period: {period!r} is not a number or a duration like "
+                         f"24h, 7d, 30min, 1y")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -372,27 +411,83 @@ class SplitSpec(_Strict):
 
 
 class FeatureSpec(_Strict):
-    """One feature: a raw column and how it becomes model inputs.
+    """One feature: raw column(s) and how they become model inputs.
 
     Without ``encode`` the column is numeric (impute, then scale). ``encode`` is one
-    of ``onehot``, ``hashing``, ``hashed_ngrams``, or a list of time parts
-    (``hour``, ``weekday``, ``month``, ``day``).
+    of ``onehot``, ``hashing``, ``hashed_ngrams``, ``bins``, ``ordinal``,
+    ``frequency``, ``target``, ``periodic``, ``tfidf`` (one ``column``), ``cross``
+    or ``fourier`` (a list of ``columns``), or a list of time parts (``hour``,
+    ``weekday``, ``month``, ``day``). Each kind reads only its own settings; a
+    setting given to a kind that does not read it is an error. Every analysis
+    runs on the training split only (docs/features.md).
     """
 
-    column: str
+    column: str | None = Field(default=None, description="The raw column read.")
+    columns: list[str] | None = Field(
+        default=None, min_length=1,
+        description="cross, fourier: the raw columns combined.")
     encode: str | list[str] | None = None
-    impute: str = "median"
-    scale: str = "standard"
+    impute: str = Field(default="median", description=(
+        "numeric: fill missing values with the training median, mean, "
+        "most_frequent value, a constant (fill_value), zero, or none (kept NaN)."))
+    fill_value: float | None = Field(default=None,
+                                     description="numeric, impute: constant.")
+    scale: str = Field(default="standard", description=(
+        "numeric: standard (mean/std), minmax, robust (median/IQR), maxabs, log1p "
+        "(values must be >= 0), quantile (to [0, 1]) or none."))
+    n_quantiles: int = Field(default=100, ge=10, le=10_000,
+                             description="numeric, scale: quantile.")
     missing_indicator: bool = Field(
         default=True,
         description="Numeric: add a 0/1 column marking missing values when training "
         "rows have any (missingness can carry signal).",
     )
-    max_categories: int = Field(default=20, ge=1, le=10_000)
+    max_categories: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="onehot: columns kept (default 20); frequency, target: "
+        "categories kept by name (default 100000).")
     min_frequency: int = Field(default=1, ge=1)
-    buckets: int = Field(default=1024, ge=2, le=2**22)
-    ngram_range: tuple[int, int] = (1, 2)
+    buckets: int | None = Field(
+        default=None, ge=2, le=2**22,
+        description="hashing (default 1024), hashed_ngrams, cross (default 4096).")
+    ngram_range: tuple[int, int] | None = Field(
+        default=None, description="hashed_ngrams (default [1, 2]), tfidf ([1, 1]).")
     seed: int = 0
+    strategy: Literal["uniform", "quantile", "edges"] | None = Field(
+        default=None, description="bins: uniform width, training quantiles "
+        "(default), or explicit edges.")
+    bins: int | None = Field(default=None, ge=2, le=1000,
+                             description="bins (default 10); cross: bucketise "
+                             "numeric inputs into this many quantile bins.")
+    edges: list[float] | None = Field(default=None, min_length=1,
+                                      description="bins, strategy: edges.")
+    output: Literal["onehot", "ordinal"] | None = Field(
+        default=None, description="bins: a column per bin (default) or the bin's "
+        "number.")
+    order: list[str | int | float | bool] | None = Field(
+        default=None, min_length=1, description="ordinal: the categories in order "
+        "(default: the training values sorted).")
+    folds: int | None = Field(default=None, ge=2, le=50,
+                              description="target: folds of the out-of-fold "
+                              "training values (default 5).")
+    smoothing: float | None = Field(default=None, ge=0,
+                                    description="target: pseudo-rows of the prior "
+                                    "mixed into each category (default 10).")
+    dim: int | None = Field(default=None, ge=1, le=8192,
+                            description="fourier: output columns (default 64).")
+    gamma: float | None = Field(default=None, gt=0, description=(
+        "fourier: the RBF kernel's exp(-gamma |x - x'|^2) on standardised inputs "
+        "(default 1)."))
+    period: float | str | None = Field(default=None, description=(
+        "periodic: the cycle's length, a number or a duration such as 24h, 7d "
+        "(default 24h)."))
+    harmonics: int | None = Field(default=None, ge=1, le=64,
+                                  description="periodic: sin/cos pairs (default 1).")
+    max_features: int | None = Field(default=None, ge=1, le=10_000_000,
+                                     description="tfidf: vocabulary size "
+                                     "(default 20000).")
+    min_df: int | None = Field(default=None, ge=1, description=(
+        "tfidf: training documents a word must appear in (default 2)."))
 
     @model_validator(mode="after")
     def _check_encode(self) -> FeatureSpec:
@@ -405,33 +500,102 @@ class FeatureSpec(_Strict):
                     f"expected some of {', '.join(TIME_PARTS)}"
                 )
         elif enc is not None and enc not in ENCODERS:
+            import difflib
+
+            near = difflib.get_close_matches(enc, ENCODERS, n=1)
             raise ValueError(
-                f"encode: unknown encoder {enc!r}; expected one of "
-                f"{', '.join(ENCODERS)}, a list of time parts, or nothing (numeric)"
+                f"encode: unknown encoder {enc!r}"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+                + f"; expected one of {', '.join(ENCODERS)}, a list of time parts, "
+                f"or nothing (numeric)"
             )
+        kind = self.kind
+        if kind in MULTI_COLUMN:
+            if self.columns is None or self.column is not None:
+                raise ValueError(f"encode: {kind} combines a list of `columns` "
+                                 f"(not `column`)")
+            if kind == "cross" and len(self.columns) < 2:
+                raise ValueError("columns: a cross needs at least two columns")
+            if len(set(self.columns)) != len(self.columns):
+                raise ValueError(f"columns: {self.columns} names a column twice")
+        elif self.column is None or self.columns is not None:
+            raise ValueError(f"a {kind} feature reads one `column`"
+                             + (" (`columns` is for cross and fourier)"
+                                if self.columns is not None else ""))
+        given = self.model_fields_set - {"column", "columns", "encode"}
+        foreign = sorted(given - set(FEATURE_KEYS[kind]))
+        if foreign:
+            readers = [k for k, keys in FEATURE_KEYS.items() if foreign[0] in keys]
+            raise ValueError(
+                f"{foreign[0]}: does not apply to a {kind} feature"
+                + (f" (it is read by: {', '.join(readers)})" if readers else "")
+                + f"; a {kind} feature reads "
+                + (", ".join(FEATURE_KEYS[kind]) or "no setting"))
         if self.impute not in IMPUTERS:
             raise ValueError(
                 f"impute: unknown imputer {self.impute!r}; expected one of "
                 f"{', '.join(IMPUTERS)}"
             )
+        if self.impute == "constant" and self.fill_value is None:
+            raise ValueError("impute: constant needs a fill_value")
+        if self.fill_value is not None and self.impute != "constant":
+            raise ValueError("fill_value: applies only with impute: constant")
         if self.scale not in SCALERS:
             raise ValueError(
                 f"scale: unknown scaler {self.scale!r}; expected one of "
                 f"{', '.join(SCALERS)}"
             )
-        lo, hi = self.ngram_range
-        if not 1 <= lo <= hi <= 5:
-            raise ValueError("ngram_range: expected [lo, hi] with 1 <= lo <= hi <= 5")
+        if self.ngram_range is not None:
+            lo, hi = self.ngram_range
+            if not 1 <= lo <= hi <= 5:
+                raise ValueError("ngram_range: expected [lo, hi] with "
+                                 "1 <= lo <= hi <= 5")
+        if kind == "bins":
+            if (self.strategy == "edges") != (self.edges is not None):
+                raise ValueError("edges: give edges together with strategy: edges")
+            if self.edges is not None and sorted(set(self.edges)) != self.edges:
+                raise ValueError(f"edges: {self.edges} must increase strictly")
+            if self.edges is not None and "bins" in given:
+                raise ValueError("bins: explicit edges already fix the bins")
+        if self.order is not None and len(set(map(str, self.order))) != len(self.order):
+            raise ValueError(f"order: {self.order} names a category twice")
+        if self.period is not None:
+            period_seconds(self.period)
         return self
 
     @property
     def kind(self) -> str:
-        """``numeric``, ``onehot``, ``hashing``, ``hashed_ngrams`` or ``time``."""
+        """``numeric``, ``time``, or the encoder's name."""
         if self.encode is None:
             return "numeric"
         if isinstance(self.encode, list):
             return "time"
         return self.encode
+
+    @property
+    def inputs(self) -> list[str]:
+        """The raw columns this feature reads."""
+        return list(self.columns) if self.columns is not None else [self.column]
+
+    @property
+    def label(self) -> str:
+        """The feature's name: its column, or its columns joined by ``*``."""
+        return self.column if self.columns is None else "*".join(self.columns)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings given in the spec that this kind of feature reads."""
+        return {k: getattr(self, k) for k in FEATURE_KEYS[self.kind]
+                if k in self.model_fields_set}
+
+
+class FeaturePolicySpec(_Strict):
+    """Rules over all features, applied on the training split."""
+
+    drop_missing_above: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="Leave out a feature when more than this share of its training "
+        "rows lack a value (any of its columns); the report lists what was left "
+        "out and why. Off by default.")
 
 
 class ModelSpec(_Strict):
@@ -515,6 +679,7 @@ class ProjectSpec(_Strict):
     dataset: DatasetSpec | None = None
     split: SplitSpec = Field(default_factory=SplitSpec)
     features: list[FeatureSpec] = Field(min_length=1)
+    feature_policy: FeaturePolicySpec = Field(default_factory=FeaturePolicySpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     lake: LakeSpec = Field(default_factory=LakeSpec)
@@ -551,7 +716,7 @@ class ProjectSpec(_Strict):
                 f"dataset.union: unknown source {unknown[0]!r}; sources are "
                 f"{', '.join(self.sources)}"
             )
-        cols = [f.column for f in self.features]
+        cols = [c for f in self.features for c in f.inputs]
         if self.problem.target in cols:
             raise ValueError(
                 f"features: the target {self.problem.target!r} cannot be a feature"

@@ -1,0 +1,277 @@
+"""The transform contract: ``analyze`` on the training split, a pure ``apply``.
+
+Every transform turns one or more raw columns into one block of model inputs (a
+SciPy CSR matrix, since hashed text and ids are sparse). ``analyze`` computes the
+learned state with engine aggregates over the training rows only; ``apply`` is a
+pure function of that state and an Arrow table, used alike for batch training and
+batch scoring; ``apply_row`` is the same function for one row given as a dict of
+raw values (online serving), and a property-based test holds the two equal.
+State is plain JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from ..errors import MlsdError, NotFittedError
+
+OTHER, MISSING = "__other__", "__missing__"
+ROW = "_row"  # the training table's row number (see mlsd.trainingdata)
+
+Entries = tuple[list[int], list[float]]
+"""One row's block as sparse entries: column indices (within the block), values."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a supervised transform (target encoding) learns against.
+
+    Parameters
+    ----------
+    column : str
+        The label column of the training table.
+    task : str
+        ``binary``, ``multiclass`` or ``regression``.
+    positive : Any
+        Binary tasks: the label value of the positive class.
+    """
+
+    column: str
+    task: str
+    positive: Any = True
+
+
+def column_of(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    """One column as a single Arrow array."""
+    if name not in table.schema.names:
+        raise MlsdError(f"features: input lacks column {name!r}")
+    col = table.column(name)
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def floats(col: pa.Array) -> np.ndarray:
+    """A column as float64 with NaN for missing (a fresh, writable array)."""
+    x = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    return np.array(x, dtype=np.float64)
+
+
+def row_float(v: Any) -> float:
+    """One raw value as the batch path's float64 (NaN for missing)."""
+    if v is None:
+        return math.nan
+    return float(v)
+
+
+def texts(col: pa.Array) -> pa.Array:
+    """A column as Arrow strings (how categories are compared and hashed)."""
+    return col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+
+
+def row_text(v: Any) -> str | None:
+    """One raw value as the batch path's string: exactly Arrow's cast, so a
+    category means the same online and in batch (``True`` -> ``"true"``, a float
+    in Arrow's shortest form)."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    return pc.cast(pa.scalar(v), pa.string()).as_py()
+
+
+def block(values: np.ndarray) -> sp.csr_matrix:
+    """A dense (rows x k) or (rows,) float array as a CSR block."""
+    return sp.csr_matrix(values.reshape(values.shape[0], -1))
+
+
+def entries(values: Sequence[float]) -> Entries:
+    """A dense row as sparse entries (zeros left out, as CSR stores them)."""
+    idx = [i for i, v in enumerate(values) if v != 0]
+    return idx, [float(values[i]) for i in idx]
+
+
+def one_hot(n: int, j: np.ndarray, width: int) -> sp.csr_matrix:
+    """Rows with a single 1 at column ``j[i]``."""
+    return sp.csr_matrix((np.ones(n), (np.arange(n), j)), shape=(n, width))
+
+
+def plain(x: Any) -> float | None:
+    """A JSON-safe float (None for missing or NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+class Transform(ABC):
+    """Base of feature transforms (template method: ``analyze`` -> ``_analyze``,
+    ``apply`` -> ``_apply``, ``apply_row`` -> ``_row``).
+
+    Constructors only store their parameters (keyword-only); ``state_`` is set by
+    :meth:`analyze` or read from JSON. A transform reads ``column`` or, for the
+    ones that combine several, ``columns``.
+
+    The scikit-learn face (``fit``, ``transform``, ``fit_transform``,
+    ``get_feature_names_out``) runs the same ``analyze`` and ``apply`` on a
+    pandas DataFrame, an Arrow table or a 2-D array (columns ``x0``, ``x1``...).
+    """
+
+    kind: ClassVar[str] = ""
+    stateless: ClassVar[bool] = False
+    supervised: ClassVar[bool] = False
+    multi: ClassVar[bool] = False  # reads several columns
+
+    def __init__(self, *, column: str | None = None,
+                 columns: Sequence[str] | None = None, **params: Any):
+        self.column = column
+        self.columns = list(columns) if columns is not None else None
+        self.params = params
+
+    # -- identity ---------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[str]:
+        """The raw columns this transform reads."""
+        if self.columns is not None:
+            return list(self.columns)
+        return [self.column] if self.column is not None else []
+
+    @property
+    def label(self) -> str:
+        """The feature's name in reports: its column, or its columns joined."""
+        return self.column if self.columns is None else "*".join(self.columns)
+
+    def __repr__(self) -> str:
+        what = (f"column={self.column!r}" if self.columns is None
+                else f"columns={self.columns!r}")
+        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({what}{args})"
+
+    # -- learning ---------------------------------------------------------
+
+    def analyze(self, engine, table, *, target: Target | None = None) -> Transform:
+        """Learn the state from the training rows (an Ibis table)."""
+        if self.supervised:
+            if target is None:
+                raise MlsdError(f"{self!r} learns from the label: analyze() needs "
+                                f"target=Target(column, task)")
+            self.state_ = self._analyze(engine, table, target)
+        else:
+            self.state_ = self._analyze(engine, table)
+        return self
+
+    def _analyze(self, engine, table, *args) -> dict[str, Any]:
+        return {}
+
+    def check_fitted(self) -> dict[str, Any]:
+        if not hasattr(self, "state_"):
+            raise NotFittedError(
+                f"{self!r} has no state: call analyze() (or from_state()) first")
+        return self.state_
+
+    # -- applying ---------------------------------------------------------
+
+    def apply(self, table: pa.Table | pa.RecordBatch, *, training: bool = False
+              ) -> sp.csr_matrix:
+        """The feature block for every row of ``table`` (a pure function of the
+        state). ``training=True`` marks the training rows themselves: a
+        supervised transform then gives each row its out-of-fold value."""
+        state = self.check_fitted()
+        cols = [column_of(table, c) for c in self.inputs]
+        if training and self.supervised:
+            return self._apply_training(state, cols, table)
+        return self._apply(state, *cols)
+
+    def _apply_training(self, state, cols, table) -> sp.csr_matrix:
+        return self._apply(state, *cols)
+
+    @abstractmethod
+    def _apply(self, state: dict, *cols: pa.Array) -> sp.csr_matrix:
+        """The block for the input columns, given the state."""
+
+    def apply_row(self, row: Mapping[str, Any]) -> Entries:
+        """One row's block as sparse entries, from a dict of raw values (what
+        ``Table.to_pylist()`` gives). Equal to :meth:`apply` of that row."""
+        state = self.check_fitted()
+        return self._row(state, *(row.get(c) for c in self.inputs))
+
+    def _row(self, state: dict, *values: Any) -> Entries:
+        # the general one-row path: the batch apply on a one-row table (exact by
+        # construction); the transforms on the serving fast path override it
+        m = self._apply(state, *(pa.array([v]) for v in values)).tocsr()
+        m.sort_indices()
+        return m.indices.tolist(), m.data.tolist()
+
+    # -- naming -----------------------------------------------------------
+
+    @abstractmethod
+    def _names(self, state: dict) -> list[str]:
+        """Output column names, given the state."""
+
+    def names(self) -> list[str]:
+        """Names of the output columns, in order."""
+        return self._names(self.check_fitted())
+
+    def notes(self) -> dict[str, Any]:
+        """What the analysis found that a reader should see (collision rates,
+        sizes); empty by default."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "params": self.params, "state": self.check_fitted()}
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
+        else:
+            out["column"] = self.column
+        return out
+
+    # -- the scikit-learn face ---------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        out = {"column": self.column, "columns": self.columns}
+        return {**out, **self.params}
+
+    def set_params(self, **params: Any) -> Transform:
+        for k, v in params.items():
+            if k == "column":
+                self.column = v
+            elif k == "columns":
+                self.columns = list(v) if v is not None else None
+            elif k in self.params:
+                self.params[k] = v
+            else:
+                raise ValueError(f"{type(self).__name__} has no parameter {k!r}")
+        return self
+
+    def fit(self, X, y=None) -> Transform:
+        """Analyse ``X`` (DataFrame, Arrow table or 2-D array); ``y`` is the
+        label for supervised transforms."""
+        from ._sklearn import fit_frame
+        return fit_frame(self, X, y)
+
+    def transform(self, X) -> sp.csr_matrix:
+        from ._sklearn import as_arrow
+        return self.apply(as_arrow(X, getattr(self, "input_names_", None)))
+
+    def fit_transform(self, X, y=None) -> sp.csr_matrix:
+        """Fit, then apply; supervised transforms give the fitted rows their
+        out-of-fold values (like scikit-learn's ``TargetEncoder``)."""
+        from ._sklearn import as_arrow, with_rows
+        self.fit(X, y)
+        table = with_rows(as_arrow(X, getattr(self, "input_names_", None)))
+        return self.apply(table, training=True)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(self.names(), dtype=object)

@@ -1,0 +1,187 @@
+"""Text transforms: hashed word n-grams and TF-IDF over a training vocabulary.
+
+Both tokenise with scikit-learn's analyzer (lower case, words of two or more
+letters or digits, word n-grams), so they read text the same way. The analysis
+streams the training column through that analyzer in Arrow batches: tokenising
+in SQL would be a second tokeniser that could disagree with the one ``apply``
+uses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import mmh3
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from ..errors import MlsdError
+from ._base import Transform, texts
+from ._categorical import TOP_NAMES, hashed_name
+
+SAMPLE_DOCS = 20_000  # documents read to name hashed n-gram columns
+
+
+def _analyzer(ngram_range) -> Any:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(ngram_range=tuple(ngram_range), lowercase=True
+                           ).build_analyzer()
+
+
+def _docs(col: pa.Array) -> list[str]:
+    return ["" if v is None else v for v in texts(col).to_pylist()]
+
+
+def _stream(engine, table, column: str, limit: int | None = None):
+    """The training texts, batch by batch (None as empty), up to ``limit``."""
+    seen = 0
+    for batch in engine.batches(table.select(t=table[column].cast("string")),
+                                rows=8192):
+        docs = _docs(batch.column(0))
+        if limit is not None:
+            docs = docs[: limit - seen]
+        seen += len(docs)
+        yield docs
+        if limit is not None and seen >= limit:
+            return
+
+
+def ngram_bucket(term: str, buckets: int) -> int:
+    """The column scikit-learn's ``HashingVectorizer`` gives a term (signed
+    MurmurHash3, seed 0, its absolute value modulo the width)."""
+    h = mmh3.hash(term, 0, signed=True)
+    if h == -(2**31):
+        return (2**31 - 1 - (buckets - 1)) % buckets
+    return abs(h) % buckets
+
+
+class HashedNgramsFeature(Transform):
+    """Word n-gram counts hashed into ``buckets`` columns.
+
+    Uses scikit-learn's ``HashingVectorizer`` (MurmurHash3, stable across
+    processes; no vocabulary to learn, so nothing can leak from test text). The
+    analysis reads up to 20,000 training texts to measure the collision rate
+    and name each column by its most frequent n-gram (``text~ng1812[crypto,+3]``).
+    """
+
+    kind = "hashed_ngrams"
+    stateless = True
+
+    def __init__(self, *, column: str, buckets: int = 4096,
+                 ngram_range: tuple[int, int] = (1, 2)):
+        super().__init__(column=column, buckets=buckets,
+                         ngram_range=list(ngram_range))
+
+    def _analyze(self, engine=None, table=None):
+        state = {"buckets": self.params["buckets"],
+                 "ngram_range": list(self.params["ngram_range"]),
+                 "lowercase": True, "hash": "sklearn HashingVectorizer"}
+        if engine is not None:
+            analyzer = _analyzer(state["ngram_range"])
+            counts: Counter = Counter()
+            docs = 0
+            for batch in _stream(engine, table, self.column, SAMPLE_DOCS):
+                docs += len(batch)
+                for d in batch:
+                    counts.update(analyzer(d))
+            state["report"] = self._report(counts, docs, state["buckets"])
+        return state
+
+    @staticmethod
+    def _report(counts: Counter, docs: int, buckets: int) -> dict[str, Any]:
+        terms = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        b = np.fromiter((ngram_bucket(t, buckets) for t, _ in terms), dtype=np.int64,
+                        count=len(terms))
+        per = np.bincount(b, minlength=buckets) if len(b) else np.zeros(buckets, int)
+        names: dict[str, list] = {}
+        for (term, _), k in zip(terms, b, strict=True):
+            if str(int(k)) not in names:
+                names[str(int(k))] = [term, int(per[k])]
+                if len(names) >= TOP_NAMES:
+                    break
+        shared = per[b] > 1 if len(b) else np.zeros(0, bool)
+        return {"docs_read": docs, "distinct": len(terms),
+                "buckets_used": int((per > 0).sum()),
+                "collision_rate": round(float(shared.mean()), 6) if len(b) else 0.0,
+                "names": names}
+
+    def _vectorizer(self, state):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        return HashingVectorizer(
+            n_features=state["buckets"], ngram_range=tuple(state["ngram_range"]),
+            lowercase=state["lowercase"], alternate_sign=False, norm=None,
+            dtype=np.float64)
+
+    def _apply(self, state, col):
+        return self._vectorizer(state).transform(_docs(col)).tocsr()
+
+    def _names(self, state):
+        names = (state.get("report") or {}).get("names", {})
+        return [hashed_name(self.column, i, names, mark="~ng")
+                for i in range(state["buckets"])]
+
+    def notes(self):
+        r = self.check_fitted().get("report")
+        return {k: v for k, v in r.items() if k != "names"} if r else {}
+
+
+class TfidfFeature(Transform):
+    """TF-IDF of word n-grams over a vocabulary learned from the training split:
+    the ``max_features`` n-grams found in the most training documents, each in
+    at least ``min_df`` of them; ``idf = ln((1 + n) / (1 + df)) + 1`` (smoothed,
+    as scikit-learn's ``TfidfVectorizer``), rows scaled to unit length. Words
+    outside the vocabulary are ignored; an empty or missing text is a row of
+    zeros."""
+
+    kind = "tfidf"
+
+    def __init__(self, *, column: str, max_features: int = 20_000, min_df: int = 2,
+                 ngram_range: tuple[int, int] = (1, 1)):
+        super().__init__(column=column, max_features=max_features, min_df=min_df,
+                         ngram_range=list(ngram_range))
+
+    def _analyze(self, engine, table):
+        p = self.params
+        analyzer = _analyzer(p["ngram_range"])
+        df: Counter = Counter()
+        docs = 0
+        for batch in _stream(engine, table, self.column):
+            docs += len(batch)
+            for d in batch:
+                df.update(set(analyzer(d)))
+        kept = sorted(((t, n) for t, n in df.items() if n >= p["min_df"]),
+                      key=lambda kv: (-kv[1], kv[0]))[: p["max_features"]]
+        if not kept:
+            raise MlsdError(
+                f"feature {self.column!r}: tfidf found no word in at least min_df="
+                f"{p['min_df']} of the {docs} training texts; lower min_df or use "
+                f"hashed_ngrams")
+        vocab = sorted(t for t, _ in kept)
+        idf = {t: float(np.log((1 + docs) / (1 + n)) + 1.0) for t, n in kept}
+        return {"vocabulary": vocab, "idf": [idf[t] for t in vocab], "docs": docs,
+                "distinct": len(df), "ngram_range": list(p["ngram_range"])}
+
+    def _apply(self, state, col):
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.preprocessing import normalize
+
+        cv = CountVectorizer(ngram_range=tuple(state["ngram_range"]), lowercase=True,
+                             vocabulary={t: i for i, t in
+                                         enumerate(state["vocabulary"])},
+                             dtype=np.float64)
+        counts = cv.transform(_docs(col)).tocsr()
+        weighted = counts @ sp.diags(np.asarray(state["idf"], dtype=np.float64))
+        return normalize(weighted.tocsr(), norm="l2", copy=False)
+
+    def _names(self, state):
+        return [f"{self.column}~{t}" for t in state["vocabulary"]]
+
+    def notes(self):
+        s = self.check_fitted()
+        return {"vocabulary": len(s["vocabulary"]), "distinct": s["distinct"],
+                "docs": s["docs"]}
+
