@@ -535,9 +535,10 @@ class CrossFeature(Transform):
 
     def _product(self, state, xs: list[np.ndarray]) -> np.ndarray:
         out = np.ones(len(xs[0]))
-        for x, s in zip(xs, state["inputs"], strict=True):
-            out = out * ((np.where(np.isnan(x), s["fill"], x) - s["mean"])
-                         / (s["std"] or 1.0))
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf
+            for x, s in zip(xs, state["inputs"], strict=True):
+                out = out * ((np.where(np.isnan(x), s["fill"], x) - s["mean"])
+                             / (s["std"] or 1.0))
         return out
 
     def _apply(self, state, *cols):

@@ -132,7 +132,11 @@ class NumericFeature(Transform):
             state["quantiles"], state["levels"] = _quantile_map(s["q"] or [])
         return state
 
-    def _scale(self, state, x: np.ndarray) -> np.ndarray:
+    def _scale(self, state, x):
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf
+            return self._scaled(state, x)
+
+    def _scaled(self, state, x):
         scale = self.params["scale"]
         if scale == "standard" and state["mean"] is not None:
             return (x - state["mean"]) / (state["std"] or 1.0)
@@ -383,10 +387,12 @@ class FourierFeature(Transform):
         w = np.asarray(state["w"], dtype=np.float64)
         acc = np.broadcast_to(np.asarray(state["b"], dtype=np.float64),
                               (len(xs[0]), w.shape[1])).copy()
-        for i, (x, s) in enumerate(zip(xs, state["inputs"], strict=True)):
-            z = (np.where(np.isnan(x), s["fill"], x) - s["mean"]) / (s["std"] or 1.0)
-            acc += z[:, None] * w[i]
-        return math.sqrt(2.0 / w.shape[1]) * np.cos(acc)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: NaN
+            for i, (x, s) in enumerate(zip(xs, state["inputs"], strict=True)):
+                z = (np.where(np.isnan(x), s["fill"], x) - s["mean"]) / (
+                    s["std"] or 1.0)
+                acc += z[:, None] * w[i]
+            return math.sqrt(2.0 / w.shape[1]) * np.cos(acc)
 
     def _apply(self, state, *cols):
         return sp.csr_matrix(self._project(state, [floats(c) for c in cols]))
