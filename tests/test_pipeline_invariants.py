@@ -142,16 +142,14 @@ def test_determinism_across_processes(ran_project, tmp_path):
     assert first["model"]["threshold"] == second["model"]["threshold"]
 
 
-def test_fitting_sees_training_rows_only(ran_project, tmp_path):
-    """Make every validation and test row extreme, with new categories: the
-    feature state must not move by one byte."""
-    folder, first = ran_project
+def _poisoned_copy(folder: Path, dst: Path) -> Path:
+    """A copy of a ran project whose validation and test rows are all extreme,
+    with new categories and words (the training rows untouched)."""
     split = DeltaTable(str(folder / ".mlsd/lake/splits/forum-spam")
                        ).to_pyarrow_table().to_pylist()
     held_out = {r["post_id"] for r in split if r["_split"] != "train"}
     assert len(held_out) > 5000
-    other = tmp_path / "poisoned"
-    shutil.copytree(folder, other, ignore=shutil.ignore_patterns(".mlsd"))
+    shutil.copytree(folder, dst, ignore=shutil.ignore_patterns(".mlsd"))
 
     def poison(rec: dict) -> dict:
         return {**rec, "likes": 10**12, "dislikes": 10**12, "views": 10**12,
@@ -159,7 +157,7 @@ def test_fitting_sees_training_rows_only(ran_project, tmp_path):
                 "author_country": "NEVER-SEEN", "author_id": "u-new",
                 "text": "zzz unseen words qqq"}
 
-    log = other / "data/posts_log.jsonl"
+    log = dst / "data/posts_log.jsonl"
     out = []
     for line in log.read_text(encoding="utf-8").split("\n"):
         try:
@@ -170,10 +168,9 @@ def test_fitting_sees_training_rows_only(ran_project, tmp_path):
         out.append(json.dumps(poison(rec) if rec.get("post_id") in held_out
                               else rec))
     log.write_text("\n".join(out), encoding="utf-8")
-    export = other / "data/posts_export.csv"
+    export = dst / "data/posts_export.csv"
     lines = export.read_text(encoding="utf-8").split("\n")
     header = next(read_csv(export)).schema.names[:11]
-    changed = 0
     for batch in read_csv(export):
         for rec in batch.to_pylist():
             if rec["post_id"] in held_out and rec["_error"] is None:
@@ -183,14 +180,86 @@ def test_fitting_sees_training_rows_only(ran_project, tmp_path):
                 csv.writer(buf, lineterminator="").writerow(fields)
                 assert "\n" not in rec["_raw"]
                 lines[rec["_line"] - 1] = buf.getvalue()
-                changed += 1
     export.write_text("\n".join(lines), encoding="utf-8")
+    return dst
+
+
+def test_fitting_sees_training_rows_only(ran_project, tmp_path):
+    """Make every validation and test row extreme, with new categories: the
+    feature state must not move by one byte."""
+    folder, first = ran_project
+    other = _poisoned_copy(folder, tmp_path / "poisoned")
     second = json.loads(run_cli("run", "--json", cwd=other).stdout)
     assert second["split"]["sizes"] == first["split"]["sizes"]
     assert _feature_state(folder, first) == _feature_state(other, second)
     # the poison did reach the held-out rows: their metrics changed
     assert second["model"]["metrics"]["model"]["test"] != first["model"]["metrics"][
         "model"]["test"]
+
+
+CHAPTER_FEATURES = [
+    {"column": "likes", "impute": "constant", "fill_value": 0, "scale": "log1p"},
+    {"column": "dislikes", "impute": "mean", "scale": "robust"},
+    {"column": "views", "encode": "bins", "strategy": "quantile", "bins": 10},
+    {"column": "author_account_age_days", "scale": "quantile"},
+    {"column": "author_posts_before", "impute": "most_frequent", "scale": "maxabs"},
+    {"column": "author_country", "encode": "frequency"},
+    {"column": "author_id", "encode": "target", "folds": 5},
+    {"columns": ["author_country", "views"], "encode": "cross", "bins": 4,
+     "buckets": 256},
+    {"columns": ["likes", "dislikes"], "encode": "fourier", "dim": 16},
+    {"column": "created_at", "encode": "periodic", "period": "7d", "harmonics": 2},
+    {"column": "text", "encode": "tfidf", "max_features": 2000, "min_df": 3},
+]
+
+
+def test_every_chapter_feature_fits_on_training_rows_only(fresh_project, tmp_path):
+    """The chapter's transforms in one run: it trains, serves the same scores
+    row by row, and poisoning every held-out row leaves the state unchanged."""
+    import yaml
+
+    spec = yaml.safe_load((fresh_project / "mlsd.yaml").read_text())
+    spec["features"] = CHAPTER_FEATURES
+    spec["feature_policy"] = {"drop_missing_above": 0.99}
+    (fresh_project / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    first = json.loads(run_cli("run", "--json", cwd=fresh_project).stdout)
+    assert first["model"]["beats_baselines"] is True
+    feats = first["features"]
+    assert feats["dropped"] == [] and feats["missing_share"]["author_country"] > 0
+    assert 0 < feats["notes"]["author_country*views"]["collision_rate"] < 1
+    assert 50 < feats["notes"]["text"]["vocabulary"] <= 2000
+    cols = {c["column"]: c for c in first["shap"]["by_column"]}
+    assert "author_country*views" in cols["views"]["features"]
+    assert "equal part" in first["shap"]["split_rule"]
+    other = _poisoned_copy(fresh_project, tmp_path / "poisoned")
+    second = json.loads(run_cli("run", "--json", cwd=other).stdout)
+    assert _feature_state(fresh_project, first) == _feature_state(other, second)
+
+    # the saved model scores one row as the batch did
+    from mlsd.models import ModelArtifact
+
+    art = ModelArtifact.load(fresh_project / first["paths"]["model"],
+                             trust_unregistered=True)
+    rows = DeltaTable(str(fresh_project / ".mlsd/lake/training/forum-spam")
+                      ).to_pyarrow_table().slice(0, 60)
+    table = rows.select(art.pipeline.columns)
+    batch = art.pipeline.apply(table).toarray()
+    for i, row in enumerate(table.to_pylist()):
+        assert (art.pipeline.apply_one(row).toarray()[0] == batch[i]).all()
+
+
+def test_a_feature_left_out_for_missing_values_is_reported(fresh_project):
+    import yaml
+
+    spec = yaml.safe_load((fresh_project / "mlsd.yaml").read_text())
+    spec["feature_policy"] = {"drop_missing_above": 0.001}
+    (fresh_project / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    s = json.loads(run_cli("run", "--json", "--until", "features",
+                           cwd=fresh_project).stdout)
+    dropped = {d["feature"]: d for d in s["features"]["dropped"]}
+    assert "drop_missing_above: 0.001" in dropped["author_country"]["why"]
+    assert dropped["author_country"]["missing"] == pytest.approx(0.07, abs=0.01)
+    assert "likes" not in dropped  # no training row lacks it
 
 
 def test_report_is_self_contained(ran_project):

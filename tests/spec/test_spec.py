@@ -46,6 +46,38 @@ def test_example_spec_parses():
                                    metrics=["f1"]), "problem", "rmse, mae, r2"),
     (lambda d: d["sources"].update({"../evil": {"path": "x.csv"}}), "(top level)",
      "invalid name"),
+    # feature settings: each kind reads its own; a stray one is a mistake
+    (lambda d: d["features"][6].update(max_categories=5), "features[6]",
+     "max_categories: does not apply to a hashing feature (it is read by: onehot, "
+     "frequency, target)"),
+    (lambda d: d["features"][0].update(buckets=8), "features[0]",
+     "a numeric feature reads impute, fill_value, scale"),
+    (lambda d: d["features"].append({"column": "views", "encode": "bins",
+                                     "bins": 4, "strategy": "edges"}),
+     "features[9]", "give edges together with strategy: edges"),
+    (lambda d: d["features"].append({"column": "views", "encode": "bins",
+                                     "strategy": "edges", "edges": [3, 1]}),
+     "features[9]", "must increase strictly"),
+    (lambda d: d["features"].append({"column": "likes", "impute": "constant"}),
+     "features[9]", "impute: constant needs a fill_value"),
+    (lambda d: d["features"].append({"column": "likes", "scale": "log"}),
+     "features[9]", "unknown scaler 'log'"),
+    (lambda d: d["features"].append({"column": "likes", "encode": "cross"}),
+     "features[9]", "cross combines a list of `columns`"),
+    (lambda d: d["features"].append({"columns": ["likes"], "encode": "cross"}),
+     "features[9]", "a cross needs at least two columns"),
+    (lambda d: d["features"].append({"columns": ["likes", "views"]}),
+     "features[9]", "a numeric feature reads one `column`"),
+    (lambda d: d["features"].append({"column": "created_at", "encode": "periodic",
+                                     "period": "24 hours"}),
+     "features[9]", "'24 hours' is not a number or a duration like 24h"),
+    (lambda d: d["features"].append({"column": "text", "encode": "tfidff"}),
+     "features[9]", "unknown encoder 'tfidff' (did you mean 'tfidf'?)"),
+    (lambda d: d["features"].append({"columns": ["likes", "is_spam"],
+                                     "encode": "cross"}), "(top level)",
+     "target 'is_spam' cannot be a feature"),
+    (lambda d: d.update(feature_policy={"drop_missing_above": 1.5}),
+     "feature_policy.drop_missing_above", "less than or equal to 1"),
 ])
 def test_errors_name_the_yaml_path(edit, path, words):
     doc = _doc()
@@ -80,3 +112,29 @@ def test_json_schema_describes_the_file():
     assert schema["additionalProperties"] is False
     assert "validate" in schema["properties"]
     assert schema["$defs"]["FeatureSpec"]["additionalProperties"] is False
+
+
+def test_every_feature_of_the_chapter_parses():
+    doc = _doc()
+    doc["features"] += [
+        {"column": "likes", "impute": "constant", "fill_value": 0, "scale": "log1p"},
+        {"column": "views", "encode": "bins", "strategy": "quantile", "bins": 10,
+         "output": "onehot"},
+        {"column": "author_country", "encode": "ordinal", "order": ["fr", "us"]},
+        {"column": "author_id", "encode": "target", "folds": 5},
+        {"column": "author_id", "encode": "frequency"},
+        {"columns": ["author_country", "author_id"], "encode": "cross",
+         "buckets": 4096},
+        {"columns": ["likes", "views"], "encode": "fourier", "dim": 64,
+         "gamma": 0.5},
+        {"column": "created_at", "encode": "periodic", "period": "24h",
+         "harmonics": 2},
+        {"column": "text", "encode": "tfidf", "max_features": 20000, "min_df": 5},
+    ]
+    spec = parse_spec(doc)
+    kinds = [f.kind for f in spec.features][-9:]
+    assert kinds == ["numeric", "bins", "ordinal", "target", "frequency", "cross",
+                     "fourier", "periodic", "tfidf"]
+    assert spec.features[-4].inputs == ["author_country", "author_id"]
+    assert spec.features[-4].label == "author_country*author_id"
+    assert spec.features[-1].settings() == {"max_features": 20000, "min_df": 5}
