@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
-from . import _checks, _model
+from . import _checks, _missing, _model
 from ._data import Pair, codes_of, make_pair, numeric
 from ._leakage import SEVERITIES, Finding
 
@@ -36,6 +36,7 @@ class AuditResult:
     seconds: dict[str, float] = field(default_factory=dict)
     model: dict[str, Any] | None = None
     design: dict[str, Any] = field(default_factory=dict)
+    missingness: list[dict[str, Any]] = field(default_factory=list)
 
     def worst(self) -> str | None:
         """The highest severity found, or None."""
@@ -58,7 +59,7 @@ class AuditResult:
                 "thresholds": dict(_checks.THRESHOLDS),
                 "profile": self.profile, "features": self.features,
                 "model": self.model, "design": self.design,
-                "seconds": self.seconds}
+                "missingness": self.missingness, "seconds": self.seconds}
 
 
 def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
@@ -101,6 +102,7 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
     suspects = list(dict.fromkeys(
         c for f in findings if f.check in SUSPECT_CHECKS for c in f.columns
         if c != pair.time))
+    missing = timed("missingness", _missing.missingness, pair)
     probe = timed("probe_model", _model.probe, pair, sample_rows, suspects)
     if probe is not None:
         findings += _model.ablation_findings(pair, probe, suspects)
@@ -116,7 +118,7 @@ def audit_pair(train: pa.Table, test: pa.Table, *, target: str,
                  pair.dropped_no_target.items()}},
         profile=profile(pair), features=stats, seconds=seconds,
         model=None if probe is None else asdict(probe),
-        design=design_review(pair, probe, power))
+        design=design_review(pair, probe, power), missingness=missing)
 
 
 def design_review(pair: Pair, probe: _model.Probe | None,

@@ -58,12 +58,13 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     shap = None if explanation is None else {
         k: explanation[k] for k in ("explainer", "rows_used", "background_rows")
     } | {"by_column": explanation["by_column"][:15],
+         "by_feature": explanation["by_block"],
          "split_rule": explanation["split_rule"]}
     worst = [f.severity for f in findings]
     return StageResult(
         outputs={"audit": {"pair": pair.to_dict(), "explanation": explanation,
                            "findings": findings}},
         summary={"shap": shap, "audit": [f.to_dict() for f in findings],
-                 "audit_design": pair.design},
+                 "audit_design": pair.design, "missingness": pair.missingness},
         note=(f"{len(findings)} finding(s)"
               + (f", {worst.count('high')} high" if "high" in worst else "")))

@@ -103,8 +103,10 @@ def entries(values: Sequence[float]) -> Entries:
 
 
 def one_hot(n: int, j: np.ndarray, width: int) -> sp.csr_matrix:
-    """Rows with a single 1 at column ``j[i]``."""
-    return sp.csr_matrix((np.ones(n), (np.arange(n), j)), shape=(n, width))
+    """Rows with a single 1 at column ``j[i]`` (built as CSR directly: one
+    entry a row needs no sorting)."""
+    return sp.csr_matrix((np.ones(n), np.asarray(j, dtype=np.int64),
+                          np.arange(n + 1, dtype=np.int64)), shape=(n, width))
 
 
 def plain(x: Any) -> float | None:

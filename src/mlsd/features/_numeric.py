@@ -170,17 +170,28 @@ class NumericFeature(Transform):
         return block(x)
 
     def _row(self, state, v):
-        x = row_float(v)
+        # plain float arithmetic, the very operations of _scaled in the same
+        # order (IEEE gives the same bits); numpy only for log1p and quantiles
+        x = math.nan if v is None else float(v)
         miss = x != x
         if miss and state["fill"] is not None:
             x = state["fill"]
         scale = self.params["scale"]
-        if scale in ("log1p", "quantile"):  # numpy's own functions, as in batch
+        if scale == "standard" and state["mean"] is not None:
+            x = (x - state["mean"]) / (state["std"] or 1.0)
+        elif scale == "minmax" and state["min"] is not None:
+            x = (x - state["min"]) / ((state["max"] - state["min"]) or 1.0)
+        elif scale == "robust" and state.get("median") is not None:
+            x = (x - state["median"]) / (state["iqr"] or 1.0)
+        elif scale == "maxabs" and state.get("maxabs") is not None:
+            x = x / (state["maxabs"] or 1.0)
+        elif scale in ("log1p", "quantile"):
             x = float(self._scale(state, np.array([x]))[0])
-        elif scale != "none":
-            x = float(self._scale(state, x))
-        out = [x, 1.0 if miss else 0.0] if state["indicator"] else [x]
-        return entries(out)
+        if state["indicator"]:
+            if miss:
+                return ([0, 1], [x, 1.0]) if x != 0 else ([1], [1.0])
+            return ([0], [x]) if x != 0 else ([], [])
+        return ([0], [x]) if x != 0 else ([], [])
 
     def _names(self, state):
         out = [self.column]
@@ -439,12 +450,28 @@ class TimeFeature(Transform):
             v = funcs[part](col).to_numpy(zero_copy_only=False)
             v = np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0)
             if part in ("month", "day"):
-                v = v - 1
+                v = np.where(miss, 0.0, v - 1)  # a missing time: all zeros
             angle = 2 * np.pi * v / _PERIOD[part]
             cols += [v, np.where(miss, 0.0, np.sin(angle)),
                      np.where(miss, 0.0, np.cos(angle))]
         cols.append(miss.astype(np.float64))
         return block(np.column_stack(cols))
+
+    def _row(self, state, v):
+        if v is None:
+            return [len(state["parts"]) * 3], [1.0]
+        if not isinstance(v, datetime):
+            return super()._row(state, v)
+        parts = {"hour": v.hour, "weekday": v.weekday(), "month": v.month - 1,
+                 "day": v.day - 1}
+        vals = np.array([float(parts[p]) for p in state["parts"]])
+        angle = 2 * np.pi * vals / np.array([float(_PERIOD[p])
+                                             for p in state["parts"]])
+        sin, cos = np.sin(angle), np.cos(angle)
+        out = []
+        for k in range(len(vals)):
+            out += [vals[k], sin[k], cos[k]]
+        return entries(out + [0.0])
 
     def _names(self, state):
         out = []

@@ -101,6 +101,34 @@ def missing_shares(engine, table, columns: list[str]) -> dict[str, float]:
     return {c: int(s[f"m{i}"] or 0) / n for i, c in enumerate(columns)}
 
 
+COST_ROWS = 200  # training rows timed through each feature's one-row apply
+
+
+def feature_table(pipeline: FeaturePipeline, train, shares: dict[str, float]
+                  ) -> list[dict[str, Any]]:
+    """Per feature: kind, columns, model inputs, training missing share (its
+    worst column) and online cost (median microseconds of its one-row apply
+    over training rows): what a feature costs next to what it brings."""
+    import statistics
+    import time
+
+    rows = train.slice(0, COST_ROWS).select(pipeline.columns).to_pylist()
+    out = []
+    for t in pipeline.transforms:
+        spent = []
+        for r in rows:
+            start = time.perf_counter()
+            t.apply_row(r)
+            spent.append(time.perf_counter() - start)
+        out.append({"feature": t.label, "kind": t.kind, "columns": t.inputs,
+                    "width": len(t.names()),
+                    "missing": round(max(shares.get(c, 0.0) for c in t.inputs), 4),
+                    "us_per_row": round(statistics.median(spent) * 1e6, 1)
+                    if spent else None,
+                    **({"notes": n} if (n := t.notes()) else {})})
+    return out
+
+
 @stage(writes={"features": "memory"}, settings=_settings, check=_check)
 def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
              ) -> StageResult:
@@ -134,12 +162,13 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     pipeline = FeaturePipeline(transforms=[transform_for(f) for f in keep])
     pipeline.analyze(ctx.engine, table, target=_target(ctx))
     X = feature_matrices(ctx, pipeline, training, splits)
+    table = feature_table(pipeline, parts[TRAIN], shares)
     note = f"{X[TRAIN].shape[1]} inputs from {len(pipeline.columns)} columns"
     if dropped:
         note += f"; left out {', '.join(d['feature'] for d in dropped)} (missing)"
     return StageResult(
         outputs={"features": pipeline}, note=note,
         summary={"features": {
-            "inputs": int(X[TRAIN].shape[1]), "dropped": dropped,
+            "inputs": int(X[TRAIN].shape[1]), "dropped": dropped, "table": table,
             "notes": pipeline.notes(),
             "missing_share": {c: round(v, 4) for c, v in shares.items()}}})

@@ -18,7 +18,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from ..errors import MlsdError
-from ._base import Transform, texts
+from ._base import Transform, row_text, texts
 from ._categorical import TOP_NAMES, hashed_name
 
 SAMPLE_DOCS = 20_000  # documents read to name hashed n-gram columns
@@ -119,6 +119,19 @@ class HashedNgramsFeature(Transform):
     def _apply(self, state, col):
         return self._vectorizer(state).transform(_docs(col)).tocsr()
 
+    def _row(self, state, v):
+        # the vectorizer's own analyzer and hash, without its per-call checks
+        cache = self.__dict__.setdefault("_cache", {})
+        if cache.get("state") is not state:
+            cache.update(state=state, analyzer=self._vectorizer(state)
+                         .build_analyzer())
+        counts: dict[int, float] = {}
+        for term in cache["analyzer"]("" if v is None else row_text(v)):
+            j = ngram_bucket(term, state["buckets"])
+            counts[j] = counts.get(j, 0.0) + 1.0
+        idx = sorted(counts)
+        return idx, [counts[j] for j in idx]
+
     def _names(self, state):
         names = (state.get("report") or {}).get("names", {})
         return [hashed_name(self.column, i, names, mark="~ng")
@@ -165,17 +178,53 @@ class TfidfFeature(Transform):
         return {"vocabulary": vocab, "idf": [idf[t] for t in vocab], "docs": docs,
                 "distinct": len(df), "ngram_range": list(p["ngram_range"])}
 
-    def _apply(self, state, col):
-        from sklearn.feature_extraction.text import CountVectorizer
-        from sklearn.preprocessing import normalize
+    def _cached(self, state) -> dict[str, Any]:
+        cache = self.__dict__.setdefault("_cache", {})
+        if cache.get("state") is not state:
+            from sklearn.feature_extraction.text import CountVectorizer
 
-        cv = CountVectorizer(ngram_range=tuple(state["ngram_range"]), lowercase=True,
-                             vocabulary={t: i for i, t in
-                                         enumerate(state["vocabulary"])},
-                             dtype=np.float64)
-        counts = cv.transform(_docs(col)).tocsr()
-        weighted = counts @ sp.diags(np.asarray(state["idf"], dtype=np.float64))
-        return normalize(weighted.tocsr(), norm="l2", copy=False)
+            vocab = {t: i for i, t in enumerate(state["vocabulary"])}
+            cv = CountVectorizer(ngram_range=tuple(state["ngram_range"]),
+                                 lowercase=True, vocabulary=vocab, dtype=np.float64)
+            cache.update(state=state, cv=cv, vocab=vocab,
+                         analyzer=cv.build_analyzer(),
+                         idf=np.asarray(state["idf"], dtype=np.float64))
+        return cache
+
+    @staticmethod
+    def _weigh(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+               idf: np.ndarray) -> np.ndarray:
+        # tf * idf, then each row to unit length; the squares are summed in
+        # column order by reduceat, for one row as for many (same bits)
+        data = data * idf[indices]
+        if not len(data):
+            return data
+        per_row = np.diff(indptr)
+        full = per_row > 0
+        sq = np.add.reduceat(data * data, indptr[:-1][full])
+        return data / np.repeat(np.sqrt(sq), per_row[full])
+
+    def _apply(self, state, col):
+        c = self._cached(state)
+        counts = c["cv"].transform(_docs(col)).tocsr()
+        counts.sort_indices()
+        data = self._weigh(counts.data, counts.indices, counts.indptr, c["idf"])
+        return sp.csr_matrix((data, counts.indices, counts.indptr),
+                             shape=counts.shape)
+
+    def _row(self, state, v):
+        c = self._cached(state)
+        counts: dict[int, float] = {}
+        for term in c["analyzer"]("" if v is None else row_text(v)):
+            j = c["vocab"].get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0.0) + 1.0
+        if not counts:
+            return [], []
+        idx = sorted(counts)
+        data = self._weigh(np.array([counts[j] for j in idx]), np.array(idx),
+                           np.array([0, len(idx)]), c["idf"])
+        return idx, data.tolist()
 
     def _names(self, state):
         return [f"{self.column}~{t}" for t in state["vocabulary"]]

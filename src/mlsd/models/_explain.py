@@ -97,6 +97,13 @@ def shares_by_column(values: np.ndarray, blocks: list) -> list[dict[str, Any]]:
     return out
 
 
+def shares_by_feature(values: np.ndarray, blocks: list) -> list[dict[str, Any]]:
+    """Mean |SHAP| per feature (the mean absolute sum over its block)."""
+    out = [{"feature": b.column, "kind": b.kind, "shap": round(float(np.abs(
+        values[:, b.start:b.stop].sum(axis=1)).mean()), 6)} for b in blocks]
+    return sorted(out, key=lambda d: -d["shap"])
+
+
 def explain(learner, X_rows, X_background, names: list[str],
             blocks: list, *, seed: int = 0
             ) -> dict[str, Any] | None:
@@ -151,6 +158,7 @@ def explain(learner, X_rows, X_background, names: list[str],
         "by_feature": [{"feature": names[j], "shap": round(float(mean_abs[j]), 6)}
                        for j in order[:25] if mean_abs[j] > 0],
         "by_column": by_column,
+        "by_block": shares_by_feature(values, blocks),
         "split_rule": SPLIT_RULE,
         "beeswarm": beeswarm(values, X, names),
     }
