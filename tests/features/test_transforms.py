@@ -139,12 +139,19 @@ SCHEMA = pa.schema([("x", pa.float64()), ("z", pa.float64()), ("k", pa.int64()),
 
 
 def _dense_rows(t, rows: list[dict]) -> np.ndarray:
+    """The rows through ``apply_row`` and through the serving loop's
+    ``row_function``: both must give the same entries."""
     width = len(t.names())
     out = np.zeros((len(rows), width))
+    fast = t.row_function()
     for i, row in enumerate(rows):
         idx, vals = t.apply_row(row)
         assert len(idx) == len(set(idx)) and all(0 <= j < width for j in idx)
         out[i, idx] = vals
+        again = np.zeros(width)
+        idx2, vals2 = fast(*[row[c] for c in t.inputs])
+        again[idx2] = vals2
+        np.testing.assert_array_equal(again, out[i])
     return out
 
 

@@ -163,16 +163,29 @@ class Transform(ABC):
 
     # -- learning ---------------------------------------------------------
 
-    def analyze(self, engine, table, *, target: Target | None = None) -> Transform:
-        """Learn the state from the training rows (an Ibis table)."""
-        if self.supervised:
-            if target is None:
-                raise MlsdError(f"{self!r} learns from the label: analyze() needs "
-                                f"target=Target(column, task)")
-            self.state_ = self._analyze(engine, table, target)
-        else:
-            self.state_ = self._analyze(engine, table)
+    known_: dict | None = None  # column summaries the pipeline computed at once
+
+    def analyze(self, engine, table, *, target: Target | None = None,
+                known: dict | None = None) -> Transform:
+        """Learn the state from the training rows (an Ibis table). ``known``:
+        numeric summaries already computed, by (column, quantiles)."""
+        self.known_ = known
+        try:
+            if self.supervised:
+                if target is None:
+                    raise MlsdError(f"{self!r} learns from the label: analyze() "
+                                    f"needs target=Target(column, task)")
+                self.state_ = self._analyze(engine, table, target)
+            else:
+                self.state_ = self._analyze(engine, table)
+        finally:
+            self.known_ = None
         return self
+
+    def summaries_wanted(self) -> dict[str, int]:
+        """Numeric columns whose summary the analysis reads (and how many
+        quantiles), so a pipeline can compute them all in one scan."""
+        return {}
 
     def _analyze(self, engine, table, *args) -> dict[str, Any]:
         return {}
@@ -208,6 +221,14 @@ class Transform(ABC):
         ``Table.to_pylist()`` gives). Equal to :meth:`apply` of that row."""
         state = self.check_fitted()
         return self._row(state, *(row.get(c) for c in self.inputs))
+
+    def row_function(self):
+        """``apply_row`` as a function of the input values alone, with the state
+        bound (what a serving loop calls); transforms on the fast path return
+        one with their constants precomputed."""
+        import functools
+
+        return functools.partial(self._row, self.check_fitted())
 
     def _row(self, state: dict, *values: Any) -> Entries:
         # the general one-row path: the batch apply on a one-row table (exact by

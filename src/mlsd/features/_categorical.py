@@ -41,12 +41,14 @@ TOP_NAMES = 10_000  # hashed columns named by their most frequent training value
 NAME_CHARS = 24
 
 
-def value_counts(engine, table, column: str, **sums: Any) -> pa.Table:
+def value_counts(engine, table, column: str, *, ranked: bool = False) -> pa.Table:
     """Training rows per value of ``column`` (``v``: the value as text, None for
-    missing; ``n``; and any named sums), one engine group-by."""
-    t = table.select(v=table[column], **dict(sums.items()))
-    out = engine.to_arrow(t.group_by("v").aggregate(
-        n=ibis._.count(), **{k: ibis._[k].sum() for k in sums}))
+    missing; ``n``), one engine group-by; ``ranked``: most frequent first (ties
+    by native value), sorted by the engine."""
+    t = table.select(v=table[column]).group_by("v").aggregate(n=ibis._.count())
+    if ranked:
+        t = t.order_by([ibis.desc("n"), "v"])
+    out = engine.to_arrow(t)
     return out.set_column(0, "v", texts(out.column("v").combine_chunks()))
 
 
@@ -108,6 +110,18 @@ class OneHotFeature(_Cached, Transform):
                              lambda s: {c: i for i, c in enumerate(s["categories"])})
         n = len(state["categories"])
         return [n + 1 if v is None else index.get(row_text(v), n)], [1.0]
+
+    def row_function(self):
+        state = self.check_fitted()
+        index = {c: i for i, c in enumerate(state["categories"])}
+        other, missing = len(index), len(index) + 1
+        one = [1.0]
+
+        def row(v):
+            if v is None:
+                return [missing], one
+            return [index.get(v if v.__class__ is str else row_text(v), other)], one
+        return row
 
     def _names(self, state):
         return [f"{self.column}={c}" for c in state["categories"]] + [
@@ -356,7 +370,8 @@ def hash_report(values: list[str], rows: list[int], buckets: int, seed: int
                 ) -> dict[str, Any]:
     """How the training values fall into buckets: the collision rate (share of
     distinct values that share a bucket with another; and of rows) and, per
-    bucket, its most frequent value (to name the column)."""
+    bucket, its most frequent value (to name the column). ``values`` come most
+    frequent first."""
     if not values:
         return {"distinct": 0, "buckets_used": 0, "collision_rate": 0.0,
                 "rows_colliding": 0.0, "names": {}}
@@ -364,15 +379,12 @@ def hash_report(values: list[str], rows: list[int], buckets: int, seed: int
     n = np.asarray(rows, dtype=np.int64)
     per_bucket = np.bincount(b, minlength=buckets)
     shared = per_bucket[b] > 1
-    order = np.lexsort((np.asarray(values, dtype=object).astype(str), -n))
-    names: dict[str, list] = {}
-    for i in order:  # the first value met in a bucket is its most frequent
-        key = str(int(b[i]))
-        if key not in names:
-            names[key] = [values[i], int(per_bucket[b[i]])]
-            if len(names) >= TOP_NAMES:
-                break
-    return {"distinct": len(values), "buckets_used": int((per_bucket > 0).sum()),
+    # the first value met in a bucket is its most frequent (values are ranked)
+    used, first = np.unique(b, return_index=True)
+    top = np.argsort(first, kind="stable")[:TOP_NAMES]
+    names = {str(int(used[k])): [values[first[k]], int(per_bucket[used[k]])]
+             for k in top}
+    return {"distinct": len(values), "buckets_used": int(len(used)),
             "collision_rate": round(float(shared.mean()), 6),
             "rows_colliding": round(float(n[shared].sum() / max(n.sum(), 1)), 6),
             "names": names}
@@ -408,10 +420,11 @@ class HashingFeature(Transform):
         state = {"buckets": p["buckets"], "seed": p["seed"],
                  "hash": "murmurhash3_x86_32"}
         if engine is not None:
-            pairs = ranked(value_counts(engine, table, self.column))
-            state["report"] = hash_report([v for v, _ in pairs],
-                                          [n for _, n in pairs], p["buckets"],
-                                          p["seed"])
+            counts = value_counts(engine, table, self.column, ranked=True)
+            counts = counts.filter(pc.is_valid(counts.column("v")))
+            state["report"] = hash_report(counts.column("v").to_pylist(),
+                                          counts.column("n").to_pylist(),
+                                          p["buckets"], p["seed"])
         return state
 
     def _apply(self, state, col):
@@ -427,6 +440,17 @@ class HashingFeature(Transform):
         if v is None:
             return [b], [1.0]
         return [mmh3.hash(row_text(v), state["seed"], signed=False) % b], [1.0]
+
+    def row_function(self):
+        state = self.check_fitted()
+        b, seed, one, h = state["buckets"], state["seed"], [1.0], mmh3.hash
+
+        def row(v):
+            if v is None:
+                return [b], one
+            return [h(v if v.__class__ is str else row_text(v), seed,
+                      signed=False) % b], one
+        return row
 
     def _names(self, state):
         names = (state.get("report") or {}).get("names", {})

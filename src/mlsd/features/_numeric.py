@@ -36,22 +36,42 @@ def most_frequent(engine, table, expr) -> Any:
     return top[0]["v"] if top else None
 
 
-def numeric_summary(engine, table, column: str, *, quantiles: int = 0
-                    ) -> dict[str, Any]:
-    """Rows, missing, mean, std, median, quartiles, min, max, max |x| of a column
-    (one aggregate query), and ``quantiles`` evenly spaced quantiles if asked."""
-    c = table[column].cast("float64")
-    metrics = {"n": table.count(), "missing": c.isnull().sum(), "mean": c.mean(),
-               "std": c.std(how="pop"), "median": c.median(),
-               "q1": c.quantile(0.25), "q3": c.quantile(0.75), "min": c.min(),
-               "max": c.max(), "maxabs": c.abs().max()}
-    if quantiles:
-        metrics["q"] = c.quantile(np.linspace(0, 1, quantiles).tolist())
+QUARTILES = [0.25, 0.5, 0.75]
+
+
+def numeric_summaries(engine, table, wanted: dict[str, int]) -> dict[str, dict]:
+    """For each column of ``wanted``: rows, missing, mean, std, median,
+    quartiles, min, max, max |x|, and that many evenly spaced quantiles (0: none),
+    all in one aggregate query (one scan however many columns)."""
+    metrics: dict[str, Any] = {"n": table.count()}
+    for i, (column, quantiles) in enumerate(wanted.items()):
+        c = table[column].cast("float64")
+        qs = QUARTILES + (np.linspace(0, 1, quantiles).tolist() if quantiles else [])
+        metrics |= {f"missing{i}": c.isnull().sum(), f"mean{i}": c.mean(),
+                    f"std{i}": c.std(how="pop"), f"q{i}": c.quantile(qs),
+                    f"min{i}": c.min(), f"max{i}": c.max(),
+                    f"maxabs{i}": c.abs().max()}
     s = engine.aggregate(table, **metrics)
-    out = {k: (int(v or 0) if k in ("n", "missing") else
-               [plain(x) for x in v] if k == "q" and v is not None else plain(v))
-           for k, v in s.items()}
+    out = {}
+    for i, (column, quantiles) in enumerate(wanted.items()):
+        q = [plain(x) for x in (s[f"q{i}"] or [None] * (3 + quantiles))]
+        one = {"n": int(s["n"] or 0), "missing": int(s[f"missing{i}"] or 0),
+               "mean": plain(s[f"mean{i}"]), "std": plain(s[f"std{i}"]),
+               "q1": q[0], "median": q[1], "q3": q[2], "min": plain(s[f"min{i}"]),
+               "max": plain(s[f"max{i}"]), "maxabs": plain(s[f"maxabs{i}"])}
+        if quantiles:
+            one["q"] = q[3:]
+        out[column] = one
     return out
+
+
+def numeric_summary(engine, table, column: str, *, quantiles: int = 0,
+                    known: dict | None = None) -> dict[str, Any]:
+    """:func:`numeric_summaries` of one column, or the one in ``known`` (what
+    the pipeline computed for all its columns in one scan)."""
+    if known and (column, quantiles) in known:
+        return known[(column, quantiles)]
+    return numeric_summaries(engine, table, {column: quantiles})[column]
 
 
 # -- impute and scale ------------------------------------------------------------
@@ -100,6 +120,12 @@ class NumericFeature(Transform):
                          missing_indicator=missing_indicator, fill_value=fill_value,
                          n_quantiles=n_quantiles)
 
+    def _quantiles(self) -> int:
+        return self.params["n_quantiles"] if self.params["scale"] == "quantile" else 0
+
+    def summaries_wanted(self) -> dict[str, int]:
+        return {self.column: self._quantiles()}
+
     def _analyze(self, engine, table):
         p = self.params
         if p["impute"] not in IMPUTERS:
@@ -108,9 +134,8 @@ class NumericFeature(Transform):
             raise MlsdError(f"{self!r}: scale must be one of {', '.join(SCALERS)}")
         if p["impute"] == "constant" and p["fill_value"] is None:
             raise MlsdError(f"{self!r}: impute: constant needs a fill_value")
-        s = numeric_summary(engine, table, self.column,
-                            quantiles=p["n_quantiles"] if p["scale"] == "quantile"
-                            else 0)
+        s = numeric_summary(engine, table, self.column, quantiles=self._quantiles(),
+                            known=self.known_)
         if p["scale"] == "log1p" and s["min"] is not None and s["min"] < 0:
             raise DataError(
                 f"feature {self.column!r}: scale: log1p needs values >= 0, but the "
@@ -192,6 +217,32 @@ class NumericFeature(Transform):
                 return ([0, 1], [x, 1.0]) if x != 0 else ([1], [1.0])
             return ([0], [x]) if x != 0 else ([], [])
         return ([0], [x]) if x != 0 else ([], [])
+
+    def row_function(self):
+        state = self.check_fitted()
+        scale, fill, indicator = self.params["scale"], state["fill"], state["indicator"]
+        sub = div = None  # (x - sub) / div, with the constants of _scaled
+        if scale == "standard" and state["mean"] is not None:
+            sub, div = state["mean"], state["std"] or 1.0
+        elif scale == "minmax" and state["min"] is not None:
+            sub, div = state["min"], (state["max"] - state["min"]) or 1.0
+        elif scale == "robust" and state.get("median") is not None:
+            sub, div = state["median"], state["iqr"] or 1.0
+        elif scale in ("maxabs", "log1p", "quantile"):
+            return super().row_function()
+        nan = math.nan
+
+        def row(v):
+            x = nan if v is None else float(v)
+            miss = x != x
+            if miss and fill is not None:
+                x = fill
+            if sub is not None:
+                x = (x - sub) / div
+            if indicator and miss:
+                return ([0, 1], [x, 1.0]) if x != 0 else ([1], [1.0])
+            return ([0], [x]) if x != 0 else ([], [])
+        return row
 
     def _names(self, state):
         out = [self.column]
@@ -383,7 +434,7 @@ class FourierFeature(Transform):
         p = self.params
         stats = []
         for c in self.columns:
-            s = numeric_summary(engine, table, c)
+            s = numeric_summary(engine, table, c, known=self.known_)
             stats.append({"fill": s["median"] if s["median"] is not None else 0.0,
                           "mean": s["mean"] or 0.0, "std": s["std"] or 1.0})
         rng = np.random.default_rng(p["seed"])
@@ -391,6 +442,9 @@ class FourierFeature(Transform):
                                                             p["dim"]))
         b = rng.uniform(0.0, 2 * math.pi, size=p["dim"])
         return {"inputs": stats, "w": w.tolist(), "b": b.tolist()}
+
+    def summaries_wanted(self) -> dict[str, int]:
+        return dict.fromkeys(self.columns, 0)
 
     def _project(self, state, xs: list[np.ndarray]) -> np.ndarray:
         # x W + b as a sum over inputs in a fixed order (elementwise, no BLAS),

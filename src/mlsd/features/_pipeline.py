@@ -86,9 +86,22 @@ class FeaturePipeline:
                 ) -> FeaturePipeline:
         """Learn every transform's state from the training rows only; ``target``
         names the label for supervised transforms."""
+        from ._numeric import numeric_summaries
+
+        wanted: dict[tuple[str, int], None] = {}
         for t in self.transforms:
-            t.analyze(engine, table, target=target)
+            wanted |= dict.fromkeys(t.summaries_wanted().items())
+        known: dict[tuple[str, int], dict] = {}
+        by_quantiles: dict[int, dict[str, int]] = {}
+        for col, q in wanted:  # one scan for every column (per quantile count)
+            by_quantiles.setdefault(q, {})[col] = q
+        for cols in by_quantiles.values():
+            for col, s in numeric_summaries(engine, table, cols).items():
+                known[(col, cols[col])] = s
+        for t in self.transforms:
+            t.analyze(engine, table, target=target, known=known)
         self.state_ = [t.to_dict() for t in self.transforms]
+        self.__dict__.pop("_plan", None)
         return self
 
     def _check(self, names) -> None:
@@ -109,29 +122,48 @@ class FeaturePipeline:
         blocks = [t.apply(table, training=training) for t in self.transforms]
         return sp.hstack(blocks, format="csr", dtype="float64")
 
-    def apply_one(self, row: Mapping[str, Any]) -> sp.csr_matrix:
-        """The input vector (1 x features) for one row of raw values, as
-        :meth:`apply` gives it for that row, without building a table: the
-        online serving path."""
-        self._check(row.keys())
+    def _steps(self):
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] is not self.state_:
+            steps, offset = [], 0
+            for t in self.transforms:
+                steps.append((t.row_function(), tuple(t.inputs), offset))
+                offset += len(t.names())
+            plan = self._plan = (self.state_, steps, offset, frozenset(self.columns))
+        return plan
+
+    def entries(self, row: Mapping[str, Any]) -> tuple[list[int], list[float], int]:
+        """The input vector of one row of raw values as sparse entries
+        (column indices, values) and its width: :meth:`apply` of that row,
+        without building a table or a matrix (the online serving path)."""
+        if not hasattr(self, "state_"):
+            raise NotFittedError("FeaturePipeline: call analyze() or from_json() first")
+        _, steps, width, needed = self._steps()
+        if not needed <= row.keys():
+            raise MlsdError(f"features: input lacks column(s) "
+                            f"{sorted(needed - row.keys())}")
         idx: list[int] = []
         vals: list[float] = []
-        offset = 0
-        for t, width in zip(self.transforms, self._widths(), strict=True):
-            i, v = t.apply_row(row)
-            idx += [offset + j for j in i]
+        for fn, inputs, offset in steps:
+            if len(inputs) == 1:
+                i, v = fn(row[inputs[0]])
+            else:
+                i, v = fn(*[row[c] for c in inputs])
+            if len(i) == 1:
+                idx.append(offset + i[0])
+            else:
+                idx += [offset + j for j in i]
             vals += v
-            offset += width
-        return sp.csr_matrix((vals, idx, [0, len(idx)]), shape=(1, offset))
+        return idx, vals, width
 
-    def _widths(self) -> list[int]:
-        cache = self.__dict__.get("_width_cache")
-        if cache is None or cache[0] is not self.state_:
-            cache = self._width_cache = (self.state_, [len(t.names())
-                                                       for t in self.transforms])
-        return cache[1]
+    def apply_one(self, row: Mapping[str, Any]) -> sp.csr_matrix:
+        """The input vector (1 x features CSR) of one row of raw values, as
+        :meth:`apply` gives it for that row (see :meth:`entries`)."""
+        idx, vals, width = self.entries(row)
+        return sp.csr_matrix((vals, idx, [0, len(idx)]), shape=(1, width))
 
     def names(self) -> list[str]:
+        """Names of the model inputs, in matrix order."""
         return [n for t in self.transforms for n in t.names()]
 
     def block_slices(self) -> list[Block]:
