@@ -229,3 +229,22 @@ def test_text_time_and_a_recurring_author_are_detected(tmp_path, example_dir):
     assert spec["sources"]["posts_export"]["key"] == "post_id"
     assert "post_id" in _left_out(proposal)
     assert spec["problem"]["metrics"][0] == "pr_auc"  # 3.5% spam
+
+
+def test_a_long_tailed_count_is_read_on_a_log_scale(tmp_path):
+    """Non-negative numbers spanning orders of magnitude get `scale: log1p`
+    (with the evidence in the comment); ordinary measurements do not."""
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    rng = np.random.default_rng(0)
+    frame["visits"] = np.floor(rng.lognormal(1.0, 2.5, size=len(frame)))
+    frame["balance"] = rng.lognormal(1.0, 2.5, size=len(frame)) - 1  # negatives
+    data = tmp_path / "diabetes.csv"
+    frame.to_csv(data, index=False)
+    proposal, spec, folder = _init(tmp_path, data, "--target", "target")
+    feats = _features(spec)
+    assert feats["visits"].get("scale") == "log1p"
+    assert "scale" not in feats["bmi"] and "scale" not in feats["balance"]
+    assert "long tail (median" in (folder / "mlsd.yaml").read_text()
+    assert _run(folder)["model"]["metrics"]["model"]["test"]["rows"] > 0

@@ -354,6 +354,10 @@ def _choose(p: ColumnProfile, col: pa.Array, target: pa.Array, *,
     if p.numeric:
         note = f"{p.type}{miss}" + (": a 0/1 missing indicator is added" if
                                     p.missing else "")
+        tail = _long_tail(col) if p.type != "bool" else None
+        if tail:
+            return Choice(c, f"{note}; {tail}: log1p", {"column": c,
+                                                         "scale": "log1p"})
         return Choice(c, note, {"column": c})
     if p.type == "timestamp":
         parts = _time_parts(p)
@@ -375,6 +379,30 @@ def _choose(p: ColumnProfile, col: pa.Array, target: pa.Array, *,
     buckets = 1 << max(6, min(16, (2 * p.distinct - 1).bit_length()))
     return Choice(c, f"code with {p.distinct} values{miss}: hashed into {buckets} "
                   f"buckets", {"column": c, "encode": "hashing", "buckets": buckets})
+
+
+TAIL_RATIO = 100.0
+"""Non-negative numbers whose 99th percentile is this many times their median
+span orders of magnitude (counts, amounts): their logarithm is the scale on
+which differences mean the same everywhere."""
+
+
+def _long_tail(col: pa.Array) -> str | None:
+    """Why a numeric column is better read on a log scale, or None."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    x = np.asarray(pc.cast(col, pa.float64()).drop_null().to_numpy(
+        zero_copy_only=False), dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 20 or x.min() < 0:
+        return None
+    med, p99 = np.quantile(x, [0.5, 0.99])
+    base = med if med > 0 else (x[x > 0].min() if (x > 0).any() else 0.0)
+    if base <= 0 or p99 / base < TAIL_RATIO:
+        return None
+    return (f"non-negative with a long tail (median {med:.4g}, 99th percentile "
+            f"{p99:.4g})")
 
 
 def _row_id(p: ColumnProfile) -> str | None:
