@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
 __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
+           "prune_features",
            "replay_quarantine", "run", "score_file", "sql", "stages", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, split, features, train_model,
@@ -117,6 +118,73 @@ def stages(stage_list: tuple[Stage, ...] | list[Stage] = STAGES
             "writes": dict(s.writes), "can_start_here": why is None,
             "why_not": why, "doc": s.doc})
     return out
+
+
+def prune_features(project: Project | str | Path | None = None, *,
+                   tolerance: float | None = None,
+                   budget_seconds: float | None = None,
+                   write: str | Path | None = None,
+                   reporter: Reporter | None = None) -> dict[str, Any]:
+    """Which features could go: the data stages up to ``features``, then the
+    drop-one ablation of every feature on the validation split (see
+    :func:`mlsd.models.prune`). ``tolerance`` and ``budget_seconds`` override
+    ``feature_policy.prune_tolerance`` and ``prune_budget_seconds``.
+
+    ``write``: a file name in the project folder (next to ``mlsd.yaml``, as
+    its data paths are relative to it) where the spec with the proposed
+    features only is written; the project's own ``mlsd.yaml`` is left as it is.
+    Returns the run summary, whose ``prune`` entry holds the result.
+
+    Examples
+    --------
+    >>> import mlsd.pipeline as p
+    >>> out = p.prune_features("demo", write="mlsd.pruned.yaml")  # doctest: +SKIP
+    >>> out["prune"]["drop"]                                      # doctest: +SKIP
+    """
+    from .models import prune_stage
+
+    project = Project.of(project)
+    target = None
+    if write is not None:
+        from .lake import inside
+
+        target = inside(project.root, str(write))
+        if target.parent != project.root:
+            raise SpecError(f"--write {write}: write the pruned spec next to "
+                            f"{project.spec_path.name} (its data paths are "
+                            f"relative to the spec's folder)")
+    head = tuple(s for s in STAGES if s.name in ("ingest", "table", "split",
+                                                  "features"))
+    summary = execute(project, (*head, prune_stage(
+        tolerance=tolerance, budget_seconds=budget_seconds)), reporter=reporter)
+    if target is not None:
+        summary["prune"]["written"] = str(write_pruned_spec(
+            project, summary["prune"]["drop"], target))
+    return summary
+
+
+def write_pruned_spec(project: Project, drop: list[str], path: Path) -> Path:
+    """The project's spec with the features in ``drop`` (by label) removed,
+    written to ``path`` (the comments of the original are not kept: the file
+    says where it came from)."""
+    import yaml
+
+    from ._yaml import load
+
+    doc = load(project.spec_path.read_text(encoding="utf-8"))
+    gone = set(drop)
+    doc["features"] = [f for f in doc["features"] if _label(f) not in gone]
+    head = (f"# {project.spec_path.name} with {len(gone)} feature(s) removed by "
+            f"`mlsd features prune`: {', '.join(sorted(gone)) or 'none'}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")
+    return path
+
+
+def _label(feature: dict[str, Any]) -> str:
+    cols = feature.get("columns")
+    return "*".join(cols) if cols else str(feature.get("column"))
 
 
 def ingest(project: Project, *, sources: list[str] | None = None,

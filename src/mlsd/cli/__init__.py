@@ -2,11 +2,12 @@
 
 One module per command group (``_run``: init, run, ingest, stages; ``_spec``;
 ``_schema``; ``_lake``: lake, sql, export; ``_quarantine``; ``_models``: models,
-lineage, predict, serve; ``_audit``), registered on the root here. Results go
-to stdout (``--json`` for scripts), progress and logs to stderr. Exit codes: 0
-done, 1 the job ran and found a problem asked to fail on, 2 bad input or usage
-(every :class:`mlsd.errors.MlsdError` is printed as one line of text, never a
-traceback). Heavy libraries load only inside the commands that use them.
+lineage, predict, serve; ``_features``: features prune; ``_audit``), registered
+on the root here. Results go to stdout (``--json`` for scripts), progress and
+logs to stderr. Exit codes: 0 done, 1 the job ran and found a problem asked to
+fail on, 2 bad input or usage (every :class:`mlsd.errors.MlsdError` is printed
+as one line of text, never a traceback). Heavy libraries load only inside the
+commands that use them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import typer
 
 from .. import __version__
 from ..errors import MlsdError
-from . import _audit, _lake, _models, _quarantine, _run, _schema, _spec
+from . import _audit, _features, _lake, _models, _quarantine, _run, _schema, _spec
 from ._common import err, out
 
 __all__ = ["app", "main"]
@@ -40,6 +41,7 @@ app.add_typer(_schema.app, name="schema")
 app.add_typer(_quarantine.app, name="quarantine")
 app.add_typer(_lake.app, name="lake")
 app.add_typer(_models.app, name="models")
+app.add_typer(_features.app, name="features")
 
 
 def _version(value: bool) -> None:

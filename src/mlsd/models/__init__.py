@@ -38,6 +38,8 @@ _WHERE = {
     "labelled_matrices": "_stage",
     "load_model": "_stage",
     "train_model": "_stage",
+    "prune_stage": "_stage",
+    "prune": "_prune",
     "TrainResult": "_train",
     "encode_target": "_train",
     "target_array": "_train",
@@ -74,5 +76,7 @@ __all__ = [
     "task_metrics",
     "train",
     "train_model",
+    "prune",
+    "prune_stage",
     "tree_shap",
 ]

@@ -208,3 +208,47 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
             "paths": {"model": rel, "feature_state": f"{rel}/features.json"}},
         note=f"{model_id}: test {primary} "
              f"{result.metrics['model']['test'].get(primary)}")
+
+
+def prune_stage(*, tolerance: float | None = None,
+                budget_seconds: float | None = None):
+    """The stage of ``mlsd features prune``: drop-one ablation of the spec's
+    features on validation (see :func:`mlsd.models.prune`); ``tolerance`` and
+    ``budget_seconds`` override the spec's ``feature_policy``."""
+
+    def _settings(ctx: RunContext) -> dict[str, Any]:
+        return {"problem": ctx.spec.problem, "model": ctx.spec.model,
+                "policy": ctx.spec.feature_policy, "seed": ctx.spec.seed,
+                "tolerance": tolerance, "budget": budget_seconds}
+
+    @stage(name="prune", writes={"prune": "memory"}, settings=_settings)
+    def prune_features(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                       features: FeaturePipeline) -> StageResult:
+        """Which features could go without lowering the validation metric
+        beyond the tolerance, and what that saves at serving time."""
+        from ._prune import prune
+        from ._train import encode_target
+
+        spec, problem = ctx.spec, ctx.spec.problem
+        _, _, parts = split_parts(ctx, training, splits)
+        classes, _ = encode_target(problem,
+                                   parts[TRAIN].column(problem.target).to_pylist())
+        X, y = labelled_matrices(ctx, features, classes, training, splits)
+        table = (ctx.summary.get("features") or {}).get("table") or []
+        costs = {r["feature"]: r["us_per_row"] for r in table
+                 if r.get("us_per_row") is not None}
+        policy = spec.feature_policy
+        result = prune(problem, spec.model, X=X, y=y, classes=classes,
+                       blocks=features.block_slices(), costs=costs,
+                       tolerance=policy.prune_tolerance if tolerance is None
+                       else tolerance,
+                       budget_seconds=policy.prune_budget_seconds
+                       if budget_seconds is None else budget_seconds,
+                       seed=spec.seed)
+        return StageResult(
+            outputs={"prune": result}, summary={"prune": result},
+            note=f"{len(result['drop'])} of {result['of']} features could go "
+                 f"(valid {result['metric']} {result['valid_all']} -> "
+                 f"{result['valid_pruned']})")
+
+    return prune_features

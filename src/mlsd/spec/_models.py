@@ -596,6 +596,15 @@ class FeaturePolicySpec(_Strict):
         description="Leave out a feature when more than this share of its training "
         "rows lack a value (any of its columns); the report lists what was left "
         "out and why. Off by default.")
+    prune_tolerance: float = Field(
+        default=0.005, ge=0.0, le=0.5,
+        description="`mlsd features prune`: a feature may go when the validation "
+        "metric without it (and without the others proposed) is at most this much "
+        "worse, relative to the metric with every feature (0.005: half a percent).")
+    prune_budget_seconds: float = Field(
+        default=300.0, gt=0.0,
+        description="`mlsd features prune`: stop refitting after this long; the "
+        "features not measured by then are kept and listed as such.")
 
 
 class ModelSpec(_Strict):
