@@ -302,3 +302,20 @@ def test_state_json_has_no_nan_even_for_an_all_missing_column():
                                                                  pa.float64())}))
     json.dumps(t.state_, allow_nan=False)
     assert col(t, pa.table({"x": pa.array([1.5], pa.float64())}))[0, 0] == 1.5
+
+
+def test_out_of_fold_groups_mix_the_rows_and_agree_with_the_engine():
+    """Every fold gets its share, neighbours (a duplicated row next to its twin)
+    are not split by parity, and the engine's fold of a row is numpy's."""
+    from mlsd.features._categorical import _fold_expr, fold_of
+
+    rows = np.arange(10_000)
+    for folds in (2, 4, 5):
+        f = fold_of(rows, folds, seed=3)
+        assert np.bincount(f).min() > 10_000 / folds * 0.9
+        same = np.mean(f[::2] == f[1::2])  # as if at random: 1 in `folds`
+        assert abs(same - 1 / folds) < 0.03
+    engine = DuckDBEngine(threads=1)
+    t = engine.from_arrow(pa.table({"_row": rows}))
+    sql = engine.to_arrow(t.select(f=_fold_expr(t, 5, 3))).column("f").to_numpy()
+    assert np.array_equal(sql, fold_of(rows, 5, 3))

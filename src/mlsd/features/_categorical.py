@@ -212,15 +212,27 @@ class FrequencyFeature(_Cached, Transform):
 KNUTH = 2654435761
 
 
+MIX = 0x7FEB352D  # a multiplier of Wellons' lowbias32 (below 2**31: no overflow)
+
+
 def fold_of(rows: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """The out-of-fold group of each training row: a multiplicative (Knuth) hash
-    of its row number, so the folds interleave whatever the row order."""
-    r = (rows.astype(np.int64) + seed) * KNUTH % 2**32
-    return r % folds
+    """The out-of-fold group of each training row: its row number through a
+    small integer hash (multiply, xor-shift, multiply, xor-shift, all within
+    64-bit integers), so neighbouring rows fall in folds as if at random. The
+    engine computes the very same function in SQL (:func:`_fold_expr`)."""
+    h = (rows.astype(np.int64) + seed) * KNUTH % 2**32
+    h = h ^ (h >> 16)
+    h = h * MIX % 2**32
+    h = h ^ (h >> 15)
+    return h % folds
 
 
 def _fold_expr(table, folds: int, seed: int):
-    return ((table[ROW].cast("int64") + seed) * KNUTH) % 2**32 % folds
+    h = (table[ROW].cast("int64") + seed) * KNUTH % 2**32
+    h = h ^ (h >> 16)
+    h = h * MIX % 2**32
+    h = h ^ (h >> 15)
+    return h % folds
 
 
 def target_outputs(target: Target, classes: list) -> list[str]:
