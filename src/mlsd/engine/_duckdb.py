@@ -64,6 +64,13 @@ class DuckDBEngine:
         self.con.con.register(view, table)
         return self.con.table(view)
 
+    def forget(self, table: ibis.Table) -> None:
+        """Drop the view :meth:`from_arrow` registered for ``table`` (its rows
+        are then freed when nothing else holds them)."""
+        name = table.get_name()
+        if name.startswith("mem__"):
+            self.con.con.unregister(name)
+
     def to_arrow(self, expr: ibis.Expr) -> pa.Table:
         return self.con.to_pyarrow(expr)
 

@@ -137,9 +137,18 @@ class Transform(ABC):
 
     def __init__(self, *, column: str | None = None,
                  columns: Sequence[str] | None = None, **params: Any):
+        # the arguments are stored as given (scikit-learn's clone relies on it)
         self.column = column
-        self.columns = list(columns) if columns is not None else None
-        self.params = params
+        self.columns = columns
+        for k, v in params.items():
+            setattr(self, k, v)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The transform's own settings (every constructor argument but the
+        column(s)), by name."""
+        return {k: getattr(self, k) for k in self._param_names()
+                if k not in ("column", "columns")}
 
     # -- identity ---------------------------------------------------------
 
@@ -262,39 +271,68 @@ class Transform(ABC):
 
     # -- the scikit-learn face ---------------------------------------------
 
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        names = cls.__dict__.get("_names_cache")
+        if names is None:
+            import inspect
+
+            names = tuple(p for p in inspect.signature(cls.__init__).parameters
+                          if p != "self")
+            cls._names_cache = names
+        return names
+
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        out = {"column": self.column, "columns": self.columns}
-        return {**out, **self.params}
+        """The constructor's parameters (scikit-learn's ``get_params``)."""
+        return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> Transform:
+        known = self._param_names()
         for k, v in params.items():
-            if k == "column":
-                self.column = v
-            elif k == "columns":
-                self.columns = list(v) if v is not None else None
-            elif k in self.params:
-                self.params[k] = v
-            else:
-                raise ValueError(f"{type(self).__name__} has no parameter {k!r}")
+            if k not in known:
+                raise ValueError(f"Invalid parameter {k!r} for estimator "
+                                 f"{type(self).__name__}: valid parameters are "
+                                 f"{known}")
+            setattr(self, k, v)
         return self
 
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type="transformer",
+                    target_tags=TargetTags(required=self.supervised),
+                    transformer_tags=TransformerTags(preserves_dtype=["float64"]),
+                    input_tags=InputTags(allow_nan=True, string=True,
+                                         categorical=True))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "fitted_")
+
     def fit(self, X, y=None) -> Transform:
-        """Analyse ``X`` (DataFrame, Arrow table or 2-D array); ``y`` is the
-        label for supervised transforms."""
+        """Analyse ``X`` (a DataFrame, an Arrow table or a 2-D array; ``y``, the
+        label, for target encoding) with the same ``analyze`` ``mlsd run`` uses.
+        Without ``column`` (or ``columns``) every column of ``X`` is
+        transformed, each on its own (a multi-column transform reads them all)."""
         from ._sklearn import fit_frame
+
         return fit_frame(self, X, y)
 
     def transform(self, X) -> sp.csr_matrix:
-        from ._sklearn import as_arrow
-        return self.apply(as_arrow(X, getattr(self, "input_names_", None)))
+        """The feature block of every row of ``X`` (what ``apply`` gives)."""
+        from ._sklearn import transform_frame
+
+        return transform_frame(self, X)
 
     def fit_transform(self, X, y=None) -> sp.csr_matrix:
-        """Fit, then apply; supervised transforms give the fitted rows their
+        """Fit, then apply; target encoding gives the fitted rows their
         out-of-fold values (like scikit-learn's ``TargetEncoder``)."""
-        from ._sklearn import as_arrow, with_rows
+        from ._sklearn import transform_frame
+
         self.fit(X, y)
-        table = with_rows(as_arrow(X, getattr(self, "input_names_", None)))
-        return self.apply(table, training=True)
+        return transform_frame(self, X, training=True)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        return np.asarray(self.names(), dtype=object)
+        if not hasattr(self, "fitted_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call "
+                                 f"fit() first")
+        return np.asarray([n for t in self.fitted_ for n in t.names()], dtype=object)

@@ -87,7 +87,7 @@ class OneHotFeature(_Cached, Transform):
 
     kind = "onehot"
 
-    def __init__(self, *, column: str, max_categories: int = 20,
+    def __init__(self, *, column: str | None = None, max_categories: int = 20,
                  min_frequency: int = 1):
         super().__init__(column=column, max_categories=max_categories,
                          min_frequency=min_frequency)
@@ -135,9 +135,9 @@ class OrdinalFeature(_Cached, Transform):
 
     kind = "ordinal"
 
-    def __init__(self, *, column: str, order: list | None = None):
+    def __init__(self, *, column: str | None = None, order: list | None = None):
         super().__init__(column=column,
-                         order=list(order) if order is not None else None)
+                         order=order)
 
     def _analyze(self, engine, table):
         order = self.params["order"]
@@ -170,7 +170,7 @@ class FrequencyFeature(_Cached, Transform):
 
     kind = "frequency"
 
-    def __init__(self, *, column: str, max_categories: int = 100_000):
+    def __init__(self, *, column: str | None = None, max_categories: int = 100_000):
         super().__init__(column=column, max_categories=max_categories)
 
     def _analyze(self, engine, table):
@@ -259,8 +259,9 @@ class TargetFeature(_Cached, Transform):
     kind = "target"
     supervised = True
 
-    def __init__(self, *, column: str, folds: int = 5, smoothing: float = 10.0,
-                 max_categories: int = 100_000, seed: int = 0):
+    def __init__(self, *, column: str | None = None, folds: int = 5,
+                 smoothing: float = 10.0, max_categories: int = 100_000,
+                 seed: int = 0):
         super().__init__(column=column, folds=folds, smoothing=smoothing,
                          max_categories=max_categories, seed=seed)
 
@@ -424,7 +425,8 @@ class HashingFeature(Transform):
     kind = "hashing"
     stateless = True
 
-    def __init__(self, *, column: str, buckets: int = 1024, seed: int = 0):
+    def __init__(self, *, column: str | None = None, buckets: int = 1024,
+                 seed: int = 0):
         super().__init__(column=column, buckets=buckets, seed=seed)
 
     def _analyze(self, engine=None, table=None):
@@ -495,7 +497,7 @@ class CrossFeature(Transform):
     kind = "cross"
     multi = True
 
-    def __init__(self, *, columns: list[str], buckets: int = 4096,
+    def __init__(self, *, columns: list[str] | None = None, buckets: int = 4096,
                  bins: int | None = None, seed: int = 0):
         super().__init__(columns=columns, buckets=buckets, bins=bins, seed=seed)
 

@@ -113,7 +113,7 @@ class NumericFeature(Transform):
 
     kind = "numeric"
 
-    def __init__(self, *, column: str, impute: str = "median",
+    def __init__(self, *, column: str | None = None, impute: str = "median",
                  scale: str = "standard", missing_indicator: bool = True,
                  fill_value: float | None = None, n_quantiles: int = 100):
         super().__init__(column=column, impute=impute, scale=scale,
@@ -294,10 +294,11 @@ class BinsFeature(Transform):
 
     kind = "bins"
 
-    def __init__(self, *, column: str, strategy: str = "quantile", bins: int = 10,
-                 edges: list[float] | None = None, output: str = "onehot"):
+    def __init__(self, *, column: str | None = None, strategy: str = "quantile",
+                 bins: int = 10, edges: list[float] | None = None,
+                 output: str = "onehot"):
         super().__init__(column=column, strategy=strategy, bins=bins,
-                         edges=list(edges) if edges is not None else None,
+                         edges=edges,
                          output=output)
 
     def _analyze(self, engine, table):
@@ -376,7 +377,7 @@ class PeriodicFeature(Transform):
 
     kind = "periodic"
 
-    def __init__(self, *, column: str, period: float | str = "24h",
+    def __init__(self, *, column: str | None = None, period: float | str = "24h",
                  harmonics: int = 1):
         super().__init__(column=column, period=period, harmonics=harmonics)
 
@@ -426,8 +427,8 @@ class FourierFeature(Transform):
     kind = "fourier"
     multi = True
 
-    def __init__(self, *, columns: list[str], dim: int = 64, gamma: float = 1.0,
-                 seed: int = 0):
+    def __init__(self, *, columns: list[str] | None = None, dim: int = 64,
+                 gamma: float = 1.0, seed: int = 0):
         super().__init__(columns=columns, dim=dim, gamma=gamma, seed=seed)
 
     def _analyze(self, engine, table):
@@ -485,8 +486,9 @@ class TimeFeature(Transform):
     kind = "time"
     stateless = True
 
-    def __init__(self, *, column: str, parts: tuple[str, ...] = ("hour", "weekday")):
-        super().__init__(column=column, parts=list(parts))
+    def __init__(self, *, column: str | None = None,
+                 parts: tuple[str, ...] = ("hour", "weekday")):
+        super().__init__(column=column, parts=parts)
 
     def _analyze(self, engine=None, table=None):
         return {"parts": list(self.params["parts"]), "timezone": "UTC"}

@@ -70,10 +70,10 @@ class HashedNgramsFeature(Transform):
     kind = "hashed_ngrams"
     stateless = True
 
-    def __init__(self, *, column: str, buckets: int = 4096,
+    def __init__(self, *, column: str | None = None, buckets: int = 4096,
                  ngram_range: tuple[int, int] = (1, 2)):
         super().__init__(column=column, buckets=buckets,
-                         ngram_range=list(ngram_range))
+                         ngram_range=ngram_range)
 
     def _analyze(self, engine=None, table=None):
         state = {"buckets": self.params["buckets"],
@@ -152,10 +152,10 @@ class TfidfFeature(Transform):
 
     kind = "tfidf"
 
-    def __init__(self, *, column: str, max_features: int = 20_000, min_df: int = 2,
-                 ngram_range: tuple[int, int] = (1, 1)):
+    def __init__(self, *, column: str | None = None, max_features: int = 20_000,
+                 min_df: int = 2, ngram_range: tuple[int, int] = (1, 1)):
         super().__init__(column=column, max_features=max_features, min_df=min_df,
-                         ngram_range=list(ngram_range))
+                         ngram_range=ngram_range)
 
     def _analyze(self, engine, table):
         p = self.params
