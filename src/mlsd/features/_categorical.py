@@ -215,24 +215,25 @@ KNUTH = 2654435761
 MIX = 0x7FEB352D  # a multiplier of Wellons' lowbias32 (below 2**31: no overflow)
 
 
+def _fold(r, folds: int, seed: int):
+    # one formula for numpy arrays and Ibis expressions alike (int64 throughout)
+    h = (r + seed) * KNUTH % 2**32
+    h = h ^ (h >> 16)
+    h = h * MIX % 2**32
+    h = h ^ (h >> 15)
+    return h % folds
+
+
 def fold_of(rows: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """The out-of-fold group of each training row: its row number through a
     small integer hash (multiply, xor-shift, multiply, xor-shift, all within
     64-bit integers), so neighbouring rows fall in folds as if at random. The
     engine computes the very same function in SQL (:func:`_fold_expr`)."""
-    h = (rows.astype(np.int64) + seed) * KNUTH % 2**32
-    h = h ^ (h >> 16)
-    h = h * MIX % 2**32
-    h = h ^ (h >> 15)
-    return h % folds
+    return _fold(rows.astype(np.int64), folds, seed)
 
 
 def _fold_expr(table, folds: int, seed: int):
-    h = (table[ROW].cast("int64") + seed) * KNUTH % 2**32
-    h = h ^ (h >> 16)
-    h = h * MIX % 2**32
-    h = h ^ (h >> 15)
-    return h % folds
+    return _fold(table[ROW].cast("int64"), folds, seed)
 
 
 def target_outputs(target: Target, classes: list) -> list[str]:
