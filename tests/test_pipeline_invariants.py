@@ -226,6 +226,11 @@ def test_every_chapter_feature_fits_on_training_rows_only(fresh_project, tmp_pat
     assert first["model"]["beats_baselines"] is True
     feats = first["features"]
     assert feats["dropped"] == [] and feats["missing_share"]["author_country"] > 0
+    country = feats["missing_by_split"]
+    assert set(country) == {"train", "valid", "test"}
+    assert all(0.03 < country[p]["author_country"] < 0.15 for p in country)
+    row = next(r for r in feats["table"] if r["feature"] == "author_country")
+    assert row["missing_by_split"]["train"] == row["missing"]
     assert 0 < feats["notes"]["author_country*views"]["collision_rate"] < 1
     assert 50 < feats["notes"]["text"]["vocabulary"] <= 2000
     cols = {c["column"]: c for c in first["shap"]["by_column"]}

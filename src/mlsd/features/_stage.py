@@ -163,6 +163,16 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     pipeline.analyze(ctx.engine, table, target=_target(ctx))
     X = feature_matrices(ctx, pipeline, training, splits)
     table = feature_table(pipeline, parts[TRAIN], shares)
+    # the missing share of each column in every split (train decides; valid and
+    # test show whether serving will see the same gaps)
+    by_split = {TRAIN: shares}
+    for name, rows in parts.items():
+        if name != TRAIN:
+            by_split[name] = missing_shares(ctx.engine, ctx.engine.from_arrow(rows),
+                                            list(shares))
+    for row in table:
+        row["missing_by_split"] = {name: round(max(v[c] for c in row["columns"]), 4)
+                                   for name, v in by_split.items()}
     note = f"{X[TRAIN].shape[1]} inputs from {len(pipeline.columns)} columns"
     if dropped:
         note += f"; left out {', '.join(d['feature'] for d in dropped)} (missing)"
@@ -171,4 +181,6 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
         summary={"features": {
             "inputs": int(X[TRAIN].shape[1]), "dropped": dropped, "table": table,
             "notes": pipeline.notes(),
-            "missing_share": {c: round(v, 4) for c, v in shares.items()}}})
+            "missing_share": {c: round(v, 4) for c, v in shares.items()},
+            "missing_by_split": {name: {c: round(x, 4) for c, x in v.items()}
+                                 for name, v in by_split.items()}}})
