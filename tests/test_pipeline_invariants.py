@@ -236,6 +236,11 @@ def test_every_chapter_feature_fits_on_training_rows_only(fresh_project, tmp_pat
     cols = {c["column"]: c for c in first["shap"]["by_column"]}
     assert "author_country*views" in cols["views"]["features"]
     assert "equal part" in first["shap"]["split_rule"]
+    # a later run from the audit re-derives the out-of-fold encodings (they are
+    # not saved) and checks they belong to the saved state
+    again = json.loads(run_cli("run", "--json", "--from", "audit", "--until",
+                               "audit", cwd=fresh_project).stdout)
+    assert again["shap"]["by_column"] == first["shap"]["by_column"]
     other = _poisoned_copy(fresh_project, tmp_path / "poisoned")
     second = json.loads(run_cli("run", "--json", "--until", "train",
                                 cwd=other).stdout)
