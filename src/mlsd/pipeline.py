@@ -172,19 +172,17 @@ def write_pruned_spec(project: Project, drop: list[str], path: Path) -> Path:
     from ._yaml import load
 
     doc = load(project.spec_path.read_text(encoding="utf-8"))
+    from .spec import FeatureSpec
+
     gone = set(drop)
-    doc["features"] = [f for f in doc["features"] if _label(f) not in gone]
+    doc["features"] = [f for f in doc["features"]
+                       if FeatureSpec.model_validate(f).label not in gone]
     head = (f"# {project.spec_path.name} with {len(gone)} feature(s) removed by "
             f"`mlsd features prune`: {', '.join(sorted(gone)) or 'none'}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
                     encoding="utf-8")
     return path
-
-
-def _label(feature: dict[str, Any]) -> str:
-    cols = feature.get("columns")
-    return "*".join(cols) if cols else str(feature.get("column"))
 
 
 def ingest(project: Project, *, sources: list[str] | None = None,

@@ -228,16 +228,32 @@ class Transform(ABC):
     def apply_row(self, row: Mapping[str, Any]) -> Entries:
         """One row's block as sparse entries, from a dict of raw values (what
         ``Table.to_pylist()`` gives). Equal to :meth:`apply` of that row."""
-        state = self.check_fitted()
-        return self._row(state, *(row.get(c) for c in self.inputs))
+        return self.row_function()(*(row.get(c) for c in self.inputs))
 
     def row_function(self):
         """``apply_row`` as a function of the input values alone, with the state
-        bound (what a serving loop calls); transforms on the fast path return
-        one with their constants precomputed."""
+        bound (what a serving loop calls), built once per state: transforms on
+        the fast path build it with their constants precomputed
+        (``_row_function``), the others bind the state to ``_row``."""
+        return self._memo(self.check_fitted(), "row", self._row_function)
+
+    def _row_function(self, state: dict):
         import functools
 
-        return functools.partial(self._row, self.check_fitted())
+        return functools.partial(self._row, state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the one-row cache holds bound functions: rebuilt after unpickling
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def _memo(self, state: dict, key: str, build) -> Any:
+        """``build(state)``, computed once and kept while the state stays the
+        same object (lookups and bound functions of the one-row path)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        hit = cache.get(key)
+        if hit is None or hit[0] is not state:
+            hit = cache[key] = (state, build(state))
+        return hit[1]
 
     def _row(self, state: dict, *values: Any) -> Entries:
         # the general one-row path: the batch apply on a one-row table (exact by

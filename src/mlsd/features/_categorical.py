@@ -65,19 +65,7 @@ def _short(v: str) -> str:
     return v if len(v) <= NAME_CHARS else v[: NAME_CHARS - 1] + "…"
 
 
-class _Cached:
-    """A lookup built once from the state (dict of category -> index) and kept
-    with it, for the one-row path."""
-
-    def _lookup(self, state: dict, key: str, build) -> Any:
-        cache = self.__dict__.setdefault("_cache", {})
-        hit = cache.get(key)
-        if hit is None or hit[0] is not state:
-            hit = cache[key] = (state, build(state))
-        return hit[1]
-
-
-class OneHotFeature(_Cached, Transform):
+class OneHotFeature(Transform):
     """One column per frequent category, plus ``__other__`` and ``__missing__``.
 
     The categories are the ``max_categories`` most frequent training values seen
@@ -105,22 +93,14 @@ class OneHotFeature(_Cached, Transform):
         j[np.asarray(col.is_null())] = len(cats) + 1
         return one_hot(len(col), j, len(cats) + 2)
 
-    def _row(self, state, v):
-        index = self._lookup(state, "index",
-                             lambda s: {c: i for i, c in enumerate(s["categories"])})
-        n = len(state["categories"])
-        return [n + 1 if v is None else index.get(row_text(v), n)], [1.0]
-
-    def row_function(self):
-        state = self.check_fitted()
+    def _row_function(self, state):
         index = {c: i for i, c in enumerate(state["categories"])}
         other, missing = len(index), len(index) + 1
-        one = [1.0]
 
         def row(v):
             if v is None:
-                return [missing], one
-            return [index.get(v if v.__class__ is str else row_text(v), other)], one
+                return [missing], [1.0]
+            return [index.get(v if v.__class__ is str else row_text(v), other)], [1.0]
         return row
 
     def _names(self, state):
@@ -128,7 +108,7 @@ class OneHotFeature(_Cached, Transform):
             f"{self.column}={OTHER}", f"{self.column}={MISSING}"]
 
 
-class OrdinalFeature(_Cached, Transform):
+class OrdinalFeature(Transform):
     """A category's position in an explicit ``order`` (``[free, pro, team]`` ->
     0, 1, 2); without one, the training values sorted. Values outside the order
     and missing values give -1."""
@@ -154,7 +134,7 @@ class OrdinalFeature(_Cached, Transform):
                      .astype(np.float64))
 
     def _row(self, state, v):
-        index = self._lookup(state, "index",
+        index = self._memo(state, "index",
                              lambda s: {c: i for i, c in enumerate(s["order"])})
         return entries([float(index.get(row_text(v), -1)) if v is not None
                         else -1.0])
@@ -163,7 +143,7 @@ class OrdinalFeature(_Cached, Transform):
         return [f"{self.column}.ordinal"]
 
 
-class FrequencyFeature(_Cached, Transform):
+class FrequencyFeature(Transform):
     """A category's share of the training rows (missing values: the missing
     share; values never seen in training: 0). The ``max_categories`` most
     frequent values are kept by name; rarer ones share their mean share."""
@@ -244,7 +224,7 @@ def target_outputs(target: Target, classes: list) -> list[str]:
     return [str(c) for c in classes]
 
 
-class TargetFeature(_Cached, Transform):
+class TargetFeature(Transform):
     """Target (mean) encoding: a category becomes the label's mean over the
     training rows that hold it, shrunk towards the overall mean by ``smoothing``
     pseudo-rows (``(sum + m prior) / (n + m)``). Binary: the positive rate;
@@ -327,7 +307,7 @@ class TargetFeature(_Cached, Transform):
             mat = np.asarray(list(s["values"].values()), dtype=np.float64).reshape(
                 len(s["values"]), len(s["prior"]))
             return keys, np.vstack([mat, np.asarray(s["prior"])[None, :]])
-        return self._lookup(state, "matrix", build)
+        return self._memo(state, "matrix", build)
 
     def _apply(self, state, col):
         keys, mat = self._lookup_matrix(state)
@@ -380,16 +360,15 @@ def bucket_of(values: list[str], buckets: int, seed: int) -> np.ndarray:
                        dtype=np.int64, count=len(values))
 
 
-def hash_report(values: list[str], rows: list[int], buckets: int, seed: int
-                ) -> dict[str, Any]:
-    """How the training values fall into buckets: the collision rate (share of
-    distinct values that share a bucket with another; and of rows) and, per
-    bucket, its most frequent value (to name the column). ``values`` come most
-    frequent first."""
+def hash_report(values: list[str], rows: list[int], buckets: int,
+                b: np.ndarray) -> dict[str, Any]:
+    """How the training values fall into buckets (``b``: each value's): the
+    collision rate (share of distinct values that share a bucket with another;
+    and of rows, or occurrences) and, per bucket, its most frequent value (to
+    name the column). ``values`` come most frequent first."""
     if not values:
         return {"distinct": 0, "buckets_used": 0, "collision_rate": 0.0,
                 "rows_colliding": 0.0, "names": {}}
-    b = bucket_of(values, buckets, seed)
     n = np.asarray(rows, dtype=np.int64)
     per_bucket = np.bincount(b, minlength=buckets)
     shared = per_bucket[b] > 1
@@ -437,9 +416,10 @@ class HashingFeature(Transform):
         if engine is not None:
             counts = value_counts(engine, table, self.column, ranked=True)
             counts = counts.filter(pc.is_valid(counts.column("v")))
-            state["report"] = hash_report(counts.column("v").to_pylist(),
-                                          counts.column("n").to_pylist(),
-                                          p["buckets"], p["seed"])
+            values = counts.column("v").to_pylist()
+            state["report"] = hash_report(
+                values, counts.column("n").to_pylist(), p["buckets"],
+                bucket_of(values, p["buckets"], p["seed"]))
         return state
 
     def _apply(self, state, col):
@@ -450,21 +430,14 @@ class HashingFeature(Transform):
         lookup = np.append(bucket_of(enc.dictionary.to_pylist(), b, seed), b)
         return one_hot(len(codes), lookup[codes], b + 1)  # -1: the missing column
 
-    def _row(self, state, v):
-        b = state["buckets"]
-        if v is None:
-            return [b], [1.0]
-        return [mmh3.hash(row_text(v), state["seed"], signed=False) % b], [1.0]
-
-    def row_function(self):
-        state = self.check_fitted()
-        b, seed, one, h = state["buckets"], state["seed"], [1.0], mmh3.hash
+    def _row_function(self, state):
+        b, seed, h = state["buckets"], state["seed"], mmh3.hash
 
         def row(v):
             if v is None:
-                return [b], one
+                return [b], [1.0]
             return [h(v if v.__class__ is str else row_text(v), seed,
-                      signed=False) % b], one
+                      signed=False) % b], [1.0]
         return row
 
     def _names(self, state):
@@ -536,8 +509,9 @@ class CrossFeature(Transform):
         for k, c in zip(keys, n, strict=True):
             agg[k] = agg.get(k, 0) + c
         pairs = sorted(agg.items(), key=lambda kv: (-kv[1], kv[0]))
-        report = hash_report([k for k, _ in pairs], [c for _, c in pairs],
-                             p["buckets"], p["seed"])
+        keys = [k for k, _ in pairs]
+        report = hash_report(keys, [c for _, c in pairs], p["buckets"],
+                             bucket_of(keys, p["buckets"], p["seed"]))
         report["names"] = {b: [v[0].replace(SEP, "&"), v[1]]
                            for b, v in report["names"].items()}
         state["report"] = report

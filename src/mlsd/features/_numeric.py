@@ -194,32 +194,17 @@ class NumericFeature(Transform):
             return block(np.column_stack([x, miss.astype(np.float64)]))
         return block(x)
 
-    def _row(self, state, v):
-        # plain float arithmetic, the very operations of _scaled in the same
-        # order (IEEE gives the same bits); numpy only for log1p and quantiles
+    def _row(self, state, v):  # log1p and quantile: numpy's functions, as in batch
         x = math.nan if v is None else float(v)
         miss = x != x
         if miss and state["fill"] is not None:
             x = state["fill"]
-        scale = self.params["scale"]
-        if scale == "standard" and state["mean"] is not None:
-            x = (x - state["mean"]) / (state["std"] or 1.0)
-        elif scale == "minmax" and state["min"] is not None:
-            x = (x - state["min"]) / ((state["max"] - state["min"]) or 1.0)
-        elif scale == "robust" and state.get("median") is not None:
-            x = (x - state["median"]) / (state["iqr"] or 1.0)
-        elif scale == "maxabs" and state.get("maxabs") is not None:
-            x = x / (state["maxabs"] or 1.0)
-        elif scale in ("log1p", "quantile"):
-            x = float(self._scale(state, np.array([x]))[0])
-        if state["indicator"]:
-            if miss:
-                return ([0, 1], [x, 1.0]) if x != 0 else ([1], [1.0])
-            return ([0], [x]) if x != 0 else ([], [])
-        return ([0], [x]) if x != 0 else ([], [])
+        x = float(self._scale(state, np.array([x]))[0])
+        return entries([x, 1.0 if miss else 0.0] if state["indicator"] else [x])
 
-    def row_function(self):
-        state = self.check_fitted()
+    def _row_function(self, state):
+        # plain float arithmetic, the very operations of _scaled in the same
+        # order (IEEE gives the same bits)
         scale, fill, indicator = self.params["scale"], state["fill"], state["indicator"]
         sub = div = None  # (x - sub) / div, with the constants of _scaled
         if scale == "standard" and state["mean"] is not None:
@@ -228,8 +213,10 @@ class NumericFeature(Transform):
             sub, div = state["min"], (state["max"] - state["min"]) or 1.0
         elif scale == "robust" and state.get("median") is not None:
             sub, div = state["median"], state["iqr"] or 1.0
-        elif scale in ("maxabs", "log1p", "quantile"):
-            return super().row_function()
+        elif scale == "maxabs" and state.get("maxabs") is not None:
+            sub, div = 0.0, state["maxabs"] or 1.0
+        elif scale in ("log1p", "quantile"):
+            return super()._row_function(state)
         nan = math.nan
 
         def row(v):

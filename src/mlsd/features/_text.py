@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ..errors import MlsdError
 from ._base import Transform, row_text, texts
-from ._categorical import TOP_NAMES, hashed_name
+from ._categorical import hash_report, hashed_name
 
 SAMPLE_DOCS = 20_000  # documents read to name hashed n-gram columns
 
@@ -95,18 +95,9 @@ class HashedNgramsFeature(Transform):
         terms = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         b = np.fromiter((ngram_bucket(t, buckets) for t, _ in terms), dtype=np.int64,
                         count=len(terms))
-        per = np.bincount(b, minlength=buckets) if len(b) else np.zeros(buckets, int)
-        names: dict[str, list] = {}
-        for (term, _), k in zip(terms, b, strict=True):
-            if str(int(k)) not in names:
-                names[str(int(k))] = [term, int(per[k])]
-                if len(names) >= TOP_NAMES:
-                    break
-        shared = per[b] > 1 if len(b) else np.zeros(0, bool)
-        return {"docs_read": docs, "distinct": len(terms),
-                "buckets_used": int((per > 0).sum()),
-                "collision_rate": round(float(shared.mean()), 6) if len(b) else 0.0,
-                "names": names}
+        report = hash_report([t for t, _ in terms], [n for _, n in terms], buckets, b)
+        del report["rows_colliding"]  # n-gram occurrences, not rows: left out
+        return {"docs_read": docs, **report}
 
     def _vectorizer(self, state):
         from sklearn.feature_extraction.text import HashingVectorizer
@@ -121,12 +112,10 @@ class HashedNgramsFeature(Transform):
 
     def _row(self, state, v):
         # the vectorizer's own analyzer and hash, without its per-call checks
-        cache = self.__dict__.setdefault("_cache", {})
-        if cache.get("state") is not state:
-            cache.update(state=state, analyzer=self._vectorizer(state)
-                         .build_analyzer())
+        analyzer = self._memo(state, "analyzer",
+                              lambda s: self._vectorizer(s).build_analyzer())
         counts: dict[int, float] = {}
-        for term in cache["analyzer"]("" if v is None else row_text(v)):
+        for term in analyzer("" if v is None else row_text(v)):
             j = ngram_bucket(term, state["buckets"])
             counts[j] = counts.get(j, 0.0) + 1.0
         idx = sorted(counts)
@@ -179,17 +168,15 @@ class TfidfFeature(Transform):
                 "distinct": len(df), "ngram_range": list(p["ngram_range"])}
 
     def _cached(self, state) -> dict[str, Any]:
-        cache = self.__dict__.setdefault("_cache", {})
-        if cache.get("state") is not state:
+        def build(state):
             from sklearn.feature_extraction.text import CountVectorizer
 
             vocab = {t: i for i, t in enumerate(state["vocabulary"])}
             cv = CountVectorizer(ngram_range=tuple(state["ngram_range"]),
                                  lowercase=True, vocabulary=vocab, dtype=np.float64)
-            cache.update(state=state, cv=cv, vocab=vocab,
-                         analyzer=cv.build_analyzer(),
-                         idf=np.asarray(state["idf"], dtype=np.float64))
-        return cache
+            return {"cv": cv, "vocab": vocab, "analyzer": cv.build_analyzer(),
+                    "idf": np.asarray(state["idf"], dtype=np.float64)}
+        return self._memo(state, "vectorizer", build)
 
     @staticmethod
     def _weigh(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,

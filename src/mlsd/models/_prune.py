@@ -19,8 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..spec import ModelSpec, ProblemSpec
-from ._learners import LEARNERS
 from ._metrics import PRIMARY, choose_threshold, task_metrics
+from ._train import make_learner
 
 
 def _columns(X: sp.csr_matrix, blocks: list, keep: list[str]) -> sp.csr_matrix:
@@ -42,10 +42,7 @@ class _Scorer:
 
     def fit(self, keep: list[str]):
         task = self.problem.task
-        learner = LEARNERS[self.model.kind](
-            task=task, n_classes=self.n_classes, params=self.model.params,
-            class_weight=self.model.class_weight, seed=self.seed,
-            threads=self.model.threads)
+        learner = make_learner(task, self.model, self.n_classes, self.seed)
         Xt = _columns(self.X["train"], self.blocks, keep)
         Xv = _columns(self.X["valid"], self.blocks, keep)
         learner.fit(Xt, self.y["train"], Xv, self.y["valid"])

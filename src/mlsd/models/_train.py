@@ -68,6 +68,13 @@ class TrainResult:
     beats_baselines: bool | None = None
 
 
+def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int) -> Learner:
+    """The spec's learner, not yet fitted."""
+    return LEARNERS[model.kind](task=task, n_classes=n_classes, params=model.params,
+                               class_weight=model.class_weight, seed=seed,
+                               threads=model.threads)
+
+
 def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],
           y: dict[str, np.ndarray], classes: list, names: list[str],
           blocks: list, seed: int) -> TrainResult:
@@ -81,10 +88,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     for part in ("train", "valid", "test"):
         if X[part].shape[0] == 0:
             raise ModelError(f"the {part} split is empty: cannot train and evaluate")
-    learner = LEARNERS[model.kind](task=task, n_classes=n_classes,
-                                   params=model.params,
-                                   class_weight=model.class_weight, seed=seed,
-                                   threads=model.threads)
+    learner = make_learner(task, model, n_classes, seed)
     learner.fit(X["train"], y["train"], X["valid"], y["valid"])
     out = {p: learner.predict(X[p]) for p in ("valid", "test")}
 
