@@ -144,6 +144,11 @@ def prune_features(project: Project | str | Path | None = None, *,
     from .models import prune_stage
 
     project = Project.of(project)
+    if tolerance is not None and not 0.0 <= tolerance <= 0.5:
+        raise SpecError(f"--tolerance {tolerance}: expected a relative loss between 0 "
+                        f"and 0.5 (0.005: half a percent of the validation metric)")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise SpecError(f"--budget {budget_seconds}: expected seconds above 0")
     target = None
     if write is not None:
         from .lake import inside

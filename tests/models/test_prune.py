@@ -67,3 +67,8 @@ def test_cli_prunes_and_writes_a_spec_that_runs(fresh_project):
     bad = run_cli("features", "prune", "--write", "sub/mlsd.yaml",
                   cwd=fresh_project, check=False)
     assert bad.returncode == 2 and "next to mlsd.yaml" in bad.stderr
+    for args, words in ((["--tolerance", "-1"], "between 0 and 0.5"),
+                        (["--budget", "0"], "seconds above 0")):
+        bad = run_cli("features", "prune", *args, cwd=fresh_project, check=False)
+        assert bad.returncode == 2 and words in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
