@@ -102,3 +102,100 @@ def test_rows_with_an_equal_time_land_in_one_split():
         two = pa.table({"year": pa.array([1] * 30 + [2] * 30), "y": [0, 1] * 30})
         assign_splits(two, SplitSpec(strategy="time", time="year"), target="y",
                       seed=0)
+
+
+# -- stability, gaps, time+group, duplicates ---------------------------------
+from mlsd.trainingdata._split import split_rows  # noqa: E402
+
+
+def _grow(t, extra, seed=9):
+    """``t`` with ``extra`` new rows appended (new keys, later times)."""
+    more = _table(t.num_rows + extra, seed=seed).slice(t.num_rows)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    later = pa.array([t0 + timedelta(minutes=i) for i in range(extra)],
+                     pa.timestamp("us", tz="UTC"))
+    more = more.set_column(3, "t", later)
+    return pa.concat_tables([t, more])
+
+
+@pytest.mark.parametrize("strategy", ["random", "stratified", "group", "time",
+                                      "time+group"])
+def test_appended_rows_never_move_earlier_rows(strategy):
+    t = _table(3000)
+    spec = SplitSpec(strategy=strategy, time="t", group="g")
+    first = split_rows(t, spec, target="y", seed=2, key="id")
+    grown = _grow(t, 1500)
+    again = split_rows(grown, spec, target="y", seed=2, key="id", cuts=first.cuts)
+    assert (again.labels[:t.num_rows] == first.labels).all()
+    if strategy == "time":  # the newest rows go to test, by the recorded cut-off
+        assert (again.labels[t.num_rows:] == "test").all()
+
+
+def test_stratified_split_is_exact_at_first_and_keeps_its_cut_points():
+    t = _table(5003, seed=4)
+    spec = SplitSpec(strategy="stratified", test=0.2, valid=0.1)
+    r = split_rows(t, spec, target="y", seed=0, key="id")
+    y = np.array(t.column("y").to_pylist())
+    for c in (True, False):
+        n = int((y == c).sum())
+        assert int(((y == c) & (r.labels == "test")).sum()) == round(0.2 * n)
+        assert int(((y == c) & (r.labels == "valid")).sum()) == round(0.1 * n)
+    # the recorded cut points sit near the nominal shares: rows to come are
+    # placed in about the same proportions
+    for cut_test, cut_valid in r.cuts["classes"].values():
+        assert abs(cut_test - 0.2) < 0.03 and abs(cut_valid - 0.3) < 0.03
+    # a rare class still gets its share of test
+    rare = t.set_column(1, "y", pa.array(["r" if i < 10 else "c"
+                                          for i in range(t.num_rows)]))
+    s = split_rows(rare, spec, target="y", seed=0, key="id").labels
+    assert (s[:10] == "test").sum() == 2 and (s[:10] == "valid").sum() == 1
+
+
+def test_time_gap_leaves_the_rows_before_each_cut_out():
+    t = _table(4000)
+    gap = timedelta(days=20)
+    r = split_rows(t, SplitSpec(strategy="time", time="t", gap="20d"), target="y",
+                   seed=0, key="id")
+    ts = np.array(t.column("t").to_pylist(), dtype=object)
+    by = {p: ts[r.labels == p] for p in ("train", "valid", "test", "gap")}
+    assert by["train"].max() + gap < by["valid"].min()
+    assert by["valid"].max() + gap < by["test"].min()
+    assert len(by["gap"]) > 0 and set(r.labels) == {"train", "valid", "test", "gap"}
+    start = datetime.fromtimestamp(r.cuts["test_start"] / 1e6, UTC)
+    assert by["test"].min() == start
+    with pytest.raises(DataError, match="shorter gap"):
+        split_rows(t, SplitSpec(strategy="time", time="t", gap="3000d"), target="y",
+                   seed=0, key="id")
+
+
+def test_time_group_split_never_shares_a_group_and_tests_after_training():
+    t = _table(4000)
+    r = split_rows(t, SplitSpec(strategy="time+group", time="t", group="g",
+                                gap="1d"), target="y", seed=0, key="id")
+    g = np.array(t.column("g").to_pylist())
+    ts = np.array(t.column("t").to_pylist(), dtype=object)
+    s = r.labels
+    for a, b in (("train", "test"), ("train", "valid"), ("valid", "test")):
+        assert not set(g[s == a]) & set(g[s == b])
+    assert ts[s == "train"].max() < ts[s == "valid"].min()
+    assert ts[s == "valid"].max() < ts[s == "test"].min()
+    assert (s == "late").sum() > 0  # rows of earlier groups after their split ends
+    assert all((s == p).sum() > 0 for p in ("train", "valid", "test"))
+
+
+@pytest.mark.parametrize("strategy", ["random", "stratified"])
+def test_exact_duplicates_never_straddle_splits(strategy):
+    t = _table(1000).drop(["t"])
+    t = t.append_column("x", pa.array(np.random.default_rng(1).random(1000)))
+    # each of 300 rows appears again under a new key (same content)
+    copies = t.slice(0, 300).set_column(0, "id", pa.array(
+        [f"copy{i}" for i in range(300)]))
+    both = pa.concat_tables([t, copies])
+    r = split_rows(both, SplitSpec(strategy=strategy), target="y", seed=0, key="id")
+    assert (r.labels[:300] == r.labels[1000:]).all()
+    assert r.duplicates == 300
+    # without the copies, the same rows are split as before (stable)
+    alone = split_rows(t, SplitSpec(strategy=strategy), target="y", seed=0,
+                       key="id")
+    if strategy == "random":
+        assert (alone.labels == r.labels[:1000]).all()

@@ -213,8 +213,11 @@ def print_summary(s: dict[str, Any]) -> None:
     if "split" in s:
         sp = s["split"]
         sizes = ", ".join(f"{k} {v}" for k, v in sp["sizes"].items())
+        left = ", ".join(f"{v} {k}" for k, v in (sp.get("left_out") or {}).items())
         out.print(f"Split ({sp['strategy']}"
-                  f"{' on ' + sp['time'] if sp['time'] else ''}): {sizes}")
+                  f"{' on ' + sp['time'] if sp['time'] else ''}): {sizes}"
+                  + (f"; left out {left}" if left else "")
+                  + (" (earlier cuts kept)" if sp.get("cuts_reused") else ""))
     if "model" in s:
         _print_model(s)
     for f in s.get("audit", []):

@@ -388,12 +388,22 @@ class DatasetSpec(_Strict):
 class SplitSpec(_Strict):
     """How rows are assigned to train, valid and test."""
 
-    strategy: Literal["random", "stratified", "time", "group"] = "random"
-    time: str | None = Field(default=None, description="Time column (strategy time).")
+    strategy: Literal["random", "stratified", "time", "group", "time+group"] = Field(
+        default="random", description="random and stratified place a row by a seeded "
+        "hash of its key; group by a hash of its group; time gives the newest rows "
+        "to test; time+group keeps a group in one split and test after train.")
+    time: str | None = Field(default=None, description="Time column (strategies "
+                             "time and time+group).")
     group: str | None = Field(
-        default=None, description="Group column (strategy group): a group never "
-        "spans two splits."
+        default=None, description="Group column (strategies group and time+group): a "
+        "group never spans two splits."
     )
+    gap: float | str | None = Field(
+        default=None, description="Time strategies: rows this close before the start "
+        "of valid and of test are left out of every split (a duration such as 7d, "
+        "12h; a number in the time column's own units when it holds numbers), so "
+        "what the model learns from the last training days cannot leak into the "
+        "first evaluated ones.")
     test: Fraction = 0.2
     valid: Fraction = Field(
         default=0.1, description="Share of all rows carved from training."
@@ -401,13 +411,29 @@ class SplitSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_strategy(self) -> SplitSpec:
-        if self.strategy == "time" and not self.time:
-            raise ValueError("strategy 'time' needs `time`: the time column")
-        if self.strategy == "group" and not self.group:
-            raise ValueError("strategy 'group' needs `group`: the group column")
+        if self.strategy in ("time", "time+group") and not self.time:
+            raise ValueError(f"strategy {self.strategy!r} needs `time`: the time "
+                             f"column")
+        if self.strategy in ("group", "time+group") and not self.group:
+            raise ValueError(f"strategy {self.strategy!r} needs `group`: the group "
+                             f"column")
+        if self.gap is not None:
+            if self.strategy not in ("time", "time+group"):
+                raise ValueError("gap: applies to the time strategies (time, "
+                                 "time+group) only")
+            try:
+                period_seconds(self.gap)
+            except ValueError:
+                raise ValueError(f"gap: {self.gap!r} is not a number or a duration "
+                                 f"like 7d, 12h, 30min") from None
         if self.test + self.valid >= 0.9:
             raise ValueError("test + valid must leave at least 10% for training")
         return self
+
+    @property
+    def gap_seconds(self) -> float:
+        """The gap as seconds (or time-column units), 0 without one."""
+        return 0.0 if self.gap is None else period_seconds(self.gap)
 
 
 class FeatureSpec(_Strict):

@@ -176,13 +176,19 @@ def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
                 for part in ("time", "group")
                 if (col := getattr(spec.split, part)) and col not in cols]
     time = spec.split.time
-    if spec.split.strategy == "time" and time in cols and cols[time] not in (
+    if spec.split.strategy in ("time", "time+group") and time in cols and cols[
+            time] not in (
             "timestamp", "int64", "float64"):
         problems.append((
             "split.time", f"a time split orders rows by time, but {time!r} is "
             f"{_type_name(cols[time])} in {schema_files(ctx)}; declare it "
             f"timestamp there (its values as ISO 8601, 2024-01-31T12:00:00) or "
             f"split by another column"))
+    elif (spec.split.gap is not None and time in cols and cols[time] != "timestamp"
+          and isinstance(spec.split.gap, str)):
+        problems.append((
+            "split.gap", f"{spec.split.gap!r} is a duration, but {time!r} holds "
+            f"numbers ({cols[time]}); give the gap in the column's own units"))
     return problems
 
 
@@ -192,44 +198,104 @@ def _split_settings(ctx: RunContext) -> dict[str, Any]:
             "target": spec.problem.target}
 
 
+CUTS_KEY = "mlsd.split_cuts"
+
+
+def _recorded_cuts(ctx: RunContext, settings: str) -> dict[str, Any] | None:
+    """The cuts the latest split recorded, if it was made with these settings."""
+    import json
+
+    if not ctx.lake.exists("splits", ctx.spec.name):
+        return None
+    info = ctx.lake.last_write("splits", ctx.spec.name) or {}
+    try:
+        doc = json.loads(info.get(CUTS_KEY) or "null")
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("settings") != settings:
+        return None
+    return doc.get("cuts") or None
+
+
+def _time_text(value: float, is_timestamp: bool) -> str:
+    from datetime import UTC, datetime
+
+    if not is_timestamp:
+        return f"{value:g}"
+    return datetime.fromtimestamp(value / 1e6, UTC).isoformat()
+
+
 @stage(writes={"splits": "dataset"}, relations={"training": "split_into"},
        settings=_split_settings, check=_check_split)
 def split(ctx: RunContext, training: DatasetRef) -> StageResult:
     """Give every row of the training table its split (train, valid, test) by
     the spec's deterministic strategy, as ``splits/NAME``: the row's key (or
-    file and line), its ``_row`` and ``_split``."""
+    file and line), its ``_row`` and ``_split``. The cuts (a stratified split's
+    per-class hash cut points, a time split's cut-off times) are recorded with
+    the split and reused while the split settings stay the same, so appended
+    rows never move earlier ones."""
+    import json
+
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from ._split import GAP, LATE, split_rows
 
     spec = ctx.spec
     rows = training_table(ctx, training)
     target = spec.problem.target
-    splits = assign_splits(rows, spec.split, target=target, seed=spec.seed,
-                           key=spec.key)
-    split_id = digest({"inputs": [training.node], "split": spec.split.model_dump(),
-                      "seed": spec.seed, "key": spec.key, "target": target})
+    settings = digest({**_split_settings(ctx),
+                       "split": spec.split.model_dump(mode="json")})
+    recorded = _recorded_cuts(ctx, settings)
+    result = split_rows(rows, spec.split, target=target, seed=spec.seed,
+                        key=spec.key, cuts=recorded)
+    splits = result.labels
+    split_id = digest({"inputs": [training.node], "settings": settings,
+                       "cuts": result.cuts})
     id_cols = [spec.key] if spec.key else ["_source", "_line"]
     split_table = rows.select([*id_cols, ROW]).append_column(SPLIT, pa.array(splits))
-    version, _ = ctx.lake.write("splits", spec.name, split_table, write_id=split_id)
+    version, _ = ctx.lake.write(
+        "splits", spec.name, split_table, write_id=split_id,
+        metadata={CUTS_KEY: json.dumps({"settings": settings, "cuts": result.cuts})})
     ref = DatasetRef(area="splits", name=spec.name, version=version,
                      rows=rows.num_rows, write_id=split_id)
     ctx.keep(ref, split_table)
     sizes = {p: int((splits == p).sum()) for p in (TRAIN, VALID, TEST)}
-    time_range = None
-    if spec.split.strategy == "time":
+    left_out = {p: n for p in (GAP, LATE) if (n := int((splits == p).sum()))}
+    time_range = cut_offs = None
+    if spec.split.time and spec.split.strategy in ("time", "time+group"):
         time_range = {}
         for p in (TRAIN, VALID, TEST):
             mm = pc.min_max(rows.column(spec.split.time).filter(
                 pa.array(splits == p))).as_py()
             time_range[p] = [str(mm["min"]), str(mm["max"])]
+        is_ts = pa.types.is_timestamp(rows.column(spec.split.time).type)
+        cut_offs = {k: _time_text(v, is_ts) for k, v in result.cuts.items()}
+    classes = None
+    if spec.split.strategy == "stratified" or spec.problem.task != "regression":
+        labels = np.array([str(v) for v in rows.column(target).to_pylist()],
+                          dtype=object)
+        classes = {c: {p: int(((labels == c) & (splits == p)).sum())
+                       for p in (TRAIN, VALID, TEST)}
+                   for c in sorted(set(labels.tolist()))[:50]}
+    note = ", ".join(f"{p} {n}" for p, n in sizes.items())
+    if left_out:
+        note += "; left out " + ", ".join(f"{n} {p}" for p, n in left_out.items())
+    if result.reused:
+        note += " (cuts of the previous split kept)"
     return StageResult(
         outputs={"splits": ref},
         summary={"split": {
             "strategy": spec.split.strategy, "time": spec.split.time,
+            "gap": spec.split.gap,
             "rows": rows.num_rows, "unlabelled": training.meta.get("unlabelled", 0),
-            "sizes": sizes, "positive_rate": None, "time_range": time_range,
+            "sizes": sizes, "left_out": left_out, "positive_rate": None,
+            "time_range": time_range, "cut_offs": cut_offs,
+            "cuts_reused": result.reused, "duplicates_placed_together":
+                result.duplicates, "classes": classes,
             "dataset": ref.dataset, "version": version}},
-        note=", ".join(f"{p} {n}" for p, n in sizes.items()))
+        note=note)
 
 
 def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
