@@ -223,15 +223,15 @@ def test_models_group_lists_by_default_and_shows_one(ran_project):
 
 def test_stages_lists_reads_writes_and_where_a_run_can_start(fresh_project):
     rows = json.loads(run_cli("stages", "--json", cwd=fresh_project).stdout)
-    assert [r["stage"] for r in rows] == ["ingest", "table", "split", "features",
-                                          "train", "audit", "report"]
+    assert [r["stage"] for r in rows] == ["ingest", "table", "sample", "split",
+                                          "features", "train", "audit", "report"]
     by = {r["stage"]: r for r in rows}
-    assert by["split"]["reads"] == {"training": "dataset"}
+    assert by["split"]["reads"] == {"training": "dataset", "sample": "dataset"}
     assert by["train"]["can_start_here"] is False
     assert by["audit"]["module"] == "mlsd.audit"
     msg = _fails(fresh_project, "run", "--from", "train")
     assert "'features', which stage 'features' keeps in memory only" in msg
-    assert "Start from one of: ingest, table, split, features, audit" in msg
+    assert "Start from one of: ingest, table, sample, split, features, audit" in msg
     assert not (fresh_project / ".mlsd").exists()  # said before anything ran
 
 

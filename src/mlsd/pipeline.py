@@ -3,7 +3,7 @@
 ``STAGES`` lists the stages of a run, each a function in its stage's package
 that declares what it reads and writes:
 
-    ingest -> table -> split -> features -> train -> audit -> report
+    ingest -> table -> sample -> split -> features -> train -> audit -> report
 
 :func:`run` hands them to the runner (:mod:`mlsd.runtime`), which records the
 progress, timing, lineage edges and summary of each; a run can stop after a
@@ -36,7 +36,7 @@ from .runtime import (
     recorded_run,
     run_lock,
 )
-from .trainingdata import split, table
+from .trainingdata import sample, split, table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -50,8 +50,8 @@ __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "inges
            "prune_features",
            "replay_quarantine", "run", "score_file", "sql", "stages", "vacuum"]
 
-STAGES: tuple[Stage, ...] = (ingest_stage, table, split, features, train_model,
-                             audit, report)
+STAGES: tuple[Stage, ...] = (ingest_stage, table, sample, split, features,
+                             train_model, audit, report)
 """The stages of ``mlsd run``, in order. To add one, write a function with
 :func:`mlsd.runtime.stage` and put it in this list (or pass your own list to
 :func:`run`)."""

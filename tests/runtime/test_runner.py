@@ -43,13 +43,13 @@ def split_counts(ctx: RunContext, splits: DatasetRef) -> StageResult:
                        summary={"split_counts": counts}, note=f"{counts}")
 
 
-WITH_TOY = [*STAGES[:3], split_counts, *STAGES[3:]]
+WITH_TOY = [*STAGES[:4], split_counts, *STAGES[4:]]
 
 
 def test_a_toy_stage_runs_timed_and_in_lineage(fresh_project):
     s = mlsd.run(fresh_project, stages=WITH_TOY, until="split_counts")
-    assert [e["stage"] for e in s["stages"]] == ["ingest", "table", "split",
-                                                 "split_counts"]
+    assert [e["stage"] for e in s["stages"]] == ["ingest", "table", "sample",
+                                                 "split", "split_counts"]
     toy = s["stages"][-1]
     assert toy["status"] == "ran" and toy["seconds"] >= 0.05
     assert s["split_counts"] == s["split"]["sizes"]
@@ -77,8 +77,8 @@ def test_a_toy_stage_runs_timed_and_in_lineage(fresh_project):
     again = mlsd.run(fresh_project, stages=WITH_TOY, from_="split_counts",
                      until="split_counts")
     assert [(e["stage"], e["status"]) for e in again["stages"]] == [
-        ("ingest", "reused"), ("table", "reused"), ("split", "reused"),
-        ("split_counts", "ran")]
+        ("ingest", "reused"), ("table", "reused"), ("sample", "reused"),
+        ("split", "reused"), ("split_counts", "ran")]
     assert again["split_counts"] == s["split_counts"]
     assert again["sources"] == s["sources"]  # reused entries fill the summary
 
@@ -136,7 +136,7 @@ def test_a_run_can_start_only_where_its_inputs_are_persisted():
     # the run's own list: train reads the fitted features, kept in memory
     listed = {x["stage"]: x for x in stages()}
     assert [n for n, x in listed.items() if x["can_start_here"]] == [
-        "ingest", "table", "split", "features", "audit"]
+        "ingest", "table", "sample", "split", "features", "audit"]
     assert "'features'" in listed["train"]["why_not"]
     assert "'audit'" in listed["report"]["why_not"]
 
@@ -166,7 +166,8 @@ def test_a_stage_must_return_what_it_declares(fresh_project):
 def test_until_split_then_from_features_equals_a_whole_run(fresh_project, ran_project,
                                                            tmp_path):
     part = mlsd.run(fresh_project, until="split")
-    assert [e["stage"] for e in part["stages"]] == ["ingest", "table", "split"]
+    assert [e["stage"] for e in part["stages"]] == ["ingest", "table", "sample",
+                                                    "split"]
     assert "model" not in part and part["partial"] == {"from": None,
                                                        "until": "split"}
     project = Project.find(start=fresh_project)
@@ -182,11 +183,17 @@ def test_until_split_then_from_features_equals_a_whole_run(fresh_project, ran_pr
     vacuum(project, retention_hours=0)
     rest = mlsd.run(fresh_project, from_="features")
     assert [(e["stage"], e["status"]) for e in rest["stages"]] == [
-        ("ingest", "reused"), ("table", "reused"), ("split", "reused"),
-        ("features", "ran"), ("train", "ran"), ("audit", "ran"), ("report", "ran")]
+        ("ingest", "reused"), ("table", "reused"), ("sample", "reused"),
+        ("split", "reused"), ("features", "ran"), ("train", "ran"), ("audit", "ran"), ("report", "ran")]
     whole = ran_project[1]
     for key in ("totals", "split", "audit", "audit_design", "shap",
                 "importance", "metric_names", "lineage"):
+        if key == "split":  # the second run kept the cuts the first recorded
+            assert rest[key].pop("cuts_reused") and not dict(whole[key])[
+                "cuts_reused"]
+            assert rest[key] == {k: v for k, v in whole[key].items()
+                                 if k != "cuts_reused"}
+            continue
         assert rest[key] == whole[key], key
     keys = ("source", "load_id", "dataset", "version", "rows_in", "rows_stored",
             "rows_quarantined", "reasons", "files")
@@ -243,7 +250,7 @@ def test_a_stage_list_runs_on_a_copy_of_a_ran_project(ran_project, tmp_path):
     shutil.copytree(ran_project[0], folder)
     s = mlsd.run(folder, from_="audit")
     first = ran_project[1]
-    assert [e["status"] for e in s["stages"]] == ["reused"] * 5 + ["ran"] * 2
+    assert [e["status"] for e in s["stages"]] == ["reused"] * 6 + ["ran"] * 2
     assert s["model"] == first["model"]
     assert s["audit"] == first["audit"] and s["shap"] == first["shap"]
     assert (folder / s["paths"]["report"]).is_file()
@@ -265,7 +272,8 @@ def test_the_training_table_names_only_the_sources_it_used(fresh_project):
     assert {e["src"] for e in edges if e["dst"] == node} == set(
         table_entry["reads"])
     again = mlsd.run(fresh_project, from_="split", until="split")
-    assert [e["status"] for e in again["stages"]] == ["reused", "reused", "ran"]
+    assert [e["status"] for e in again["stages"]] == ["reused", "reused", "reused",
+                                                      "ran"]
 
 
 def test_an_erasure_predicate_reads_nothing_but_the_training_table(fresh_project):
@@ -287,7 +295,7 @@ def test_a_schema_frozen_by_ingest_does_not_make_ingest_stale(fresh_project):
     first = mlsd.run(fresh_project, until="ingest")
     assert all(src["schema_frozen"] for src in first["sources"])
     again = mlsd.run(fresh_project, from_="table", until="split")
-    assert [e["status"] for e in again["stages"]] == ["reused", "ran", "ran"]
+    assert [e["status"] for e in again["stages"]] == ["reused", "ran", "ran", "ran"]
     # and a schema edited since is a changed setting of ingest
     path = fresh_project / "schemas/posts_log.yaml"
     path.write_text(path.read_text().replace("likes: int64", "likes: float64"))

@@ -42,7 +42,8 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
          *[c for c in spec.audit.allow_shared if c in rows.column_names]]))
     import pyarrow as pa
 
-    fit_rows = pa.concat_tables([parts[TRAIN], parts[VALID]]).select(audit_cols)
+    fit_rows = pa.concat_tables([parts[TRAIN].select(audit_cols),
+                                 parts[VALID].select(audit_cols)])
     pair = audit_pair(fit_rows, parts[TEST].select(audit_cols), target=target,
                       task=spec.problem.task, time_column=spec.split.time,
                       group=spec.split.group, allow_shared=spec.audit.allow_shared,

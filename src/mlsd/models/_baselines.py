@@ -11,12 +11,14 @@ from ._learners import class_weights
 from ._metrics import PRIMARY, task_metrics
 
 
-def prior_baseline(task: str, y_train: np.ndarray, n_rows: int, n_classes: int
-                   ) -> np.ndarray:
-    """Majority class / class prior (classification) or the mean (regression)."""
+def prior_baseline(task: str, y_train: np.ndarray, n_rows: int, n_classes: int,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """Majority class / class prior (classification) or the mean (regression),
+    of the training rows as weighted."""
     if task == "regression":
-        return np.full(n_rows, float(np.mean(y_train)))
-    counts = np.bincount(y_train.astype(int), minlength=max(n_classes, 2))
+        return np.full(n_rows, float(np.average(y_train, weights=weights)))
+    counts = np.bincount(y_train.astype(int), weights=weights,
+                         minlength=max(n_classes, 2))
     prior = counts / counts.sum()
     if task == "binary":
         return np.full(n_rows, prior[1])
@@ -25,7 +27,8 @@ def prior_baseline(task: str, y_train: np.ndarray, n_rows: int, n_classes: int
 
 def one_feature_rule(task: str, X_train, y_train, X_valid, y_valid,
                      candidates: list[tuple[int, str]], n_classes: int,
-                     seed: int, max_depth: int = 2) -> dict[str, Any] | None:
+                     seed: int, max_depth: int = 2,
+                     weights: np.ndarray | None = None) -> dict[str, Any] | None:
     """The best small tree on a single input column, chosen on validation.
 
     Returns the column, the fitted tree and its validation score, or None when
@@ -33,14 +36,18 @@ def one_feature_rule(task: str, X_train, y_train, X_valid, y_valid,
     """
     metric, higher = PRIMARY[task]
     best = None
-    weights = None if task == "regression" else class_weights(
+    cw = None if task == "regression" else class_weights(
         y_train.astype(int), max(n_classes, 2))
+    if weights is not None:
+        weights = weights if cw is None else cw * weights
+    else:
+        weights = cw
     for j, name in candidates:
         xt = X_train[:, j].toarray()
         xv = X_valid[:, j].toarray()
         if task == "regression":
             tree = DecisionTreeRegressor(max_depth=max_depth, random_state=seed)
-            tree.fit(xt, y_train)
+            tree.fit(xt, y_train, sample_weight=weights)
             out = tree.predict(xv)
         else:
             tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed)

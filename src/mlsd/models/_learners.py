@@ -43,14 +43,22 @@ class Learner(ABC):
         self.seed = seed
         self.threads = threads
 
-    def _weights(self, y: np.ndarray) -> np.ndarray | None:
-        if self.task == "regression" or self.class_weight != "balanced":
-            return None
-        return class_weights(y.astype(int), max(self.n_classes, 2))
+    def _weights(self, y: np.ndarray, sample_weight: np.ndarray | None = None
+                 ) -> np.ndarray | None:
+        """Each row's weight in the loss: its class weight (``balanced``)
+        times its sample weight (a weighted or importance sample's)."""
+        w = None
+        if self.task != "regression" and self.class_weight == "balanced":
+            w = class_weights(y.astype(int), max(self.n_classes, 2))
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight, dtype=float)
+            w = sw if w is None else w * sw
+        return w
 
     @abstractmethod
-    def fit(self, X, y, X_valid=None, y_valid=None) -> Learner:
-        """Fit on training rows; validation rows may stop training early."""
+    def fit(self, X, y, X_valid=None, y_valid=None, sample_weight=None) -> Learner:
+        """Fit on training rows, each weighing ``sample_weight`` (default 1);
+        validation rows may stop training early."""
 
     @abstractmethod
     def predict(self, X) -> np.ndarray:
@@ -91,10 +99,10 @@ class LightGBMLearner(Learner):
         base.update(p)
         return base, rounds
 
-    def fit(self, X, y, X_valid=None, y_valid=None):
+    def fit(self, X, y, X_valid=None, y_valid=None, sample_weight=None):
         params, rounds = self._lgb_params()
         params.setdefault("num_threads", threads_for(X.shape[0], self.threads))
-        train = lgb.Dataset(X, label=y, weight=self._weights(y),
+        train = lgb.Dataset(X, label=y, weight=self._weights(y, sample_weight),
                             free_raw_data=False)
         valid_sets, callbacks = [], []
         if X_valid is not None and X_valid.shape[0] > 0:
@@ -136,21 +144,21 @@ class LinearLearner(Learner):
     kind = "linear"
     FILE = "model.linear.json"
 
-    def fit(self, X, y, X_valid=None, y_valid=None):
+    def fit(self, X, y, X_valid=None, y_valid=None, sample_weight=None):
         if sp.issparse(X) and np.isnan(X.data).any():
             raise ModelError("a linear model cannot take missing values: give every "
                              "numeric feature an `impute` other than none")
         p = dict(self.params)
         if self.task == "regression":
             est = Ridge(alpha=float(p.pop("alpha", 1.0)), **p)
-            est.fit(X, y)
+            est.fit(X, y, sample_weight=self._weights(y, sample_weight))
             self.coef_ = np.atleast_2d(est.coef_)
             self.intercept_ = np.atleast_1d(est.intercept_).astype(float)
         else:
             est = LogisticRegression(C=float(p.pop("C", 1.0)),
                                      max_iter=int(p.pop("max_iter", 2000)),
                                      random_state=self.seed, **p)
-            est.fit(X, y, sample_weight=self._weights(y))
+            est.fit(X, y, sample_weight=self._weights(y, sample_weight))
             self.coef_ = np.asarray(est.coef_, dtype=float)
             self.intercept_ = np.asarray(est.intercept_, dtype=float)
         return self

@@ -33,8 +33,9 @@ class _Scorer:
     """Fits the spec's learner on train with some features, scores valid."""
 
     def __init__(self, problem: ProblemSpec, model: ModelSpec, X, y, classes,
-                 blocks, seed: int):
+                 blocks, seed: int, weights=None):
         self.problem, self.model, self.X, self.y = problem, model, X, y
+        self.weights = weights
         self.blocks, self.seed = blocks, seed
         self.n_classes = len(classes) if problem.task != "regression" else 1
         self.metric, self.higher = PRIMARY[problem.task]
@@ -45,7 +46,8 @@ class _Scorer:
         learner = make_learner(task, self.model, self.n_classes, self.seed)
         Xt = _columns(self.X["train"], self.blocks, keep)
         Xv = _columns(self.X["valid"], self.blocks, keep)
-        learner.fit(Xt, self.y["train"], Xv, self.y["valid"])
+        learner.fit(Xt, self.y["train"], Xv, self.y["valid"],
+                    sample_weight=self.weights)
         out = learner.predict(Xv)
         thr = None
         if task == "binary":
@@ -66,14 +68,16 @@ class _Scorer:
 def prune(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],
           y: dict[str, np.ndarray], classes: list, blocks: list,
           costs: dict[str, float] | None = None, tolerance: float = 0.005,
-          budget_seconds: float = 300.0, seed: int = 0) -> dict[str, Any]:
+          budget_seconds: float = 300.0, seed: int = 0,
+          weights: np.ndarray | None = None) -> dict[str, Any]:
     """Drop-one ablation of every feature on validation, then a greedy pruned
     set; see the module docstring. ``costs``: online microseconds per row of
     each feature (from the run's feature table), to prefer dropping the
-    costly among equals."""
+    costly among equals. ``weights``: the training rows' sample weights.
+    """
     started = time.perf_counter()
     costs = costs or {}
-    s = _Scorer(problem, model, X, y, classes, blocks, seed)
+    s = _Scorer(problem, model, X, y, classes, blocks, seed, weights)
     labels = [b.column for b in blocks]
     learner, base = s.fit(labels)
     gain = _block_gain(learner, blocks)

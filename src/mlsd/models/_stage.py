@@ -104,6 +104,25 @@ def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
                      splits.node), make)
 
 
+def train_weights(ctx: RunContext, classes: list, training: DatasetRef,
+                  splits: DatasetRef) -> np.ndarray | None:
+    """Each training row's sample weight (a weighted or importance sample's),
+    for the rows :func:`labelled_matrices` keeps; None when every row weighs 1."""
+    from ..trainingdata import WEIGHT
+    from ._train import target_array
+
+    _, _, parts = split_parts(ctx, training, splits)
+    train = parts[TRAIN]
+    if WEIGHT not in train.column_names:
+        return None
+    problem = ctx.spec.problem
+    index = {c: i for i, c in enumerate(classes)} if problem.task != (
+        "regression") else None
+    _, keep = target_array(problem.task, train.column(problem.target).to_pylist(),
+                           index)
+    return train.column(WEIGHT).to_numpy()[keep]
+
+
 def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
     """The model artifact of ``model``, loaded (and checked) once per run."""
     from ._artifact import ModelArtifact
@@ -136,8 +155,9 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     classes, _ = encode_target(problem, parts[TRAIN].column(target).to_pylist())
     X, y = labelled_matrices(ctx, pipeline, classes, training, splits)
     names = pipeline.names()
+    weights = train_weights(ctx, classes, training, splits)
     result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
-                   blocks=pipeline.block_slices(), seed=spec.seed)
+                   blocks=pipeline.block_slices(), seed=spec.seed, weights=weights)
 
     short = digest({"features": pipeline.to_json(), "metrics": result.metrics,
                     "inputs": [training.node, splits.node]})[:10]
@@ -234,6 +254,7 @@ def prune_stage(*, tolerance: float | None = None,
         classes, _ = encode_target(problem,
                                    parts[TRAIN].column(problem.target).to_pylist())
         X, y = labelled_matrices(ctx, features, classes, training, splits)
+        weights = train_weights(ctx, classes, training, splits)
         table = (ctx.summary.get("features") or {}).get("table") or []
         costs = {r["feature"]: r["us_per_row"] for r in table
                  if r.get("us_per_row") is not None}
@@ -244,7 +265,7 @@ def prune_stage(*, tolerance: float | None = None,
                        else tolerance,
                        budget_seconds=policy.prune_budget_seconds
                        if budget_seconds is None else budget_seconds,
-                       seed=spec.seed)
+                       seed=spec.seed, weights=weights)
         return StageResult(
             outputs={"prune": result}, summary={"prune": result},
             note=f"{len(result['drop'])} of {result['of']} features could go "

@@ -77,11 +77,13 @@ def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int) -> Lear
 
 def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],
           y: dict[str, np.ndarray], classes: list, names: list[str],
-          blocks: list, seed: int) -> TrainResult:
+          blocks: list, seed: int, weights: np.ndarray | None = None
+          ) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
-    for measurement only.
+    for measurement only. ``weights``: each training row's sample weight (a
+    weighted or importance sample's), used by the learner and the baselines.
     """
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
@@ -89,7 +91,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         if X[part].shape[0] == 0:
             raise ModelError(f"the {part} split is empty: cannot train and evaluate")
     learner = make_learner(task, model, n_classes, seed)
-    learner.fit(X["train"], y["train"], X["valid"], y["valid"])
+    learner.fit(X["train"], y["train"], X["valid"], y["valid"],
+                sample_weight=weights)
     out = {p: learner.predict(X[p]) for p in ("valid", "test")}
 
     threshold = None
@@ -114,7 +117,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
                                                                   "test")}, thr
 
     # baseline 1: majority class / class prior / mean
-    prior = {p: prior_baseline(task, y["train"], X[p].shape[0], n_classes)
+    prior = {p: prior_baseline(task, y["train"], X[p].shape[0], n_classes, weights)
              for p in ("valid", "test")}
     metrics["baselines"]["prior"] = {
         "description": "class prior (majority)" if task != "regression"
@@ -124,7 +127,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     candidates = [(j, names[j]) for b in blocks if b.kind in RULE_KINDS
                   for j in range(b.start, b.stop)]
     rule = one_feature_rule(task, X["train"], y["train"], X["valid"], y["valid"],
-                            candidates, n_classes, seed)
+                            candidates, n_classes, seed, weights=weights)
     if rule is not None:
         rule_out = {p: apply_rule(rule, task, X[p], n_classes)
                     for p in ("valid", "test")}

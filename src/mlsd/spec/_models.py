@@ -436,6 +436,143 @@ class SplitSpec(_Strict):
         return 0.0 if self.gap is None else period_seconds(self.gap)
 
 
+SAMPLE_METHODS = ("convenience", "snowball", "judgment", "quota", "random",
+                  "stratified", "weighted", "reservoir", "importance")
+SAMPLE_KEYS: dict[str, tuple[str, ...]] = {
+    "convenience": ("n", "fraction", "where"),
+    "snowball": ("n", "keys", "where", "link", "edges", "max_depth"),
+    "judgment": ("keys", "where", "chosen_by", "why"),
+    "quota": ("by", "quota", "per_category", "where"),
+    "random": ("n", "fraction", "replace"),
+    "stratified": ("n", "fraction", "by", "allocation", "reweight"),
+    "weighted": ("n", "fraction", "weights", "replace", "reweight"),
+    "reservoir": ("n", "weights"),
+    "importance": ("n", "proposal", "density"),
+}
+"""The settings each sampling method reads (any other is a mistake)."""
+
+
+class EdgesSpec(_Strict):
+    """A table of links for a snowball sample: rows lead from ``from`` to ``to``."""
+
+    dataset: str = Field(description="A lake dataset (`sources/NAME`, or a source "
+                         "name) holding the links.")
+    from_: str = Field(alias="from", description="Column of the linking key.")
+    to: str = Field(description="Column of the linked key.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SampleSpec(_Strict):
+    """Which rows of the training table are drawn to train on (``sample:``).
+
+    The sample is written as ``samples/NAME`` before the split; the train split
+    keeps only the rows it drew, with their weights; valid and test are never
+    sampled. Every method comes with a bias report: the sample against the
+    population, column by column."""
+
+    method: Literal["convenience", "snowball", "judgment", "quota", "random",
+                    "stratified", "weighted", "reservoir", "importance"] = Field(
+        description="Non-probability: convenience, snowball, judgment, quota. "
+        "Probability: random, stratified, weighted, reservoir, importance.")
+    n: int | None = Field(default=None, ge=1, description="Rows to draw (of the "
+                          "whole training table).")
+    fraction: float | None = Field(default=None, gt=0.0, le=1.0,
+                                   description="Share of the rows to draw, instead "
+                                   "of `n`.")
+    seed: int | None = Field(default=None, description="Seed of the draw (default: "
+                             "the project's `seed`).")
+    where: str | None = Field(default=None, description="A SQL predicate on the "
+                              "rows: the available rows (convenience, quota), the "
+                              "expert's choice (judgment), the seeds (snowball).")
+    keys: list[Any] | None = Field(default=None, description="Row keys: the "
+                                   "expert's list (judgment), the seeds "
+                                   "(snowball).")
+    chosen_by: str | None = Field(default=None, description="judgment: who chose "
+                                  "the rows (kept in lineage).")
+    why: str | None = Field(default=None, description="judgment: on what grounds.")
+    by: str | None = Field(default=None, description="stratified, quota: the "
+                           "column whose values are the strata (default: the "
+                           "target).")
+    allocation: Literal["proportional", "equal"] = Field(
+        default="proportional", description="stratified: rows per stratum in "
+        "proportion to its size, or the same for every stratum.")
+    quota: dict[str, int] | None = Field(default=None, description="quota: rows "
+                                         "per category, first come.")
+    per_category: int | None = Field(default=None, ge=1, description="quota: the "
+                                     "same number for every category.")
+    weights: str | None = Field(default=None, description="weighted, reservoir: a "
+                                "column or SQL expression giving each row's weight "
+                                "(exp(-age_days / 30) favours recent rows).")
+    replace: bool = Field(default=False, description="random, weighted: draw with "
+                          "replacement (a row drawn twice weighs twice).")
+    reweight: bool | None = Field(
+        default=None, description="weighted, stratified: train with weights that "
+        "undo the unequal chances (1 / inclusion probability), so the model "
+        "learns the population (default: true for weighted, false for "
+        "stratified, whose equal allocation is meant to change the mix).")
+    proposal: str | None = Field(default=None, description="importance: the "
+                                 "distribution drawn from, as a weight per row "
+                                 "(column or SQL; default uniform).")
+    density: str | None = Field(default=None, description="importance: the "
+                                "distribution wanted, as an unnormalised weight "
+                                "per row; drawn rows weigh density / proposal.")
+    link: str | None = Field(default=None, description="snowball: the column "
+                             "holding the key of a linked row.")
+    edges: EdgesSpec | None = Field(default=None, description="snowball: a table "
+                                    "of links instead of a link column.")
+    max_depth: int | None = Field(default=None, ge=1, description="snowball: "
+                                  "follow links at most this many steps.")
+
+    @model_validator(mode="after")
+    def _check_method(self) -> SampleSpec:
+        m = self.method
+        allowed = {"method", "seed", *SAMPLE_KEYS[m]}
+        for name in self.model_fields_set - allowed:
+            readers = [k for k, v in SAMPLE_KEYS.items() if name in v]
+            raise ValueError(f"{name}: method {m!r} does not read it (it is read "
+                             f"by {', '.join(readers) or 'no method'})")
+        if "n" in SAMPLE_KEYS[m] and "fraction" in SAMPLE_KEYS[m]:
+            if (self.n is None) == (self.fraction is None):
+                raise ValueError(f"method {m!r} needs `n` or `fraction` (one of "
+                                 f"them)")
+        elif "n" in SAMPLE_KEYS[m] and self.n is None and m != "snowball":
+            raise ValueError(f"method {m!r} needs `n`: the rows to draw")
+        if m == "snowball":
+            if self.n is None and self.max_depth is None:
+                raise ValueError("snowball needs `n` (rows to reach) or "
+                                 "`max_depth`")
+            if (self.link is None) == (self.edges is None):
+                raise ValueError("snowball needs `link` (a column) or `edges` (a "
+                                 "table), one of them")
+        if m in ("snowball", "judgment") and (self.keys is None) == (
+                self.where is None):
+            raise ValueError(f"{m} needs `keys` or `where`, one of them")
+        if m == "judgment" and not (self.chosen_by or "").strip():
+            raise ValueError("judgment needs `chosen_by`: who chose the rows (kept "
+                             "in lineage)")
+        if m == "quota" and (self.quota is None) == (self.per_category is None):
+            raise ValueError("quota needs `quota` (rows per category) or "
+                             "`per_category`, one of them")
+        if m == "quota" and self.quota and any(v < 0 for v in self.quota.values()):
+            raise ValueError("quota: rows per category must be >= 0")
+        if m == "weighted" and not self.weights:
+            raise ValueError("weighted needs `weights`: a column or SQL expression")
+        if m == "importance" and not self.density:
+            raise ValueError("importance needs `density`: the distribution wanted, "
+                             "as a weight per row")
+        return self
+
+    @property
+    def reweights(self) -> bool:
+        """Whether drawn rows carry weights that undo their unequal chances."""
+        if self.method == "importance":
+            return True
+        if self.reweight is not None:
+            return self.reweight
+        return self.method == "weighted"
+
+
 class FeatureSpec(_Strict):
     """One feature: raw column(s) and how they become model inputs.
 
@@ -712,6 +849,9 @@ class ProjectSpec(_Strict):
     validate_: ValidateSpec = Field(default_factory=ValidateSpec, alias="validate")
     transform: TransformSpec = Field(default_factory=TransformSpec)
     dataset: DatasetSpec | None = None
+    sample: SampleSpec | None = Field(
+        default=None, description="Draw the rows to train on from the training "
+        "table (written as samples/NAME); valid and test are never sampled.")
     split: SplitSpec = Field(default_factory=SplitSpec)
     features: list[FeatureSpec] = Field(min_length=1)
     feature_policy: FeaturePolicySpec = Field(default_factory=FeaturePolicySpec)

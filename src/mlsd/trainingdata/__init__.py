@@ -1,17 +1,37 @@
 """Training data: which rows train, tune and test the model.
 
-:func:`assign_splits` gives every row of the training table a split, by a
-deterministic strategy the spec chooses (random, stratified, time, group), with the
-validation split carved from the training side. Two stages of ``mlsd run`` live
-here: :func:`table` writes the training table (the labelled rows of the sources)
-as ``training/NAME``, and :func:`split` writes each row's split as
-``splits/NAME``; later stages read both by version (:func:`split_parts`) and fit
-on ``train`` only.
+:func:`draw` samples a table by any of the course's methods (convenience,
+snowball, judgment, quota; random, stratified, weighted, reservoir, importance)
+with a bias report; :class:`Reservoir` and :class:`WeightedReservoir` sample a
+stream of Arrow batches. :func:`split_rows` gives every row of the training
+table a split, by a deterministic strategy the spec chooses (random, stratified,
+time, group, time+group), with the validation split carved from the training
+side. Three stages of ``mlsd run`` live here: :func:`table` writes the training
+table (the labelled rows of the sources) as ``training/NAME``, :func:`sample`
+draws the rows to train on as ``samples/NAME``, and :func:`split` writes each
+row's split and weight as ``splits/NAME``; later stages read them by version
+(:func:`split_parts`) and fit on ``train`` only.
 """
 
-from ._split import SPLIT, TEST, TRAIN, VALID, assign_splits, stable_unit
+from ._reservoir import Reservoir, WeightedReservoir
+from ._sample_stage import sample
+from ._sampling import Sample, allocate, bias_report, draw, inclusion_probabilities
+from ._split import (
+    GAP,
+    LATE,
+    SPLIT,
+    TEST,
+    TRAIN,
+    UNSAMPLED,
+    VALID,
+    SplitResult,
+    assign_splits,
+    split_rows,
+    stable_unit,
+)
 from ._stages import (
     ROW,
+    WEIGHT,
     schema_files,
     split,
     split_parts,
@@ -21,15 +41,29 @@ from ._stages import (
 )
 
 __all__ = [
+    "GAP",
+    "LATE",
     "ROW",
     "SPLIT",
     "TEST",
     "TRAIN",
+    "UNSAMPLED",
     "VALID",
+    "WEIGHT",
+    "Reservoir",
+    "Sample",
+    "SplitResult",
+    "WeightedReservoir",
+    "allocate",
     "assign_splits",
+    "bias_report",
+    "draw",
+    "inclusion_probabilities",
+    "sample",
     "schema_files",
     "split",
     "split_parts",
+    "split_rows",
     "stable_unit",
     "table",
     "training_table",

@@ -25,9 +25,10 @@ if TYPE_CHECKING:  # numpy and pyarrow load when a split is made
     import pyarrow as pa
 
 TRAIN, VALID, TEST = "train", "valid", "test"
-GAP, LATE = "gap", "late"
-"""Rows in no split: inside a time gap, or of a group placed in an earlier split
-but dated after that split's end (strategy time+group)."""
+GAP, LATE, UNSAMPLED = "gap", "late", "unsampled"
+"""Rows in no split: inside a time gap, of a group placed in an earlier split
+but dated after that split's end (strategy time+group), or of the train side
+but not drawn by the spec's sample."""
 SPLIT = "_split"
 CUTS_LAYOUT = 1
 
@@ -177,7 +178,7 @@ def _time_cuts(t: np.ndarray, spec: SplitSpec, gap: float, col: str
     raise DataError(
         f"split.time: column {col!r} has {distinct} distinct value(s)"
         + (f" over a span of {ts[-1] - ts[0]:g}" if gap else "")
-        + f"; rows with one time value stay in one split"
+        + "; rows with one time value stay in one split"
         + (f" and {spec.gap} gaps lie between splits" if gap else "")
         + f", so it cannot make train, valid and test (fractions "
         f"{1 - spec.test - spec.valid:.2f}, {spec.valid}, {spec.test}); use a finer "

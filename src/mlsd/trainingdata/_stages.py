@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, SchemaError
 from ..runtime import DatasetRef, RunContext, StageResult, digest, stage
-from ._split import SPLIT, TEST, TRAIN, VALID, assign_splits
+from ._split import SPLIT, TEST, TRAIN, VALID
 
 if TYPE_CHECKING:  # numpy and pyarrow load when a stage runs, not to check
     import numpy as np
     import pyarrow as pa
 
     from ..etl import DataSchema
+    from ._split import SplitResult
 
 ROW = "_row"
+WEIGHT = "_weight"
 TABLE_LAYOUT = "1"  # bump when the training table's layout changes
 
 
@@ -217,6 +219,24 @@ def _recorded_cuts(ctx: RunContext, settings: str) -> dict[str, Any] | None:
     return doc.get("cuts") or None
 
 
+def assigned_splits(ctx: RunContext, training: DatasetRef
+                    ) -> tuple[str, SplitResult]:
+    """Each row's split by the spec, with the cuts recorded by the last split
+    of the same settings (once per run: the sample stage draws from the train
+    side, the split stage writes it)."""
+    from ._split import split_rows
+
+    def make() -> tuple[str, SplitResult]:
+        spec = ctx.spec
+        settings = digest({**_split_settings(ctx),
+                           "split": spec.split.model_dump(mode="json")})
+        result = split_rows(training_table(ctx, training), spec.split,
+                            target=spec.problem.target, seed=spec.seed,
+                            key=spec.key, cuts=_recorded_cuts(ctx, settings))
+        return settings, result
+    return ctx.memo(("trainingdata.assigned", training.node), make)
+
+
 def _time_text(value: float, is_timestamp: bool) -> str:
     from datetime import UTC, datetime
 
@@ -225,36 +245,40 @@ def _time_text(value: float, is_timestamp: bool) -> str:
     return datetime.fromtimestamp(value / 1e6, UTC).isoformat()
 
 
-@stage(writes={"splits": "dataset"}, relations={"training": "split_into"},
+@stage(writes={"splits": "dataset"},
+       relations={"training": "split_into", "sample": "trains_on"},
        settings=_split_settings, check=_check_split)
-def split(ctx: RunContext, training: DatasetRef) -> StageResult:
+def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
+          ) -> StageResult:
     """Give every row of the training table its split (train, valid, test) by
     the spec's deterministic strategy, as ``splits/NAME``: the row's key (or
-    file and line), its ``_row`` and ``_split``. The cuts (a stratified split's
-    per-class hash cut points, a time split's cut-off times) are recorded with
-    the split and reused while the split settings stay the same, so appended
-    rows never move earlier ones."""
+    file and line), its ``_row``, ``_split`` and ``_weight``. The cuts (a
+    stratified split's per-class hash cut points, a time split's cut-off
+    times) are recorded with the split and reused while the split settings
+    stay the same, so appended rows never move earlier ones. With a sample,
+    the train split keeps the rows drawn (``unsampled``: the others), with
+    their weights; valid and test are never sampled."""
     import json
 
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ._split import GAP, LATE, split_rows
+    from ._split import GAP, LATE, UNSAMPLED
 
     spec = ctx.spec
     rows = training_table(ctx, training)
     target = spec.problem.target
-    settings = digest({**_split_settings(ctx),
-                       "split": spec.split.model_dump(mode="json")})
-    recorded = _recorded_cuts(ctx, settings)
-    result = split_rows(rows, spec.split, target=target, seed=spec.seed,
-                        key=spec.key, cuts=recorded)
+    settings, result = assigned_splits(ctx, training)
     splits = result.labels
-    split_id = digest({"inputs": [training.node], "settings": settings,
-                       "cuts": result.cuts})
+    weights = np.ones(rows.num_rows)
+    if sample:
+        splits, weights = _train_on_sample(ctx, sample[0], splits)
+    split_id = digest({"inputs": [training.node, *(r.node for r in sample)],
+                       "settings": settings, "cuts": result.cuts})
     id_cols = [spec.key] if spec.key else ["_source", "_line"]
-    split_table = rows.select([*id_cols, ROW]).append_column(SPLIT, pa.array(splits))
+    split_table = rows.select([*id_cols, ROW]).append_column(
+        SPLIT, pa.array(splits)).append_column(WEIGHT, pa.array(weights))
     version, _ = ctx.lake.write(
         "splits", spec.name, split_table, write_id=split_id,
         metadata={CUTS_KEY: json.dumps({"settings": settings, "cuts": result.cuts})})
@@ -262,7 +286,8 @@ def split(ctx: RunContext, training: DatasetRef) -> StageResult:
                      rows=rows.num_rows, write_id=split_id)
     ctx.keep(ref, split_table)
     sizes = {p: int((splits == p).sum()) for p in (TRAIN, VALID, TEST)}
-    left_out = {p: n for p in (GAP, LATE) if (n := int((splits == p).sum()))}
+    left_out = {p: n for p in (GAP, LATE, UNSAMPLED)
+                if (n := int((splits == p).sum()))}
     time_range = cut_offs = None
     if spec.split.time and spec.split.strategy in ("time", "time+group"):
         time_range = {}
@@ -298,6 +323,29 @@ def split(ctx: RunContext, training: DatasetRef) -> StageResult:
         note=note)
 
 
+def _train_on_sample(ctx: RunContext, sample: DatasetRef, splits: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The train rows the sample did not draw become ``unsampled``; those it
+    drew weigh their ``_weight``. Valid and test rows stay as they are."""
+    import numpy as np
+
+    from ._sampling import WEIGHT as SAMPLE_WEIGHT
+    from ._split import UNSAMPLED
+
+    drawn = ctx.read(sample).select([ROW, SAMPLE_WEIGHT])
+    at = drawn.column(ROW).to_numpy()
+    weights = np.ones(len(splits))
+    in_sample = np.zeros(len(splits), dtype=bool)
+    in_sample[at] = True
+    weights[at] = drawn.column(SAMPLE_WEIGHT).to_numpy()
+    splits = np.where((splits == TRAIN) & ~in_sample, UNSAMPLED, splits)
+    weights[splits != TRAIN] = 1.0
+    train = splits == TRAIN
+    if train.any():  # weights of mean 1 over the train rows
+        weights[train] *= train.sum() / weights[train].sum()
+    return splits, weights
+
+
 def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
                 ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
     """The training table, each row's split, and the rows of each split, read
@@ -323,4 +371,10 @@ def _parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     labels[order] = np.asarray(assigned.column(SPLIT).to_pylist(), dtype=object)
     labels = labels.astype(str)
     parts = {p: rows.filter(pa.array(labels == p)) for p in (TRAIN, VALID, TEST)}
+    if WEIGHT in assigned.column_names:
+        weights = np.ones(rows.num_rows)
+        weights[order] = assigned.column(WEIGHT).to_numpy()
+        if not np.allclose(weights[labels == TRAIN], 1.0):
+            parts[TRAIN] = parts[TRAIN].append_column(
+                WEIGHT, pa.array(weights[labels == TRAIN]))
     return rows, labels, parts
