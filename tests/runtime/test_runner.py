@@ -184,7 +184,8 @@ def test_until_split_then_from_features_equals_a_whole_run(fresh_project, ran_pr
     rest = mlsd.run(fresh_project, from_="features")
     assert [(e["stage"], e["status"]) for e in rest["stages"]] == [
         ("ingest", "reused"), ("table", "reused"), ("sample", "reused"),
-        ("split", "reused"), ("features", "ran"), ("train", "ran"), ("audit", "ran"), ("report", "ran")]
+        ("split", "reused"), ("features", "ran"), ("train", "ran"),
+        ("audit", "ran"), ("report", "ran")]
     whole = ran_project[1]
     for key in ("totals", "split", "audit", "audit_design", "shap",
                 "importance", "metric_names", "lineage"):

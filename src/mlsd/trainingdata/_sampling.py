@@ -84,8 +84,8 @@ class _Population:
         from ..engine._sandbox import locked_connection
 
         names = list(source.schema.names)
-        if isinstance(source, pa.Table) and not ({"_row", "_source"} & set(names)
-                                                 or key):
+        if isinstance(source, pa.Table) and not {"_row", "_source"} & set(names):
+            # an in-memory table: its own order is the order as given
             import numpy as np
 
             source = source.append_column(POS, pa.array(
@@ -122,11 +122,11 @@ class _Population:
 
     @property
     def unit_sql(self) -> str:
-        """A seeded uniform in (0, 1) from the row's identity (53 bits of
-        DuckDB's 64-bit hash)."""
-        cols = ", ".join(_q(c) for c in self.ident)
-        return (f"((hash({cols}, {int(self.seed)}::BIGINT) >> 11)::DOUBLE + 0.5) "
-                f"/ 9007199254740992.0")
+        """A seeded uniform in (0, 1) from the row's identity: 53 bits of
+        DuckDB's 64-bit hash of (the identity's hash XOR the seed's). Hashing
+        the mix again matters: ``hash(id, seed)`` combines its arguments so
+        weakly that, across seeds, some ids come first far more often."""
+        return unit_expression(self.ident, f"{int(self.seed)}::BIGINT")
 
     def count(self, where: str | None = None) -> int:
         sql = "SELECT count(*) FROM population" + (f" WHERE ({where})"
@@ -159,6 +159,14 @@ class _Population:
 
     def close(self) -> None:
         self.con.close()
+
+
+def unit_expression(columns: list[str], seed_sql: str) -> str:
+    """The SQL of a uniform in (0, 1) from ``columns`` and a seed expression
+    (see :attr:`_Population.unit_sql`)."""
+    cols = ", ".join(_q(c) for c in columns)
+    return (f"((hash(xor(hash({cols}), hash({seed_sql}))) >> 11)::DOUBLE + 0.5) "
+            f"/ 9007199254740992.0")
 
 
 def _expression(text: str | None, what: str, names: list[str]) -> str | None:
@@ -652,10 +660,8 @@ def _snowball(pop: _Population, spec: SampleSpec, n_pop: int, *, edges=None,
         seen.update(ids)
         if total + frontier.num_rows > n:  # the last step: a seeded share of it
             pop.con.register("level", frontier)
-            cols = ", ".join(_q(c) for c in pop.ident)
-            frontier = pop.table(
-                f"SELECT * FROM level ORDER BY hash({cols}, {int(pop.seed)}::BIGINT) "
-                f"LIMIT {n - total}")
+            frontier = pop.table(f"SELECT * FROM level ORDER BY {pop.unit_sql} "
+                                 f"LIMIT {n - total}")
         levels.append(frontier.append_column(DEPTH, pa.array(
             np.full(frontier.num_rows, depth, dtype=np.int64))))
         total += frontier.num_rows
