@@ -42,13 +42,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from .lake import Lake
+    from .spec import SampleSpec
 
 # the commands around a run import the connectors, pyarrow and the lake where
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
 __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
-           "prune_features",
-           "replay_quarantine", "run", "score_file", "sql", "stages", "vacuum"]
+           "prune_features", "replay_quarantine", "run", "sample_dataset",
+           "score_file", "sql", "stages", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, sample, split, features,
                              train_model, audit, report)
@@ -117,6 +118,104 @@ def stages(stage_list: tuple[Stage, ...] | list[Stage] = STAGES
             "reads": {p: producers[p].writes[p] for p in s.reads},
             "writes": dict(s.writes), "can_start_here": why is None,
             "why_not": why, "doc": s.doc})
+    return out
+
+
+def sample_spec(settings: SampleSpec | dict[str, Any]) -> SampleSpec:
+    """A sample's settings as a :class:`~mlsd.spec.SampleSpec`; mistakes are
+    one :class:`SpecError` naming each setting (``sample.n: ...``)."""
+    from pydantic import ValidationError
+
+    from .spec import SampleSpec
+
+    if isinstance(settings, SampleSpec):
+        return settings
+    try:
+        return SampleSpec.model_validate(settings)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "sample"
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown setting"
+            lines.append(f"sample.{where}: {msg}" if e["loc"] else f"sample: {msg}")
+        raise SpecError("; ".join(dict.fromkeys(lines))) from None
+
+
+def sample_dataset(project: Project | str | Path | None, dataset: str,
+                   settings: SampleSpec | dict[str, Any], *,
+                   version: int | None = None, key: str | None = None,
+                   seed: int | None = None, write: str | None = None
+                   ) -> dict[str, Any]:
+    """Draw a sample of any dataset, with its bias report.
+
+    ``dataset`` is a lake dataset (``sources/NAME``, ``training/NAME``, a
+    source name; ``version`` picks one, the latest by default) or a data file
+    (read whole, its types inferred). ``settings`` are those of the spec's
+    ``sample:`` section. ``write``: keep the sample as ``samples/WRITE`` in the
+    project's lake (recorded in the catalog, with a lineage edge from the
+    dataset version it was drawn from). Returns :meth:`Sample.summary` with
+    ``dataset`` and ``version`` (of the input) and ``written``.
+
+    Examples
+    --------
+    >>> import mlsd.pipeline as p
+    >>> s = p.sample_dataset("demo", "training/forum-spam",        # doctest: +SKIP
+    ...                      {"method": "stratified", "n": 500, "by": "is_spam"})
+    >>> s["warnings"]                                              # doctest: +SKIP
+    """
+    from .runtime import digest
+    from .trainingdata import draw
+
+    spec = sample_spec(settings)
+    path = Path(dataset)
+    proj = None
+    if path.suffix and path.is_file():
+        from .etl import read_table
+
+        source = read_table(path).table
+        where_from = {"file": str(path)}
+        if project is not None or write:
+            proj = Project.of(project)
+    else:
+        from .etl._export import parse_dataset
+
+        proj = Project.of(project)
+        area, name = parse_dataset(dataset)
+        if not proj.lake.exists(area, name):
+            raise LakeError(f"{area}/{name} is not in the lake (`mlsd lake` lists "
+                            f"what is; a file path must exist)")
+        version = proj.lake.version(area, name) if version is None else version
+        source = proj.lake.dataset(area, name, version)
+        where_from = {"dataset": f"{area}/{name}", "version": version}
+        if key is None:
+            key = (proj.spec.sources[name].key if area == "sources"
+                   and name in proj.spec.sources else proj.spec.key)
+    if key is not None and key not in source.schema.names:
+        raise SpecError(f"--key {key!r} is not a column of {dataset}")
+    if seed is None:
+        seed = proj.spec.seed if proj is not None else 0
+    drawn = draw(source, spec, seed=seed, key=key)
+    out = {**where_from, **drawn.summary(), "key": key, "written": None}
+    if write:
+        from .lake import check_name
+
+        check_name(write)
+        with recorded_run(proj, prefix="s") as ctx:
+            write_id = digest({"from": where_from, "settings": drawn.settings,
+                               "seed": drawn.seed})
+            v, _ = ctx.lake.write("samples", write, drawn.rows, write_id=write_id)
+            node = ctx.catalog.add_dataset_version("samples", write, v,
+                                                   write_id=write_id,
+                                                   rows=drawn.rows.num_rows,
+                                                   run_id=ctx.run_id)
+            if "dataset" in where_from:
+                area, name = where_from["dataset"].split("/", 1)
+                ctx.catalog.add_edge(f"dataset:{area}/{name}@{version}", node,
+                                     "sampled_from", ctx.run_id)
+            ctx.summary["sample"] = out
+        out["written"] = {"dataset": f"samples/{write}", "version": v}
     return out
 
 
@@ -293,6 +392,11 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
         plans.append(("training", name, ["_row"], rows))
         if lake.exists("splits", name):
             plans.append(("splits", name, ["_row"], rows))
+    # samples (the run's, and those `mlsd sample --write` kept) hold copies of
+    # source rows with their provenance: erased by the same identities
+    for sample_name in lake.list("samples"):
+        if set(ident) <= set(lake.dataset("samples", sample_name).schema.names):
+            plans.append(("samples", sample_name, ident, plans[0][3]))
     # 2. delete by identity, all or nothing
     out: dict[str, Any] = {"source": source, "where": where}
     done: list[tuple[str, str, int]] = []
@@ -304,7 +408,10 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
             res = lake.erase(area, dataset, columns, identities)
             if res["version"] != before:
                 done.append((area, dataset, before))
-            out[labels[area]] = res
+            if area == "samples":
+                out.setdefault("samples", {})[dataset] = res
+            else:
+                out[labels[area]] = res
     except Exception:
         for area, dataset, version in reversed(done):
             lake.restore(area, dataset, version)
@@ -318,8 +425,9 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     out["erasure_id"] = "e" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     project.catalog.add_erasure(out["erasure_id"], source=source, predicate=where,
                                 result={"datasets": {
-                                    f"{area}/{dataset}": out[labels[area]] if
-                                    labels[area] in out else None
+                                    f"{area}/{dataset}": (
+                                        out["samples"][dataset] if area == "samples"
+                                        else out.get(labels[area]))
                                     for area, dataset, _, _ in plans}})
     return out
 

@@ -144,3 +144,26 @@ def test_every_metric_the_spec_accepts_is_computed():
     for task, names in TASK_METRICS.items():
         got = task_metrics(task, y, outputs[task])
         assert set(names) <= set(got), (task, set(names) - set(got))
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_a_sample_weight_of_two_is_a_row_drawn_twice(task):
+    """The linear learner with weights equals it fitted on the rows repeated;
+    LightGBM takes the weights too (its model changes with them)."""
+    if task == "binary":
+        X, y = load_breast_cancer(return_X_y=True)
+    else:
+        X, y = load_diabetes(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    X, y = sp.csr_matrix(X[:300]), y[:300]
+    w = np.where(np.arange(300) < 100, 2.0, 1.0)
+    twice = sp.vstack([X, X[:100]]).tocsr()
+    y2 = np.concatenate([y, y[:100]])
+    a = LinearLearner(task=task, seed=0).fit(X, y, sample_weight=w)
+    b = LinearLearner(task=task, seed=0).fit(twice, y2)
+    assert np.allclose(a.coef_, b.coef_, atol=1e-3, rtol=1e-3)
+    p = {"n_estimators": 30}
+    plain = LightGBMLearner(task=task, params=p, seed=0).fit(X, y).predict(X)
+    heavy = LightGBMLearner(task=task, params=p, seed=0).fit(
+        X, y, sample_weight=np.where(np.arange(300) < 150, 10.0, 0.1)).predict(X)
+    assert not np.allclose(plain, heavy)

@@ -2,7 +2,8 @@
 
 One module per command group (``_run``: init, run, ingest, stages; ``_spec``;
 ``_schema``; ``_lake``: lake, sql, export; ``_quarantine``; ``_models``: models,
-lineage, predict, serve; ``_features``: features prune; ``_audit``), registered
+lineage, predict, serve; ``_features``: features prune; ``_audit``;
+``_sample``: sample), registered
 on the root here. Results go to stdout (``--json`` for scripts), progress and
 logs to stderr. Exit codes: 0 done, 1 the job ran and found a problem asked to
 fail on, 2 bad input or usage (every :class:`mlsd.errors.MlsdError` is printed
@@ -21,7 +22,17 @@ import typer
 
 from .. import __version__
 from ..errors import MlsdError
-from . import _audit, _features, _lake, _models, _quarantine, _run, _schema, _spec
+from . import (
+    _audit,
+    _features,
+    _lake,
+    _models,
+    _quarantine,
+    _run,
+    _sample,
+    _schema,
+    _spec,
+)
 from ._common import err, out
 
 __all__ = ["app", "main"]
@@ -34,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
 )
 # commands at the root, then the groups
-for commands in (_run.app, _models.top, _lake.top, _audit.app):
+for commands in (_run.app, _models.top, _lake.top, _audit.app, _sample.top):
     app.add_typer(commands)
 app.add_typer(_spec.app, name="spec")
 app.add_typer(_schema.app, name="schema")

@@ -210,6 +210,12 @@ def print_summary(s: dict[str, Any]) -> None:
         if s["top_reasons"]:
             out.print("Top quarantine reasons: " + ", ".join(
                 f"{k} ({v})" for k, v in s["top_reasons"]))
+    if s.get("sample"):
+        sm = s["sample"]
+        out.print(f"Sample ({sm['method']}): {sm['rows']} of {sm['population']} "
+                  f"train rows, effective size {sm['effective_size']}"
+                  + (f"; {len(sm['warnings'])} bias warning(s), first: "
+                     f"{sm['warnings'][0]}" if sm["warnings"] else ""))
     if "split" in s:
         sp = s["split"]
         sizes = ", ".join(f"{k} {v}" for k, v in sp["sizes"].items())

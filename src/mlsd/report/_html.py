@@ -141,6 +141,7 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
         fig = _bar("Rows per split", list(split), list(split.values()), "rows",
                    horizontal=False)
         data_plots.append(("data-plot-1", _fig_html(fig, "data-plot-1")))
+    sample_plots = _sample_plots(summary.get("sample"))
     if importance:
         fig = _bar("Feature importance (model's own, gain)",
                    [i["feature"] for i in importance[:20]],
@@ -158,7 +159,8 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
             plots.append(("shap-plot-1", _fig_html(fig, "shap-plot-1")))
     audit_charts, audit_model_charts = audit_plots(audit) if audit else ([], [])
     page = _env.get_template("report.html.j2").render(
-        s=summary, plots=plots, data_plots=data_plots, plotly_js=get_plotlyjs(),
+        s=summary, plots=plots, data_plots=data_plots, sample_plots=sample_plots,
+        plotly_js=get_plotlyjs(),
         audit=audit, audit_charts=audit_charts + audit_model_charts,
         leak_checks=run_checklist(summary) if audit else [],
         verdict=run_verdict(summary.get("model") or {}),
@@ -166,6 +168,29 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _sample_plots(sample: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The sample against the population: the shares of the categories of the
+    columns whose shares moved most (the target first), side by side."""
+    if not sample:
+        return []
+    cats = [b for b in sample.get("bias", []) if b["kind"] == "categorical"
+            and b.get("shares")]
+    cats.sort(key=lambda b: (-len(b["flags"]), -(b["total_variation"] or 0)))
+    plots = []
+    for b in cats[:3]:
+        shares = b["shares"][:12]
+        fig = go.Figure()
+        names = [str(x["value"]) for x in shares]
+        for side in ("population", "sample"):
+            fig.add_bar(x=names, y=[x[side] for x in shares], name=side)
+        fig.update_layout(title=f"{b['column']}: share of rows, sample against "
+                                f"population", barmode="group",
+                          yaxis_title="share of rows")
+        div = f"sample-plot-{len(plots)}"
+        plots.append((div, _fig_html(fig, div)))
+    return plots
 
 
 LEAK_CHECKS = ("duplicates_across_splits", "near_duplicates_across_splits",

@@ -613,7 +613,8 @@ def _quota(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
         f"SELECT p.* FROM (SELECT *, row_number() OVER (PARTITION BY CAST("
         f"{_q(by)} AS VARCHAR) ORDER BY {pop.order_sql}) AS __i FROM population "
         f"{f'WHERE {where}' if where else ''}) p JOIN quota q ON CAST(p.{_q(by)} "
-        f"AS VARCHAR) = q.s WHERE p.__i <= q.__k ORDER BY {pop.order_sql}",
+        f"AS VARCHAR) IS NOT DISTINCT FROM q.s WHERE p.__i <= q.__k "
+        f"ORDER BY {pop.order_sql}",
         what="where")
     return rows, None, notes
 
@@ -831,6 +832,13 @@ def _categorical_bias(pop: _Population, rows: pa.Table, c: str, w: np.ndarray,
     col = _q(c)
     distinct, total = pop.one(f"SELECT count(DISTINCT {col}) + max(({col} IS NULL)"
                               f"::INT), count(*) FROM population")
+    if distinct > max(MAX_CATEGORIES, total // 2):
+        # an identifier or free text: shares of values seen once say nothing
+        return {"population": {"categories": int(distinct), "rows": int(total)},
+                "sample": {"rows": rows.num_rows}, "shares": [], "vanished": [],
+                "vanished_count": 0, "compared": "nothing (an identifier or free "
+                "text: most values occur once)", "total_variation": None,
+                "flags": []}
     limit = MAX_CATEGORIES if distinct <= MAX_CATEGORIES else 20
     counts = pop.table(f"SELECT CAST({col} AS VARCHAR) AS v, count(*) AS n FROM "
                        f"population GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}")
