@@ -340,3 +340,25 @@ def test_sample_mistakes_are_clear():
                      ({"method": "importance", "n": 5}, "density")]:
         with pytest.raises(ValueError, match=msg):
             SampleSpec.model_validate(bad)
+
+
+def test_reservoir_keeps_the_same_rows_whatever_the_batch_kind():
+    """Bare arrays of numbers (kept in a numpy buffer), record batches (kept
+    as Arrow rows) and a stream that turns to nulls half-way (the buffer
+    hands over to the pool) keep the same positions and values."""
+    values = np.arange(300_000, dtype=np.int64) * 3
+    plain = Reservoir(500, seed=4).extend(_stream(values, 7_000))
+    as_batches = Reservoir(500, seed=4).extend(
+        pa.record_batch({"value": b}) for b in _stream(values, 7_000))
+    mixed = Reservoir(500, seed=4)
+    for i, b in enumerate(_stream(values, 7_000)):
+        if i >= 20:  # from here on, arrays that hold a null (never kept)
+            b = pa.array(b.to_pylist()[:-1] + [None], pa.int64())
+        mixed.add(b)
+    (a, pa_), (b, pb), (c, pc_) = (plain.result(), as_batches.result(),
+                                   mixed.result())
+    assert (pa_ == pb).all() and (pa_ == pc_).all()
+    assert a.column("value").to_pylist() == b.column("value").to_pylist()
+    got = c.column("value").to_pylist()
+    assert got == [None if (p + 1) % 7_000 == 0 and p >= 140_000 else 3 * p
+                   for p in pc_.tolist()]

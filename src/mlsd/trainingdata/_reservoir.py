@@ -32,19 +32,27 @@ if TYPE_CHECKING:
 
 class _Kept:
     """The kept rows: ``k`` slots, each pointing into a pool of row chunks that
-    is folded into one table whenever it holds more than ``2k`` rows."""
+    is folded into one table whenever it holds more than ``2k`` rows.
+
+    A stream of bare arrays of numbers without nulls (a column of values, as
+    the benchmark's and a broker's are) is kept in one numpy buffer instead:
+    a replacement is then one array store, with no Arrow object per batch. At
+    the first batch that does not fit, the buffer becomes the pool's first
+    chunk."""
 
     def __init__(self, k: int):
         import numpy as np
 
         self.k = k
-        self.chunks: list[pa.RecordBatch] = []
+        self.chunks: list = []
         self.pool_rows = 0
         self.slot_row = np.full(k, -1, dtype=np.int64)   # row of the pool
         self.slot_pos = np.full(k, -1, dtype=np.int64)   # position in the stream
+        self.buffer: np.ndarray | None = None
+        self.buffer_type: pa.DataType | None = None
 
-    def put(self, batch: pa.RecordBatch, rows: np.ndarray, slots: np.ndarray,
-            positions: np.ndarray) -> None:
+    def put(self, batch: pa.RecordBatch | pa.Array, rows: np.ndarray,
+            slots: np.ndarray, positions: np.ndarray) -> None:
         """Rows ``rows`` of ``batch`` go to ``slots`` (of two rows for one
         slot, the later in the stream wins); ``positions`` are their stream
         positions, increasing."""
@@ -52,67 +60,110 @@ class _Kept:
 
         if not len(rows):
             return
-        np.maximum.at(self.slot_pos, slots, positions)
-        win = positions == self.slot_pos[slots]
-        if not win.all():
-            rows, slots = rows[win], slots[win]
+        if len(slots) > 256:  # of two rows for one slot, the later wins
+            _, first_rev = np.unique(slots[::-1], return_index=True)
+            pick = np.sort(len(slots) - 1 - first_rev)
+            rows, slots, positions = rows[pick], slots[pick], positions[pick]
+        elif len(slots) > 1 and len(set(sl := slots.tolist())) < len(sl):
+            last = {s: i for i, s in enumerate(sl)}
+            pick = np.fromiter(sorted(last.values()), dtype=np.int64)
+            rows, slots, positions = rows[pick], slots[pick], positions[pick]
+        self.slot_pos[slots] = positions
+        if self._buffered(batch):
+            self.buffer[slots] = batch.to_numpy()[rows]
+            self.slot_row[slots] = slots
+            return
         self.chunks.append(_take(batch, rows))
         self.slot_row[slots] = self.pool_rows + np.arange(len(rows))
         self.pool_rows += len(rows)
         if self.pool_rows > 2 * self.k:
             self._fold()
 
+    def _buffered(self, batch) -> bool:
+        """Whether ``batch`` goes to the numpy buffer (starting it at the
+        first batch); a batch that does not fit ends the buffer."""
+        import numpy as np
+        import pyarrow as pa
+
+        plain = isinstance(batch, pa.Array) and batch.null_count == 0 and (
+            pa.types.is_integer(batch.type) or pa.types.is_floating(batch.type))
+        if self.buffer is None and not self.chunks and plain:
+            self.buffer_type = batch.type
+            self.buffer = np.zeros(self.k, dtype=batch.type.to_pandas_dtype())
+        if self.buffer is not None:
+            if plain and batch.type == self.buffer_type:
+                return True
+            # the pool takes over: the buffer is its first chunk
+            self.chunks = [pa.array(self.buffer, type=self.buffer_type)]
+            self.pool_rows = self.k
+            self.buffer = None
+        return False
+
     def _fold(self) -> None:
         import numpy as np
+        import pyarrow as pa
 
         used = self.slot_row >= 0
         table = _concat(self.chunks).take(self.slot_row[used])
-        self.chunks = table.to_batches()
+        self.chunks = [table] if isinstance(table, pa.Array) else table.to_batches()
         self.slot_row[used] = np.arange(int(used.sum()))
         self.pool_rows = int(used.sum())
 
     def table(self) -> tuple[pa.Table | None, np.ndarray]:
         """The kept rows in stream order, and their stream positions."""
         import numpy as np
+        import pyarrow as pa
 
         used = np.flatnonzero(self.slot_row >= 0)
         if not len(used):
             return None, np.empty(0, dtype=np.int64)
         order = used[np.argsort(self.slot_pos[used], kind="stable")]
-        rows = _concat(self.chunks).take(self.slot_row[order])
+        if self.buffer is not None:
+            rows = pa.array(self.buffer[order], type=self.buffer_type)
+        else:
+            rows = _concat(self.chunks).take(self.slot_row[order])
+        if isinstance(rows, pa.Array):
+            rows = pa.table({"value": rows})
         return rows, self.slot_pos[order]
 
 
-def _take(batch: pa.RecordBatch, rows: np.ndarray) -> pa.RecordBatch:
-    """``batch.take(rows)``; through numpy when every column is a fixed-width
-    number without nulls, where Arrow's take costs more in dispatch than the
-    few rows a reservoir keeps from a batch cost to copy."""
+def _take(batch: pa.RecordBatch | pa.Array, rows: np.ndarray
+          ) -> pa.RecordBatch | pa.Array:
+    """``batch.take(rows)``; through numpy for fixed-width numbers without
+    nulls, where Arrow's take costs more in dispatch than the few rows a
+    reservoir keeps from a batch cost to copy."""
     import pyarrow as pa
 
-    cols = batch.columns
-    if all(c.null_count == 0 and (pa.types.is_integer(c.type)
-                                  or pa.types.is_floating(c.type)) for c in cols):
+    def fast(c: pa.Array) -> bool:
+        return c.null_count == 0 and (pa.types.is_integer(c.type)
+                                      or pa.types.is_floating(c.type))
+
+    if isinstance(batch, pa.Array):
+        return pa.array(batch.to_numpy()[rows], type=batch.type) if fast(
+            batch) else batch.take(rows)
+    if all(fast(c) for c in batch.columns):
         return pa.RecordBatch.from_arrays(
-            [pa.array(c.to_numpy()[rows], type=c.type) for c in cols],
+            [pa.array(c.to_numpy()[rows], type=c.type) for c in batch.columns],
             schema=batch.schema)
     return batch.take(rows)
 
 
-def _concat(chunks: list[pa.RecordBatch]) -> pa.Table:
+def _concat(chunks: list) -> pa.Table | pa.Array:
     import pyarrow as pa
 
+    if isinstance(chunks[0], pa.Array):
+        return pa.concat_arrays(chunks)
     return pa.Table.from_batches(chunks).combine_chunks()
 
 
 def _as_batch(batch: pa.RecordBatch | pa.Table | pa.Array | pa.ChunkedArray
-              ) -> pa.RecordBatch:
-    """One record batch (a bare array becomes the column ``value``)."""
+              ) -> pa.RecordBatch | pa.Array:
+    """One record batch, or one array (kept rows of bare arrays come back as
+    the column ``value``)."""
     import pyarrow as pa
 
     if isinstance(batch, pa.ChunkedArray):
-        batch = batch.combine_chunks()
-    if isinstance(batch, pa.Array):
-        return pa.RecordBatch.from_arrays([batch], ["value"])
+        return batch.combine_chunks()
     if isinstance(batch, pa.Table):
         return batch.combine_chunks().to_batches()[0] if batch.num_rows else \
             pa.RecordBatch.from_pylist([], schema=batch.schema)
@@ -181,20 +232,26 @@ class Reservoir:
         import numpy as np
 
         batch = _as_batch(batch)
-        m = batch.num_rows
-        start, k, end = self.seen, self.k, self.seen + batch.num_rows
+        m = len(batch)
+        if m == 0:
+            return
+        start, k, end = self.seen, self.k, self.seen + m
         fill = min(max(k - start, 0), m)
-        rows = np.arange(fill, dtype=np.int64)
-        slots = np.arange(start, start + fill, dtype=np.int64)
-        if fill and start + fill == k:  # full: the first replacement comes next
-            self._log_w = float(np.log(1.0 - self._rng.random())) / k
-            self._last = k - 1
+        if fill:  # the first k rows fill the reservoir
+            rows = np.arange(fill, dtype=np.int64)
+            slots = np.arange(start, start + fill, dtype=np.int64)
+            if start + fill == k:  # full: the first replacement comes next
+                self._log_w = float(np.log(1.0 - self._rng.random())) / k
+                self._last = k - 1
         if start + fill >= k:
             while self._last < end - 1:
                 self._draw()
-            n = int(np.searchsorted(self._pos, end, side="left"))
-            rows = np.concatenate([rows, self._pos[:n] - start])
-            slots = np.concatenate([slots, self._slot[:n]])
+            n = int(self._pos.searchsorted(end))
+            if fill:
+                rows = np.concatenate([rows, self._pos[:n] - start])
+                slots = np.concatenate([slots, self._slot[:n]])
+            else:
+                rows, slots = self._pos[:n] - start, self._slot[:n]
             self._pos, self._slot = self._pos[n:], self._slot[n:]
         self.seen = end
         if len(rows):
@@ -251,7 +308,7 @@ class WeightedReservoir:
 
         batch = _as_batch(batch)
         w = np.asarray(weights, dtype=np.float64)
-        m = batch.num_rows
+        m = len(batch)
         if len(w) != m:
             raise DataError(f"weighted reservoir: {len(w)} weights for {m} rows")
         bad = ~np.isfinite(w) | (w < 0)

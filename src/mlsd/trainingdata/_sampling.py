@@ -112,6 +112,7 @@ class _Population:
                                or [c for c in ("_source", "_line") if c in names]
                                or ([POS] if POS in names else ident))
         self.seed = seed
+        self.rows = 0  # set by draw() once counted
         self.con: duckdb.DuckDBPyConnection = locked_connection(
             {"population": source}, threads=threads)
         self.columns = [c for c in names if c != POS]
@@ -129,6 +130,11 @@ class _Population:
         return unit_expression(self.ident, f"{int(self.seed)}::BIGINT")
 
     def count(self, where: str | None = None) -> int:
+        if where is None:  # from the table's own metadata when it has it
+            if hasattr(self.source, "count_rows"):
+                return int(self.source.count_rows())
+            if hasattr(self.source, "num_rows"):
+                return int(self.source.num_rows)
         sql = "SELECT count(*) FROM population" + (f" WHERE ({where})"
                                                     if where else "")
         return int(self.one(sql, what="where" if where else None)[0])
@@ -217,7 +223,8 @@ def draw(source: Any, spec: SampleSpec, *, seed: int, key: str | None = None,
     edges : pa.Table or pyarrow.dataset.Dataset, optional
         The link table of a snowball sample with ``edges``.
     report_columns : list of str, optional
-        Columns of the bias report (default: every data column, at most 40).
+        Columns of the bias report (default: every data column, at most 40;
+        an empty list: no report).
 
     Examples
     --------
@@ -236,7 +243,7 @@ def draw(source: Any, spec: SampleSpec, *, seed: int, key: str | None = None,
     seed = spec.seed if spec.seed is not None else seed
     pop = _Population(source, key=key, seed=seed, order=order, threads=threads)
     try:
-        n_pop = pop.count()
+        n_pop = pop.rows = pop.count()
         if n_pop == 0:
             raise DataError("sample: the population has no row")
         rows, weights, notes = _METHODS[spec.method](pop, spec, n_pop, target=target,
@@ -251,8 +258,8 @@ def draw(source: Any, spec: SampleSpec, *, seed: int, key: str | None = None,
         rows = rows.append_column(WEIGHT, pa.array(np.asarray(weights, dtype=float)))
         w = rows.column(WEIGHT).to_numpy()
         ess = float(w.sum() ** 2 / (w ** 2).sum())
-        cols = report_columns or [c for c in pop.columns
-                                  if c not in BOOKKEEPING and c != key][:40]
+        cols = [c for c in pop.columns if c not in BOOKKEEPING and c != key][
+            :40] if report_columns is None else report_columns
         report = bias_report(pop, rows, cols, ess=ess)
     finally:
         pop.close()
@@ -359,17 +366,49 @@ def allocate(sizes: dict[Any, int], n: int, allocation: str) -> dict[Any, int]:
     return {k: int(v) for k, v in zip(keys, out, strict=True)}
 
 
+def _literal(value: Any) -> str | None:
+    """A SQL literal of a plain value (None when it is not plain)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def _case(column: str, keys: list, values: list[float], most: int = 64
+          ) -> str | None:
+    """``CASE column WHEN key THEN value ... END`` over plain keys (None when
+    there are more than ``most`` or one is not plain)."""
+    if len(keys) > most:
+        return None
+    parts = []
+    for k, v in zip(keys, values, strict=True):
+        lit = _literal(k)
+        if lit is None:
+            return None
+        cond = f"{column} IS NULL" if k is None else f"{column} = {lit}"
+        parts.append(f"WHEN {cond} THEN {float(v)!r}")
+    return "(CASE " + " ".join(parts) + " ELSE -1.0 END)"
+
+
 def _smallest_per_group(pop: _Population, by: str, sizes: dict, alloc: dict
                         ) -> pa.Table:
-    """Per value of ``by``, the ``alloc[value]`` rows of smallest seeded hash.
+    """Per value of ``by``, the ``alloc[value]`` rows of smallest seeded hash,
+    in the order as given.
 
     The hash is uniform, so those rows lie below about ``n_h / N_h``: one scan
-    keeps the rows under that share plus six standard deviations of its
-    sampling error, and only they are ranked (a sort of the whole population
-    by hash costs more than the scan). A group whose margin fell short is
-    ranked whole; the result is the same either way."""
+    keeps the rows under that share plus ``MARGIN_SD`` standard deviations of
+    its sampling error, and only they are ranked, in numpy (sorting the whole
+    population by hash, or a window over it, costs several scans). A group
+    whose margin fell short is ranked whole; the result is the same either
+    way."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     keys = list(sizes)
     n_h = np.array([alloc[k] for k in keys], dtype=float)
@@ -378,31 +417,62 @@ def _smallest_per_group(pop: _Population, by: str, sizes: dict, alloc: dict
     cut = np.where(n_h >= big_n, 2.0,
                    share + MARGIN_SD * np.sqrt(share * (1 - share) / big_n)
                    + 8.0 / big_n)
-    plan = pa.table({"s": pa.array(keys), "__k": pa.array(n_h.astype(np.int64)),
-                     "__t": pa.array(cut)})
-    pop.con.register("alloc", plan)
-    rank = (f"SELECT c.* EXCLUDE (__u) FROM (SELECT *, row_number() OVER (PARTITION "
-            f"BY {_q(by)} ORDER BY __u) AS __i FROM ({{rows}})) c JOIN alloc a ON "
-            f"c.{_q(by)} IS NOT DISTINCT FROM a.s WHERE c.__i <= a.__k")
-    candidates = (f"SELECT p.*, {pop.unit_sql} AS __u FROM population p JOIN alloc a "
-                  f"ON p.{_q(by)} IS NOT DISTINCT FROM a.s WHERE {pop.unit_sql} < "
-                  f"a.__t")
-    pop.con.register("cand", pop.table(candidates))
-    got = pop.table(f"SELECT c.{_q(by)} AS s, count(*) AS n FROM cand c GROUP BY 1")
-    have = dict(zip(got.column("s").to_pylist(), got.column("n").to_pylist(),
-                    strict=True))
-    short = [k for k in keys if have.get(k, 0) < alloc[k]]
-    ranked = rank.format(rows="SELECT * FROM cand")
+    scored = f"SELECT p.*, {pop.unit_sql} AS __u FROM population p"
+    # one constant cut when the strata's are alike (proportional allocation);
+    # else a CASE over the strata, or a join when they are many or not plain
+    # (a join on every row costs several scans)
+    case = None if cut.max() <= 1.5 * cut.min() else _case(_q(by), keys,
+                                                           cut.tolist())
+    if case is None and cut.max() > 1.5 * cut.min():
+        pop.con.register("cuts", pa.table({"s": pa.array(keys),
+                                           "__t": pa.array(cut)}))
+        cand = pop.table(f"SELECT x.* FROM ({scored}) x JOIN cuts c ON x.{_q(by)} "
+                         f"IS NOT DISTINCT FROM c.s WHERE x.__u < c.__t "
+                         f"ORDER BY {pop.order_sql}")
+    else:
+        cand = pop.table(f"SELECT * FROM ({scored}) WHERE __u < "
+                         f"{case or repr(float(cut.max()))} ORDER BY {pop.order_sql}")
+    # the exact n_h smallest of each stratum, among the candidates
+    codes = pc.fill_null(pc.index_in(cand.column(by), value_set=pa.array(
+        keys, cand.schema.field(by).type), skip_nulls=False), -1)
+    codes = np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)
+    u = cand.column("__u").to_numpy()
+    want = n_h.astype(np.int64)
+    have = np.bincount(codes[codes >= 0], minlength=len(keys))
+    if len(keys) <= 64:  # a selection per stratum: no sort at all
+        parts = []
+        for g in np.flatnonzero(want > 0):
+            idx = np.flatnonzero(codes == g)
+            if len(idx) > want[g]:
+                idx = idx[np.argpartition(u[idx], want[g] - 1)[:want[g]]]
+            parts.append(idx)
+        chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    else:
+        order = np.lexsort((u, codes))
+        sorted_codes = codes[order]
+        starts = np.searchsorted(sorted_codes, np.arange(len(keys)))
+        valid = sorted_codes >= 0
+        rank = np.arange(len(order)) - starts[np.where(valid, sorted_codes, 0)]
+        chosen = order[valid & (rank < want[np.where(valid, sorted_codes, 0)])]
+    rows = cand.take(np.sort(chosen)).drop_columns(["__u"])
+    short = [k for k, h, w in zip(keys, have, want, strict=True) if h < w]
     if not short:
-        return pop.table(f"{ranked} ORDER BY {pop.order_sql}")
-    # beyond the margin (rare): those groups are ranked whole
-    pop.con.register("short", pa.table({"s": pa.array(short)}))
-    in_short = (f"EXISTS (SELECT 1 FROM short WHERE short.s IS NOT DISTINCT FROM "
-                f"x.{_q(by)})")
-    whole = rank.format(rows=f"SELECT x.*, {pop.unit_sql} AS __u FROM population x "
-                             f"WHERE {in_short}")
-    return pop.table(f"SELECT * FROM (SELECT x.* FROM ({ranked}) x WHERE NOT "
-                     f"{in_short} UNION ALL {whole}) ORDER BY {pop.order_sql}")
+        return rows
+    # beyond the margin (rare): those strata are ranked whole
+    pop.con.register("short", pa.table({"s": pa.array(short),
+                                        "__k": pa.array([alloc[k] for k in short],
+                                                        pa.int64())}))
+    whole = pop.table(
+        f"SELECT c.* EXCLUDE (__u, __i, __k) FROM (SELECT x.*, row_number() OVER "
+        f"(PARTITION BY x.{_q(by)} ORDER BY x.__u) AS __i, s.__k FROM ({scored}) x "
+        f"JOIN short s ON x.{_q(by)} IS NOT DISTINCT FROM s.s) c WHERE c.__i <= "
+        f"c.__k")
+    keep = pc.invert(pc.fill_null(pc.is_in(rows.column(by), value_set=pa.array(
+        short, rows.schema.field(by).type)), False))
+    if None in short:
+        keep = pc.and_(keep, pc.is_valid(rows.column(by)))
+    merged = pa.concat_tables([rows.filter(keep), whole.select(rows.column_names)])
+    return merged.sort_by([(c, "ascending") for c in pop.order])
 
 
 def _stratified(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
@@ -709,6 +779,7 @@ _METHODS = {"convenience": _first, "random": _random, "stratified": _stratified,
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 MAX_CATEGORIES = 1000  # beyond this, only the 20 most common are compared
 Z = 3.0  # a difference beyond 3 standard errors of a random sample is flagged
+EXACT_QUANTILES = 1_000_000  # rows up to which population quantiles are exact
 
 
 def _kind(t: pa.DataType) -> str | None:
@@ -738,33 +809,47 @@ def bias_report(pop: _Population, rows: pa.Table, columns: list[str], *,
     n_eff = max(ess, 1.0)
     out, warnings = [], []
     schema = rows.schema
-    for c in columns:
-        if c not in schema.names:
-            continue
-        kind = _kind(schema.field(c).type)
-        if kind is None:
-            continue
-        entry = (_numeric_bias(pop, rows, c, weights, n_eff, kind) if kind != (
-            "categorical") else _categorical_bias(pop, rows, c, weights, n_eff))
+    kinds = {c: _kind(schema.field(c).type) for c in columns if c in schema.names}
+    kinds = {c: k for c, k in kinds.items() if k is not None}
+    numbers = _population_numbers(pop, {c: k for c, k in kinds.items()
+                                        if k != "categorical"})
+    for c, kind in kinds.items():
+        entry = (_numeric_bias(numbers[c], rows, c, weights, n_eff, kind)
+                 if kind != "categorical"
+                 else _categorical_bias(pop, rows, c, weights, n_eff))
         entry.update(column=c, kind=kind)
         warnings += [f"{c}: {f}" for f in entry["flags"]]
         out.append(entry)
     return {"bias": out, "warnings": warnings, "weighted": bool(weighted)}
 
 
-def _numeric_bias(pop: _Population, rows: pa.Table, c: str, w: np.ndarray,
+def _population_numbers(pop: _Population, kinds: dict[str, str]
+                        ) -> dict[str, tuple]:
+    """Mean, spread, quantiles and missing share of every numeric and time
+    column of the population, in one scan."""
+    if not kinds:
+        return {}
+    qs = ", ".join(str(q) for q in QUANTILES)
+    # exact quantiles sort each column: beyond a million rows, DuckDB's
+    # t-digest (within a fraction of a percent in rank) does for a report
+    quantile = "quantile_cont" if pop.rows <= EXACT_QUANTILES else "approx_quantile"
+    parts = []
+    for c, kind in kinds.items():
+        col = _q(c)
+        v = f"epoch_us({col})::DOUBLE / 1e6" if kind == "time" else f"{col}::DOUBLE"
+        parts += [f"avg({v})", f"stddev_pop({v})", f"{quantile}({v}, [{qs}])",
+                  f"avg(({col} IS NULL)::INT)"]
+    r = pop.one(f"SELECT {', '.join(parts)} FROM population")
+    return {c: tuple(r[4 * i:4 * i + 4]) for i, c in enumerate(kinds)}
+
+
+def _numeric_bias(stats: tuple, rows: pa.Table, c: str, w: np.ndarray,
                   n_eff: float, kind: str) -> dict[str, Any]:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    col = _q(c)
-    value = f"epoch_us({col})::DOUBLE / 1e6" if kind == "time" else f"{col}::DOUBLE"
-    qs = ", ".join(str(q) for q in QUANTILES)
-    r = pop.one(f"SELECT avg({value}), stddev_pop({value}), "
-                f"quantile_cont({value}, [{qs}]), avg(({col} IS NULL)::INT) "
-                f"FROM population")
-    p_mean, p_sd, p_q, p_missing = r
+    p_mean, p_sd, p_q, p_missing = stats
     arr = rows.column(c)
     if kind == "time":
         arr = pc.divide(pc.cast(pc.cast(arr, pa.timestamp("us", arr.type.tz)),
