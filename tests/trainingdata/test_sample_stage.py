@@ -111,3 +111,53 @@ def test_sample_command_on_a_dataset_and_a_file(fresh_project):
         assert "Traceback" not in proc.stderr
     with pytest.raises(SpecError, match="sample.method"):
         sample_dataset(project, "training/forum-spam", {"method": "nope"})
+
+
+def test_every_method_on_a_real_data_set(tmp_path):
+    """Palmer penguins (344 rows, 3 species, missing values): each method from
+    Python, and a sample from the spec of a project made by `mlsd init --from`."""
+    import pyarrow as pa
+    from palmerpenguins import load_penguins
+
+    from mlsd.spec import SampleSpec
+    from mlsd.trainingdata import draw
+
+    frame = load_penguins()
+    frame["id"] = [f"p{i:03d}" for i in range(len(frame))]
+    frame["next"] = [f"p{(i + 1) % len(frame):03d}" for i in range(len(frame))]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    specs = {
+        "convenience": {"n": 20, "where": "island = 'Dream'"},
+        "snowball": {"n": 10, "keys": ["p000"], "link": "next"},
+        "judgment": {"where": "body_mass_g > 6000", "chosen_by": "a biologist"},
+        "quota": {"by": "species", "per_category": 10},
+        "random": {"n": 100},
+        "stratified": {"n": 90, "by": "species", "allocation": "equal"},
+        "weighted": {"n": 100, "weights": "coalesce(body_mass_g, 0)"},
+        "reservoir": {"n": 50},
+        "importance": {"n": 200, "density": "CASE WHEN species = 'Gentoo' THEN 2 "
+                                            "ELSE 1 END"},
+    }
+    for method, settings in specs.items():
+        s = draw(table, SampleSpec(method=method, **settings), seed=1, key="id")
+        assert s.rows.num_rows > 0 and "species" in {b["column"] for b in
+                                                      s.report["bias"]}, method
+        if method == "stratified":
+            counts = s.rows.group_by("species").aggregate([("id", "count")])
+            assert sorted(counts.column("id_count").to_pylist()) == [30, 30, 30]
+        if method == "snowball":
+            assert s.rows.column("id").to_pylist() == [f"p{i:03d}" for i in range(10)]
+    # from the spec: a project made from the file, with a quota sample
+    data = tmp_path / "penguins.csv"
+    frame.drop(columns=["id", "next"]).to_csv(data, index=False)
+    folder = tmp_path / "pg"
+    run_cli("init", str(folder), "--from", str(data), "--target", "species",
+            cwd=tmp_path)
+    _with_sample(folder, {"method": "quota", "by": "island", "per_category": 30})
+    s = mlsd.run(folder, until="split")
+    assert s["sample"]["rows"] == 90 and s["split"]["sizes"]["train"] == 90
+    assert s["sample"]["probability"] is False
+    shares = {x["value"]: x for b in s["sample"]["bias"] if b["column"] == "island"
+              for x in b["shares"]}
+    assert abs(shares["Torgersen"]["sample"] - 1 / 3) < 1e-3  # rounded to 4 places
+    assert any(w.startswith("island:") for w in s["sample"]["warnings"])
