@@ -257,8 +257,7 @@ def prune_features(project: Project | str | Path | None = None, *,
             raise SpecError(f"--write {write}: write the pruned spec next to "
                             f"{project.spec_path.name} (its data paths are "
                             f"relative to the spec's folder)")
-    head = tuple(s for s in STAGES if s.name in ("ingest", "table", "split",
-                                                  "features"))
+    head = STAGES[:STAGES.index(features) + 1]  # the data stages, up to features
     summary = execute(project, (*head, prune_stage(
         tolerance=tolerance, budget_seconds=budget_seconds)), reporter=reporter)
     if target is not None:

@@ -145,7 +145,8 @@ def run_cmd(
         metavar="STAGE", help="Stop after this stage.")] = None,
     no_wait: NoWaitOpt = False,
 ) -> None:
-    """Run the stages: ingest, table, split, features, train, audit, report.
+    """Run the stages: ingest, table, sample, split, features, train, audit,
+    report.
 
     Examples:
       mlsd run --json > summary.json
@@ -226,6 +227,8 @@ def print_summary(s: dict[str, Any]) -> None:
                   + (" (earlier cuts kept)" if sp.get("cuts_reused") else ""))
     if "model" in s:
         _print_model(s)
+    if s.get("imbalance"):
+        _print_imbalance(s["imbalance"])
     for f in s.get("audit", []):
         out.print(f"audit [{f['severity']}] {f['check']} {f['columns']}: "
                   f"{f['message']}")
@@ -314,3 +317,29 @@ def stages_cmd(as_json: JsonOpt = False) -> None:
         out.print(t)
 
     emit(stages(), as_json, show)
+
+
+def _print_imbalance(b: dict) -> None:
+    """Class counts, what resampling did, and the strategies compared."""
+    counts = ", ".join(f"{c} {n}" for c, n in b["counts"].items())
+    out.print(f"Classes in train: {counts} (ratio {b['ratio']}:1"
+              + (", imbalanced" if b["imbalanced"] else "") + ")")
+    r = b.get("resampled")
+    if r:
+        out.print(f"Resampled ({r['method']}{', two-phase' if r['two_phase'] else ''})"
+                  f": {r['train_rows']} train rows -> {r['rows']} ({r['synthetic']} "
+                  f"synthetic, {r['repeated']} repeated)")
+    acc = b.get("accuracy")
+    if acc and acc.get("model") is not None:
+        out.print(f"Accuracy {acc['model']} against {acc['majority_class']} for "
+                  f"always {acc['majority']!r}: not a measure of this model")
+    if b.get("comparison"):
+        t = rich_table("Resampling compared on validation")
+        keys = [k for k in b["comparison"][0] if k not in ("method", "chosen")]
+        for c in ("method", *keys):
+            t.add_column(c)
+        for row in b["comparison"]:
+            t.add_row(row["method"] + (" (chosen)" if row["chosen"] else ""),
+                      *[fmt(row[k]) for k in keys])
+        out.print(t)
+

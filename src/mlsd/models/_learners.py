@@ -45,10 +45,13 @@ class Learner(ABC):
 
     def _weights(self, y: np.ndarray, sample_weight: np.ndarray | None = None
                  ) -> np.ndarray | None:
-        """Each row's weight in the loss: its class weight (``balanced``)
-        times its sample weight (a weighted or importance sample's)."""
+        """Each row's weight in the loss: its class weight (``balanced``, or
+        ``class_weight(y)`` when it is a function) times its sample weight (a
+        weighted or importance sample's)."""
         w = None
-        if self.task != "regression" and self.class_weight == "balanced":
+        if self.task != "regression" and callable(self.class_weight):
+            w = self.class_weight(y)
+        elif self.task != "regression" and self.class_weight == "balanced":
             w = class_weights(y.astype(int), max(self.n_classes, 2))
         if sample_weight is not None:
             sw = np.asarray(sample_weight, dtype=float)
@@ -134,6 +137,25 @@ class LightGBMLearner(Learner):
     def importance(self):
         return self.booster_.feature_importance(importance_type="gain")
 
+    def fine_tune(self, X, y, X_valid=None, y_valid=None, sample_weight=None, *,
+                  share: float = 0.25) -> LightGBMLearner:
+        """More rounds (``share`` of the model's) from the fitted model, on
+        other rows: the second phase of two-phase learning."""
+        params, rounds = self._lgb_params()
+        params.setdefault("num_threads", threads_for(X.shape[0], self.threads))
+        train = lgb.Dataset(X, label=y, weight=self._weights(y, sample_weight),
+                            free_raw_data=False)
+        valid_sets, callbacks = [], []
+        if X_valid is not None and X_valid.shape[0] > 0:
+            valid_sets = [lgb.Dataset(X_valid, label=y_valid, reference=train,
+                                      weight=self._weights(y_valid))]
+            callbacks = [lgb.early_stopping(50, verbose=False)]
+        self.booster_ = lgb.train(params, train,
+                                  num_boost_round=max(1, int(rounds * share)),
+                                  init_model=self.booster_, valid_sets=valid_sets,
+                                  callbacks=callbacks, keep_training_booster=True)
+        return self
+
 
 class LinearLearner(Learner):
     """Logistic regression (classification) or ridge (regression).
@@ -161,6 +183,7 @@ class LinearLearner(Learner):
             est.fit(X, y, sample_weight=self._weights(y, sample_weight))
             self.coef_ = np.asarray(est.coef_, dtype=float)
             self.intercept_ = np.asarray(est.intercept_, dtype=float)
+            self.n_iter_ = int(np.max(est.n_iter_))
         return self
 
     def predict(self, X):
@@ -190,6 +213,33 @@ class LinearLearner(Learner):
 
     def importance(self):
         return np.abs(self.coef_).sum(axis=0)
+
+    def fine_tune(self, X, y, X_valid=None, y_valid=None, sample_weight=None, *,
+                  share: float = 0.25) -> LinearLearner:
+        """Solver iterations on other rows, from the fitted coefficients: the
+        second phase of two-phase learning, ``share`` of the iterations the
+        first fit took. (Run to convergence, it would equal a fit on those rows
+        alone: the loss is convex.)"""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        if self.task == "regression":
+            return self
+        p = dict(self.params)
+        p.pop("max_iter", None)
+        iters = max(1, round(getattr(self, "n_iter_", 100) * share))
+        est = LogisticRegression(C=float(p.pop("C", 1.0)), max_iter=iters,
+                                 warm_start=True, random_state=self.seed, **p)
+        est.coef_ = self.coef_.copy()
+        est.intercept_ = self.intercept_.copy()
+        est.classes_ = np.arange(max(self.n_classes, 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y, sample_weight=self._weights(y, sample_weight))
+        self.coef_ = np.asarray(est.coef_, dtype=float)
+        self.intercept_ = np.asarray(est.intercept_, dtype=float)
+        return self
 
 
 LEARNERS: dict[str, type[Learner]] = {c.kind: c for c in (LightGBMLearner,

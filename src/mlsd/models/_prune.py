@@ -35,7 +35,7 @@ class _Scorer:
     def __init__(self, problem: ProblemSpec, model: ModelSpec, X, y, classes,
                  blocks, seed: int, weights=None):
         self.problem, self.model, self.X, self.y = problem, model, X, y
-        self.weights = weights
+        self.weights, self.classes = weights, classes
         self.blocks, self.seed = blocks, seed
         self.n_classes = len(classes) if problem.task != "regression" else 1
         self.metric, self.higher = PRIMARY[problem.task]
@@ -43,7 +43,8 @@ class _Scorer:
 
     def fit(self, keep: list[str]):
         task = self.problem.task
-        learner = make_learner(task, self.model, self.n_classes, self.seed)
+        learner = make_learner(task, self.model, self.n_classes, self.seed,
+                               problem=self.problem, classes=self.classes)
         Xt = _columns(self.X["train"], self.blocks, keep)
         Xv = _columns(self.X["valid"], self.blocks, keep)
         learner.fit(Xt, self.y["train"], Xv, self.y["valid"],

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # the stage's declaration loads without LightGBM and sklearn
     from ..features import FeaturePipeline
     from ._artifact import ModelArtifact
 
+IMBALANCED_METRICS = {"binary": ["recall", "f1", "pr_auc"],
+                      "multiclass": ["macro_f1", "balanced_accuracy"]}
+"""The metrics shown first when the rarest class is scarce."""
 DEFAULT_METRICS = {
     "binary": ["pr_auc", "roc_auc", "recall", "precision", "f1", "accuracy"],
     "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "log_loss"],
@@ -133,7 +136,8 @@ def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
-    return {"problem": spec.problem, "model": spec.model, "seed": spec.seed}
+    return {"problem": spec.problem, "model": spec.model, "seed": spec.seed,
+            "imbalance": spec.imbalance}
 
 
 @stage(name="train", writes={"model": "artifact"},
@@ -157,7 +161,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     names = pipeline.names()
     weights = train_weights(ctx, classes, training, splits)
     result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
-                   blocks=pipeline.block_slices(), seed=spec.seed, weights=weights)
+                   blocks=pipeline.block_slices(), seed=spec.seed, weights=weights,
+                   imbalance=spec.imbalance)
 
     short = digest({"features": pipeline.to_json(), "metrics": result.metrics,
                     "inputs": [training.node, splits.node]})[:10]
@@ -176,6 +181,12 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         "threshold": result.threshold, "threshold_objective":
         problem.threshold if problem.task == "binary" else None,
         "threads": spec.model.threads, "params": spec.model.params,
+        # the rows the model was fitted on, when they are not the train split
+        # as stored: resampled (copies, synthetic rows) or weighted
+        "training_rows": {
+            "resampled": (result.balance or {}).get("resampled"),
+            "class_weight": spec.model.class_weight,
+            "sample_weights": weights is not None},
         "created_at": ctx.started_at.isoformat(), "metrics": result.metrics,
         "beats_baselines": result.beats_baselines, "n_features": len(names),
         "lineage": {"run_id": ctx.run_id, "spec_hash": ctx.spec_hash,
@@ -213,11 +224,29 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                          for p in parts}
     metric_names = list(dict.fromkeys(problem.metrics
                                       + DEFAULT_METRICS[problem.task]))
+    accuracy = None
+    if result.balance and result.balance["imbalanced"]:
+        # accuracy says little when one class dominates: shown beside the
+        # majority class's own, not as a headline metric
+        lead = IMBALANCED_METRICS[problem.task]
+        metric_names = list(dict.fromkeys(
+            [m for m in problem.metrics if m != "accuracy"] + lead
+            + [m for m in metric_names if m != "accuracy"]))
+        import numpy as np
+
+        majority = int(np.argmax(np.bincount(y[TRAIN].astype(int))))
+        accuracy = {"model": result.metrics["model"]["test"].get("accuracy"),
+                    "majority_class": round(float(np.mean(y["test"] == majority)),
+                                            6),
+                    "majority": str(classes[majority])}
     primary = result.metrics["primary"]
     return StageResult(
         outputs={"model": ref},
         summary={
             "split": {"positive_rate": positive_rate},
+            "imbalance": None if result.balance is None else {
+                **result.balance, "accuracy": accuracy,
+                "class_weight": spec.model.class_weight},
             "model": {k: manifest[k] for k in (
                 "model_id", "kind", "task", "target", "classes", "threshold",
                 "threshold_objective", "n_features", "metrics",

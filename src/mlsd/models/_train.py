@@ -3,6 +3,7 @@ threshold on validation, measure everything on validation and test."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ModelError
-from ..spec import ModelSpec, ProblemSpec
+from ..spec import ImbalanceSpec, ModelSpec, ProblemSpec
 from ._baselines import apply_rule, one_feature_rule, prior_baseline
 from ._learners import LEARNERS, Learner
 from ._metrics import PRIMARY, choose_threshold, curves, task_metrics
@@ -66,33 +67,61 @@ class TrainResult:
     curves: dict[str, Any]
     importance: list[dict[str, Any]] = field(default_factory=list)
     beats_baselines: bool | None = None
+    balance: dict[str, Any] | None = None
 
 
-def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int) -> Learner:
-    """The spec's learner, not yet fitted."""
+def loss_weights(problem: ProblemSpec, model: ModelSpec, classes: list
+                 ) -> Callable[[np.ndarray], np.ndarray | None] | str:
+    """How a row's class weighs in the loss, from ``model.class_weight``: a
+    function of the encoded labels (``balanced`` stays the learner's own)."""
+    from ..trainingdata import class_weights_for, cost_weights
+
+    how = model.class_weight
+    if problem.task == "regression" or how in ("balanced", "none"):
+        return how
+    if how == "costs":
+        return lambda y: cost_weights(y, problem.costs or {})
+    n = max(len(classes), 2)
+    return lambda y: class_weights_for(y, n, how, classes,
+                                       beta=model.class_balanced_beta)
+
+
+def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int, *,
+                 problem: ProblemSpec | None = None, classes: list | None = None
+                 ) -> Learner:
+    """The spec's learner, not yet fitted (its classes weighed as
+    ``model.class_weight`` says, given the problem and the classes)."""
+    weigh = model.class_weight
+    if problem is not None and classes is not None:
+        weigh = loss_weights(problem, model, classes)
+    elif not isinstance(weigh, str):
+        raise ModelError("make_learner: a class weight per class needs the "
+                         "classes (pass problem= and classes=)")
     return LEARNERS[model.kind](task=task, n_classes=n_classes, params=model.params,
-                               class_weight=model.class_weight, seed=seed,
-                               threads=model.threads)
+                               class_weight=weigh, seed=seed, threads=model.threads)
 
 
 def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],
           y: dict[str, np.ndarray], classes: list, names: list[str],
-          blocks: list, seed: int, weights: np.ndarray | None = None
-          ) -> TrainResult:
+          blocks: list, seed: int, weights: np.ndarray | None = None,
+          imbalance: ImbalanceSpec | None = None) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
     for measurement only. ``weights``: each training row's sample weight (a
     weighted or importance sample's), used by the learner and the baselines.
+    ``imbalance``: how the training rows are resampled before the fit (and
+    the strategies compared on validation); valid and test never are.
     """
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
     for part in ("train", "valid", "test"):
         if X[part].shape[0] == 0:
             raise ModelError(f"the {part} split is empty: cannot train and evaluate")
-    learner = make_learner(task, model, n_classes, seed)
-    learner.fit(X["train"], y["train"], X["valid"], y["valid"],
-                sample_weight=weights)
+    imbalance = imbalance or ImbalanceSpec()
+    learner, resampled = fit_learner(problem, model, imbalance.resample, X=X, y=y,
+                                     classes=classes, seed=seed, weights=weights,
+                                     imbalance=imbalance)
     out = {p: learner.predict(X[p]) for p in ("valid", "test")}
 
     threshold = None
@@ -155,6 +184,77 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         order = np.argsort(-imp, kind="stable")[:25]
         importance = [{"feature": names[i], "importance": round(float(imp[i]), 6)}
                       for i in order if imp[i] > 0]
+    balance = None
+    if task != "regression":
+        from ..trainingdata import class_balance
+
+        balance = class_balance(y["train"], classes)
+        balance["resampled"] = resampled
+        balance["comparison"] = compare_resampling(
+            problem, model, imbalance, X=X, y=y, classes=classes, seed=seed,
+            weights=weights, chosen=(imbalance.resample, metrics["model"]["valid"]))
     return TrainResult(learner=learner, classes=classes, threshold=threshold,
                        metrics=metrics, curves=plots, importance=importance,
-                       beats_baselines=beats)
+                       beats_baselines=beats, balance=balance)
+
+
+def fit_learner(problem: ProblemSpec, model: ModelSpec, method: str, *,
+                X: dict[str, sp.csr_matrix], y: dict[str, np.ndarray],
+                classes: list, seed: int, weights: np.ndarray | None,
+                imbalance: ImbalanceSpec) -> tuple[Learner, dict[str, Any] | None]:
+    """The learner fitted on the train rows, resampled by ``method`` first
+    (the train split only: :class:`~mlsd.trainingdata.TrainRows`), and
+    fine-tuned on the original rows when ``imbalance.two_phase``. Returns the
+    learner and what resampling did (None without it)."""
+    task = problem.task
+    n_classes = len(classes) if task != "regression" else 1
+    learner = make_learner(task, model, n_classes, seed, problem=problem,
+                           classes=classes)
+    if method == "none" or task == "regression":
+        learner.fit(X["train"], y["train"], X["valid"], y["valid"],
+                    sample_weight=weights)
+        return learner, None
+    from ..trainingdata import TrainRows, resample
+
+    res = resample(TrainRows(X["train"], y["train"]), method, seed=seed,
+                   ratio=imbalance.ratio, k_neighbors=imbalance.k_neighbors)
+    fit_weights = None
+    if weights is not None:  # a drawn row's weight follows its copies
+        fit_weights = np.where(res.origin >= 0, weights[np.maximum(res.origin, 0)],
+                               1.0)
+    learner.fit(res.X, res.y, X["valid"], y["valid"], sample_weight=fit_weights)
+    if imbalance.two_phase:
+        learner.fine_tune(X["train"], y["train"], X["valid"], y["valid"],
+                          sample_weight=weights, share=imbalance.fine_tune)
+    return learner, {**res.summary(classes), "two_phase": imbalance.two_phase,
+                     "train_rows": int(X["train"].shape[0])}
+
+
+def compare_resampling(problem: ProblemSpec, model: ModelSpec,
+                       imbalance: ImbalanceSpec, *, X, y, classes: list, seed: int,
+                       weights: np.ndarray | None,
+                       chosen: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation metrics of no resampling, the chosen strategy and every one
+    in ``imbalance.compare``, each fitted the same way (empty when nothing is
+    to compare)."""
+    methods = list(dict.fromkeys(["none", chosen[0], *imbalance.compare]))
+    if len(methods) < 2:
+        return []
+    task = problem.task
+    keys = (("pr_auc", "recall", "precision", "f1") if task == "binary"
+            else ("macro_f1", "balanced_accuracy", "log_loss"))
+    rows = []
+    for m in methods:
+        if m == chosen[0]:
+            valid, res = chosen[1], None
+        else:
+            learner, res = fit_learner(problem, model, m, X=X, y=y, classes=classes,
+                                       seed=seed, weights=weights,
+                                       imbalance=imbalance)
+            out = learner.predict(X["valid"])
+            thr = choose_threshold(y["valid"], out, objective=problem.threshold,
+                                   costs=problem.costs) if task == "binary" else None
+            valid = task_metrics(task, y["valid"], out, thr)
+        rows.append({"method": m, "chosen": m == chosen[0],
+                     **{k: valid.get(k) for k in keys}})
+    return rows

@@ -142,6 +142,7 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
                    horizontal=False)
         data_plots.append(("data-plot-1", _fig_html(fig, "data-plot-1")))
     sample_plots = _sample_plots(summary.get("sample"))
+    balance_plots = _balance_plots(summary.get("imbalance"))
     if importance:
         fig = _bar("Feature importance (model's own, gain)",
                    [i["feature"] for i in importance[:20]],
@@ -160,6 +161,7 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     audit_charts, audit_model_charts = audit_plots(audit) if audit else ([], [])
     page = _env.get_template("report.html.j2").render(
         s=summary, plots=plots, data_plots=data_plots, sample_plots=sample_plots,
+        balance_plots=balance_plots,
         plotly_js=get_plotlyjs(),
         audit=audit, audit_charts=audit_charts + audit_model_charts,
         leak_checks=run_checklist(summary) if audit else [],
@@ -168,6 +170,20 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _balance_plots(balance: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The resampling strategies side by side on validation."""
+    rows = (balance or {}).get("comparison") or []
+    if not rows:
+        return []
+    fig = go.Figure()
+    names = [r["method"] + (" (chosen)" if r["chosen"] else "") for r in rows]
+    for k in [k for k in rows[0] if k not in ("method", "chosen", "log_loss")]:
+        fig.add_bar(x=names, y=[r[k] for r in rows], name=k)
+    fig.update_layout(title="Resampling strategies on validation",
+                      barmode="group", yaxis_title="metric on validation")
+    return [("balance-plot-0", _fig_html(fig, "balance-plot-0"))]
 
 
 def _sample_plots(sample: dict[str, Any] | None) -> list[tuple[str, str]]:

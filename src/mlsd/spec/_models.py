@@ -775,16 +775,54 @@ class ModelSpec(_Strict):
 
     kind: Literal["lightgbm", "linear"] = "lightgbm"
     params: dict[str, Any] = Field(default_factory=dict)
-    class_weight: Literal["balanced", "none"] = Field(
+    class_weight: Literal["balanced", "none", "effective", "costs"] | dict[
+            str, float] = Field(
         default="balanced",
-        description="Classification: weight classes inversely to their frequency.",
+        description="Classification: how much each class weighs in the loss. "
+        "balanced: inversely to its frequency; effective: the class-balanced "
+        "loss (Cui et al. 2019), by the effective number of its rows "
+        "(class_balanced_beta); costs: a binary task's rows by what an error on "
+        "them costs (problem.costs), the same matrix that can pick the threshold; "
+        "or a weight per class ({spam: 10, ham: 1}); none.",
     )
+    class_balanced_beta: float = Field(
+        default=0.999, gt=0.0, lt=1.0, description="class_weight: effective: the "
+        "beta of (1 - beta) / (1 - beta^n); near 1 approaches balanced, near 0 "
+        "none.")
     threads: int | None = Field(
         default=None, ge=1,
         description="The most threads a fit or prediction uses (default: every "
                     "core this process may use). Each takes fewer when the input is "
                     "small or other processes keep cores busy; the model is the same "
                     "whatever the count.")
+
+
+class ImbalanceSpec(_Strict):
+    """Resampling of the training rows (``imbalance:``). Weights in the loss
+    are ``model.class_weight``'s."""
+
+    resample: Literal["none", "random_under", "tomek", "random_over", "smote",
+                      "smote_tomek"] = Field(
+        default="none", description="How the training feature matrix is "
+        "resampled before the fit (imbalanced-learn): random_under, tomek (Tomek "
+        "links), random_over, smote, smote_tomek. Validation and test rows never "
+        "are.")
+    ratio: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="Binary tasks: the minority/"
+        "majority ratio after resampling (default 1: as many of each).")
+    k_neighbors: int = Field(default=5, ge=1, description="smote: neighbours a "
+                             "synthetic row is interpolated between.")
+    two_phase: bool = Field(
+        default=False, description="Train on the resampled rows, then fine-tune "
+        "on the original distribution (LightGBM: more rounds from the first "
+        "model; linear: a warm start).")
+    fine_tune: float = Field(
+        default=0.25, gt=0.0, le=1.0, description="two_phase: the fine-tuning "
+        "rounds, as a share of the model's rounds.")
+    compare: list[Literal["none", "random_under", "tomek", "random_over", "smote",
+                          "smote_tomek"]] = Field(
+        default_factory=list, description="Other strategies fitted and measured "
+        "on validation next to no resampling and the chosen one, in the report.")
 
 
 class AuditSpec(_Strict):
@@ -856,6 +894,7 @@ class ProjectSpec(_Strict):
     features: list[FeatureSpec] = Field(min_length=1)
     feature_policy: FeaturePolicySpec = Field(default_factory=FeaturePolicySpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
+    imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     lake: LakeSpec = Field(default_factory=LakeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
@@ -891,6 +930,17 @@ class ProjectSpec(_Strict):
                 f"dataset.union: unknown source {unknown[0]!r}; sources are "
                 f"{', '.join(self.sources)}"
             )
+        cw = self.model.class_weight
+        if self.problem.task == "regression" and (
+                cw not in ("balanced", "none") or self.imbalance.resample != "none"
+                or self.imbalance.compare):
+            raise ValueError("model.class_weight and imbalance: class weights and "
+                             "resampling are for classification; a regression "
+                             "task has no classes")
+        if cw == "costs" and not (self.problem.task == "binary"
+                                  and self.problem.costs):
+            raise ValueError("model.class_weight: costs needs a binary task and "
+                             "problem.costs (fp, fn, ...)")
         cols = [c for f in self.features for c in f.inputs]
         if self.problem.target in cols:
             raise ValueError(

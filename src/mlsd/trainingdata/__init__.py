@@ -13,6 +13,15 @@ row's split and weight as ``splits/NAME``; later stages read them by version
 (:func:`split_parts`) and fit on ``train`` only.
 """
 
+from ._imbalance import (
+    RESAMPLERS,
+    Resampled,
+    TrainRows,
+    class_balance,
+    class_weights_for,
+    cost_weights,
+    resample,
+)
 from ._reservoir import Reservoir, WeightedReservoir
 from ._sample_stage import sample
 from ._sampling import Sample, allocate, bias_report, draw, inclusion_probabilities
@@ -41,6 +50,7 @@ from ._stages import (
 )
 
 __all__ = [
+    "RESAMPLERS",
     "GAP",
     "LATE",
     "ROW",
@@ -50,15 +60,21 @@ __all__ = [
     "UNSAMPLED",
     "VALID",
     "WEIGHT",
+    "Resampled",
     "Reservoir",
     "Sample",
     "SplitResult",
+    "TrainRows",
     "WeightedReservoir",
     "allocate",
     "assign_splits",
     "bias_report",
+    "class_balance",
+    "class_weights_for",
+    "cost_weights",
     "draw",
     "inclusion_probabilities",
+    "resample",
     "sample",
     "schema_files",
     "split",
