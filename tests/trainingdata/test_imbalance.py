@@ -165,8 +165,9 @@ def test_per_class_weights_reach_training_on_a_multiclass_task():
     idx = np.random.default_rng(0).permutation(len(ya))
     X = {"train": Xa[idx[:100]], "valid": Xa[idx[100:140]], "test": Xa[idx[140:]]}
     y = {"train": ya[idx[:100]], "valid": ya[idx[100:140]], "test": ya[idx[140:]]}
-    kw = dict(X=X, y=y, classes=[0, 1, 2], names=[f"f{i}" for i in range(13)],
-              blocks=[Block("x", "numeric", 0, 13, ("x",))], seed=0)
+    kw = {"X": X, "y": y, "classes": [0, 1, 2],
+          "names": [f"f{i}" for i in range(13)],
+          "blocks": [Block("x", "numeric", 0, 13, ("x",))], "seed": 0}
     problem = ProblemSpec(task="multiclass", target="y")
     plain = train(problem, ModelSpec(kind="linear", class_weight="none"), **kw)
     heavy = train(problem, ModelSpec(kind="linear", class_weight={"2": 50.0}), **kw)
