@@ -174,3 +174,55 @@ def test_per_class_weights_reach_training_on_a_multiclass_task():
     p_plain = plain.learner.predict(X["test"])[:, 2].mean()
     p_heavy = heavy.learner.predict(X["test"])[:, 2].mean()
     assert p_heavy > p_plain  # class 2 weighs 50 times: predicted more
+
+
+# -- focal loss ----------------------------------------------------------------
+def test_focal_gradient_matches_its_loss_and_is_the_log_loss_at_gamma_0():
+    from mlsd.models._losses import focal_grad, focal_hess, focal_loss
+
+    z = np.linspace(-8, 8, 41)
+    for label in (0, 1):
+        y = np.full(len(z), label)
+        for gamma, alpha in ((0.0, None), (2.0, None), (1.5, 0.25)):
+            numeric = (focal_loss(z + 1e-6, y, gamma, alpha)
+                       - focal_loss(z - 1e-6, y, gamma, alpha)) / 2e-6
+            assert np.allclose(numeric, focal_grad(z, y, gamma, alpha), atol=1e-6)
+            assert (focal_hess(z, y, gamma, alpha) > 0).all()
+        p = 1 / (1 + np.exp(-z))
+        assert np.allclose(focal_grad(z, y, 0.0), p - label)
+        assert np.allclose(focal_loss(z, y, 0.0),
+                           -np.log(p if label else 1 - p))
+
+
+@pytest.mark.parametrize("cls", [LightGBMLearner, LinearLearner])
+def test_focal_loss_at_gamma_0_is_the_learners_own_and_round_trips(cls, tmp_path):
+    data = load_breast_cancer()
+    X = sp.csr_matrix((data.data - data.data.mean(0)) / data.data.std(0))
+    y = data.target
+    params = {"n_estimators": 60} if cls is LightGBMLearner else {}
+    own = cls(task="binary", n_classes=2, params=params, seed=0).fit(X, y)
+    focal0 = cls(task="binary", n_classes=2, params=params, seed=0,
+                 loss={"kind": "focal", "gamma": 0.0, "alpha": None}).fit(X, y)
+    assert np.abs(own.predict(X) - focal0.predict(X)).max() < 0.05
+    focal2 = cls(task="binary", n_classes=2, params=params, seed=0,
+                 loss={"kind": "focal", "gamma": 2.0, "alpha": 0.25}).fit(X, y)
+    p = focal2.predict(X)
+    assert ((p > 0) & (p < 1)).all() and not np.allclose(p, focal0.predict(X))
+    # saved and loaded with what its manifest keeps
+    name = focal2.save(tmp_path)
+    meta = {"task": "binary", "n_classes": 2, **focal2.meta()}
+    assert name and meta["loss"]["kind"] == "focal"
+    again = cls.load(tmp_path, meta)
+    assert np.allclose(again.predict(X), p)
+
+
+def test_focal_loss_is_for_binary_tasks():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="focal is for binary tasks"):
+        from mlsd.spec import ProjectSpec
+
+        ProjectSpec.model_validate({
+            "name": "x", "problem": {"task": "multiclass", "target": "y"},
+            "sources": {"a": {"path": "a.csv"}}, "features": [{"column": "f"}],
+            "model": {"loss": "focal"}})

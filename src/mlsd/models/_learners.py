@@ -35,13 +35,26 @@ class Learner(ABC):
 
     def __init__(self, *, task: str, n_classes: int = 1,
                  params: dict[str, Any] | None = None, class_weight: str = "none",
-                 seed: int = 0, threads: int | None = None):
+                 seed: int = 0, threads: int | None = None,
+                 loss: dict[str, Any] | None = None):
         self.task = task
         self.n_classes = n_classes
         self.params = dict(params or {})
         self.class_weight = class_weight
         self.seed = seed
         self.threads = threads
+        self.loss = dict(loss or {"kind": "default"})
+        if self.focal and task != "binary":
+            raise ModelError("model.loss: focal is for binary tasks")
+
+    @property
+    def focal(self) -> bool:
+        return self.loss.get("kind") == "focal"
+
+    def meta(self) -> dict[str, Any]:
+        """What :meth:`load` needs besides the model file (kept in the
+        model's manifest): the loss, and where a custom loss's scores start."""
+        return {"loss": self.loss} if self.focal else {}
 
     def _weights(self, y: np.ndarray, sample_weight: np.ndarray | None = None
                  ) -> np.ndarray | None:
@@ -103,25 +116,77 @@ class LightGBMLearner(Learner):
         return base, rounds
 
     def fit(self, X, y, X_valid=None, y_valid=None, sample_weight=None):
+        return self._train(X, y, X_valid, y_valid, sample_weight, share=None)
+
+    def _train(self, X, y, X_valid, y_valid, sample_weight, *,
+               share: float | None) -> LightGBMLearner:
+        """Boost on (X, y): from scratch, or ``share`` of the rounds more from
+        the fitted model. A focal loss is a custom objective: LightGBM then
+        starts every score at 0 and weighs no row itself, so the scores start
+        at the prior's log-odds and the gradients carry the row weights."""
         params, rounds = self._lgb_params()
         params.setdefault("num_threads", threads_for(X.shape[0], self.threads))
-        train = lgb.Dataset(X, label=y, weight=self._weights(y, sample_weight),
+        w = self._weights(y, sample_weight)
+        init = None
+        feval = None
+        if self.focal:
+            from ._losses import focal_grad, focal_hess, prior_score
+
+            if share is None:
+                self.init_score_ = prior_score(y, w)
+            gamma, alpha = self.loss["gamma"], self.loss.get("alpha")
+
+            def objective(raw, data):
+                label = data.get_label()
+                rw = data.get_weight()
+                rw = np.ones(len(label)) if rw is None else rw
+                return (rw * focal_grad(raw, label, gamma, alpha),
+                        rw * focal_hess(raw, label, gamma, alpha))
+
+            def focal_metric(raw, data):
+                from ._losses import focal_loss
+
+                label = data.get_label()
+                rw = data.get_weight()
+                value = np.average(focal_loss(raw, label, gamma, alpha), weights=rw)
+                return "focal", float(value), False
+
+            params.update(objective=objective, metric="None")
+            feval = focal_metric
+            init = np.full(len(y), self.init_score_)
+        train = lgb.Dataset(X, label=y, weight=w, init_score=init,
                             free_raw_data=False)
         valid_sets, callbacks = [], []
         if X_valid is not None and X_valid.shape[0] > 0:
-            valid = lgb.Dataset(X_valid, label=y_valid, reference=train,
-                                weight=self._weights(y_valid))
-            valid_sets = [valid]
+            valid_sets = [lgb.Dataset(
+                X_valid, label=y_valid, reference=train,
+                weight=self._weights(y_valid),
+                init_score=None if init is None else np.full(
+                    X_valid.shape[0], self.init_score_))]
             callbacks = [lgb.early_stopping(50, verbose=False)]
-        self.booster_ = lgb.train(params, train, num_boost_round=rounds,
-                                  valid_sets=valid_sets, callbacks=callbacks)
+        more = {} if share is None else {"init_model": self.booster_,
+                                         "keep_training_booster": True}
+        self.booster_ = lgb.train(
+            params, train, valid_sets=valid_sets, callbacks=callbacks, feval=feval,
+            num_boost_round=rounds if share is None else max(1, int(rounds * share)),
+            **more)
         return self
 
     def predict(self, X):
         if not hasattr(self, "booster_"):
             raise NotFittedError("LightGBMLearner: call fit() or load() first")
-        return np.asarray(self.booster_.predict(
+        out = np.asarray(self.booster_.predict(
             X, num_threads=threads_for(X.shape[0], self.threads)))
+        if self.focal:  # a custom objective's output is the raw score
+            from ._losses import _sigmoid
+
+            out = _sigmoid(out + self.init_score_)
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        if not self.focal:
+            return {}
+        return {"loss": self.loss, "init_score": self.init_score_}
 
     def save(self, folder: Path) -> str:
         self.booster_.save_model(str(folder / self.FILE))
@@ -130,8 +195,10 @@ class LightGBMLearner(Learner):
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> LightGBMLearner:
         obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1),
-                  threads=meta.get("threads"))
+                  threads=meta.get("threads"), loss=meta.get("loss"))
         obj.booster_ = lgb.Booster(model_file=str(folder / cls.FILE))
+        if obj.focal:
+            obj.init_score_ = float(meta["init_score"])
         return obj
 
     def importance(self):
@@ -141,20 +208,7 @@ class LightGBMLearner(Learner):
                   share: float = 0.25) -> LightGBMLearner:
         """More rounds (``share`` of the model's) from the fitted model, on
         other rows: the second phase of two-phase learning."""
-        params, rounds = self._lgb_params()
-        params.setdefault("num_threads", threads_for(X.shape[0], self.threads))
-        train = lgb.Dataset(X, label=y, weight=self._weights(y, sample_weight),
-                            free_raw_data=False)
-        valid_sets, callbacks = [], []
-        if X_valid is not None and X_valid.shape[0] > 0:
-            valid_sets = [lgb.Dataset(X_valid, label=y_valid, reference=train,
-                                      weight=self._weights(y_valid))]
-            callbacks = [lgb.early_stopping(50, verbose=False)]
-        self.booster_ = lgb.train(params, train,
-                                  num_boost_round=max(1, int(rounds * share)),
-                                  init_model=self.booster_, valid_sets=valid_sets,
-                                  callbacks=callbacks, keep_training_booster=True)
-        return self
+        return self._train(X, y, X_valid, y_valid, sample_weight, share=share)
 
 
 class LinearLearner(Learner):
@@ -176,6 +230,14 @@ class LinearLearner(Learner):
             est.fit(X, y, sample_weight=self._weights(y, sample_weight))
             self.coef_ = np.atleast_2d(est.coef_)
             self.intercept_ = np.atleast_1d(est.intercept_).astype(float)
+        elif self.focal:  # scikit-learn takes no custom loss: L-BFGS on it
+            from ._losses import fit_focal_linear
+
+            coef, b, self.n_iter_ = fit_focal_linear(
+                X, y, gamma=self.loss["gamma"], alpha=self.loss.get("alpha"),
+                C=float(p.pop("C", 1.0)), max_iter=int(p.pop("max_iter", 2000)),
+                sample_weight=self._weights(y, sample_weight))
+            self.coef_, self.intercept_ = coef[None, :], np.array([b])
         else:
             est = LogisticRegression(C=float(p.pop("C", 1.0)),
                                      max_iter=int(p.pop("max_iter", 2000)),
@@ -206,7 +268,8 @@ class LinearLearner(Learner):
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> LinearLearner:
         doc = json.loads((folder / cls.FILE).read_text())
-        obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1))
+        obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1),
+                  loss=meta.get("loss"))
         obj.coef_ = np.asarray(doc["coef"], dtype=float)
         obj.intercept_ = np.asarray(doc["intercept"], dtype=float)
         return obj
@@ -229,6 +292,16 @@ class LinearLearner(Learner):
         p = dict(self.params)
         p.pop("max_iter", None)
         iters = max(1, round(getattr(self, "n_iter_", 100) * share))
+        if self.focal:
+            from ._losses import fit_focal_linear
+
+            coef, b, _ = fit_focal_linear(
+                X, y, gamma=self.loss["gamma"], alpha=self.loss.get("alpha"),
+                C=float(p.pop("C", 1.0)), max_iter=iters,
+                sample_weight=self._weights(y, sample_weight),
+                init=(self.coef_[0], float(self.intercept_[0])))
+            self.coef_, self.intercept_ = coef[None, :], np.array([b])
+            return self
         est = LogisticRegression(C=float(p.pop("C", 1.0)), max_iter=iters,
                                  warm_start=True, random_state=self.seed, **p)
         est.coef_ = self.coef_.copy()

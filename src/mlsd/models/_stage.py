@@ -181,6 +181,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         "threshold": result.threshold, "threshold_objective":
         problem.threshold if problem.task == "binary" else None,
         "threads": spec.model.threads, "params": spec.model.params,
+        **result.learner.meta(),
         # the rows the model was fitted on, when they are not the train split
         # as stored: resampled (copies, synthetic rows) or weighted
         "training_rows": {

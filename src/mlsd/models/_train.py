@@ -97,8 +97,13 @@ def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int, *,
     elif not isinstance(weigh, str):
         raise ModelError("make_learner: a class weight per class needs the "
                          "classes (pass problem= and classes=)")
+    loss = None
+    if model.loss == "focal":
+        loss = {"kind": "focal", "gamma": model.focal_gamma,
+                "alpha": model.focal_alpha}
     return LEARNERS[model.kind](task=task, n_classes=n_classes, params=model.params,
-                               class_weight=weigh, seed=seed, threads=model.threads)
+                               class_weight=weigh, seed=seed, threads=model.threads,
+                               loss=loss)
 
 
 def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],

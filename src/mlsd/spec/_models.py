@@ -785,6 +785,18 @@ class ModelSpec(_Strict):
         "them costs (problem.costs), the same matrix that can pick the threshold; "
         "or a weight per class ({spam: 10, ham: 1}); none.",
     )
+    loss: Literal["default", "focal"] = Field(
+        default="default", description="default: the learner's own (log loss, "
+        "squared error); focal (binary tasks): the log loss scaled by (1 - p_t)"
+        "^focal_gamma, so rows already right weigh little and the fit spends "
+        "itself on the hard ones (LightGBM: a custom objective; linear: its own "
+        "L-BFGS fit).")
+    focal_gamma: float = Field(default=2.0, ge=0.0, description="loss: focal: "
+                               "the focusing exponent (0: the log loss).")
+    focal_alpha: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="loss: focal: the weight of "
+        "positive rows (1 - alpha for negatives); none by default, as "
+        "class_weight already weighs classes.")
     class_balanced_beta: float = Field(
         default=0.999, gt=0.0, lt=1.0, description="class_weight: effective: the "
         "beta of (1 - beta) / (1 - beta^n); near 1 approaches balanced, near 0 "
@@ -937,6 +949,8 @@ class ProjectSpec(_Strict):
             raise ValueError("model.class_weight and imbalance: class weights and "
                              "resampling are for classification; a regression "
                              "task has no classes")
+        if self.model.loss == "focal" and self.problem.task != "binary":
+            raise ValueError("model.loss: focal is for binary tasks")
         if cw == "costs" and not (self.problem.task == "binary"
                                   and self.problem.costs):
             raise ValueError("model.class_weight: costs needs a binary task and "
