@@ -229,6 +229,23 @@ def print_summary(s: dict[str, Any]) -> None:
         _print_model(s)
     if s.get("imbalance"):
         _print_imbalance(s["imbalance"])
+    aug = s.get("augment") or {}
+    if aug.get("rows"):
+        out.print("Augmented rows (fit only): " + ", ".join(
+            f"{k} {v}" for k, v in aug["rows"].items()))
+    r = aug.get("robustness")
+    if r:
+        what = " and ".join(x for x in (
+            f"noise {r['noise']} on {len(r['numbers'])} numbers" if r["numbers"]
+            else "", f"word swaps and deletions in {r['text']!r}" if r["text"]
+            else "") if x)
+        if "flip_rate" in r:
+            out.print(f"Robustness: {r['flipped']} of {r['rows']} test rows "
+                      f"({100 * r['flip_rate']:.1f}%) change their prediction under "
+                      f"{what}")
+        else:
+            out.print(f"Robustness: predictions move by {r['median_change']} of the "
+                      f"target's spread (median) under {what}")
     for f in s.get("audit", []):
         out.print(f"audit [{f['severity']}] {f['check']} {f['columns']}: "
                   f"{f['message']}")

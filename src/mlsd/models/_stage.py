@@ -126,6 +126,33 @@ def train_weights(ctx: RunContext, classes: list, training: DatasetRef,
     return train.column(WEIGHT).to_numpy()[keep]
 
 
+def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: list
+                   ) -> tuple | None:
+    """The spec's raw augmented rows (noise, text, templates) made from the
+    train split, applied by the fitted pipeline: (X, y, weights, rows per
+    method), or None."""
+    import numpy as np
+
+    from ..trainingdata import AUGMENTED, WEIGHT, TrainTable, augment_rows
+    from ._train import target_array
+
+    spec = ctx.spec
+    aug = augment_rows(TrainTable(train), spec.augment, target=spec.problem.target,
+                       seed=spec.seed, root=ctx.root)
+    if aug is None:
+        return None
+    index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
+        "regression") else None
+    yv, keep = target_array(spec.problem.task,
+                            aug.column(spec.problem.target).to_pylist(), index)
+    X = pipeline.apply(aug.drop_columns([AUGMENTED]))[keep]
+    w = (aug.column(WEIGHT).to_numpy()[keep] if WEIGHT in aug.column_names
+         else np.ones(int(keep.sum())))
+    how = aug.column(AUGMENTED).to_pylist()
+    counts = {m: how.count(m) for m in dict.fromkeys(how)}
+    return X, yv[keep], w, counts
+
+
 def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
     """The model artifact of ``model``, loaded (and checked) once per run."""
     from ._artifact import ModelArtifact
@@ -137,7 +164,7 @@ def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
 def _settings(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
     return {"problem": spec.problem, "model": spec.model, "seed": spec.seed,
-            "imbalance": spec.imbalance}
+            "imbalance": spec.imbalance, "augment": spec.augment}
 
 
 @stage(name="train", writes={"model": "artifact"},
@@ -160,9 +187,20 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     X, y = labelled_matrices(ctx, pipeline, classes, training, splits)
     names = pipeline.names()
     weights = train_weights(ctx, classes, training, splits)
+    extra = augmented_rows(ctx, pipeline, parts[TRAIN], classes)
     result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
                    blocks=pipeline.block_slices(), seed=spec.seed, weights=weights,
-                   imbalance=spec.imbalance)
+                   imbalance=spec.imbalance, augment=spec.augment,
+                   extra=None if extra is None else extra[:3])
+    robust = None
+    if spec.augment.robustness is not None:
+        from ._robustness import robustness
+
+        robust = robustness(result.learner, pipeline, parts["test"], parts[TRAIN],
+                            spec.augment.robustness, task=problem.task,
+                            target=target, threshold=result.threshold,
+                            seed=spec.seed, root=ctx.root)
+    augmented = {**(result.augmented or {}), **(extra[3] if extra else {})}
 
     short = digest({"features": pipeline.to_json(), "metrics": result.metrics,
                     "inputs": [training.node, splits.node]})[:10]
@@ -186,6 +224,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         # as stored: resampled (copies, synthetic rows) or weighted
         "training_rows": {
             "resampled": (result.balance or {}).get("resampled"),
+            "augmented": augmented or None,
             "class_weight": spec.model.class_weight,
             "sample_weights": weights is not None},
         "created_at": ctx.started_at.isoformat(), "metrics": result.metrics,
@@ -245,6 +284,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         outputs={"model": ref},
         summary={
             "split": {"positive_rate": positive_rate},
+            "augment": {"rows": augmented or None, "robustness": robust},
             "imbalance": None if result.balance is None else {
                 **result.balance, "accuracy": accuracy,
                 "class_weight": spec.model.class_weight},

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ModelError
-from ..spec import ImbalanceSpec, ModelSpec, ProblemSpec
+from ..spec import AugmentSpec, ImbalanceSpec, ModelSpec, ProblemSpec
 from ._baselines import apply_rule, one_feature_rule, prior_baseline
 from ._learners import LEARNERS, Learner
 from ._metrics import PRIMARY, choose_threshold, curves, task_metrics
@@ -68,6 +68,7 @@ class TrainResult:
     importance: list[dict[str, Any]] = field(default_factory=list)
     beats_baselines: bool | None = None
     balance: dict[str, Any] | None = None
+    augmented: dict[str, int] | None = None
 
 
 def loss_weights(problem: ProblemSpec, model: ModelSpec, classes: list
@@ -109,7 +110,9 @@ def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int, *,
 def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix],
           y: dict[str, np.ndarray], classes: list, names: list[str],
           blocks: list, seed: int, weights: np.ndarray | None = None,
-          imbalance: ImbalanceSpec | None = None) -> TrainResult:
+          imbalance: ImbalanceSpec | None = None,
+          augment: AugmentSpec | None = None,
+          extra: tuple[Any, np.ndarray, np.ndarray] | None = None) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
@@ -117,6 +120,9 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     weighted or importance sample's), used by the learner and the baselines.
     ``imbalance``: how the training rows are resampled before the fit (and
     the strategies compared on validation); valid and test never are.
+    ``augment``: mixup and SMOTE rows made from the train matrix; ``extra``:
+    augmented raw rows, already applied (X, y, weights). Both join the fit
+    only.
     """
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
@@ -124,9 +130,10 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         if X[part].shape[0] == 0:
             raise ModelError(f"the {part} split is empty: cannot train and evaluate")
     imbalance = imbalance or ImbalanceSpec()
+    added = Augmented(augment, extra)
     learner, resampled = fit_learner(problem, model, imbalance.resample, X=X, y=y,
                                      classes=classes, seed=seed, weights=weights,
-                                     imbalance=imbalance)
+                                     imbalance=imbalance, added=added)
     out = {p: learner.predict(X[p]) for p in ("valid", "test")}
 
     threshold = None
@@ -197,37 +204,90 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         balance["resampled"] = resampled
         balance["comparison"] = compare_resampling(
             problem, model, imbalance, X=X, y=y, classes=classes, seed=seed,
-            weights=weights, chosen=(imbalance.resample, metrics["model"]["valid"]))
+            weights=weights, chosen=(imbalance.resample, metrics["model"]["valid"]),
+            added=added)
     return TrainResult(learner=learner, classes=classes, threshold=threshold,
                        metrics=metrics, curves=plots, importance=importance,
-                       beats_baselines=beats, balance=balance)
+                       beats_baselines=beats, balance=balance,
+                       augmented=added.counts or None)
+
+
+class Augmented:
+    """The rows augmentation adds to a fit: ``extra`` raw rows (already
+    applied) and the mixup and SMOTE rows ``spec`` makes from the train matrix,
+    made once and counted by method."""
+
+    def __init__(self, spec: AugmentSpec | None,
+                 extra: tuple[Any, np.ndarray, np.ndarray] | None):
+        self.spec, self.extra = spec, extra
+        self.counts: dict[str, int] = {}
+        self._rows: tuple | None = None
+
+    def rows(self, X_train, y_train, task: str, n_classes: int, seed: int
+             ) -> tuple | None:
+        """(X, y, weights) of every added row, or None."""
+        if self._rows is not None:
+            return self._rows
+        from ..trainingdata import TrainRows, mixup, smote_rows
+
+        parts = []
+        if self.extra is not None and self.extra[0].shape[0]:
+            parts.append(self.extra)
+        spec = self.spec
+        if spec is not None and spec.mixup is not None:
+            n = max(1, round(spec.mixup.share * len(y_train)))
+            Xm, ym, wm = mixup(TrainRows(X_train, y_train), alpha=spec.mixup.alpha,
+                               n=n, task=task, n_classes=n_classes, seed=seed)
+            parts.append((Xm, ym, wm))
+            self.counts["mixup"] = n
+        if spec is not None and spec.smote is not None:
+            Xs, ys = smote_rows(TrainRows(X_train, y_train), share=spec.smote.share,
+                                k_neighbors=spec.smote.k_neighbors, seed=seed)
+            parts.append((Xs, ys, np.ones(len(ys))))
+            self.counts["smote"] = int(len(ys))
+        if not parts:
+            return None
+        self._rows = (sp.vstack([sp.csr_matrix(p[0]) for p in parts]).tocsr(),
+                      np.concatenate([p[1] for p in parts]),
+                      np.concatenate([p[2] for p in parts]))
+        return self._rows
 
 
 def fit_learner(problem: ProblemSpec, model: ModelSpec, method: str, *,
                 X: dict[str, sp.csr_matrix], y: dict[str, np.ndarray],
                 classes: list, seed: int, weights: np.ndarray | None,
-                imbalance: ImbalanceSpec) -> tuple[Learner, dict[str, Any] | None]:
+                imbalance: ImbalanceSpec, added: Augmented | None = None
+                ) -> tuple[Learner, dict[str, Any] | None]:
     """The learner fitted on the train rows, resampled by ``method`` first
-    (the train split only: :class:`~mlsd.trainingdata.TrainRows`), and
-    fine-tuned on the original rows when ``imbalance.two_phase``. Returns the
-    learner and what resampling did (None without it)."""
+    (the train split only: :class:`~mlsd.trainingdata.TrainRows`), with the
+    augmented rows ``added``, and fine-tuned on the original rows when
+    ``imbalance.two_phase``. Returns the learner and what resampling did
+    (None without it)."""
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
     learner = make_learner(task, model, n_classes, seed, problem=problem,
                            classes=classes)
+    extra = None if added is None else added.rows(X["train"], y["train"], task,
+                                                  n_classes, seed)
+    res = None
     if method == "none" or task == "regression":
-        learner.fit(X["train"], y["train"], X["valid"], y["valid"],
-                    sample_weight=weights)
-        return learner, None
-    from ..trainingdata import TrainRows, resample
+        Xf, yf, wf = X["train"], y["train"], weights
+    else:
+        from ..trainingdata import TrainRows, resample
 
-    res = resample(TrainRows(X["train"], y["train"]), method, seed=seed,
-                   ratio=imbalance.ratio, k_neighbors=imbalance.k_neighbors)
-    fit_weights = None
-    if weights is not None:  # a drawn row's weight follows its copies
-        fit_weights = np.where(res.origin >= 0, weights[np.maximum(res.origin, 0)],
-                               1.0)
-    learner.fit(res.X, res.y, X["valid"], y["valid"], sample_weight=fit_weights)
+        res = resample(TrainRows(X["train"], y["train"]), method, seed=seed,
+                       ratio=imbalance.ratio, k_neighbors=imbalance.k_neighbors)
+        Xf, yf, wf = res.X, res.y, None
+        if weights is not None:  # a drawn row's weight follows its copies
+            wf = np.where(res.origin >= 0, weights[np.maximum(res.origin, 0)], 1.0)
+    if extra is not None:
+        n = len(yf)
+        Xf = sp.vstack([sp.csr_matrix(Xf), extra[0]]).tocsr()
+        yf = np.concatenate([yf, extra[1]])
+        wf = np.concatenate([np.ones(n) if wf is None else wf, extra[2]])
+    learner.fit(Xf, yf, X["valid"], y["valid"], sample_weight=wf)
+    if res is None:
+        return learner, None
     if imbalance.two_phase:
         learner.fine_tune(X["train"], y["train"], X["valid"], y["valid"],
                           sample_weight=weights, share=imbalance.fine_tune)
@@ -238,7 +298,8 @@ def fit_learner(problem: ProblemSpec, model: ModelSpec, method: str, *,
 def compare_resampling(problem: ProblemSpec, model: ModelSpec,
                        imbalance: ImbalanceSpec, *, X, y, classes: list, seed: int,
                        weights: np.ndarray | None,
-                       chosen: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+                       chosen: tuple[str, dict[str, Any]],
+                       added: Augmented | None = None) -> list[dict[str, Any]]:
     """Validation metrics of no resampling, the chosen strategy and every one
     in ``imbalance.compare``, each fitted the same way (empty when nothing is
     to compare)."""
@@ -255,7 +316,7 @@ def compare_resampling(problem: ProblemSpec, model: ModelSpec,
         else:
             learner, res = fit_learner(problem, model, m, X=X, y=y, classes=classes,
                                        seed=seed, weights=weights,
-                                       imbalance=imbalance)
+                                       imbalance=imbalance, added=added)
             out = learner.predict(X["valid"])
             thr = choose_threshold(y["valid"], out, objective=problem.threshold,
                                    costs=problem.costs) if task == "binary" else None

@@ -10,6 +10,7 @@ from ._load import find_spec_file, json_schema, load_spec, parse_spec, spec_hash
 from ._models import (
     TASK_METRICS,
     AuditSpec,
+    AugmentSpec,
     BlobSourceSpec,
     ColumnType,
     DatasetSpec,
@@ -31,6 +32,7 @@ from ._models import (
 )
 
 __all__ = [
+    "AugmentSpec",
     "AuditSpec",
     "BlobSourceSpec",
     "ColumnType",

@@ -837,6 +837,101 @@ class ImbalanceSpec(_Strict):
         "on validation next to no resampling and the chosen one, in the report.")
 
 
+class NoiseSpec(_Strict):
+    """Gaussian noise on numbers."""
+
+    scale: float = Field(default=0.05, gt=0.0, le=1.0, description="The noise's "
+                         "standard deviation, as a share of each column's on the "
+                         "train split.")
+    columns: list[str] | None = Field(default=None, description="The columns "
+                                      "(default: every numeric column).")
+
+
+class TextAugmentSpec(_Strict):
+    """EDA operations on one text column (Wei and Zou 2019)."""
+
+    column: str = Field(description="The text column.")
+    synonyms: float = Field(default=0.1, ge=0.0, le=1.0, description="Share of "
+                            "the words replaced by a synonym.")
+    insert: float = Field(default=0.0, ge=0.0, le=1.0, description="Synonyms "
+                          "inserted at random places, as a share of the words.")
+    swap: float = Field(default=0.0, ge=0.0, le=1.0, description="Random swaps of "
+                        "two words, as a share of the words.")
+    delete: float = Field(default=0.0, ge=0.0, le=1.0, description="Chance that "
+                          "each word is dropped.")
+    thesaurus: str | None = Field(
+        default=None, description="A TSV (word<TAB>synonym...) or JSON file of "
+        "synonyms, in the project; default: WordNet (Debian's wordnet-base).")
+
+
+class TemplatesSpec(_Strict):
+    """Rows of one label made from templates."""
+
+    column: str = Field(description="The text column the templates fill.")
+    label: Any = Field(description="The label of the rows made.")
+    templates: list[str] = Field(min_length=1, description="Texts with {slot}s.")
+    slots: dict[str, list[str]] = Field(default_factory=dict,
+                                        description="Values of each slot.")
+    n: int = Field(default=100, ge=1, description="Rows to make.")
+
+
+class MixupSpec(_Strict):
+    """Mixup of feature rows."""
+
+    alpha: float = Field(default=0.2, gt=0.0, description="lam ~ Beta(alpha, "
+                         "alpha): small alpha keeps rows near one of the pair.")
+    share: float = Field(default=0.5, gt=0.0, le=10.0, description="Mixed rows, "
+                         "as a share of the training rows.")
+
+
+class SmoteAugmentSpec(_Strict):
+    """SMOTE as augmentation: more rows of every class."""
+
+    share: float = Field(default=0.5, gt=0.0, le=10.0, description="Synthetic "
+                         "rows of each class, as a share of its rows.")
+    k_neighbors: int = Field(default=5, ge=1)
+
+
+class RobustnessSpec(_Strict):
+    """The robustness check: perturbed test rows, and how often predictions
+    change."""
+
+    noise: float = Field(default=0.05, ge=0.0, le=1.0, description="Noise on the "
+                         "numeric feature columns, as a share of each one's "
+                         "standard deviation on train.")
+    synonyms: float = Field(default=0.0, ge=0.0, le=1.0, description="Text: share "
+                            "of words replaced by a synonym (needs WordNet or a "
+                            "thesaurus).")
+    swap: float = Field(default=0.1, ge=0.0, le=1.0, description="Text: swaps, as "
+                        "a share of the words.")
+    delete: float = Field(default=0.05, ge=0.0, le=1.0, description="Text: chance "
+                          "that each word is dropped.")
+    rows: int = Field(default=1000, ge=10, description="Test rows perturbed "
+                      "(a seeded random choice when there are more).")
+    thesaurus: str | None = Field(default=None, description="As augment.text.")
+
+
+class AugmentSpec(_Strict):
+    """New training rows made from the train split (``augment:``), never
+    evaluated; and the robustness check of the trained model."""
+
+    copies: int = Field(default=1, ge=1, le=20, description="Augmented copies of "
+                        "each training row, per raw method (noise, text).")
+    noise: NoiseSpec | None = None
+    text: TextAugmentSpec | None = None
+    templates: TemplatesSpec | None = None
+    mixup: MixupSpec | None = None
+    smote: SmoteAugmentSpec | None = None
+    robustness: RobustnessSpec | None = Field(
+        default_factory=RobustnessSpec, description="Perturb test rows and report "
+        "how often predictions change (null: no check).")
+
+    @property
+    def any_rows(self) -> bool:
+        return any(x is not None for x in (self.noise, self.text, self.templates,
+                                           self.mixup, self.smote))
+
+
 class AuditSpec(_Strict):
     """What the audit may accept as legitimate."""
 
@@ -907,6 +1002,7 @@ class ProjectSpec(_Strict):
     feature_policy: FeaturePolicySpec = Field(default_factory=FeaturePolicySpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     lake: LakeSpec = Field(default_factory=LakeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
@@ -949,6 +1045,9 @@ class ProjectSpec(_Strict):
             raise ValueError("model.class_weight and imbalance: class weights and "
                              "resampling are for classification; a regression "
                              "task has no classes")
+        if self.augment.smote is not None and self.problem.task == "regression":
+            raise ValueError("augment.smote: SMOTE makes rows of a class; a "
+                             "regression task has none")
         if self.model.loss == "focal" and self.problem.task != "binary":
             raise ValueError("model.loss: focal is for binary tasks")
         if cw == "costs" and not (self.problem.task == "binary"

@@ -13,6 +13,16 @@ row's split and weight as ``splits/NAME``; later stages read them by version
 (:func:`split_parts`) and fit on ``train`` only.
 """
 
+from ._augment import (
+    AUGMENTED,
+    TextOps,
+    TrainTable,
+    augment_rows,
+    mixup,
+    perturb,
+    smote_rows,
+    thesaurus_for,
+)
 from ._imbalance import (
     RESAMPLERS,
     Resampled,
@@ -48,8 +58,10 @@ from ._stages import (
     training_table,
     union_schema,
 )
+from ._thesaurus import FileThesaurus, WordNet
 
 __all__ = [
+    "AUGMENTED",
     "RESAMPLERS",
     "GAP",
     "LATE",
@@ -64,9 +76,14 @@ __all__ = [
     "Reservoir",
     "Sample",
     "SplitResult",
+    "TextOps",
     "TrainRows",
+    "TrainTable",
     "WeightedReservoir",
+    "FileThesaurus",
+    "WordNet",
     "allocate",
+    "augment_rows",
     "assign_splits",
     "bias_report",
     "class_balance",
@@ -74,14 +91,18 @@ __all__ = [
     "cost_weights",
     "draw",
     "inclusion_probabilities",
+    "mixup",
+    "perturb",
     "resample",
     "sample",
+    "smote_rows",
     "schema_files",
     "split",
     "split_parts",
     "split_rows",
     "stable_unit",
     "table",
+    "thesaurus_for",
     "training_table",
     "union_schema",
 ]
