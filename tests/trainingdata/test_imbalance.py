@@ -226,3 +226,31 @@ def test_focal_loss_is_for_binary_tasks():
             "name": "x", "problem": {"task": "multiclass", "target": "y"},
             "sources": {"a": {"path": "a.csv"}}, "features": [{"column": "f"}],
             "model": {"loss": "focal"}})
+
+
+def test_smotenc_makes_raw_minority_rows_of_numbers_and_categories():
+    import pyarrow as pa
+    from palmerpenguins import load_penguins
+
+    from mlsd.trainingdata import TrainTable, smotenc_rows
+
+    frame = load_penguins()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    cols = ["island", "bill_length_mm", "body_mass_g", "sex", "year"]
+    new = smotenc_rows(TrainTable(table), columns=cols, target="species",
+                       classes=classes, seed=0)
+    counts = frame.species.value_counts()
+    grown = new.column("species").to_pylist()
+    # every class grows to the majority's count ('auto' for several classes)
+    assert {c: grown.count(c) for c in classes} == {
+        c: int(counts.max() - counts[c]) for c in classes}
+    assert set(new.column("island").to_pylist()) <= set(frame.island)
+    assert set(new.column("sex").to_pylist()) <= set(frame.sex.dropna()) | {None}
+    mass = np.array(new.column("body_mass_g").to_pylist(), dtype=float)
+    assert np.nanmin(frame.body_mass_g) <= mass.min() <= mass.max() <= np.nanmax(
+        frame.body_mass_g)
+    assert new.schema.field("year").type == pa.int64()
+    with pytest.raises(SpecError, match="smotenc needs numeric and categorical"):
+        smotenc_rows(TrainTable(table), columns=["island", "sex"],
+                     target="species", classes=classes, seed=0)

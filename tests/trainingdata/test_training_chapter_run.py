@@ -54,3 +54,29 @@ def test_resampling_weights_augmentation_and_robustness_from_the_spec(
         assert part in html, part
     # and the run's other stages are as without: the same test rows measured
     assert Project.find(start=fresh_project).lake.exists("splits", "forum-spam")
+
+
+def test_smotenc_on_a_real_data_set_from_the_spec(tmp_path):
+    """Palmer penguins (numbers and categories, missing values): SMOTENC on the
+    raw rows, compared with SMOTE on the feature matrix."""
+    from palmerpenguins import load_penguins
+
+    from tests._helpers import run_cli
+
+    data = tmp_path / "penguins.csv"
+    load_penguins().to_csv(data, index=False)
+    folder = tmp_path / "pg"
+    run_cli("init", str(folder), "--from", str(data), "--target", "species",
+            cwd=tmp_path)
+    path = folder / "mlsd.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["model"]["class_weight"] = "none"
+    spec["imbalance"] = {"resample": "smotenc", "compare": ["smote"]}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    s = mlsd.run(folder)
+    r = s["imbalance"]["resampled"]
+    assert r["method"] == "smotenc" and r["synthetic"] > 0
+    assert len(set(r["counts"].values())) == 1  # every class as large
+    assert {c["method"] for c in s["imbalance"]["comparison"]} == {
+        "none", "smotenc", "smote"}
+    assert s["model"]["metrics"]["model"]["test"]["macro_f1"] > 0.9

@@ -153,6 +153,33 @@ def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: l
     return X, yv[keep], w, counts
 
 
+def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: list
+                  ) -> dict[str, tuple] | None:
+    """The synthetic rows of the raw resamplers the spec uses (smotenc, as the
+    chosen strategy or one compared), made from the raw train rows and applied
+    by the fitted pipeline: method -> (X, y)."""
+    from ..trainingdata import RAW_RESAMPLERS, TrainTable, smotenc_rows
+    from ._train import target_array
+
+    spec = ctx.spec
+    wanted = [m for m in dict.fromkeys([spec.imbalance.resample,
+                                        *spec.imbalance.compare])
+              if m in RAW_RESAMPLERS]
+    if not wanted or spec.problem.task == "regression":
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    out = {}
+    for method in wanted:
+        rows = smotenc_rows(TrainTable(train), columns=pipeline.columns,
+                            target=spec.problem.target, classes=classes,
+                            seed=spec.seed, ratio=spec.imbalance.ratio,
+                            k_neighbors=spec.imbalance.k_neighbors)
+        yv, keep = target_array(spec.problem.task,
+                                rows.column(spec.problem.target).to_pylist(), index)
+        out[method] = (pipeline.apply(rows)[keep], yv[keep])
+    return out
+
+
 def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
     """The model artifact of ``model``, loaded (and checked) once per run."""
     from ._artifact import ModelArtifact
@@ -191,7 +218,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
                    blocks=pipeline.block_slices(), seed=spec.seed, weights=weights,
                    imbalance=spec.imbalance, augment=spec.augment,
-                   extra=None if extra is None else extra[:3])
+                   extra=None if extra is None else extra[:3],
+                   raw=raw_resampled(ctx, pipeline, parts[TRAIN], classes))
     robust = None
     if spec.augment.robustness is not None:
         from ._robustness import robustness

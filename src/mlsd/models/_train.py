@@ -112,7 +112,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
           blocks: list, seed: int, weights: np.ndarray | None = None,
           imbalance: ImbalanceSpec | None = None,
           augment: AugmentSpec | None = None,
-          extra: tuple[Any, np.ndarray, np.ndarray] | None = None) -> TrainResult:
+          extra: tuple[Any, np.ndarray, np.ndarray] | None = None,
+          raw: dict[str, tuple[Any, np.ndarray]] | None = None) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
@@ -122,7 +123,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     the strategies compared on validation); valid and test never are.
     ``augment``: mixup and SMOTE rows made from the train matrix; ``extra``:
     augmented raw rows, already applied (X, y, weights). Both join the fit
-    only.
+    only. ``raw``: the synthetic rows of a raw resampler (smotenc), already
+    applied (X, y), by method.
     """
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
@@ -130,7 +132,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         if X[part].shape[0] == 0:
             raise ModelError(f"the {part} split is empty: cannot train and evaluate")
     imbalance = imbalance or ImbalanceSpec()
-    added = Augmented(augment, extra)
+    added = Augmented(augment, extra, raw)
     learner, resampled = fit_learner(problem, model, imbalance.resample, X=X, y=y,
                                      classes=classes, seed=seed, weights=weights,
                                      imbalance=imbalance, added=added)
@@ -218,8 +220,10 @@ class Augmented:
     made once and counted by method."""
 
     def __init__(self, spec: AugmentSpec | None,
-                 extra: tuple[Any, np.ndarray, np.ndarray] | None):
+                 extra: tuple[Any, np.ndarray, np.ndarray] | None,
+                 raw: dict[str, tuple[Any, np.ndarray]] | None = None):
         self.spec, self.extra = spec, extra
+        self.raw = raw or {}  # method -> synthetic rows of a raw resampler
         self.counts: dict[str, int] = {}
         self._rows: tuple | None = None
 
@@ -273,10 +277,22 @@ def fit_learner(problem: ProblemSpec, model: ModelSpec, method: str, *,
     if method == "none" or task == "regression":
         Xf, yf, wf = X["train"], y["train"], weights
     else:
-        from ..trainingdata import TrainRows, resample
+        from ..trainingdata import RAW_RESAMPLERS, Resampled, TrainRows, resample
 
-        res = resample(TrainRows(X["train"], y["train"]), method, seed=seed,
-                       ratio=imbalance.ratio, k_neighbors=imbalance.k_neighbors)
+        if method in RAW_RESAMPLERS:  # synthetic raw rows, applied already
+            if not added or method not in added.raw:
+                raise ModelError(f"imbalance: {method} needs the raw training rows "
+                                 f"(train through the run's train stage)")
+            Xs, ys = added.raw[method]
+            n = X["train"].shape[0]
+            res = Resampled(sp.vstack([X["train"], Xs]).tocsr(),
+                            np.concatenate([y["train"], ys]),
+                            np.concatenate([np.arange(n), np.full(len(ys), -1)]),
+                            method)
+        else:
+            res = resample(TrainRows(X["train"], y["train"]), method, seed=seed,
+                           ratio=imbalance.ratio,
+                           k_neighbors=imbalance.k_neighbors)
         Xf, yf, wf = res.X, res.y, None
         if weights is not None:  # a drawn row's weight follows its copies
             wf = np.where(res.origin >= 0, weights[np.maximum(res.origin, 0)], 1.0)

@@ -814,11 +814,12 @@ class ImbalanceSpec(_Strict):
     are ``model.class_weight``'s."""
 
     resample: Literal["none", "random_under", "tomek", "random_over", "smote",
-                      "smote_tomek"] = Field(
-        default="none", description="How the training feature matrix is "
-        "resampled before the fit (imbalanced-learn): random_under, tomek (Tomek "
-        "links), random_over, smote, smote_tomek. Validation and test rows never "
-        "are.")
+                      "smote_tomek", "smotenc"] = Field(
+        default="none", description="How the training rows are resampled before "
+        "the fit (imbalanced-learn): random_under, tomek (Tomek links), "
+        "random_over, smote, smote_tomek on the feature matrix; smotenc on the raw "
+        "numeric and categorical inputs, then applied by the features. Validation "
+        "and test rows never are.")
     ratio: float | None = Field(
         default=None, gt=0.0, le=1.0, description="Binary tasks: the minority/"
         "majority ratio after resampling (default 1: as many of each).")
@@ -832,7 +833,7 @@ class ImbalanceSpec(_Strict):
         default=0.25, gt=0.0, le=1.0, description="two_phase: the fine-tuning "
         "rounds, as a share of the model's rounds.")
     compare: list[Literal["none", "random_under", "tomek", "random_over", "smote",
-                          "smote_tomek"]] = Field(
+                          "smote_tomek", "smotenc"]] = Field(
         default_factory=list, description="Other strategies fitted and measured "
         "on validation next to no resampling and the chosen one, in the report.")
 

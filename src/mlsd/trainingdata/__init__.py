@@ -24,6 +24,7 @@ from ._augment import (
     thesaurus_for,
 )
 from ._imbalance import (
+    RAW_RESAMPLERS,
     RESAMPLERS,
     Resampled,
     TrainRows,
@@ -31,6 +32,7 @@ from ._imbalance import (
     class_weights_for,
     cost_weights,
     resample,
+    smotenc_rows,
 )
 from ._reservoir import Reservoir, WeightedReservoir
 from ._sample_stage import sample
@@ -62,6 +64,7 @@ from ._thesaurus import FileThesaurus, WordNet
 
 __all__ = [
     "AUGMENTED",
+    "RAW_RESAMPLERS",
     "RESAMPLERS",
     "GAP",
     "LATE",
@@ -96,6 +99,7 @@ __all__ = [
     "resample",
     "sample",
     "smote_rows",
+    "smotenc_rows",
     "schema_files",
     "split",
     "split_parts",

@@ -32,7 +32,9 @@ IMBALANCED_SHARE = 0.2
 """A task is imbalanced when its rarest class holds less than this share of
 what an even split would give it (10% of the rows of a binary task)."""
 RESAMPLERS = ("none", "random_under", "tomek", "random_over", "smote",
-              "smote_tomek")
+              "smote_tomek", "smotenc")
+RAW_RESAMPLERS = ("smotenc",)
+"""Resamplers that make raw rows (then applied by the feature pipeline)."""
 
 
 def class_balance(y: np.ndarray, classes: list) -> dict[str, Any]:
@@ -166,6 +168,8 @@ def resample(rows: TrainRows, method: str, *, seed: int, ratio: float | None = N
     n = len(y)
     if method == "none":
         return Resampled(X, y, np.arange(n), method)
+    if method in RAW_RESAMPLERS:
+        raise SpecError(f"{method} works on raw rows: call smotenc_rows")
     if method not in RESAMPLERS:
         raise SpecError(f"imbalance.resample: unknown method {method!r}; expected "
                         f"one of {', '.join(RESAMPLERS)}")
@@ -211,3 +215,92 @@ def _tomek(X, y, origin: np.ndarray, method: str) -> Resampled:
     s = TomekLinks()
     Xr, yr = s.fit_resample(X, y)
     return Resampled(Xr, yr, origin[np.asarray(s.sample_indices_)], method)
+
+
+def smotenc_rows(rows: Any, *, columns: list[str], target: str, classes: list,
+                 seed: int, ratio: float | None = None, k_neighbors: int = 5
+                 ) -> Any:
+    """SMOTENC on the raw training rows: synthetic minority rows whose numbers
+    are interpolated between neighbours and whose categories are the most
+    common among them (Chawla et al. 2002), ready for the feature pipeline's
+    ``apply``. ``columns`` are the features' inputs: numbers (timestamps as
+    microseconds) and categories (text, booleans). Missing numbers are filled
+    with the column's median for the interpolation (synthetic rows have none);
+    a missing category is a category of its own."""
+    import numpy as np
+    import pyarrow as pa
+    from imblearn.over_sampling import SMOTENC
+
+    from ._augment import TrainTable
+
+    if not isinstance(rows, TrainTable):
+        raise DataError("smotenc_rows takes TrainTable (made from the train split)")
+    table = rows.table
+    missing_token = "\x00missing"
+    kinds: dict[str, str] = {}
+    for c in columns:
+        t = table.schema.field(c).type
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            kinds[c] = "number"
+        elif pa.types.is_timestamp(t):
+            kinds[c] = "time"
+        elif pa.types.is_string(t) or pa.types.is_large_string(t) or \
+                pa.types.is_boolean(t) or pa.types.is_dictionary(t):
+            kinds[c] = "category"
+        else:
+            raise SpecError(f"imbalance.resample: smotenc cannot interpolate "
+                            f"{c!r} ({t}); use smote, on the feature matrix")
+    cats = [c for c, k in kinds.items() if k == "category"]
+    if not cats or len(cats) == len(kinds):
+        raise SpecError("imbalance.resample: smotenc needs numeric and categorical "
+                        "inputs (the features read "
+                        + ("no category" if not cats else "no number")
+                        + "); use smote")
+    import pandas as pd
+
+    frame = pd.DataFrame(index=range(table.num_rows))
+    for c, k in kinds.items():
+        col = table.column(c)
+        if k == "category":
+            frame[c] = [missing_token if v is None else str(v) for v in
+                        col.to_pylist()]
+        else:
+            if k == "time":
+                col = col.cast(pa.timestamp("us", col.type.tz)).cast(pa.int64())
+            x = np.asarray(col.to_numpy(zero_copy_only=False), dtype=float)
+            frame[c] = np.where(np.isnan(x), np.nanmedian(x) if (~np.isnan(
+                x)).any() else 0.0, x)
+    index = {str(v): i for i, v in enumerate(classes)}
+    labels = table.column(target).to_pylist()
+    y = np.array([index.get(str(v), -1) for v in labels])
+    keep = y >= 0
+    frame, y = frame[keep].reset_index(drop=True), y[keep]
+    counts = np.bincount(y, minlength=len(classes))
+    smallest = int(counts[counts > 0].min())
+    if smallest <= 1:
+        raise DataError("SMOTENC needs at least 2 rows of every class in the "
+                        "train split")
+    s = SMOTENC(categorical_features=cats, random_state=seed,
+                sampling_strategy=_strategy(ratio, int((counts > 0).sum())),
+                k_neighbors=max(1, min(k_neighbors, smallest - 1)))
+    Xr, yr = s.fit_resample(frame, y)
+    new = Xr.iloc[len(y):]
+    arrays = {}
+    for c, k in kinds.items():
+        t = table.schema.field(c).type
+        if k == "category":
+            values = [None if v == missing_token else v for v in new[c].tolist()]
+            if pa.types.is_boolean(t):
+                values = [None if v is None else v == "True" for v in values]
+            arrays[c] = pa.array(values, t if not pa.types.is_dictionary(t)
+                                 else pa.string())
+        elif k == "time":
+            arrays[c] = pa.array(np.round(new[c].to_numpy()).astype(np.int64)
+                                 ).cast(pa.timestamp("us", t.tz)).cast(t)
+        elif pa.types.is_integer(t):
+            arrays[c] = pa.array(np.round(new[c].to_numpy())).cast(t)
+        else:
+            arrays[c] = pa.array(new[c].to_numpy(), t)
+    arrays[target] = pa.array([classes[i] for i in yr[len(y):]],
+                              table.schema.field(target).type)
+    return pa.table(arrays)
