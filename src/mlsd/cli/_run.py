@@ -144,6 +144,11 @@ def run_cmd(
     until: Annotated[str | None, typer.Option(
         metavar="STAGE", help="Stop after this stage.")] = None,
     no_wait: NoWaitOpt = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Change a setting of mlsd.yaml for "
+        "this run only (repeatable; the value is YAML): "
+        "--set imbalance.resample=smote. The file is left as it is; the run "
+        "records the spec it used.")] = None,
 ) -> None:
     """Run the stages: ingest, table, sample, split, features, train, audit,
     report.
@@ -152,11 +157,15 @@ def run_cmd(
       mlsd run --json > summary.json
       mlsd run --until split        # data and splits only
       mlsd run --from features      # new features, same data and splits
+      mlsd run --set imbalance.resample=smote --set "imbalance.compare=[tomek]"
+      mlsd run --set "sample={method: stratified, n: 5000, by: author_country}"
     """
     from ..pipeline import run
 
     lock_policy(no_wait)
     proj = project(config)
+    if set_:
+        proj = proj.with_overrides(set_)
     with RichReporter(err) as rep:
         summary = run(proj, reporter=rep, from_=from_, until=until)
     emit(summary, as_json, print_summary)

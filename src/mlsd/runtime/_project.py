@@ -27,11 +27,19 @@ class Project:
         The project's spec file; its folder is the project root.
     """
 
-    def __init__(self, *, spec_path: Path):
+    def __init__(self, *, spec_path: Path, overrides: list[str] | None = None):
         self.spec_path = Path(spec_path).resolve()
         self.root = self.spec_path.parent
-        self.spec: ProjectSpec = load_spec(self.spec_path)
+        self.overrides = list(overrides or [])
+        self.spec: ProjectSpec = load_spec(self.spec_path, self.overrides)
         self.home = self.root / ".mlsd"
+
+    def with_overrides(self, overrides: list[str]) -> Project:
+        """The same project with settings of its spec changed for this use
+        only (``imbalance.resample=smote``; see
+        :func:`mlsd.spec.apply_overrides`); the file is left as it is."""
+        return Project(spec_path=self.spec_path,
+                       overrides=[*self.overrides, *overrides])
 
     @cached_property
     def lake(self) -> Lake:

@@ -6,7 +6,14 @@ file (``features[3].encode: ...``), never as a traceback. :func:`json_schema` gi
 JSON Schema editors use to complete the file.
 """
 
-from ._load import find_spec_file, json_schema, load_spec, parse_spec, spec_hash
+from ._load import (
+    apply_overrides,
+    find_spec_file,
+    json_schema,
+    load_spec,
+    parse_spec,
+    spec_hash,
+)
 from ._models import (
     TASK_METRICS,
     AuditSpec,
@@ -32,6 +39,7 @@ from ._models import (
 )
 
 __all__ = [
+    "apply_overrides",
     "AugmentSpec",
     "AuditSpec",
     "BlobSourceSpec",

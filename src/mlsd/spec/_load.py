@@ -89,8 +89,57 @@ _UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "none", "list[any]",
                "file", "sql", "rest", "blobs"}
 
 
-def load_spec(path: str | Path) -> ProjectSpec:
-    """Read and validate a spec file."""
+def apply_overrides(data: Any, overrides: list[str]) -> Any:
+    """``data`` (a parsed spec) with each ``KEY.PATH=VALUE`` of ``overrides``
+    set: the path's parts are keys, ``[n]`` an item of a list; the value is
+    read as YAML (``3``, ``true``, ``[a, b]``, ``{method: smote}``); a missing
+    mapping on the way is created. The spec is then validated as usual."""
+    import re
+    from copy import deepcopy
+
+    data = deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE, as in "
+                            f"imbalance.resample=smote")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise SpecError(f"--set {item!r}: the value is not YAML ({err})") from None
+        parts: list[str | int] = []
+        for name in key.strip().split("."):
+            m = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", name)
+            if not m:
+                raise SpecError(f"--set {item!r}: {name!r} is not a key (write "
+                                f"a.b.c or features[2].encode)")
+            parts.append(m.group(1))
+            parts += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+        node = data
+        for here, nxt in zip(parts[:-1], parts[1:], strict=True):
+            if isinstance(here, int):
+                if not isinstance(node, list) or here >= len(node):
+                    raise SpecError(f"--set {item!r}: no item [{here}] there")
+                node = node[here]
+                continue
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {item!r}: {here!r} is not under a mapping")
+            if node.get(here) is None:
+                node[here] = [] if isinstance(nxt, int) else {}
+            node = node[here]
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise SpecError(f"--set {item!r}: no item [{last}] there")
+        elif not isinstance(node, dict):
+            raise SpecError(f"--set {item!r}: {last!r} is not under a mapping")
+        node[last] = value
+    return data
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> ProjectSpec:
+    """Read and validate a spec file (with ``overrides``, see
+    :func:`apply_overrides`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -104,6 +153,9 @@ def load_spec(path: str | Path) -> ProjectSpec:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{path}:{where} not valid YAML: {err}") from None
+    if overrides:
+        return parse_spec(apply_overrides(data, overrides),
+                          source=f"{path.name} with --set {' '.join(overrides)}")
     return parse_spec(data, source=str(path.name))
 
 
