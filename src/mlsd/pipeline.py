@@ -171,11 +171,39 @@ def sample_dataset(project: Project | str | Path | None, dataset: str,
     spec = sample_spec(settings)
     path = Path(dataset)
     proj = None
+    tmp = None
     if path.suffix and path.is_file():
-        from .etl import read_table
+        # typed batch by batch into a temporary Parquet file, then scanned:
+        # a file larger than memory is sampled like a lake version
+        import tempfile
 
-        source = read_table(path).table
-        where_from = {"file": str(path)}
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        from .etl import read_batches
+
+        counts: dict[str, Any] = {}
+        schema, batches = read_batches(path, counts=counts)
+        tmp = tempfile.TemporaryDirectory(prefix="mlsd-sample-")
+        parquet = Path(tmp.name) / "rows.parquet"
+        import numpy as np
+        import pyarrow as pa
+
+        from .trainingdata._sampling import POS
+
+        # each row keeps its place in the file: its identity and its order
+        seen = 0
+        with pq.ParquetWriter(parquet, schema.arrow().append(
+                pa.field(POS, pa.int64()))) as writer:
+            for b in batches:
+                writer.write_batch(b.append_column(POS, pa.array(
+                    np.arange(seen, seen + b.num_rows, dtype=np.int64))))
+                seen += b.num_rows
+        source = ds.dataset(parquet)
+        where_from = {"file": str(path),
+                      "broken_records": counts["broken_records"],
+                      "bad_values": {c: n for c, n in counts["bad_values"].items()
+                                     if n}}
         if project is not None or write:
             proj = Project.of(project)
     else:
@@ -196,7 +224,11 @@ def sample_dataset(project: Project | str | Path | None, dataset: str,
         raise SpecError(f"--key {key!r} is not a column of {dataset}")
     if seed is None:
         seed = proj.spec.seed if proj is not None else 0
-    drawn = draw(source, spec, seed=seed, key=key)
+    try:
+        drawn = draw(source, spec, seed=seed, key=key)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     out = {**where_from, **drawn.summary(), "key": key, "written": None}
     if write:
         from .lake import check_name
