@@ -56,9 +56,10 @@ def test_resampling_weights_augmentation_and_robustness_from_the_spec(
     assert Project.find(start=fresh_project).lake.exists("splits", "forum-spam")
 
 
-def test_smotenc_on_a_real_data_set_from_the_spec(tmp_path):
+def test_smotenc_and_augmentation_on_a_real_data_set_from_the_spec(tmp_path):
     """Palmer penguins (numbers and categories, missing values): SMOTENC on the
-    raw rows, compared with SMOTE on the feature matrix."""
+    raw rows, compared with SMOTE on the feature matrix; noise, mixup and SMOTE
+    rows added; the robustness check."""
     from palmerpenguins import load_penguins
 
     from tests._helpers import run_cli
@@ -72,8 +73,14 @@ def test_smotenc_on_a_real_data_set_from_the_spec(tmp_path):
     spec = yaml.safe_load(path.read_text())
     spec["model"]["class_weight"] = "none"
     spec["imbalance"] = {"resample": "smotenc", "compare": ["smote"]}
+    spec["augment"] = {"noise": {"scale": 0.05}, "mixup": {"share": 0.2},
+                       "smote": {"share": 0.3}}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     s = mlsd.run(folder)
+    rows = s["augment"]["rows"]
+    assert rows["noise"] == s["split"]["sizes"]["train"]
+    assert rows["mixup"] > 0 and rows["smote"] > 0
+    assert 0 <= s["augment"]["robustness"]["flip_rate"] < 0.2
     r = s["imbalance"]["resampled"]
     assert r["method"] == "smotenc" and r["synthetic"] > 0
     assert len(set(r["counts"].values())) == 1  # every class as large
