@@ -11,7 +11,9 @@ from ._stages import ROW, _split_settings, assigned_splits, training_table, unio
 
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
-    # the sample is drawn from the train side of the split: it depends on it
+    # a sample is drawn from the train side of the split: it depends on it
+    if ctx.spec.sample is None:
+        return {"sample": None}
     return {"sample": ctx.spec.sample, **_split_settings(ctx)}
 
 
