@@ -492,9 +492,17 @@ def _stratified(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
         s = rows.column(by).to_pylist()
         weights = np.array([sizes[v] / alloc[v] for v in s])
         weights *= len(weights) / weights.sum()
-    notes = [f"stratum {k!r} has {sizes[k]} rows, fewer than its share: all kept"
-             for k in sizes if spec.allocation == "equal"
-             and alloc[k] == sizes[k] and alloc[k] < max(alloc.values())][:10]
+    small = [k for k in sizes if spec.allocation == "equal"
+             and alloc[k] == sizes[k] and alloc[k] < max(alloc.values())]
+    notes = []
+    if small:
+        listed = ", ".join(f"{k} ({sizes[k]})" for k in small[:12])
+        notes.append(f"{len(small)} strata hold fewer rows than an equal share and "
+                     f"are kept whole: {listed}{', ...' if len(small) > 12 else ''}")
+    if spec.allocation == "equal" and not spec.reweights:
+        notes.append(f"the shares of {by!r} differ from the population's by "
+                     f"design (equal allocation; reweight: true would give each "
+                     f"row its stratum's weight)")
     return rows, weights, notes
 
 
