@@ -31,6 +31,7 @@ def test_resampling_weights_augmentation_and_robustness_from_the_spec(
     assert b["imbalanced"] and b["class_weight"] == "effective"
     r = b["resampled"]
     assert r["method"] == "random_under" and r["two_phase"]
+    assert r["on"] == "feature matrix"
     assert r["counts"]["True"] * 2 == r["counts"]["False"]  # ratio 0.5
     assert [(c["method"], c["chosen"]) for c in b["comparison"]] == [
         ("none", False), ("random_under", True), ("tomek", False)]
@@ -86,4 +87,5 @@ def test_smotenc_and_augmentation_on_a_real_data_set_from_the_spec(tmp_path):
     assert len(set(r["counts"].values())) == 1  # every class as large
     assert {c["method"] for c in s["imbalance"]["comparison"]} == {
         "none", "smotenc", "smote"}
+    assert r["on"] == "raw inputs (SMOTENC)"
     assert s["model"]["metrics"]["model"]["test"]["macro_f1"] > 0.9

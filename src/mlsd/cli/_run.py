@@ -352,7 +352,8 @@ def _print_imbalance(b: dict) -> None:
               + (", imbalanced" if b["imbalanced"] else "") + ")")
     r = b.get("resampled")
     if r:
-        out.print(f"Resampled ({r['method']}{', two-phase' if r['two_phase'] else ''})"
+        out.print(f"Resampled ({r['method']} on the {r.get('on', 'feature matrix')}"
+                  f"{', two-phase' if r['two_phase'] else ''})"
                   f": {r['train_rows']} train rows -> {r['rows']} ({r['synthetic']} "
                   f"synthetic, {r['repeated']} repeated)")
     acc = b.get("accuracy")

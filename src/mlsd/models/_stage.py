@@ -155,29 +155,37 @@ def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: l
 
 def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: list
                   ) -> dict[str, tuple] | None:
-    """The synthetic rows of the raw resamplers the spec uses (smotenc, as the
-    chosen strategy or one compared), made from the raw train rows and applied
-    by the fitted pipeline: method -> (X, y)."""
+    """The synthetic rows of the raw resamplers the spec uses, made from the
+    raw train rows and applied by the fitted pipeline: method -> (X, y).
+    ``smotenc`` always; ``smote`` too when the features read numbers and
+    categories only (SMOTE would interpolate between one-hot columns, SMOTENC
+    picks a category), as the chosen strategy or one compared."""
+    from ..errors import SpecError
     from ..trainingdata import RAW_RESAMPLERS, TrainTable, smotenc_rows
     from ._train import target_array
 
     spec = ctx.spec
     wanted = [m for m in dict.fromkeys([spec.imbalance.resample,
                                         *spec.imbalance.compare])
-              if m in RAW_RESAMPLERS]
+              if m in (*RAW_RESAMPLERS, "smote")]
     if not wanted or spec.problem.task == "regression":
         return None
     index = {c: i for i, c in enumerate(classes)}
     out = {}
     for method in wanted:
-        rows = smotenc_rows(TrainTable(train), columns=pipeline.columns,
-                            target=spec.problem.target, classes=classes,
-                            seed=spec.seed, ratio=spec.imbalance.ratio,
-                            k_neighbors=spec.imbalance.k_neighbors)
+        try:
+            rows = smotenc_rows(TrainTable(train), columns=pipeline.columns,
+                                target=spec.problem.target, classes=classes,
+                                seed=spec.seed, ratio=spec.imbalance.ratio,
+                                k_neighbors=spec.imbalance.k_neighbors)
+        except SpecError:
+            if method == "smote":  # text or other inputs: SMOTE on the matrix
+                continue
+            raise
         yv, keep = target_array(spec.problem.task,
                                 rows.column(spec.problem.target).to_pylist(), index)
         out[method] = (pipeline.apply(rows)[keep], yv[keep])
-    return out
+    return out or None
 
 
 def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:

@@ -279,7 +279,8 @@ def fit_learner(problem: ProblemSpec, model: ModelSpec, method: str, *,
     else:
         from ..trainingdata import RAW_RESAMPLERS, Resampled, TrainRows, resample
 
-        if method in RAW_RESAMPLERS:  # synthetic raw rows, applied already
+        if method in RAW_RESAMPLERS or (added and method in added.raw):
+            # synthetic raw rows (SMOTENC), applied already
             if not added or method not in added.raw:
                 raise ModelError(f"imbalance: {method} needs the raw training rows "
                                  f"(train through the run's train stage)")
@@ -307,8 +308,10 @@ def fit_learner(problem: ProblemSpec, model: ModelSpec, method: str, *,
     if imbalance.two_phase:
         learner.fine_tune(X["train"], y["train"], X["valid"], y["valid"],
                           sample_weight=weights, share=imbalance.fine_tune)
+    raw_rows = added is not None and method in added.raw
     return learner, {**res.summary(classes), "two_phase": imbalance.two_phase,
-                     "train_rows": int(X["train"].shape[0])}
+                     "train_rows": int(X["train"].shape[0]),
+                     "on": "raw inputs (SMOTENC)" if raw_rows else "feature matrix"}
 
 
 def compare_resampling(problem: ProblemSpec, model: ModelSpec,
