@@ -161,3 +161,33 @@ def test_every_method_on_a_real_data_set(tmp_path):
               for x in b["shares"]}
     assert abs(shares["Torgersen"]["sample"] - 1 / 3) < 1e-3  # rounded to 4 places
     assert any(w.startswith("island:") for w in s["sample"]["warnings"])
+
+
+@pytest.mark.parametrize("sample", [
+    {"method": "convenience", "n": 500, "where": "likes > 3"},
+    {"method": "judgment", "where": "views > 200", "chosen_by": "moderators"},
+    {"method": "quota", "by": "author_country", "per_category": 100},
+    {"method": "random", "fraction": 0.3, "replace": True},
+    {"method": "stratified", "n": 2000, "by": "is_spam", "allocation": "equal"},
+    {"method": "reservoir", "n": 1500, "weights": "views"},
+    {"method": "importance", "n": 3000, "density": "1 + likes"},
+], ids=lambda s: s["method"])
+def test_every_method_from_the_spec_of_the_example(fresh_project, sample):
+    from mlsd.runtime import Project
+
+    project = Project.find(start=fresh_project).with_overrides(
+        [f"sample={json.dumps(sample)}"])
+    s = mlsd.run(project, until="split")
+    got = s["sample"]
+    assert got["method"] == sample["method"] and got["rows"] > 0
+    assert s["split"]["sizes"]["train"] == got["rows"]
+    assert got["bias"] and got["dataset"] == "samples/forum-spam"
+    if sample["method"] == "stratified":
+        spam = {x["value"]: x for b in got["bias"] if b["column"] == "is_spam"
+                for x in b["shares"]}["true"]
+        # equal allocation: the ~500 spam rows of train are fewer than 1,000,
+        # so all are kept, and the rest of the 2,000 are ham
+        assert abs(spam["sample"] * 2000 - spam["population"] * got["population"]
+                   ) < 2 and spam["sample"] > 3 * spam["population"]
+    if sample["method"] == "random":  # drawn with replacement: draws, not rows
+        assert got["drawn"] == round(0.3 * got["population"]) > got["rows"]
