@@ -156,3 +156,14 @@ def test_smote_rows_grow_every_class():
     y = np.r_[np.zeros(100), np.ones(20)].astype(int)
     Xs, ys = smote_rows(TrainRows(X, y), share=0.5, k_neighbors=5, seed=0)
     assert np.bincount(ys).tolist() == [50, 10] and Xs.shape == (60, 4)
+
+
+def test_noise_never_touches_a_numeric_target():
+    t = _rows().append_column("price", pa.array(np.arange(400, dtype=float)))
+    aug = augment_rows(TrainTable(t), AugmentSpec.model_validate(
+        {"noise": {"scale": 0.5}}), target="price", seed=0)
+    assert aug.column("price").equals(t.column("price"))
+    assert not aug.column("score").equals(t.column("score"))
+    with pytest.raises(SpecError, match="'price' is the target"):
+        augment_rows(TrainTable(t), AugmentSpec.model_validate(
+            {"noise": {"columns": ["price"]}}), target="price", seed=0)

@@ -134,10 +134,12 @@ def thesaurus_for(path: str | None, root: Any = None) -> Any:
 
 
 # -- raw rows ---------------------------------------------------------------------
-def _number_columns(table: pa.Table, wanted: list[str] | None) -> list[str]:
+def _number_columns(table: pa.Table, wanted: list[str] | None,
+                    exclude: tuple[str, ...] = ()) -> list[str]:
     import pyarrow as pa
 
-    names = wanted or [c for c in table.column_names if not c.startswith("_")]
+    names = wanted or [c for c in table.column_names
+                       if not c.startswith("_") and c not in exclude]
     out = []
     for c in names:
         if c not in table.column_names:
@@ -256,8 +258,11 @@ def augment_rows(rows: TrainTable, spec: AugmentSpec, *, target: str, seed: int,
         return t.append_column(AUGMENTED, pa.array([how] * t.num_rows, pa.string()))
 
     for _ in range(spec.copies):
-        if spec.noise is not None:
-            cols = _number_columns(table, spec.noise.columns)
+        if spec.noise is not None:  # never on the label: it must not change
+            cols = _number_columns(table, spec.noise.columns, exclude=(target,))
+            if target in cols:
+                raise SpecError(f"augment.noise.columns: {target!r} is the target; "
+                                f"noise on it would change the labels")
             parts.append(marked(add_noise(table, cols, spec.noise.scale, table, rng),
                                 "noise"))
         if spec.text is not None:
