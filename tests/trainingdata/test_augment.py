@@ -164,6 +164,9 @@ def test_noise_never_touches_a_numeric_target():
         {"noise": {"scale": 0.5}}), target="price", seed=0)
     assert aug.column("price").equals(t.column("price"))
     assert not aug.column("score").equals(t.column("score"))
+    with pytest.raises(SpecError, match="'score' is double, not text"):
+        augment_rows(TrainTable(t), AugmentSpec.model_validate(
+            {"text": {"column": "score", "swap": 0.1}}), target="price", seed=0)
     with pytest.raises(SpecError, match="'price' is the target"):
         augment_rows(TrainTable(t), AugmentSpec.model_validate(
             {"noise": {"columns": ["price"]}}), target="price", seed=0)

@@ -198,6 +198,10 @@ def perturb(table: pa.Table, *, noise: float = 0.0,
         if text_column not in out.column_names:
             raise SpecError(f"augment.text.column: {text_column!r} is not in the "
                             f"data")
+        t = out.schema.field(text_column).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise SpecError(f"augment.text.column: {text_column!r} is {t}, not "
+                            f"text")
         needs = any(text_ops.get(k) for k in ("synonyms", "insert"))
         ops = TextOps(rng, thesaurus if needs else None)
         texts = [ops.apply(t, text_ops) for t in out.column(text_column).to_pylist()]
