@@ -40,3 +40,12 @@ def test_run_with_set_changes_one_run_only(fresh_project):
     assert (fresh_project / "mlsd.yaml").read_text() == before
     bad = run_cli("run", "--set", "split.gapp=1d", cwd=fresh_project, check=False)
     assert bad.returncode == 2 and "split.gapp: unknown key" in bad.stderr
+
+
+def test_augment_columns_are_checked_before_any_stage_runs(fresh_project):
+    bad = run_cli("run", "--set", "augment.text={column: likes}", "--set",
+                  "augment.noise={columns: [nope]}", cwd=fresh_project, check=False)
+    assert bad.returncode == 2
+    assert "augment.noise.columns[0]: column 'nope' is not in the data" in bad.stderr
+    assert "augment.text.column: 'likes' is int64; text needed" in bad.stderr
+    assert not (fresh_project / ".mlsd" / "lake").exists()  # nothing was loaded

@@ -202,9 +202,32 @@ def _settings(ctx: RunContext) -> dict[str, Any]:
             "imbalance": spec.imbalance, "augment": spec.augment}
 
 
+def _check(ctx: RunContext) -> list[tuple[str, str]]:
+    """The columns ``augment`` names exist and have the types its methods need
+    (found before any stage runs, not after the features)."""
+    a = ctx.spec.augment
+    cols = union_schema(ctx).columns
+    numbers = ("int64", "float64")
+    problems = []
+    for where, col, want in [
+            *[(f"augment.noise.columns[{i}]", c, numbers)
+              for i, c in enumerate((a.noise.columns or []) if a.noise else [])],
+            ("augment.text.column", a.text.column if a.text else None, ("string",)),
+            ("augment.templates.column", a.templates.column if a.templates else None,
+             ("string",))]:
+        if col is None:
+            continue
+        if col not in cols:
+            problems.append((where, f"column {col!r} is not in the data"))
+        elif cols[col] not in want:
+            problems.append((where, f"{col!r} is {cols[col]}; "
+                             f"{'numbers' if want == numbers else 'text'} needed"))
+    return problems
+
+
 @stage(name="train", writes={"model": "artifact"},
        relations={"training": "trained_on", "splits": "split_by"},
-       settings=_settings)
+       settings=_settings, check=_check)
 def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                 features: FeaturePipeline) -> StageResult:
     """Fit the spec's learner on train (threshold chosen on valid), fit the
