@@ -63,3 +63,20 @@ def test_catalog_lineage_walk(tmp_path):
     [run] = cat.runs()
     assert (run["run_id"], run["status"], run["summary"]) == ("r", "done",
                                                              '{"rows": 2}')
+
+
+def test_a_vacuum_is_not_a_write(tmp_path):
+    """After a vacuum (whose commits keep the rows), the same write is still
+    "nothing new", and the last write's metadata (a split's recorded cuts)
+    is still found."""
+    lake = Lake(root=tmp_path)
+    lake.write("splits", "x", pa.table({"a": [1]}), write_id="w1",
+               metadata={"mlsd.split_cuts": "first"})
+    lake.write("splits", "x", pa.table({"a": [1, 2]}), write_id="w2",
+               metadata={"mlsd.split_cuts": "second"})
+    assert lake.vacuum("splits", "x", retention_hours=0)  # it removed a file
+    assert lake.last_write("splits", "x")["mlsd.split_cuts"] == "second"
+    version = lake.version("splits", "x")
+    assert lake.write("splits", "x", pa.table({"a": [1, 2]}), write_id="w2") == (
+        version, False)
+    assert lake.version("splits", "x") == version

@@ -64,6 +64,18 @@ class Parts(NamedTuple):
             self.schema, (b for part in self.parts for b in part().to_batches()))
 
 
+def _last_data_commit(table: DeltaTable) -> dict[str, Any] | None:
+    """The newest commit that is not a vacuum's or an optimize's."""
+    for limit in (4, 64, None):
+        history = table.history(limit)
+        for commit in history:
+            if commit.get("operation") not in KEEPS_DATA:
+                return commit
+        if limit is None or len(history) < limit:
+            return None
+    return None
+
+
 def _quote(name: str) -> str:
     """A column name as a quoted SQL identifier (for merge predicates)."""
     return '"' + name.replace('"', '""') + '"'
@@ -130,11 +142,12 @@ class Lake:
         return [text for _, text in sorted(out)]
 
     def last_write(self, area: str, name: str) -> dict[str, Any] | None:
-        """The commit info of the latest version (holds ``mlsd.*`` metadata)."""
+        """The commit info of the latest version that wrote data (it holds the
+        ``mlsd.*`` metadata); a vacuum's or an optimize's commits, which keep
+        the same rows, are passed over."""
         if not self.exists(area, name):
             return None
-        history = self._table(area, name).history(1)
-        return history[0] if history else None
+        return _last_data_commit(self._table(area, name))
 
     @_one_writer
     def write(
@@ -160,10 +173,10 @@ class Lake:
             The dataset's version after the call, and whether a commit was made.
         """
         existing = self._table(area, name) if self.exists(area, name) else None
-        history = existing.history(1) if existing is not None else []
-        last = history[0] if history else None
+        last = _last_data_commit(existing) if existing is not None else None
         if last is not None and last.get(WRITE_ID) == write_id:
-            return int(last["version"]), False
+            # the same rows (a vacuum since changed no row): the latest version
+            return int(existing.version()), False
         parts = data if isinstance(data, Parts) else None
         if parts is not None:
             data = parts.reader()  # read lazily, only where parts cannot be
