@@ -281,13 +281,29 @@ def _print_model(s: dict[str, Any]) -> None:
     for n in names:
         mt.add_column(n, justify="right")
     mt.add_row("model", *[fmt(m["metrics"]["model"]["test"].get(n)) for n in names])
+    boot = m["metrics"].get("bootstrap")
+    if boot:
+        iv = boot["intervals"].get("model", {})
+        mt.add_row(f"  {100 * boot['level']:.0f}% interval", *[
+            "" if not iv.get(n) else f"{iv[n][0]:.3f}-{iv[n][1]:.3f}"
+            for n in names])
     for b in m["metrics"]["baselines"].values():
         mt.add_row(b["description"], *[fmt(b["test"].get(n)) for n in names])
     out.print(mt)
     if m["threshold"] is not None:
         out.print(f"Decision threshold {m['threshold']:.4f} (chosen on validation "
                   f"for {m['threshold_objective']}).")
-    if m["beats_baselines"] is False:
+    if boot and boot["margins"]:
+        margins = "; ".join(
+            f"over {k} {v['interval'][0]:+.4f} to {v['interval'][1]:+.4f}"
+            for k, v in boot["margins"].items() if v["interval"])
+        out.print(f"Margin on {m['metrics']['primary']} ({boot['method']}, "
+                  f"{boot['replicates']} replicates, paired): {margins}")
+    if m["beats_baselines"] is False and m["metrics"].get("beats_point"):
+        out.print("The model scores above the baselines on these test rows, but "
+                  "not beyond chance: a margin's interval includes 0.",
+                  style="bold yellow")
+    elif m["beats_baselines"] is False:
         out.print("The model does not beat the best baseline.", style="bold red")
 
 

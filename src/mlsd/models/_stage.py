@@ -153,6 +153,29 @@ def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: l
     return X, yv[keep], w, counts
 
 
+def _test_times(ctx: RunContext, parts, classes: list) -> np.ndarray | None:
+    """The times of the test rows the model is measured on, under a time
+    split (the bootstrap then draws blocks of consecutive rows), else None."""
+    import numpy as np
+    import pyarrow as pa
+
+    from ._train import target_array
+
+    spec = ctx.spec
+    col = spec.split.time
+    if spec.split.strategy not in ("time", "time+group") or not col:
+        return None
+    test = parts["test"]
+    times = test.column(col)
+    if pa.types.is_timestamp(times.type):
+        times = times.cast(pa.timestamp("us", times.type.tz)).cast(pa.int64())
+    index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
+        "regression") else None
+    _, keep = target_array(spec.problem.task,
+                           test.column(spec.problem.target).to_pylist(), index)
+    return np.asarray(times.to_numpy(zero_copy_only=False), dtype=float)[keep]
+
+
 def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: list
                   ) -> dict[str, tuple] | None:
     """The synthetic rows of the raw resamplers the spec uses, made from the
@@ -199,7 +222,8 @@ def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
 def _settings(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
     return {"problem": spec.problem, "model": spec.model, "seed": spec.seed,
-            "imbalance": spec.imbalance, "augment": spec.augment}
+            "imbalance": spec.imbalance, "augment": spec.augment,
+            "evaluation": spec.evaluation, "split": spec.split}
 
 
 def _check(ctx: RunContext) -> list[tuple[str, str]]:
@@ -250,7 +274,9 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                    blocks=pipeline.block_slices(), seed=spec.seed, weights=weights,
                    imbalance=spec.imbalance, augment=spec.augment,
                    extra=None if extra is None else extra[:3],
-                   raw=raw_resampled(ctx, pipeline, parts[TRAIN], classes))
+                   raw=raw_resampled(ctx, pipeline, parts[TRAIN], classes),
+                   evaluation=spec.evaluation,
+                   test_times=_test_times(ctx, parts, classes))
     robust = None
     if spec.augment.robustness is not None:
         from ._robustness import robustness

@@ -11,7 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ModelError
-from ..spec import AugmentSpec, ImbalanceSpec, ModelSpec, ProblemSpec
+from ..spec import (
+    AugmentSpec,
+    EvaluationSpec,
+    ImbalanceSpec,
+    ModelSpec,
+    ProblemSpec,
+)
 from ._baselines import apply_rule, one_feature_rule, prior_baseline
 from ._learners import LEARNERS, Learner
 from ._metrics import PRIMARY, choose_threshold, curves, task_metrics
@@ -113,7 +119,9 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
           imbalance: ImbalanceSpec | None = None,
           augment: AugmentSpec | None = None,
           extra: tuple[Any, np.ndarray, np.ndarray] | None = None,
-          raw: dict[str, tuple[Any, np.ndarray]] | None = None) -> TrainResult:
+          raw: dict[str, tuple[Any, np.ndarray]] | None = None,
+          evaluation: EvaluationSpec | None = None,
+          test_times: np.ndarray | None = None) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
@@ -124,7 +132,10 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     ``augment``: mixup and SMOTE rows made from the train matrix; ``extra``:
     augmented raw rows, already applied (X, y, weights). Both join the fit
     only. ``raw``: the synthetic rows of a raw resampler (smotenc), already
-    applied (X, y), by method.
+    applied (X, y), by method. ``evaluation``: bootstrap intervals on the test
+    metrics and on the model's margin over each baseline (paired; in moving
+    blocks of time when ``test_times`` orders the test rows): the model beats
+    the baselines only when every margin's interval lies above 0.
     """
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
@@ -132,6 +143,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         if X[part].shape[0] == 0:
             raise ModelError(f"the {part} split is empty: cannot train and evaluate")
     imbalance = imbalance or ImbalanceSpec()
+    evaluation = evaluation or EvaluationSpec()
     added = Augmented(augment, extra, raw)
     learner, resampled = fit_learner(problem, model, imbalance.resample, X=X, y=y,
                                      classes=classes, seed=seed, weights=weights,
@@ -162,9 +174,12 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     # baseline 1: majority class / class prior / mean
     prior = {p: prior_baseline(task, y["train"], X[p].shape[0], n_classes, weights)
              for p in ("valid", "test")}
+    prior_metrics, prior_thr = evaluate(prior)
     metrics["baselines"]["prior"] = {
         "description": "class prior (majority)" if task != "regression"
-        else "training mean", **evaluate(prior)[0]}
+        else "training mean", **prior_metrics}
+    test_outputs = {"model": out["test"], "prior": prior["test"]}
+    test_thresholds = {"model": threshold, "prior": prior_thr}
 
     # baseline 2: the best small rule on one input column
     candidates = [(j, names[j]) for b in blocks if b.kind in RULE_KINDS
@@ -175,6 +190,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         rule_out = {p: apply_rule(rule, task, X[p], n_classes)
                     for p in ("valid", "test")}
         rule_metrics, rule_thr = evaluate(rule_out)
+        test_outputs["one_feature"] = rule_out["test"]
+        test_thresholds["one_feature"] = rule_thr
         metrics["baselines"]["one_feature"] = {
             "description": f"depth-2 tree on {rule['name']}",
             "feature": rule["name"], **rule_metrics}
@@ -186,11 +203,26 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     model_score = metrics["model"]["test"].get(primary)
     base_scores = [b["test"].get(primary) for b in metrics["baselines"].values()]
     base_scores = [s for s in base_scores if s is not None]
-    beats = None
+    beats = point = None
     if model_score is not None and base_scores:
         best = max(base_scores) if higher else min(base_scores)
-        beats = bool(model_score > best if higher else model_score < best)
+        beats = point = bool(model_score > best if higher else model_score < best)
     metrics["primary"] = primary
+    if evaluation is not None and evaluation.replicates > 0:
+        from ._bootstrap import bootstrap_metrics
+
+        names_ = [m for m in metrics["model"]["test"] if isinstance(
+            metrics["model"]["test"][m], float) and m != "threshold"]
+        boot = bootstrap_metrics(task, y["test"], test_outputs, test_thresholds,
+                                 primary=primary, names=names_, seed=seed,
+                                 replicates=evaluation.replicates,
+                                 level=evaluation.level, time_order=test_times)
+        metrics["bootstrap"] = boot
+        margins = [m["beats"] for m in boot["margins"].values()]
+        if point is not None and margins and None not in margins:
+            # better on these rows is not enough: better beyond chance
+            beats = bool(all(margins))
+        metrics["beats_point"] = point
 
     imp = learner.importance()
     importance = []

@@ -933,6 +933,17 @@ class AugmentSpec(_Strict):
                                            self.mixup, self.smote))
 
 
+class EvaluationSpec(_Strict):
+    """How test metrics are reported (``evaluation:``)."""
+
+    replicates: int = Field(
+        default=1000, ge=0, le=100_000, description="Bootstrap replicates of the "
+        "test rows for the intervals of every metric and of the model's margin "
+        "over each baseline (0: none); a time split draws moving blocks.")
+    level: float = Field(default=0.95, gt=0.5, lt=1.0, description="The "
+                         "intervals' confidence level.")
+
+
 class AuditSpec(_Strict):
     """What the audit may accept as legitimate."""
 
@@ -1004,6 +1015,7 @@ class ProjectSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     lake: LakeSpec = Field(default_factory=LakeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
