@@ -46,6 +46,7 @@ class Learner(ABC):
         self.loss = dict(loss or {"kind": "default"})
         if self.focal and task != "binary":
             raise ModelError("model.loss: focal is for binary tasks")
+        self.calibration_: dict[str, Any] | None = None
 
     @property
     def focal(self) -> bool:
@@ -53,8 +54,19 @@ class Learner(ABC):
 
     def meta(self) -> dict[str, Any]:
         """What :meth:`load` needs besides the model file (kept in the
-        model's manifest): the loss, and where a custom loss's scores start."""
-        return {"loss": self.loss} if self.focal else {}
+        model's manifest): the loss, where a custom loss's scores start, the
+        calibration map."""
+        out: dict[str, Any] = {"loss": self.loss} if self.focal else {}
+        if self.calibration_:
+            out["calibration"] = self.calibration_
+        return out
+
+    def _calibrated(self, out: np.ndarray) -> np.ndarray:
+        if not self.calibration_ or self.task == "regression":
+            return out
+        from ._calibration import apply_calibration
+
+        return apply_calibration(self.calibration_, out)
 
     def _weights(self, y: np.ndarray, sample_weight: np.ndarray | None = None
                  ) -> np.ndarray | None:
@@ -181,12 +193,13 @@ class LightGBMLearner(Learner):
             from ._losses import _sigmoid
 
             out = _sigmoid(out + self.init_score_)
-        return out
+        return self._calibrated(out)
 
     def meta(self) -> dict[str, Any]:
-        if not self.focal:
-            return {}
-        return {"loss": self.loss, "init_score": self.init_score_}
+        out = super().meta()
+        if self.focal:
+            out["init_score"] = self.init_score_
+        return out
 
     def save(self, folder: Path) -> str:
         self.booster_.save_model(str(folder / self.FILE))
@@ -199,6 +212,7 @@ class LightGBMLearner(Learner):
         obj.booster_ = lgb.Booster(model_file=str(folder / cls.FILE))
         if obj.focal:
             obj.init_score_ = float(meta["init_score"])
+        obj.calibration_ = meta.get("calibration")
         return obj
 
     def importance(self):
@@ -255,10 +269,10 @@ class LinearLearner(Learner):
         if self.task == "regression":
             return z[:, 0]
         if self.task == "binary":
-            return 1.0 / (1.0 + np.exp(-z[:, 0]))
+            return self._calibrated(1.0 / (1.0 + np.exp(-z[:, 0])))
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return self._calibrated(e / e.sum(axis=1, keepdims=True))
 
     def save(self, folder: Path) -> str:
         doc = {"coef": self.coef_.tolist(), "intercept": self.intercept_.tolist()}
@@ -270,6 +284,7 @@ class LinearLearner(Learner):
         doc = json.loads((folder / cls.FILE).read_text())
         obj = cls(task=meta["task"], n_classes=meta.get("n_classes", 1),
                   loss=meta.get("loss"))
+        obj.calibration_ = meta.get("calibration")
         obj.coef_ = np.asarray(doc["coef"], dtype=float)
         obj.intercept_ = np.asarray(doc["intercept"], dtype=float)
         return obj

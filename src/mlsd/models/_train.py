@@ -148,6 +148,9 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     learner, resampled = fit_learner(problem, model, imbalance.resample, X=X, y=y,
                                      classes=classes, seed=seed, weights=weights,
                                      imbalance=imbalance, added=added)
+    calibration = None
+    if model.calibration != "none" and task != "regression":
+        calibration = calibrate(learner, model.calibration, X, y, task)
     out = {p: learner.predict(X[p]) for p in ("valid", "test")}
 
     threshold = None
@@ -208,6 +211,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         best = max(base_scores) if higher else min(base_scores)
         beats = point = bool(model_score > best if higher else model_score < best)
     metrics["primary"] = primary
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if evaluation is not None and evaluation.replicates > 0:
         from ._bootstrap import bootstrap_metrics
 
@@ -244,6 +249,31 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
                        metrics=metrics, curves=plots, importance=importance,
                        beats_baselines=beats, balance=balance,
                        augmented=added.counts or None)
+
+
+def _brier(task: str, y: np.ndarray, p: np.ndarray) -> float:
+    if task == "binary":
+        return round(float(np.mean((p - y) ** 2)), 6)
+    onehot = np.eye(p.shape[1])[y.astype(int)]
+    return round(float(np.mean(np.sum((p - onehot) ** 2, axis=1))), 6)
+
+
+def calibrate(learner: Learner, kind: str, X: dict, y: dict, task: str
+              ) -> dict[str, Any]:
+    """Fit ``kind`` calibration on the validation split into ``learner``;
+    return the test Brier score and reliability curve before and after."""
+    from ._calibration import fit_calibration, reliability
+
+    raw = {p: learner.predict(X[p]) for p in ("valid", "test")}
+    learner.calibration_ = fit_calibration(kind, raw["valid"], y["valid"], task)
+    after = learner.predict(X["test"])
+    info: dict[str, Any] = {"kind": kind, "fitted_on": "valid",
+                            "brier_before": _brier(task, y["test"], raw["test"]),
+                            "brier_after": _brier(task, y["test"], after)}
+    if task == "binary":
+        info["reliability_before"] = reliability(y["test"], raw["test"])
+        info["reliability_after"] = reliability(y["test"], after)
+    return info
 
 
 class Augmented:

@@ -126,6 +126,19 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
             fig.update_layout(title="Predicted vs actual (test split)",
                               xaxis_title="actual", yaxis_title="predicted")
             plots.append(("metric-plot-0", _fig_html(fig, "metric-plot-0")))
+    cal = ((summary.get("model") or {}).get("metrics") or {}).get("calibration")
+    if cal and cal.get("reliability_before"):
+        fig = go.Figure()
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
+                        line={"dash": "dot", "color": "#888"})
+        for side, label in (("before", "as fitted"), ("after", cal["kind"])):
+            r = cal[f"reliability_{side}"]
+            fig.add_scatter(x=r["predicted"], y=r["observed"], mode="lines+markers",
+                            name=f"{label} (Brier {cal[f'brier_{side}']})")
+        fig.update_layout(title="Reliability (test split): predicted against "
+                                "observed", xaxis_title="mean predicted probability",
+                          yaxis_title="observed positive rate")
+        plots.append(("calibration-plot", _fig_html(fig, "calibration-plot")))
     data_plots = []
     reasons: dict[str, int] = {}
     for src in summary.get("sources", []):

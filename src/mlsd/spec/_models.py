@@ -785,6 +785,11 @@ class ModelSpec(_Strict):
         "them costs (problem.costs), the same matrix that can pick the threshold; "
         "or a weight per class ({spam: 10, ham: 1}); none.",
     )
+    calibration: Literal["none", "isotonic", "platt"] = Field(
+        default="none", description="Classification: map the model's scores to "
+        "calibrated probabilities, fitted on the validation split (isotonic: a "
+        "non-decreasing step function; platt: a logistic curve on the log-odds); "
+        "the report draws the reliability curve before and after.")
     loss: Literal["default", "focal"] = Field(
         default="default", description="default: the learner's own (log loss, "
         "squared error); focal (binary tasks): the log loss scaled by (1 - p_t)"
