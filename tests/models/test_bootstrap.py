@@ -85,3 +85,28 @@ def test_the_paired_margin_says_which_model_is_better():
                           primary="pr_auc", names=["pr_auc"],
                           time_order=np.arange(2000)[::-1])
     assert t["method"] == "moving-block bootstrap" and t["block"] == 13
+
+
+def test_slices_measure_each_segment_and_the_gap():
+    from mlsd.models._slices import slice_metrics
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    country = rng.choice(["a", "b", "c", "tiny"], n, p=[0.5, 0.3, 0.195, 0.005])
+    y = (rng.random(n) < 0.3).astype(int)
+    # the model is good on a, poor on b (noise), middling on c
+    noise = {"a": 0.1, "b": 2.0, "c": 0.5, "tiny": 0.1}
+    score = 1 / (1 + np.exp(-(2 * y - 1 + rng.normal(size=n) * np.vectorize(
+        noise.get)(country))))
+    res = slice_metrics("binary", y, score, 0.5,
+                        {"country": country, "late": np.arange(n) > 2500},
+                        primary="pr_auc", higher=True)
+    by = {r["slice"]: r for r in res["slices"]}
+    assert by["country=a"]["rows"] == int((country == "a").sum())
+    assert by["country=a"]["pr_auc"] > by["country=c"]["pr_auc"] > by[
+        "country=b"]["pr_auc"]
+    assert "not measured" in by["country=tiny"].get("note", "")
+    assert by["late"]["rows"] == 499
+    assert res["gap"]["best"] == "country=a" and res["gap"]["worst"] == "country=b"
+    assert res["gap"]["gap"] == pytest.approx(by["country=a"]["pr_auc"]
+                                              - by["country=b"]["pr_auc"])

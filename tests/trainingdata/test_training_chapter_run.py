@@ -25,8 +25,17 @@ def test_resampling_weights_augmentation_and_robustness_from_the_spec(
     spec["augment"] = {"noise": {"scale": 0.05, "columns": ["likes", "views"]},
                        "text": {"column": "text", "synonyms": 0.0, "swap": 0.1},
                        "mixup": {"alpha": 0.2, "share": 0.1}}
+    spec["evaluation"] = {"slices": {"new_authors": "author_posts_before = 0",
+                                     "old_accounts": "author_account_age_days > 1000"}}
+    spec["model"]["calibration"] = "platt"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     s = mlsd.run(fresh_project)
+    assert {r["slice"] for r in s["slices"]["slices"]} == {"new_authors",
+                                                           "old_accounts"}
+    assert s["slices"]["gap"]["metric"] == "pr_auc"
+    cal = s["model"]["metrics"]["calibration"]
+    assert cal["kind"] == "platt" and cal["brier_after"] < cal["brier_before"]
+    assert s["model"]["metrics"]["bootstrap"]["method"] == "moving-block bootstrap"
     b = s["imbalance"]
     assert b["imbalanced"] and b["class_weight"] == "effective"
     r = b["resampled"]
@@ -51,7 +60,8 @@ def test_resampling_weights_augmentation_and_robustness_from_the_spec(
     assert manifest["training_rows"]["augmented"]["mixup"] == rows["mixup"]
     html = (fresh_project / s["paths"]["report"]).read_text()
     for part in ("Class balance", "resampling (on validation)",
-                 "Augmentation and robustness", "balance-plot-0"):
+                 "Augmentation and robustness", "balance-plot-0", "Slices",
+                 "calibration-plot", "% interval"):
         assert part in html, part
     # and the run's other stages are as without: the same test rows measured
     assert Project.find(start=fresh_project).lake.exists("splits", "forum-spam")

@@ -238,6 +238,21 @@ def print_summary(s: dict[str, Any]) -> None:
         _print_model(s)
     if s.get("imbalance"):
         _print_imbalance(s["imbalance"])
+    sl = s.get("slices")
+    if sl and sl.get("slices"):
+        keys = [k for k in sl["slices"][0] if k not in ("slice", "by", "rows",
+                                                        "note", "positives", "few")]
+        t = rich_table("Test metrics per slice")
+        for c in ("slice", "rows", *keys):
+            t.add_column(c)
+        for r in sl["slices"]:
+            t.add_row(r["slice"], str(r["rows"]),
+                      *[fmt(r.get(k)) if "note" not in r else "" for k in keys])
+        out.print(t)
+        g = sl.get("gap")
+        if g:
+            out.print(f"Gap on {g['metric']}: {g['gap']} between {g['best']} (best) "
+                      f"and {g['worst']} (worst)")
     aug = s.get("augment") or {}
     if aug.get("rows"):
         out.print("Augmented rows (fit only): " + ", ".join(

@@ -153,6 +153,48 @@ def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: l
     return X, yv[keep], w, counts
 
 
+def _slices(ctx: RunContext, test, X_test, y_test, result, classes: list
+            ) -> dict[str, Any]:
+    """The test metrics of every slice the spec declares (see
+    :mod:`._slices`)."""
+    import numpy as np
+
+    from ..engine._sandbox import check_expression, matches, why
+    from ..errors import SpecError
+    from ._metrics import PRIMARY
+    from ._slices import slice_metrics
+    from ._train import target_array
+
+    spec = ctx.spec
+    index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
+        "regression") else None
+    _, keep = target_array(spec.problem.task,
+                           test.column(spec.problem.target).to_pylist(), index)
+    rows = test.filter(keep) if not keep.all() else test
+    wanted = spec.evaluation.slices
+    groups: dict[str, np.ndarray] = {}
+    if isinstance(wanted, dict):
+        for name, where in wanted.items():
+            problem = check_expression(where)
+            if problem:
+                raise SpecError(f"evaluation.slices.{name}: not one SQL expression: "
+                                f"{problem}")
+            try:
+                groups[name] = np.asarray(matches(rows, where).to_pylist(), dtype=bool)
+            except Exception as err:  # noqa: BLE001 - DuckDB's error, said plainly
+                raise SpecError(f"evaluation.slices.{name}: {why(err)}") from None
+    else:
+        for col in wanted:
+            if col not in rows.column_names:
+                raise SpecError(f"evaluation.slices: column {col!r} is not in the "
+                                f"data")
+            groups[col] = np.array(["(missing)" if v is None else str(v)
+                                    for v in rows.column(col).to_pylist()])
+    primary, higher = PRIMARY[spec.problem.task]
+    return slice_metrics(spec.problem.task, y_test, result.learner.predict(X_test),
+                         result.threshold, groups, primary=primary, higher=higher)
+
+
 def _test_times(ctx: RunContext, parts, classes: list) -> np.ndarray | None:
     """The times of the test rows the model is measured on, under a time
     split (the bootstrap then draws blocks of consecutive rows), else None."""
@@ -246,6 +288,10 @@ def _check(ctx: RunContext) -> list[tuple[str, str]]:
         elif cols[col] not in want:
             problems.append((where, f"{col!r} is {cols[col]}; "
                              f"{'numbers' if want == numbers else 'text'} needed"))
+    wanted = ctx.spec.evaluation.slices
+    if isinstance(wanted, list):
+        problems += [(f"evaluation.slices[{i}]", f"column {c!r} is not in the data")
+                     for i, c in enumerate(wanted) if c not in cols]
     return problems
 
 
@@ -286,6 +332,9 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                             target=target, threshold=result.threshold,
                             seed=spec.seed, root=ctx.root)
     augmented = {**(result.augmented or {}), **(extra[3] if extra else {})}
+    slices = None
+    if spec.evaluation.slices:
+        slices = _slices(ctx, parts["test"], X["test"], y["test"], result, classes)
 
     short = digest({"features": pipeline.to_json(), "metrics": result.metrics,
                     "inputs": [training.node, splits.node]})[:10]
@@ -370,6 +419,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         summary={
             "split": {"positive_rate": positive_rate},
             "augment": {"rows": augmented or None, "robustness": robust},
+            "slices": slices,
             "imbalance": None if result.balance is None else {
                 **result.balance, "accuracy": accuracy,
                 "class_weight": spec.model.class_weight},

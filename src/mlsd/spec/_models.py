@@ -947,6 +947,11 @@ class EvaluationSpec(_Strict):
         "over each baseline (0: none); a time split draws moving blocks.")
     level: float = Field(default=0.95, gt=0.5, lt=1.0, description="The "
                          "intervals' confidence level.")
+    slices: list[str] | dict[str, str] = Field(
+        default_factory=list, description="Segments measured apart on the test "
+        "split: columns (a slice per value, the 20 largest) or named SQL "
+        "predicates ({new_authors: 'author_posts_before = 0'}); the report shows "
+        "each slice's metrics and the gap between the best and the worst.")
 
 
 class AuditSpec(_Strict):
