@@ -56,7 +56,8 @@ class Learner(ABC):
         """What :meth:`load` needs besides the model file (kept in the
         model's manifest): the loss, where a custom loss's scores start, the
         calibration map."""
-        out: dict[str, Any] = {"loss": self.loss} if self.focal else {}
+        out: dict[str, Any] = {"loss": self.loss} if self.loss.get(
+            "kind", "default") != "default" else {}
         if self.calibration_:
             out["calibration"] = self.calibration_
         return out
@@ -118,10 +119,21 @@ class LightGBMLearner(Learner):
         rounds = int(p.pop("n_estimators", p.pop("num_boost_round", 300)))
         objective = {"binary": "binary", "multiclass": "multiclass",
                      "regression": "regression"}[self.task]
+        kind = self.loss.get("kind")
+        extra: dict[str, Any] = {}
+        if kind == "absolute":
+            objective = "regression_l1"
+        elif kind == "huber":  # without a delta, fit sets one from the target
+            objective = "huber"
+            if self.loss.get("delta"):
+                extra = {"alpha": float(self.loss["delta"])}
+        elif kind == "quantile":
+            objective, extra = "quantile", {"alpha": float(self.loss["quantile"]),
+                                            "metric": "quantile"}
         base = {"objective": objective, "learning_rate": 0.05, "num_leaves": 31,
                 "min_data_in_leaf": 20, "feature_pre_filter": False,
                 "verbosity": -1, "deterministic": True, "force_col_wise": True,
-                "seed": self.seed}
+                "seed": self.seed, **extra}
         if self.task == "multiclass":
             base["num_class"] = self.n_classes
         base.update(p)
@@ -138,6 +150,12 @@ class LightGBMLearner(Learner):
         at the prior's log-odds and the gradients carry the row weights."""
         params, rounds = self._lgb_params()
         params.setdefault("num_threads", threads_for(X.shape[0], self.threads))
+        if self.loss.get("kind") == "huber" and not self.loss.get("delta"):
+            # 1.345 robust standard deviations (1.4826 MAD) of the target
+            med = float(np.median(y))
+            self.loss["delta"] = max(1.345 * 1.4826 * float(np.median(
+                np.abs(np.asarray(y) - med))), 1e-6)
+            params["alpha"] = self.loss["delta"]
         w = self._weights(y, sample_weight)
         init = None
         feval = None
@@ -238,8 +256,28 @@ class LinearLearner(Learner):
         if sp.issparse(X) and np.isnan(X.data).any():
             raise ModelError("a linear model cannot take missing values: give every "
                              "numeric feature an `impute` other than none")
-        p = dict(self.params)
-        if self.task == "regression":
+        p = self._checked_params()
+        kind = self.loss.get("kind")
+        if self.task == "regression" and kind in ("absolute", "quantile"):
+            from sklearn.linear_model import QuantileRegressor
+
+            q = 0.5 if kind == "absolute" else float(self.loss["quantile"])
+            est = QuantileRegressor(quantile=q, alpha=float(p.pop("alpha", 0.0)),
+                                    solver="highs", **p)
+            est.fit(X, y, sample_weight=self._weights(y, sample_weight))
+            self.coef_ = np.atleast_2d(est.coef_)
+            self.intercept_ = np.atleast_1d(est.intercept_).astype(float)
+        elif self.task == "regression" and kind == "huber":
+            from sklearn.linear_model import HuberRegressor
+
+            # HuberRegressor's epsilon is in units of its estimated scale
+            est = HuberRegressor(epsilon=max(1.0, float(p.pop("epsilon", 1.35))),
+                                 alpha=float(p.pop("alpha", 1e-4)),
+                                 max_iter=int(p.pop("max_iter", 1000)), **p)
+            est.fit(X, y, sample_weight=self._weights(y, sample_weight))
+            self.coef_ = np.atleast_2d(est.coef_)
+            self.intercept_ = np.atleast_1d(est.intercept_).astype(float)
+        elif self.task == "regression":
             est = Ridge(alpha=float(p.pop("alpha", 1.0)), **p)
             est.fit(X, y, sample_weight=self._weights(y, sample_weight))
             self.coef_ = np.atleast_2d(est.coef_)
@@ -261,6 +299,31 @@ class LinearLearner(Learner):
             self.intercept_ = np.asarray(est.intercept_, dtype=float)
             self.n_iter_ = int(np.max(est.n_iter_))
         return self
+
+    def _estimator(self):
+        """The scikit-learn estimator this task and loss fit with."""
+        from sklearn.linear_model import HuberRegressor, QuantileRegressor
+
+        kind = self.loss.get("kind")
+        if self.task != "regression":
+            return LogisticRegression
+        return {"absolute": QuantileRegressor, "quantile": QuantileRegressor,
+                "huber": HuberRegressor}.get(kind, Ridge)
+
+    def _checked_params(self) -> dict[str, Any]:
+        """``model.params``, refused at once when one is not a parameter of
+        the estimator (a LightGBM setting left after switching ``kind``)."""
+        p = dict(self.params)
+        est = self._estimator()
+        known = set(est().get_params()) if not self.focal else {"C", "max_iter"}
+        unknown = sorted(k for k in p if k not in known)
+        if unknown:
+            raise ModelError(
+                f"model.params: {', '.join(unknown)} "
+                f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'}"
+                f" of the linear model ({est.__name__}); its parameters: "
+                f"{', '.join(sorted(known))}")
+        return p
 
     def predict(self, X):
         if not hasattr(self, "coef_"):

@@ -108,6 +108,9 @@ def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int, *,
     if model.loss == "focal":
         loss = {"kind": "focal", "gamma": model.focal_gamma,
                 "alpha": model.focal_alpha}
+    elif model.loss in ("absolute", "huber", "quantile"):
+        loss = {"kind": model.loss, "delta": model.huber_delta,
+                "quantile": model.quantile}
     return LEARNERS[model.kind](task=task, n_classes=n_classes, params=model.params,
                                class_weight=weigh, seed=seed, threads=model.threads,
                                loss=loss)

@@ -790,12 +790,22 @@ class ModelSpec(_Strict):
         "calibrated probabilities, fitted on the validation split (isotonic: a "
         "non-decreasing step function; platt: a logistic curve on the log-odds); "
         "the report draws the reliability curve before and after.")
-    loss: Literal["default", "focal"] = Field(
+    loss: Literal["default", "focal", "absolute", "huber", "quantile"] = Field(
         default="default", description="default: the learner's own (log loss, "
         "squared error); focal (binary tasks): the log loss scaled by (1 - p_t)"
         "^focal_gamma, so rows already right weigh little and the fit spends "
         "itself on the hard ones (LightGBM: a custom objective; linear: its own "
-        "L-BFGS fit).")
+        "L-BFGS fit). Regression: absolute (the median), huber (squared near 0, "
+        "absolute beyond huber_delta: robust to outliers), quantile (the "
+        "`quantile` of the target given the inputs).")
+    huber_delta: float | None = Field(
+        default=None, gt=0.0, description="loss: huber (LightGBM): where the loss "
+        "turns from squared to absolute, in the target's units (default: 1.345 "
+        "robust standard deviations of the training target, the classic constant "
+        "for 95% efficiency under normal noise).")
+    quantile: float = Field(default=0.5, gt=0.0, lt=1.0, description="loss: "
+                            "quantile: the quantile predicted (0.9: a value the "
+                            "target stays under 90% of the time).")
     focal_gamma: float = Field(default=2.0, ge=0.0, description="loss: focal: "
                                "the focusing exponent (0: the log loss).")
     focal_alpha: float | None = Field(
@@ -1073,6 +1083,10 @@ class ProjectSpec(_Strict):
                              "regression task has none")
         if self.model.loss == "focal" and self.problem.task != "binary":
             raise ValueError("model.loss: focal is for binary tasks")
+        if self.model.loss in ("absolute", "huber", "quantile") and (
+                self.problem.task != "regression"):
+            raise ValueError(f"model.loss: {self.model.loss} is for regression "
+                             f"tasks")
         if cw == "costs" and not (self.problem.task == "binary"
                                   and self.problem.costs):
             raise ValueError("model.class_weight: costs needs a binary task and "
