@@ -108,13 +108,17 @@ def hold(path: Path, what: str, *, wait: bool | None = None,
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                who = _describe(holder(path))
+                info = holder(path)
+                who = _describe(info)
                 if not wait or (timeout is not None
                                 and time.monotonic() - started > timeout):
                     raise LockHeld(f"{what} is busy: {who} is writing it; wait for "
                                    f"it to finish (or run again without "
                                    f"--no-wait)") from None
-                if on_wait is not None and not told:
+                # the holder writes its pid just after it takes the lock: give
+                # it a moment, so the message can name it
+                if on_wait is not None and not told and (
+                        info or time.monotonic() - started > 1.0):
                     on_wait(f"waiting for {what}: {who} is writing it")
                     told = True
                 time.sleep(POLL_SECONDS)
