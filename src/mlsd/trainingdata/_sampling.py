@@ -129,15 +129,14 @@ class _Population:
         weakly that, across seeds, some ids come first far more often."""
         return unit_expression(self.ident, f"{int(self.seed)}::BIGINT")
 
-    def count(self, where: str | None = None) -> int:
-        if where is None:  # from the table's own metadata when it has it
-            if hasattr(self.source, "count_rows"):
-                return int(self.source.count_rows())
-            if hasattr(self.source, "num_rows"):
-                return int(self.source.num_rows)
-        sql = "SELECT count(*) FROM population" + (f" WHERE ({where})"
-                                                    if where else "")
-        return int(self.one(sql, what="where" if where else None)[0])
+    def count(self) -> int:
+        """The population's rows: from the table's own metadata when it has
+        it, else one count."""
+        if hasattr(self.source, "count_rows"):
+            return int(self.source.count_rows())
+        if hasattr(self.source, "num_rows"):
+            return int(self.source.num_rows)
+        return int(self.one("SELECT count(*) FROM population")[0])
 
     def _run(self, query: str, what: str | None, fetch):
         import duckdb

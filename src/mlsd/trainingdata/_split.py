@@ -30,7 +30,6 @@ GAP, LATE, UNSAMPLED = "gap", "late", "unsampled"
 but dated after that split's end (strategy time+group), or of the train side
 but not drawn by the spec's sample."""
 SPLIT = "_split"
-CUTS_LAYOUT = 1
 
 
 def stable_unit(values: list, seed: int) -> np.ndarray:
