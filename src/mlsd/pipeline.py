@@ -3,7 +3,8 @@
 ``STAGES`` lists the stages of a run, each a function in its stage's package
 that declares what it reads and writes:
 
-    ingest -> table -> sample -> split -> features -> train -> audit -> report
+    ingest -> table -> sample -> split -> features -> train -> audit -> register
+    -> report
 
 :func:`run` hands them to the runner (:mod:`mlsd.runtime`), which records the
 progress, timing, lineage edges and summary of each; a run can stop after a
@@ -24,7 +25,7 @@ from .audit import audit
 from .errors import DataError, LakeError, SpecError
 from .etl import ingest as ingest_stage
 from .features import features
-from .models import train_model
+from .models import register, train_model
 from .report import report
 from .runtime import (
     Project,
@@ -48,11 +49,12 @@ if TYPE_CHECKING:
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
 __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
-           "prune_features", "replay_quarantine", "run", "sample_dataset",
+           "compare_models", "promote_model", "prune_features",
+           "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, sample, split, features,
-                             train_model, audit, report)
+                             train_model, audit, register, report)
 """The stages of ``mlsd run``, in order. To add one, write a function with
 :func:`mlsd.runtime.stage` and put it in this list (or pass your own list to
 :func:`run`)."""
@@ -730,6 +732,61 @@ def sql(project: Project, query: str) -> pa.Table:
 
 OUTPUT_FORMATS = (".parquet", ".csv", ".jsonl")
 """What ``mlsd predict --output`` writes, by the file's extension."""
+
+
+def promote_model(project: Project | str | Path | None, model: str,
+                  alias: str = "champion", *, reason: str | None = None
+                  ) -> dict[str, Any]:
+    """Point ``alias`` at ``model`` (an id, its start, or another alias);
+    ``mlsd serve`` serves the ``champion`` when none is named."""
+    from .models import promote
+
+    return promote(Project.of(project).catalog, model, alias, reason=reason)
+
+
+def rollback_model(project: Project | str | Path | None, alias: str = "champion",
+                   *, reason: str | None = None) -> dict[str, Any]:
+    """Undo the last promotion of ``alias``: it points at its previous model."""
+    from .models import rollback
+
+    return rollback(Project.of(project).catalog, alias, reason=reason)
+
+
+def compare_models(project: Project | str | Path | None, a: str, b: str, *,
+                   on: str | Path | None = None, replicates: int | None = None
+                   ) -> dict[str, Any]:
+    """Models ``a`` and ``b`` (ids, starts or aliases) on the same labelled
+    rows: the test rows of ``b`` less any row ``a`` was fitted or tuned on, or
+    the rows of the file ``on``; every metric with its interval, and the
+    paired interval of ``b``'s margin over ``a``."""
+    import pyarrow as pa
+
+    from .models import ModelArtifact, compare, model_parts, read_labelled
+    from .models._registry import time_column
+
+    proj = Project.of(project)
+    art_a = ModelArtifact.load(proj.find_model(a))
+    art_b = ModelArtifact.load(proj.find_model(b))
+    ev = proj.spec.evaluation
+    reps = replicates if replicates is not None else max(ev.replicates, 200)
+    rejected: list[dict[str, Any]] = []
+    if on is not None:
+        rows, rejected = read_labelled(Path(on), art_b)
+        res = compare(a=art_a, b=art_b, rows=rows, seed=proj.spec.seed,
+                      replicates=reps, level=ev.level, on=str(on),
+                      time_column=time_column(proj.spec))
+    else:
+        rows = model_parts(proj.lake, art_b.manifest)["test"]
+        parts_a = model_parts(proj.lake, art_a.manifest)
+        seen = pa.concat_tables([parts_a["train"], parts_a["valid"]],
+                                promote_options="permissive")
+        res = compare(a=art_a, b=art_b, rows=rows, seen_by_a=seen,
+                      seed=proj.spec.seed, replicates=reps, level=ev.level,
+                      on=f"test rows of {art_b.model_id}",
+                      time_column=time_column(proj.spec))
+    res["rejected"] = len(rejected)
+    res["rejected_rows"] = rejected[:20]
+    return res
 
 
 def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,

@@ -78,7 +78,9 @@ def lock_policy(no_wait: bool) -> None:
     configure(wait=not no_wait, on_wait=lambda msg: err.print(msg, style="yellow"))
 SourceArg = Annotated[str, typer.Argument(help="A source name from mlsd.yaml.")]
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", help="Model id, or a model folder (default: the latest).")]
+    "--model", help="Model id (or its start), an alias (champion), or a model "
+    "folder (default: serve.model in mlsd.yaml, else the champion, else the "
+    "latest).")]
 TrustOpt = Annotated[bool, typer.Option(
     "--trust-unregistered", help="Load a model folder that no project catalog "
     "records (its files cannot be checked against the digest saved with it).")]

@@ -1,5 +1,5 @@
-"""Models: ``mlsd models`` (list, show), ``mlsd lineage``, ``mlsd predict`` and
-``mlsd serve``."""
+"""Models: ``mlsd models`` (list, show, the registry: promote, rollback,
+aliases, compare), ``mlsd lineage``, ``mlsd predict`` and ``mlsd serve``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ from ._common import (
 app = group("The models trained so far; with no command, list them.",
             no_args_is_help=False, invoke_without_command=True)
 top = group("", no_args_is_help=False)  # commands at the root
-ModelIdArg = Annotated[str, typer.Argument(help="A model id (or a unique prefix).")]
+ModelIdArg = Annotated[str, typer.Argument(
+    help="A model id (or a unique prefix), or an alias (champion).")]
+AliasArg = Annotated[str, typer.Argument(help="The alias (default: champion).")]
+ReasonOpt = Annotated[str | None, typer.Option(
+    "--reason", help="Why, kept in the alias history.")]
 
 
 def _best(metric: str, values: list[float | None], higher: bool | None
@@ -44,6 +48,9 @@ def _best(metric: str, values: list[float | None], higher: bool | None
 
 def _model_rows(proj) -> list[dict[str, Any]]:
     rows = []
+    held: dict[str, list[str]] = {}
+    for name, entry in proj.catalog.aliases().items():
+        held.setdefault(entry["artifact_id"], []).append(name)
     for a in proj.catalog.artifacts("model"):
         md = a["metadata"]
         primary = md["metrics"]["primary"]
@@ -57,7 +64,8 @@ def _model_rows(proj) -> list[dict[str, Any]]:
                 md.get("primary_higher_is_better")),
             "datasets": [f"{d['dataset']}@{d['version']}" for d in
                          md["lineage"]["datasets"]],
-            "run_id": a["run_id"], "path": a["path"]})
+            "run_id": a["run_id"], "path": a["path"],
+            "aliases": sorted(held.get(a["artifact_id"], []))})
     return rows
 
 
@@ -66,11 +74,13 @@ def _show_models(rows: list[dict[str, Any]]) -> None:
         out.print("no model yet: run `mlsd run`")
         return
     t = rich_table("Models (metric on the test split)")
-    for c in ("model id", "created", "kind", "metric", "model", "best baseline"):
+    for c in ("model id", "aliases", "created", "kind", "metric", "model",
+              "best baseline"):
         t.add_column(c, no_wrap=True)
     for r in rows:
-        t.add_row(r["model_id"], r["created_at"][:16], r["kind"],
-                  r["primary_metric"], fmt(r["test"]), fmt(r["best_baseline_test"]))
+        t.add_row(r["model_id"], ", ".join(r["aliases"]), r["created_at"][:16],
+                  r["kind"], r["primary_metric"], fmt(r["test"]),
+                  fmt(r["best_baseline_test"]))
     out.print(t)
     last = rows[-1]
     out.print(f"latest {last['model_id']} read " + ", ".join(last["datasets"]))
@@ -143,6 +153,136 @@ def models_show(model_id: ModelIdArg, config: ConfigOpt = None,
         out.print(f"folder: {folder.relative_to(proj.root)}")
 
     emit(manifest, as_json, show)
+
+
+@app.command("promote")
+def models_promote(
+    model_id: ModelIdArg,
+    alias: Annotated[str, typer.Option("--alias", help="The alias to point at "
+                                       "the model.")] = "champion",
+    reason: ReasonOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Point an alias (default: champion) at a model. `mlsd serve` and
+    `mlsd predict` use the champion when no model is named; a running service
+    picks it up at its next start.
+
+    Examples:
+      mlsd models promote m20241201-abc
+      mlsd models promote challenger --alias champion --reason "beat it on May"
+    """
+    from ..pipeline import promote_model
+
+    res = promote_model(project(config), model_id, alias, reason=reason)
+
+    def show(r: dict[str, Any]) -> None:
+        if not r["changed"]:
+            out.print(f"{r['alias']} already points at {r['model_id']}")
+        else:
+            out.print(f"{r['alias']} -> {r['model_id']}"
+                      + (f" (was {r['previous']})" if r["previous"] else ""))
+
+    emit(res, as_json, show)
+
+
+@app.command("rollback")
+def models_rollback(alias: AliasArg = "champion", reason: ReasonOpt = None,
+                    config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Undo an alias's last promotion: it points at the model it pointed at
+    before (repeat to go further back).
+
+    Example: mlsd models rollback champion --reason "alerts on the new model"
+    """
+    from ..pipeline import rollback_model
+
+    res = rollback_model(project(config), alias, reason=reason)
+    emit(res, as_json, lambda r: out.print(
+        f"{r['alias']} -> {r['model_id']} (rolled back from {r['from']})"))
+
+
+@app.command("aliases")
+def models_aliases(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The aliases, the model each points at, and their history of
+    promotions and rollbacks.
+
+    Example: mlsd models aliases --json
+    """
+    from ..models import aliases
+
+    res = aliases(project(config).catalog)
+
+    def show(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            out.print("no alias yet: `mlsd models promote MODEL_ID` sets champion")
+            return
+        for r in rows:
+            out.print(f"{r['alias']} -> {r['model_id']} since {r['since'][:19]}"
+                      + (f" ({r['reason']})" if r["reason"] else "")
+                      + (f"; test {r['metric']} {fmt(r['test'])}" if r["metric"]
+                         else ""))
+            for e in r["history"]:
+                out.print(f"   {e['at'][:19]} {e['action']} -> {e['artifact_id']}"
+                          + (" (undone)" if e["undone"] else "")
+                          + (f": {e['reason']}" if e["reason"] else ""))
+
+    emit(res, as_json, show)
+
+
+@app.command("compare")
+def models_compare(
+    a: Annotated[str, typer.Argument(help="The model to compare with (an id, "
+                                     "its start or an alias: champion).")],
+    b: Annotated[str, typer.Argument(help="The model compared (an id, its start "
+                                     "or an alias: challenger).")],
+    on: Annotated[Path | None, typer.Option(
+        "--on", help="A labelled file (CSV, JSONL, Parquet) to score both on "
+        "(default: B's test rows less any A was fitted or tuned on).")] = None,
+    replicates: Annotated[int | None, typer.Option(
+        help="Bootstrap replicates (default: evaluation.replicates, at least "
+        "200).")] = None,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Two models on the same labelled rows: each metric with its interval,
+    and the paired interval of B's margin over A on the primary metric.
+
+    Examples:
+      mlsd models compare champion m20241201-abc
+      mlsd models compare champion challenger --on data/holdout_june.csv
+    """
+    from ..pipeline import compare_models
+
+    res = compare_models(project(config), a, b, on=on, replicates=replicates)
+    emit(res, as_json, show_comparison)
+
+
+def show_comparison(r: dict[str, Any]) -> None:
+    """A comparison as a table and its verdict (`mlsd models compare`)."""
+    out.print(f"A = {r['a']}, B = {r['b']}: {r['task']} on {r['target']!r}, "
+              f"{r['rows']} rows ({r['on']})")
+    if r.get("excluded_seen_by_a"):
+        out.print(f"{r['excluded_seen_by_a']} rows left out: A was fitted or tuned "
+                  f"on them")
+    if r.get("rejected"):
+        out.print(f"{r['rejected']} rows of the file do not fit the input schema "
+                  f"(not scored); first: line {r['rejected_rows'][0]['line']}: "
+                  f"{'; '.join(r['rejected_rows'][0]['reasons'])}")
+    t = rich_table(f"Metrics on the same rows ({int(r['margin']['level'] * 100)}% "
+                   f"intervals)")
+    for c in ("metric", "A", "A interval", "B", "B interval"):
+        t.add_column(c, justify="left" if c == "metric" else "right")
+
+    def iv(x: list[float] | None) -> str:
+        return "" if not x else f"[{x[0]:.4f}, {x[1]:.4f}]"
+
+    for name, m in r["metrics"].items():
+        t.add_row(name, fmt(m["a"]), iv(m["a_interval"]), fmt(m["b"]),
+                  iv(m["b_interval"]))
+    out.print(t)
+    mg = r["margin"]
+    better = "higher" if r["higher_is_better"] else "lower"
+    out.print(f"B - A on {mg['metric']} ({better} is better, signed so that > 0 "
+              f"favours B): {fmt(mg['b_over_a'])} "
+              f"{iv(mg['interval'])} ({mg['method']}, paired)")
+    out.print(f"verdict: {r['verdict']}")
 
 
 @top.command()
@@ -281,12 +421,12 @@ def serve(
     from ..serve import create_app
 
     proj = project(config)
-    folder = proj.find_model(model)
+    folder, how = proj.which_model(model)
     overrides = {k: v for k, v in (("max_body_bytes", max_body_bytes),
                                    ("threads", threads)) if v is not None}
     settings = proj.spec.serve.model_copy(update=overrides)
     application = create_app(folder, settings,
                              trust_unregistered=trust_unregistered)
-    err.print(f"serving model {folder.name} on http://{host}:{port} "
+    err.print(f"serving model {folder.name} ({how}) on http://{host}:{port} "
               f"(docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

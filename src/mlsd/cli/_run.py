@@ -253,6 +253,18 @@ def print_summary(s: dict[str, Any]) -> None:
         if g:
             out.print(f"Gap on {g['metric']}: {g['gap']} between {g['best']} (best) "
                       f"and {g['worst']} (worst)")
+    reg = s.get("registry") or {}
+    c = reg.get("compared")
+    if c:
+        mg = c["margin"]
+        iv = mg.get("interval")
+        out.print(f"Against {c['alias']} {c['a']} on {c['rows']} shared test rows: "
+                  f"{mg['metric']} {fmt(c['metrics'][mg['metric']]['a'])} -> "
+                  f"{fmt(c['metrics'][mg['metric']]['b'])}"
+                  + (f", margin interval {iv[0]:+.4f} to {iv[1]:+.4f}" if iv else "")
+                  + f": {c['verdict']}")
+    if reg.get("promotion_note"):
+        out.print(f"Registry: {reg['promotion_note']}")
     aug = s.get("augment") or {}
     if aug.get("rows"):
         out.print("Augmented rows (fit only): " + ", ".join(

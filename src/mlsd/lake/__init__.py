@@ -15,13 +15,15 @@ from .._lazy import attach
 from ._paths import check_name, inside
 
 # the names that need deltalake and pyarrow load on first use
-_WHERE = {"Catalog": "_catalog", "dataset_node": "_catalog", "now": "_catalog",
+_WHERE = {"CHAMPION": "_catalog", "Catalog": "_catalog",
+          "dataset_node": "_catalog", "now": "_catalog",
           "AREAS": "_delta", "FILE_ROWS": "_delta", "WRITE_ID": "_delta",
           "Lake": "_delta", "Parts": "_delta"}
 __getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
     "AREAS",
+    "CHAMPION",
     "FILE_ROWS",
     "WRITE_ID",
     "Catalog",

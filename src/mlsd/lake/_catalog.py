@@ -43,10 +43,18 @@ CREATE TABLE IF NOT EXISTS stage_runs (
 CREATE TABLE IF NOT EXISTS erasures (
     erasure_id TEXT PRIMARY KEY, source TEXT NOT NULL, predicate TEXT NOT NULL,
     created_at TEXT NOT NULL, result TEXT);
+CREATE TABLE IF NOT EXISTS alias_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, alias TEXT NOT NULL,
+    artifact_id TEXT NOT NULL, action TEXT NOT NULL, at TEXT NOT NULL,
+    reason TEXT, undone INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS edges (
     src TEXT NOT NULL, dst TEXT NOT NULL, relation TEXT NOT NULL, run_id TEXT,
     PRIMARY KEY (src, dst, relation));
 """
+
+
+CHAMPION = "champion"
+"""The alias of the model served when none is named."""
 
 
 def now() -> str:
@@ -293,6 +301,72 @@ class Catalog:
             return None
         return next(a for a in self.artifacts()
                     if a["artifact_id"] == rows[0]["artifact_id"])
+
+    # aliases (the model registry) ----------------------------------------------
+    # Each alias is a stack: a promotion pushes a model, a rollback undoes the
+    # last promotion still in force; every event stays, for the history.
+    def aliases(self) -> dict[str, dict[str, Any]]:
+        """Every alias and the promotion in force: alias -> {artifact_id, at,
+        reason, seq}."""
+        with self._db() as con:
+            rows = con.execute(
+                "SELECT alias, artifact_id, at, reason, seq FROM alias_events "
+                "WHERE action = 'promote' AND undone = 0 ORDER BY seq").fetchall()
+        return {r["alias"]: {k: r[k] for k in ("artifact_id", "at", "reason", "seq")}
+                for r in rows}  # the last promotion in force wins
+
+    def alias(self, name: str) -> str | None:
+        """The model id alias ``name`` points at (None: no such alias)."""
+        entry = self.aliases().get(name)
+        return None if entry is None else entry["artifact_id"]
+
+    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
+        """The promotions and rollbacks, oldest first (of one alias or all)."""
+        sql, args = "SELECT * FROM alias_events", ()
+        if alias is not None:
+            sql, args = sql + " WHERE alias = ?", (alias,)
+        with self._db() as con:
+            return [dict(r) for r in con.execute(sql + " ORDER BY seq", args)]
+
+    def push_alias(self, alias: str, artifact_id: str, *, reason: str | None
+                   ) -> str | None:
+        """Point ``alias`` at ``artifact_id``; returns the model it pointed at
+        before (None: a new alias). Pointing it where it points is no event."""
+        with self._db() as con:
+            con.execute("BEGIN IMMEDIATE")  # read and write as one step
+            cur = con.execute(
+                "SELECT artifact_id FROM alias_events WHERE alias = ? AND action = "
+                "'promote' AND undone = 0 ORDER BY seq DESC LIMIT 1",
+                (alias,)).fetchone()
+            before = cur["artifact_id"] if cur else None
+            if before != artifact_id:
+                con.execute(
+                    "INSERT INTO alias_events (alias, artifact_id, action, at, "
+                    "reason) VALUES (?, ?, 'promote', ?, ?)",
+                    (alias, artifact_id, now(), reason))
+        return before
+
+    def pop_alias(self, alias: str, *, reason: str | None
+                  ) -> tuple[str, str] | None:
+        """Undo the last promotion of ``alias`` still in force: it points at
+        the model it pointed at before. Returns (from, to), or None when there
+        is no earlier promotion to go back to (nothing changes then)."""
+        with self._db() as con:
+            con.execute("BEGIN IMMEDIATE")
+            live = con.execute(
+                "SELECT seq, artifact_id FROM alias_events WHERE alias = ? AND "
+                "action = 'promote' AND undone = 0 ORDER BY seq DESC LIMIT 2",
+                (alias,)).fetchall()
+            if len(live) < 2:
+                return None
+            cur, prev = live
+            con.execute("UPDATE alias_events SET undone = 1 WHERE seq = ?",
+                        (cur["seq"],))
+            con.execute(
+                "INSERT INTO alias_events (alias, artifact_id, action, at, reason) "
+                "VALUES (?, ?, 'rollback', ?, ?)",
+                (alias, prev["artifact_id"], now(), reason))
+        return cur["artifact_id"], prev["artifact_id"]
 
     # lineage --------------------------------------------------------------------
     def add_edge(self, src: str, dst: str, relation: str, run_id: str) -> None:

@@ -6,7 +6,9 @@ fits two baselines (class prior or mean, and the best one-column rule) so a run
 says whether ML beats them. :class:`ModelArtifact` saves and loads the model in a
 safe format (LightGBM text, or JSON coefficients) with its feature state, input
 schema, threshold, metrics and lineage. :func:`train_model` is the ``train``
-stage of ``mlsd run``.
+stage of ``mlsd run``. The registry (:func:`promote`, :func:`rollback`,
+:func:`compare`) points aliases such as ``champion`` at model versions; its
+stage :func:`register` compares a run's new model with the champion.
 """
 
 from .._lazy import attach
@@ -40,6 +42,14 @@ _WHERE = {
     "train_model": "_stage",
     "prune_stage": "_stage",
     "prune": "_prune",
+    "aliases": "_registry",
+    "check_alias": "_registry",
+    "compare": "_registry",
+    "model_parts": "_registry",
+    "promote": "_registry",
+    "read_labelled": "_registry",
+    "register": "_registry",
+    "rollback": "_registry",
     "TrainResult": "_train",
     "encode_target": "_train",
     "target_array": "_train",
@@ -60,7 +70,10 @@ __all__ = [
     "LinearLearner",
     "ModelArtifact",
     "TrainResult",
+    "aliases",
     "beeswarm",
+    "check_alias",
+    "compare",
     "binary_metrics",
     "choose_threshold",
     "curves",
@@ -69,6 +82,7 @@ __all__ = [
     "input_schema",
     "labelled_matrices",
     "load_model",
+    "model_parts",
     "multiclass_metrics",
     "regression_metrics",
     "shap_magnitude",
@@ -76,7 +90,11 @@ __all__ = [
     "task_metrics",
     "train",
     "train_model",
+    "promote",
     "prune",
     "prune_stage",
+    "read_labelled",
+    "register",
+    "rollback",
     "tree_shap",
 ]

@@ -49,6 +49,16 @@ def counts(n: int, *, replicates: int = REPLICATES, seed: int = 0,
     return out
 
 
+def time_numbers(column) -> np.ndarray:
+    """A time column (Arrow: timestamps or numbers) as floats that sort as
+    the times do: the order the block bootstrap draws rows in."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("us", column.type.tz)).cast(pa.int64())
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=float)
+
+
 def block_length(n: int) -> int:
     """The usual moving-block length for a series of ``n`` rows, ``n^(1/3)``."""
     return max(1, round(n ** (1 / 3)))

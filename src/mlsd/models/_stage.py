@@ -198,24 +198,21 @@ def _slices(ctx: RunContext, test, X_test, y_test, result, classes: list
 def _test_times(ctx: RunContext, parts, classes: list) -> np.ndarray | None:
     """The times of the test rows the model is measured on, under a time
     split (the bootstrap then draws blocks of consecutive rows), else None."""
-    import numpy as np
-    import pyarrow as pa
-
+    from ._bootstrap import time_numbers
+    from ._registry import time_column
     from ._train import target_array
 
     spec = ctx.spec
-    col = spec.split.time
-    if spec.split.strategy not in ("time", "time+group") or not col:
+    col = time_column(spec)
+    if not col:
         return None
+
     test = parts["test"]
-    times = test.column(col)
-    if pa.types.is_timestamp(times.type):
-        times = times.cast(pa.timestamp("us", times.type.tz)).cast(pa.int64())
     index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
         "regression") else None
     _, keep = target_array(spec.problem.task,
                            test.column(spec.problem.target).to_pylist(), index)
-    return np.asarray(times.to_numpy(zero_copy_only=False), dtype=float)[keep]
+    return time_numbers(test.column(col))[keep]
 
 
 def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: list

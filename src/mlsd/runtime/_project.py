@@ -95,15 +95,41 @@ class Project:
         return self.root / models[-1]["path"]
 
     def find_model(self, model_id: str | None) -> Path:
-        """A model's folder: the latest, one by id (or its start), or a model
-        folder given by path (checked at load: see ModelArtifact.load)."""
+        """A model's folder; see :meth:`which_model`."""
+        return self.which_model(model_id)[0]
+
+    def which_model(self, model_id: str | None) -> tuple[Path, str]:
+        """A model's folder, and how it was chosen.
+
+        ``model_id``: an alias (``champion``), a model id or its start, or a
+        model folder given by path (checked at load: see ModelArtifact.load).
+        None: the spec's ``serve.model``, else the ``champion`` alias when a
+        model holds it, else the latest model.
+        """
+        from ..lake import CHAMPION
+
+        how = "named"
         if model_id is None:
-            return self.latest_model()
-        given = Path(model_id).expanduser()
-        if given.is_dir() and (given / "manifest.json").is_file():
-            return given
+            model_id = self.spec.serve.model
+            how = "serve.model in the spec"
+        if model_id is None:
+            champion = self.catalog.alias(CHAMPION)
+            if champion is None:
+                path = self.latest_model()
+                return path, "the latest model"
+            model_id, how = champion, "alias champion"
+        else:
+            given = Path(model_id).expanduser()
+            if given.is_dir() and (given / "manifest.json").is_file():
+                return given, "a model folder"
+            aliased = self.catalog.alias(model_id)
+            if aliased is not None:
+                said = f"alias {model_id}"
+                model_id = aliased
+                how = said if how == "named" else f"{how}: {said}"
         art = self.catalog.artifact(model_id)
         if art is None or art["kind"] != "model":
             raise ModelError(f"no model {model_id!r} (or more than one matches); "
-                             f"`mlsd models` lists them")
-        return self.root / art["path"]
+                             f"`mlsd models` lists the models, `mlsd models "
+                             f"aliases` the aliases")
+        return self.root / art["path"], how

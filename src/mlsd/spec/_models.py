@@ -964,6 +964,29 @@ class EvaluationSpec(_Strict):
         "each slice's metrics and the gap between the best and the worst.")
 
 
+_ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
+
+
+class RegistrySpec(_Strict):
+    """What a run does with the model registry (``registry:``): the new model
+    is compared with the model an alias points at, on the same test rows, and
+    may get an alias."""
+
+    compare_with: str | None = Field(
+        default="champion", pattern=_ALIAS_PATTERN, description="After training, "
+        "compare the new model with the model this alias points at (when there "
+        "is one): both scored on the new model's test rows, less any row the "
+        "other was fitted or tuned on, with a paired bootstrap interval of the "
+        "margin. In the run summary and the report. null: no comparison.")
+    alias: str | None = Field(
+        default=None, pattern=_ALIAS_PATTERN, description="An alias every run's "
+        "new model gets (for example challenger).")
+    promote_if_better: bool = Field(
+        default=False, description="Point the compare_with alias at the new model "
+        "when the margin's interval lies above zero (or when no model holds the "
+        "alias yet). mlsd serve picks it up at its next start.")
+
+
 class AuditSpec(_Strict):
     """What the audit may accept as legitimate."""
 
@@ -1005,6 +1028,13 @@ class ReportSpec(_Strict):
 class ServeSpec(_Strict):
     """Limits of the REST service (``mlsd serve``)."""
 
+    model: str | None = Field(
+        default=None, min_length=1, description="The model `mlsd serve` and "
+        "`mlsd predict` use when none is named: an alias (champion, "
+        "challenger) or a model id. Default: the model the alias champion "
+        "points at, else the latest. Read when the service starts: a promotion "
+        "takes effect at its next start.")
+
     max_body_bytes: int = Field(
         default=1_048_576, ge=1_024, description="A request body larger than this "
         "gets 413 before it is read whole.")
@@ -1040,6 +1070,7 @@ class ProjectSpec(_Strict):
     lake: LakeSpec = Field(default_factory=LakeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
     seed: int = 42
     data_roots: list[str] = Field(
         default_factory=list,
