@@ -867,6 +867,10 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
                 else:
                     cols["prediction"] = pa.array([p["value"] for p in preds],
                                                   pa.float64())
+                    if artifact.intervals is not None:
+                        for side in ("lower", "upper"):
+                            cols[side] = pa.array([p[side] for p in preds],
+                                                  pa.float64())
                 cols["model_version"] = pa.array([artifact.model_id] * acc.num_rows,
                                                  pa.string())
                 sink.write(pa.table(cols))

@@ -326,6 +326,13 @@ def _print_model(s: dict[str, Any]) -> None:
             for k, v in boot["margins"].items() if v["interval"])
         out.print(f"Margin on {m['metrics']['primary']} ({boot['method']}, "
                   f"{boot['replicates']} replicates, paired): {margins}")
+    iv = m["metrics"].get("intervals")
+    if iv:
+        out.print(f"Prediction intervals at {iv['coverage']:.0%} on {iv['rows']} test "
+                  f"rows: " + "; ".join(
+                      f"{k}{' (served)' if k == iv['served'] else ''} covers "
+                      f"{r['coverage']}, mean width {fmt(r['mean_width'])}"
+                      for k, r in iv["methods"].items()))
     if m["beats_baselines"] is False and m["metrics"].get("beats_point"):
         out.print("The model scores above the baselines on these test rows, but "
                   "not beyond chance: a margin's interval includes 0.",

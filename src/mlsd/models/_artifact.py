@@ -110,12 +110,13 @@ class ModelArtifact:
 
     def __init__(self, *, folder: Path, manifest: dict[str, Any],
                  pipeline: FeaturePipeline, learner: Learner,
-                 input_schema: dict[str, Any]):
+                 input_schema: dict[str, Any], intervals: Any = None):
         self.folder = folder
         self.manifest = manifest
         self.pipeline = pipeline
         self.learner = learner
         self.input_schema = input_schema
+        self.intervals = intervals  # regression: ._intervals.Intervals
 
     @property
     def model_id(self) -> str:
@@ -128,16 +129,20 @@ class ModelArtifact:
     @staticmethod
     def save(folder: Path, *, manifest: dict[str, Any], pipeline: FeaturePipeline,
              learner: Learner, input_schema: dict[str, Any],
-             evaluation: dict[str, Any] | None = None) -> Path:
+             evaluation: dict[str, Any] | None = None, intervals: Any = None
+             ) -> Path:
         """Write the artifact; ``evaluation`` (the test curves and the
-        importance) is kept for reports made later from the artifact."""
+        importance) is kept for reports made later from the artifact;
+        ``intervals`` (regression) adds the quantile pair and the conformal
+        widths, served with every value."""
         folder.mkdir(parents=True, exist_ok=False)
         model_file = learner.save(folder)
+        extra = [] if intervals is None else intervals.save(folder)
         (folder / FEATURES).write_text(pipeline.to_json(), encoding="utf-8")
         (folder / INPUT_SCHEMA).write_text(
             json.dumps(input_schema, indent=1, sort_keys=True) + "\n",
             encoding="utf-8")
-        names = [model_file, FEATURES, INPUT_SCHEMA]
+        names = [model_file, FEATURES, INPUT_SCHEMA, *extra]
         if evaluation is not None:
             (folder / EVALUATION).write_text(
                 json.dumps(evaluation, sort_keys=True, default=float) + "\n",
@@ -145,6 +150,8 @@ class ModelArtifact:
             names.append(EVALUATION)
         files = {name: _sha(folder / name) for name in names}
         doc = {**manifest, "model_file": model_file, "files": files}
+        if intervals is not None:
+            doc["intervals"] = intervals.meta()
         (folder / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True,
                                                   default=str) + "\n",
                                        encoding="utf-8")
@@ -197,8 +204,14 @@ class ModelArtifact:
         pipeline = FeaturePipeline.from_json(
             (folder / FEATURES).read_text(encoding="utf-8"))
         schema = json.loads((folder / INPUT_SCHEMA).read_text(encoding="utf-8"))
+        intervals = None
+        if manifest.get("intervals"):
+            from ._intervals import Intervals
+
+            intervals = Intervals.load(folder, manifest["intervals"],
+                                       manifest.get("threads"))
         return cls(folder=folder, manifest=manifest, pipeline=pipeline,
-                   learner=learner, input_schema=schema)
+                   learner=learner, input_schema=schema, intervals=intervals)
 
     @property
     def evaluation(self) -> dict[str, Any]:
@@ -213,13 +226,19 @@ class ModelArtifact:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def score(self, table: pa.Table) -> np.ndarray:
-        """Raw model output for typed rows (probabilities or values)."""
+        """Raw model output for typed rows: probabilities, or values (with
+        prediction intervals: rows of value, lower, upper)."""
         if table.num_rows == 0:
-            return np.zeros(0)
+            return np.zeros((0, 3) if self.intervals is not None else 0)
         derive = self.input_schema.get("derive") or {}
         if derive:
             table = derive_columns(table, derive)
-        return self.learner.predict(self.pipeline.apply(table))
+        X = self.pipeline.apply(table)
+        out = self.learner.predict(X)
+        if self.intervals is None:
+            return out
+        lo, hi = self.intervals.bounds(X, out)
+        return np.column_stack([out, lo, hi])
 
     def decide(self, out: np.ndarray) -> list[dict[str, Any]]:
         """Per-row prediction documents: score(s) and the decided label."""
@@ -234,4 +253,7 @@ class ModelArtifact:
             return [{"scores": {str(c): float(p) for c, p in zip(classes, row,
                                                                  strict=True)},
                      "label": classes[int(np.argmax(row))]} for row in out]
+        if out.ndim == 2:  # value, lower, upper
+            return [{"value": float(v), "lower": float(lo), "upper": float(hi)}
+                    for v, lo, hi in out]
         return [{"value": float(v)} for v in out]

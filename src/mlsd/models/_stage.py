@@ -371,12 +371,13 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     ModelArtifact.save(folder, manifest=manifest, pipeline=pipeline,
                        learner=result.learner, input_schema=ischema,
                        evaluation={"curves": result.curves,
-                                   "importance": result.importance})
+                                   "importance": result.importance},
+                       intervals=result.intervals)
     # later stages of this run use the fitted objects, not a copy read back
     ctx.cache[("models.artifact", model_id)] = ModelArtifact(
         folder=folder, manifest=json.loads((folder / MANIFEST).read_text(
             encoding="utf-8")), pipeline=pipeline, learner=result.learner,
-        input_schema=ischema)
+        input_schema=ischema, intervals=result.intervals)
     rel = ctx.relative(folder)
     ref = ArtifactRef(artifact_id=model_id, kind="model", path=rel,
                       metadata={**{k: manifest[k] for k in (

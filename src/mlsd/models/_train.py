@@ -75,6 +75,7 @@ class TrainResult:
     beats_baselines: bool | None = None
     balance: dict[str, Any] | None = None
     augmented: dict[str, int] | None = None
+    intervals: Any = None  # regression: the fitted ._intervals.Intervals
 
 
 def loss_weights(problem: ProblemSpec, model: ModelSpec, classes: list
@@ -155,6 +156,23 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     if model.calibration != "none" and task != "regression":
         calibration = calibrate(learner, model.calibration, X, y, task)
     out = {p: learner.predict(X[p]) for p in ("valid", "test")}
+    intervals = None
+    if task == "regression" and model.intervals is not None:
+        from ._intervals import fit_intervals
+
+        def quantile_learner(q: float) -> Learner:
+            params = dict(model.params)
+            if model.kind == "lightgbm":
+                from ._intervals import tail_leaf_rows
+
+                params["min_data_in_leaf"] = tail_leaf_rows(
+                    q, X["train"].shape[0], int(params.get("min_data_in_leaf", 20)))
+            return make_learner(task, model.model_copy(
+                update={"loss": "quantile", "quantile": q, "params": params}), 1,
+                seed)
+
+        intervals = fit_intervals(model.intervals.method, model.intervals.coverage,
+                                  learner, quantile_learner, X, y, weights)
 
     threshold = None
     if task == "binary":
@@ -214,6 +232,12 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         best = max(base_scores) if higher else min(base_scores)
         beats = point = bool(model_score > best if higher else model_score < best)
     metrics["primary"] = primary
+    if intervals is not None:
+        from ._intervals import band, measure
+
+        metrics["intervals"] = measure(intervals, X["test"], y["test"], out["test"])
+        plots["model"]["intervals"] = band(intervals, X["test"], y["test"],
+                                           out["test"])
     if calibration is not None:
         metrics["calibration"] = calibration
     if evaluation is not None and evaluation.replicates > 0:
@@ -251,7 +275,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     return TrainResult(learner=learner, classes=classes, threshold=threshold,
                        metrics=metrics, curves=plots, importance=importance,
                        beats_baselines=beats, balance=balance,
-                       augmented=added.counts or None)
+                       augmented=added.counts or None, intervals=intervals)
 
 
 def _brier(task: str, y: np.ndarray, p: np.ndarray) -> float:

@@ -94,6 +94,31 @@ def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
     return fig
 
 
+def _interval_figure(band: dict[str, list[float]], info: dict[str, Any]
+                     ) -> go.Figure:
+    """The served prediction intervals of test rows sorted by predicted
+    value, the actual targets as points (misses in red)."""
+    x = list(range(len(band["value"])))
+    fig = go.Figure()
+    fig.add_scatter(x=x + x[::-1], y=band["upper"] + band["lower"][::-1],
+                    fill="toself", mode="lines", line={"width": 0},
+                    fillcolor="rgba(31,119,180,0.2)", name="interval")
+    fig.add_scatter(x=x, y=band["value"], mode="lines", name="predicted",
+                    line={"color": "#1f77b4"})
+    miss = [not (lo <= v <= hi) for v, lo, hi in zip(band["y"], band["lower"],
+                                                     band["upper"], strict=True)]
+    fig.add_scatter(x=x, y=band["y"], mode="markers", name="actual",
+                    marker={"size": 5, "color": ["#d62728" if m else "#333"
+                                                 for m in miss]})
+    served = info.get("served", "")
+    cov = (info.get("methods") or {}).get(served, {}).get("coverage")
+    fig.update_layout(
+        title=f"{served} intervals at {info.get('coverage', 0):.0%} (test rows by "
+              f"predicted value; covered {cov if cov is not None else '?'})",
+        xaxis_title="test rows, sorted by predicted value", yaxis_title="target")
+    return fig
+
+
 def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
                   importance: list[dict[str, Any]], path: Path,
                   audit: dict[str, Any] | None = None,
@@ -126,6 +151,10 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
             fig.update_layout(title="Predicted vs actual (test split)",
                               xaxis_title="actual", yaxis_title="predicted")
             plots.append(("metric-plot-0", _fig_html(fig, "metric-plot-0")))
+        band = curves.get("model", {}).get("intervals")
+        if band:
+            plots.append(("interval-plot", _fig_html(_interval_figure(
+                band, metrics.get("intervals") or {}), "interval-plot")))
     cal = ((summary.get("model") or {}).get("metrics") or {}).get("calibration")
     if cal and cal.get("reliability_before"):
         fig = go.Figure()

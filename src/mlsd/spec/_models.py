@@ -770,6 +770,25 @@ class FeaturePolicySpec(_Strict):
         "features not measured by then are kept and listed as such.")
 
 
+class IntervalSpec(_Strict):
+    """Prediction intervals of a regression model (``model.intervals:``)."""
+
+    coverage: float = Field(
+        default=0.9, gt=0.5, lt=1.0, description="The share of future targets "
+        "an interval should hold (0.9: from the 5% to the 95% quantile).")
+    method: Literal["cqr", "conformal", "quantile"] = Field(
+        default="cqr", description="The intervals served. quantile: two models "
+        "fitted with the quantile (pinball) loss at (1 - coverage)/2 and "
+        "(1 + coverage)/2, no guarantee; conformal: the model's value plus or "
+        "minus the validation residuals' conformal quantile (split conformal: "
+        "coverage holds on average for exchangeable rows, the width is the same "
+        "everywhere); cqr: the quantile pair widened by the conformal quantile "
+        "of its validation errors (conformalised quantile regression, Romano "
+        "et al. 2019: the guarantee, and widths that follow the inputs). All "
+        "three are measured on the test split (coverage, width, interval "
+        "score) and compared in the report.")
+
+
 class ModelSpec(_Strict):
     """Which learner to fit, with what parameters."""
 
@@ -812,6 +831,9 @@ class ModelSpec(_Strict):
         default=None, gt=0.0, lt=1.0, description="loss: focal: the weight of "
         "positive rows (1 - alpha for negatives); none by default, as "
         "class_weight already weighs classes.")
+    intervals: IntervalSpec | None = Field(
+        default=None, description="Regression: prediction intervals, served "
+        "with every value (lower, upper) and measured on test.")
     class_balanced_beta: float = Field(
         default=0.999, gt=0.0, lt=1.0, description="class_weight: effective: the "
         "beta of (1 - beta) / (1 - beta^n); near 1 approaches balanced, near 0 "
@@ -1118,6 +1140,13 @@ class ProjectSpec(_Strict):
                 self.problem.task != "regression"):
             raise ValueError(f"model.loss: {self.model.loss} is for regression "
                              f"tasks")
+        if self.model.intervals is not None and self.problem.task != "regression":
+            raise ValueError("model.intervals: prediction intervals are for "
+                             "regression tasks (a classifier gives probabilities)")
+        if self.model.intervals is not None and self.model.loss == "quantile":
+            raise ValueError("model.intervals: the model already predicts one "
+                             "quantile (loss: quantile); intervals surround a "
+                             "central value: use loss default, absolute or huber")
         if cw == "costs" and not (self.problem.task == "binary"
                                   and self.problem.costs):
             raise ValueError("model.class_weight: costs needs a binary task and "
