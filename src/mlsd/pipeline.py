@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
            "compare_models", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
-           "score_file", "sql", "stages", "vacuum"]
+           "score_file", "sql", "stages", "tune", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, sample, split, features,
                              train_model, audit, register, report)
@@ -282,15 +282,7 @@ def prune_features(project: Project | str | Path | None = None, *,
                         f"and 0.5 (0.005: half a percent of the validation metric)")
     if budget_seconds is not None and not budget_seconds > 0:
         raise SpecError(f"--budget {budget_seconds}: expected seconds above 0")
-    target = None
-    if write is not None:
-        from .lake import inside
-
-        target = inside(project.root, str(write))
-        if target.parent != project.root:
-            raise SpecError(f"--write {write}: write the pruned spec next to "
-                            f"{project.spec_path.name} (its data paths are "
-                            f"relative to the spec's folder)")
+    target = _beside_spec(project, write, "pruned") if write is not None else None
     head = STAGES[:STAGES.index(features) + 1]  # the data stages, up to features
     summary = execute(project, (*head, prune_stage(
         tolerance=tolerance, budget_seconds=budget_seconds)), reporter=reporter)
@@ -298,6 +290,58 @@ def prune_features(project: Project | str | Path | None = None, *,
         summary["prune"]["written"] = str(write_pruned_spec(
             project, summary["prune"]["drop"], target))
     return summary
+
+
+def tune(project: Project | str | Path | None = None, *, trials: int | None = None,
+         seconds: float | None = None, write: str | Path | None = None,
+         reporter: Reporter | None = None) -> dict[str, Any]:
+    """The hyper-parameter search alone: the data stages up to ``features``,
+    then ``model.search`` (or its defaults; ``trials`` and ``seconds``
+    override) on the train and valid splits. The test split is not read.
+
+    ``write``: a file next to ``mlsd.yaml`` where the spec with the chosen
+    ``model.params`` (and no search) is written. Returns the run summary,
+    whose ``search`` entry holds the result.
+    """
+    from .models import search_stage
+
+    project = Project.of(project)
+    target = _beside_spec(project, write, "tuned") if write is not None else None
+    head = STAGES[:STAGES.index(features) + 1]
+    summary = execute(project, (*head, search_stage(trials=trials, seconds=seconds)),
+                      reporter=reporter)
+    if target is not None:
+        import yaml
+
+        from ._yaml import load
+
+        doc = load(project.spec_path.read_text(encoding="utf-8"))
+        found = summary["search"]
+        doc.setdefault("model", {})
+        doc["model"]["params"] = found["params"]
+        doc["model"].pop("search", None)
+        head_line = (f"# {project.spec_path.name} with model.params chosen by `mlsd "
+                     f"tune` ({found['trials']} trials, valid {found['metric']} "
+                     f"{found['best_value']}; the spec's own: "
+                     f"{found['spec_params_value']}; kept {found['chosen']})\n")
+        target.write_text(head_line + yaml.safe_dump(doc, sort_keys=False,
+                                                      allow_unicode=True),
+                          encoding="utf-8")
+        found["written"] = str(write)
+    return summary
+
+
+def _beside_spec(project: Project, write: str | Path, what: str) -> Path:
+    """A file name next to the project's spec (its data paths are relative to
+    its folder), refused elsewhere."""
+    from .lake import inside
+
+    target = inside(project.root, str(write))
+    if target.parent != project.root:
+        raise SpecError(f"--write {write}: write the {what} spec next to "
+                        f"{project.spec_path.name} (its data paths are relative "
+                        f"to the spec's folder)")
+    return target
 
 
 def write_pruned_spec(project: Project, drop: list[str], path: Path) -> Path:

@@ -430,3 +430,53 @@ def serve(
     err.print(f"serving model {folder.name} ({how}) on http://{host}:{port} "
               f"(docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@top.command()
+def tune(
+    trials: Annotated[int | None, typer.Option(
+        help="Trials at most (default: model.search.trials, 30).")] = None,
+    seconds: Annotated[float | None, typer.Option(
+        help="The time box in seconds (default: model.search.seconds, 300).")] = None,
+    write: Annotated[Path | None, typer.Option(
+        help="Write the spec with the chosen model.params to this file (next to "
+             "mlsd.yaml, which is left as it is).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the learner's parameters on the validation split (Optuna TPE,
+    time-boxed); the test split is not read. The spec's own parameters are
+    scored first and kept when no trial beats them.
+
+    Examples:
+      mlsd tune --trials 50 --seconds 120
+      mlsd tune --write mlsd.tuned.yaml && mlsd run -c mlsd.tuned.yaml
+    """
+    from ..pipeline import tune as run_tune
+
+    with RichReporter(err) as rep:
+        summary = run_tune(project(config), trials=trials, seconds=seconds,
+                           write=write, reporter=rep)
+    emit(summary["search"], as_json, show_search)
+
+
+def show_search(r: dict[str, Any]) -> None:
+    """What a search did (`mlsd tune`)."""
+    better = "higher" if r["higher_is_better"] else "lower"
+    out.print(f"{r['trials']} of {r['trials_asked']} trials in {r['seconds']:.1f} s "
+              f"(stopped by {r['stopped_by']}), {r['sampler']}, on {r['on']} "
+              f"{r['metric']} ({better} is better)")
+    t = rich_table("Best trials")
+    keys = list(r["space"])
+    for c in ("trial", r["metric"], *keys):
+        t.add_column(c, justify="right")
+    ranked = sorted(r["history"], key=lambda h: h["value"],
+                    reverse=r["higher_is_better"])[:8]
+    for h in ranked:
+        t.add_row(str(h["trial"]), fmt(h["value"]),
+                  *[fmt(h["params"].get(k)) for k in keys])
+    out.print(t)
+    out.print(f"the spec's own parameters: {fmt(r['spec_params_value'])}; best "
+              f"trial: {fmt(r['best_value'])}; kept {r['chosen']}: {r['params']}")
+    if r.get("written"):
+        out.print(f"wrote {r['written']}")

@@ -326,6 +326,11 @@ def _print_model(s: dict[str, Any]) -> None:
             for k, v in boot["margins"].items() if v["interval"])
         out.print(f"Margin on {m['metrics']['primary']} ({boot['method']}, "
                   f"{boot['replicates']} replicates, paired): {margins}")
+    se = m["metrics"].get("search")
+    if se:
+        out.print(f"Search: {se['trials']} trials in {se['seconds']:.1f} s on valid "
+                  f"{se['metric']}: best {fmt(se['best_value'])}, the spec's own "
+                  f"{fmt(se['spec_params_value'])}; kept {se['chosen']}")
     iv = m["metrics"].get("intervals")
     if iv:
         out.print(f"Prediction intervals at {iv['coverage']:.0%} on {iv['rows']} test "

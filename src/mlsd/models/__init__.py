@@ -41,6 +41,8 @@ _WHERE = {
     "load_model": "_stage",
     "train_model": "_stage",
     "prune_stage": "_stage",
+    "search_stage": "_stage",
+    "search": "_search",
     "prune": "_prune",
     "aliases": "_registry",
     "check_alias": "_registry",
@@ -96,5 +98,7 @@ __all__ = [
     "read_labelled",
     "register",
     "rollback",
+    "search",
+    "search_stage",
     "tree_shap",
 ]

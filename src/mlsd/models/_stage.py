@@ -313,13 +313,22 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     names = pipeline.names()
     weights = train_weights(ctx, classes, training, splits)
     extra = augmented_rows(ctx, pipeline, parts[TRAIN], classes)
-    result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
-                   blocks=pipeline.block_slices(), seed=spec.seed, weights=weights,
-                   imbalance=spec.imbalance, augment=spec.augment,
-                   extra=None if extra is None else extra[:3],
-                   raw=raw_resampled(ctx, pipeline, parts[TRAIN], classes),
-                   evaluation=spec.evaluation,
-                   test_times=_test_times(ctx, parts, classes))
+    from contextlib import nullcontext
+
+    search = spec.model.search
+    steps = (ctx.reporter.stage(f"search ({search.trials} trials at most)",
+                                total=search.trials) if search else nullcontext())
+    with steps as step:
+        result = train(problem, spec.model, X=X, y=y, classes=classes, names=names,
+                       blocks=pipeline.block_slices(), seed=spec.seed,
+                       weights=weights, imbalance=spec.imbalance,
+                       augment=spec.augment,
+                       extra=None if extra is None else extra[:3],
+                       raw=raw_resampled(ctx, pipeline, parts[TRAIN], classes),
+                       evaluation=spec.evaluation,
+                       test_times=_test_times(ctx, parts, classes),
+                       progress=None if step is None
+                       else lambda done, value: step.advance(1))
     robust = None
     if spec.augment.robustness is not None:
         from ._robustness import robustness
@@ -349,7 +358,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         "target": target, "classes": classes, "n_classes": len(classes) or 1,
         "threshold": result.threshold, "threshold_objective":
         problem.threshold if problem.task == "binary" else None,
-        "threads": spec.model.threads, "params": spec.model.params,
+        "threads": spec.model.threads, "params": result.learner.params,
         **result.learner.meta(),
         # the rows the model was fitted on, when they are not the train split
         # as stored: resampled (copies, synthetic rows) or weighted
@@ -476,3 +485,54 @@ def prune_stage(*, tolerance: float | None = None,
                  f"{result['valid_pruned']})")
 
     return prune_features
+
+
+def search_stage(*, trials: int | None = None, seconds: float | None = None):
+    """The stage of ``mlsd tune``: the spec's hyper-parameter search
+    (``model.search``, or its defaults) on train and valid, and no final
+    fit: the test split is not read. ``trials`` and ``seconds`` override the
+    spec's."""
+    from ..spec import SearchSpec
+
+    def _search_spec(ctx: RunContext) -> SearchSpec:
+        base = ctx.spec.model.search or SearchSpec()
+        return base.model_copy(update={k: v for k, v in (
+            ("trials", trials), ("seconds", seconds)) if v is not None})
+
+    def _settings(ctx: RunContext) -> dict[str, Any]:
+        return {"problem": ctx.spec.problem, "model": ctx.spec.model,
+                "search": _search_spec(ctx), "seed": ctx.spec.seed,
+                "imbalance": ctx.spec.imbalance}
+
+    @stage(name="tune", writes={"search": "memory"}, settings=_settings)
+    def tune(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+             features: FeaturePipeline) -> StageResult:
+        """Search the learner's parameters on the validation split."""
+        from ._search import search
+        from ._train import Augmented, encode_target
+
+        spec, problem = ctx.spec, ctx.spec.problem
+        _, _, parts = split_parts(ctx, training, splits)
+        classes, _ = encode_target(problem,
+                                   parts[TRAIN].column(problem.target).to_pylist())
+        X, y = labelled_matrices(ctx, features, classes, training, splits)
+        extra = augmented_rows(ctx, features, parts[TRAIN], classes)
+        added = Augmented(spec.augment, None if extra is None else extra[:3],
+                          raw_resampled(ctx, features, parts[TRAIN], classes))
+        wanted = _search_spec(ctx)
+        model = spec.model.model_copy(update={"search": wanted})
+        with ctx.reporter.stage(f"search ({wanted.trials} trials at most)",
+                                total=wanted.trials) as step:
+            _, report = search(problem, model, X=X, y=y, classes=classes,
+                               seed=spec.seed,
+                               weights=train_weights(ctx, classes, training,
+                                                     splits),
+                               imbalance=spec.imbalance, added=added,
+                               progress=lambda done, value: step.advance(1))
+        return StageResult(
+            outputs={"search": report}, summary={"search": report},
+            note=f"{report['trials']} trials: valid {report['metric']} "
+                 f"{report['best_value']} (the spec's parameters: "
+                 f"{report['spec_params_value']}); kept {report['chosen']}")
+
+    return tune

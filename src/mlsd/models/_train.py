@@ -125,7 +125,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
           extra: tuple[Any, np.ndarray, np.ndarray] | None = None,
           raw: dict[str, tuple[Any, np.ndarray]] | None = None,
           evaluation: EvaluationSpec | None = None,
-          test_times: np.ndarray | None = None) -> TrainResult:
+          test_times: np.ndarray | None = None,
+          progress: Callable[[int, float], None] | None = None) -> TrainResult:
     """Fit the learner and baselines on train; pick the threshold on valid.
 
     ``X``/``y`` hold the ``train``, ``valid`` and ``test`` rows. Test rows are used
@@ -140,6 +141,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     metrics and on the model's margin over each baseline (paired; in moving
     blocks of time when ``test_times`` orders the test rows): the model beats
     the baselines only when every margin's interval lies above 0.
+    ``model.search``: the learner's parameters are searched on train and valid
+    first (``progress(trials, value)`` after each trial).
     """
     task = problem.task
     n_classes = len(classes) if task != "regression" else 1
@@ -149,6 +152,14 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
     imbalance = imbalance or ImbalanceSpec()
     evaluation = evaluation or EvaluationSpec()
     added = Augmented(augment, extra, raw)
+    searched = None
+    if model.search is not None:  # on train and valid only: see ._search
+        from ._search import search
+
+        params, searched = search(problem, model, X=X, y=y, classes=classes,
+                                  seed=seed, weights=weights, imbalance=imbalance,
+                                  added=added, progress=progress)
+        model = model.model_copy(update={"params": params, "search": None})
     learner, resampled = fit_learner(problem, model, imbalance.resample, X=X, y=y,
                                      classes=classes, seed=seed, weights=weights,
                                      imbalance=imbalance, added=added)
@@ -232,6 +243,8 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         best = max(base_scores) if higher else min(base_scores)
         beats = point = bool(model_score > best if higher else model_score < best)
     metrics["primary"] = primary
+    if searched is not None:
+        metrics["search"] = searched
     if intervals is not None:
         from ._intervals import band, measure
 

@@ -94,6 +94,23 @@ def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
     return fig
 
 
+def _search_figure(found: dict[str, Any]) -> go.Figure:
+    """Each trial's validation metric, the best so far, and the spec's own
+    parameters' value."""
+    hist = found["history"]
+    fig = go.Figure()
+    fig.add_scatter(x=[h["trial"] for h in hist], y=[h["value"] for h in hist],
+                    mode="markers", name="trial")
+    fig.add_scatter(x=[h["trial"] for h in hist], y=[h["best"] for h in hist],
+                    mode="lines", line={"shape": "hv"}, name="best so far")
+    fig.add_hline(y=found["spec_params_value"], line_dash="dot",
+                  annotation_text="the spec's parameters")
+    fig.update_layout(title=f"Search on validation ({found['trials']} trials, "
+                            f"{found['sampler']})", xaxis_title="trial",
+                      yaxis_title=f"valid {found['metric']}")
+    return fig
+
+
 def _interval_figure(band: dict[str, list[float]], info: dict[str, Any]
                      ) -> go.Figure:
     """The served prediction intervals of test rows sorted by predicted
@@ -155,6 +172,9 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
         if band:
             plots.append(("interval-plot", _fig_html(_interval_figure(
                 band, metrics.get("intervals") or {}), "interval-plot")))
+    found = ((summary.get("model") or {}).get("metrics") or {}).get("search")
+    if found and found.get("history"):
+        plots.append(("search-plot", _fig_html(_search_figure(found), "search-plot")))
     cal = ((summary.get("model") or {}).get("metrics") or {}).get("calibration")
     if cal and cal.get("reliability_before"):
         fig = go.Figure()

@@ -789,6 +789,43 @@ class IntervalSpec(_Strict):
         "score) and compared in the report.")
 
 
+class SearchSpec(_Strict):
+    """A hyper-parameter search on the validation split (``model.search:``)."""
+
+    trials: int = Field(default=30, ge=1, le=10_000, description="Trials at "
+                        "most (the search is reproducible when they, not the "
+                        "clock, stop it).")
+    seconds: float | None = Field(default=300, gt=0, description="The time box: "
+                                  "no trial starts after it (null: none).")
+    space: dict[str, list[float | int | str] | dict[str, list[Any]]] = Field(
+        default_factory=dict, description="Parameters searched, added to or "
+        "replacing the learner's default space: [low, high] (integers when both "
+        "are), [low, high, log], or {choices: [...]}. LightGBM's default: "
+        "num_leaves, learning_rate, min_data_in_leaf, feature_fraction, "
+        "bagging_fraction, lambda_l2; the linear model's: C or alpha.")
+
+    @model_validator(mode="after")
+    def _check_space(self) -> SearchSpec:
+        for name, rng in self.space.items():
+            if isinstance(rng, dict):
+                if set(rng) != {"choices"} or not rng["choices"]:
+                    raise ValueError(f"space.{name}: expected {{choices: [...]}} "
+                                     f"with at least one value")
+                continue
+            nums = [v for v in rng[:2] if isinstance(v, int | float)
+                    and not isinstance(v, bool)]
+            if len(rng) not in (2, 3) or len(nums) != 2 or (
+                    len(rng) == 3 and rng[2] != "log"):
+                raise ValueError(f"space.{name}: expected [low, high] or [low, high, "
+                                 f"log], got {rng}")
+            if not nums[0] < nums[1]:
+                raise ValueError(f"space.{name}: low {nums[0]} must be below high "
+                                 f"{nums[1]}")
+            if len(rng) == 3 and nums[0] <= 0:
+                raise ValueError(f"space.{name}: a log scale needs low above 0")
+        return self
+
+
 class ModelSpec(_Strict):
     """Which learner to fit, with what parameters."""
 
@@ -831,6 +868,11 @@ class ModelSpec(_Strict):
         default=None, gt=0.0, lt=1.0, description="loss: focal: the weight of "
         "positive rows (1 - alpha for negatives); none by default, as "
         "class_weight already weighs classes.")
+    search: SearchSpec | None = Field(
+        default=None, description="Search the learner's parameters on the "
+        "validation split (Optuna TPE, time-boxed) before the final fit; the "
+        "spec's own params are kept when no trial beats them. The test split is "
+        "read once, by the final model. `mlsd tune` runs the search alone.")
     intervals: IntervalSpec | None = Field(
         default=None, description="Regression: prediction intervals, served "
         "with every value (lower, upper) and measured on test.")
