@@ -900,7 +900,12 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
                     cols[key] = acc.column(key)
                 cols["_source"] = acc.column("_source")
                 cols["_line"] = acc.column("_line")
-                if artifact.task == "binary":
+                if artifact.objectives is not None:  # the combined score first
+                    cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
+                    for n in artifact.objectives.names:
+                        cols[n] = pa.array([p["objectives"][n] for p in preds],
+                                           pa.float64())
+                elif artifact.task == "binary":
                     cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
                     cols["label"] = pa.array([p["label"] for p in preds], label_type)
                 elif artifact.task == "multiclass":

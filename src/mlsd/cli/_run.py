@@ -126,10 +126,13 @@ def _init_example(folder: Path, example: str) -> None:
     from ..examples import write
 
     manifest = write(example, folder)
-    rows = sum(manifest["rows"].values())
-    err.print(f"wrote example {example!r} to {folder}/: {rows} posts in "
-              f"{len(manifest['rows'])} files, {len(manifest['defects'])} planted "
-              f"defects (data/defects.json)")
+    if "rows" in manifest:  # forum-spam
+        what = (f"{sum(manifest['rows'].values())} posts in {len(manifest['rows'])} "
+                f"files, {len(manifest['defects'])} planted defects "
+                f"(data/defects.json)")
+    else:
+        what = manifest["summary"]
+    err.print(f"wrote example {example!r} to {folder}/: {what}")
     out.print(f"next: cd {folder} && mlsd run")
 
 
@@ -253,6 +256,24 @@ def print_summary(s: dict[str, Any]) -> None:
         if g:
             out.print(f"Gap on {g['metric']}: {g['gap']} between {g['best']} (best) "
                       f"and {g['worst']} (worst)")
+    ob = s.get("objectives")
+    if ob:
+        t = rich_table(f"Objectives ({ob['mode']} served; combined score ranks each, "
+                       f"on test)")
+        for c in ("objective", "weight", "own model (test)", "decoupled", "joint"):
+            t.add_column(c)
+        for k, o in ob["objectives"].items():
+            t.add_row(f"{k} ({o['target']}, {o['task']})", f"{o['weight']:.2f}",
+                      "; ".join(f"{mk} {fmt(mv)}" for mk, mv in o["metrics"].items()),
+                      f"{ob['rank_metric'][k]} "
+                      f"{fmt(ob['combined_at_spec_weights']['decoupled'][k])}",
+                      fmt(ob["combined_at_spec_weights"]["joint"][k]))
+        out.print(t)
+        sec = ob["seconds_per_move"]
+        ms = sec["decoupled"] * 1000
+        out.print(f"Trade-off: a move of the weights costs {ms:.1f} ms decoupled "
+                  f"(recombined), {sec['joint']} s joint (retrained); "
+                  f"joint model: {ob['joint_note']}")
     reg = s.get("registry") or {}
     c = reg.get("compared")
     if c:

@@ -2,14 +2,17 @@
 
 ``forum-spam`` is the course's spam example: raw CSV and JSONL posts, their declared
 schemas, a spec, and the manifest of the defects planted in the raw files.
+``feed-ranking`` is its framing chapter's feed ranked by two objectives (quality
+and engagement), with a spec declaring ``problem.objectives``.
 """
 
 from pathlib import Path
 
 from ..errors import MlsdError
+from ._feed_ranking import write_example as write_feed_ranking
 from ._forum_spam import generate_posts, write_example
 
-EXAMPLES = {"forum-spam": write_example}
+EXAMPLES = {"forum-spam": write_example, "feed-ranking": write_feed_ranking}
 
 
 def write(name: str, folder: Path, **kwargs) -> dict:

@@ -110,13 +110,15 @@ class ModelArtifact:
 
     def __init__(self, *, folder: Path, manifest: dict[str, Any],
                  pipeline: FeaturePipeline, learner: Learner,
-                 input_schema: dict[str, Any], intervals: Any = None):
+                 input_schema: dict[str, Any], intervals: Any = None,
+                 objectives: Any = None):
         self.folder = folder
         self.manifest = manifest
         self.pipeline = pipeline
         self.learner = learner
         self.input_schema = input_schema
         self.intervals = intervals  # regression: ._intervals.Intervals
+        self.objectives = objectives  # several: ._objectives.ObjectiveModels
 
     @property
     def model_id(self) -> str:
@@ -129,8 +131,8 @@ class ModelArtifact:
     @staticmethod
     def save(folder: Path, *, manifest: dict[str, Any], pipeline: FeaturePipeline,
              learner: Learner, input_schema: dict[str, Any],
-             evaluation: dict[str, Any] | None = None, intervals: Any = None
-             ) -> Path:
+             evaluation: dict[str, Any] | None = None, intervals: Any = None,
+             objectives: Any = None) -> Path:
         """Write the artifact; ``evaluation`` (the test curves and the
         importance) is kept for reports made later from the artifact;
         ``intervals`` (regression) adds the quantile pair and the conformal
@@ -138,6 +140,11 @@ class ModelArtifact:
         folder.mkdir(parents=True, exist_ok=False)
         model_file = learner.save(folder)
         extra = [] if intervals is None else intervals.save(folder)
+        primary = None
+        if objectives is not None:
+            primary = next(o.name for o in objectives.objectives
+                           if o.target == manifest["target"])
+            extra += objectives.save(folder, primary)
         (folder / FEATURES).write_text(pipeline.to_json(), encoding="utf-8")
         (folder / INPUT_SCHEMA).write_text(
             json.dumps(input_schema, indent=1, sort_keys=True) + "\n",
@@ -152,6 +159,8 @@ class ModelArtifact:
         doc = {**manifest, "model_file": model_file, "files": files}
         if intervals is not None:
             doc["intervals"] = intervals.meta()
+        if objectives is not None:
+            doc["objectives"] = objectives.meta(primary)
         (folder / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True,
                                                   default=str) + "\n",
                                        encoding="utf-8")
@@ -210,8 +219,15 @@ class ModelArtifact:
 
             intervals = Intervals.load(folder, manifest["intervals"],
                                        manifest.get("threads"))
+        objectives = None
+        if manifest.get("objectives"):
+            from ._objectives import ObjectiveModels
+
+            objectives = ObjectiveModels.load(folder, manifest["objectives"], learner,
+                                              manifest.get("threads"))
         return cls(folder=folder, manifest=manifest, pipeline=pipeline,
-                   learner=learner, input_schema=schema, intervals=intervals)
+                   learner=learner, input_schema=schema, intervals=intervals,
+                   objectives=objectives)
 
     @property
     def evaluation(self) -> dict[str, Any]:
@@ -225,15 +241,22 @@ class ModelArtifact:
                              f"mismatch)")
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def score(self, table: pa.Table) -> np.ndarray:
+    def score(self, table: pa.Table, weights: dict[str, float] | None = None
+              ) -> np.ndarray:
         """Raw model output for typed rows: probabilities, or values (with
-        prediction intervals: rows of value, lower, upper)."""
+        prediction intervals: rows of value, lower, upper; with several
+        objectives: rows of the combined score and each objective's output,
+        ``weights`` changing the combination of a decoupled model)."""
         if table.num_rows == 0:
+            if self.objectives is not None:
+                return np.zeros((0, 1 + len(self.objectives.objectives)))
             return np.zeros((0, 3) if self.intervals is not None else 0)
         derive = self.input_schema.get("derive") or {}
         if derive:
             table = derive_columns(table, derive)
         X = self.pipeline.apply(table)
+        if self.objectives is not None:
+            return self.objectives.score(X, weights)
         out = self.learner.predict(X)
         if self.intervals is None:
             return out
@@ -241,8 +264,15 @@ class ModelArtifact:
         return np.column_stack([out, lo, hi])
 
     def decide(self, out: np.ndarray) -> list[dict[str, Any]]:
-        """Per-row prediction documents: score(s) and the decided label."""
+        """Per-row prediction documents: score(s) and the decided label (with
+        several objectives: the combined score and each objective's output)."""
         m = self.manifest
+        if self.objectives is not None:
+            names = self.objectives.names
+            return [{"score": float(row[0]),
+                     "objectives": {n: float(v) for n, v in zip(names, row[1:],
+                                                                strict=True)}}
+                    for row in out]
         if self.task == "binary":
             thr = m["threshold"]
             pos, neg = m["classes"][1], m["classes"][0]

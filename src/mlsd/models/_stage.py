@@ -39,12 +39,14 @@ DEFAULT_METRICS = {
 def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
     """The raw fields a prediction request carries: every column but the target."""
     target = spec.problem.target
+    targets = set(spec.problem.targets)  # several objectives: every label
     derived = dict(spec.transform.derive)
-    cols = {c: t for c, t in schema.columns.items() if c != target
+    cols = {c: t for c, t in schema.columns.items() if c not in targets
             and c not in derived}
     return {"columns": cols, "derive": derived,
             "required": [c for c in spec.validate_.required if c in cols],
             "key": spec.key, "target": target,
+            "targets": sorted(targets),
             "null_values": list(spec.validate_.null_values),
             "rules": serving_rules(spec, cols)}
 
@@ -105,6 +107,45 @@ def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
     key = tuple(json.dumps(c, default=str) for c in classes)
     return ctx.memo(("models.labelled", pipeline.digest(), key, training.node,
                      splits.node), make)
+
+
+def objective_labels(ctx: RunContext, parts: dict, classes: list
+                     ) -> dict[str, dict[str, np.ndarray]]:
+    """Each objective's labels per split, for the rows
+    :func:`labelled_matrices` keeps (NaN: none; a binary objective as 0/1)."""
+    import numpy as np
+
+    from ..errors import ModelError
+    from ._train import target_array
+
+    problem = ctx.spec.problem
+    index = {c: i for i, c in enumerate(classes)} if problem.task != (
+        "regression") else None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, o in problem.objectives.items():
+        out[name] = {}
+        for p, rows in parts.items():
+            _, keep = target_array(problem.task,
+                                   rows.column(problem.target).to_pylist(), index)
+            values = rows.column(o.target).to_pylist()
+            if o.task == "binary":
+                y = np.array([np.nan if v is None else float(v == o.positive)
+                              for v in values])
+            else:
+                try:
+                    y = np.array([np.nan if v is None else float(v) for v in values])
+                except (TypeError, ValueError):
+                    raise ModelError(f"problem.objectives.{name}: {o.target!r} holds "
+                                     f"values that are not numbers; a regression "
+                                     f"objective needs numbers") from None
+            out[name][p] = y[keep]
+        if o.task == "binary":
+            seen = out[name]["train"][np.isfinite(out[name]["train"])]
+            if not len(seen) or seen.min() == seen.max():
+                raise ModelError(f"problem.objectives.{name}: {o.target!r} has one "
+                                 f"class only in training (positive "
+                                 f"{o.positive!r}); both are needed")
+    return out
 
 
 def train_weights(ctx: RunContext, classes: list, training: DatasetRef,
@@ -329,6 +370,16 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                        test_times=_test_times(ctx, parts, classes),
                        progress=None if step is None
                        else lambda done, value: step.advance(1))
+    objectives = objective_summary = None
+    if problem.objectives:
+        from ._objectives import fit_objectives
+
+        with ctx.reporter.stage(f"objectives ({len(problem.objectives)}: "
+                                f"decoupled and joint)"):
+            objectives, objective_summary = fit_objectives(
+                problem, spec.model, main=result.learner, X=X,
+                labels=objective_labels(ctx, parts, classes), seed=spec.seed,
+                weights=weights)
     robust = None
     if spec.augment.robustness is not None:
         from ._robustness import robustness
@@ -381,12 +432,12 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                        learner=result.learner, input_schema=ischema,
                        evaluation={"curves": result.curves,
                                    "importance": result.importance},
-                       intervals=result.intervals)
+                       intervals=result.intervals, objectives=objectives)
     # later stages of this run use the fitted objects, not a copy read back
     ctx.cache[("models.artifact", model_id)] = ModelArtifact(
         folder=folder, manifest=json.loads((folder / MANIFEST).read_text(
             encoding="utf-8")), pipeline=pipeline, learner=result.learner,
-        input_schema=ischema, intervals=result.intervals)
+        input_schema=ischema, intervals=result.intervals, objectives=objectives)
     rel = ctx.relative(folder)
     ref = ArtifactRef(artifact_id=model_id, kind="model", path=rel,
                       metadata={**{k: manifest[k] for k in (
@@ -427,6 +478,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
             "split": {"positive_rate": positive_rate},
             "augment": {"rows": augmented or None, "robustness": robust},
             "slices": slices,
+            "objectives": objective_summary,
             "imbalance": None if result.balance is None else {
                 **result.balance, "accuracy": accuracy,
                 "class_weight": spec.model.class_weight},

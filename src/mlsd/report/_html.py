@@ -94,6 +94,34 @@ def _bar(title: str, labels: list[str], values: list[float], xtitle: str,
     return fig
 
 
+def _tradeoff_figure(obj: dict[str, Any]) -> go.Figure:
+    """How the combined score ranks by the first two objectives as the
+    weights move, decoupled (recombined) and joint (retrained)."""
+    names = list(obj["objectives"])[:2]
+    metric = obj["rank_metric"]
+    fig = go.Figure()
+    secs = obj["seconds_per_move"]
+    for mode, label in (("decoupled", f"decoupled ({secs['decoupled'] * 1000:.1f} ms "
+                                      f"a move: recombined)"),
+                        ("joint", f"joint ({secs['joint']:.1f} s a move: "
+                                  f"retrained)")):
+        pts = obj["tradeoff"].get(mode) or []
+        fig.add_scatter(
+            x=[p[names[0]] for p in pts], y=[p[names[1]] for p in pts],
+            mode="lines+markers", name=label,
+            text=[", ".join(f"{k} {v:.2f}" for k, v in p["weights"].items())
+                  for p in pts], hovertemplate="%{text}<br>%{x:.3f}, %{y:.3f}")
+    for mode, symbol in (("decoupled", "star"), ("joint", "diamond")):
+        at = obj["combined_at_spec_weights"][mode]
+        fig.add_scatter(x=[at[names[0]]], y=[at[names[1]]], mode="markers",
+                        marker={"symbol": symbol, "size": 14},
+                        name=f"{mode} at the spec's weights")
+    fig.update_layout(title="Trade-off (test): how the score ranks each objective",
+                      xaxis_title=f"{names[0]} ({metric[names[0]]})",
+                      yaxis_title=f"{names[1]} ({metric[names[1]]})")
+    return fig
+
+
 def _search_figure(found: dict[str, Any]) -> go.Figure:
     """Each trial's validation metric, the best so far, and the spec's own
     parameters' value."""
@@ -172,6 +200,10 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
         if band:
             plots.append(("interval-plot", _fig_html(_interval_figure(
                 band, metrics.get("intervals") or {}), "interval-plot")))
+    objectives = summary.get("objectives")
+    if objectives and objectives.get("tradeoff"):
+        plots.append(("tradeoff-plot", _fig_html(_tradeoff_figure(objectives),
+                                                 "tradeoff-plot")))
     found = ((summary.get("model") or {}).get("metrics") or {}).get("search")
     if found and found.get("history"):
         plots.append(("search-plot", _fig_html(_search_figure(found), "search-plot")))

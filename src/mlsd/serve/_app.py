@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import anyio
 import pyarrow as pa
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from .._threads import usable_cores
+from ..errors import ModelError
 from ..etl import PROVENANCE, arrow_type
 from ..formats import exported_name
 from ..models import ModelArtifact
@@ -190,7 +191,9 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
     # a row copied from the training data carries the label and mlsd's
     # provenance: accepted and dropped before validation; other unknown fields
     # still get a 422
-    ignored = tuple(dict.fromkeys([artifact.manifest["target"], *PROVENANCE,
+    ignored = tuple(dict.fromkeys([artifact.manifest["target"],
+                                   *artifact.input_schema.get("targets", []),
+                                   *PROVENANCE,
                                    *map(exported_name, PROVENANCE)]))
 
     @asynccontextmanager
@@ -255,7 +258,7 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
     body_schema = {"oneOf": [row_schema, {"type": "array", "items": row_schema,
                                           "maxItems": MAX_ROWS}]}
 
-    def score(body: Any) -> dict[str, Any]:
+    def score(body: Any, weights: str | None = None) -> dict[str, Any]:
         # Validated here rather than by a Union annotation, so that errors name
         # the row and the field once ("body", 3, "likes"), not once per branch.
         if isinstance(body, list):
@@ -288,19 +291,46 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                       for i, found in sorted(reasons.items()) for c, rule, msg in found]
             if failed:
                 raise RequestValidationError(failed)
-        out = artifact.score(table)
-        return {"model_version": version, "predictions": artifact.decide(out)}
+        chosen = None
+        if weights is not None:
+            if artifact.objectives is None:
+                raise RequestValidationError([{
+                    "loc": ("query", "weights"), "type": "value_error",
+                    "msg": "this model has one objective: no weights to set"}])
+            from ..models._objectives import parse_weights
+
+            try:
+                chosen = parse_weights(weights, artifact.objectives.names)
+            except ModelError as err:
+                raise RequestValidationError([{
+                    "loc": ("query", "weights"), "type": "value_error",
+                    "msg": str(err)}]) from None
+        try:
+            out = artifact.score(table, chosen)
+        except ModelError as err:  # a joint model's weights are fixed
+            raise RequestValidationError([{
+                "loc": ("query", "weights"), "type": "value_error",
+                "msg": str(err)}]) from None
+        doc = {"model_version": version, "predictions": artifact.decide(out)}
+        if artifact.objectives is not None:
+            doc["weights"] = chosen or artifact.objectives.weights
+            doc["combine"] = artifact.objectives.mode
+        return doc
 
     @app.post("/predict", openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": body_schema}}}})
-    async def predict(request: Request) -> Any:
+    async def predict(request: Request, weights: str | None = Query(
+            default=None, description="Several objectives: their weights in the "
+            "combined score for this request, as quality:0.5,engagement:0.5 "
+            "(decoupled models only; normalised to sum to 1).")) -> Any:
         try:
             body = await read_json(request, settings.max_body_bytes)
         except _Refused as r:
             return JSONResponse(status_code=r.status, content={
                 "detail": [{"loc": list(r.loc), "msg": r.msg, "type": r.kind}],
                 "model_version": version})
-        return await anyio.to_thread.run_sync(score, body, limiter=scoring)
+        return await anyio.to_thread.run_sync(score, body, weights,
+                                              limiter=scoring)
 
     # FastAPI's 422 for validation errors, plus the model version
     @app.exception_handler(RequestValidationError)

@@ -78,8 +78,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ObjectiveSpec(_Strict):
+    """One objective of several (``problem.objectives.NAME``)."""
+
+    target: str = Field(description="The column holding this objective's label.")
+    task: Literal["binary", "regression"] = Field(
+        description="regression (a value, squared loss) or binary (a probability, "
+        "log loss); the combined score ranks by both.")
+    weight: float = Field(gt=0.0, description="Its share of the combined score "
+                          "(weights are normalised to sum to 1).")
+    positive: Any = Field(default=True, description="binary: the positive label.")
+
+
 class ProblemSpec(_Strict):
     """What is predicted, and how success is measured."""
+
+    objectives: dict[str, ObjectiveSpec] | None = Field(
+        default=None, description="Several objectives (the course's feed ranked "
+        "by quality and engagement): a model per objective, combined as "
+        "sum(weight * standardised output), and a joint model of the weighted "
+        "losses, both measured and compared. task and target, when not given, are "
+        "the first objective's (the primary: split, baselines, audit).")
+    combine: Literal["decoupled", "joint"] = Field(
+        default="decoupled", description="objectives: the combined score served. "
+        "decoupled: one model per objective, weights changed at serving time "
+        "without retraining (?weights=quality:0.5,engagement:0.5); joint: one "
+        "model of the weighted loss, its weights fixed when it is trained.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary(cls, data: Any) -> Any:
+        # with objectives, task and target default to the first one's
+        if isinstance(data, dict) and isinstance(data.get("objectives"), dict) and (
+                data["objectives"]):
+            first = next(iter(data["objectives"].values()))
+            if isinstance(first, dict):
+                data = {**data}
+                data.setdefault("target", first.get("target"))
+                data.setdefault("task", first.get("task"))
+                if first.get("task") == "binary" and "positive" in first:
+                    data.setdefault("positive", first["positive"])
+        return data
 
     task: Literal["binary", "multiclass", "regression"] = Field(
         description="The kind of prediction; it fixes the loss and the metrics."
@@ -114,11 +153,29 @@ class ProblemSpec(_Strict):
                     f"metrics: unknown metric {m!r} for a {self.task} task"
                     + (f" (did you mean {near[0]!r}?)" if near else "")
                     + f"; expected some of {', '.join(known)}")
+        if self.objectives is not None:
+            if len(self.objectives) < 2:
+                raise ValueError("objectives: name two or more (one objective is "
+                                 "problem.target and problem.task)")
+            targets = [o.target for o in self.objectives.values()]
+            if len(set(targets)) != len(targets):
+                raise ValueError(f"objectives: two objectives share a target "
+                                 f"({', '.join(targets)})")
+            mine = {o.target: o for o in self.objectives.values()}
+            if self.target not in mine or mine[self.target].task != self.task:
+                raise ValueError(f"objectives: target {self.target!r} ({self.task}) "
+                                 f"must be one of the objectives (the primary one)")
         if self.threshold == "cost" and not self.costs:
             raise ValueError("threshold 'cost' needs a `costs` matrix (fp, fn, ...)")
         if self.task != "binary" and self.threshold == "cost":
             raise ValueError("a cost threshold applies only to binary tasks")
         return self
+
+    @property
+    def targets(self) -> list[str]:
+        """Every label column: the target, and each objective's."""
+        return list(dict.fromkeys([self.target, *[
+            o.target for o in (self.objectives or {}).values()]]))
 
 
 class SourceSpec(_Strict):
@@ -1194,10 +1251,10 @@ class ProjectSpec(_Strict):
             raise ValueError("model.class_weight: costs needs a binary task and "
                              "problem.costs (fp, fn, ...)")
         cols = [c for f in self.features for c in f.inputs]
-        if self.problem.target in cols:
-            raise ValueError(
-                f"features: the target {self.problem.target!r} cannot be a feature"
-            )
+        for target in self.problem.targets:
+            if target in cols:
+                raise ValueError(f"features: the target {target!r} cannot be a "
+                                 f"feature")
         return self
 
     @property
