@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
 __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
-           "compare_models", "promote_model", "prune_features",
+           "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "tune", "vacuum"]
 
@@ -831,6 +831,43 @@ def compare_models(project: Project | str | Path | None, a: str, b: str, *,
     res["rejected"] = len(rejected)
     res["rejected_rows"] = rejected[:20]
     return res
+
+
+def export_model(project: Project | str | Path | None, model: str | None,
+                 output: str | Path, *, fmt: str = "onnx") -> dict[str, Any]:
+    """Write a model's learner as ONNX to ``output`` (its input: the feature
+    vector; ``output``.json names the features), checked against native
+    scoring on the model's test rows when its data can still be read."""
+    from .models import ModelArtifact, export_onnx, model_parts
+
+    if fmt != "onnx":
+        raise SpecError(f"--format {fmt}: expected onnx")
+    proj = Project.of(project)
+    art = ModelArtifact.load(proj.find_model(model))
+    rows, note = None, None
+    try:
+        test = model_parts(proj.lake, art.manifest)["test"]
+        rows = art.pipeline.apply(_derived(art, test))
+    except Exception as err:  # noqa: BLE001 - the data may be gone: said
+        note = f"parity not measured: the model's test rows cannot be read ({err})"
+    out = Path(output)
+    if out.suffix != ".onnx":
+        raise SpecError(f"--output {output}: the file name must end in .onnx")
+    res = export_onnx(art.learner, art.pipeline.names(), out,
+                      manifest=art.manifest, check_on=rows)
+    res["model_id"] = art.model_id
+    if note:
+        res["parity_note"] = note
+    return res
+
+
+def _derived(artifact, table):
+    """``table`` with the derived columns ``artifact`` needs and lacks."""
+    from .models._artifact import derive_columns
+
+    missing = {n: e for n, e in (artifact.input_schema.get("derive") or {}).items()
+               if n not in table.column_names}
+    return derive_columns(table, missing) if missing else table
 
 
 def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,

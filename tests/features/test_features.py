@@ -100,6 +100,24 @@ def test_time_parts_are_cyclic(fitted):
     assert X[4, names.index("ts__missing")] == 1
 
 
+def test_mirror_hours_get_the_same_wave_in_batch_and_one_row(fitted):
+    """cos(2 pi 11/24) and cos(2 pi 13/24) differ in their last bit when
+    computed; left so, trees split on that noise (which float32 scorers such
+    as ONNX cannot reproduce). Rounded, the twins are equal, in both paths."""
+    rows = pa.table({"ts": pa.array([datetime(2024, 1, 1, h, tzinfo=UTC)
+                                     for h in range(24)], TS)})
+    names = fitted.names()
+    full = pa.table({c: pa.nulls(24) for c in ("x", "c", "u", "txt")}).append_column(
+        "ts", rows.column("ts"))
+    B = fitted.apply(full).toarray()
+    cos = B[:, names.index("ts.hour_cos")]
+    assert cos[11] == cos[13] and cos[1] == cos[23]
+    for h in (11, 13):
+        one = fitted.apply_one({"x": None, "c": None, "u": None, "txt": None,
+                                "ts": datetime(2024, 1, 1, h, tzinfo=UTC)})
+        assert one.toarray()[0][names.index("ts.hour_cos")] == cos[h]
+
+
 HASH_SNIPPET = """
 import pyarrow as pa
 from mlsd.features import HashingFeature

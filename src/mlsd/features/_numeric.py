@@ -335,6 +335,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
 
+def _wave(x: np.ndarray) -> np.ndarray:
+    """A sine or cosine rounded to 12 decimals: cos(2 pi 11/24) and
+    cos(2 pi 13/24) differ in their last bit, and trees split on that noise
+    (the example's model did), a split that float32 consumers (ONNX) cannot
+    reproduce. The batch and the one-row paths both round here."""
+    return np.round(x, 12)
+
+
 def _seconds(col: pa.Array) -> np.ndarray:
     """Seconds since the epoch (UTC) of a timestamp column; numbers as they are."""
     if pa.types.is_timestamp(col.type):
@@ -383,8 +391,8 @@ class PeriodicFeature(Transform):
         cols = []
         for k in range(1, state["harmonics"] + 1):
             angle = 2 * np.pi * k * phase
-            cols += [np.where(miss, 0.0, np.sin(angle)),
-                     np.where(miss, 0.0, np.cos(angle))]
+            cols += [np.where(miss, 0.0, _wave(np.sin(angle))),
+                     np.where(miss, 0.0, _wave(np.cos(angle)))]
         if state["indicator"]:
             cols.append(miss.astype(np.float64))
         return np.column_stack(cols)
@@ -495,8 +503,8 @@ class TimeFeature(Transform):
             if part in ("month", "day"):
                 v = np.where(miss, 0.0, v - 1)  # a missing time: all zeros
             angle = 2 * np.pi * v / _PERIOD[part]
-            cols += [v, np.where(miss, 0.0, np.sin(angle)),
-                     np.where(miss, 0.0, np.cos(angle))]
+            cols += [v, np.where(miss, 0.0, _wave(np.sin(angle))),
+                     np.where(miss, 0.0, _wave(np.cos(angle)))]
         cols.append(miss.astype(np.float64))
         return block(np.column_stack(cols))
 
@@ -510,7 +518,7 @@ class TimeFeature(Transform):
         vals = np.array([float(parts[p]) for p in state["parts"]])
         angle = 2 * np.pi * vals / np.array([float(_PERIOD[p])
                                              for p in state["parts"]])
-        sin, cos = np.sin(angle), np.cos(angle)
+        sin, cos = _wave(np.sin(angle)), _wave(np.cos(angle))
         out = []
         for k in range(len(vals)):
             out += [vals[k], sin[k], cos[k]]

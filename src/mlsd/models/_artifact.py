@@ -19,6 +19,7 @@ MANIFEST = "manifest.json"
 FEATURES = "features.json"
 INPUT_SCHEMA = "input_schema.json"
 EVALUATION = "evaluation.json"
+ONNX = "model.onnx"
 
 
 def _sha(path: Path) -> str:
@@ -132,11 +133,12 @@ class ModelArtifact:
     def save(folder: Path, *, manifest: dict[str, Any], pipeline: FeaturePipeline,
              learner: Learner, input_schema: dict[str, Any],
              evaluation: dict[str, Any] | None = None, intervals: Any = None,
-             objectives: Any = None) -> Path:
+             objectives: Any = None, onnx_rows: Any = None) -> Path:
         """Write the artifact; ``evaluation`` (the test curves and the
         importance) is kept for reports made later from the artifact;
         ``intervals`` (regression) adds the quantile pair and the conformal
-        widths, served with every value."""
+        widths, served with every value; ``onnx_rows`` (feature rows: the
+        test split's) adds ``model.onnx``, checked on them."""
         folder.mkdir(parents=True, exist_ok=False)
         model_file = learner.save(folder)
         extra = [] if intervals is None else intervals.save(folder)
@@ -149,6 +151,14 @@ class ModelArtifact:
         (folder / INPUT_SCHEMA).write_text(
             json.dumps(input_schema, indent=1, sort_keys=True) + "\n",
             encoding="utf-8")
+        onnx = None
+        if onnx_rows is not None:
+            from ._onnx import export_onnx
+
+            onnx = export_onnx(learner, pipeline.names(), folder / ONNX,
+                               manifest=manifest, check_on=onnx_rows)
+            extra += [ONNX, f"{ONNX}.json"]
+            onnx["path"] = ONNX
         names = [model_file, FEATURES, INPUT_SCHEMA, *extra]
         if evaluation is not None:
             (folder / EVALUATION).write_text(
@@ -161,6 +171,8 @@ class ModelArtifact:
             doc["intervals"] = intervals.meta()
         if objectives is not None:
             doc["objectives"] = objectives.meta(primary)
+        if onnx is not None:
+            doc["onnx"] = onnx
         (folder / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True,
                                                   default=str) + "\n",
                                        encoding="utf-8")

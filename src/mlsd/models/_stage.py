@@ -432,7 +432,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                        learner=result.learner, input_schema=ischema,
                        evaluation={"curves": result.curves,
                                    "importance": result.importance},
-                       intervals=result.intervals, objectives=objectives)
+                       intervals=result.intervals, objectives=objectives,
+                       onnx_rows=X["test"] if spec.model.onnx else None)
     # later stages of this run use the fitted objects, not a copy read back
     ctx.cache[("models.artifact", model_id)] = ModelArtifact(
         folder=folder, manifest=json.loads((folder / MANIFEST).read_text(

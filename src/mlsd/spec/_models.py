@@ -925,6 +925,11 @@ class ModelSpec(_Strict):
         default=None, gt=0.0, lt=1.0, description="loss: focal: the weight of "
         "positive rows (1 - alpha for negatives); none by default, as "
         "class_weight already weighs classes.")
+    onnx: bool = Field(
+        default=False, description="Also save the learner as ONNX (model.onnx in "
+        "the artifact, its input the feature vector), checked against native "
+        "scoring on the test rows. Needs `pip install 'mlsd[onnx]'`. "
+        "`mlsd models export ID` does it for a model already trained.")
     search: SearchSpec | None = Field(
         default=None, description="Search the learner's parameters on the "
         "validation split (Optuna TPE, time-boxed) before the final fit; the "
