@@ -225,7 +225,7 @@ def test_stages_lists_reads_writes_and_where_a_run_can_start(fresh_project):
     rows = json.loads(run_cli("stages", "--json", cwd=fresh_project).stdout)
     assert [r["stage"] for r in rows] == ["ingest", "table", "sample", "split",
                                           "features", "train", "audit", "register",
-                                          "report"]
+                                          "report", "track"]
     by = {r["stage"]: r for r in rows}
     assert by["split"]["reads"] == {"training": "dataset", "sample": "dataset"}
     assert by["train"]["can_start_here"] is False

@@ -4,7 +4,7 @@
 that declares what it reads and writes:
 
     ingest -> table -> sample -> split -> features -> train -> audit -> register
-    -> report
+    -> report -> track
 
 :func:`run` hands them to the runner (:mod:`mlsd.runtime`), which records the
 progress, timing, lineage edges and summary of each; a run can stop after a
@@ -26,7 +26,7 @@ from .errors import DataError, LakeError, SpecError
 from .etl import ingest as ingest_stage
 from .features import features
 from .models import register, train_model
-from .report import report
+from .report import report, track
 from .runtime import (
     Project,
     Reporter,
@@ -51,10 +51,10 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
-           "score_file", "sql", "stages", "tune", "vacuum"]
+           "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
 
 STAGES: tuple[Stage, ...] = (ingest_stage, table, sample, split, features,
-                             train_model, audit, register, report)
+                             train_model, audit, register, report, track)
 """The stages of ``mlsd run``, in order. To add one, write a function with
 :func:`mlsd.runtime.stage` and put it in this list (or pass your own list to
 :func:`run`)."""
@@ -868,6 +868,40 @@ def _derived(artifact, table):
     missing = {n: e for n, e in (artifact.input_schema.get("derive") or {}).items()
                if n not in table.column_names}
     return derive_columns(table, missing) if missing else table
+
+
+def track_run(project: Project | str | Path | None, run_id: str | None = None, *,
+              uri: str | None = None, experiment: str | None = None
+              ) -> dict[str, Any]:
+    """Log a recorded run (default: the last that finished) to MLflow at
+    ``uri`` (default: ``tracking.mlflow_uri``)."""
+    from .report import log_run
+
+    proj = Project.of(project)
+    uri = uri or proj.spec.tracking.mlflow_uri
+    if not uri:
+        raise SpecError("no MLflow tracking URI: set tracking.mlflow_uri in "
+                        "mlsd.yaml or pass --uri sqlite:///mlflow.db")
+    runs = [r for r in proj.catalog.runs() if r["status"] == "done"
+            and r.get("summary")]
+    if run_id is not None:
+        runs = [r for r in runs if r["run_id"].startswith(run_id)]
+    if not runs or (run_id is not None and len(runs) > 1):
+        raise SpecError(f"no finished run{' ' + run_id if run_id else ''} to log "
+                        f"(or more than one matches): run ids are the report "
+                        f"names in .mlsd/reports/")
+    run = runs[-1]
+    import json
+
+    summary = json.loads(run["summary"])
+    paths = summary.get("paths") or {}
+    artifacts = [proj.root / paths[k] for k in ("report",) if paths.get(k)]
+    if paths.get("model"):
+        artifacts.append(proj.root / paths["model"] / "manifest.json")
+    return log_run(uri, experiment or proj.spec.tracking.experiment or proj.spec.name,
+                   run_id=run["run_id"],
+                   spec=proj.spec.model_dump(mode="json", by_alias=True),
+                   summary=summary, root=proj.root, artifacts=artifacts)
 
 
 def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,

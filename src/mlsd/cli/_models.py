@@ -512,3 +512,30 @@ def show_search(r: dict[str, Any]) -> None:
               f"trial: {fmt(r['best_value'])}; kept {r['chosen']}: {r['params']}")
     if r.get("written"):
         out.print(f"wrote {r['written']}")
+
+
+@top.command()
+def track(
+    run_id: Annotated[str | None, typer.Argument(
+        help="A run id or its start (default: the last finished run).")] = None,
+    uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: tracking.mlflow_uri in mlsd.yaml), "
+             "for example sqlite:///mlflow.db.")] = None,
+    experiment: Annotated[str | None, typer.Option(
+        help="MLflow experiment (default: tracking.experiment, else the project "
+             "name).")] = None,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Log a recorded run to MLflow: parameters, metrics with their intervals,
+    mlsd's ids as tags, the report and the model manifest. `mlsd run` does it
+    itself when tracking.mlflow_uri is set. Needs `pip install 'mlsd[mlflow]'`.
+
+    Example: mlsd track --uri sqlite:///mlflow.db
+    """
+    from ..pipeline import track_run
+
+    res = track_run(project(config), run_id, uri=uri, experiment=experiment)
+    emit(res, as_json, lambda r: out.print(
+        f"logged to MLflow run {r['mlflow_run_id']} in experiment "
+        f"{r['experiment']!r} ({r['params']} parameters, {r['metrics']} metrics) "
+        f"at {r['uri']}"))

@@ -15,6 +15,8 @@ _WHERE = {
     "render_audit": "_html",
     "render_report": "_html",
     "report": "_stage",
+    "track": "_stage",
+    "log_run": "_mlflow",
 }
 __getattr__, __dir__ = attach(__name__, _WHERE)
 
@@ -23,4 +25,6 @@ __all__ = [
     "render_audit",
     "render_report",
     "report",
+    "track",
+    "log_run",
 ]

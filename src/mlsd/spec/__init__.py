@@ -39,6 +39,7 @@ from ._models import (
     SourceSpec,
     SplitSpec,
     SqlSourceSpec,
+    TrackingSpec,
     TransformSpec,
     ValidateSpec,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "IntervalSpec",
     "ObjectiveSpec",
     "SearchSpec",
+    "TrackingSpec",
     "RegistrySpec",
     "FeatureSpec",
     "ImbalanceSpec",

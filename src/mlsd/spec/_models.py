@@ -1113,6 +1113,19 @@ class RegistrySpec(_Strict):
         "alias yet). mlsd serve picks it up at its next start.")
 
 
+class TrackingSpec(_Strict):
+    """Runs logged to an experiment tracker (``tracking:``)."""
+
+    mlflow_uri: str | None = Field(
+        default=None, min_length=1, description="Log each run to MLflow at this "
+        "tracking URI (sqlite:///mlflow.db: a file in the project; http://host:5000: "
+        "a server): parameters, metrics with their intervals, mlsd's ids as tags, "
+        "the report and the model manifest. Needs `pip install 'mlsd[mlflow]'`. A "
+        "tracker that cannot be reached is a warning: the run and its model stand.")
+    experiment: str | None = Field(default=None, min_length=1, description="The "
+                                   "MLflow experiment (default: the project name).")
+
+
 class AuditSpec(_Strict):
     """What the audit may accept as legitimate."""
 
@@ -1197,6 +1210,7 @@ class ProjectSpec(_Strict):
     report: ReportSpec = Field(default_factory=ReportSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     seed: int = 42
     data_roots: list[str] = Field(
         default_factory=list,
