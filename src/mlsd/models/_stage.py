@@ -274,20 +274,24 @@ def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: li
     if not wanted or spec.problem.task == "regression":
         return None
     index = {c: i for i, c in enumerate(classes)}
-    out = {}
+    out: dict[str, tuple] = {}
+    made: tuple | None = None  # smote and smotenc make the same rows: once
     for method in wanted:
-        try:
-            rows = smotenc_rows(TrainTable(train), columns=pipeline.columns,
-                                target=spec.problem.target, classes=classes,
-                                seed=spec.seed, ratio=spec.imbalance.ratio,
-                                k_neighbors=spec.imbalance.k_neighbors)
-        except SpecError:
-            if method == "smote":  # text or other inputs: SMOTE on the matrix
-                continue
-            raise
-        yv, keep = target_array(spec.problem.task,
-                                rows.column(spec.problem.target).to_pylist(), index)
-        out[method] = (pipeline.apply(rows)[keep], yv[keep])
+        if made is None:
+            try:
+                rows = smotenc_rows(TrainTable(train), columns=pipeline.columns,
+                                    target=spec.problem.target, classes=classes,
+                                    seed=spec.seed, ratio=spec.imbalance.ratio,
+                                    k_neighbors=spec.imbalance.k_neighbors)
+            except SpecError:
+                if method == "smote":  # text or other inputs: SMOTE on the matrix
+                    continue
+                raise
+            yv, keep = target_array(spec.problem.task,
+                                    rows.column(spec.problem.target).to_pylist(),
+                                    index)
+            made = (pipeline.apply(rows)[keep], yv[keep])
+        out[method] = made
     return out or None
 
 
