@@ -330,6 +330,14 @@ def _check(ctx: RunContext) -> list[tuple[str, str]]:
         elif cols[col] not in want:
             problems.append((where, f"{col!r} is {cols[col]}; "
                              f"{'numbers' if want == numbers else 'text'} needed"))
+    for name, o in (ctx.spec.problem.objectives or {}).items():
+        where = f"problem.objectives.{name}.target"
+        if o.target not in cols:
+            problems.append((where, f"column {o.target!r} is not in the data (its "
+                             f"columns: {', '.join(sorted(cols)[:12])})"))
+        elif o.task == "regression" and cols[o.target] not in numbers:
+            problems.append((where, f"{o.target!r} is {cols[o.target]}; a "
+                             f"regression objective needs numbers"))
     wanted = ctx.spec.evaluation.slices
     if isinstance(wanted, list):
         problems += [(f"evaluation.slices[{i}]", f"column {c!r} is not in the data")

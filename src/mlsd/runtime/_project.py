@@ -129,7 +129,7 @@ class Project:
                 how = said if how == "named" else f"{how}: {said}"
         art = self.catalog.artifact(model_id)
         if art is None or art["kind"] != "model":
-            raise ModelError(f"no model {model_id!r} (or more than one matches); "
-                             f"`mlsd models` lists the models, `mlsd models "
-                             f"aliases` the aliases")
+            raise ModelError(f"no model {model_id!r}: no alias of that name, and no "
+                             f"model id (or more than one) starts so; `mlsd models` "
+                             f"lists the models, `mlsd models aliases` the aliases")
         return self.root / art["path"], how
