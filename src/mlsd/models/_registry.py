@@ -165,11 +165,12 @@ def model_parts(lake: Lake, manifest: dict[str, Any]) -> dict[str, pa.Table]:
         raise ModelError(f"model {manifest['model_id']}'s data "
                          f"({tr['dataset']}@{tr['version']}) cannot be read any more "
                          f"({err}); compare on a file (--on FILE)") from None
-    labels = np.empty(rows.num_rows, dtype=object)
-    order = rows.column(ROW).to_numpy()
-    split_of = dict(zip(assigned.column(ROW).to_pylist(),
-                        assigned.column(SPLIT).to_pylist(), strict=True))
-    labels[:] = [split_of.get(int(r)) for r in order]
+    numbers = assigned.column(ROW).to_numpy()
+    size = int(max(numbers.max(initial=-1), rows.column(ROW).to_numpy().max(
+        initial=-1))) + 1
+    split_of = np.full(size, "", dtype=object)  # by _row number
+    split_of[numbers] = np.asarray(assigned.column(SPLIT).to_pylist(), dtype=object)
+    labels = split_of[rows.column(ROW).to_numpy()]
     return {p: rows.filter(pa.array(labels == p)) for p in ("train", "valid", "test")}
 
 
