@@ -232,7 +232,8 @@ def test_stages_lists_reads_writes_and_where_a_run_can_start(fresh_project):
     assert by["audit"]["module"] == "mlsd.audit"
     msg = _fails(fresh_project, "run", "--from", "train")
     assert "'features', which stage 'features' keeps in memory only" in msg
-    assert "Start from one of: ingest, table, sample, split, features, audit" in msg
+    assert ("Start from one of: ingest, table, sample, split, features, audit, "
+            "track" in msg)
     assert not (fresh_project / ".mlsd").exists()  # said before anything ran
 
 

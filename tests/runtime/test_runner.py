@@ -136,7 +136,7 @@ def test_a_run_can_start_only_where_its_inputs_are_persisted():
     # the run's own list: train reads the fitted features, kept in memory
     listed = {x["stage"]: x for x in stages()}
     assert [n for n, x in listed.items() if x["can_start_here"]] == [
-        "ingest", "table", "sample", "split", "features", "audit"]
+        "ingest", "table", "sample", "split", "features", "audit", "track"]
     assert "'features'" in listed["train"]["why_not"]
     assert "'audit'" in listed["report"]["why_not"]
 
@@ -185,7 +185,7 @@ def test_until_split_then_from_features_equals_a_whole_run(fresh_project, ran_pr
     assert [(e["stage"], e["status"]) for e in rest["stages"]] == [
         ("ingest", "reused"), ("table", "reused"), ("sample", "reused"),
         ("split", "reused"), ("features", "ran"), ("train", "ran"),
-        ("audit", "ran"), ("report", "ran")]
+        ("audit", "ran"), ("register", "ran"), ("report", "ran"), ("track", "ran")]
     whole = ran_project[1]
     for key in ("totals", "split", "audit", "audit_design", "shap",
                 "importance", "metric_names", "lineage"):
@@ -251,7 +251,8 @@ def test_a_stage_list_runs_on_a_copy_of_a_ran_project(ran_project, tmp_path):
     shutil.copytree(ran_project[0], folder)
     s = mlsd.run(folder, from_="audit")
     first = ran_project[1]
-    assert [e["status"] for e in s["stages"]] == ["reused"] * 6 + ["ran"] * 2
+    # audit, register, report, track
+    assert [e["status"] for e in s["stages"]] == ["reused"] * 6 + ["ran"] * 4
     assert s["model"] == first["model"]
     assert s["audit"] == first["audit"] and s["shap"] == first["shap"]
     assert (folder / s["paths"]["report"]).is_file()
