@@ -162,7 +162,8 @@ def test_first_run_freezes_the_inferred_schema(fresh_project):
         assert frozen["columns"] == declared[source]
         assert frozen["origin"]["rows_sampled"]
     assert all(src["schema_frozen"] for src in s["sources"])
-    assert s["totals"]["rows_quarantined"] == 32
+    planted = json.loads((fresh_project / "data/defects.json").read_text())
+    assert s["totals"]["rows_quarantined"] == len(planted["defects"])
 
 
 HEAVY = ("sklearn", "lightgbm", "scipy", "duckdb", "deltalake", "pyarrow",

@@ -18,6 +18,7 @@ import yaml
 from deltalake import DeltaTable
 
 from tests._helpers import run_cli
+from tests.conftest import EXAMPLE_POSTS
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ COLUMNS = ["post_id", "author_id", "created_at", "text", "likes", "dislikes",
 def test_run_summary_reconciles_and_beats_baselines(ran_project):
     folder, s = ran_project
     t = s["totals"]
-    assert t["rows_in"] == 20_000
+    assert t["rows_in"] == EXAMPLE_POSTS
     assert t["rows_in"] == t["rows_stored"] + t["rows_quarantined"]
     for src in s["sources"]:
         assert src["rows_in"] == src["rows_stored"] + src["rows_quarantined"]

@@ -91,7 +91,8 @@ def test_rerun_on_unchanged_input_adds_no_dataset_version(ran_project, tmp_path)
     by = {x["source"]: x for x in s["sources"]}
     assert by["posts_export"]["skipped"] and not by["posts_log"]["skipped"]
     assert by["posts_log"]["version"] == before["sources/posts_log"] + 1
-    assert by["posts_log"]["rows_in"] == 6001
+    rows = json.loads((folder / "data/defects.json").read_text())["rows"]
+    assert by["posts_log"]["rows_in"] == rows["data/posts_log.jsonl"] + 1
 
 
 def test_lineage_reaches_source_file_hashes(ran_project):
@@ -148,7 +149,7 @@ def _poisoned_copy(folder: Path, dst: Path) -> Path:
     split = DeltaTable(str(folder / ".mlsd/lake/splits/forum-spam")
                        ).to_pyarrow_table().to_pylist()
     held_out = {r["post_id"] for r in split if r["_split"] != "train"}
-    assert len(held_out) > 5000
+    assert len(held_out) > 0.25 * len(split)  # valid and test: 30%
     shutil.copytree(folder, dst, ignore=shutil.ignore_patterns(".mlsd"))
 
     def poison(rec: dict) -> dict:
