@@ -116,3 +116,16 @@ def external_refs(html: str) -> list[tuple[str, str]]:
     parser = Refs()
     parser.feed(html)
     return parser.external
+
+
+def diabetes_project(folder: Path) -> Path:
+    """A project made by `mlsd init` from scikit-learn's diabetes data (442
+    rows, regression on `target`) in ``folder/proj``; not yet run."""
+    from sklearn.datasets import load_diabetes
+
+    import mlsd
+
+    data = folder / "diabetes.csv"
+    load_diabetes(as_frame=True).frame.to_csv(data, index=False)
+    mlsd.init(folder / "proj", str(data), target="target")
+    return folder / "proj"

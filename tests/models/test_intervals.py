@@ -28,6 +28,7 @@ from mlsd.models._train import make_learner
 from mlsd.pipeline import Project
 from mlsd.serve import create_app
 from mlsd.spec import ModelSpec
+from tests._helpers import diabetes_project
 
 
 def _hetero(n: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -135,13 +136,7 @@ def test_intervals_where_they_make_no_sense_are_refused(change, message):
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory) -> tuple[Path, dict]:
-    from sklearn.datasets import load_diabetes
-
-    tmp = tmp_path_factory.mktemp("intervals")
-    data = tmp / "diabetes.csv"
-    load_diabetes(as_frame=True).frame.to_csv(data, index=False)
-    folder = tmp / "proj"
-    mlsd.init(folder, str(data), target="target")
+    folder = diabetes_project(tmp_path_factory.mktemp("intervals"))
     s = mlsd.run(Project.of(folder).with_overrides(
         ["model.intervals={coverage: 0.8, method: cqr}"]))
     return folder, s

@@ -17,7 +17,7 @@ from mlsd.errors import ModelError
 from mlsd.models import LightGBMLearner, LinearLearner, ModelArtifact
 from mlsd.models._onnx import learner_to_onnx, parity
 from mlsd.pipeline import Project
-from tests._helpers import run_cli
+from tests._helpers import diabetes_project, run_cli
 
 pytest.importorskip("onnxruntime")
 
@@ -86,11 +86,9 @@ def test_export_of_the_example_model_matches_mlsd_on_its_test_rows(
 
 
 def test_the_spec_saves_a_checked_onnx_copy_in_the_artifact(tmp_path):
-    data = tmp_path / "diabetes.csv"
-    load_diabetes(as_frame=True).frame.to_csv(data, index=False)
-    mlsd.init(tmp_path / "proj", str(data), target="target")
-    s = mlsd.run(Project.of(tmp_path / "proj").with_overrides(["model.onnx=true"]))
-    model_dir = tmp_path / "proj" / s["paths"]["model"]
+    folder = diabetes_project(tmp_path)
+    s = mlsd.run(Project.of(folder).with_overrides(["model.onnx=true"]))
+    model_dir = folder / s["paths"]["model"]
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert {"model.onnx", "model.onnx.json"} <= set(manifest["files"])
     assert manifest["onnx"]["parity"]["ok"]

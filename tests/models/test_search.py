@@ -18,7 +18,7 @@ import mlsd
 from mlsd.models import search
 from mlsd.pipeline import Project
 from mlsd.spec import ImbalanceSpec, ModelSpec, ProblemSpec, SearchSpec
-from tests._helpers import run_cli
+from tests._helpers import diabetes_project, run_cli
 
 
 class NoTest(dict):
@@ -96,14 +96,7 @@ def test_search_spaces_that_cannot_be_searched_are_refused(space, message):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    from sklearn.datasets import load_diabetes
-
-    tmp = tmp_path_factory.mktemp("search")
-    data = tmp / "diabetes.csv"
-    load_diabetes(as_frame=True).frame.to_csv(data, index=False)
-    folder = tmp / "proj"
-    mlsd.init(folder, str(data), target="target")
-    return folder
+    return diabetes_project(tmp_path_factory.mktemp("search"))
 
 
 def test_a_run_searches_then_fits_with_what_it_chose(project):

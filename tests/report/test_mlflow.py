@@ -10,21 +10,14 @@ import pytest
 
 import mlsd
 from mlsd.pipeline import Project
-from tests._helpers import run_cli
+from tests._helpers import diabetes_project, run_cli
 
 pytest.importorskip("mlflow")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    from sklearn.datasets import load_diabetes
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    data = tmp / "diabetes.csv"
-    load_diabetes(as_frame=True).frame.to_csv(data, index=False)
-    folder = tmp / "proj"
-    mlsd.init(folder, str(data), target="target")
-    return folder
+    return diabetes_project(tmp_path_factory.mktemp("mlflow"))
 
 
 def test_a_run_is_logged_with_its_metrics_ids_and_report(project):
