@@ -326,7 +326,7 @@ def lineage(model_id: ModelIdArg, config: ConfigOpt = None,
     """
     proj = project(config)
     cat = proj.catalog
-    art = cat.artifact(model_id)
+    art = cat.artifact(cat.alias(model_id) or model_id)  # an id, its start, an alias
     if art is None or art["kind"] != "model":
         raise MlsdError(f"no model {model_id!r} (or more than one matches); "
                         f"`mlsd models` lists them")
