@@ -83,6 +83,8 @@ def test_promotion_and_rollback_change_what_serve_answers_with(project):
                                       "serve.model in the spec: alias challenger")
     aliases = json.loads(run_cli("models", "aliases", "--json", cwd=project).stdout)
     assert [a["alias"] for a in aliases] == ["challenger", "champion"]
+    walked = json.loads(run_cli("lineage", "challenger", "--json", cwd=project).stdout)
+    assert walked["model_id"] == strong
 
 
 @pytest.mark.parametrize("name, message", [
