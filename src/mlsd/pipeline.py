@@ -839,6 +839,7 @@ def export_model(project: Project | str | Path | None, model: str | None,
     vector; ``output``.json names the features), checked against native
     scoring on the model's test rows when its data can still be read."""
     from .models import ModelArtifact, export_onnx, model_parts
+    from .models._registry import with_derived
 
     if fmt != "onnx":
         raise SpecError(f"--format {fmt}: expected onnx")
@@ -847,7 +848,7 @@ def export_model(project: Project | str | Path | None, model: str | None,
     rows, note = None, None
     try:
         test = model_parts(proj.lake, art.manifest)["test"]
-        rows = art.pipeline.apply(_derived(art, test))
+        rows = art.pipeline.apply(with_derived(art, test))
     except Exception as err:  # noqa: BLE001 - the data may be gone: said
         note = f"parity not measured: the model's test rows cannot be read ({err})"
     out = Path(output)
@@ -859,15 +860,6 @@ def export_model(project: Project | str | Path | None, model: str | None,
     if note:
         res["parity_note"] = note
     return res
-
-
-def _derived(artifact, table):
-    """``table`` with the derived columns ``artifact`` needs and lacks."""
-    from .models._artifact import derive_columns
-
-    missing = {n: e for n, e in (artifact.input_schema.get("derive") or {}).items()
-               if n not in table.column_names}
-    return derive_columns(table, missing) if missing else table
 
 
 def track_run(project: Project | str | Path | None, run_id: str | None = None, *,

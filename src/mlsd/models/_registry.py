@@ -112,15 +112,19 @@ def _labels(artifact: ModelArtifact, values: list) -> tuple[np.ndarray, np.ndarr
     return codes, codes >= 0
 
 
-def _scored(artifact: ModelArtifact, table: pa.Table) -> np.ndarray:
-    """The model's raw output on rows as the lake stores them: derived
-    columns the rows lack are computed as the model's spec derives them."""
+def with_derived(artifact: ModelArtifact, table: pa.Table) -> pa.Table:
+    """Rows as the lake stores them, with the derived columns ``artifact``
+    reads and they lack, computed as the model's spec derives them."""
     from ._artifact import derive_columns
 
     derive = artifact.input_schema.get("derive") or {}
     missing = {n: e for n, e in derive.items() if n not in table.column_names}
-    if missing:
-        table = derive_columns(table, missing)
+    return derive_columns(table, missing) if missing else table
+
+
+def _scored(artifact: ModelArtifact, table: pa.Table) -> np.ndarray:
+    """The model's raw output on rows as the lake stores them."""
+    table = with_derived(artifact, table)
     absent = [c for c in artifact.pipeline.columns if c not in table.column_names]
     if absent:
         raise DataError(f"the rows lack {', '.join(absent[:8])}, which model "

@@ -121,12 +121,12 @@ def objective_labels(ctx: RunContext, parts: dict, classes: list
     problem = ctx.spec.problem
     index = {c: i for i, c in enumerate(classes)} if problem.task != (
         "regression") else None
+    keeps = {p: target_array(problem.task, rows.column(problem.target).to_pylist(),
+                             index)[1] for p, rows in parts.items()}
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, o in problem.objectives.items():
         out[name] = {}
         for p, rows in parts.items():
-            _, keep = target_array(problem.task,
-                                   rows.column(problem.target).to_pylist(), index)
             values = rows.column(o.target).to_pylist()
             if o.task == "binary":
                 y = np.array([np.nan if v is None else float(v == o.positive)
@@ -138,7 +138,7 @@ def objective_labels(ctx: RunContext, parts: dict, classes: list
                     raise ModelError(f"problem.objectives.{name}: {o.target!r} holds "
                                      f"values that are not numbers; a regression "
                                      f"objective needs numbers") from None
-            out[name][p] = y[keep]
+            out[name][p] = y[keeps[p]]
         if o.task == "binary":
             seen = out[name]["train"][np.isfinite(out[name]["train"])]
             if not len(seen) or seen.min() == seen.max():
