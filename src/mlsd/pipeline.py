@@ -306,6 +306,10 @@ def tune(project: Project | str | Path | None = None, *, trials: int | None = No
     from .models import search_stage
 
     project = Project.of(project)
+    if trials is not None and trials < 1:
+        raise SpecError(f"--trials {trials}: expected 1 or more")
+    if seconds is not None and not seconds > 0:
+        raise SpecError(f"--seconds {seconds}: expected seconds above 0")
     target = _beside_spec(project, write, "tuned") if write is not None else None
     head = STAGES[:STAGES.index(features) + 1]
     summary = execute(project, (*head, search_stage(trials=trials, seconds=seconds)),
