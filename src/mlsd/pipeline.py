@@ -975,6 +975,13 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
                 elif artifact.task == "binary":
                     cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
                     cols["label"] = pa.array([p["label"] for p in preds], label_type)
+                elif artifact.task == "multilabel":  # a score per label
+                    for c in artifact.manifest["classes"]:
+                        cols[f"score_{c}"] = pa.array([p["scores"][str(c)]
+                                                       for p in preds], pa.float64())
+                    sep = artifact.manifest.get("separator", "|")
+                    cols["labels"] = pa.array([sep.join(p["labels"]) for p in preds],
+                                              pa.string())
                 elif artifact.task == "multiclass":
                     for c in artifact.manifest["classes"]:
                         cols[f"score_{c}"] = pa.array([p["scores"][str(c)]

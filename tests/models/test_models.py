@@ -140,9 +140,11 @@ def test_every_metric_the_spec_accepts_is_computed():
     y = np.array([0, 1, 0, 1, 1, 0])
     outputs = {"binary": np.array([.1, .8, .3, .6, .9, .2]),
                "multiclass": np.eye(2)[y] * 0.8 + 0.1,
+               "multilabel": np.eye(2)[y] * 0.8 + 0.1,
                "regression": y + 0.1}
+    labels = {"multilabel": np.eye(2, dtype=int)[y]}
     for task, names in TASK_METRICS.items():
-        got = task_metrics(task, y, outputs[task])
+        got = task_metrics(task, labels.get(task, y), outputs[task])
         assert set(names) <= set(got), (task, set(names) - set(got))
 
 

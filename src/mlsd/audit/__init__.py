@@ -5,7 +5,8 @@ leakage the course lists (exact and near duplicates across splits, group and
 time leakage, a feature that alone solves the task or is derived from the
 target, ID-like columns, preprocessing fitted before the split) and for what
 generalisation depends on (missing-rate and distribution shift, unseen
-categories, class imbalance). Each :class:`Finding` carries a check name, a
+categories, class imbalance); :func:`audit_labels` audits a multilabel target
+one label at a time. Each :class:`Finding` carries a check name, a
 severity (thresholds in :data:`THRESHOLDS`), the columns, a message and the
 evidence numbers, with the rows they used. :func:`audit_splits` is the check
 ``mlsd run`` makes on its own splits; the :func:`audit` stage of ``mlsd run``
@@ -24,6 +25,7 @@ _WHERE = {
     "group_overlap": "_leakage",
     "AuditResult": "_pair",
     "audit_pair": "_pair",
+    "audit_labels": "_pair",
     "split_table": "_pair",
     "audit": "_stage",
 }
@@ -35,6 +37,7 @@ __all__ = [
     "AuditResult",
     "Finding",
     "audit",
+    "audit_labels",
     "audit_pair",
     "audit_splits",
     "duplicates_across_splits",

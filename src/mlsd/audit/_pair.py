@@ -250,3 +250,80 @@ def split_table(table: pa.Table, how: str, *, target: str, test_share: float = 0
     implied = {"time": col if kind == "time" else None,
                "group": col if kind == "group" else None}
     return (table.filter(pc.invert(mask)), table.filter(mask), implied)
+
+
+MAX_AUDITED_LABELS = 10
+"""A multilabel target: the labels audited one by one (the most frequent)."""
+
+
+def audit_labels(train: pa.Table, test: pa.Table, *, target: str,
+                 separator: str = "|", **kwargs: Any) -> AuditResult:
+    """The audit of a multilabel target: :func:`audit_pair` of each label's
+    indicator (does the row have it?) as a binary target, for the
+    ``MAX_AUDITED_LABELS`` most frequent labels (the others listed in
+    ``design.labels``). A finding every label's audit makes (duplicates, a
+    time problem, shift: nothing of the target) is kept once; one that
+    depends on the label names it. Rows, profile, features and probe model
+    are the most frequent label's."""
+    from collections import Counter
+
+    from ..trainingdata import parse_labels
+
+    def indicator(table: pa.Table, label: str) -> pa.Table:
+        sets = [parse_labels(v, separator)
+                for v in table.column(target).to_pylist()]
+        col = pa.array([None if s is None else label in s for s in sets],
+                       pa.bool_())
+        return table.set_column(table.column_names.index(target), target, col)
+
+    counts = Counter(lb for v in train.column(target).to_pylist()
+                     for lb in (parse_labels(v, separator) or []))
+    ranked = [lb for lb, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    audited, left = ranked[:MAX_AUDITED_LABELS], ranked[MAX_AUDITED_LABELS:]
+    if not audited:
+        raise DataError(f"the multilabel target {target!r} has no label in the "
+                        f"train rows (read as JSON lists or joined by "
+                        f"{separator!r})")
+    results = {}
+    for lb in audited:
+        tr = indicator(train, lb)
+        if not pc.any(tr.column(target)).as_py() or pc.all(
+                pc.fill_null(tr.column(target), True)).as_py():
+            continue  # one class only in train: nothing of this label to audit
+        results[lb] = audit_pair(tr, indicator(test, lb), target=target,
+                                 task="binary", **kwargs)
+    if not results:
+        raise DataError(f"the multilabel target {target!r}: every label is on all "
+                        f"train rows or on none; nothing to audit")
+    seen: Counter = Counter((f.check, tuple(f.columns), f.message)
+                            for r in results.values() for f in r.findings)
+    findings: list[Finding] = []
+    shared: set = set()
+    for lb, r in results.items():
+        for f in r.findings:
+            key = (f.check, tuple(f.columns), f.message)
+            if seen[key] == len(results):  # the same for every label
+                if key not in shared:
+                    shared.add(key)
+                    findings.append(f)
+                continue
+            findings.append(Finding(check=f.check, severity=f.severity,
+                                    columns=f.columns,
+                                    message=f"label {lb!r}: {f.message}",
+                                    evidence={**f.evidence, "label": lb}))
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    findings.sort(key=lambda f: (order[f.severity], f.check, f.columns))
+    first = next(iter(results.values()))
+    seconds: dict[str, float] = {}
+    for r in results.values():
+        for k, v in r.seconds.items():
+            seconds[k] = round(seconds.get(k, 0.0) + v, 3)
+    design = {**first.design, "labels": {
+        "audited": list(results), "not_audited": left,
+        "one_class": [lb for lb in audited if lb not in results],
+        "probe_auc": {lb: (r.model or {}).get("score") for lb, r in results.items()},
+        "findings": {lb: len(r.findings) for lb, r in results.items()}}}
+    return AuditResult(findings=findings, task="multilabel", target=target,
+                       rows=first.rows, profile=first.profile,
+                       features=first.features, seconds=seconds, model=first.model,
+                       design=design, missingness=first.missingness)

@@ -11,7 +11,8 @@ from ..trainingdata import TEST, TRAIN, VALID, split_parts
 def _settings(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
     return {"audit": spec.audit, "time": spec.split.time, "group": spec.split.group,
-            "key": spec.key, "task": spec.problem.task, "seed": spec.seed}
+            "key": spec.key, "task": spec.problem.task, "seed": spec.seed,
+            "separator": spec.problem.separator}
 
 
 @stage(writes={"audit": "memory"}, settings=_settings)
@@ -23,7 +24,7 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     # imported here: declaring the stage costs no SciPy, sklearn or LightGBM
     from ..models import explain, labelled_matrices, load_model
     from ._leakage import audit_splits
-    from ._pair import audit_pair
+    from ._pair import audit_labels, audit_pair
 
     spec = ctx.spec
     target = spec.problem.target
@@ -44,10 +45,15 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
 
     fit_rows = pa.concat_tables([parts[TRAIN].select(audit_cols),
                                  parts[VALID].select(audit_cols)])
-    pair = audit_pair(fit_rows, parts[TEST].select(audit_cols), target=target,
-                      task=spec.problem.task, time_column=spec.split.time,
-                      group=spec.split.group, allow_shared=spec.audit.allow_shared,
-                      seed=spec.seed)
+    common = {"target": target, "time_column": spec.split.time,
+              "group": spec.split.group, "allow_shared": spec.audit.allow_shared,
+              "seed": spec.seed}
+    if spec.problem.task == "multilabel":  # each label's indicator in turn
+        pair = audit_labels(fit_rows, parts[TEST].select(audit_cols),
+                            separator=spec.problem.separator, **common)
+    else:
+        pair = audit_pair(fit_rows, parts[TEST].select(audit_cols),
+                          task=spec.problem.task, **common)
     # SHAP values of the run's own model, on validation rows
     X, _ = labelled_matrices(ctx, pipeline, artifact.manifest["classes"],
                              training, splits)

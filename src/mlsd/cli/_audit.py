@@ -38,8 +38,12 @@ def audit(
         "--allow-shared", help="An entity that may legitimately be in both splits "
         "(repeatable).")] = None,
     task: Annotated[str | None, typer.Option(
-        help="binary, multiclass or regression (default: from the target).")
+        help="binary, multiclass, multilabel or regression (default: from the "
+        "target). multilabel: each label audited as its own binary target.")
         ] = None,
+    separator: Annotated[str, typer.Option(
+        help="--task multilabel: what joins a row's labels (a JSON list needs "
+        "none).")] = "|",
     as_json: JsonOpt = False,
     json_path: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE", help="Also write the findings as JSON "
@@ -58,15 +62,16 @@ def audit(
       mlsd audit --train train.parquet --test test.parquet --target label
       mlsd audit --data all.csv --target churned --split time:signup_at --fail-on high
     """
-    from ..audit import SEVERITIES, audit_pair, split_table
+    from ..audit import SEVERITIES, audit_labels, audit_pair, split_table
     from ..etl import read_table
 
     if fail_on is not None and fail_on not in SEVERITIES:
         raise MlsdError(f"--fail-on: expected one of {', '.join(SEVERITIES)}, got "
                         f"{fail_on!r}")
-    if task is not None and task not in ("binary", "multiclass", "regression"):
-        raise MlsdError(f"--task: expected binary, multiclass or regression, got "
-                        f"{task!r}")
+    if task is not None and task not in ("binary", "multiclass", "multilabel",
+                                         "regression"):
+        raise MlsdError(f"--task: expected binary, multiclass, multilabel or "
+                        f"regression, got {task!r}")
     read_notes = []
 
     def load(path: Path):
@@ -94,9 +99,11 @@ def audit(
             raise MlsdError("--split goes with --data, not with --train/--test")
         train_t, test_t = load(train), load(test)
     with err.status("auditing"):
-        result = audit_pair(train_t, test_t, target=target, task=task,
-                            time_column=time_column, group=group,
-                            allow_shared=allow_shared or [], seed=seed)
+        common = {"target": target, "time_column": time_column, "group": group,
+                  "allow_shared": allow_shared or [], "seed": seed}
+        result = (audit_labels(train_t, test_t, separator=separator, **common)
+                  if task == "multilabel" else
+                  audit_pair(train_t, test_t, task=task, **common))
     doc = result.to_dict()
     doc["read"] = read_notes
     text = json.dumps(doc, indent=2, default=str)

@@ -339,7 +339,19 @@ def _print_model(s: dict[str, Any]) -> None:
     for b in m["metrics"]["baselines"].values():
         mt.add_row(b["description"], *[fmt(b["test"].get(n)) for n in names])
     out.print(mt)
-    if m["threshold"] is not None:
+    per_label = m["metrics"]["model"]["test"].get("per_label")
+    if per_label:  # multilabel: each label's own figures and threshold
+        how = "a classifier chain" if m.get("chain") else "a model per label"
+        lt = rich_table(f"Each label on test ({how})")
+        cols = ("positives", "predicted", "precision", "recall", "f1", "pr_auc",
+                "threshold")
+        lt.add_column("label")
+        for c in cols:
+            lt.add_column(c, justify="right")
+        for r in per_label:
+            lt.add_row(str(r["label"]), *[fmt(r.get(c)) for c in cols])
+        out.print(lt)
+    elif m["threshold"] is not None:
         out.print(f"Decision threshold {m['threshold']:.4f} (chosen on validation "
                   f"for {m['threshold_objective']}).")
     if boot and boot["margins"]:

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..errors import ModelError
 from ..features import FeaturePipeline
-from ._learners import LEARNERS, Learner
+from ._learners import Learner, learner_class
 
 MANIFEST = "manifest.json"
 FEATURES = "features.json"
@@ -218,10 +218,10 @@ class ModelArtifact:
             if hashes.get(name) != sha:
                 raise ModelError(f"{path}: missing or changed since the model was "
                                  f"saved (sha256 mismatch)")
-        kind = manifest["kind"]
-        if kind not in LEARNERS:
-            raise ModelError(f"{folder}: unknown model kind {kind!r}")
-        learner = LEARNERS[kind].load(folder, manifest)
+        try:
+            learner = learner_class(manifest).load(folder, manifest)
+        except ModelError as err:
+            raise ModelError(f"{folder}: {err}") from None
         pipeline = FeaturePipeline.from_json(
             (folder / FEATURES).read_text(encoding="utf-8"))
         schema = json.loads((folder / INPUT_SCHEMA).read_text(encoding="utf-8"))
@@ -290,6 +290,13 @@ class ModelArtifact:
             pos, neg = m["classes"][1], m["classes"][0]
             return [{"score": float(s), "label": pos if s >= thr else neg}
                     for s in out]
+        if self.task == "multilabel":
+            labels, thr = m["classes"], m["threshold"]
+            return [{"scores": {str(c): float(p) for c, p in zip(labels, row,
+                                                                 strict=True)},
+                     "labels": [str(c) for c, p, t in zip(labels, row, thr,
+                                                          strict=True) if p >= t]}
+                    for row in out]
         if self.task == "multiclass":
             classes = m["classes"]
             return [{"scores": {str(c): float(p) for c, p in zip(classes, row,

@@ -17,6 +17,8 @@ def prior_baseline(task: str, y_train: np.ndarray, n_rows: int, n_classes: int,
     of the training rows as weighted."""
     if task == "regression":
         return np.full(n_rows, float(np.average(y_train, weights=weights)))
+    if task == "multilabel":  # each label's rate
+        return np.tile(np.average(y_train, axis=0, weights=weights), (n_rows, 1))
     counts = np.bincount(y_train.astype(int), weights=weights,
                          minlength=max(n_classes, 2))
     prior = counts / counts.sum()
@@ -36,7 +38,7 @@ def one_feature_rule(task: str, X_train, y_train, X_valid, y_valid,
     """
     metric, higher = PRIMARY[task]
     best = None
-    cw = None if task == "regression" else class_weights(
+    cw = None if task in ("regression", "multilabel") else class_weights(
         y_train.astype(int), max(n_classes, 2))
     if weights is not None:
         weights = weights if cw is None else cw * weights
@@ -49,6 +51,10 @@ def one_feature_rule(task: str, X_train, y_train, X_valid, y_valid,
             tree = DecisionTreeRegressor(max_depth=max_depth, random_state=seed)
             tree.fit(xt, y_train, sample_weight=weights)
             out = tree.predict(xv)
+        elif task == "multilabel":  # one tree predicts every label
+            tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed)
+            tree.fit(xt, y_train.astype(int), sample_weight=weights)
+            out = _label_proba(tree, xv)
         else:
             tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed)
             tree.fit(xt, y_train.astype(int), sample_weight=weights)
@@ -69,8 +75,18 @@ def _proba(tree, x, task: str, n_classes: int) -> np.ndarray:
     return full[:, 1] if task == "binary" else full
 
 
+def _label_proba(tree, x) -> np.ndarray:
+    """P(label) of a multi-output tree, a column per label."""
+    p = tree.predict_proba(x)
+    return np.column_stack([
+        pj[:, list(c).index(1)] if 1 in c else np.zeros(x.shape[0])
+        for pj, c in zip(p, tree.classes_, strict=True)])
+
+
 def apply_rule(rule: dict[str, Any], task: str, X, n_classes: int) -> np.ndarray:
     x = X[:, rule["column"]].toarray()
     if task == "regression":
         return rule["tree"].predict(x)
+    if task == "multilabel":
+        return _label_proba(rule["tree"], x)
     return _proba(rule["tree"], x, task, n_classes)

@@ -19,6 +19,7 @@ bootstrap).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,10 @@ REPLICATES = 1000
 LEVEL = 0.95
 HIGHER = {"pr_auc": True, "roc_auc": True, "precision": True, "recall": True,
           "f1": True, "accuracy": True, "balanced_accuracy": True, "log_loss": False,
-          "brier": False, "macro_f1": True, "rmse": False, "mae": False, "r2": True}
+          "brier": False, "macro_f1": True, "rmse": False, "mae": False, "r2": True,
+          "micro_pr_auc": True, "micro_f1": True, "micro_precision": True,
+          "micro_recall": True, "macro_pr_auc": True, "macro_roc_auc": True,
+          "hamming_loss": False, "subset_accuracy": True}
 
 
 def counts(n: int, *, replicates: int = REPLICATES, seed: int = 0,
@@ -140,6 +144,8 @@ def metric_replicates(task: str, y: np.ndarray, out: np.ndarray,
         res["balanced_accuracy"] = np.nanmean(np.stack(recalls, axis=1), axis=1)
         pt = np.clip(proba[np.arange(len(y)), y], 1e-15, 1)
         res["log_loss"] = _div(W @ -np.log(pt), total)
+    elif task == "multilabel":
+        res.update(_label_replicates(y, out, threshold, W, names))
     else:
         y = y.astype(float)
         pred = np.asarray(out, dtype=float)
@@ -150,6 +156,56 @@ def metric_replicates(task: str, y: np.ndarray, out: np.ndarray,
         ss_tot = W @ y ** 2 - total * mean ** 2
         res["r2"] = 1 - _div(W @ err ** 2, ss_tot)
     return {m: res[m] for m in names if m in res}
+
+
+def _pooled_pr_auc(W: np.ndarray, Y: np.ndarray, P: np.ndarray,
+                   cells: int = 4_000_000) -> np.ndarray:
+    """Average precision of every (row, label) pair ranked together, for each
+    replicate: a drawn row brings all its labels. Replicates go in chunks of
+    at most ``cells`` matrix cells (rows x labels x replicates), so the
+    memory stays bounded whatever the label count."""
+    k = Y.shape[1]
+    y, s = Y.ravel(), P.ravel()
+    step = max(1, cells // max(y.size, 1))
+    out = [_ranking(np.repeat(W[i:i + step], k, axis=1), y, s)["pr_auc"]
+           for i in range(0, len(W), step)]
+    return np.concatenate(out)
+
+
+def _label_replicates(Y: np.ndarray, P: np.ndarray, threshold, W: np.ndarray,
+                      names: list[str]) -> dict[str, np.ndarray]:
+    """The multilabel metrics of every replicate (as
+    :func:`~._metrics.multilabel_metrics` computes them on the drawn rows)."""
+    from ._metrics import _label_thresholds
+
+    Y = np.asarray(Y, dtype=int)
+    P = np.clip(np.asarray(P, dtype=float), 1e-15, 1 - 1e-15)
+    k = Y.shape[1]
+    pred = (P >= _label_thresholds(threshold, k)).astype(int)
+    total = W.sum(axis=1)
+    tp, fp, fn = W @ (pred & Y), W @ (pred & (1 - Y)), W @ ((1 - pred) & Y)
+    TP, FP, FN = tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1)
+    present = (W @ Y) > 0
+    f1 = np.nan_to_num(_div(2 * tp, 2 * tp + fp + fn))
+    res = {"micro_f1": np.nan_to_num(_div(2 * TP, 2 * TP + FP + FN)),
+           "micro_precision": np.nan_to_num(_div(TP, TP + FP)),
+           "micro_recall": _div(TP, TP + FN),
+           "macro_f1": _div((f1 * present).sum(axis=1),
+                            present.sum(axis=1).astype(float)),
+           "hamming_loss": _div(W @ (pred != Y).mean(axis=1), total),
+           "subset_accuracy": _div(W @ (pred == Y).all(axis=1), total),
+           "log_loss": _div(W @ -(Y * np.log(P) + (1 - Y) * np.log(1 - P)).mean(
+               axis=1), total)}
+    if "micro_pr_auc" in names:  # every (row, label) ranked together
+        res["micro_pr_auc"] = _pooled_pr_auc(W, Y, P)
+    if {"macro_pr_auc", "macro_roc_auc"} & set(names):
+        per = [_ranking(W, Y[:, j], P[:, j]) for j in range(k)]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a replicate with none
+            for m in ("pr_auc", "roc_auc"):
+                res[f"macro_{m}"] = np.nanmean(np.stack([r[m] for r in per], axis=1),
+                                               axis=1)
+    return res
 
 
 def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:

@@ -48,11 +48,16 @@ def _apply_one(kind: str, m: dict[str, Any], score: np.ndarray) -> np.ndarray:
 def fit_calibration(kind: str, scores: np.ndarray, y: np.ndarray, task: str
                     ) -> dict[str, Any]:
     """The calibration map of ``kind`` fitted on validation ``scores``
-    (binary: P(positive); multiclass: one column per class) and labels."""
+    (binary: P(positive); multiclass: one column per class; multilabel: one
+    column per label, each calibrated on its own) and labels."""
     y = np.asarray(y, dtype=int)
     if task == "binary":
         return {"kind": kind, "maps": [_fit_one(kind, np.asarray(scores), y)]}
     scores = np.asarray(scores)
+    if task == "multilabel":  # each label on its own: no renormalising
+        return {"kind": kind, "independent": True,
+                "maps": [_fit_one(kind, scores[:, c], y[:, c])
+                         for c in range(scores.shape[1])]}
     return {"kind": kind, "maps": [_fit_one(kind, scores[:, c], (y == c).astype(int))
                                    for c in range(scores.shape[1])]}
 
@@ -66,6 +71,8 @@ def apply_calibration(cal: dict[str, Any] | None, scores: np.ndarray) -> np.ndar
         return _apply_one(kind, maps[0], np.asarray(scores, dtype=float))
     out = np.column_stack([_apply_one(kind, m, np.asarray(scores)[:, c])
                            for c, m in enumerate(maps)])
+    if cal.get("independent"):
+        return out
     total = out.sum(axis=1, keepdims=True)
     return np.where(total > 0, out / np.where(total > 0, total, 1.0),
                     1.0 / out.shape[1])

@@ -104,6 +104,30 @@ def shares_by_feature(values: np.ndarray, blocks: list) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: -d["shap"])
 
 
+def _values(learner, X: np.ndarray, back: np.ndarray
+            ) -> tuple[str, np.ndarray] | None:
+    """The explainer's name and SHAP values of one learner on ``X``
+    (``back``: the rows a linear explanation is measured from)."""
+    if hasattr(learner, "booster_"):
+        return "TreeExplainer", tree_shap(learner.booster_, X)
+    if not hasattr(learner, "coef_"):
+        return None
+    import shap
+
+    coef = np.asarray(learner.coef_, dtype=np.float64)
+    intercept = np.asarray(learner.intercept_, dtype=np.float64)
+    outputs = []
+    for k in range(coef.shape[0] if coef.ndim == 2 else 1):
+        c = coef[k] if coef.ndim == 2 else coef
+        b = intercept[k] if intercept.ndim and intercept.size > k else \
+            float(np.ravel(intercept)[0])
+        outputs.append(shap.LinearExplainer(
+            (c, b), shap.maskers.Independent(back, max_samples=len(back))
+        ).shap_values(X))
+    return "LinearExplainer", (outputs[0] if len(outputs) == 1
+                               else np.stack(outputs, -1))
+
+
 def explain(learner, X_rows, X_background, names: list[str],
             blocks: list, *, seed: int = 0
             ) -> dict[str, Any] | None:
@@ -119,32 +143,28 @@ def explain(learner, X_rows, X_background, names: list[str],
     rows = np.sort(rng.choice(n, size=min(n, SHAP_ROWS), replace=False))
     X = _dense(X_rows, rows)
     kind = getattr(learner, "kind", "")
+    m = X_background.shape[0]
+    back = _dense(X_background, np.sort(rng.choice(m, size=min(m, BACKGROUND_ROWS),
+                                                   replace=False)))
     try:
         with warnings.catch_warnings():  # shap's notes on formats and versions
             warnings.simplefilter("ignore")
-            if hasattr(learner, "booster_"):
-                explainer_name = "TreeExplainer"
-                values = tree_shap(learner.booster_, X)
-            elif hasattr(learner, "coef_"):
-                import shap
-
-                explainer_name = "LinearExplainer"
-                m = X_background.shape[0]
-                back = _dense(X_background, np.sort(rng.choice(
-                    m, size=min(m, BACKGROUND_ROWS), replace=False)))
-                coef = np.asarray(learner.coef_, dtype=np.float64)
-                intercept = np.asarray(learner.intercept_, dtype=np.float64)
-                outputs = []
-                for k in range(coef.shape[0] if coef.ndim == 2 else 1):
-                    c = coef[k] if coef.ndim == 2 else coef
-                    b = intercept[k] if intercept.ndim and intercept.size > k else \
-                        float(np.ravel(intercept)[0])
-                    outputs.append(shap.LinearExplainer(
-                        (c, b), shap.maskers.Independent(back, max_samples=len(back))
-                    ).shap_values(X))
-                values = outputs[0] if len(outputs) == 1 else np.stack(outputs, -1)
+            if hasattr(learner, "label_inputs"):
+                # a label set: each label's model explained, |SHAP| averaged over
+                # the labels (a chain's inputs from earlier labels left out)
+                per = [_values(m_, Xj, B)
+                       for (m_, Xj), (_, B) in zip(learner.label_inputs(X),
+                                                   learner.label_inputs(back),
+                                                   strict=True)]
+                if any(v is None for v in per):
+                    return None
+                explainer_name = per[0][0]
+                values = np.stack([v[1][:, :X.shape[1]] for v in per], axis=-1)
             else:
-                return None
+                one = _values(learner, X, back)
+                if one is None:
+                    return None
+                explainer_name, values = one
     except Exception:  # shap raises plain errors for models it cannot read
         return None
     values = shap_magnitude(values, X.shape[1])

@@ -395,3 +395,150 @@ class LinearLearner(Learner):
 
 LEARNERS: dict[str, type[Learner]] = {c.kind: c for c in (LightGBMLearner,
                                                           LinearLearner)}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class MultiLabelLearner(Learner):
+    """A label set: one binary learner of ``base`` kind per label (binary
+    relevance), or a classifier chain (``chain``): label j's learner also
+    reads labels 0..j-1, the true ones when fitting and the predicted ones
+    (at 0.5) when scoring, as scikit-learn's ``ClassifierChain`` does.
+
+    Written here rather than with scikit-learn's ``MultiOutputClassifier`` or
+    ``ClassifierChain`` because each label's learner is an mlsd learner
+    (early stopping on its validation column, class weights, a safe file
+    format, no pickle); the chain's order is the labels' (sorted) order.
+
+    ``predict`` gives a (rows, labels) matrix of probabilities, each label
+    calibrated on its own (``calibration_``: one map per label)."""
+
+    INDEX = "model.multilabel.json"
+
+    def __init__(self, *, base: str, n_classes: int, chain: bool = False,
+                 params: dict[str, Any] | None = None, class_weight: Any = "none",
+                 seed: int = 0, threads: int | None = None,
+                 loss: dict[str, Any] | None = None):
+        super().__init__(task="multilabel", n_classes=n_classes, params=params,
+                         class_weight=class_weight, seed=seed, threads=threads,
+                         loss=loss)
+        if base not in LEARNERS:
+            raise ModelError(f"unknown model kind {base!r}")
+        self.kind = base  # the manifest's kind: the learners' own
+        self.chain = chain
+
+    def _one(self) -> Learner:
+        return LEARNERS[self.kind](task="binary", n_classes=2, params=self.params,
+                                   class_weight=self.class_weight, seed=self.seed,
+                                   threads=self.threads, loss=self.loss)
+
+    def _inputs(self, X, labels: np.ndarray, j: int):
+        """Label j's inputs: ``X``, with labels 0..j-1 after it in a chain."""
+        if not self.chain or j == 0:
+            return X
+        if sp.issparse(X):
+            return sp.hstack([X, sp.csr_matrix(labels[:, :j].astype(np.float64))]
+                             ).tocsr()
+        return np.hstack([np.asarray(X, dtype=np.float64),
+                          labels[:, :j].astype(np.float64)])
+
+    def fit(self, X, y, X_valid=None, y_valid=None, sample_weight=None):
+        Y = np.asarray(y, dtype=int)
+        if Y.ndim != 2 or Y.shape[1] != self.n_classes:
+            raise ModelError(f"a multilabel learner needs a (rows, "
+                             f"{self.n_classes}) label matrix, got {Y.shape}")
+        valid = X_valid is not None and X_valid.shape[0] > 0
+        Yv = np.asarray(y_valid, dtype=int) if valid else None
+        self.n_features_ = X.shape[1]
+        self.models_ = []
+        for j in range(self.n_classes):
+            self.models_.append(self._one().fit(
+                self._inputs(X, Y, j), Y[:, j],
+                self._inputs(X_valid, Yv, j) if valid else None,
+                Yv[:, j] if valid else None, sample_weight=sample_weight))
+        return self
+
+    def label_inputs(self, X) -> list[tuple[Learner, Any]]:
+        """Each label's learner and the inputs it scores ``X`` with (in a
+        chain, the labels predicted before it): what SHAP explains."""
+        if not hasattr(self, "models_"):
+            raise NotFittedError("MultiLabelLearner: call fit() or load() first")
+        decided = np.zeros((X.shape[0], self.n_classes))
+        out = []
+        for j, m in enumerate(self.models_):
+            Xj = self._inputs(X, decided, j)
+            out.append((m, Xj))
+            if self.chain and j + 1 < self.n_classes:
+                decided[:, j] = m.predict(Xj) >= 0.5
+        return out
+
+    def predict(self, X):
+        if not hasattr(self, "models_"):
+            raise NotFittedError("MultiLabelLearner: call fit() or load() first")
+        n = X.shape[0]
+        out = np.zeros((n, self.n_classes))
+        decided = np.zeros((n, self.n_classes))
+        for j, m in enumerate(self.models_):
+            out[:, j] = m.predict(self._inputs(X, decided, j))
+            decided[:, j] = out[:, j] >= 0.5
+        return self._calibrated(out)
+
+    def meta(self) -> dict[str, Any]:
+        out = super().meta()
+        out["chain"] = self.chain
+        return out
+
+    def save(self, folder: Path) -> str:
+        """Each label's model in ``labels/NNN/``, listed with its sha256 in
+        ``model.multilabel.json`` (itself hashed in the manifest)."""
+        entries = []
+        for j, m in enumerate(self.models_):
+            sub = folder / "labels" / f"{j:03d}"
+            sub.mkdir(parents=True)
+            name = m.save(sub)
+            entries.append({"path": f"labels/{j:03d}/{name}",
+                            "sha256": _sha256(sub / name), "meta": m.meta()})
+        doc = {"chain": self.chain, "n_features": self.n_features_,
+               "models": entries}
+        (folder / self.INDEX).write_text(json.dumps(doc, sort_keys=True))
+        return self.INDEX
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> MultiLabelLearner:
+        doc = json.loads((folder / cls.INDEX).read_text())
+        obj = cls(base=meta["kind"], n_classes=meta["n_classes"],
+                  chain=bool(doc["chain"]), threads=meta.get("threads"),
+                  loss=meta.get("loss"))
+        obj.calibration_ = meta.get("calibration")
+        obj.n_features_ = int(doc["n_features"])
+        obj.models_ = []
+        base = LEARNERS[obj.kind]
+        for e in doc["models"]:
+            path = folder / e["path"]
+            if not path.is_file() or _sha256(path) != e["sha256"]:
+                raise ModelError(f"{path}: missing or changed since the model was "
+                                 f"saved (sha256 mismatch)")
+            obj.models_.append(base.load(path.parent, {
+                **e["meta"], "task": "binary", "n_classes": 2,
+                "threads": meta.get("threads")}))
+        return obj
+
+    def importance(self):
+        parts = [m.importance() for m in self.models_]
+        if any(p is None for p in parts):
+            return None
+        return np.sum([np.asarray(p)[:self.n_features_] for p in parts], axis=0)
+
+
+def learner_class(manifest: dict[str, Any]) -> type[Learner]:
+    """The class that loads a model of this manifest."""
+    if manifest.get("task") == "multilabel":
+        return MultiLabelLearner
+    kind = manifest.get("kind")
+    if kind not in LEARNERS:
+        raise ModelError(f"unknown model kind {kind!r}")
+    return LEARNERS[kind]

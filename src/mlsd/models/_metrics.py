@@ -9,8 +9,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 PRIMARY = {"binary": ("pr_auc", True), "multiclass": ("macro_f1", True),
-           "regression": ("rmse", False)}
-"""The metric that ranks models and baselines per task: (name, higher is better)."""
+           "multilabel": ("micro_pr_auc", True), "regression": ("rmse", False)}
+"""The metric that ranks models and baselines per task: (name, higher is better).
+A ranking metric where there are thresholds (binary, multilabel), so the
+verdict does not hang on a threshold chosen on a small validation split."""
 
 
 def _clean(d: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +72,82 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     })
 
 
+def _label_thresholds(threshold: Any, k: int) -> np.ndarray:
+    """A multilabel model's threshold per label (0.5 each when not chosen)."""
+    if threshold is None:
+        return np.full(k, 0.5)
+    return np.broadcast_to(np.asarray(threshold, dtype=float), (k,))
+
+
+def multilabel_metrics(Y: np.ndarray, P: np.ndarray, threshold: Any = None,
+                       labels: list | None = None) -> dict[str, Any]:
+    """Micro and macro metrics of a label-set prediction, and each label's.
+
+    Micro pools every (row, label) decision (micro PR-AUC ranks them all
+    together, threshold-free: the primary metric), so frequent labels weigh most;
+    macro averages the labels, each weighing the same, over the labels with a
+    positive among these rows (a label absent from them has no F1 to speak
+    of). ``threshold``: one per label (0.5 each by default). Hamming loss is
+    the share of wrong (row, label) decisions, subset accuracy the share of
+    rows whose whole set is right.
+    """
+    Y = np.asarray(Y, dtype=int)
+    P = np.clip(np.asarray(P, dtype=float), 1e-15, 1 - 1e-15)
+    n, k = Y.shape
+    thr = _label_thresholds(threshold, k)
+    pred = (P >= thr).astype(int)
+    tp = (pred & Y).sum(axis=0)
+    fp = (pred & (1 - Y)).sum(axis=0)
+    fn = ((1 - pred) & Y).sum(axis=0)
+    pos = Y.sum(axis=0)
+    f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    present = pos > 0
+    both = present & (pos < n)
+    per_label, pr_aucs, roc_aucs = [], [], []
+    for j in range(k):
+        pr = roc = float("nan")
+        if both[j]:
+            pr = skm.average_precision_score(Y[:, j], P[:, j])
+            roc = skm.roc_auc_score(Y[:, j], P[:, j])
+            pr_aucs.append(pr)
+            roc_aucs.append(roc)
+        per_label.append(_clean({
+            "label": str(labels[j]) if labels is not None else j,
+            "positives": int(pos[j]), "predicted": int(tp[j] + fp[j]),
+            "precision": tp[j] / (tp[j] + fp[j]) if tp[j] + fp[j] else 0.0,
+            "recall": tp[j] / pos[j] if pos[j] else float("nan"),
+            "f1": f1[j] if present[j] else float("nan"), "pr_auc": pr,
+            "roc_auc": roc, "threshold": float(thr[j])}))
+    TP, FP, FN = int(tp.sum()), int(fp.sum()), int(fn.sum())
+    ll = -(Y * np.log(P) + (1 - Y) * np.log(1 - P))
+    pooled = 0 < Y.sum() < Y.size  # every (row, label) ranked together
+    return {**_clean({
+        "micro_pr_auc": skm.average_precision_score(Y.ravel(), P.ravel())
+        if pooled else float("nan"),
+        "micro_f1": 2 * TP / (2 * TP + FP + FN) if 2 * TP + FP + FN else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "micro_precision": TP / (TP + FP) if TP + FP else 0.0,
+        "micro_recall": TP / (TP + FN) if TP + FN else float("nan"),
+        "macro_pr_auc": float(np.mean(pr_aucs)) if pr_aucs else float("nan"),
+        "macro_roc_auc": float(np.mean(roc_aucs)) if roc_aucs else float("nan"),
+        "hamming_loss": float(np.mean(pred != Y)) if n else float("nan"),
+        "subset_accuracy": float(np.mean((pred == Y).all(axis=1))) if n
+        else float("nan"),
+        "log_loss": float(ll.mean()) if n else float("nan"),
+        "label_cardinality": float(pos.sum() / n) if n else float("nan"),
+        "rows": n, "labels": k}), "per_label": per_label}
+
+
+def label_thresholds(Y: np.ndarray, P: np.ndarray, *, objective: str = "f1"
+                     ) -> list[float]:
+    """Each label's decision threshold, chosen on validation rows to maximise
+    its F1 (0.5 for a label with no positive among them: nothing to choose
+    from)."""
+    Y = np.asarray(Y, dtype=int)
+    return [choose_threshold(Y[:, j], P[:, j], objective=objective)
+            if Y[:, j].any() else 0.5 for j in range(Y.shape[1])]
+
+
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     y = np.asarray(y, dtype=float)
     pred = np.asarray(pred, dtype=float)
@@ -87,6 +165,8 @@ def task_metrics(task: str, y: np.ndarray, out: np.ndarray,
         return binary_metrics(y, out, 0.5 if threshold is None else threshold)
     if task == "multiclass":
         return multiclass_metrics(y, out)
+    if task == "multilabel":
+        return multilabel_metrics(y, out, threshold)
     return regression_metrics(y, out)
 
 
@@ -139,6 +219,17 @@ def curves(task: str, y: np.ndarray, out: np.ndarray, threshold: float | None,
         pred = (np.asarray(out) >= threshold).astype(int)
         res["confusion"] = skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
         return res
+    if task == "multilabel":  # each label's PR curve
+        Y, P = np.asarray(y, dtype=int), np.asarray(out, dtype=float)
+        pr = {}
+        for j in range(Y.shape[1]):
+            if 0 < Y[:, j].sum() < len(Y):
+                p, r, _ = skm.precision_recall_curve(Y[:, j], P[:, j])
+                pick = np.unique(np.linspace(0, len(p) - 1, min(max_points, len(p))
+                                             ).astype(int))
+                pr[j] = {"precision": np.round(p[pick], 5).tolist(),
+                         "recall": np.round(r[pick], 5).tolist()}
+        return {"label_pr": pr}
     if task == "multiclass":
         k = out.shape[1]
         return {"confusion": skm.confusion_matrix(y, out.argmax(axis=1),

@@ -26,6 +26,9 @@ INPUT = "features"
 
 
 def _why_not(learner: Learner, manifest: dict[str, Any] | None = None) -> str | None:
+    if learner.task == "multilabel":
+        return ("it is a set of per-label models (multilabel), one graph each; "
+                "ONNX export covers single models")
     if learner.calibration_:
         return "its scores go through a calibration map, which ONNX would not hold"
     if learner.focal:

@@ -107,6 +107,11 @@ def _labels(artifact: ModelArtifact, values: list) -> tuple[np.ndarray, np.ndarr
         y = np.array([np.nan if v is None else float(v) for v in values])
         return y, np.isfinite(y)
     index = {str(c): i for i, c in enumerate(artifact.manifest["classes"])}
+    if artifact.task == "multilabel":
+        from ._train import target_array
+
+        return target_array("multilabel", values, index,
+                            separator=artifact.manifest.get("separator", "|"))
     codes = np.array([index.get(str(v), -1) if v is not None else -1
                       for v in values])
     return codes, codes >= 0

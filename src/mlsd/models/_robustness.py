@@ -24,7 +24,7 @@ TEXT_KINDS = ("hashed_ngrams", "tfidf")
 NUMBER_KINDS = ("numeric", "bins", "fourier", "periodic", "cross")
 
 
-def decisions(task: str, scores: np.ndarray, threshold: float | None
+def decisions(task: str, scores: np.ndarray, threshold: Any
               ) -> np.ndarray:
     import numpy as np
 
@@ -32,12 +32,14 @@ def decisions(task: str, scores: np.ndarray, threshold: float | None
         return scores >= (0.5 if threshold is None else threshold)
     if task == "multiclass":
         return np.argmax(scores, axis=1)
+    if task == "multilabel":  # a row's set of labels
+        return scores >= (0.5 if threshold is None else np.asarray(threshold))
     return scores
 
 
 def robustness(learner: Learner, pipeline: FeaturePipeline, test: pa.Table,
                train: pa.Table, spec: RobustnessSpec, *, task: str, target: str,
-               threshold: float | None, seed: int, root: Any = None
+               threshold: Any, seed: int, root: Any = None
                ) -> dict[str, Any] | None:
     """Perturb up to ``spec.rows`` test rows (a seeded choice) and compare the
     model's decisions before and after: the flip rate (classification), the
@@ -83,8 +85,11 @@ def robustness(learner: Learner, pipeline: FeaturePipeline, test: pa.Table,
                                      / (spread or 1.0), 4)
         return out
     flips = decisions(task, before, threshold) != decisions(task, after, threshold)
+    if task == "multilabel":  # a row flips when any of its labels does
+        out["label_flip_rate"] = round(float(np.mean(flips)), 4)
+        flips = flips.any(axis=1)
     out["flip_rate"] = round(float(np.mean(flips)), 4)
     out["flipped"] = int(flips.sum())
-    if task == "binary":
+    if task in ("binary", "multilabel"):
         out["mean_score_change"] = round(float(np.mean(np.abs(after - before))), 4)
     return out

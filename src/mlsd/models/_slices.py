@@ -26,8 +26,10 @@ def slice_metrics(task: str, y: np.ndarray, out: np.ndarray,
     gap on ``primary``."""
     from ._metrics import task_metrics
 
-    keys = ("pr_auc", "recall", "precision", "f1") if task == "binary" else (
-        ("macro_f1", "accuracy") if task == "multiclass" else ("rmse", "mae"))
+    keys = {"binary": ("pr_auc", "recall", "precision", "f1"),
+            "multiclass": ("macro_f1", "accuracy"),
+            "multilabel": ("micro_f1", "macro_f1", "hamming_loss")}.get(
+                task, ("rmse", "mae"))
     out_rows = []
     for name, labels in groups.items():
         labels = np.asarray(labels)

@@ -31,6 +31,8 @@ IMBALANCED_METRICS = {"binary": ["recall", "f1", "pr_auc"],
 DEFAULT_METRICS = {
     "binary": ["pr_auc", "roc_auc", "recall", "precision", "f1", "accuracy"],
     "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "log_loss"],
+    "multilabel": ["micro_pr_auc", "micro_f1", "macro_f1", "macro_pr_auc",
+                   "hamming_loss", "subset_accuracy"],
     "regression": ["rmse", "mae", "r2"],
 }
 
@@ -88,19 +90,16 @@ def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
     """Inputs and encoded labels of every split, keeping the rows whose label
     the model knows (once per run for the same state, classes and versions)."""
     from ..features import feature_matrices
-    from ._train import target_array
+    from ._train import labels_of
 
     def make():
-        task = ctx.spec.problem.task
-        target = ctx.spec.problem.target
+        problem = ctx.spec.problem
         _, _, parts = split_parts(ctx, training, splits)
         X = dict(feature_matrices(ctx, pipeline, training, splits))
-        index = {c: i for i, c in enumerate(classes)} if task != "regression" \
-            else None
         y = {}
         for p in parts:
-            y[p], keep = target_array(task, parts[p].column(target).to_pylist(),
-                                      index)
+            y[p], keep = labels_of(problem, parts[p].column(
+                problem.target).to_pylist(), classes)
             if not keep.all():
                 X[p], y[p] = X[p][keep], y[p][keep]
         return X, y
@@ -116,13 +115,11 @@ def objective_labels(ctx: RunContext, parts: dict, classes: list
     import numpy as np
 
     from ..errors import ModelError
-    from ._train import target_array
+    from ._train import labels_of
 
     problem = ctx.spec.problem
-    index = {c: i for i, c in enumerate(classes)} if problem.task != (
-        "regression") else None
-    keeps = {p: target_array(problem.task, rows.column(problem.target).to_pylist(),
-                             index)[1] for p, rows in parts.items()}
+    keeps = {p: labels_of(problem, rows.column(problem.target).to_pylist(),
+                          classes)[1] for p, rows in parts.items()}
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, o in problem.objectives.items():
         out[name] = {}
@@ -153,17 +150,14 @@ def train_weights(ctx: RunContext, classes: list, training: DatasetRef,
     """Each training row's sample weight (a weighted or importance sample's),
     for the rows :func:`labelled_matrices` keeps; None when every row weighs 1."""
     from ..trainingdata import WEIGHT
-    from ._train import target_array
+    from ._train import labels_of
 
     _, _, parts = split_parts(ctx, training, splits)
     train = parts[TRAIN]
     if WEIGHT not in train.column_names:
         return None
     problem = ctx.spec.problem
-    index = {c: i for i, c in enumerate(classes)} if problem.task != (
-        "regression") else None
-    _, keep = target_array(problem.task, train.column(problem.target).to_pylist(),
-                           index)
+    _, keep = labels_of(problem, train.column(problem.target).to_pylist(), classes)
     return train.column(WEIGHT).to_numpy()[keep]
 
 
@@ -175,17 +169,15 @@ def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: l
     import numpy as np
 
     from ..trainingdata import AUGMENTED, WEIGHT, TrainTable, augment_rows
-    from ._train import target_array
+    from ._train import labels_of
 
     spec = ctx.spec
     aug = augment_rows(TrainTable(train), spec.augment, target=spec.problem.target,
                        seed=spec.seed, root=ctx.root)
     if aug is None:
         return None
-    index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
-        "regression") else None
-    yv, keep = target_array(spec.problem.task,
-                            aug.column(spec.problem.target).to_pylist(), index)
+    yv, keep = labels_of(spec.problem, aug.column(spec.problem.target).to_pylist(),
+                         classes)
     X = pipeline.apply(aug.drop_columns([AUGMENTED]))[keep]
     w = (aug.column(WEIGHT).to_numpy()[keep] if WEIGHT in aug.column_names
          else np.ones(int(keep.sum())))
@@ -204,13 +196,11 @@ def _slices(ctx: RunContext, test, X_test, y_test, result, classes: list
     from ..errors import SpecError
     from ._metrics import PRIMARY
     from ._slices import slice_metrics
-    from ._train import target_array
+    from ._train import labels_of
 
     spec = ctx.spec
-    index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
-        "regression") else None
-    _, keep = target_array(spec.problem.task,
-                           test.column(spec.problem.target).to_pylist(), index)
+    _, keep = labels_of(spec.problem, test.column(spec.problem.target).to_pylist(),
+                        classes)
     rows = test.filter(keep) if not keep.all() else test
     wanted = spec.evaluation.slices
     groups: dict[str, np.ndarray] = {}
@@ -241,7 +231,7 @@ def _test_times(ctx: RunContext, parts, classes: list) -> np.ndarray | None:
     split (the bootstrap then draws blocks of consecutive rows), else None."""
     from ._bootstrap import time_numbers
     from ._registry import time_column
-    from ._train import target_array
+    from ._train import labels_of
 
     spec = ctx.spec
     col = time_column(spec)
@@ -249,10 +239,8 @@ def _test_times(ctx: RunContext, parts, classes: list) -> np.ndarray | None:
         return None
 
     test = parts["test"]
-    index = {c: i for i, c in enumerate(classes)} if spec.problem.task != (
-        "regression") else None
-    _, keep = target_array(spec.problem.task,
-                           test.column(spec.problem.target).to_pylist(), index)
+    _, keep = labels_of(spec.problem, test.column(spec.problem.target).to_pylist(),
+                        classes)
     return time_numbers(test.column(col))[keep]
 
 
@@ -265,7 +253,7 @@ def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: li
     picks a category), as the chosen strategy or one compared."""
     from ..errors import SpecError
     from ..trainingdata import RAW_RESAMPLERS, TrainTable, smotenc_rows
-    from ._train import target_array
+    from ._train import labels_of
 
     spec = ctx.spec
     wanted = [m for m in dict.fromkeys([spec.imbalance.resample,
@@ -273,7 +261,6 @@ def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: li
               if m in (*RAW_RESAMPLERS, "smote")]
     if not wanted or spec.problem.task == "regression":
         return None
-    index = {c: i for i, c in enumerate(classes)}
     out: dict[str, tuple] = {}
     made: tuple | None = None  # smote and smotenc make the same rows: once
     for method in wanted:
@@ -287,9 +274,9 @@ def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: li
                 if method == "smote":  # text or other inputs: SMOTE on the matrix
                     continue
                 raise
-            yv, keep = target_array(spec.problem.task,
-                                    rows.column(spec.problem.target).to_pylist(),
-                                    index)
+            yv, keep = labels_of(spec.problem,
+                                 rows.column(spec.problem.target).to_pylist(),
+                                 classes)
             made = (pipeline.apply(rows)[keep], yv[keep])
         out[method] = made
     return out or None
@@ -420,7 +407,10 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         "model_id": model_id, "kind": spec.model.kind, "task": problem.task,
         "target": target, "classes": classes, "n_classes": len(classes) or 1,
         "threshold": result.threshold, "threshold_objective":
-        problem.threshold if problem.task == "binary" else None,
+        problem.threshold if problem.task == "binary" else (
+            "f1 per label" if problem.task == "multilabel" else None),
+        **({"separator": problem.separator} if problem.task == "multilabel"
+           else {}),
         "threads": spec.model.threads, "params": result.learner.params,
         **result.learner.meta(),
         # the rows the model was fitted on, when they are not the train split
@@ -470,7 +460,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     metric_names = list(dict.fromkeys(problem.metrics
                                       + DEFAULT_METRICS[problem.task]))
     accuracy = None
-    if result.balance and result.balance["imbalanced"]:
+    if result.balance and result.balance["imbalanced"] and (
+            problem.task in IMBALANCED_METRICS):
         # accuracy says little when one class dominates: shown beside the
         # majority class's own, not as a headline metric
         lead = IMBALANCED_METRICS[problem.task]
@@ -498,7 +489,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
             "model": {k: manifest[k] for k in (
                 "model_id", "kind", "task", "target", "classes", "threshold",
                 "threshold_objective", "n_features", "metrics",
-                "beats_baselines")},
+                "beats_baselines")} | {k: manifest[k] for k in ("chain", "separator")
+                                       if k in manifest},
             "importance": result.importance[:10],
             "lineage": {"datasets": lineage_datasets},
             "metric_names": metric_names,

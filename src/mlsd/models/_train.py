@@ -3,6 +3,7 @@ threshold on validation, measure everything on validation and test."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,16 @@ from ..spec import (
     ModelSpec,
     ProblemSpec,
 )
+from ..trainingdata import parse_labels
 from ._baselines import apply_rule, one_feature_rule, prior_baseline
-from ._learners import LEARNERS, Learner
-from ._metrics import PRIMARY, choose_threshold, curves, task_metrics
+from ._learners import LEARNERS, Learner, MultiLabelLearner
+from ._metrics import (
+    PRIMARY,
+    choose_threshold,
+    curves,
+    label_thresholds,
+    task_metrics,
+)
 
 RULE_KINDS = ("numeric", "time", "onehot", "bins", "ordinal", "frequency", "target",
               "periodic")
@@ -28,11 +36,31 @@ RULE_KINDS = ("numeric", "time", "onehot", "bins", "ordinal", "frequency", "targ
 
 def encode_target(problem: ProblemSpec, train_values: list,
                   ) -> tuple[list, dict[Any, int] | None]:
-    """The class list (binary: [negative, positive]) and value -> index map."""
+    """The class list (binary: [negative, positive]; multilabel: every label
+    seen in training, sorted) and value -> index map."""
     task = problem.task
     present = [v for v in train_values if v is not None]
     if task == "regression":
         return [], None
+    if task == "multilabel":
+        sets = [s for s in (parse_labels(v, problem.separator) for v in present)
+                if s is not None]
+        counts = Counter(label for s in sets for label in s)
+        if len(counts) < 2:
+            raise ModelError(
+                f"problem.task is multilabel but the training rows of "
+                f"{problem.target!r} hold {len(counts)} distinct label(s) "
+                f"{sorted(counts)[:5]} (read as JSON lists or joined by "
+                f"{problem.separator!r}, problem.separator); one label is task "
+                f"binary")
+        always = sorted(lb for lb, n in counts.items() if n == len(sets))
+        if always:
+            raise ModelError(
+                f"multilabel target {problem.target!r}: label(s) "
+                f"{', '.join(map(repr, always[:5]))} on every training row: "
+                f"nothing to learn for them; drop them from the target")
+        classes = sorted(counts)
+        return classes, {c: i for i, c in enumerate(classes)}
     seen = sorted(set(present), key=lambda v: (str(type(v)), v))
     if task == "binary":
         pos = problem.positive
@@ -54,21 +82,44 @@ def encode_target(problem: ProblemSpec, train_values: list,
     return classes, {c: i for i, c in enumerate(classes)}
 
 
-def target_array(task: str, values: list, index: dict[Any, int] | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded labels and a mask of usable rows (label present and known)."""
+def target_array(task: str, values: list, index: dict[Any, int] | None, *,
+                 separator: str = "|") -> tuple[np.ndarray, np.ndarray]:
+    """Encoded labels and a mask of usable rows (label present and known).
+    Multilabel: a (rows, labels) 0/1 matrix; a label training never saw is
+    left out of its row, the row kept."""
     if task == "regression":
         y = np.array([np.nan if v is None else float(v) for v in values])
         return y, ~np.isnan(y)
+    if task == "multilabel":
+        Y = np.zeros((len(values), len(index)), dtype=np.int64)
+        keep = np.zeros(len(values), dtype=bool)
+        for i, v in enumerate(values):
+            labels = parse_labels(v, separator)
+            if labels is None:
+                continue
+            keep[i] = True
+            for label in labels:
+                j = index.get(label)
+                if j is not None:
+                    Y[i, j] = 1
+        return Y, keep
     y = np.array([index.get(v, -1) if v is not None else -1 for v in values])
     return y, y >= 0
+
+
+def labels_of(problem: ProblemSpec, values: list, classes: list
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`target_array` of a problem's target values, given its classes."""
+    index = None if problem.task == "regression" else {
+        c: i for i, c in enumerate(classes)}
+    return target_array(problem.task, values, index, separator=problem.separator)
 
 
 @dataclass
 class TrainResult:
     learner: Learner
     classes: list
-    threshold: float | None
+    threshold: float | list[float] | None  # multilabel: one per label
     metrics: dict[str, Any]
     curves: dict[str, Any]
     importance: list[dict[str, Any]] = field(default_factory=list)
@@ -85,7 +136,7 @@ def loss_weights(problem: ProblemSpec, model: ModelSpec, classes: list
     from ..trainingdata import class_weights_for, cost_weights
 
     how = model.class_weight
-    if problem.task == "regression" or how in ("balanced", "none"):
+    if problem.task in ("regression", "multilabel") or how in ("balanced", "none"):
         return how
     if how == "costs":
         return lambda y: cost_weights(y, problem.costs or {})
@@ -112,6 +163,11 @@ def make_learner(task: str, model: ModelSpec, n_classes: int, seed: int, *,
     elif model.loss in ("absolute", "huber", "quantile"):
         loss = {"kind": model.loss, "delta": model.huber_delta,
                 "quantile": model.quantile}
+    if task == "multilabel":  # one binary learner per label, each balanced alone
+        return MultiLabelLearner(base=model.kind, n_classes=n_classes,
+                                 chain=model.chain, params=model.params,
+                                 class_weight=model.class_weight, seed=seed,
+                                 threads=model.threads, loss=loss)
     return LEARNERS[model.kind](task=task, n_classes=n_classes, params=model.params,
                                class_weight=weigh, seed=seed, threads=model.threads,
                                loss=loss)
@@ -185,11 +241,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         intervals = fit_intervals(model.intervals.method, model.intervals.coverage,
                                   learner, quantile_learner, X, y, weights)
 
-    threshold = None
-    if task == "binary":
-        threshold = choose_threshold(y["valid"], out["valid"],
-                                     objective=problem.threshold,
-                                     costs=problem.costs)
+    threshold = choose_thresholds(problem, y["valid"], out["valid"])
     metrics: dict[str, Any] = {"model": {p: task_metrics(task, y[p], out[p],
                                                          threshold)
                                          for p in ("valid", "test")},
@@ -199,10 +251,7 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
 
     def evaluate(out: dict[str, np.ndarray]) -> tuple[dict, float | None]:
         # a baseline gets its own threshold, chosen on validation like the model's
-        thr = None
-        if task == "binary":
-            thr = choose_threshold(y["valid"], out["valid"],
-                                   objective=problem.threshold, costs=problem.costs)
+        thr = choose_thresholds(problem, y["valid"], out["valid"])
         return {p: task_metrics(task, y[p], out[p], thr) for p in ("valid",
                                                                   "test")}, thr
 
@@ -211,8 +260,9 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
              for p in ("valid", "test")}
     prior_metrics, prior_thr = evaluate(prior)
     metrics["baselines"]["prior"] = {
-        "description": "class prior (majority)" if task != "regression"
-        else "training mean", **prior_metrics}
+        "description": {"regression": "training mean",
+                        "multilabel": "each label's training rate"}.get(
+                            task, "class prior (majority)"), **prior_metrics}
     test_outputs = {"model": out["test"], "prior": prior["test"]}
     test_thresholds = {"model": threshold, "prior": prior_thr}
 
@@ -234,6 +284,11 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
             plots["baselines"]["one_feature"] = curves(task, y["test"],
                                                        rule_out["test"], rule_thr)
 
+    if task == "multilabel":  # each label's row named, not numbered
+        for part in [metrics["model"], *metrics["baselines"].values()]:
+            for p in ("valid", "test"):
+                for r in part[p].get("per_label", []):
+                    r["label"] = str(classes[int(r["label"])])
     primary, higher = PRIMARY[task]
     model_score = metrics["model"]["test"].get(primary)
     base_scores = [b["test"].get(primary) for b in metrics["baselines"].values()]
@@ -276,7 +331,9 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
         importance = [{"feature": names[i], "importance": round(float(imp[i]), 6)}
                       for i in order if imp[i] > 0]
     balance = None
-    if task != "regression":
+    if task == "multilabel":
+        balance = label_balance(y["train"], classes)
+    elif task != "regression":
         from ..trainingdata import class_balance
 
         balance = class_balance(y["train"], classes)
@@ -291,8 +348,39 @@ def train(problem: ProblemSpec, model: ModelSpec, *, X: dict[str, sp.csr_matrix]
                        augmented=added.counts or None, intervals=intervals)
 
 
+def choose_thresholds(problem: ProblemSpec, y_valid: np.ndarray,
+                      out_valid: np.ndarray) -> float | list[float] | None:
+    """The decision threshold(s) chosen on validation: binary one (F1 or the
+    cost matrix), multilabel one per label (F1), else None."""
+    if problem.task == "binary":
+        return choose_threshold(y_valid, out_valid, objective=problem.threshold,
+                                costs=problem.costs)
+    if problem.task == "multilabel":
+        return label_thresholds(y_valid, out_valid)
+    return None
+
+
+def label_balance(Y: np.ndarray, labels: list) -> dict[str, Any]:
+    """Each label's training rows and share, the rarest and the commonest, how
+    many labels a row has: a multilabel target's balance (each label's model
+    weighs its own two classes)."""
+    Y = np.asarray(Y, dtype=int)
+    n = max(len(Y), 1)
+    counts = Y.sum(axis=0)
+    low, high = int(np.argmin(counts)), int(np.argmax(counts))
+    per_row = np.bincount(Y.sum(axis=1), minlength=1)
+    return {"counts": {str(c): int(k) for c, k in zip(labels, counts, strict=True)},
+            "shares": {str(c): round(float(k) / n, 4)
+                       for c, k in zip(labels, counts, strict=True)},
+            "minority": str(labels[low]), "majority": str(labels[high]),
+            "ratio": round(float(counts[high] / max(counts[low], 1)), 2),
+            "labels_per_row": {str(k): int(v) for k, v in enumerate(per_row) if v},
+            "imbalanced": bool(counts[low] / n < 0.05),
+            "comparison": [], "resampled": None}
+
+
 def _brier(task: str, y: np.ndarray, p: np.ndarray) -> float:
-    if task == "binary":
+    if task in ("binary", "multilabel"):  # multilabel: over every (row, label)
         return round(float(np.mean((p - y) ** 2)), 6)
     onehot = np.eye(p.shape[1])[y.astype(int)]
     return round(float(np.mean(np.sum((p - onehot) ** 2, axis=1))), 6)
@@ -310,9 +398,10 @@ def calibrate(learner: Learner, kind: str, X: dict, y: dict, task: str
     info: dict[str, Any] = {"kind": kind, "fitted_on": "valid",
                             "brier_before": _brier(task, y["test"], raw["test"]),
                             "brier_after": _brier(task, y["test"], after)}
-    if task == "binary":
-        info["reliability_before"] = reliability(y["test"], raw["test"])
-        info["reliability_after"] = reliability(y["test"], after)
+    if task in ("binary", "multilabel"):  # multilabel: every (row, label) pooled
+        info["reliability_before"] = reliability(np.ravel(y["test"]),
+                                                 np.ravel(raw["test"]))
+        info["reliability_after"] = reliability(np.ravel(y["test"]), np.ravel(after))
     return info
 
 
@@ -439,9 +528,8 @@ def compare_resampling(problem: ProblemSpec, model: ModelSpec,
                                        seed=seed, weights=weights,
                                        imbalance=imbalance, added=added)
             out = learner.predict(X["valid"])
-            thr = choose_threshold(y["valid"], out, objective=problem.threshold,
-                                   costs=problem.costs) if task == "binary" else None
-            valid = task_metrics(task, y["valid"], out, thr)
+            valid = task_metrics(task, y["valid"], out,
+                                 choose_thresholds(problem, y["valid"], out))
         rows.append({"method": m, "chosen": m == chosen[0],
                      **{k: valid.get(k) for k in keys}})
     return rows

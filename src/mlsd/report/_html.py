@@ -54,6 +54,26 @@ def _pr_figure(curves: dict[str, Any], metrics: dict[str, Any]) -> go.Figure | N
     return fig
 
 
+def _label_pr_figure(curves: dict[str, Any], metrics: dict[str, Any],
+                     labels: list) -> go.Figure | None:
+    """Each label's precision-recall curve on test (the ten most frequent)."""
+    pr = curves.get("model", {}).get("label_pr") or {}
+    if not pr:
+        return None
+    per = {str(r["label"]): r for r in metrics["model"]["test"].get("per_label", [])}
+    fig = go.Figure()
+    shown = sorted(pr, key=lambda j: -per.get(str(labels[int(j)]), {}).get(
+        "positives", 0))[:10]
+    for j in shown:
+        name = str(labels[int(j)])
+        fig.add_scatter(x=pr[j]["recall"], y=pr[j]["precision"], mode="lines",
+                        name=f"{name} (PR-AUC {per.get(name, {}).get('pr_auc')})")
+    fig.update_layout(title="Precision-recall curve of each label (test split)",
+                      xaxis_title="recall", yaxis_title="precision",
+                      yaxis_range=[0, 1.02], xaxis_range=[0, 1])
+    return fig
+
+
 def _roc_figure(curves: dict[str, Any]) -> go.Figure | None:
     roc = curves.get("model", {}).get("roc")
     if not roc:
@@ -184,6 +204,10 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
                                  _roc_figure(curves)]):
             if fig is not None:
                 plots.append((f"metric-plot-{i}", _fig_html(fig, f"metric-plot-{i}")))
+    elif metrics and model.get("task") == "multilabel":
+        fig = _label_pr_figure(curves, metrics, model["classes"])
+        if fig is not None:
+            plots.append(("metric-plot-0", _fig_html(fig, "metric-plot-0")))
     elif metrics and model.get("task") == "multiclass":
         fig = _confusion_figure(curves, model["classes"])
         if fig is not None:

@@ -69,6 +69,9 @@ TASK_METRICS = {
     "binary": ("pr_auc", "roc_auc", "precision", "recall", "f1", "accuracy",
                "balanced_accuracy", "log_loss", "brier"),
     "multiclass": ("macro_f1", "accuracy", "balanced_accuracy", "log_loss"),
+    "multilabel": ("micro_pr_auc", "micro_f1", "macro_f1", "micro_precision",
+                   "micro_recall", "macro_pr_auc", "macro_roc_auc", "hamming_loss",
+                   "subset_accuracy", "log_loss"),
     "regression": ("rmse", "mae", "r2"),
 }
 """The metrics mlsd computes for each task (``problem.metrics`` picks among them)."""
@@ -120,10 +123,19 @@ class ProblemSpec(_Strict):
                     data.setdefault("positive", first["positive"])
         return data
 
-    task: Literal["binary", "multiclass", "regression"] = Field(
-        description="The kind of prediction; it fixes the loss and the metrics."
+    task: Literal["binary", "multiclass", "multilabel", "regression"] = Field(
+        description="The kind of prediction; it fixes the loss and the metrics. "
+        "multilabel: each row has a set of labels (none, one or several), its "
+        "target a JSON list ([\"sports\", \"politics\"]) or labels joined by "
+        "`separator`; one binary model per label (a classifier chain with "
+        "model.chain), a threshold per label."
     )
     target: str = Field(description="The column holding the label.")
+    separator: str = Field(
+        default="|", min_length=1, description="multilabel: what joins a row's "
+        "labels in the target (sports|politics); a target that is a JSON list "
+        "needs none. A missing target is unlabelled (the row is left out); [] "
+        "is a row with no label.")
     positive: Any = Field(
         default=True,
         description="For binary tasks, the label value of the positive class.",
@@ -898,6 +910,11 @@ class ModelSpec(_Strict):
         "them costs (problem.costs), the same matrix that can pick the threshold; "
         "or a weight per class ({spam: 10, ham: 1}); none.",
     )
+    chain: bool = Field(
+        default=False, description="multilabel: a classifier chain: the model of "
+        "each label also reads the labels before it (the true ones in training, "
+        "the predicted ones, at 0.5, when scoring), so labels that go together "
+        "inform each other; by default one independent model per label.")
     calibration: Literal["none", "isotonic", "platt"] = Field(
         default="none", description="Classification: map the model's scores to "
         "calibrated probabilities, fitted on the validation split (isotonic: a "
@@ -1254,6 +1271,11 @@ class ProjectSpec(_Strict):
                              "regression task has none")
         if self.model.loss == "focal" and self.problem.task != "binary":
             raise ValueError("model.loss: focal is for binary tasks")
+        if self.model.chain and self.problem.task != "multilabel":
+            raise ValueError("model.chain: a classifier chain is for multilabel "
+                             "tasks")
+        if self.problem.task == "multilabel":
+            self._check_multilabel()
         if self.model.loss in ("absolute", "huber", "quantile") and (
                 self.problem.task != "regression"):
             raise ValueError(f"model.loss: {self.model.loss} is for regression "
@@ -1275,6 +1297,33 @@ class ProjectSpec(_Strict):
                 raise ValueError(f"features: the target {target!r} cannot be a "
                                  f"feature")
         return self
+
+    def _check_multilabel(self) -> None:
+        """What a multilabel task cannot take, each refused with its reason."""
+        why = []
+        if self.imbalance.resample != "none" or self.imbalance.compare:
+            why.append("imbalance.resample and imbalance.compare: resampling draws "
+                       "whole rows, and a row has several labels, so a draw for one "
+                       "label's balance unbalances the others; weigh each label's "
+                       "classes instead (model.class_weight: balanced, per label)")
+        if self.model.class_weight not in ("balanced", "none"):
+            why.append("model.class_weight: only balanced (each label's model "
+                       "weighs its own two classes) or none")
+        if self.augment.smote is not None or self.augment.mixup is not None:
+            why.append("augment.smote and augment.mixup: they make rows of one "
+                       "class; a multilabel row has a set of labels")
+        if self.split.strategy == "stratified":
+            why.append("split.strategy: stratified keeps one label's share per "
+                       "split; a row has several: use random (the default), group "
+                       "or time")
+        if any(f.kind == "target" for f in self.features):
+            why.append("features: a target encoder averages one label per "
+                       "category; a multilabel target has several")
+        if self.model.onnx:
+            why.append("model.onnx: a set of per-label models is not exported to "
+                       "ONNX")
+        if why:
+            raise ValueError("problem.task multilabel: " + "; ".join(why))
 
     @property
     def union(self) -> list[str]:

@@ -34,6 +34,7 @@ from ._imbalance import (
     resample,
     smotenc_rows,
 )
+from ._labelsets import parse_labels
 from ._reservoir import Reservoir, WeightedReservoir
 from ._sample_stage import sample
 from ._sampling import Sample, allocate, bias_report, draw, inclusion_probabilities
@@ -95,6 +96,7 @@ __all__ = [
     "draw",
     "inclusion_probabilities",
     "mixup",
+    "parse_labels",
     "perturb",
     "resample",
     "sample",

@@ -298,7 +298,17 @@ def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
         is_ts = pa.types.is_timestamp(rows.column(spec.split.time).type)
         cut_offs = {k: _time_text(v, is_ts) for k, v in result.cuts.items()}
     classes = None
-    if spec.split.strategy == "stratified" or spec.problem.task != "regression":
+    if spec.problem.task == "multilabel":  # each label's rows per split
+        from ._labelsets import parse_labels
+
+        sets = [parse_labels(v, spec.problem.separator) or ()
+                for v in rows.column(target).to_pylist()]
+        names = sorted({lb for st in sets for lb in st})[:50]
+        classes = {lb: {p: int(sum(lb in st for st, sp_ in zip(sets, splits,
+                                                              strict=True)
+                                   if sp_ == p)) for p in (TRAIN, VALID, TEST)}
+                   for lb in names}
+    elif spec.split.strategy == "stratified" or spec.problem.task != "regression":
         labels = np.array([str(v) for v in rows.column(target).to_pylist()],
                           dtype=object)
         classes = {c: {p: int(((labels == c) & (splits == p)).sum())
