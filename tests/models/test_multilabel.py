@@ -276,3 +276,32 @@ def test_served_and_batch_labels_are_the_scores_over_each_threshold(ran, tmp_pat
     assert '"score_politics","score_sports","score_tech","labels"' in lines[0]
     assert [ln.split(",")[-2].strip('"') for ln in lines[1:]] == [
         "|".join(g["labels"]) for g in got]
+
+
+@pytest.mark.parametrize("values, found", [
+    (['["a", "b"]', '["b"]', "[]"], "|"),
+    (["a;b", "b", "c;a", "a", "b;c", "c"], ";"),
+    (["x|y", "y", "x", "z", "y|z"] * 3, "|"),
+    (["Sci;Fi", "Drama", "Sci;Fi"], None),  # the separator is part of the classes
+    (["red", "green", "blue"], None),
+    (["a sentence; with a semicolon", "plain"] + ["other"] * 20, None),
+])
+def test_init_tells_label_sets_from_classes(values, found):
+    from mlsd.scaffold._propose import _label_sets
+
+    got = _label_sets(values)
+    assert (got[0] if got else None) == found
+
+
+def test_init_proposes_a_multilabel_project_that_runs(tmp_path):
+    import yaml
+
+    data = multilabel_project(tmp_path / "src", n=300) / "data" / "posts.csv"
+    mlsd.init(tmp_path / "proj", str(data), target="tags")
+    spec = yaml.safe_load((tmp_path / "proj" / "mlsd.yaml").read_text())
+    assert spec["problem"]["task"] == "multilabel"
+    assert spec["problem"]["separator"] == "|"
+    assert spec["split"]["strategy"] == "random"
+    assert ProjectSpec.model_validate(spec).problem.task == "multilabel"
+    with pytest.raises(mlsd.errors.DataError, match="holds no label sets"):
+        mlsd.init(tmp_path / "proj2", str(data), target="hour", task="multilabel")

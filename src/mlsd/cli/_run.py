@@ -45,8 +45,8 @@ def init(
         metavar="COLUMN", help="With --from: an entity with several rows (a user,"
         " a patient): a group split, or shared across a time split.")] = None,
     task: Annotated[str | None, typer.Option(
-        metavar="TASK", help="With --from: binary, multiclass or regression "
-        "(by default read from the target).")] = None,
+        metavar="TASK", help="With --from: binary, multiclass, multilabel or "
+        "regression (by default read from the target).")] = None,
     positive: Annotated[str | None, typer.Option(
         metavar="VALUE", help="With --from: the positive class of a binary "
         "target.")] = None,

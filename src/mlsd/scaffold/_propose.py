@@ -40,8 +40,16 @@ METRICS = {
     "binary_rare": ["pr_auc", "recall", "f1"],
     "binary": ["roc_auc", "f1", "accuracy"],
     "multiclass": ["macro_f1", "balanced_accuracy", "accuracy"],
+    "multilabel": ["micro_pr_auc", "micro_f1", "macro_f1"],
     "regression": ["rmse", "mae", "r2"],
 }
+LABEL_SEPARATORS = ("|", ";")
+"""What may join a row's labels in a text target (a comma is too common in
+prose to tell label sets from sentences)."""
+LABEL_SET_SHARE = 0.2
+"""A text target is a set of labels when this share of its values holds
+several (a JSON list, or labels joined by one separator) and the labels are
+fewer than the distinct values."""
 
 
 
@@ -77,6 +85,7 @@ class Proposal:
     task: str
     task_why: str
     positive: Any = None
+    separator: str | None = None  # multilabel: what joins a row's labels
     metrics: list[str] = field(default_factory=list)
     split: dict[str, Any] = field(default_factory=dict)
     split_why: str = ""
@@ -101,6 +110,7 @@ class Proposal:
             "name": self.name, "source": {self.source_name: self.source},
             "rows_profiled": self.rows, "target": self.target, "task": self.task,
             "task_why": self.task_why, "positive": self.positive,
+            "separator": self.separator,
             "metrics": self.metrics, "split": self.split, "split_why": self.split_why,
             "features": [c.to_dict() for c in self.features],
             "left_out": [c.to_dict() for c in self.left_out],
@@ -121,6 +131,9 @@ class Proposal:
         if self.task == "binary":
             out.append(_line(f"  positive: {_flow(self.positive)}",
                              "the class the model looks for"))
+        if self.task == "multilabel":
+            out.append(_line(f"  separator: {_flow(self.separator or '|')}",
+                             "what joins a row's labels (JSON lists need none)"))
         out.append(f"  metrics: {_flow(self.metrics)}")
         if self.task == "binary":
             out.append(_line("  threshold: f1", "decision threshold chosen on "
@@ -218,7 +231,15 @@ def propose(root: Path, source_name: str, source: dict[str, Any], *, target: str
         prop.notes.append(f"{unreadable} row(s) of the first {read} could not be "
                           f"read; `mlsd run` puts them in the quarantine with the "
                           f"reason (`mlsd quarantine show`)")
-    prop.task, prop.positive, prop.task_why = _task(tp, task, positive)
+    sets = _label_sets(table.column(target).to_pylist(), forced=task == "multilabel")
+    if sets is not None and task in (None, "multilabel") and tp.type == "string":
+        prop.task, prop.separator, prop.task_why = "multilabel", sets[0], sets[1]
+    elif task == "multilabel":
+        raise DataError(f"--task multilabel: {target!r} holds no label sets (a "
+                        f"JSON list, or labels joined by "
+                        f"{' or '.join(LABEL_SEPARATORS)})")
+    else:
+        prop.task, prop.positive, prop.task_why = _task(tp, task, positive)
     if tp.missing:
         prop.notes.append(f"{tp.missing} row(s) have no {target}: they are stored "
                           f"but neither trained nor measured on")
@@ -298,6 +319,38 @@ def _task(tp: ColumnProfile, forced: str | None, positive: Any
                                     f"{more}){hint}")
     return "regression", None, (f"{name} holds numbers with {tp.distinct} "
                                 f"distinct values")
+
+
+def _label_sets(values: list, *, forced: bool = False) -> tuple[str, str] | None:
+    """Whether a text target holds sets of labels, and how they are joined:
+    (separator, why), or None. JSON lists count whatever their share; labels
+    joined by a separator when at least ``LABEL_SET_SHARE`` of the values hold
+    several and the labels are fewer than the distinct values (else the
+    separator is part of the values)."""
+    from collections import Counter
+
+    from ..trainingdata import parse_labels
+
+    texts = [str(v).strip() for v in values if v is not None and str(v).strip()]
+    if not texts:
+        return None
+    if all(t.startswith("[") and parse_labels(t) is not None for t in texts):
+        sep, how = "|", "JSON lists"
+    else:
+        share = {sep: sum(sep in t for t in texts) / len(texts)
+                 for sep in LABEL_SEPARATORS}
+        sep = max(LABEL_SEPARATORS, key=lambda x: share[x])
+        if not forced and share[sep] < LABEL_SET_SHARE:
+            return None
+        how = f"labels joined by {sep!r}"
+    counts = Counter(lb for t in texts for lb in (parse_labels(t, sep) or []))
+    if len(counts) < 2 or (len(counts) >= len(set(texts)) and not forced):
+        return None
+    per_row = sum(len(parse_labels(t, sep) or []) for t in texts) / len(texts)
+    top = ", ".join(f"{lb} {_pct(n / len(texts))}" for lb, n in counts.most_common(4))
+    return sep, (f"a set of labels per row ({how}): {len(counts)} labels, "
+                 f"{per_row:.2f} a row on average ({top}"
+                 f"{', ...' if len(counts) > 4 else ''})")
 
 
 def _positive(counts: dict[Any, int], given: Any) -> tuple[Any, str]:
@@ -487,7 +540,7 @@ def _split(prop: Proposal, profiles: dict[str, ColumnProfile], time: str | None,
         return ({"strategy": "group", "group": group, "test": 0.2, "valid": 0.1},
                 f"{group} has {p.distinct} values with {p.present / p.distinct:.1f} "
                 f"rows each: a {group} stays in one split")
-    if prop.task == "regression":
+    if prop.task in ("regression", "multilabel"):
         return {"strategy": "random", "test": 0.2, "valid": 0.1}, \
             "no time or group column: rows drawn at random"
     return {"strategy": "stratified", "test": 0.2, "valid": 0.1}, \
