@@ -235,6 +235,9 @@ def test_a_run_measures_each_label_and_the_set(ran):
     assert s["imbalance"]["labels_per_row"]
     labels = s["audit_design"]["labels"]
     assert labels["audited"] == ["politics", "sports", "tech"]
+    from mlsd.report._mlflow import run_metrics
+
+    assert {"test_label_tech_f1", "test_micro_pr_auc_low"} <= set(run_metrics(s))
     html = (folder / s["paths"]["report"]).read_text()
     assert "Each label" in html and "Precision-recall curve of each label" in html
 

@@ -17,6 +17,7 @@ local store it recommends.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         for b, doc in (m.get("baselines") or {}).items():
             for k, v in doc.get(part, {}).items():
                 put(f"baseline_{b}_{part}_{k}", v)
+        for r in (m.get("model") or {}).get(part, {}).get("per_label", []):
+            label = re.sub(r"[^\w\-. /]", "_", str(r["label"]))  # MLflow's charset
+            for k in ("f1", "precision", "recall", "pr_auc", "threshold"):
+                put(f"{part}_label_{label}_{k}", r.get(k))
     boot = m.get("bootstrap") or {}
     for k, iv in (boot.get("intervals") or {}).get("model", {}).items():
         if iv:
