@@ -147,6 +147,10 @@ def test_label_models_round_trip_and_tampering_is_caught(labelled, tmp_path, cha
     (tmp_path / doc["models"][2]["path"]).write_text("tree\n")
     with pytest.raises(ModelError, match="changed since"):
         MultiLabelLearner.load(tmp_path, meta)
+    doc["models"][2]["path"] = "../elsewhere/model.lgb.txt"
+    (tmp_path / name).write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        MultiLabelLearner.load(tmp_path, meta)
 
 
 def test_calibration_maps_each_label_alone():

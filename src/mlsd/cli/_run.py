@@ -437,8 +437,12 @@ def stages_cmd(as_json: JsonOpt = False) -> None:
 def _print_imbalance(b: dict) -> None:
     """Class counts, what resampling did, and the strategies compared."""
     counts = ", ".join(f"{c} {n}" for c, n in b["counts"].items())
-    out.print(f"Classes in train: {counts} (ratio {b['ratio']}:1"
+    what = "Labels" if b.get("labels_per_row") else "Classes"
+    out.print(f"{what} in train: {counts} (ratio {b['ratio']}:1"
               + (", imbalanced" if b["imbalanced"] else "") + ")")
+    if b.get("labels_per_row"):
+        out.print("Labels a row: " + ", ".join(
+            f"{k}: {n} rows" for k, n in b["labels_per_row"].items()))
     r = b.get("resampled")
     if r:
         out.print(f"Resampled ({r['method']} on the {r.get('on', 'feature matrix')}"

@@ -397,12 +397,6 @@ LEARNERS: dict[str, type[Learner]] = {c.kind: c for c in (LightGBMLearner,
                                                           LinearLearner)}
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class MultiLabelLearner(Learner):
     """A label set: one binary learner of ``base`` kind per label (binary
     relevance), or a classifier chain (``chain``): label j's learner also
@@ -495,13 +489,15 @@ class MultiLabelLearner(Learner):
     def save(self, folder: Path) -> str:
         """Each label's model in ``labels/NNN/``, listed with its sha256 in
         ``model.multilabel.json`` (itself hashed in the manifest)."""
+        from ._artifact import _sha
+
         entries = []
         for j, m in enumerate(self.models_):
             sub = folder / "labels" / f"{j:03d}"
             sub.mkdir(parents=True)
             name = m.save(sub)
             entries.append({"path": f"labels/{j:03d}/{name}",
-                            "sha256": _sha256(sub / name), "meta": m.meta()})
+                            "sha256": _sha(sub / name), "meta": m.meta()})
         doc = {"chain": self.chain, "n_features": self.n_features_,
                "models": entries}
         (folder / self.INDEX).write_text(json.dumps(doc, sort_keys=True))
@@ -509,6 +505,8 @@ class MultiLabelLearner(Learner):
 
     @classmethod
     def load(cls, folder: Path, meta: dict[str, Any]) -> MultiLabelLearner:
+        from ._artifact import _sha
+
         doc = json.loads((folder / cls.INDEX).read_text())
         obj = cls(base=meta["kind"], n_classes=meta["n_classes"],
                   chain=bool(doc["chain"]), threads=meta.get("threads"),
@@ -517,9 +515,13 @@ class MultiLabelLearner(Learner):
         obj.n_features_ = int(doc["n_features"])
         obj.models_ = []
         base = LEARNERS[obj.kind]
+        inside = Path(folder).resolve()
         for e in doc["models"]:
             path = folder / e["path"]
-            if not path.is_file() or _sha256(path) != e["sha256"]:
+            if not path.resolve().is_relative_to(inside):
+                raise ModelError(f"{cls.INDEX}: {e['path']!r} is outside the model's "
+                                 f"folder; refused")
+            if not path.is_file() or _sha(path) != e["sha256"]:
                 raise ModelError(f"{path}: missing or changed since the model was "
                                  f"saved (sha256 mismatch)")
             obj.models_.append(base.load(path.parent, {

@@ -135,7 +135,7 @@ def multilabel_metrics(Y: np.ndarray, P: np.ndarray, threshold: Any = None,
         else float("nan"),
         "log_loss": float(ll.mean()) if n else float("nan"),
         "label_cardinality": float(pos.sum() / n) if n else float("nan"),
-        "rows": n, "labels": k}), "per_label": per_label}
+        "rows": n, "n_labels": k}), "per_label": per_label}
 
 
 def label_thresholds(Y: np.ndarray, P: np.ndarray, *, objective: str = "f1"

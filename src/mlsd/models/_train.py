@@ -364,6 +364,8 @@ def label_balance(Y: np.ndarray, labels: list) -> dict[str, Any]:
     """Each label's training rows and share, the rarest and the commonest, how
     many labels a row has: a multilabel target's balance (each label's model
     weighs its own two classes)."""
+    from ..trainingdata._imbalance import IMBALANCED_SHARE
+
     Y = np.asarray(Y, dtype=int)
     n = max(len(Y), 1)
     counts = Y.sum(axis=0)
@@ -375,7 +377,8 @@ def label_balance(Y: np.ndarray, labels: list) -> dict[str, Any]:
             "minority": str(labels[low]), "majority": str(labels[high]),
             "ratio": round(float(counts[high] / max(counts[low], 1)), 2),
             "labels_per_row": {str(k): int(v) for k, v in enumerate(per_row) if v},
-            "imbalanced": bool(counts[low] / n < 0.05),
+            # a label is a binary target: imbalanced as one would be
+            "imbalanced": bool(counts[low] / n < IMBALANCED_SHARE),
             "comparison": [], "resampled": None}
 
 
