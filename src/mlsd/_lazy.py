@@ -28,3 +28,26 @@ def attach(package: str, where: dict[str, str]
         return sorted(where)
 
     return __getattr__, __dir__
+
+
+def import_lightgbm_core() -> None:
+    """Import LightGBM without its scikit-learn and pandas adapters, when none
+    of the three is loaded yet.
+
+    LightGBM imports scikit-learn and pandas as it loads, when installed, for
+    its scikit-learn wrapper and DataFrame input: about 0.5 s of a 3.4 s
+    `mlsd audit` of 1,000 rows, which uses the native API only. Both import
+    normally afterwards; LightGBM's scikit-learn wrapper stays unusable in
+    this process, so only a command that needs none calls this, never
+    ``import mlsd`` (a user's own code may want the wrapper).
+    """
+    if "lightgbm" in sys.modules:
+        return
+    hidden = [m for m in ("sklearn", "pandas") if m not in sys.modules]
+    for m in hidden:
+        sys.modules[m] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import_module("lightgbm")
+    finally:
+        for m in hidden:
+            sys.modules.pop(m, None)

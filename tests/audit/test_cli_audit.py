@@ -115,7 +115,9 @@ def test_html_report_renders_in_chromium(tmp_path):
 def test_audit_loads_no_library_it_does_not_use(tmp_path):
     """`mlsd audit` of two Parquet files imports neither shap and numba (the
     probe's SHAP values come from LightGBM itself) nor the SQL and REST
-    connectors' libraries: about 0.7 s of a 3 s audit (benchmarks/busy.py)."""
+    connectors' libraries: about 0.7 s of a 3 s audit (benchmarks/busy.py);
+    nor scikit-learn (the probe uses LightGBM's native API, which is imported
+    without its scikit-learn wrapper): 0.5 s more."""
     train, test = _split(_table(_synthetic()))
     pq.write_table(train.slice(0, 800), tmp_path / "train.parquet")
     pq.write_table(test.slice(0, 200), tmp_path / "test.parquet")
@@ -125,7 +127,8 @@ def test_audit_loads_no_library_it_does_not_use(tmp_path):
         "              'test.parquet', '--target', 'y', '--output', 'a.json'],\n"
         "             standalone_mode=False)\n"
         "print('PROBE', json.dumps(sorted({m.split('.')[0] for m in sys.modules}\n"
-        "      & {'shap', 'numba', 'sqlalchemy', 'httpx', 'lightgbm'})))\n")
+        "      & {'shap', 'numba', 'sqlalchemy', 'httpx', 'lightgbm',\n"
+        "         'sklearn'})))\n")
     assert run_probe(probe, cwd=tmp_path) == ["lightgbm"]
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["model"]["shap"]["rows_used"] > 0

@@ -81,3 +81,62 @@ def test_batched_permutation_importances_are_scikit_learns(task):
         random_state=7, n_jobs=1).importances_mean
     assert np.allclose(got, want, atol=1e-12)
     assert got[0] > got[2]  # the signal's column matters, a noise column not
+
+
+@pytest.mark.parametrize("task, classes", [("binary", 2), ("multiclass", 4),
+                                           ("regression", 0)])
+def test_the_native_probe_is_the_scikit_learn_wrappers_model(task, classes):
+    """The probe fits with LightGBM's native API (the audit imports no
+    scikit-learn): the same predictions and AUC as the wrapper it replaced,
+    a class absent from the fitted rows included."""
+    import lightgbm as lgb
+
+    from mlsd.audit._model import PROBE_TREES, _fit, ovr_auc
+
+    rng = np.random.default_rng(5)
+    n = 600
+    X = rng.normal(size=(n, 4))
+    X[:, 3] = rng.integers(0, 5, n)  # a categorical column
+    signal = X[:, 0] + 0.5 * X[:, 1] + 0.3 * (X[:, 3] == 2)
+    if task == "regression":
+        y = signal + rng.normal(scale=0.3, size=n)
+    else:
+        y = np.digitize(signal + rng.normal(scale=0.5, size=n),
+                        np.quantile(signal, np.linspace(0, 1, classes + 1)[1:-1]))
+    fit = np.arange(n) < 450
+    valid = ~fit
+    if task == "multiclass":
+        y[fit & (y == 3)] = 2  # class 3 only among the validation rows
+
+    class _Pair:
+        pass
+
+    pair = _Pair()
+    pair.task, pair.seed = task, 3
+    pair.classes = list(range(classes))
+    model, score = _fit(pair, X, y, fit, valid, [3])
+    params = {"n_estimators": PROBE_TREES, "learning_rate": 0.15, "num_leaves": 31,
+              "min_child_samples": 20, "max_bin": 63, "verbose": -1,
+              "deterministic": True, "force_col_wise": True, "n_jobs": 1,
+              "random_state": 3}
+    ref = (lgb.LGBMRegressor(**params) if task == "regression"
+           else lgb.LGBMClassifier(**params))
+    ref.fit(X[fit], y[fit], categorical_feature=[3])
+    if task == "regression":
+        assert np.allclose(model.predict(X[valid]), ref.predict(X[valid]),
+                           atol=1e-12)
+        assert score == pytest.approx(r2_score(y[valid], ref.predict(X[valid])),
+                                      abs=1e-12)
+        return
+    want = ref.predict_proba(X[valid])
+    assert np.allclose(model.predict_proba(X[valid]), want, atol=1e-12)
+    assert list(model.classes_) == list(ref.classes_)
+    full = np.zeros((valid.sum(), classes))
+    full[:, ref.classes_] = want
+    present = np.unique(y[valid])
+    sub = full[:, present] / full[:, present].sum(1, keepdims=True)
+    expect = (roc_auc_score(y[valid], sub[:, 1]) if classes == 2 else
+              roc_auc_score(np.searchsorted(present, y[valid]), sub,
+                            multi_class="ovr", average="macro"))
+    assert score == pytest.approx(expect, abs=1e-12)
+    assert ovr_auc(y[valid], full) == pytest.approx(expect, abs=1e-12)

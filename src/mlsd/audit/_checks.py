@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, spearmanr
-from sklearn.metrics import roc_auc_score
 
 from ._data import Pair, codes, codes_of, numeric
 from ._leakage import Finding
@@ -575,16 +574,9 @@ def _one_feature_score(pair: Pair, x: np.ndarray, y: np.ndarray,
         rates = (counts + prior_weight * prior) / (counts.sum(1, keepdims=True)
                                                   + prior_weight)
         proba[te] = rates[x[te]]
-    present = np.unique(y)
-    if len(present) < 2:
-        return None
-    if n_classes == 2:
-        return float(roc_auc_score(y, proba[:, 1]))
-    proba = proba[:, present] / proba[:, present].sum(1, keepdims=True)
-    remap = np.searchsorted(present, y)
-    if len(present) == 2:
-        return float(roc_auc_score(remap, proba[:, 1]))
-    return float(roc_auc_score(remap, proba, multi_class="ovr", average="macro"))
+    from ._model import ovr_auc
+
+    return ovr_auc(y, proba)
 
 
 def feature_power(pair: Pair, sample_rows: int = SAMPLE_ROWS) -> dict[str, float]:

@@ -17,7 +17,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
-from sklearn.metrics import r2_score, roc_auc_score
 
 from .._threads import threads_for
 from ..models import SHAP_ROWS, beeswarm, shap_magnitude, tree_shap
@@ -64,17 +63,25 @@ def _matrix(pair: Pair, idx: np.ndarray, cols: list[str]) -> np.ndarray:
 
 def _score(pair: Pair, y: np.ndarray, pred: np.ndarray) -> float | None:
     if pair.task == "regression":
-        return float(r2_score(y, pred))
+        return score_predictions("regression", None, y, pred)
+    return ovr_auc(y, pred[:, None] if pred.ndim == 1 else pred)
+
+
+def ovr_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
+    """``roc_auc_score`` of class codes ``y`` against class probabilities
+    (one column per class code; binary: P(1) may be the only column): the
+    columns of the classes present renormalised, then one-vs-rest macro AUC;
+    None with fewer than two classes present."""
     present = np.unique(y)
     if len(present) < 2:
         return None
-    if pair.task == "binary":
-        return float(roc_auc_score(y, pred[:, 1] if pred.ndim == 2 else pred))
-    sub = pred[:, present] / pred[:, present].sum(1, keepdims=True)
+    if proba.shape[1] == 1 or (proba.shape[1] == 2 and len(present) == 2
+                               and present.tolist() == [0, 1]):
+        return _auc(y == 1, proba[:, -1])
+    sub = proba[:, present] / proba[:, present].sum(1, keepdims=True)
     if len(present) == 2:
-        return float(roc_auc_score(np.searchsorted(present, y), sub[:, 1]))
-    return float(roc_auc_score(np.searchsorted(present, y), sub,
-                               multi_class="ovr", average="macro"))
+        return _auc(y == present[1], sub[:, 1])
+    return float(np.mean([_auc(y == c, sub[:, k]) for k, c in enumerate(present)]))
 
 
 def _auc(positive: np.ndarray, score: np.ndarray) -> float:
@@ -167,19 +174,47 @@ def permutation_importances(model, X: np.ndarray, y: np.ndarray, task: str, *,
     return drops
 
 
+class _Probe:
+    """A fitted probe: LightGBM's booster with scikit-learn's predict and
+    predict_proba. LightGBM's native API rather than its scikit-learn
+    wrapper, so the audit needs no scikit-learn (`mlsd audit` imports
+    LightGBM without it: mlsd._lazy.import_lightgbm); the wrapper's model
+    exactly (a test compares the predictions)."""
+
+    def __init__(self, booster: lgb.Booster, classes: np.ndarray | None):
+        self.booster_, self.classes_ = booster, classes
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster_.predict(
+            X, num_threads=threads_for(len(X))))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = self.predict(X)
+        return np.column_stack([1 - p, p]) if p.ndim == 1 else p
+
+
 def _fit(pair: Pair, X: np.ndarray, y: np.ndarray, fit: np.ndarray,
          valid: np.ndarray, categorical: list[int]):
-    params = {"n_estimators": PROBE_TREES, "learning_rate": 0.15, "num_leaves": 31,
-              "min_child_samples": 20, "max_bin": 63, "verbose": -1,
+    params = {"learning_rate": 0.15, "num_leaves": 31, "min_data_in_leaf": 20,
+              "max_bin": 63, "verbosity": -1,
               # the same probe whatever the thread count or the machine's speed
               # (LightGBM otherwise times row- against column-wise histograms)
               "deterministic": True, "force_col_wise": True,
               # one thread for a small probe, else the cores nobody else uses
-              "n_jobs": threads_for(int(fit.sum())),
-              "random_state": pair.seed}
-    model = (lgb.LGBMRegressor(**params) if pair.task == "regression"
-             else lgb.LGBMClassifier(**params))
-    model.fit(X[fit], y[fit], categorical_feature=categorical or "auto")
+              "num_threads": threads_for(int(fit.sum())), "seed": pair.seed}
+    classes = None
+    label = y[fit]
+    if pair.task == "regression":
+        params["objective"] = "regression"
+    else:  # codes 0..k-1 of the classes in the fitted rows, as the wrapper does
+        classes = np.unique(label)
+        label = np.searchsorted(classes, label)
+        params["objective"] = "binary" if len(classes) <= 2 else "multiclass"
+        if len(classes) > 2:
+            params["num_class"] = len(classes)
+    data = lgb.Dataset(X[fit], label, categorical_feature=categorical or "auto",
+                       params={"verbosity": -1})
+    model = _Probe(lgb.train(params, data, num_boost_round=PROBE_TREES), classes)
     pred = (model.predict(X[valid]) if pair.task == "regression"
             else model.predict_proba(X[valid]))
     if pair.task != "regression" and pred.shape[1] < len(pair.classes):

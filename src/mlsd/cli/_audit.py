@@ -62,6 +62,9 @@ def audit(
       mlsd audit --train train.parquet --test test.parquet --target label
       mlsd audit --data all.csv --target churned --split time:signup_at --fail-on high
     """
+    from .._lazy import import_lightgbm_core
+
+    import_lightgbm_core()  # before the audit imports it: see there
     from ..audit import SEVERITIES, audit_labels, audit_pair, split_table
     from ..etl import read_table
 
