@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 # the commands around a run import the connectors, pyarrow and the lake where
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
-__all__ = ["STAGES", "Project", "Reporter", "check", "delete_rows", "gc", "ingest",
+__all__ = ["STAGES", "Project", "Reporter", "aggregate_labels", "check",
+           "delete_rows", "gc", "import_labels", "ingest", "label_agreement",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
@@ -473,6 +474,13 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
         plans.append(("training", name, ["_row"], rows))
         if lake.exists("splits", name):
             plans.append(("splits", name, ["_row"], rows))
+    # the label store: every label of an erased item (by the row key)
+    key = getattr(spec.sources[source], "key", None) or spec.key
+    if isinstance(key, str) and lake.exists("labels", name):
+        keys = {(str(r[key]),) for r in _matching(
+            lake.read("sources", source), "sources/" + source, where, [key])
+            if r[key] is not None}
+        plans.append(("labels", name, ["item"], keys))
     # samples (the run's, and those `mlsd sample --write` kept) hold copies of
     # source rows with their provenance: erased by the same identities
     for sample_name in lake.list("samples"):
@@ -482,7 +490,7 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     out: dict[str, Any] = {"source": source, "where": where}
     done: list[tuple[str, str, int]] = []
     labels = {"sources": "dataset", "quarantine": "quarantine",
-              "training": "training", "splits": "splits"}
+              "training": "training", "splits": "splits", "labels": "labels"}
     try:
         for area, dataset, columns, identities in plans:
             before = lake.version(area, dataset)
@@ -1065,3 +1073,137 @@ class _ScoreSink:
             self._writer.close()
         if self._fh is not None:
             self._fh.close()
+
+
+# labels ---------------------------------------------------------------------------
+
+@_one_at_a_time
+def import_labels(project: Project, path: str | Path, *, fmt: str | None = None,
+                  item: str | None = None, label: str = "label",
+                  annotator: str | None = "annotator", source: str | None = None,
+                  kind: str = "human", confidence: str | None = None,
+                  time: str | None = None) -> dict[str, Any]:
+    """Store the labels of a file in the project's label store.
+
+    ``fmt`` ``labelstudio`` reads a Label Studio JSON export (the item key is
+    the task's ``data[item]``, by default the project's key when the tasks
+    carry it, else the task id); any other file is one label a row, in the
+    columns ``item`` (default: the project's key, else ``item``), ``label``
+    and ``annotator`` (or one ``source`` for every row), with an optional
+    ``confidence`` and ``time``. A source's label of an item replaces the one
+    it gave before; the same file imported twice stores nothing new.
+    """
+    from .trainingdata.labeling._store import (
+        file_digest,
+        read_label_file,
+        read_label_studio,
+        store_labels,
+    )
+
+    path = Path(path)
+    if not path.is_absolute():
+        path = project.root / path
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    key = project.spec.key
+    if fmt is None and path.suffix.lower() == ".json":
+        try:  # a Label Studio export is a list of tasks with annotations
+            import json
+
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            first = doc[0] if isinstance(doc, list) and doc else doc
+            if isinstance(first, dict) and "annotations" in first:
+                fmt = "labelstudio"
+        except (ValueError, OSError):
+            pass
+    options = {"fmt": fmt, "item": item, "label": label, "annotator": annotator,
+               "source": source, "kind": kind, "confidence": confidence,
+               "time": time}
+    if fmt == "labelstudio":
+        field = item
+        if field is None and key:
+            field = key
+        rows, notes = read_label_studio(path, item_field=field)
+        if not rows and item is None and key:  # the tasks carry no key: ids
+            rows, notes = read_label_studio(path, item_field=None)
+    else:
+        from .etl import read_table
+
+        cols = read_table(path).table.column_names
+        if item is None:
+            item = key if key and key in cols else "item"
+        who = None if source is not None and annotator == "annotator" and (
+            "annotator" not in cols) else annotator
+        rows, notes = read_label_file(path, item=item, label=label, source=who,
+                                      kind=kind, confidence=confidence, time=time,
+                                      default_source=source)
+    try:
+        origin = str(path.relative_to(project.root))
+    except ValueError:
+        origin = str(path)
+    out = store_labels(project.lake, project.spec.name, rows, origin=origin,
+                       digest=file_digest(path, options))
+    return {"file": origin, "format": fmt or path.suffix.lstrip("."),
+            **out, "notes": notes}
+
+
+def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",)):
+    """The stored labels of ``kinds`` as a vote matrix (items x sources) with
+    the items, sources and labels; labels.order fixes the labels' order."""
+    from .trainingdata.labeling._store import read_labels, vote_matrix
+
+    table = read_labels(project.lake, project.spec.name, kinds=kinds)
+    if table.num_rows == 0:
+        raise DataError(f"the label store holds no {' or '.join(kinds)} label yet: "
+                        f"`mlsd label import FILE` first")
+    return vote_matrix(table, order=project.spec.labels.order)
+
+
+def label_agreement(project: Project) -> dict[str, Any]:
+    """How far the annotators of the label store agree (see
+    :func:`mlsd.trainingdata.labeling.agreement`)."""
+    from .trainingdata.labeling import agreement
+
+    M, items, sources, labels = label_votes(project)
+    return agreement(M, items=items, annotators=sources, labels=labels,
+                     ordinal=project.spec.labels.order is not None)
+
+
+def aggregate_labels(project: Project, method: str | None = None
+                     ) -> dict[str, Any]:
+    """One label an item from the annotators' votes (``labels.aggregate``:
+    majority or dawid_skene), with its confidence; Dawid-Skene also gives
+    each annotator's estimated accuracy and confusion matrix."""
+    import numpy as np
+
+    from .trainingdata.labeling import dawid_skene, majority_vote
+
+    method = method or project.spec.labels.aggregate
+    if method not in ("majority", "dawid_skene"):
+        raise SpecError(f"labels.aggregate: expected majority or dawid_skene, got "
+                        f"{method!r}")
+    M, items, sources, labels = label_votes(project)
+    k = len(labels)
+    mv, mv_conf, tie = majority_vote(M, k)
+    out: dict[str, Any] = {"method": method, "items": len(items),
+                           "annotators": sources, "labels": labels,
+                           "ties": int(tie.sum())}
+    if method == "dawid_skene":
+        ds = dawid_skene(M, k)
+        chosen, conf = ds.labels, ds.confidence
+        acc = ds.accuracy()
+        out["dawid_skene"] = {
+            "iterations": ds.iterations, "converged": ds.converged,
+            "priors": {lb: round(float(p), 4) for lb, p in zip(labels, ds.priors,
+                                                               strict=True)},
+            "annotators": [{"annotator": s, "accuracy": round(float(a), 4),
+                            "confusion": np.round(ds.confusion[j], 4).tolist()}
+                           for j, (s, a) in enumerate(zip(sources, acc,
+                                                          strict=True))]}
+        out["changed_from_majority"] = int(np.sum((chosen != mv) & (mv >= 0)))
+    else:
+        chosen, conf = mv, mv_conf
+    out["rows"] = [{"item": it, "label": labels[c] if c >= 0 else None,
+                    "confidence": round(float(p), 4)}
+                   for it, c, p in zip(items, chosen, conf, strict=True)]
+    return out

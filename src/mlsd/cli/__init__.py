@@ -3,7 +3,7 @@
 One module per command group (``_run``: init, run, ingest, stages; ``_spec``;
 ``_schema``; ``_lake``: lake, sql, export; ``_quarantine``; ``_models``: models,
 lineage, predict, serve; ``_features``: features prune; ``_audit``;
-``_sample``: sample), registered
+``_sample``: sample; ``_label``: label), registered
 on the root here. Results go to stdout (``--json`` for scripts), progress and
 logs to stderr. Exit codes: 0 done, 1 the job ran and found a problem asked to
 fail on, 2 bad input or usage (every :class:`mlsd.errors.MlsdError` is printed
@@ -25,6 +25,7 @@ from ..errors import MlsdError
 from . import (
     _audit,
     _features,
+    _label,
     _lake,
     _models,
     _quarantine,
@@ -53,6 +54,7 @@ app.add_typer(_quarantine.app, name="quarantine")
 app.add_typer(_lake.app, name="lake")
 app.add_typer(_models.app, name="models")
 app.add_typer(_features.app, name="features")
+app.add_typer(_label.app, name="label")
 
 
 def _version(value: bool) -> None:

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -1203,6 +1204,27 @@ class ServeSpec(_Strict):
         "Python's lock: 4 on 2 cores took /health p99 from 13 ms to 35 ms.")
 
 
+class LabelsSpec(_Strict):
+    """Hand labels in the label store (`mlsd label import`): how they are
+    read and combined."""
+
+    order: list[str] | None = Field(
+        default=None, description="The labels in order when they are ordered "
+        "(low, medium, high): agreement then weighs a near miss as half right "
+        "(quadratic-weighted kappa, ordinal alpha).")
+    aggregate: Literal["majority", "dawid_skene"] = Field(
+        default="dawid_skene", description="One label an item from its votes: "
+        "majority (the most voted) or dawid_skene (each annotator weighed by "
+        "their estimated confusion matrix, by EM).")
+
+    @field_validator("order")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (len(set(v)) != len(v) or len(v) < 2):
+            raise ValueError("order: two or more distinct labels")
+        return v
+
+
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
 
@@ -1228,6 +1250,7 @@ class ProjectSpec(_Strict):
     serve: ServeSpec = Field(default_factory=ServeSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    labels: LabelsSpec = Field(default_factory=LabelsSpec)
     seed: int = 42
     data_roots: list[str] = Field(
         default_factory=list,

@@ -1,0 +1,171 @@
+"""``mlsd label``: the label store: import hand labels, measure how far the
+annotators agree, and make one label an item from their votes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._common import ConfigOpt, JsonOpt, emit, group, out, project, rich_table
+
+app = group("Labels: import them, measure agreement, aggregate the votes.")
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="A file of labels: CSV, JSONL, "
+                                         "Parquet, ... (one label a row), or a "
+                                         "Label Studio JSON export.")],
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="labelstudio, or the file's own format (by default from "
+        "the file; a .json export of Label Studio is recognised).")] = None,
+    item: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="The item key's column (Label Studio: the task's "
+        "data field); default: the project's key, else `item` (Label Studio: the "
+        "task id).")] = None,
+    label: Annotated[str, typer.Option(metavar="COLUMN",
+                                       help="The label's column.")] = "label",
+    annotator: Annotated[str, typer.Option(
+        metavar="COLUMN", help="The column naming who labelled the row.")
+        ] = "annotator",
+    source: Annotated[str | None, typer.Option(
+        metavar="NAME", help="One source for every row (a file from one "
+        "annotator), instead of --annotator.")] = None,
+    kind: Annotated[str, typer.Option(help="human, natural, function or model."
+                                      )] = "human",
+    confidence: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="A column of confidences.")] = None,
+    time: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="A column of labelling times.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a file's labels in the label store (a source's label of an item
+    replaces the one it gave before; the same file twice stores nothing).
+
+    Examples:
+      mlsd label import labels/round1.csv --annotator who
+      mlsd label import export.json --item post_id
+    """
+    from ..pipeline import import_labels
+
+    res = import_labels(project(config), path, fmt=fmt, item=item, label=label,
+                        annotator=annotator, source=source, kind=kind,
+                        confidence=confidence, time=time)
+
+    def show(r: dict[str, Any]) -> None:
+        what = "stored" if r["written"] else "already stored (nothing new)"
+        out.print(f"{r['file']}: {r['rows']} label(s) of {r['items']} item(s) by "
+                  f"{len(r['sources'])} source(s) {what}; label store version "
+                  f"{r['version']}")
+        for note in r["notes"]:
+            out.print(f"  left out: {note}")
+    emit(res, as_json, show)
+
+
+@app.command("agreement")
+def agreement_cmd(
+    config: ConfigOpt = None,
+    queue: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Write the items the annotators disagree on (most "
+        "disputed first) to this CSV: the re-label queue.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How far the annotators agree: Cohen's kappa per pair, Fleiss' kappa,
+    Krippendorff's alpha, each annotator against the others, the labels they
+    confuse, the items to label again.
+
+    Example: mlsd label agreement --queue relabel.csv
+    """
+    from ..pipeline import label_agreement
+
+    res = label_agreement(project(config))
+    if queue is not None:
+        import csv
+
+        with open(queue, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["item", "votes", "entropy"])
+            for q in res["queue"]:
+                w.writerow([q["item"], "; ".join(f"{k}: {v}" for k, v in
+                                                 q["votes"].items()), q["entropy"]])
+
+    def show(r: dict[str, Any]) -> None:
+        out.print(f"{r['votes']} votes on {r['items']} items by {r['annotators']} "
+                  f"annotators ({r['items_with_several_votes']} items with several "
+                  f"votes); labels {', '.join(r['labels'])}"
+                  + (" (ordered)" if r["ordinal"] else ""))
+        out.print(f"Raw agreement {_fmt(r['raw_agreement'])}, Fleiss' kappa "
+                  f"{_fmt(r['fleiss_kappa'])}, Krippendorff's alpha "
+                  f"{_fmt(r['krippendorff_alpha'])}")
+        t = rich_table("Pairs of annotators (items both labelled)")
+        for c in ("a", "b", "items", "agreement", "kappa"):
+            t.add_column(c, justify="left" if c in "ab" else "right")
+        for p in r["pairs"]:
+            t.add_row(p["a"], p["b"], str(p["items"]), _fmt(p["agreement"]),
+                      _fmt(p["kappa"]))
+        out.print(t)
+        t = rich_table("Each annotator against the others' majority")
+        for c in ("annotator", "items", "compared", "agreement", "kappa"):
+            t.add_column(c, justify="left" if c == "annotator" else "right")
+        for p in r["per_annotator"]:
+            t.add_row(p["annotator"], str(p["items"]), str(p["compared"]),
+                      _fmt(p["agreement_with_others"]), _fmt(p["kappa_with_others"]))
+        out.print(t)
+        out.print(f"{r['disagreements']} item(s) with disagreeing votes"
+                  + (f": written to {queue}" if queue is not None else
+                     " (--queue FILE writes them)"))
+    emit(res, as_json, show)
+
+
+@app.command("aggregate")
+def aggregate_cmd(
+    method: Annotated[str | None, typer.Option(
+        help="majority or dawid_skene (default: labels.aggregate).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Write item, label, confidence "
+        "to this CSV.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One label an item from the annotators' votes, with its confidence;
+    Dawid-Skene also estimates each annotator's accuracy.
+
+    Example: mlsd label aggregate --method dawid_skene -o labels.csv
+    """
+    from ..pipeline import aggregate_labels
+
+    res = aggregate_labels(project(config), method)
+    if output is not None:
+        import csv
+
+        with open(output, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["item", "label", "confidence"])
+            for row in res["rows"]:
+                w.writerow([row["item"], row["label"], row["confidence"]])
+
+    def show(r: dict[str, Any]) -> None:
+        out.print(f"{r['method']}: {r['items']} items, {len(r['labels'])} labels, "
+                  f"{r['ties']} majority tie(s)")
+        ds = r.get("dawid_skene")
+        if ds:
+            done = "" if ds["converged"] else ", not converged"
+            t = rich_table(f"Annotators as Dawid-Skene sees them ({ds['iterations']} "
+                           f"EM iterations{done})")
+            t.add_column("annotator")
+            t.add_column("estimated accuracy", justify="right")
+            for a in ds["annotators"]:
+                t.add_row(a["annotator"], _fmt(a["accuracy"]))
+            out.print(t)
+            out.print(f"{r['changed_from_majority']} item(s) get another label than "
+                      f"the majority's")
+        if output is not None:
+            out.print(f"written to {output}")
+    emit(res, as_json, show)

@@ -1,0 +1,221 @@
+"""Hand labels: the label store, agreement statistics against hand-computed
+values, and aggregation (Dawid-Skene recovering planted annotator noise)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import chdir
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlsd
+from mlsd.errors import DataError
+from mlsd.pipeline import Project
+from mlsd.trainingdata.labeling import (
+    agreement,
+    cohen_kappa,
+    dawid_skene,
+    fleiss_kappa,
+    krippendorff_alpha,
+    majority_vote,
+)
+
+
+def test_cohen_kappa_of_the_textbook_table():
+    # 50 items: both yes 20, A yes B no 5, A no B yes 10, both no 15:
+    # p_o = 0.7, p_e = 0.5 * 0.6 + 0.5 * 0.4 = 0.5, kappa = 0.4
+    a = np.array([1] * 20 + [1] * 5 + [0] * 10 + [0] * 15)
+    b = np.array([1] * 20 + [0] * 5 + [1] * 10 + [0] * 15)
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    # items one of them did not label (-1) are left out
+    assert cohen_kappa(np.r_[a, -1, 1], np.r_[b, 0, -1]) == pytest.approx(0.4)
+    # ordered labels: a near miss counts partly (quadratic weights)
+    x, y = np.array([0, 1, 2, 2, 1, 0]), np.array([0, 2, 2, 1, 1, 0])
+    assert cohen_kappa(x, y, weights="quadratic") > cohen_kappa(x, y)
+
+
+FLEISS = np.array([[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6],
+                   [0, 3, 9, 2, 0], [2, 2, 8, 1, 1], [7, 7, 0, 0, 0],
+                   [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0],
+                   [0, 2, 2, 3, 7]])
+
+
+def test_fleiss_kappa_of_the_textbook_table_and_statsmodels():
+    # Fleiss (1971) as worked on Wikipedia: 10 items, 14 raters, 5 labels
+    assert fleiss_kappa(FLEISS) == pytest.approx(0.20993, abs=1e-5)
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
+
+    rng = np.random.default_rng(0)
+    table = rng.multinomial(6, [0.5, 0.3, 0.2], size=40)
+    assert fleiss_kappa(table) == pytest.approx(sm_fleiss(table), abs=1e-12)
+    # raters vary by item: each item's share of agreeing pairs, by hand
+    varied = np.array([[2, 0], [1, 1], [3, 0], [0, 2]])
+    p_item = np.array([1.0, 0.0, 1.0, 1.0])
+    shares = np.array([6, 3]) / 9
+    chance = (shares ** 2).sum()
+    assert fleiss_kappa(varied) == pytest.approx((p_item.mean() - chance)
+                                                 / (1 - chance))
+
+
+def test_krippendorff_alpha_of_krippendorffs_own_example():
+    # Krippendorff (2011), "Computing Krippendorff's alpha": 4 coders, 12
+    # units, missing values; nominal alpha 0.743
+    nan = -1
+    coders = [[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+              [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+              [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+              [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]]
+    M = np.array(coders).T  # items x annotators, codes with -1 missing
+    M = np.where(M > 0, M - 1, -1)
+    assert krippendorff_alpha(M) == pytest.approx(0.743, abs=5e-4)
+
+
+def _planted(n: int = 600, k: int = 3, seed: int = 0):
+    """Five annotators of planted accuracy, each seeing 80% of the items; the
+    last swaps labels 0 and 1 systematically."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, n)
+    acc = [0.9, 0.85, 0.6, 0.55, 0.5]
+    M = np.full((n, len(acc)), -1)
+    for a, p in enumerate(acc):
+        seen = rng.random(n) < 0.8
+        wrong = (truth + rng.integers(1, k, n)) % k
+        M[seen, a] = np.where(rng.random(n) < p, truth, wrong)[seen]
+    M[:, 4] = np.where(M[:, 4] == 0, 1, np.where(M[:, 4] == 1, 0, M[:, 4]))
+    return M, truth
+
+
+def test_dawid_skene_recovers_planted_annotator_noise():
+    M, truth = _planted()
+    mv, _, _ = majority_vote(M, 3)
+    ds = dawid_skene(M, 3)
+    assert np.mean(ds.labels == truth) > np.mean(mv == truth) + 0.05
+    # each annotator's estimated accuracy is near the one measured on truth
+    for a in range(M.shape[1]):
+        seen = M[:, a] >= 0
+        real = np.mean(M[seen, a] == truth[seen])
+        assert ds.accuracy()[a] == pytest.approx(real, abs=0.05), a
+    # the swapping annotator's confusion matrix shows the swap
+    assert ds.confusion[4][0, 1] > 0.4 and ds.confusion[4][1, 0] > 0.4
+    # confident items are right more often than the others
+    sure = ds.confidence > 0.9
+    assert np.mean(ds.labels[sure] == truth[sure]) > np.mean(
+        ds.labels[~sure] == truth[~sure])
+
+
+def test_majority_vote_says_its_share_and_its_ties():
+    M = np.array([[0, 0, 1], [1, 0, -1], [-1, -1, -1], [2, 2, 2]])
+    label, conf, tie = majority_vote(M, 3)
+    assert label.tolist() == [0, 0, -1, 2]
+    assert conf.tolist() == pytest.approx([2 / 3, 0.5, 0.0, 1.0])
+    assert tie.tolist() == [False, True, False, False]
+
+
+def test_agreement_finds_the_careless_annotator_and_the_disputed_items():
+    M, _ = _planted(n=300, seed=1)
+    res = agreement(M, items=[f"i{i}" for i in range(300)],
+                    annotators=["ann", "bob", "cid", "dee", "eve"],
+                    labels=["a", "b", "c"])
+    per = {p["annotator"]: p for p in res["per_annotator"]}
+    assert per["ann"]["kappa_with_others"] > per["dee"]["kappa_with_others"] > \
+        per["eve"]["kappa_with_others"]
+    assert len(res["pairs"]) == 10
+    conf = np.array(res["confusion"])
+    assert np.array_equal(conf, conf.T)  # ordered pairs of votes, both ways
+    ents = [q["entropy"] for q in res["queue"]]
+    assert ents == sorted(ents, reverse=True) and res["disagreements"] > 0
+    assert -1 < res["fleiss_kappa"] < 1 and -1 < res["krippendorff_alpha"] < 1
+
+
+def _project(root: Path) -> Path:
+    (root / "data").mkdir(parents=True)
+    rows = ["post_id,text,topic"] + [f"p{i},text {i},{'ab'[i % 2]}"
+                                     for i in range(40)]
+    (root / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
+    (root / "mlsd.yaml").write_text(
+        "name: lab\nproblem: {task: binary, target: topic, positive: a}\n"
+        "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
+        "features:\n  - {column: text, encode: tfidf}\n")
+    return root
+
+
+def test_the_store_imports_files_and_label_studio_and_keeps_one_label_a_source(
+        tmp_path):
+    folder = _project(tmp_path / "p")
+    proj = Project.of(folder)
+    (folder / "round1.csv").write_text(
+        "post_id,label,annotator\np1,spam,ann\np1,ham,bob\np2,ham,ann\n"
+        "p2,ham,bob\np3,spam,ann\np3,spam,bob\n,spam,ann\n")
+    first = mlsd.pipeline.import_labels(proj, "round1.csv")
+    assert (first["rows"], first["items"], first["sources"]) == (6, 3, ["ann",
+                                                                        "bob"])
+    assert first["notes"] == ["1 row(s) without an item or a label"]
+    again = mlsd.pipeline.import_labels(proj, "round1.csv")
+    assert again["written"] is False and again["version"] == first["version"]
+    # ann changes her mind on p1: her label replaces the one she gave
+    (folder / "fix.csv").write_text("post_id,label\np1,ham\n")
+    mlsd.pipeline.import_labels(proj, "fix.csv", source="ann")
+    # a Label Studio export: choices by a third annotator
+    tasks = [{"id": 7, "data": {"post_id": "p1", "text": "t"}, "annotations": [
+        {"completed_by": {"email": "cid@x"}, "created_at": "2026-11-01T10:00:00Z",
+         "result": [{"type": "choices", "value": {"choices": ["ham"]}}]},
+        {"completed_by": 3, "was_cancelled": True, "result": []}]},
+        {"id": 8, "data": {"post_id": "p3"}, "annotations": [
+            {"completed_by": {"email": "cid@x"},
+             "result": [{"type": "choices", "value": {"choices": ["spam"]}}]}]}]
+    (folder / "export.json").write_text(json.dumps(tasks))
+    ls = mlsd.pipeline.import_labels(proj, "export.json")
+    assert ls["format"] == "labelstudio" and ls["rows"] == 2
+    assert ls["notes"] == ["1 cancelled annotation(s)"]
+    from mlsd.trainingdata.labeling import read_labels
+
+    stored = read_labels(proj.lake, "lab")
+    got = {(r["item"], r["source"]): r["label"] for r in stored.to_pylist()}
+    assert got[("p1", "ann")] == "ham" and got[("p1", "cid@x")] == "ham"
+    assert stored.num_rows == 8
+    agg = mlsd.pipeline.aggregate_labels(proj, "majority")
+    assert {r["item"]: r["label"] for r in agg["rows"]} == {
+        "p1": "ham", "p2": "ham", "p3": "spam"}
+    ag = mlsd.pipeline.label_agreement(proj)
+    assert ag["items"] == 3 and ag["annotators"] == 3
+    with pytest.raises(DataError, match="not a column"):
+        mlsd.pipeline.import_labels(proj, "round1.csv", label="nope")
+
+
+def test_erasing_an_item_erases_its_labels(tmp_path):
+    folder = _project(tmp_path / "p")
+    proj = Project.of(folder)
+    mlsd.pipeline.ingest(proj)
+    (folder / "l.csv").write_text("post_id,label,annotator\np1,a,ann\np2,b,ann\n")
+    mlsd.pipeline.import_labels(proj, "l.csv")
+    res = mlsd.pipeline.delete_rows(proj, "posts", "post_id = 'p1'")
+    assert res["labels"]["deleted"] == 1
+    from mlsd.trainingdata.labeling import read_labels
+
+    assert read_labels(proj.lake, "lab").column("item").to_pylist() == ["p2"]
+
+
+def test_the_label_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    folder = _project(tmp_path / "p")
+    M, _ = _planted(n=60, seed=2)
+    lines = ["post_id,label,annotator"] + [
+        f"p{i},{'xyz'[M[i, a]]},a{a}" for i in range(60) for a in range(5)
+        if M[i, a] >= 0]
+    (folder / "votes.csv").write_text("\n".join(lines) + "\n")
+    with chdir(folder):
+        r = CliRunner().invoke(app, ["label", "import", "votes.csv"])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(app, ["label", "agreement", "--queue", "q.csv",
+                                     "--json"])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.output)
+        assert doc["annotators"] == 5 and (folder / "q.csv").is_file()
+        r = CliRunner().invoke(app, ["label", "aggregate", "-o", "agg.csv"])
+        assert r.exit_code == 0 and "estimated accuracy" in r.output, r.output
+    assert (folder / "agg.csv").read_text().startswith("item,label,confidence")
