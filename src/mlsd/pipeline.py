@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
 __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels", "check",
-           "delete_rows", "gc", "import_labels", "ingest", "label_agreement",
+           "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
+           "label_agreement",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
@@ -1147,12 +1148,15 @@ def import_labels(project: Project, path: str | Path, *, fmt: str | None = None,
             **out, "notes": notes}
 
 
-def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",)):
+def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",),
+                excluded: bool = True):
     """The stored labels of ``kinds`` as a vote matrix (items x sources) with
-    the items, sources and labels; labels.order fixes the labels' order."""
+    the items, sources and labels; labels.order fixes the labels' order, and
+    labels.exclude's sources are left out (unless ``excluded`` is False)."""
     from .trainingdata.labeling._store import read_labels, vote_matrix
 
-    table = read_labels(project.lake, project.spec.name, kinds=kinds)
+    table = read_labels(project.lake, project.spec.name, kinds=kinds,
+                        exclude=project.spec.labels.exclude if excluded else ())
     if table.num_rows == 0:
         raise DataError(f"the label store holds no {' or '.join(kinds)} label yet: "
                         f"`mlsd label import FILE` first")
@@ -1161,10 +1165,11 @@ def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",)):
 
 def label_agreement(project: Project) -> dict[str, Any]:
     """How far the annotators of the label store agree (see
-    :func:`mlsd.trainingdata.labeling.agreement`)."""
+    :func:`mlsd.trainingdata.labeling.agreement`); every annotator, those of
+    labels.exclude too (the figures that got them excluded)."""
     from .trainingdata.labeling import agreement
 
-    M, items, sources, labels = label_votes(project)
+    M, items, sources, labels = label_votes(project, excluded=False)
     return agreement(M, items=items, annotators=sources, labels=labels,
                      ordinal=project.spec.labels.order is not None)
 
@@ -1207,3 +1212,16 @@ def aggregate_labels(project: Project, method: str | None = None
                     "confidence": round(float(p), 4)}
                    for it, c, p in zip(items, chosen, conf, strict=True)]
     return out
+
+
+@_one_at_a_time
+def exclude_label_source(project: Project, source: str) -> dict[str, Any]:
+    """Remove every label of ``source`` (a careless annotator, a wrong
+    labeling function) from the label store; the next run builds the
+    training table without them. (``labels.exclude`` in the spec ignores a
+    source without removing its labels.)"""
+    from .trainingdata.labeling._store import remove_source
+
+    res = remove_source(project.lake, project.spec.name, source)
+    return {"source": source, **res}
+

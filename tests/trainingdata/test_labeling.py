@@ -219,3 +219,73 @@ def test_the_label_commands(tmp_path):
         r = CliRunner().invoke(app, ["label", "aggregate", "-o", "agg.csv"])
         assert r.exit_code == 0 and "estimated accuracy" in r.output, r.output
     assert (folder / "agg.csv").read_text().startswith("item,label,confidence")
+
+
+def test_the_policy_takes_the_column_then_the_sure_store_labels(tmp_path):
+    folder = tmp_path / "p"
+    (folder / "data").mkdir(parents=True)
+    rows = ["post_id,text,topic"] + [
+        f"p{i},{'goal team' if i % 2 else 'vote law'} {i},"
+        f"{'' if i < 30 else ('a' if i % 2 else 'b')}" for i in range(120)]
+    (folder / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
+    votes = ["post_id,label,annotator"]
+    for i in range(30):
+        truth = "a" if i % 2 else "b"
+        other = "b" if truth == "a" else "a"
+        votes += [f"p{i},{truth},ann", f"p{i},{truth if i % 10 else other},bob",
+                  f"p{i},{truth if i % 3 else other},cid"]
+    votes.append("p999,a,ann")  # an item the data does not have
+    (folder / "votes.csv").write_text("\n".join(votes) + "\n")
+    spec = ("name: lab\nproblem: {task: binary, target: topic, positive: a}\n"
+            "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
+            "features:\n  - {column: text, encode: tfidf}\n"
+            "model: {params: {n_estimators: 20}}\n")
+    (folder / "mlsd.yaml").write_text(spec)
+    proj = Project.of(folder)
+    mlsd.pipeline.import_labels(proj, "votes.csv")
+    plain = mlsd.run(proj, until="table")["training"]
+    assert (plain["rows"], plain["unlabelled"], plain["labels"]) == (90, 30, None)
+    policy = ["labels.policy=[{from: column}, {from: human, aggregate: majority, "
+              "min_confidence: 0.7}]"]
+    s = mlsd.run(proj.with_overrides(policy), until="train")
+    lab = s["training"]["labels"]
+    assert lab["by_rule"]["column"] == {"rows": 90}
+    human = lab["by_rule"]["human"]
+    # majority shares: 3/3 on most items, 2/3 (0.667, under 0.7) where bob or
+    # cid dissent: i % 10 == 0 (3 items) or i % 3 == 0 (10 items), 1 both
+    assert human["too_unsure"] == 12 and human["rows"] == 18
+    assert human["items_not_in_data"] == 1 and lab["store_version"] == 0
+    assert s["training"]["rows"] == 108
+    table = proj.lake.read("training", "lab")
+    came = dict(zip(table.column("post_id").to_pylist(),
+                    table.column("_label_from").to_pylist(), strict=True))
+    assert came["p1"] == "human" and came["p31"] == "column" and "p0" not in came
+    manifest = json.loads((folder / s["paths"]["model"] / "manifest.json")
+                          .read_text())
+    assert manifest["lineage"]["training"]["labels"]["by_rule"]["human"]["rows"] == 18
+    # leaving the careless annotator out, in the spec: every vote left agrees
+    s2 = mlsd.run(proj.with_overrides([*policy, "labels.exclude=[cid]"]),
+                  until="table")
+    assert s2["training"]["labels"]["by_rule"]["human"]["rows"] == 27
+    # removing bob from the store makes a new store version, a new table
+    assert mlsd.pipeline.exclude_label_source(proj, "bob")["deleted"] == 30
+    s3 = mlsd.run(proj.with_overrides(policy), until="table")
+    assert s3["training"]["labels"]["store_version"] == 1
+
+
+@pytest.mark.parametrize("labels, message", [
+    ({"policy": [{"from": "human"}]}, "join the rows by their key"),
+    ({"policy": [{"from": "column"}, {"from": "column"}]}, "each source"),
+    ({"policy": [{"from": "column", "min_confidence": 0.5}]}, "no votes"),
+    ({"order": ["low"]}, "two or more"),
+])
+def test_a_policy_that_cannot_work_is_refused(labels, message):
+    from pydantic import ValidationError
+
+    from mlsd.spec import ProjectSpec
+
+    doc = {"name": "p", "problem": {"task": "binary", "target": "y"},
+           "sources": {"s": {"path": "data/s.csv"}}, "features": [{"column": "x"}],
+           "labels": labels}
+    with pytest.raises(ValidationError, match=message):
+        ProjectSpec.model_validate(doc)

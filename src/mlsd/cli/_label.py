@@ -169,3 +169,25 @@ def aggregate_cmd(
         if output is not None:
             out.print(f"written to {output}")
     emit(res, as_json, show)
+
+
+@app.command("exclude")
+def exclude_cmd(
+    source: Annotated[str, typer.Argument(help="The annotator, labeling function "
+                                          "or model whose labels go.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a source's labels from the label store (a careless annotator, a
+    wrong labeling function); the next `mlsd run` rebuilds the training table
+    without them. To ignore a source without removing its labels, list it in
+    labels.exclude instead.
+
+    Example: mlsd label exclude bob
+    """
+    from ..pipeline import exclude_label_source
+
+    res = exclude_label_source(project(config), source)
+    emit(res, as_json, lambda r: out.print(
+        f"{r['deleted']} label(s) of {r['source']} removed (label store version "
+        f"{r['version']}); `mlsd run` rebuilds the training table without them"))

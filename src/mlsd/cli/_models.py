@@ -374,6 +374,19 @@ def lineage(model_id: ModelIdArg, config: ConfigOpt = None,
         if doc["training"]:
             tr = doc["training"]
             out.print(f"└─ training table {tr['dataset']}@{tr['version']}")
+            lab = tr.get("labels")
+            if lab:  # the target by labels.policy: which rule gave how many
+                for rule, got in lab["by_rule"].items():
+                    if rule == "column":
+                        out.print(f"   └─ labels from the target column: "
+                                  f"{got['rows']} rows")
+                        continue
+                    out.print(
+                        f"   └─ labels from the label store's {rule} labels "
+                        f"(labels/{doc['training']['dataset'].split('/')[-1]}@"
+                        f"{lab['store_version']}, {got['aggregate']}, confidence "
+                        f">= {got['min_confidence']}): {got['rows']} rows; "
+                        f"{got['too_unsure']} too unsure")
         for d in doc["datasets"]:
             out.print(f"└─ trained on {d['dataset']}@{d['version']} "
                       f"({d['rows_stored']} rows)")

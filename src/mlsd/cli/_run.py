@@ -238,6 +238,12 @@ def print_summary(s: dict[str, Any]) -> None:
                   f"{' on ' + sp['time'] if sp['time'] else ''}): {sizes}"
                   + (f"; left out {left}" if left else "")
                   + (" (earlier cuts kept)" if sp.get("cuts_reused") else ""))
+    lab = (s.get("training") or {}).get("labels")
+    if lab:
+        out.print("Labels by labels.policy: " + "; ".join(
+            f"{rule} {got['rows']} rows" + (f" ({got['too_unsure']} too unsure)"
+                                             if got.get("too_unsure") else "")
+            for rule, got in lab["by_rule"].items()))
     if "model" in s:
         _print_model(s)
     if s.get("imbalance"):

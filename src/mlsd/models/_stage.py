@@ -425,7 +425,10 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
         "lineage": {"run_id": ctx.run_id, "spec_hash": ctx.spec_hash,
                     "code_version": __version__, "datasets": lineage_datasets,
                     "training": {"dataset": training.dataset,
-                                 "version": training.version},
+                                 "version": training.version,
+                                 # where the target came from (labels.policy)
+                                 **({"labels": training.meta["labels"]}
+                                    if training.meta.get("labels") else {})},
                     "split": {"dataset": splits.dataset,
                               "version": splits.version, **sizes}},
     }

@@ -1204,6 +1204,29 @@ class ServeSpec(_Strict):
         "Python's lock: 4 on 2 cores took /health p99 from 13 ms to 35 ms.")
 
 
+class LabelRule(_Strict):
+    """One rule of ``labels.policy``: where a row's label may come from."""
+
+    from_: Literal["column", "human", "natural", "function", "model"] = Field(
+        alias="from", description="column: the sources' target column; human, "
+        "natural, function, model: the label store's labels of that kind, one "
+        "label an item by `aggregate`.")
+    aggregate: Literal["majority", "dawid_skene"] | None = Field(
+        default=None, description="How the store's votes become one label "
+        "(default: labels.aggregate).")
+    min_confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="A label less sure than this "
+        "(the majority's share of the votes, or Dawid-Skene's posterior) is "
+        "not taken from this rule.")
+
+    @model_validator(mode="after")
+    def _column_has_no_votes(self) -> LabelRule:
+        if self.from_ == "column" and (self.aggregate or self.min_confidence):
+            raise ValueError("a `from: column` rule reads the target as it is: it "
+                             "has no votes to aggregate and no confidence")
+        return self
+
+
 class LabelsSpec(_Strict):
     """Hand labels in the label store (`mlsd label import`): how they are
     read and combined."""
@@ -1216,6 +1239,18 @@ class LabelsSpec(_Strict):
         default="dawid_skene", description="One label an item from its votes: "
         "majority (the most voted) or dawid_skene (each annotator weighed by "
         "their estimated confusion matrix, by EM).")
+    exclude: list[str] = Field(
+        default_factory=list, description="Sources (annotators, labeling "
+        "functions, models) whose labels the policy and the aggregation ignore: "
+        "a careless annotator, a wrong function. Reversible; `mlsd label "
+        "exclude SOURCE` removes them from the store instead.")
+    policy: list[LabelRule] = Field(
+        default_factory=lambda: [LabelRule(**{"from": "column"})], min_length=1,
+        description="Where the training table's target comes from, rule by rule: "
+        "a row takes the label of the first rule that has one for it, e.g. "
+        "[{from: column}, {from: human, min_confidence: 0.6}]: the sources' "
+        "target, else the annotators' aggregate when it is sure enough. The "
+        "default reads the target column alone.")
 
     @field_validator("order")
     @classmethod
@@ -1223,6 +1258,19 @@ class LabelsSpec(_Strict):
         if v is not None and (len(set(v)) != len(v) or len(v) < 2):
             raise ValueError("order: two or more distinct labels")
         return v
+
+    @field_validator("policy")
+    @classmethod
+    def _once_each(cls, v: list[LabelRule]) -> list[LabelRule]:
+        froms = [r.from_ for r in v]
+        if len(set(froms)) != len(froms):
+            raise ValueError(f"policy: each source of labels once ({', '.join(froms)})")
+        return v
+
+    @property
+    def from_store(self) -> bool:
+        """Whether the policy reads the label store (else the column alone)."""
+        return any(r.from_ != "column" for r in self.policy)
 
 
 class ProjectSpec(_Strict):
@@ -1314,6 +1362,10 @@ class ProjectSpec(_Strict):
                                   and self.problem.costs):
             raise ValueError("model.class_weight: costs needs a binary task and "
                              "problem.costs (fp, fn, ...)")
+        if self.labels.from_store and not self.key:
+            raise ValueError("labels.policy: the label store's labels join the rows "
+                             "by their key: set `key` on the sources (or "
+                             "dataset.key)")
         cols = [c for f in self.features for c in f.inputs]
         for target in self.problem.targets:
             if target in cols:

@@ -98,8 +98,14 @@ def schema_files(ctx: RunContext) -> str:
 
 def _table_settings(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
-    return {"union": spec.union, "key": spec.key, "target": spec.problem.target,
-            "columns": union_schema(ctx).columns}
+    out = {"union": spec.union, "key": spec.key, "target": spec.problem.target,
+           "columns": union_schema(ctx).columns}
+    if spec.labels.from_store:  # the label store's version is an input too
+        from .labeling._policy import policy_digest
+
+        out["labels"] = policy_digest(ctx.lake, spec.name, spec.labels.policy,
+                                      spec.labels.exclude)
+    return out
 
 
 @stage(writes={"training": "dataset"}, relations={"sources": "union_into"},
@@ -126,6 +132,17 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
              .select([*schema.columns, *PROVENANCE]) for r in used]
     rows = pa.concat_tables(parts, promote_options="default")
     target = spec.problem.target
+    labels_info = None
+    if spec.labels.from_store:  # the target by labels.policy, rule by rule
+        from .labeling._policy import apply_policy, policy_digest
+
+        rows, by_rule = apply_policy(
+            rows, target=target, key=spec.key, policy=spec.labels.policy,
+            default_method=spec.labels.aggregate, lake=ctx.lake, name=spec.name,
+            exclude=spec.labels.exclude)
+        labels_info = {**policy_digest(ctx.lake, spec.name, spec.labels.policy,
+                                       spec.labels.exclude),
+                       "by_rule": by_rule}
     labelled = pc.is_valid(rows.column(target))
     unlabelled = rows.num_rows - int(pc.sum(labelled).as_py() or 0)
     rows = rows.filter(labelled)
@@ -139,7 +156,8 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     rows = rows.append_column(ROW, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
     inputs = [r.node for r in used]
     write_id = digest({"inputs": inputs, "target": target, "key": spec.key,
-                      "columns": schema.columns, "layout": TABLE_LAYOUT})
+                      "columns": schema.columns, "layout": TABLE_LAYOUT,
+                      **({"labels": labels_info} if labels_info else {})})
     name = spec.name
     version, _ = ctx.lake.write("training", name, rows, write_id=write_id)
     lineage = [{"dataset": r.dataset, "version": r.version,
@@ -148,12 +166,14 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
                for r in used]
     ref = DatasetRef(area="training", name=name, version=version,
                      rows=rows.num_rows, write_id=write_id,
-                     meta={"unlabelled": unlabelled, "sources": lineage})
+                     meta={"unlabelled": unlabelled, "sources": lineage,
+                           **({"labels": labels_info} if labels_info else {})})
     ctx.keep(ref, rows)
     return StageResult(
         outputs={"training": ref}, used={"sources": used},
         summary={"training": {"dataset": ref.dataset, "version": version,
-                              "rows": rows.num_rows, "unlabelled": unlabelled}},
+                              "rows": rows.num_rows, "unlabelled": unlabelled,
+                              "labels": labels_info}},
         note=f"{rows.num_rows} labelled rows -> {ref.dataset}@{version}"
              + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
 

@@ -179,15 +179,31 @@ def file_digest(path: Path, options: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def read_labels(lake, name: str, *, kinds: tuple[str, ...] | None = None
-                ) -> pa.Table:
-    """The stored labels (of ``kinds``), or an empty table."""
+def read_labels(lake, name: str, *, kinds: tuple[str, ...] | None = None,
+                exclude: list[str] | tuple[str, ...] = ()) -> pa.Table:
+    """The stored labels (of ``kinds``, less the ``exclude`` sources), or an
+    empty table."""
     if not lake.exists(AREA, name):
         return label_table([])
     table = lake.read(AREA, name)
     if kinds:
         table = table.filter(pc.is_in(table.column("kind"), pa.array(list(kinds))))
+    if exclude:
+        table = table.filter(pc.invert(pc.is_in(table.column("source"),
+                                                pa.array(list(exclude)))))
     return table
+
+
+def remove_source(lake, name: str, source: str) -> dict[str, Any]:
+    """Remove every label of ``source`` from the store (a new version; the
+    versions before keep them until a vacuum)."""
+    if not lake.exists(AREA, name):
+        raise DataError("the label store is empty: nothing to exclude")
+    known = set(lake.read(AREA, name).column("source").to_pylist())
+    if source not in known:
+        raise DataError(f"no label from {source!r} in the store (sources: "
+                        f"{', '.join(sorted(known)[:20])})")
+    return lake.erase(AREA, name, ["source"], {(source,)})
 
 
 def vote_matrix(table: pa.Table, *, order: list[str] | None = None
