@@ -256,6 +256,8 @@ def test_the_policy_takes_the_column_then_the_sure_store_labels(tmp_path):
     assert human["too_unsure"] == 12 and human["rows"] == 18
     assert human["items_not_in_data"] == 1 and lab["store_version"] == 0
     assert s["training"]["rows"] == 108
+    ag = s["label_agreement"]  # in every run's summary while the store has votes
+    assert ag["annotators"] == 3 and ag["items"] == 31 and len(ag["queue"]) <= 10
     table = proj.lake.read("training", "lab")
     came = dict(zip(table.column("post_id").to_pylist(),
                     table.column("_label_from").to_pylist(), strict=True))
@@ -269,8 +271,11 @@ def test_the_policy_takes_the_column_then_the_sure_store_labels(tmp_path):
     assert s2["training"]["labels"]["by_rule"]["human"]["rows"] == 27
     # removing bob from the store makes a new store version, a new table
     assert mlsd.pipeline.exclude_label_source(proj, "bob")["deleted"] == 30
-    s3 = mlsd.run(proj.with_overrides(policy), until="table")
+    s3 = mlsd.run(proj.with_overrides(policy))
     assert s3["training"]["labels"]["store_version"] == 1
+    html = (folder / s3["paths"]["report"]).read_text()
+    assert "Labels: how far the annotators agree" in html
+    assert "label-plot-0" in html and "The target by <code>labels.policy" in html
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -259,6 +259,7 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
         fig = _bar("Rows per split", list(split), list(split.values()), "rows",
                    horizontal=False)
         data_plots.append(("data-plot-1", _fig_html(fig, "data-plot-1")))
+    label_plots = _agreement_plots(summary.get("label_agreement"))
     sample_plots = _sample_plots(summary.get("sample"))
     balance_plots = _balance_plots(summary.get("imbalance"))
     if importance:
@@ -279,7 +280,7 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     audit_charts, audit_model_charts = audit_plots(audit) if audit else ([], [])
     page = _env.get_template("report.html.j2").render(
         s=summary, plots=plots, data_plots=data_plots, sample_plots=sample_plots,
-        balance_plots=balance_plots,
+        balance_plots=balance_plots, label_plots=label_plots,
         plotly_js=get_plotlyjs(),
         audit=audit, audit_charts=audit_charts + audit_model_charts,
         leak_checks=run_checklist(summary) if audit else [],
@@ -288,6 +289,34 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _agreement_plots(ag: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Cohen's kappa of every pair of annotators (a heat map), each one's kappa
+    against the others' majority, and the labels they confuse."""
+    if not ag:
+        return []
+    out = []
+    names = [p["annotator"] for p in ag["per_annotator"]]
+    at = {n: i for i, n in enumerate(names)}
+    grid = [[None] * len(names) for _ in names]
+    for p in ag["pairs"]:
+        grid[at[p["a"]]][at[p["b"]]] = grid[at[p["b"]]][at[p["a"]]] = p["kappa"]
+    fig = go.Figure(go.Heatmap(z=grid, x=names, y=names, zmin=-1, zmax=1,
+                               colorscale="RdBu", texttemplate="%{z:.2f}"))
+    fig.update_layout(title="Cohen's kappa of each pair of annotators")
+    out.append(("label-plot-0", _fig_html(fig, "label-plot-0")))
+    kappas = [p["kappa_with_others"] for p in ag["per_annotator"]]
+    fig = _bar("Each annotator against the others' majority (kappa)", names,
+               [0 if k is None else k for k in kappas], "kappa")
+    out.append(("label-plot-1", _fig_html(fig, "label-plot-1")))
+    fig = go.Figure(go.Heatmap(z=ag["confusion"], x=ag["labels"], y=ag["labels"],
+                               colorscale="Blues", texttemplate="%{z}"))
+    fig.update_layout(title="Votes given together on an item (pairs of "
+                            "annotators)", xaxis_title="one said",
+                      yaxis_title="another said")
+    out.append(("label-plot-2", _fig_html(fig, "label-plot-2")))
+    return out
 
 
 def _balance_plots(balance: dict[str, Any] | None) -> list[tuple[str, str]]:

@@ -105,6 +105,8 @@ def _table_settings(ctx: RunContext) -> dict[str, Any]:
 
         out["labels"] = policy_digest(ctx.lake, spec.name, spec.labels.policy,
                                       spec.labels.exclude)
+    elif ctx.lake.exists("labels", spec.name):  # its agreement is in the summary
+        out["label_store"] = ctx.lake.version("labels", spec.name)
     return out
 
 
@@ -143,6 +145,7 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
         labels_info = {**policy_digest(ctx.lake, spec.name, spec.labels.policy,
                                        spec.labels.exclude),
                        "by_rule": by_rule}
+    agreement = _store_agreement(ctx)
     labelled = pc.is_valid(rows.column(target))
     unlabelled = rows.num_rows - int(pc.sum(labelled).as_py() or 0)
     rows = rows.filter(labelled)
@@ -173,9 +176,33 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
         outputs={"training": ref}, used={"sources": used},
         summary={"training": {"dataset": ref.dataset, "version": version,
                               "rows": rows.num_rows, "unlabelled": unlabelled,
-                              "labels": labels_info}},
+                              "labels": labels_info},
+                 "label_agreement": agreement},
         note=f"{rows.num_rows} labelled rows -> {ref.dataset}@{version}"
              + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
+
+
+def _store_agreement(ctx: RunContext) -> dict[str, Any] | None:
+    """How far the annotators of the label store agree, for the report, when
+    some item has votes from two of them (None otherwise)."""
+    from .labeling._store import AREA, read_labels, vote_matrix
+
+    spec = ctx.spec
+    if not ctx.lake.exists(AREA, spec.name):
+        return None
+    table = read_labels(ctx.lake, spec.name, kinds=("human",))
+    if table.num_rows == 0:
+        return None
+    M, items, sources, labels = vote_matrix(table, order=spec.labels.order)
+    if len(sources) < 2 or not ((M >= 0).sum(axis=1) >= 2).any():
+        return None
+    from .labeling import agreement
+
+    res = agreement(M, items=items, annotators=sources, labels=labels,
+                    ordinal=spec.labels.order is not None)
+    res["queue"] = res["queue"][:10]  # `mlsd label agreement --queue` has all
+    res["excluded"] = list(spec.labels.exclude)
+    return res
 
 
 def training_table(ctx: RunContext, training: DatasetRef) -> pa.Table:
