@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels", "check",
            "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
-           "label_agreement",
+           "label_agreement", "next_to_label", "simulate_active",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
@@ -1225,3 +1225,166 @@ def exclude_label_source(project: Project, source: str) -> dict[str, Any]:
     res = remove_source(project.lake, project.spec.name, source)
     return {"source": source, **res}
 
+
+
+def unlabelled_rows(project: Project) -> Any:
+    """The stored rows of the training union that have no label under
+    ``labels.policy`` (what `mlsd run` leaves out of the training table)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .etl import PROVENANCE
+    from .trainingdata._stages import with_target
+
+    spec, lake = project.spec, project.lake
+    parts = []
+    for name in spec.union:
+        if lake.exists("sources", name):
+            t = lake.read("sources", name)
+            parts.append(t.select([c for c in t.column_names
+                                   if c not in PROVENANCE or c == "_source"]))
+    if not parts:
+        raise DataError("no stored rows yet: `mlsd ingest` (or `mlsd run`) first")
+    rows, _ = with_target(spec, lake, pa.concat_tables(parts,
+                                                       promote_options="default"))
+    return rows.filter(pc.is_null(rows.column(spec.problem.target)))
+
+
+def next_to_label(project: Project, *, n: int = 50, strategy: str = "margin",
+                  diverse: bool = False, model: str | None = None
+                  ) -> dict[str, Any]:
+    """The ``n`` unlabelled rows whose labels the current model would learn
+    most from (``strategy``: least_confidence, margin, entropy, random; with
+    ``diverse``, a k-center batch among the ten times ``n`` most uncertain),
+    with the model's predictions: what `mlsd label next` writes."""
+    import numpy as np
+
+    from .models import ModelArtifact
+    from .trainingdata.labeling._active import choose, uncertainty
+
+    if n < 1:
+        raise SpecError(f"--n: at least 1, got {n}")
+    if strategy not in ("least_confidence", "margin", "entropy", "random"):
+        raise SpecError(f"strategy: expected least_confidence, margin, entropy or "
+                        f"random, got {strategy!r} (query by committee is in "
+                        f"`mlsd label simulate`)")
+    rows = unlabelled_rows(project)
+    if rows.num_rows == 0:
+        raise DataError("every stored row has a label: nothing to ask for")
+    folder, how = project.which_model(model)
+    art = ModelArtifact.load(folder)
+    if art.task not in ("binary", "multiclass"):
+        raise SpecError(f"choosing by uncertainty needs class probabilities; model "
+                        f"{art.model_id} is {art.task}")
+    out = art.score(rows)
+    if strategy == "random":
+        scores = np.random.default_rng(project.spec.seed).random(rows.num_rows)
+    else:
+        scores = uncertainty(out, strategy)
+    X = art.pipeline.apply(rows) if diverse else None
+    picked = choose(scores, min(n, rows.num_rows), X=X, diverse=diverse,
+                    seed=project.spec.seed)
+    decided = art.decide(out[picked])
+    key = project.spec.key
+    inputs = [c for c in art.input_schema["columns"] if c in rows.column_names]
+    items = []
+    P = out if out.ndim == 2 else np.column_stack([1 - out, out])
+    for j, d in zip(picked.tolist(), decided, strict=True):
+        row = {c: rows.column(c)[j].as_py() for c in inputs}
+        items.append({"item": None if key is None else str(rows.column(key)[j]
+                                                           .as_py()),
+                      "uncertainty": round(float(scores[j]), 6),
+                      "predicted": d["label"],
+                      "confidence": round(float(P[j].max()), 6), "row": row})
+    return {"model": art.model_id, "model_chosen": how, "strategy": strategy,
+            "diverse": diverse, "unlabelled": rows.num_rows, "items": items,
+            "target": art.manifest["target"]}
+
+
+def write_next(doc: dict[str, Any], path: Path) -> Path:
+    """``next_to_label``'s items as Label Studio tasks (``.json``: each row's
+    fields as data, the model's label as a pre-annotation) or as rows
+    (``.csv``, ``.jsonl``)."""
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        tasks = [{"data": {**{k: (v if isinstance(v, str | int | float | bool)
+                                  or v is None else str(v))
+                              for k, v in it["row"].items()},
+                           **({"item": it["item"]} if it["item"] else {})},
+                  "predictions": [{"model_version": doc["model"],
+                                   "score": it["confidence"],
+                                   "result": [{"from_name": "label",
+                                               "to_name": "text", "type": "choices",
+                                               "value": {"choices": [
+                                                   str(it["predicted"])]}}]}]}
+                 for it in doc["items"]]
+        path.write_text(json.dumps(tasks, indent=1, default=str) + "\n",
+                        encoding="utf-8")
+        return path
+    import pyarrow as pa
+
+    flat = [{"item": it["item"], "uncertainty": it["uncertainty"],
+             "predicted": None if it["predicted"] is None else str(it["predicted"]),
+             "confidence": it["confidence"], **it["row"]} for it in doc["items"]]
+    if path.suffix.lower() == ".jsonl":
+        path.write_text("".join(json.dumps(r, default=str) + "\n" for r in flat),
+                        encoding="utf-8")
+    else:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(pa.Table.from_pylist(flat), path)
+    return path
+
+
+def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
+        "least_confidence", "margin", "entropy", "committee", "random"),
+        start: int = 20, batch: int = 20, rounds: int = 10,
+        diverse: bool = False) -> dict[str, Any]:
+    """Each strategy's learning curve against random picking, on the last
+    run's training rows as if their labels were unknown: the pool is the
+    train split (labels revealed when picked), the score the task's primary
+    metric on the test split, the learner the spec's, refitted every round
+    (see :func:`mlsd.trainingdata.labeling.simulate`)."""
+    import numpy as np
+
+    from .models import PRIMARY, ModelArtifact, task_metrics
+    from .models._train import labels_of, make_learner
+    from .trainingdata.labeling._active import simulate
+
+    spec = project.spec
+    if spec.problem.task not in ("binary", "multiclass"):
+        raise SpecError("the simulation measures classifiers (binary, multiclass)")
+    lake = project.lake
+    if not (lake.exists("training", spec.name) and lake.exists("splits", spec.name)):
+        raise DataError("no training table and split yet: `mlsd run` first")
+    art = ModelArtifact.load(project.which_model(None)[0])
+    table = lake.read("training", spec.name)
+    splits = lake.read("splits", spec.name)
+    where = dict(zip(splits.column("_row").to_pylist(),
+                     splits.column("_split").to_pylist(), strict=True))
+    part = np.array([where.get(r) for r in table.column("_row").to_pylist()])
+    classes = art.manifest["classes"]
+    y, keep = labels_of(spec.problem, table.column(spec.problem.target).to_pylist(),
+                        classes)
+    X = art.pipeline.apply(table)
+    train, test = keep & (part == "train"), keep & (part == "test")
+    if train.sum() < start + batch or test.sum() < 10:
+        raise DataError(f"too few rows to simulate: {int(train.sum())} train and "
+                        f"{int(test.sum())} test rows with a label")
+    primary, _ = PRIMARY[spec.problem.task]
+    model = spec.model
+
+    def fit(Xf, yf, seed):
+        learner = make_learner(spec.problem.task, model, len(classes), seed,
+                               problem=spec.problem, classes=classes)
+        return learner.fit(Xf, yf)
+
+    def score(yt, P):
+        return task_metrics(spec.problem.task, yt, P).get(primary) or 0.0
+
+    res = simulate(X[train], y[train], fit=fit, X_test=X[test], y_test=y[test],
+                   score=score, strategies=strategies, start=start, batch=batch,
+                   rounds=rounds, diverse=diverse, seed=spec.seed)
+    return {"metric": primary, "model_features_from": art.model_id, **res}

@@ -294,3 +294,130 @@ def test_a_policy_that_cannot_work_is_refused(labels, message):
            "labels": labels}
     with pytest.raises(ValidationError, match=message):
         ProjectSpec.model_validate(doc)
+
+
+def test_uncertainty_committee_and_diverse_batches():
+    from mlsd.trainingdata.labeling._active import (
+        choose,
+        k_center_greedy,
+        uncertainty,
+        vote_entropy,
+    )
+
+    P = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.5, 0.5, 0.0]])
+    assert uncertainty(P, "least_confidence") == pytest.approx([0.1, 0.6, 0.5])
+    assert uncertainty(P, "margin") == pytest.approx([0.15, 0.95, 1.0])
+    ent = uncertainty(P, "entropy")
+    assert ent[1] == max(ent) and ent[1] == pytest.approx(
+        -sum(p * np.log(p) for p in P[1]))
+    assert uncertainty(np.array([0.5, 0.99]), "margin") == pytest.approx([1.0, 0.02])
+    votes = vote_entropy([np.array([0.9, 0.1]), np.array([0.8, 0.2]),
+                          np.array([0.2, 0.3])])
+    assert votes[0] == pytest.approx(-(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3)))
+    assert votes[1] == 0.0
+    # two tight clusters: a diverse pair takes one point of each
+    X = np.r_[np.random.default_rng(0).normal(0, 0.01, (20, 2)),
+              np.random.default_rng(1).normal(5, 0.01, (5, 2))]
+    pair = k_center_greedy(X, 2)
+    assert {int(i >= 20) for i in pair} == {0, 1}
+    # the big cluster doubts most: uncertainty alone takes two of it, a
+    # diverse batch (k-center among the 10 x 2 most uncertain) one of each
+    X3, scores = X[5:], np.r_[np.full(15, 0.9), np.full(5, 0.8)]
+    assert all(i < 15 for i in choose(scores, 2))
+    assert {int(i >= 15) for i in choose(scores, 2, X=X3, diverse=True)} == {0, 1}
+
+
+@pytest.mark.parametrize("data, start, batch", [("breast_cancer", 10, 5),
+                                                ("digits", 30, 20)])
+def test_margin_sampling_beats_random_in_a_seeded_simulation(data, start, batch):
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score
+
+    from mlsd.trainingdata.labeling._active import simulate
+
+    X, y = getattr(datasets, f"load_{data}")(return_X_y=True)
+    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
+    order = np.random.default_rng(0).permutation(len(y))
+    X, y = X[order], y[order]
+    cut = int(len(y) * 0.7)
+
+    class _Model:
+        def __init__(self, m):
+            self.m = m
+
+        def predict(self, X):
+            return self.m.predict_proba(X)
+
+    def fit(Xf, yf, seed):
+        return _Model(LogisticRegression(max_iter=300).fit(Xf, yf))
+
+    res = simulate(X[:cut], y[:cut], fit=fit, X_test=X[cut:], y_test=y[cut:],
+                   score=lambda yt, P: accuracy_score(yt, P.argmax(axis=1)),
+                   strategies=("margin", "random"), start=start, batch=batch,
+                   rounds=6)
+    mean = res["mean_score"]  # the mean over the curve: the area under it
+    assert mean["margin"] > mean["random"] + 0.01, mean
+    assert [p["labels"] for p in res["curves"]["random"]] == list(
+        range(start, start + 7 * batch, batch))
+
+
+def test_the_next_items_to_label_go_out_and_come_back_as_labels(tmp_path):
+    folder = tmp_path / "p"
+    (folder / "data").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    rows = ["post_id,text,length,topic"]
+    for i in range(240):
+        t = "a" if rng.random() < 0.5 else "b"
+        words = ["goal", "team", "match"] if t == "a" else ["vote", "law", "party"]
+        text = " ".join(rng.choice(words + ["news", "today"], size=4))
+        rows.append(f"p{i},{text},{rng.normal(10 if t == 'a' else 11):.3f},"
+                    f"{'' if i < 60 else t}")
+    (folder / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
+    (folder / "mlsd.yaml").write_text(
+        "name: lab\nproblem: {task: binary, target: topic, positive: a}\n"
+        "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
+        "features:\n  - {column: text, encode: tfidf}\n  - {column: length}\n"
+        "model: {kind: linear}\n"
+        "labels: {policy: [{from: column}, {from: human}]}\n")
+    proj = Project.of(folder)
+    mlsd.run(proj, until="train")
+    doc = mlsd.pipeline.next_to_label(proj, n=8, strategy="least_confidence")
+    assert doc["unlabelled"] == 60 and len(doc["items"]) == 8
+    unc = [it["uncertainty"] for it in doc["items"]]
+    assert unc == sorted(unc, reverse=True)
+    assert all(int(it["item"][1:]) < 60 for it in doc["items"])
+    diverse = mlsd.pipeline.next_to_label(proj, n=8, diverse=True)
+    assert len({it["item"] for it in diverse["items"]}) == 8
+    tasks_path = mlsd.pipeline.write_next(doc, folder / "next.json")
+    tasks = json.loads(tasks_path.read_text())
+    assert tasks[0]["data"]["post_id"] == doc["items"][0]["item"]
+    assert tasks[0]["predictions"][0]["model_version"] == doc["model"]
+    # an annotator accepts the pre-annotations in Label Studio, and the export
+    # comes back into the store, then into the training table
+    for t in tasks:
+        t["annotations"] = [{"completed_by": {"email": "ann@x"},
+                             "result": t["predictions"][0]["result"]}]
+    (folder / "done.json").write_text(json.dumps(tasks))
+    assert mlsd.pipeline.import_labels(proj, "done.json")["rows"] == 8
+    s = mlsd.run(proj, until="table")
+    assert s["training"]["labels"]["by_rule"]["human"]["rows"] == 8
+    mlsd.pipeline.write_next(doc, folder / "next.csv")
+    assert (folder / "next.csv").read_text().splitlines()[0].startswith(
+        '"item","uncertainty","predicted","confidence"')
+    sim = mlsd.pipeline.simulate_active(proj, strategies=("margin", "random"),
+                                        start=10, batch=10, rounds=2)
+    assert set(sim["curves"]) == {"margin", "random"} and sim["metric"] == "pr_auc"
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    with chdir(folder):
+        r = CliRunner().invoke(app, ["label", "next", "-n", "3", "-o", "n.jsonl",
+                                     "--json"])
+        assert r.exit_code == 0, r.output
+        assert len(json.loads(r.output)["items"]) == 3
+        r = CliRunner().invoke(app, ["label", "simulate", "--start", "10",
+                                     "--batch", "10", "--rounds", "1"])
+        assert r.exit_code == 0 and "random" in r.output, r.output
+    assert len((folder / "n.jsonl").read_text().splitlines()) == 3

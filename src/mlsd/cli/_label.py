@@ -191,3 +191,85 @@ def exclude_cmd(
     emit(res, as_json, lambda r: out.print(
         f"{r['deleted']} label(s) of {r['source']} removed (label store version "
         f"{r['version']}); `mlsd run` rebuilds the training table without them"))
+
+
+@app.command("next")
+def next_cmd(
+    n: Annotated[int, typer.Option("--n", "-n", help="Items to ask for.")] = 50,
+    strategy: Annotated[str, typer.Option(
+        help="least_confidence, margin, entropy or random.")] = "margin",
+    diverse: Annotated[bool, typer.Option(
+        "--diverse", help="A batch spread out (k-center greedy among the ten "
+        "times n most uncertain), not n copies of one doubt.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Write the items: .json as Label "
+        "Studio tasks with the model's label as a pre-annotation, .csv or .jsonl "
+        "as rows.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="The model that judges (an id, an alias; default: the one served)."
+    )] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The unlabelled items whose labels the current model would learn most
+    from (active learning), with its predictions.
+
+    Example: mlsd label next --n 50 --diverse -o to_label.json
+    """
+    from ..pipeline import next_to_label, write_next
+
+    doc = next_to_label(project(config), n=n, strategy=strategy, diverse=diverse,
+                        model=model)
+    if output is not None:
+        write_next(doc, output)
+
+    def show(d: dict[str, Any]) -> None:
+        t = rich_table(f"Next {len(d['items'])} of {d['unlabelled']} unlabelled "
+                       f"items ({d['strategy']}{', diverse' if d['diverse'] else ''};"
+                       f" model {d['model']})")
+        for c in ("item", "uncertainty", "predicted", "confidence"):
+            t.add_column(c, justify="right" if c in ("uncertainty", "confidence")
+                         else "left")
+        for it in d["items"][:20]:
+            t.add_row(str(it["item"]), _fmt(it["uncertainty"]), str(it["predicted"]),
+                      _fmt(it["confidence"]))
+        out.print(t)
+        if output is not None:
+            out.print(f"written to {output}")
+    emit(doc, as_json, show)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    start: Annotated[int, typer.Option(help="Labels to start from.")] = 20,
+    batch: Annotated[int, typer.Option(help="Labels added a round.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Rounds.")] = 10,
+    diverse: Annotated[bool, typer.Option(
+        "--diverse", help="Uncertainty strategies pick diverse batches.")] = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay the last run's labelled rows as if their labels were unknown:
+    each strategy's learning curve (the test metric as labels are added)
+    against random picking.
+
+    Example: mlsd label simulate --start 20 --batch 20 --rounds 10
+    """
+    from ..pipeline import simulate_active
+
+    res = simulate_active(project(config), start=start, batch=batch, rounds=rounds,
+                          diverse=diverse)
+
+    def show(r: dict[str, Any]) -> None:
+        t = rich_table(f"Test {r['metric']} as labels are added (pool "
+                       f"{r['pool']} train rows, {r['test_rows']} test rows)")
+        t.add_column("labels")
+        for s_ in r["curves"]:
+            t.add_column(s_, justify="right")
+        first = next(iter(r["curves"].values()))
+        for i, p in enumerate(first):
+            t.add_row(str(p["labels"]), *[_fmt(c[i]["score"]) if i < len(c) else ""
+                                          for c in r["curves"].values()])
+        t.add_row("mean", *[_fmt(v) for v in r["mean_score"].values()])
+        out.print(t)
+    emit(res, as_json, show)

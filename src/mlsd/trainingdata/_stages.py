@@ -132,19 +132,9 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     engine = ctx.engine
     parts = [engine.to_arrow(engine.table("sources", r.name, r.version))
              .select([*schema.columns, *PROVENANCE]) for r in used]
-    rows = pa.concat_tables(parts, promote_options="default")
+    rows, labels_info = with_target(spec, ctx.lake, pa.concat_tables(
+        parts, promote_options="default"))
     target = spec.problem.target
-    labels_info = None
-    if spec.labels.from_store:  # the target by labels.policy, rule by rule
-        from .labeling._policy import apply_policy, policy_digest
-
-        rows, by_rule = apply_policy(
-            rows, target=target, key=spec.key, policy=spec.labels.policy,
-            default_method=spec.labels.aggregate, lake=ctx.lake, name=spec.name,
-            exclude=spec.labels.exclude)
-        labels_info = {**policy_digest(ctx.lake, spec.name, spec.labels.policy,
-                                       spec.labels.exclude),
-                       "by_rule": by_rule}
     agreement = _store_agreement(ctx)
     labelled = pc.is_valid(rows.column(target))
     unlabelled = rows.num_rows - int(pc.sum(labelled).as_py() or 0)
@@ -180,6 +170,21 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
                  "label_agreement": agreement},
         note=f"{rows.num_rows} labelled rows -> {ref.dataset}@{version}"
              + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
+
+
+def with_target(spec, lake, rows: pa.Table) -> tuple[pa.Table, dict | None]:
+    """The union's rows with their target as ``labels.policy`` makes it (the
+    column alone by default), and what each rule gave (None by default)."""
+    if not spec.labels.from_store:
+        return rows, None
+    from .labeling._policy import apply_policy, policy_digest
+
+    rows, by_rule = apply_policy(
+        rows, target=spec.problem.target, key=spec.key, policy=spec.labels.policy,
+        default_method=spec.labels.aggregate, lake=lake, name=spec.name,
+        exclude=spec.labels.exclude)
+    return rows, {**policy_digest(lake, spec.name, spec.labels.policy,
+                                  spec.labels.exclude), "by_rule": by_rule}
 
 
 def _store_agreement(ctx: RunContext) -> dict[str, Any] | None:
