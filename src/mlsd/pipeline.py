@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 # the commands around a run import the connectors, pyarrow and the lake where
 # they use them: `mlsd spec check` and `mlsd stages` load none of them
 
-__all__ = ["STAGES", "Project", "Reporter", "aggregate_labels", "check",
+__all__ = ["STAGES", "Project", "Reporter", "aggregate_labels",
+           "apply_label_functions", "check",
            "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
            "label_agreement", "next_to_label", "simulate_active",
            "compare_models", "export_model", "promote_model", "prune_features",
@@ -1388,3 +1389,85 @@ def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
                    score=score, strategies=strategies, start=start, batch=batch,
                    rounds=rounds, diverse=diverse, seed=spec.seed)
     return {"metric": primary, "model_features_from": art.model_id, **res}
+
+
+def _label_text(v: Any) -> str | None:
+    """A label as the store keeps it (a bool as true/false, whatever the
+    case it was written in)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = str(v).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
+@_one_at_a_time
+def apply_label_functions(project: Project, *, python: list | None = None
+                          ) -> dict[str, Any]:
+    """Run the labeling functions (``labels.functions``, and ``python``:
+    functions decorated with :func:`mlsd.trainingdata.labeling.
+    labeling_function`) on every stored row of the training union, store
+    their votes in the label store (kind ``function``; a function's earlier
+    votes are replaced), and measure them: coverage, overlap, conflict,
+    accuracy on the rows whose target is known, and the label model against
+    majority vote there."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .trainingdata.labeling._functions import (
+        apply_functions,
+        function_report,
+        votes_matrix,
+    )
+    from .trainingdata.labeling._store import AREA, label_table, read_labels
+
+    spec = project.spec
+    if not spec.labels.functions and not python:
+        raise SpecError("no labeling function: declare them in labels.functions "
+                        "(keywords, regex, above/below, where)")
+    if not spec.key:
+        raise SpecError("labeling functions' votes are stored by the row key: set "
+                        "`key` on the sources (or dataset.key)")
+    lake = project.lake
+    parts = [lake.read("sources", n) for n in spec.union if lake.exists("sources", n)]
+    if not parts:
+        raise DataError("no stored rows yet: `mlsd ingest` (or `mlsd run`) first")
+    rows = pa.concat_tables(parts, promote_options="default")
+    votes = apply_functions(rows, spec.labels.functions, python)
+    votes = {k: [_label_text(v) for v in vs] for k, vs in votes.items()}
+    keys = [None if v is None else str(v) for v in rows.column(spec.key).to_pylist()]
+    gold_text = [_label_text(v) for v in rows.column(spec.problem.target).to_pylist()]
+    labels = sorted({v for vs in votes.values() for v in vs if v is not None}
+                    | {v for v in gold_text if v is not None})
+    M = votes_matrix(votes, labels)
+    at = {lb: i for i, lb in enumerate(labels)}
+    gold = np.array([-1 if v is None else at[v] for v in gold_text])
+    report = function_report(M, list(votes), labels, gold)
+    new = [{"item": k, "label": v, "kind": "function", "source": name,
+            "confidence": None, "labelled_at": None,
+            "imported_from": "labels.functions", "import_id": None}
+           for name, vs in votes.items()
+           for k, v in zip(keys, vs, strict=True) if v is not None and k is not None]
+    old = read_labels(lake, spec.name)
+    if old.num_rows:  # a function's earlier votes go, the other labels stay
+        mine = pc.and_(pc.equal(old.column("kind"), "function"),
+                       pc.is_in(old.column("source"), pa.array(list(votes))))
+        old = old.filter(pc.invert(mine))
+    from .runtime import digest
+
+    write_id = "f" + digest({"functions": {k: v.model_dump(mode="json")
+                                           for k, v in spec.labels.functions.items()},
+                             "python": sorted(votes), "old": old.num_rows,
+                             "rows": [lake.version("sources", n)
+                                      for n in spec.union]})[:16]
+    table = pa.concat_tables([old.select(label_table([]).column_names)
+                              .cast(label_table([]).schema),
+                              label_table([{**r, "import_id": write_id}
+                                           for r in new])])
+    # the store rewritten whole (not upserted): a function that now abstains
+    # on an item loses the vote it gave before
+    version, written = lake.write(AREA, spec.name, table, write_id=write_id)
+    return {**report, "labels": labels, "stored_votes": len(new),
+            "version": version, "written": written}

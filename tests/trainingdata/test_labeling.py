@@ -421,3 +421,111 @@ def test_the_next_items_to_label_go_out_and_come_back_as_labels(tmp_path):
                                      "--batch", "10", "--rounds", "1"])
         assert r.exit_code == 0 and "random" in r.output, r.output
     assert len((folder / "n.jsonl").read_text().splitlines()) == 3
+
+
+def _weak_project(root: Path, n: int = 900, seed: int = 0) -> tuple[Path, dict]:
+    """Posts whose topic is known on a third of them; hidden truth for all.
+    Keyword and threshold rules are right most of the time; one misleading
+    word (right 35% of the time) is written as three copies of one rule."""
+    rng = np.random.default_rng(seed)
+    (root / "data").mkdir(parents=True)
+    rows, truth = ["post_id,text,score,topic"], {}
+    for i in range(n):
+        t = "a" if rng.random() < 0.5 else "b"
+        words = ["news", "today", "post"]
+        if rng.random() < (0.5 if t == "a" else 0.05):
+            words.append("alpha")
+        if rng.random() < (0.05 if t == "a" else 0.5):
+            words.append("omega")
+        if rng.random() < (0.35 if t == "a" else 0.65) * 0.6:
+            words.append("gamma")
+        x = rng.normal(1.0 if t == "a" else -1.0, 1.0)
+        truth[f"p{i}"] = t
+        rows.append(f"p{i},{' '.join(words)},{x:.4f},{t if i % 3 == 0 else ''}")
+    (root / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
+    (root / "mlsd.yaml").write_text(
+        "name: weak\nproblem: {task: binary, target: topic, positive: a}\n"
+        "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
+        "features:\n  - {column: text, encode: tfidf}\n  - {column: score}\n"
+        "model: {kind: linear}\n"
+        "labels:\n  functions:\n"
+        "    alpha: {label: a, column: text, keywords: [alpha]}\n"
+        "    omega: {label: b, column: text, regex: '\\bomega\\b'}\n"
+        "    high: {label: a, column: score, above: 1.5}\n"
+        "    low: {label: b, column: score, below: -1.5}\n"
+        "    gamma1: {label: a, column: text, keywords: [gamma]}\n"
+        "    gamma2: {label: a, column: text, regex: gamma}\n"
+        "    gamma3: {label: a, where: \"text LIKE '%gamma%'\"}\n")
+    return root, truth
+
+
+def test_the_label_model_outvotes_copies_of_a_misleading_rule(tmp_path):
+    folder, truth = _weak_project(tmp_path / "p")
+    proj = Project.of(folder)
+    mlsd.pipeline.ingest(proj)
+    rep = mlsd.pipeline.apply_label_functions(proj)
+    per = {f["function"]: f for f in rep["functions"]}
+    assert per["alpha"]["accuracy"] > 0.85 and per["gamma1"]["accuracy"] < 0.5
+    assert per["gamma1"]["coverage"] == per["gamma3"]["coverage"]
+    assert rep["merged"] == [["gamma1", "gamma2", "gamma3"]]
+    assert rep["label_model_accuracy"] > rep["majority_accuracy"] + 0.05, rep
+    # the policy: the known topics, then the label model where it is sure
+    s = mlsd.run(proj.with_overrides([
+        "labels.policy=[{from: column}, {from: function, min_confidence: 0.8}]"]),
+        until="table")
+    got = s["training"]["labels"]["by_rule"]["function"]
+    assert got["rows"] > 200
+    table = proj.lake.read("training", "weak")
+    fn = pc_equal(table, "_label_from", "function")
+    labels = table.filter(fn)
+    right = np.mean([truth[k] == v for k, v in zip(
+        labels.column("post_id").to_pylist(), labels.column("topic").to_pylist(),
+        strict=True)])
+    assert right > 0.85
+    # applied again with a rule removed: its votes leave the store
+    from mlsd.trainingdata.labeling import read_labels
+
+    mlsd.pipeline.apply_label_functions(proj.with_overrides(
+        ["labels.functions.gamma3={label: b, column: text, keywords: [zzz]}"]))
+    stored = read_labels(proj.lake, "weak", kinds=("function",))
+    assert "gamma3" not in set(stored.column("source").to_pylist())
+
+
+def pc_equal(table, column, value):
+    import pyarrow.compute as pc
+
+    return pc.equal(table.column(column), value)
+
+
+def test_a_python_labeling_function():
+    import pyarrow as pa
+
+    from mlsd.trainingdata.labeling import apply_functions, labeling_function
+
+    @labeling_function(label="spam")
+    def shouting(row):
+        return row["text"].isupper()
+
+    @labeling_function()
+    def by_length(row):
+        return "ham" if len(row["text"]) > 10 else None
+
+    rows = pa.table({"text": ["BUY NOW", "a long quiet text", "short"]})
+    votes = apply_functions(rows, {}, [shouting, by_length])
+    assert votes == {"shouting": ["spam", None, None],
+                     "by_length": [None, "ham", None]}
+
+
+@pytest.mark.parametrize("fn, message", [
+    ({"label": "a", "column": "t"}, "give one rule"),
+    ({"label": "a", "keywords": ["x"]}, "reads a `column`"),
+    ({"label": "a", "column": "t", "regex": "("}, "regex"),
+    ({"label": "a", "column": "t", "where": "x > 1"}, "`column` is not used"),
+])
+def test_a_labeling_function_that_cannot_work_is_refused(fn, message):
+    from pydantic import ValidationError
+
+    from mlsd.spec import LabelsSpec
+
+    with pytest.raises(ValidationError, match=message):
+        LabelsSpec.model_validate({"functions": {"f": fn}})

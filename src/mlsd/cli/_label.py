@@ -273,3 +273,41 @@ def simulate_cmd(
         t.add_row("mean", *[_fmt(v) for v in r["mean_score"].values()])
         out.print(t)
     emit(res, as_json, show)
+
+
+@app.command("apply")
+def apply_cmd(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the labeling functions of labels.functions on every stored row,
+    store their votes (kind function) and measure them: coverage, overlap,
+    conflict, accuracy where the target is known, the label model against
+    majority vote. `{from: function}` in labels.policy then uses them.
+
+    Example: mlsd label apply
+    """
+    from ..pipeline import apply_label_functions
+
+    res = apply_label_functions(project(config))
+
+    def show(r: dict[str, Any]) -> None:
+        t = rich_table(f"Labeling functions on {r['rows']} rows (at least one "
+                       f"votes on {r['covered']:.1%})")
+        cols = ("votes", "coverage", "overlap", "conflict", "dev_rows", "accuracy")
+        t.add_column("function")
+        for c in cols:
+            t.add_column(c, justify="right")
+        for f in r["functions"]:
+            t.add_row(f["function"], *[_fmt(f.get(c)) for c in cols])
+        out.print(t)
+        if r.get("merged"):
+            out.print("Counted as one voter (they vote alike): " + "; ".join(
+                " + ".join(g) for g in r["merged"]))
+        if r.get("dev_rows"):
+            out.print(f"On the {r['dev_rows']} rows whose target is known: label "
+                      f"model {_fmt(r['label_model_accuracy'])}, majority vote "
+                      f"{_fmt(r['majority_accuracy'])} ({r['majority_ties']} ties)")
+        out.print(f"{r['stored_votes']} votes stored (label store version "
+                  f"{r['version']}); `{{from: function}}` in labels.policy uses them")
+    emit(res, as_json, show)

@@ -1227,6 +1227,47 @@ class LabelRule(_Strict):
         return self
 
 
+class LabelFunctionSpec(_Strict):
+    """A labeling function (``labels.functions.NAME``): a rule that votes
+    ``label`` on the rows it matches and abstains on the others."""
+
+    label: str = Field(description="The label it votes.")
+    column: str | None = Field(default=None, description="The column it reads "
+                               "(keywords, regex, above, below).")
+    keywords: list[str] | None = Field(
+        default=None, min_length=1, description="Any of these words in the column "
+        "(whole words, case-insensitive).")
+    regex: str | None = Field(default=None, description="A regular expression "
+                              "(RE2) that matches somewhere in the column.")
+    above: float | None = Field(default=None, description="The column's value is "
+                                "above this.")
+    below: float | None = Field(default=None, description="The column's value is "
+                                "below this.")
+    where: str | None = Field(default=None, description="An SQL predicate on the "
+                              "row (run in mlsd's locked DuckDB).")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> LabelFunctionSpec:
+        kinds = [k for k in ("keywords", "regex", "where") if getattr(self, k)]
+        if self.above is not None or self.below is not None:
+            kinds.append("above/below")
+        if len(kinds) != 1:
+            raise ValueError(f"give one rule: keywords, regex, above/below or where "
+                             f"(got {', '.join(kinds) or 'none'})")
+        if kinds[0] != "where" and not self.column:
+            raise ValueError(f"{kinds[0]} reads a `column`: name it")
+        if kinds[0] == "where" and self.column:
+            raise ValueError("a `where` rule reads the row: `column` is not used")
+        if self.regex is not None:
+            import re
+
+            try:
+                re.compile(self.regex)
+            except re.error as err:
+                raise ValueError(f"regex {self.regex!r}: {err}") from None
+        return self
+
+
 class LabelsSpec(_Strict):
     """Hand labels in the label store (`mlsd label import`): how they are
     read and combined."""
@@ -1239,6 +1280,11 @@ class LabelsSpec(_Strict):
         default="dawid_skene", description="One label an item from its votes: "
         "majority (the most voted) or dawid_skene (each annotator weighed by "
         "their estimated confusion matrix, by EM).")
+    functions: dict[str, LabelFunctionSpec] = Field(
+        default_factory=dict, description="Labeling functions (weak "
+        "supervision): rules that vote a label or abstain; `mlsd label apply` "
+        "stores their votes (kind function), `{from: function}` in the policy "
+        "turns them into labels by the label model.")
     exclude: list[str] = Field(
         default_factory=list, description="Sources (annotators, labeling "
         "functions, models) whose labels the policy and the aggregation ignore: "

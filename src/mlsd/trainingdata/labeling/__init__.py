@@ -6,7 +6,8 @@ Studio export (``mlsd label import``). :func:`agreement` measures how far
 annotators agree (Cohen's and Fleiss' kappa, Krippendorff's alpha, each
 annotator against the others, the labels they confuse, the items to label
 again); :func:`majority_vote` and :func:`dawid_skene` make one label an item
-from the votes, with a confidence.
+from the votes, with a confidence; :mod:`._functions` is weak supervision
+(labeling functions and their label model).
 """
 
 from ..._lazy import attach
@@ -20,6 +21,9 @@ _WHERE = {
     "DawidSkene": "_aggregate",
     "dawid_skene": "_aggregate",
     "majority_vote": "_aggregate",
+    "labeling_function": "_functions",
+    "label_model": "_functions",
+    "apply_functions": "_functions",
     "AREA": "_store",
     "KINDS": "_store",
     "SCHEMA": "_store",

@@ -43,10 +43,11 @@ class DawidSkene:
     matrix (true label x vote) and accuracy, the label priors."""
 
     posterior: np.ndarray  # (items, k)
-    confusion: np.ndarray  # (voters, k, k): P(vote = column | truth = row)
+    confusion: np.ndarray  # (voters, k, k or k + 1): P(vote = column | truth = row)
     priors: np.ndarray     # (k,)
     iterations: int
     converged: bool
+    abstain_as_vote: bool = False  # the last column of confusion: abstaining
 
     @property
     def labels(self) -> np.ndarray:
@@ -57,23 +58,37 @@ class DawidSkene:
         return self.posterior.max(axis=1)
 
     def accuracy(self) -> np.ndarray:
-        """Each voter's estimated accuracy: the diagonal of its confusion
-        matrix weighed by the priors."""
-        diag = np.diagonal(self.confusion, axis1=1, axis2=2)
-        return diag @ self.priors
+        """Each voter's estimated accuracy when it votes: the diagonal of its
+        confusion matrix weighed by the priors (and, when abstaining is an
+        outcome, by how often it votes at all)."""
+        k = len(self.priors)
+        diag = np.diagonal(self.confusion[:, :, :k], axis1=1, axis2=2)
+        voting = self.confusion[:, :, :k].sum(axis=2)
+        return (diag @ self.priors) / np.maximum(voting @ self.priors, 1e-12)
 
 
 def dawid_skene(M: np.ndarray, k: int, *, iterations: int = 100,
-                tol: float = 1e-6, smoothing: float = 0.01) -> DawidSkene:
+                tol: float = 1e-6, smoothing: float = 0.01,
+                abstain_as_vote: bool = False) -> DawidSkene:
     """Dawid-Skene EM on the vote matrix ``M`` (items x voters, codes, -1: no
     vote). ``smoothing`` is added to every confusion count, so a voter seen
-    on few items of a label is not certain about it."""
+    on few items of a label is not certain about it.
+
+    ``abstain_as_vote``: -1 is an outcome the voter chose, with its own
+    probability per true label (a labeling function that fires on one class
+    more than the other tells by abstaining too; one that can only vote one
+    label says nothing otherwise). For annotators, who did not see the item,
+    it is no vote (the default)."""
     n, m = M.shape
+    width = k + 1 if abstain_as_vote else k
     voted = M >= 0
-    onehot = np.zeros((n, m, k))
+    onehot = np.zeros((n, m, width))
     rows, cols = np.nonzero(voted)
     onehot[rows, cols, M[rows, cols]] = 1.0
-    counts = onehot.sum(axis=1)
+    if abstain_as_vote:
+        rows, cols = np.nonzero(~voted)
+        onehot[rows, cols, k] = 1.0
+    counts = onehot[:, :, :k].sum(axis=1)
     total = counts.sum(axis=1, keepdims=True)
     post = np.where(total > 0, counts / np.maximum(total, 1), 1.0 / k)
     converged, it = False, 0
@@ -94,4 +109,5 @@ def dawid_skene(M: np.ndarray, k: int, *, iterations: int = 100,
             converged = True
             break
     return DawidSkene(posterior=post, confusion=conf, priors=priors,
-                      iterations=it, converged=converged)
+                      iterations=it, converged=converged,
+                      abstain_as_vote=abstain_as_vote)

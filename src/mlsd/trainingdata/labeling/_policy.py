@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,7 +29,14 @@ def store_labels_by_item(lake, name: str, kind: str, method: str,
     if table.num_rows == 0:
         return {}
     M, items, _, labels = vote_matrix(table)
-    if method == "dawid_skene":
+    if method == "dawid_skene" and kind == "function":  # copies of a rule: one
+        from ._functions import label_model
+
+        ds, covered, _ = label_model(M, len(labels))  # every stored item votes
+        chosen = np.full(len(items), -1)
+        conf = np.zeros(len(items))
+        chosen[covered], conf[covered] = ds.labels, ds.confidence
+    elif method == "dawid_skene":
         ds = dawid_skene(M, len(labels))
         chosen, conf = ds.labels, ds.confidence
     else:
