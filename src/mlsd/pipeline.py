@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels",
            "apply_label_functions", "check",
            "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
-           "label_agreement", "next_to_label", "simulate_active",
+           "label_agreement", "next_to_label", "pseudo_label", "simulate_active",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
@@ -1471,3 +1471,128 @@ def apply_label_functions(project: Project, *, python: list | None = None
     version, written = lake.write(AREA, spec.name, table, write_id=write_id)
     return {**report, "labels": labels, "stored_votes": len(new),
             "version": version, "written": written}
+
+
+@_one_at_a_time
+def pseudo_label(project: Project, *, method: str = "self_training",
+                 threshold: float = 0.9, rounds: int = 3, copies: int = 0,
+                 model: str | None = None) -> dict[str, Any]:
+    """Pseudo-labels for the unlabelled rows (``method``: self_training or
+    spreading; see :mod:`mlsd.trainingdata.labeling._semi`), stored in the
+    label store as kind ``model`` (their source: the method and the model
+    artifact whose features and classes they use; the store's earlier
+    pseudo-labels are replaced). Fitted on the last run's train split only;
+    ``copies`` perturbed copies of each row must agree with its pseudo-label
+    (consistency). ``{from: model}`` in labels.policy then trains on them;
+    the split leaves them out of valid and test."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .models import ModelArtifact
+    from .models._artifact import derive_columns
+    from .models._train import labels_of, make_learner
+    from .trainingdata.labeling._semi import (
+        consistent,
+        label_spreading,
+        self_training,
+        stack_rows,
+    )
+    from .trainingdata.labeling._store import AREA, label_table, read_labels
+
+    spec = project.spec
+    if method not in ("self_training", "spreading"):
+        raise SpecError(f"method: expected self_training or spreading, got "
+                        f"{method!r}")
+    if not 0.5 <= threshold <= 1.0:
+        raise SpecError(f"threshold: between 0.5 and 1, got {threshold}")
+    if spec.problem.task not in ("binary", "multiclass"):
+        raise SpecError("pseudo-labels are for classification (binary, multiclass)")
+    if not spec.key:
+        raise SpecError("pseudo-labels are stored by the row key: set `key` on the "
+                        "sources (or dataset.key)")
+    lake = project.lake
+    if not (lake.exists("training", spec.name) and lake.exists("splits", spec.name)):
+        raise DataError("no training table and split yet: `mlsd run` first")
+    art = ModelArtifact.load(project.which_model(model)[0])
+    classes = art.manifest["classes"]
+    table = lake.read("training", spec.name)
+    splits = lake.read("splits", spec.name)
+    where = dict(zip(splits.column("_row").to_pylist(),
+                     splits.column("_split").to_pylist(), strict=True))
+    train = np.array([where.get(r) == "train" for r in
+                      table.column("_row").to_pylist()])
+    if "_label_from" in table.column_names:  # never pseudo-labels as teachers
+        train &= np.array([v != "model" for v in
+                           table.column("_label_from").to_pylist()])
+    y, keep = labels_of(spec.problem, table.column(spec.problem.target).to_pylist(),
+                        classes)
+    train &= keep
+    derive = art.input_schema.get("derive") or {}
+
+    def features(rows: pa.Table):
+        return art.pipeline.apply(derive_columns(rows, derive) if derive else rows)
+
+    X_l, y_l = features(table.filter(pa.array(train))), y[train]
+    unl = unlabelled_rows(project)
+    if unl.num_rows == 0:
+        raise DataError("every stored row has a label: nothing to pseudo-label")
+    X_u = features(unl)
+
+    def fit(X, yy):
+        return make_learner(spec.problem.task, spec.model, len(classes), spec.seed,
+                            problem=spec.problem, classes=classes).fit(X, yy)
+
+    if method == "self_training":
+        idx, lab, conf, when = self_training(fit, X_l, y_l, X_u,
+                                             threshold=threshold, rounds=rounds)
+    else:
+        idx, lab, conf = label_spreading(X_l, y_l, X_u, threshold=threshold)
+        when = np.ones(len(idx), dtype=int)
+    dropped = 0
+    if copies and len(idx):
+        from .models._robustness import NUMBER_KINDS, TEXT_KINDS
+        from .spec._models import RobustnessSpec
+        from .trainingdata import perturb
+
+        rb = spec.augment.robustness or RobustnessSpec()
+        picked = unl.take(pa.array(idx))
+        nums = sorted({c for t in art.pipeline.transforms if t.kind in NUMBER_KINDS
+                       for c in t.inputs if c in picked.column_names
+                       and pa.types.is_floating(picked.schema.field(c).type)})
+        texts = [c for t in art.pipeline.transforms if t.kind in TEXT_KINDS
+                 for c in t.inputs if c in picked.column_names]
+        final = fit(stack_rows(X_l, X_u[idx]), np.concatenate([y_l, lab]))
+        mats = [features(perturb(
+            picked, noise=rb.noise if nums else 0.0, noise_columns=nums or None,
+            reference=table, text_column=texts[0] if texts else None,
+            text_ops={"synonyms": 0.0, "swap": rb.swap, "delete": rb.delete}
+            if texts else None, seed=spec.seed + c)) for c in range(copies)]
+        ok = consistent(final.predict, mats, lab)
+        dropped = int((~ok).sum())
+        idx, lab, conf, when = idx[ok], lab[ok], conf[ok], when[ok]
+    source = f"{method}:{art.model_id}"
+    keys = unl.column(spec.key).to_pylist()
+    rows = [{"item": str(keys[i]), "label": str(classes[c]), "kind": "model",
+             "source": source, "confidence": round(float(p), 6),
+             "labelled_at": None, "imported_from": f"mlsd label pseudo ({method})",
+             "import_id": None} for i, c, p in zip(idx, lab, conf, strict=True)]
+    old = read_labels(lake, spec.name)
+    if old.num_rows:  # the store's earlier pseudo-labels are replaced
+        old = old.filter(pc.not_equal(old.column("kind"), "model"))
+    from .runtime import digest
+
+    write_id = "s" + digest({"source": source, "rows": rows,
+                             "old": old.num_rows})[:16]
+    empty = label_table([])
+    new = pa.concat_tables([old.select(empty.column_names).cast(empty.schema),
+                            label_table([{**r, "import_id": write_id}
+                                         for r in rows])])
+    version, _ = lake.write(AREA, spec.name, new, write_id=write_id)
+    counts = {str(classes[c]): int((lab == c).sum()) for c in np.unique(lab)}
+    return {"method": method, "source": source, "unlabelled": unl.num_rows,
+            "pseudo_labelled": len(rows), "threshold": threshold,
+            "by_label": counts, "by_round": {str(r): int((when == r).sum())
+                                             for r in np.unique(when)},
+            "inconsistent_dropped": dropped, "copies": copies,
+            "teachers": int(train.sum()), "version": version}

@@ -529,3 +529,51 @@ def test_a_labeling_function_that_cannot_work_is_refused(fn, message):
 
     with pytest.raises(ValidationError, match=message):
         LabelsSpec.model_validate({"functions": {"f": fn}})
+
+
+@pytest.mark.parametrize("method", ["self_training", "spreading"])
+def test_pseudo_labels_train_and_never_evaluate(tmp_path, method):
+    folder = tmp_path / "p"
+    (folder / "data").mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    rows, truth = ["post_id,text,length,topic"], {}
+    for i in range(300):
+        t = "a" if rng.random() < 0.5 else "b"
+        words = ["goal", "team", "match"] if t == "a" else ["vote", "law", "party"]
+        text = " ".join(rng.choice(words + ["news"], size=4))
+        truth[f"p{i}"] = t
+        rows.append(f"p{i},{text},{rng.normal(10 if t == 'a' else 12):.3f},"
+                    f"{'' if i < 150 else t}")
+    (folder / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
+    (folder / "mlsd.yaml").write_text(
+        "name: semi\nproblem: {task: binary, target: topic, positive: a}\n"
+        "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
+        "features:\n  - {column: text, encode: tfidf}\n  - {column: length}\n"
+        "model: {kind: linear}\n"
+        "labels: {policy: [{from: column}, {from: model, min_confidence: 0.8}]}\n")
+    proj = Project.of(folder)
+    mlsd.run(proj, until="train")
+    res = mlsd.pipeline.pseudo_label(proj, method=method, threshold=0.8, copies=2)
+    assert res["unlabelled"] == 150 and res["pseudo_labelled"] > 50, res
+    assert res["source"].startswith(f"{method}:m")
+    from mlsd.trainingdata.labeling import read_labels
+
+    stored = read_labels(proj.lake, "semi", kinds=("model",)).to_pylist()
+    right = np.mean([truth[r["item"]] == r["label"] for r in stored])
+    assert right > 0.9 and all(r["confidence"] >= 0.8 for r in stored)
+    s = mlsd.run(proj, until="split")
+    assert s["training"]["labels"]["by_rule"]["model"]["rows"] == len(stored)
+    left = s["split"]["left_out"]["pseudo_labelled"]
+    assert left > 0  # those the split put in valid or test
+    split = proj.lake.read("splits", "semi")
+    table = proj.lake.read("training", "semi")
+    came = dict(zip(table.column("_row").to_pylist(),
+                    table.column("_label_from").to_pylist(), strict=True))
+    evaluated = [came[r] for r, sp_ in zip(split.column("_row").to_pylist(),
+                                           split.column("_split").to_pylist(),
+                                           strict=True) if sp_ in ("valid", "test")]
+    assert evaluated and "model" not in evaluated
+    # a second pass replaces the first's pseudo-labels
+    mlsd.pipeline.pseudo_label(proj, method=method, threshold=0.95)
+    again = read_labels(proj.lake, "semi", kinds=("model",)).num_rows
+    assert again <= len(stored)

@@ -311,3 +311,40 @@ def apply_cmd(
         out.print(f"{r['stored_votes']} votes stored (label store version "
                   f"{r['version']}); `{{from: function}}` in labels.policy uses them")
     emit(res, as_json, show)
+
+
+@app.command("pseudo")
+def pseudo_cmd(
+    method: Annotated[str, typer.Option(
+        help="self_training (refit on the sure pseudo-labels, round after round) "
+        "or spreading (label spreading on a nearest-neighbour graph).")
+        ] = "self_training",
+    threshold: Annotated[float, typer.Option(
+        help="The confidence a pseudo-label needs.")] = 0.9,
+    rounds: Annotated[int, typer.Option(help="self_training: rounds.")] = 3,
+    copies: Annotated[int, typer.Option(
+        help="Consistency: perturbed copies of each row that must agree with "
+        "its pseudo-label (0: none).")] = 0,
+    model: Annotated[str | None, typer.Option(
+        help="The model whose features and classes are used (default: the one "
+        "served).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pseudo-label the unlabelled rows from the last run's train split, into
+    the label store (kind model); `{from: model}` in labels.policy trains on
+    them, never in valid or test.
+
+    Example: mlsd label pseudo --threshold 0.95 --copies 3
+    """
+    from ..pipeline import pseudo_label
+
+    res = pseudo_label(project(config), method=method, threshold=threshold,
+                       rounds=rounds, copies=copies, model=model)
+    emit(res, as_json, lambda r: out.print(
+        f"{r['pseudo_labelled']} of {r['unlabelled']} unlabelled rows pseudo-"
+        f"labelled by {r['source']} at confidence >= {r['threshold']} ("
+        + ", ".join(f"{k} {v}" for k, v in r["by_label"].items()) + ")"
+        + (f"; {r['inconsistent_dropped']} dropped as inconsistent under "
+           f"{r['copies']} perturbed copies" if r["copies"] else "")
+        + f"; label store version {r['version']}"))

@@ -22,12 +22,22 @@ def store_labels_by_item(lake, name: str, kind: str, method: str,
                          ) -> dict[str, tuple[str, float]]:
     """item -> (label, confidence) of the store's ``kind`` labels (less the
     ``exclude`` sources), one an item by ``method`` (majority or
-    dawid_skene)."""
+    dawid_skene); a model's pseudo-labels keep their own confidence (the
+    surest, when models disagree)."""
     from ._aggregate import dawid_skene, majority_vote
 
     table = read_labels(lake, name, kinds=(kind,), exclude=exclude)
     if table.num_rows == 0:
         return {}
+    if kind == "model":  # pseudo-labels: a model's own label and confidence
+        best: dict[str, tuple[str, float]] = {}
+        for it, lb, c in zip(table.column("item").to_pylist(),
+                             table.column("label").to_pylist(),
+                             table.column("confidence").to_pylist(), strict=True):
+            c = 1.0 if c is None else float(c)
+            if it not in best or c > best[it][1]:
+                best[it] = (lb, c)
+        return best
     M, items, _, labels = vote_matrix(table)
     if method == "dawid_skene" and kind == "function":  # copies of a rule: one
         from ._functions import label_model
