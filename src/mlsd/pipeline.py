@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels",
            "apply_label_functions", "check",
            "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
-           "label_agreement", "next_to_label", "pseudo_label", "simulate_active",
+           "import_feedback", "import_prediction_log", "label_agreement",
+           "natural_labels", "next_to_label", "pseudo_label", "simulate_active",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
@@ -478,11 +479,21 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
             plans.append(("splits", name, ["_row"], rows))
     # the label store: every label of an erased item (by the row key)
     key = getattr(spec.sources[source], "key", None) or spec.key
-    if isinstance(key, str) and lake.exists("labels", name):
+    if isinstance(key, str) and (lake.exists("labels", name)
+                                 or lake.exists("predictions", name)):
         keys = {(str(r[key]),) for r in _matching(
             lake.read("sources", source), "sources/" + source, where, [key])
             if r[key] is not None}
-        plans.append(("labels", name, ["item"], keys))
+        if lake.exists("labels", name):
+            plans.append(("labels", name, ["item"], keys))
+        if lake.exists("predictions", name):  # the logged inputs, and feedback
+            log = lake.read("predictions", name)
+            mine = [(r,) for r, it in zip(log.column("request_id").to_pylist(),
+                                          log.column("item").to_pylist(),
+                                          strict=True) if (it,) in keys]
+            plans.append(("predictions", name, ["item"], keys))
+            if lake.exists("feedback", name):
+                plans.append(("feedback", name, ["request_id"], set(mine)))
     # samples (the run's, and those `mlsd sample --write` kept) hold copies of
     # source rows with their provenance: erased by the same identities
     for sample_name in lake.list("samples"):
@@ -492,7 +503,8 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
     out: dict[str, Any] = {"source": source, "where": where}
     done: list[tuple[str, str, int]] = []
     labels = {"sources": "dataset", "quarantine": "quarantine",
-              "training": "training", "splits": "splits", "labels": "labels"}
+              "training": "training", "splits": "splits", "labels": "labels",
+              "predictions": "prediction_log", "feedback": "feedback"}
     try:
         for area, dataset, columns, identities in plans:
             before = lake.version(area, dataset)
@@ -1596,3 +1608,111 @@ def pseudo_label(project: Project, *, method: str = "self_training",
                                              for r in np.unique(when)},
             "inconsistent_dropped": dropped, "copies": copies,
             "teachers": int(train.sum()), "version": version}
+
+
+def _read_any(project: Project, path: str | Path):
+    """A file (any format mlsd reads) under the project, or given absolute."""
+    from .etl import read_table
+
+    path = Path(path)
+    if not path.is_absolute():
+        path = project.root / path
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return path, read_table(path).table
+
+
+@_one_at_a_time
+def import_prediction_log(project: Project, path: str | Path, *,
+                          request_id: str = "request_id", item: str | None = None,
+                          model_version: str | None = "model_version",
+                          time: str = "predicted_at",
+                          outputs: list[str] | None = None) -> dict[str, Any]:
+    """Append a file of logged predictions to the prediction log (lake area
+    ``predictions``): request id, item key (default: the project's key),
+    model version, time; the other columns as the raw inputs, ``outputs`` as
+    the outputs. The same file twice is one write."""
+    from .trainingdata.labeling._natural import log_rows
+    from .trainingdata.labeling._store import file_digest
+
+    path, table = _read_any(project, path)
+    item = item or (project.spec.key if project.spec.key in table.column_names
+                    else None)
+    if model_version not in table.column_names:
+        model_version = None
+    rows = log_rows(table, request_id=request_id, item=item,
+                    model_version=model_version, time=time, outputs=outputs)
+    version, written = project.lake.write(
+        "predictions", project.spec.name, rows, mode="append",
+        write_id="p" + file_digest(path, {"request_id": request_id, "item": item,
+                                          "time": time})[:16])
+    return {"file": str(path), "rows": rows.num_rows,
+            "skipped": table.num_rows - rows.num_rows, "version": version,
+            "written": written}
+
+
+@_one_at_a_time
+def import_feedback(project: Project, path: str | Path, *,
+                    request_id: str = "request_id", event: str = "event",
+                    time: str = "at") -> dict[str, Any]:
+    """Append a file of feedback events (request id, event, time) to lake area
+    ``feedback``. The same file twice is one write."""
+    from collections import Counter
+
+    from .trainingdata.labeling._natural import feedback_rows
+    from .trainingdata.labeling._store import file_digest
+
+    path, table = _read_any(project, path)
+    rows = feedback_rows(table, request_id=request_id, event=event, time=time)
+    version, written = project.lake.write(
+        "feedback", project.spec.name, rows, mode="append",
+        write_id="e" + file_digest(path, {"request_id": request_id, "event": event,
+                                          "time": time})[:16])
+    return {"file": str(path), "rows": rows.num_rows,
+            "skipped": table.num_rows - rows.num_rows, "version": version,
+            "written": written,
+            "events": dict(sorted(Counter(rows.column("event").to_pylist()
+                                          ).items()))}
+
+
+@_one_at_a_time
+def natural_labels(project: Project, *, now: Any = None) -> dict[str, Any]:
+    """Labels from feedback (``labels.natural``): the logged predictions
+    joined to their events within the window, stored in the label store as
+    kind ``natural`` (the store's earlier natural labels are replaced: a
+    window that closed since turns an open prediction into a label)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .trainingdata.labeling._natural import (
+        FEEDBACK_SCHEMA,
+    )
+    from .trainingdata.labeling._natural import (
+        natural_labels as join_feedback,
+    )
+    from .trainingdata.labeling._store import AREA, _time, label_table, read_labels
+
+    spec = project.spec
+    if spec.labels.natural is None:
+        raise SpecError("labels.natural is not set: name the window and the event "
+                        "(or weights) that make a label")
+    lake, name = project.lake, spec.name
+    if not lake.exists("predictions", name):
+        raise DataError("the prediction log is empty: `mlsd label log FILE` first")
+    log = lake.read("predictions", name)
+    events = (lake.read("feedback", name) if lake.exists("feedback", name)
+              else pa.Table.from_pylist([], schema=FEEDBACK_SCHEMA))
+    when = _time(now) if now is not None else None
+    rows, stats = join_feedback(log, events, spec.labels.natural, now=when)
+    old = read_labels(lake, name)
+    if old.num_rows:
+        old = old.filter(pc.not_equal(old.column("kind"), "natural"))
+    from .runtime import digest
+
+    write_id = "n" + digest({"rows": rows, "old": old.num_rows})[:16]
+    empty = label_table([])
+    table = pa.concat_tables([old.select(empty.column_names).cast(empty.schema),
+                              label_table([{**r, "imported_from": "feedback",
+                                            "import_id": write_id} for r in rows])])
+    version, _ = lake.write(AREA, name, table, write_id=write_id)
+    return {**stats, "version": version}

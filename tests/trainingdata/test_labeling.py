@@ -577,3 +577,56 @@ def test_pseudo_labels_train_and_never_evaluate(tmp_path, method):
     mlsd.pipeline.pseudo_label(proj, method=method, threshold=0.95)
     again = read_labels(proj.lake, "semi", kinds=("model",)).num_rows
     assert again <= len(stored)
+
+
+def test_natural_labels_from_feedback_within_the_window(tmp_path):
+    folder = _project(tmp_path / "p")
+    (folder / "mlsd.yaml").write_text((folder / "mlsd.yaml").read_text()
+                                      + "labels:\n  natural: {window: 2d, "
+                                        "event: purchase}\n")
+    proj = Project.of(folder)
+    log = ["request_id,post_id,predicted_at,text,score"]
+    log += ["r1,p1,2026-11-01T10:00:00Z,t1,0.9",   # bought 5 h later: positive
+            "r2,p2,2026-11-01T10:00:00Z,t2,0.2",   # clicked only: negative
+            "r3,p3,2026-11-01T10:00:00Z,t3,0.7",   # bought after 3 days: negative
+            "r4,p4,2026-11-09T10:00:00Z,t4,0.6",   # window still open
+            "r5,p5,2026-11-09T10:00:00Z,t5,0.8"]   # bought already: positive
+    (folder / "log.csv").write_text("\n".join(log) + "\n")
+    events = ["request_id,event,at", "r1,click,2026-11-01T11:00:00Z",
+              "r1,purchase,2026-11-01T15:00:00Z", "r2,click,2026-11-01T12:00:00Z",
+              "r3,purchase,2026-11-04T10:00:00Z", "r5,purchase,2026-11-09T12:00:00Z",
+              "r9,purchase,2026-11-01T12:00:00Z"]
+    (folder / "events.csv").write_text("\n".join(events) + "\n")
+    logged = mlsd.pipeline.import_prediction_log(proj, "log.csv",
+                                                 outputs=["score"])
+    assert logged["rows"] == 5
+    assert mlsd.pipeline.import_prediction_log(proj, "log.csv")["written"] is False
+    assert mlsd.pipeline.import_feedback(proj, "events.csv")["events"] == {
+        "click": 2, "purchase": 4}
+    res = mlsd.pipeline.natural_labels(proj, now="2026-11-10T00:00:00Z")
+    assert (res["labelled"], res["positives"], res["still_open"]) == (4, 2, 1)
+    assert res["events_outside_window"] == 1
+    loop = res["feedback_loop_seconds"]
+    assert loop["positives_median"] == pytest.approx((5 * 3600 + 2 * 3600) / 2)
+    from mlsd.trainingdata.labeling import read_labels
+
+    got = {r["item"]: r["label"] for r in read_labels(
+        proj.lake, "lab", kinds=("natural",)).to_pylist()}
+    assert got == {"p1": "true", "p2": "false", "p3": "false", "p5": "true"}
+    # later, the open window closes without a purchase: p4 becomes negative
+    later = mlsd.pipeline.natural_labels(proj, now="2026-11-20T00:00:00Z")
+    assert later["labelled"] == 5 and later["still_open"] == 0
+    log_table = proj.lake.read("predictions", "lab")
+    assert json.loads(log_table.column("outputs")[0].as_py()) == {"score": 0.9}
+    assert "text" in json.loads(log_table.column("inputs")[0].as_py())
+    # a score of weighted events instead of one event
+    spec = proj.with_overrides(["labels.natural={window: 2d, weights: {click: 0.4,"
+                                " purchase: 1}, threshold: 0.5}"])
+    scored = mlsd.pipeline.natural_labels(spec, now="2026-11-20T00:00:00Z")
+    assert scored["positives"] == 2  # r1 (0.4 + 1) and r5 (1); r2's click is 0.4
+    # erasing an item erases its logged predictions and their feedback too
+    mlsd.pipeline.ingest(proj)
+    res = mlsd.pipeline.delete_rows(proj, "posts", "post_id = 'p1'")
+    assert res["prediction_log"]["deleted"] == 1 and res["feedback"]["deleted"] == 2
+    assert "r1" not in proj.lake.read("feedback", "lab").column(
+        "request_id").to_pylist()

@@ -348,3 +348,91 @@ def pseudo_cmd(
         + (f"; {r['inconsistent_dropped']} dropped as inconsistent under "
            f"{r['copies']} perturbed copies" if r["copies"] else "")
         + f"; label store version {r['version']}"))
+
+
+@app.command("log")
+def log_cmd(
+    path: Annotated[Path, typer.Argument(help="A file of logged predictions.")],
+    request_id: Annotated[str, typer.Option(metavar="COLUMN")] = "request_id",
+    item: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="The item key (default: the project's key).")
+        ] = None,
+    time: Annotated[str, typer.Option(metavar="COLUMN",
+                                      help="When it was predicted.")
+                    ] = "predicted_at",
+    output: Annotated[list[str] | None, typer.Option(
+        "--output-column", metavar="COLUMN", help="A column of the model's "
+        "outputs (repeatable); the others are the raw inputs.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append logged predictions to the prediction log (the service will
+    write it itself; here, from files).
+
+    Example: mlsd label log logs/predictions.jsonl --output-column score
+    """
+    from ..pipeline import import_prediction_log
+
+    res = import_prediction_log(project(config), path, request_id=request_id,
+                                item=item, time=time, outputs=output)
+    emit(res, as_json, lambda r: out.print(
+        f"{r['rows']} prediction(s) logged"
+        + ("" if r["written"] else " (already stored: nothing new)")
+        + (f"; {r['skipped']} without a request id or a time left out"
+           if r["skipped"] else "")))
+
+
+@app.command("feedback")
+def feedback_cmd(
+    path: Annotated[Path, typer.Argument(help="A file of feedback events.")],
+    request_id: Annotated[str, typer.Option(metavar="COLUMN")] = "request_id",
+    event: Annotated[str, typer.Option(metavar="COLUMN")] = "event",
+    time: Annotated[str, typer.Option(metavar="COLUMN")] = "at",
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append feedback events (impression, click, purchase, ...) to the
+    feedback table.
+
+    Example: mlsd label feedback events/2026-12.csv
+    """
+    from ..pipeline import import_feedback
+
+    res = import_feedback(project(config), path, request_id=request_id,
+                          event=event, time=time)
+    emit(res, as_json, lambda r: out.print(
+        f"{r['rows']} event(s) stored ("
+        + ", ".join(f"{k} {v}" for k, v in r["events"].items()) + ")"
+        + ("" if r["written"] else "; already stored: nothing new")))
+
+
+@app.command("natural")
+def natural_cmd(
+    now: Annotated[str | None, typer.Option(
+        help="The time windows are judged at (ISO 8601; default: now).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Labels from feedback: each logged prediction joined to its events
+    within labels.natural's window, into the label store (kind natural);
+    predictions whose window is still open stay unlabelled.
+
+    Example: mlsd label natural
+    """
+    from ..pipeline import natural_labels
+
+    res = natural_labels(project(config), now=now)
+
+    def show(r: dict[str, Any]) -> None:
+        out.print(f"{r['labelled']} item(s) labelled from {r['predictions']} "
+                  f"prediction(s) and {r['events']} event(s): {r['positives']} "
+                  f"positive; {r['still_open']} still open (window {r['window']}), "
+                  f"{r['events_outside_window']} event(s) outside their window")
+        loop = r["feedback_loop_seconds"]
+        if loop:
+            out.print(f"Feedback loop, prediction to label: median "
+                      f"{loop['median'] / 3600:.1f} h, p90 {loop['p90'] / 3600:.1f} h"
+                      + (f"; to a positive's event: median "
+                         f"{loop['positives_median'] / 3600:.1f} h"
+                         if loop["positives_median"] is not None else ""))
+    emit(res, as_json, show)

@@ -41,7 +41,7 @@ def _one_writer(method):
 
 WRITE_ID = "mlsd.write_id"
 AREAS = ("sources", "quarantine", "training", "samples", "splits", "scored",
-         "labels")
+         "labels", "predictions", "feedback")
 # commits after which a table holds the same rows as before
 KEEPS_DATA = ("VACUUM START", "VACUUM END", "OPTIMIZE")
 WRITE_THREADS = 2  # the machines this runs on have 2 cores

@@ -1268,6 +1268,40 @@ class LabelFunctionSpec(_Strict):
         return self
 
 
+class NaturalLabelsSpec(_Strict):
+    """Natural labels (``labels.natural``): what users did after a prediction,
+    joined to it by request id within an attribution window."""
+
+    window: str = Field(description="How long after a prediction an event still "
+                        "counts (7d, 30min); a prediction whose window has not "
+                        "closed stays unlabelled, not negative.")
+    event: str | None = Field(default=None, description="The event that makes a "
+                              "prediction positive (purchase): a binary label.")
+    weights: dict[str, float] | None = Field(
+        default=None, description="Instead of `event`: a score, the sum of the "
+        "weights of the events in the window ({purchase: 1, add_to_cart: 0.5, "
+        "click: 0.2}), positive from `threshold`.")
+    threshold: float | None = Field(default=None, description="weights: the score "
+                                    "from which a prediction is positive.")
+    positive: str = Field(default="true", description="The label of a positive.")
+    negative: str = Field(default="false", description="The label of a negative.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> NaturalLabelsSpec:
+        period_seconds(self.window)
+        if (self.event is None) == (self.weights is None):
+            raise ValueError("give `event` (one event makes a positive) or "
+                             "`weights` (a score of the events), not both")
+        if self.weights is not None and self.threshold is None:
+            raise ValueError("weights: give the `threshold` from which the score "
+                             "is positive")
+        return self
+
+    @property
+    def window_seconds(self) -> float:
+        return period_seconds(self.window)
+
+
 class LabelsSpec(_Strict):
     """Hand labels in the label store (`mlsd label import`): how they are
     read and combined."""
@@ -1280,6 +1314,9 @@ class LabelsSpec(_Strict):
         default="dawid_skene", description="One label an item from its votes: "
         "majority (the most voted) or dawid_skene (each annotator weighed by "
         "their estimated confusion matrix, by EM).")
+    natural: NaturalLabelsSpec | None = Field(
+        default=None, description="Labels from feedback events joined to the "
+        "prediction log (`mlsd label natural`).")
     functions: dict[str, LabelFunctionSpec] = Field(
         default_factory=dict, description="Labeling functions (weak "
         "supervision): rules that vote a label or abstain; `mlsd label apply` "
