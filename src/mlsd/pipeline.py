@@ -1097,68 +1097,15 @@ def import_labels(project: Project, path: str | Path, *, fmt: str | None = None,
                   annotator: str | None = "annotator", source: str | None = None,
                   kind: str = "human", confidence: str | None = None,
                   time: str | None = None) -> dict[str, Any]:
-    """Store the labels of a file in the project's label store.
+    """Store the labels of a file in the project's label store (see
+    :func:`mlsd.trainingdata.labeling.import_file`; ``labels.imports`` does
+    the same on every run)."""
+    from .trainingdata.labeling._store import import_file
 
-    ``fmt`` ``labelstudio`` reads a Label Studio JSON export (the item key is
-    the task's ``data[item]``, by default the project's key when the tasks
-    carry it, else the task id); any other file is one label a row, in the
-    columns ``item`` (default: the project's key, else ``item``), ``label``
-    and ``annotator`` (or one ``source`` for every row), with an optional
-    ``confidence`` and ``time``. A source's label of an item replaces the one
-    it gave before; the same file imported twice stores nothing new.
-    """
-    from .trainingdata.labeling._store import (
-        file_digest,
-        read_label_file,
-        read_label_studio,
-        store_labels,
-    )
-
-    path = Path(path)
-    if not path.is_absolute():
-        path = project.root / path
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    key = project.spec.key
-    if fmt is None and path.suffix.lower() == ".json":
-        try:  # a Label Studio export is a list of tasks with annotations
-            import json
-
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            first = doc[0] if isinstance(doc, list) and doc else doc
-            if isinstance(first, dict) and "annotations" in first:
-                fmt = "labelstudio"
-        except (ValueError, OSError):
-            pass
-    options = {"fmt": fmt, "item": item, "label": label, "annotator": annotator,
-               "source": source, "kind": kind, "confidence": confidence,
-               "time": time}
-    if fmt == "labelstudio":
-        field = item
-        if field is None and key:
-            field = key
-        rows, notes = read_label_studio(path, item_field=field)
-        if not rows and item is None and key:  # the tasks carry no key: ids
-            rows, notes = read_label_studio(path, item_field=None)
-    else:
-        from .etl import read_table
-
-        cols = read_table(path).table.column_names
-        if item is None:
-            item = key if key and key in cols else "item"
-        who = None if source is not None and annotator == "annotator" and (
-            "annotator" not in cols) else annotator
-        rows, notes = read_label_file(path, item=item, label=label, source=who,
-                                      kind=kind, confidence=confidence, time=time,
-                                      default_source=source)
-    try:
-        origin = str(path.relative_to(project.root))
-    except ValueError:
-        origin = str(path)
-    out = store_labels(project.lake, project.spec.name, rows, origin=origin,
-                       digest=file_digest(path, options))
-    return {"file": origin, "format": fmt or path.suffix.lstrip("."),
-            **out, "notes": notes}
+    return import_file(project.lake, project.spec.name, project.root, path,
+                       key=project.spec.key, fmt=fmt, item=item, label=label,
+                       annotator=annotator, source=source, kind=kind,
+                       confidence=confidence, time=time)
 
 
 def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",),
@@ -1403,86 +1350,25 @@ def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
     return {"metric": primary, "model_features_from": art.model_id, **res}
 
 
-def _label_text(v: Any) -> str | None:
-    """A label as the store keeps it (a bool as true/false, whatever the
-    case it was written in)."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    text = str(v).strip()
-    return text.lower() if text.lower() in ("true", "false") else text
-
-
 @_one_at_a_time
 def apply_label_functions(project: Project, *, python: list | None = None
                           ) -> dict[str, Any]:
     """Run the labeling functions (``labels.functions``, and ``python``:
     functions decorated with :func:`mlsd.trainingdata.labeling.
     labeling_function`) on every stored row of the training union, store
-    their votes in the label store (kind ``function``; a function's earlier
-    votes are replaced), and measure them: coverage, overlap, conflict,
-    accuracy on the rows whose target is known, and the label model against
-    majority vote there."""
-    import numpy as np
+    their votes in the label store (kind ``function``) and measure them (see
+    :func:`mlsd.trainingdata.labeling.store_function_votes`; a run whose
+    policy reads ``{from: function}`` does the same)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from .trainingdata.labeling._functions import (
-        apply_functions,
-        function_report,
-        votes_matrix,
-    )
-    from .trainingdata.labeling._store import AREA, label_table, read_labels
+    from .trainingdata.labeling._functions import store_function_votes
 
-    spec = project.spec
-    if not spec.labels.functions and not python:
-        raise SpecError("no labeling function: declare them in labels.functions "
-                        "(keywords, regex, above/below, where)")
-    if not spec.key:
-        raise SpecError("labeling functions' votes are stored by the row key: set "
-                        "`key` on the sources (or dataset.key)")
-    lake = project.lake
+    spec, lake = project.spec, project.lake
     parts = [lake.read("sources", n) for n in spec.union if lake.exists("sources", n)]
     if not parts:
         raise DataError("no stored rows yet: `mlsd ingest` (or `mlsd run`) first")
-    rows = pa.concat_tables(parts, promote_options="default")
-    votes = apply_functions(rows, spec.labels.functions, python)
-    votes = {k: [_label_text(v) for v in vs] for k, vs in votes.items()}
-    keys = [None if v is None else str(v) for v in rows.column(spec.key).to_pylist()]
-    gold_text = [_label_text(v) for v in rows.column(spec.problem.target).to_pylist()]
-    labels = sorted({v for vs in votes.values() for v in vs if v is not None}
-                    | {v for v in gold_text if v is not None})
-    M = votes_matrix(votes, labels)
-    at = {lb: i for i, lb in enumerate(labels)}
-    gold = np.array([-1 if v is None else at[v] for v in gold_text])
-    report = function_report(M, list(votes), labels, gold)
-    new = [{"item": k, "label": v, "kind": "function", "source": name,
-            "confidence": None, "labelled_at": None,
-            "imported_from": "labels.functions", "import_id": None}
-           for name, vs in votes.items()
-           for k, v in zip(keys, vs, strict=True) if v is not None and k is not None]
-    old = read_labels(lake, spec.name)
-    if old.num_rows:  # a function's earlier votes go, the other labels stay
-        mine = pc.and_(pc.equal(old.column("kind"), "function"),
-                       pc.is_in(old.column("source"), pa.array(list(votes))))
-        old = old.filter(pc.invert(mine))
-    from .runtime import digest
-
-    write_id = "f" + digest({"functions": {k: v.model_dump(mode="json")
-                                           for k, v in spec.labels.functions.items()},
-                             "python": sorted(votes), "old": old.num_rows,
-                             "rows": [lake.version("sources", n)
-                                      for n in spec.union]})[:16]
-    table = pa.concat_tables([old.select(label_table([]).column_names)
-                              .cast(label_table([]).schema),
-                              label_table([{**r, "import_id": write_id}
-                                           for r in new])])
-    # the store rewritten whole (not upserted): a function that now abstains
-    # on an item loses the vote it gave before
-    version, written = lake.write(AREA, spec.name, table, write_id=write_id)
-    return {**report, "labels": labels, "stored_votes": len(new),
-            "version": version, "written": written}
+    return store_function_votes(lake, spec, pa.concat_tables(
+        parts, promote_options="default"), python)
 
 
 @_one_at_a_time
@@ -1677,42 +1563,13 @@ def import_feedback(project: Project, path: str | Path, *,
 
 @_one_at_a_time
 def natural_labels(project: Project, *, now: Any = None) -> dict[str, Any]:
-    """Labels from feedback (``labels.natural``): the logged predictions
-    joined to their events within the window, stored in the label store as
-    kind ``natural`` (the store's earlier natural labels are replaced: a
-    window that closed since turns an open prediction into a label)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from .trainingdata.labeling._natural import (
-        FEEDBACK_SCHEMA,
-    )
-    from .trainingdata.labeling._natural import (
-        natural_labels as join_feedback,
-    )
-    from .trainingdata.labeling._store import AREA, _time, label_table, read_labels
+    """Labels from feedback (``labels.natural``): see
+    :func:`mlsd.trainingdata.labeling.store_natural` (a run whose policy reads
+    ``{from: natural}`` does the same)."""
+    from .trainingdata.labeling._natural import store_natural
 
     spec = project.spec
     if spec.labels.natural is None:
         raise SpecError("labels.natural is not set: name the window and the event "
                         "(or weights) that make a label")
-    lake, name = project.lake, spec.name
-    if not lake.exists("predictions", name):
-        raise DataError("the prediction log is empty: `mlsd label log FILE` first")
-    log = lake.read("predictions", name)
-    events = (lake.read("feedback", name) if lake.exists("feedback", name)
-              else pa.Table.from_pylist([], schema=FEEDBACK_SCHEMA))
-    when = _time(now) if now is not None else None
-    rows, stats = join_feedback(log, events, spec.labels.natural, now=when)
-    old = read_labels(lake, name)
-    if old.num_rows:
-        old = old.filter(pc.not_equal(old.column("kind"), "natural"))
-    from .runtime import digest
-
-    write_id = "n" + digest({"rows": rows, "old": old.num_rows})[:16]
-    empty = label_table([])
-    table = pa.concat_tables([old.select(empty.column_names).cast(empty.schema),
-                              label_table([{**r, "imported_from": "feedback",
-                                            "import_id": write_id} for r in rows])])
-    version, _ = lake.write(AREA, name, table, write_id=write_id)
-    return {**stats, "version": version}
+    return store_natural(project.lake, spec.name, spec.labels.natural, now=now)

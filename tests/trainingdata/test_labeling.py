@@ -630,3 +630,34 @@ def test_natural_labels_from_feedback_within_the_window(tmp_path):
     assert res["prediction_log"]["deleted"] == 1 and res["feedback"]["deleted"] == 2
     assert "r1" not in proj.lake.read("feedback", "lab").column(
         "request_id").to_pylist()
+
+
+def test_a_run_imports_applies_and_labels_by_itself(tmp_path):
+    """labels.imports and a {from: function} rule: `mlsd run` alone imports
+    the files, refreshes the functions' votes and builds the target; a second
+    run writes nothing new."""
+    folder, truth = _weak_project(tmp_path / "p", n=300)
+    votes = ["post_id,label,annotator"] + [
+        f"p{i},{truth[f'p{i}']},{who}" for i in range(1, 60, 3) for who in ("x", "y")]
+    (folder / "labels").mkdir()
+    (folder / "labels" / "hand.csv").write_text("\n".join(votes) + "\n")
+    with open(folder / "mlsd.yaml", "a") as fh:
+        fh.write("  imports: [{path: labels/hand.csv}]\n"
+                 "  policy: [{from: column}, {from: human},"
+                 " {from: function, min_confidence: 0.8}]\n")
+    proj = Project.of(folder)
+    s = mlsd.run(proj, until="table")
+    lab = s["training"]["labels"]
+    assert lab["prepared"]["imports"][0]["rows"] == 40
+    assert lab["prepared"]["functions"]["merged"] == [["gamma1", "gamma2", "gamma3"]]
+    assert lab["by_rule"]["human"]["rows"] > 0 and lab["by_rule"]["function"]["rows"] > 0
+    version = proj.lake.version("training", "weak")
+    again = mlsd.run(proj, until="table")
+    assert again["training"]["labels"]["prepared"]["imports"][0]["written"] is False
+    assert proj.lake.version("training", "weak") == version
+    from pydantic import ValidationError
+
+    from mlsd.spec import LabelImportSpec
+
+    with pytest.raises(ValidationError, match="inside the project"):
+        LabelImportSpec(path="../elsewhere.csv")

@@ -1302,6 +1302,37 @@ class NaturalLabelsSpec(_Strict):
         return period_seconds(self.window)
 
 
+class LabelImportSpec(_Strict):
+    """A file of labels every run imports into the label store
+    (``labels.imports``; the same as `mlsd label import`)."""
+
+    path: str = Field(description="The file, relative to the project (it must "
+                      "stay inside it).")
+    format: Literal["labelstudio"] | None = Field(
+        default=None, description="labelstudio for a Label Studio JSON export "
+        "(recognised by itself); else the file's own format, one label a row.")
+    item: str | None = Field(default=None, description="The item key's column "
+                             "(default: the project's key, else `item`).")
+    label: str = Field(default="label", description="The label's column.")
+    annotator: str = Field(default="annotator", description="The column naming "
+                           "who labelled the row.")
+    source: str | None = Field(default=None, description="One source for every "
+                               "row, instead of `annotator`.")
+    kind: Literal["human", "natural", "function", "model"] = "human"
+    confidence: str | None = None
+    time: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        from pathlib import PurePosixPath
+
+        p = PurePosixPath(v.replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"path {v!r} must stay inside the project")
+        return v
+
+
 class LabelsSpec(_Strict):
     """Hand labels in the label store (`mlsd label import`): how they are
     read and combined."""
@@ -1314,6 +1345,10 @@ class LabelsSpec(_Strict):
         default="dawid_skene", description="One label an item from its votes: "
         "majority (the most voted) or dawid_skene (each annotator weighed by "
         "their estimated confusion matrix, by EM).")
+    imports: list[LabelImportSpec] = Field(
+        default_factory=list, description="Files of labels each run imports into "
+        "the label store first (hand labels, Label Studio exports); the same "
+        "file twice stores nothing new.")
     natural: NaturalLabelsSpec | None = Field(
         default=None, description="Labels from feedback events joined to the "
         "prediction log (`mlsd label natural`).")

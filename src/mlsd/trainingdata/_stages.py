@@ -105,6 +105,7 @@ def _table_settings(ctx: RunContext) -> dict[str, Any]:
 
         out["labels"] = policy_digest(ctx.lake, spec.name, spec.labels.policy,
                                       spec.labels.exclude)
+        out["label_inputs"] = _label_inputs(ctx)
     elif ctx.lake.exists("labels", spec.name):  # its agreement is in the summary
         out["label_store"] = ctx.lake.version("labels", spec.name)
     return out
@@ -132,8 +133,11 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     engine = ctx.engine
     parts = [engine.to_arrow(engine.table("sources", r.name, r.version))
              .select([*schema.columns, *PROVENANCE]) for r in used]
-    rows, labels_info = with_target(spec, ctx.lake, pa.concat_tables(
-        parts, promote_options="default"))
+    rows = pa.concat_tables(parts, promote_options="default")
+    prepared = prepare_labels(ctx, rows)
+    rows, labels_info = with_target(spec, ctx.lake, rows)
+    if labels_info is not None:
+        labels_info["prepared"] = prepared
     target = spec.problem.target
     agreement = _store_agreement(ctx)
     labelled = pc.is_valid(rows.column(target))
@@ -150,7 +154,9 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     inputs = [r.node for r in used]
     write_id = digest({"inputs": inputs, "target": target, "key": spec.key,
                       "columns": schema.columns, "layout": TABLE_LAYOUT,
-                      **({"labels": labels_info} if labels_info else {})})
+                      # what the policy gave, not what preparing it wrote
+                      **({"labels": {k: v for k, v in labels_info.items()
+                                     if k != "prepared"}} if labels_info else {})})
     name = spec.name
     version, _ = ctx.lake.write("training", name, rows, write_id=write_id)
     lineage = [{"dataset": r.dataset, "version": r.version,
@@ -160,7 +166,9 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     ref = DatasetRef(area="training", name=name, version=version,
                      rows=rows.num_rows, write_id=write_id,
                      meta={"unlabelled": unlabelled, "sources": lineage,
-                           **({"labels": labels_info} if labels_info else {})})
+                           # what the policy gave, not what preparing it wrote
+                      **({"labels": {k: v for k, v in labels_info.items()
+                                     if k != "prepared"}} if labels_info else {})})
     ctx.keep(ref, rows)
     return StageResult(
         outputs={"training": ref}, used={"sources": used},
@@ -170,6 +178,60 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
                  "label_agreement": agreement},
         note=f"{rows.num_rows} labelled rows -> {ref.dataset}@{version}"
              + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
+
+
+def _label_inputs(ctx: RunContext) -> dict[str, Any]:
+    """What the run's label preparation reads: the imported files' contents,
+    the labeling functions, the prediction log and feedback versions."""
+    import hashlib
+
+    spec, lake = ctx.spec, ctx.lake
+    files = {}
+    for imp in spec.labels.imports:
+        path = ctx.root / imp.path
+        files[imp.path] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                           if path.is_file() else None)
+    return {"imports": [i.model_dump(mode="json") for i in spec.labels.imports],
+            "files": files,
+            "functions": {k: v.model_dump(mode="json")
+                          for k, v in spec.labels.functions.items()},
+            "natural": None if spec.labels.natural is None
+            else spec.labels.natural.model_dump(mode="json"),
+            "log": [lake.version(a, spec.name) for a in ("predictions", "feedback")]}
+
+
+def prepare_labels(ctx: RunContext, rows: pa.Table) -> dict[str, Any] | None:
+    """Before the policy reads the label store: the files of
+    ``labels.imports`` imported, the labeling functions' votes refreshed when
+    a rule reads ``function``, the natural labels when one reads ``natural``
+    (windows judged at the run's start). None when the policy reads the
+    column alone."""
+    spec = ctx.spec
+    if not spec.labels.from_store:
+        return None
+    from .labeling._functions import store_function_votes
+    from .labeling._natural import store_natural
+    from .labeling._store import import_file
+
+    kinds = {r.from_ for r in spec.labels.policy}
+    out: dict[str, Any] = {"imports": []}
+    for imp in spec.labels.imports:
+        res = import_file(ctx.lake, spec.name, ctx.root, imp.path, key=spec.key,
+                          fmt=imp.format, item=imp.item, label=imp.label,
+                          annotator=imp.annotator, source=imp.source,
+                          kind=imp.kind, confidence=imp.confidence, time=imp.time)
+        out["imports"].append({k: res[k] for k in ("file", "rows", "items",
+                                                   "sources", "written", "notes")})
+    if "function" in kinds and spec.labels.functions:
+        rep = store_function_votes(ctx.lake, spec, rows)
+        out["functions"] = {k: rep.get(k) for k in (
+            "covered", "functions", "merged", "dev_rows", "label_model_accuracy",
+            "majority_accuracy", "stored_votes")}
+    if "natural" in kinds and spec.labels.natural is not None and \
+            ctx.lake.exists("predictions", spec.name):
+        out["natural"] = store_natural(ctx.lake, spec.name, spec.labels.natural,
+                                       now=ctx.started_at)
+    return out
 
 
 def with_target(spec, lake, rows: pa.Table) -> tuple[pa.Table, dict | None]:

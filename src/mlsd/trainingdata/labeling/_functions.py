@@ -235,3 +235,67 @@ def votes_matrix(votes: dict[str, list[str | None]], labels: list[str]
     return np.array([[(-1 if v is None else at[v]) for v in vs]
                      for vs in votes.values()], dtype=np.int64).T.reshape(
         len(next(iter(votes.values()), [])), len(votes))
+
+
+def store_function_votes(lake, spec, rows: pa.Table,
+                         python: list | None = None) -> dict[str, Any]:
+    """Run the labeling functions (``labels.functions``, and ``python``:
+    functions decorated with :func:`mlsd.trainingdata.labeling.
+    labeling_function`) on every stored row of the training union, store
+    their votes in the label store (kind ``function``; a function's earlier
+    votes are replaced), and measure them: coverage, overlap, conflict,
+    accuracy on the rows whose target is known, and the label model against
+    majority vote there. ``rows``: every stored row of the training union."""
+    from ...runtime import digest
+    from ._store import AREA, holds, label_table, label_text, read_labels
+
+    if not spec.labels.functions and not python:
+        raise SpecError("no labeling function: declare them in labels.functions "
+                        "(keywords, regex, above/below, where)")
+    if not spec.key:
+        raise SpecError("labeling functions' votes are stored by the row key: set "
+                        "`key` on the sources (or dataset.key)")
+    votes = apply_functions(rows, spec.labels.functions, python)
+    votes = {k: [label_text(v) for v in vs] for k, vs in votes.items()}
+    keys = [None if v is None else str(v) for v in rows.column(spec.key).to_pylist()]
+    gold_text = [label_text(v) for v in rows.column(spec.problem.target).to_pylist()]
+    labels = sorted({v for vs in votes.values() for v in vs if v is not None}
+                    | {v for v in gold_text if v is not None})
+    M = votes_matrix(votes, labels)
+    at = {lb: i for i, lb in enumerate(labels)}
+    gold = np.array([-1 if v is None else at[v] for v in gold_text])
+    report = function_report(M, list(votes), labels, gold)
+    new = [{"item": k, "label": v, "kind": "function", "source": name,
+            "confidence": None, "labelled_at": None,
+            "imported_from": "labels.functions", "import_id": None}
+           for name, vs in votes.items()
+           for k, v in zip(keys, vs, strict=True) if v is not None and k is not None]
+    old = read_labels(lake, spec.name)
+    if old.num_rows:  # a function's earlier votes go, the other labels stay
+        mine = pc.and_(pc.equal(old.column("kind"), "function"),
+                       pc.is_in(old.column("source"), pa.array(list(votes))))
+        old = old.filter(pc.invert(mine))
+    write_id = "f" + digest({"functions": {k: v.model_dump(mode="json")
+                                           for k, v in spec.labels.functions.items()},
+                             "python": sorted(votes), "old": old.num_rows,
+                             "rows": [lake.version("sources", n)
+                                      for n in spec.union]})[:16]
+    table = pa.concat_tables([old.select(label_table([]).column_names)
+                              .cast(label_table([]).schema),
+                              label_table([{**r, "import_id": write_id}
+                                           for r in new])])
+    # the store rewritten whole (not upserted): a function that now abstains
+    # on an item loses the vote it gave before; unless its votes are already
+    # the stored ones
+    stored = read_labels(lake, spec.name)
+    mine = stored.filter(pc.and_(pc.equal(stored.column("kind"), "function"),
+                                 pc.is_in(stored.column("source"),
+                                          pa.array(list(votes))))) \
+        if stored.num_rows else stored
+    fresh = label_table(new)
+    if stored.num_rows and mine.num_rows == fresh.num_rows and holds(mine, fresh):
+        version, written = lake.version(AREA, spec.name), False
+    else:
+        version, written = lake.write(AREA, spec.name, table, write_id=write_id)
+    return {**report, "labels": labels, "stored_votes": len(new),
+            "version": version, "written": written}

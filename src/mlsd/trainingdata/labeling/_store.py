@@ -43,6 +43,17 @@ def _text(v: Any) -> str | None:
     return text or None
 
 
+def label_text(v: Any) -> str | None:
+    """A label as the store keeps it (a bool as true/false, whatever the
+    case it was written in)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = str(v).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
 def _time(v: Any) -> datetime | None:
     if v is None or v == "":
         return None
@@ -162,14 +173,29 @@ def store_labels(lake, name: str, rows: list[dict[str, Any]], *, origin: str,
             **r, "imported_from": origin, "import_id": import_id}
     table = label_table(list(latest.values()))
     before = lake.version(AREA, name)
-    version, written = lake.write(AREA, name, table, write_id=import_id,
-                                  mode="upsert", key=KEY)
+    if before is not None and holds(lake.read(AREA, name), table):
+        version, written = before, False  # every label already there
+    else:
+        version, written = lake.write(AREA, name, table, write_id=import_id,
+                                      mode="upsert", key=KEY)
     return {"rows": len(rows), "stored": table.num_rows,
             "replaced_in_file": len(rows) - table.num_rows,
             "items": len({r["item"] for r in rows}),
             "sources": sorted({r["source"] for r in rows}),
             "version": version, "written": written,
             "new_table": before is None}
+
+
+def _facts(table: pa.Table) -> set[tuple]:
+    cols = ["item", "kind", "source", "label", "confidence", "labelled_at"]
+    return set(zip(*(table.column(c).to_pylist() for c in cols), strict=True))
+
+
+def holds(stored: pa.Table, rows: pa.Table) -> bool:
+    """Whether the store already holds every label of ``rows`` as it is
+    (same item, kind, source, label, confidence and time): importing them
+    again would change nothing, whatever was written since."""
+    return _facts(rows) <= _facts(stored)
 
 
 def file_digest(path: Path, options: dict[str, Any]) -> str:
@@ -231,3 +257,61 @@ def vote_matrix(table: pa.Table, *, order: list[str] | None = None
                            table.column("source").to_pylist(), values, strict=True):
         M[at_item[it], at_source[src]] = at_label[lb]
     return M, items, sources, labels
+
+
+def import_file(lake, name: str, root: Path, path: str | Path, *,
+                key: str | None, fmt: str | None = None, item: str | None = None,
+                label: str = "label", annotator: str | None = "annotator",
+                source: str | None = None, kind: str = "human",
+                confidence: str | None = None, time: str | None = None
+                ) -> dict[str, Any]:
+    """Store the labels of a file in the label store.
+
+    ``fmt`` ``labelstudio`` reads a Label Studio JSON export (the item key is
+    the task's ``data[item]``, by default ``key`` when the tasks carry it,
+    else the task id; a ``.json`` list of tasks with annotations is
+    recognised without ``fmt``); any other file is one label a row, in the
+    columns ``item`` (default: ``key``, else ``item``), ``label`` and
+    ``annotator`` (or one ``source`` for every row), with an optional
+    ``confidence`` and ``time``. A source's label of an item replaces the one
+    it gave before; the same file imported twice stores nothing new.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        path = Path(root) / path
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if fmt is None and path.suffix.lower() == ".json":
+        try:  # a Label Studio export is a list of tasks with annotations
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            first = doc[0] if isinstance(doc, list) and doc else doc
+            if isinstance(first, dict) and "annotations" in first:
+                fmt = "labelstudio"
+        except (ValueError, OSError):
+            pass
+    options = {"fmt": fmt, "item": item, "label": label, "annotator": annotator,
+               "source": source, "kind": kind, "confidence": confidence,
+               "time": time}
+    if fmt == "labelstudio":
+        rows, notes = read_label_studio(path, item_field=item or key)
+        if not rows and item is None and key:  # the tasks carry no key: ids
+            rows, notes = read_label_studio(path, item_field=None)
+    else:
+        from ...etl import read_table
+
+        cols = read_table(path).table.column_names
+        if item is None:
+            item = key if key and key in cols else "item"
+        who = None if source is not None and annotator == "annotator" and (
+            "annotator" not in cols) else annotator
+        rows, notes = read_label_file(path, item=item, label=label, source=who,
+                                      kind=kind, confidence=confidence, time=time,
+                                      default_source=source)
+    try:
+        origin = str(path.relative_to(root))
+    except ValueError:
+        origin = str(path)
+    out = store_labels(lake, name, rows, origin=origin,
+                       digest=file_digest(path, options))
+    return {"file": origin, "format": fmt or path.suffix.lstrip("."),
+            **out, "notes": notes}
