@@ -661,3 +661,29 @@ def test_a_run_imports_applies_and_labels_by_itself(tmp_path):
 
     with pytest.raises(ValidationError, match="inside the project"):
         LabelImportSpec(path="../elsewhere.csv")
+
+
+def test_the_call_center_example_builds_its_target_from_three_sources(tmp_path):
+    from mlsd.examples import write
+
+    folder = tmp_path / "calls"
+    manifest = write("call-center", folder, n=1200, hand=200)
+    assert manifest["hand_labelled"] == 200
+    s = mlsd.run(Project.of(folder), until="train")
+    by = s["training"]["labels"]["by_rule"]
+    assert by["column"]["rows"] == manifest["routed"]
+    assert by["human"]["rows"] > 150 and by["function"]["rows"] > 300
+    per = {p["annotator"]: p["kappa_with_others"]
+           for p in s["label_agreement"]["per_annotator"]}
+    assert per["ana"] > per["ben"] > per["carl"]  # as planted
+    merged = s["training"]["labels"]["prepared"]["functions"]["merged"]
+    assert merged == [["payment_sales", "payment_sales_again"]]
+    truth = json.loads((folder / "data" / "truth.json").read_text())
+    table = Project.of(folder).lake.read("training", "call-center")
+    right = {}
+    for k, v, f in zip(table.column("request_id").to_pylist(),
+                       table.column("department").to_pylist(),
+                       table.column("_label_from").to_pylist(), strict=True):
+        right.setdefault(f, []).append(truth[k] == v)
+    assert np.mean(right["human"]) > 0.85 and np.mean(right["function"]) > 0.7
+    assert s["model"]["beats_baselines"] is True

@@ -54,7 +54,8 @@ def init(
         metavar="NAME", help="With a database URL in --from: the table.")] = None,
     example: Annotated[str | None, typer.Option(
         help="Write an example project instead: forum-spam (the default without "
-        "--from) or feed-ranking (a feed ranked by two objectives).")] = None,
+        "--from), feed-ranking (a feed ranked by two objectives) or call-center "
+        "(request routing from few labels, annotators and rules).")] = None,
     force: Annotated[bool, typer.Option(help="Write into a folder that already "
                                         "holds a project.")] = False,
     as_json: JsonOpt = False,
@@ -64,6 +65,7 @@ def init(
     Examples:
       mlsd init demo --example forum-spam
       mlsd init feed --example feed-ranking
+      mlsd init calls --example call-center
       mlsd init churn --from customers.csv --target churned
       mlsd init sales --from 'exports/*.parquet' --target amount --time sold_at
       mlsd init shop --from sqlite:///shop.db --table orders --target returned
