@@ -650,7 +650,8 @@ def test_a_run_imports_applies_and_labels_by_itself(tmp_path):
     lab = s["training"]["labels"]
     assert lab["prepared"]["imports"][0]["rows"] == 40
     assert lab["prepared"]["functions"]["merged"] == [["gamma1", "gamma2", "gamma3"]]
-    assert lab["by_rule"]["human"]["rows"] > 0 and lab["by_rule"]["function"]["rows"] > 0
+    assert lab["by_rule"]["human"]["rows"] > 0
+    assert lab["by_rule"]["function"]["rows"] > 0
     version = proj.lake.version("training", "weak")
     again = mlsd.run(proj, until="table")
     assert again["training"]["labels"]["prepared"]["imports"][0]["written"] is False
