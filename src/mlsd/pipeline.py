@@ -1519,7 +1519,6 @@ def import_prediction_log(project: Project, path: str | Path, *,
     model version, time; the other columns as the raw inputs, ``outputs`` as
     the outputs. The same file twice is one write."""
     from .trainingdata.labeling._natural import log_rows
-    from .trainingdata.labeling._store import file_digest
 
     path, table = _read_any(project, path)
     item = item or (project.spec.key if project.spec.key in table.column_names
@@ -1528,10 +1527,19 @@ def import_prediction_log(project: Project, path: str | Path, *,
         model_version = None
     rows = log_rows(table, request_id=request_id, item=item,
                     model_version=model_version, time=time, outputs=outputs)
+    return _append(project, "predictions", path, table, rows,
+                   {"request_id": request_id, "item": item, "time": time})
+
+
+def _append(project: Project, area: str, path: Path, table, rows,
+            options: dict[str, Any]) -> dict[str, Any]:
+    """Append ``rows`` (read from ``table`` of the file ``path``) to a lake
+    area, once per file and options."""
+    from .trainingdata.labeling._store import file_digest
+
     version, written = project.lake.write(
-        "predictions", project.spec.name, rows, mode="append",
-        write_id="p" + file_digest(path, {"request_id": request_id, "item": item,
-                                          "time": time})[:16])
+        area, project.spec.name, rows, mode="append",
+        write_id=area[0] + file_digest(path, options)[:16])
     return {"file": str(path), "rows": rows.num_rows,
             "skipped": table.num_rows - rows.num_rows, "version": version,
             "written": written}
@@ -1546,19 +1554,13 @@ def import_feedback(project: Project, path: str | Path, *,
     from collections import Counter
 
     from .trainingdata.labeling._natural import feedback_rows
-    from .trainingdata.labeling._store import file_digest
 
     path, table = _read_any(project, path)
     rows = feedback_rows(table, request_id=request_id, event=event, time=time)
-    version, written = project.lake.write(
-        "feedback", project.spec.name, rows, mode="append",
-        write_id="e" + file_digest(path, {"request_id": request_id, "event": event,
-                                          "time": time})[:16])
-    return {"file": str(path), "rows": rows.num_rows,
-            "skipped": table.num_rows - rows.num_rows, "version": version,
-            "written": written,
-            "events": dict(sorted(Counter(rows.column("event").to_pylist()
-                                          ).items()))}
+    out = _append(project, "feedback", path, table, rows,
+                  {"request_id": request_id, "event": event, "time": time})
+    return {**out, "events": dict(sorted(Counter(
+        rows.column("event").to_pylist()).items()))}
 
 
 @_one_at_a_time

@@ -362,24 +362,34 @@ def test_margin_sampling_beats_random_in_a_seeded_simulation(data, start, batch)
         range(start, start + 7 * batch, batch))
 
 
-def test_the_next_items_to_label_go_out_and_come_back_as_labels(tmp_path):
-    folder = tmp_path / "p"
+def _topics(folder: Path, *, name: str, n: int, unlabelled: int, filler: list,
+            gap: float, seed: int, policy: str) -> tuple[Path, dict]:
+    """Posts on two topics (a: sport words, b: politics words; a length whose
+    means are ``gap`` apart), the first ``unlabelled`` without a topic; the
+    spec's labels.policy is ``policy``. Returns the folder and the truth."""
     (folder / "data").mkdir(parents=True)
-    rng = np.random.default_rng(3)
-    rows = ["post_id,text,length,topic"]
-    for i in range(240):
+    rng = np.random.default_rng(seed)
+    rows, truth = ["post_id,text,length,topic"], {}
+    for i in range(n):
         t = "a" if rng.random() < 0.5 else "b"
         words = ["goal", "team", "match"] if t == "a" else ["vote", "law", "party"]
-        text = " ".join(rng.choice(words + ["news", "today"], size=4))
-        rows.append(f"p{i},{text},{rng.normal(10 if t == 'a' else 11):.3f},"
-                    f"{'' if i < 60 else t}")
+        text = " ".join(rng.choice(words + filler, size=4))
+        truth[f"p{i}"] = t
+        rows.append(f"p{i},{text},{rng.normal(10 if t == 'a' else 10 + gap):.3f},"
+                    f"{'' if i < unlabelled else t}")
     (folder / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
     (folder / "mlsd.yaml").write_text(
-        "name: lab\nproblem: {task: binary, target: topic, positive: a}\n"
+        f"name: {name}\nproblem: {{task: binary, target: topic, positive: a}}\n"
         "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
         "features:\n  - {column: text, encode: tfidf}\n  - {column: length}\n"
-        "model: {kind: linear}\n"
-        "labels: {policy: [{from: column}, {from: human}]}\n")
+        f"model: {{kind: linear}}\nlabels: {{policy: {policy}}}\n")
+    return folder, truth
+
+
+def test_the_next_items_to_label_go_out_and_come_back_as_labels(tmp_path):
+    folder, _ = _topics(tmp_path / "p", name="lab", n=240, unlabelled=60,
+                        filler=["news", "today"], gap=1, seed=3,
+                        policy="[{from: column}, {from: human}]")
     proj = Project.of(folder)
     mlsd.run(proj, until="train")
     doc = mlsd.pipeline.next_to_label(proj, n=8, strategy="least_confidence")
@@ -533,24 +543,10 @@ def test_a_labeling_function_that_cannot_work_is_refused(fn, message):
 
 @pytest.mark.parametrize("method", ["self_training", "spreading"])
 def test_pseudo_labels_train_and_never_evaluate(tmp_path, method):
-    folder = tmp_path / "p"
-    (folder / "data").mkdir(parents=True)
-    rng = np.random.default_rng(4)
-    rows, truth = ["post_id,text,length,topic"], {}
-    for i in range(300):
-        t = "a" if rng.random() < 0.5 else "b"
-        words = ["goal", "team", "match"] if t == "a" else ["vote", "law", "party"]
-        text = " ".join(rng.choice(words + ["news"], size=4))
-        truth[f"p{i}"] = t
-        rows.append(f"p{i},{text},{rng.normal(10 if t == 'a' else 12):.3f},"
-                    f"{'' if i < 150 else t}")
-    (folder / "data" / "posts.csv").write_text("\n".join(rows) + "\n")
-    (folder / "mlsd.yaml").write_text(
-        "name: semi\nproblem: {task: binary, target: topic, positive: a}\n"
-        "sources:\n  posts: {path: data/posts.csv, key: post_id}\n"
-        "features:\n  - {column: text, encode: tfidf}\n  - {column: length}\n"
-        "model: {kind: linear}\n"
-        "labels: {policy: [{from: column}, {from: model, min_confidence: 0.8}]}\n")
+    folder, truth = _topics(tmp_path / "p", name="semi", n=300, unlabelled=150,
+                            filler=["news"], gap=2, seed=4,
+                            policy="[{from: column}, {from: model, "
+                                   "min_confidence: 0.8}]")
     proj = Project.of(folder)
     mlsd.run(proj, until="train")
     res = mlsd.pipeline.pseudo_label(proj, method=method, threshold=0.8, copies=2)
