@@ -23,13 +23,14 @@ def store_labels_by_item(lake, name: str, kind: str, method: str,
     """item -> (label, confidence) of the store's ``kind`` labels (less the
     ``exclude`` sources), one an item by ``method`` (majority or
     dawid_skene); a model's pseudo-labels keep their own confidence (the
-    surest, when models disagree)."""
+    surest, when models disagree), natural labels are taken as they are."""
     from ._aggregate import dawid_skene, majority_vote
 
     table = read_labels(lake, name, kinds=(kind,), exclude=exclude)
     if table.num_rows == 0:
         return {}
-    if kind == "model":  # pseudo-labels: a model's own label and confidence
+    if kind in ("model", "natural"):  # a model's own label and confidence,
+        # or what users did (one source per item: nothing to aggregate)
         best: dict[str, tuple[str, float]] = {}
         for it, lb, c in zip(table.column("item").to_pylist(),
                              table.column("label").to_pylist(),
