@@ -52,7 +52,8 @@ __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels",
            "apply_label_functions", "check",
            "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
            "import_feedback", "import_prediction_log", "label_agreement",
-           "natural_labels", "next_to_label", "pseudo_label", "simulate_active",
+           "natural_labels", "next_to_label", "pretrain_embeddings", "pseudo_label",
+           "simulate_active",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
@@ -1575,3 +1576,50 @@ def natural_labels(project: Project, *, now: Any = None) -> dict[str, Any]:
         raise SpecError("labels.natural is not set: name the window and the event "
                         "(or weights) that make a label")
     return store_natural(project.lake, spec.name, spec.labels.natural, now=now)
+
+
+def pretrain_embeddings(project: Project, column: str, output: str | Path, *,
+                        dim: int = 64, min_df: int = 2,
+                        max_words: int = 50_000) -> dict[str, Any]:
+    """Word vectors pretrained on the project's own text, labelled or not: the
+    truncated SVD of the TF-IDF matrix of ``column`` over every stored row of
+    the training union (latent semantic analysis: words used in the same
+    texts get close vectors), written to ``output`` in the word2vec text
+    format that ``encode: embedding`` reads. No label is read; the text of
+    rows that will be tested is read too (transductive, as any unsupervised
+    pretraining on the corpus)."""
+    import numpy as np
+    import pyarrow as pa
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    spec, lake = project.spec, project.lake
+    parts = [lake.read("sources", n).select([column]) for n in spec.union
+             if lake.exists("sources", n)
+             and column in lake.dataset("sources", n).schema.names]
+    if not parts:
+        raise DataError(f"no stored rows with a {column!r} column: `mlsd ingest` "
+                        f"first, or name a text column")
+    texts = [t for t in pa.concat_tables(parts).column(column).to_pylist() if t]
+    if len(texts) < 10:
+        raise DataError(f"{len(texts)} text(s) in {column!r}: too few to pretrain on")
+    tfidf = TfidfVectorizer(min_df=min_df, max_features=max_words, lowercase=True,
+                            token_pattern=r"(?u)\b\w\w+\b")
+    M = tfidf.fit_transform(texts)
+    k = max(1, min(dim, M.shape[1] - 1, M.shape[0] - 1))
+    svd = TruncatedSVD(n_components=k, random_state=spec.seed)
+    svd.fit(M)
+    E = (svd.components_ * svd.singular_values_[:, None]).T  # words x k
+    E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    words = tfidf.get_feature_names_out()
+    from .lake._paths import inside
+
+    out = inside(project.root, *Path(output).parts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(f"{len(words)} {k}\n")
+        for w, v in zip(words, E, strict=True):
+            fh.write(w + " " + " ".join(f"{x:.6f}" for x in v) + "\n")
+    return {"file": str(out.relative_to(project.root.resolve())), "words": len(words),
+            "dim": k, "texts": len(texts),
+            "explained_variance": round(float(svd.explained_variance_ratio_.sum()), 4)}

@@ -74,3 +74,30 @@ def _show(res) -> None:
               f"in {res['seconds']} s (measured {res['measured']} of {res['of']})")
     if res.get("written"):
         out.print(f"wrote {res['written']}")
+
+
+@app.command()
+def pretrain(
+    column: Annotated[str, typer.Option(help="The text column to learn from.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The vectors file to write (inside the project), "
+        "for `encode: embedding` with `vectors: FILE`.")],
+    dim: Annotated[int, typer.Option(help="Numbers a word.")] = 64,
+    min_df: Annotated[int, typer.Option(help="Texts a word must be in.")] = 2,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pretrain word vectors on the project's own text, labelled or not (the
+    truncated SVD of its TF-IDF matrix), for an `embedding` feature.
+
+    Example: mlsd features pretrain --column text -o models/text.vec --dim 64
+    """
+    from ..pipeline import pretrain_embeddings
+
+    res = pretrain_embeddings(project(config), column, output, dim=dim,
+                              min_df=min_df)
+    emit(res, as_json, lambda r: out.print(
+        f"{r['words']} word vectors of {r['dim']} numbers from {r['texts']} texts "
+        f"({r['explained_variance']:.1%} of the TF-IDF variance) -> {r['file']}; "
+        f"use them with {{column: {column}, encode: embedding, vectors: "
+        f"{r['file']}}}"))

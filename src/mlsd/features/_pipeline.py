@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import ibis
@@ -30,11 +31,17 @@ class Block(NamedTuple):
     inputs: tuple[str, ...]
 
 
-def transform_for(spec: FeatureSpec) -> Transform:
+def transform_for(spec: FeatureSpec, root: Path | None = None) -> Transform:
     """Build the transform a feature spec asks for (the settings it gives; the
-    transform's defaults for the rest)."""
+    transform's defaults for the rest); a file it reads (an embedding's
+    vectors) is found under ``root``, the project."""
     kind = spec.kind
     settings = spec.settings()
+    if "vectors" in settings and root is not None:
+        from ..lake._paths import inside
+
+        settings["vectors"] = str(inside(Path(root), *Path(
+            settings["vectors"]).parts))
     if kind == "time":
         return TRANSFORMS["time"](column=spec.column, parts=tuple(spec.encode))
     if "ngram_range" in settings:

@@ -69,6 +69,11 @@ def _check(ctx: RunContext) -> list[tuple[str, str]]:
             problems.append((f"features[{i}].encode", f"time parts need a "
                              f"timestamp, {f.column!r} is {cols[f.column]} in "
                              f"{schema_files(ctx)}"))
+        elif f.kind == "embedding" and not (ctx.root / f.vectors).is_file():
+            problems.append((f"features[{i}].vectors", f"no file {f.vectors!r} in "
+                             f"the project (`mlsd features pretrain --column "
+                             f"{f.column} -o {f.vectors}` makes one from its own "
+                             f"text)"))
         elif f.kind == "periodic" and cols[f.column] not in (*NUMERIC_TYPES,
                                                               "timestamp"):
             problems.append((f"features[{i}].encode", f"periodic needs a number "
@@ -88,6 +93,12 @@ def _settings(ctx: RunContext) -> dict[str, Any]:
     out: dict[str, Any] = {"features": s.features, "policy": s.feature_policy}
     if any(f.kind == "target" for f in s.features):  # it learns from the label
         out["target"] = (s.problem.target, s.problem.task, s.problem.positive)
+    vectors = [f.vectors for f in s.features if f.kind == "embedding"]
+    if vectors:  # a changed vectors file is a new analysis
+        from ._text import file_sha256
+
+        out["vectors"] = {v: file_sha256(str(ctx.root / v))
+                          if (ctx.root / v).is_file() else None for v in vectors}
     return out
 
 
@@ -159,7 +170,7 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
 
             raise SpecError(f"feature_policy.drop_missing_above: {limit} leaves out "
                             f"every feature")
-    pipeline = FeaturePipeline(transforms=[transform_for(f) for f in keep])
+    pipeline = FeaturePipeline(transforms=[transform_for(f, ctx.root) for f in keep])
     pipeline.analyze(ctx.engine, table, target=_target(ctx))
     X = feature_matrices(ctx, pipeline, training, splits)
     table = feature_table(pipeline, parts[TRAIN], shares)

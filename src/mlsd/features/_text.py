@@ -221,3 +221,130 @@ class TfidfFeature(Transform):
         return {"vocabulary": len(s["vocabulary"]), "distinct": s["distinct"],
                 "docs": s["docs"]}
 
+
+
+_VECTOR_FILES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str) -> str:
+    """A file's sha256, computed once per (path, size, mtime) in a process."""
+    import hashlib
+    import os
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _VECTOR_FILES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _VECTOR_FILES[key] = h.hexdigest()
+    return _VECTOR_FILES[key]
+
+
+def read_vectors(path: str, wanted: set[str]) -> tuple[list[str], np.ndarray]:
+    """The vectors of the ``wanted`` words in a word2vec/fastText text file
+    (an optional ``count dim`` header, then a word and its numbers a line),
+    read in one pass without loading the others."""
+    words, rows, dim = [], [], None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh):
+            parts = line.rstrip("\n").rstrip(" ").split(" ")
+            if n == 0 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                dim = int(parts[1])
+                continue
+            if len(parts) < 2:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) - 1 != dim:
+                raise MlsdError(f"{path}, line {n + 1}: {len(parts) - 1} numbers "
+                                f"where the file's vectors have {dim}")
+            if parts[0] in wanted:
+                try:
+                    rows.append([float(x) for x in parts[1:]])
+                except ValueError:
+                    raise MlsdError(f"{path}, line {n + 1}: not numbers after "
+                                    f"the word {parts[0]!r}") from None
+                words.append(parts[0])
+    if dim is None:
+        raise MlsdError(f"{path}: no word vector in the file")
+    return words, (np.asarray(rows, dtype=np.float32) if rows
+                   else np.zeros((0, dim), dtype=np.float32))
+
+
+class EmbeddingFeature(Transform):
+    """The mean of pretrained word vectors over a text's words (transfer
+    learning): a file in the word2vec/fastText text format, pretrained on far
+    more text than the labelled rows (or on the project's own unlabelled text:
+    `mlsd features pretrain`), so words used alike get close vectors and a
+    model learns from meaning rather than from exact words.
+
+    The analysis keeps the vectors of the ``max_words`` most frequent training
+    words (the state stays small and the artifact serves without the file;
+    its sha256 is kept); a word without a vector is left out of the mean, a
+    text without any is a row of zeros. Words are lower-cased word tokens, as
+    TF-IDF's."""
+
+    kind = "embedding"
+
+    def __init__(self, *, column: str | None = None, vectors: str | None = None,
+                 max_words: int = 50_000):
+        super().__init__(column=column, vectors=vectors, max_words=max_words)
+
+    def _analyze(self, engine, table):
+        import base64
+        import os
+
+        p = self.params
+        if not p["vectors"] or not os.path.isfile(p["vectors"]):
+            raise MlsdError(f"feature {self.column!r}: no vectors file "
+                            f"{p['vectors']!r}")
+        analyzer = _analyzer((1, 1))
+        counts: Counter = Counter()
+        for batch in _stream(engine, table, self.column):
+            for d in batch:
+                counts.update(analyzer(d))
+        wanted = {w for w, _ in counts.most_common(p["max_words"])}
+        words, E = read_vectors(p["vectors"], wanted)
+        if not words:
+            raise MlsdError(f"feature {self.column!r}: none of the training words "
+                            f"has a vector in {p['vectors']}")
+        order = np.argsort(words, kind="stable")
+        words = [words[i] for i in order]
+        E = E[order]
+        total = sum(counts.values())
+        covered = sum(counts[w] for w in words)
+        return {"sha256": file_sha256(p["vectors"]), "dim": int(E.shape[1]),
+                "words": words,
+                "vectors": base64.b64encode(E.astype("<f4").tobytes()).decode(),
+                "coverage": round(covered / total, 4) if total else 0.0}
+
+    def _cached(self, state) -> dict[str, Any]:
+        def build(state):
+            import base64
+
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            E = np.frombuffer(base64.b64decode(state["vectors"]), dtype="<f4"
+                              ).reshape(len(state["words"]), state["dim"])
+            vocab = {w: i for i, w in enumerate(state["words"])}
+            return {"cv": CountVectorizer(lowercase=True, vocabulary=vocab,
+                                          dtype=np.float64),
+                    "E": E.astype(np.float64)}
+        return self._memo(state, "vectors", build)
+
+    def _apply(self, state, col):
+        c = self._cached(state)
+        counts = c["cv"].transform(_docs(col)).tocsr()
+        per_doc = np.asarray(counts.sum(axis=1)).ravel()
+        mean = (counts @ c["E"]) / np.where(per_doc > 0, per_doc, 1.0)[:, None]
+        return sp.csr_matrix(mean)
+
+    def _names(self, state):
+        return [f"{self.column}~v{i}" for i in range(state["dim"])]
+
+    def notes(self):
+        s = self.check_fitted()
+        return {"vectors_kept": len(s["words"]), "dim": s["dim"],
+                "coverage": s["coverage"]}

@@ -18,17 +18,18 @@ from ._numeric import (
     PeriodicFeature,
     TimeFeature,
 )
-from ._text import HashedNgramsFeature, TfidfFeature
+from ._text import EmbeddingFeature, HashedNgramsFeature, TfidfFeature
 
 TRANSFORMS: dict[str, type[Transform]] = {
     t.kind: t for t in (NumericFeature, OneHotFeature, HashingFeature,
                         HashedNgramsFeature, TimeFeature, BinsFeature,
                         OrdinalFeature, FrequencyFeature, TargetFeature,
                         CrossFeature, FourierFeature, PeriodicFeature,
-                        TfidfFeature)
+                        TfidfFeature, EmbeddingFeature)
 }
 
 __all__ = ["MISSING", "OTHER", "TRANSFORMS", "BinsFeature", "CrossFeature",
+           "EmbeddingFeature",
            "FourierFeature", "FrequencyFeature", "HashedNgramsFeature",
            "HashingFeature", "NumericFeature", "OneHotFeature", "OrdinalFeature",
            "PeriodicFeature", "TargetFeature", "TfidfFeature", "TimeFeature",

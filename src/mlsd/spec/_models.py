@@ -20,7 +20,7 @@ ColumnType = Literal["string", "int64", "float64", "bool", "timestamp"]
 """The logical column types a data schema can declare."""
 
 ENCODERS = ("onehot", "hashing", "hashed_ngrams", "bins", "ordinal", "frequency",
-            "target", "cross", "fourier", "periodic", "tfidf")
+            "target", "cross", "fourier", "periodic", "tfidf", "embedding")
 TIME_PARTS = ("hour", "weekday", "month", "day")
 IMPUTERS = ("median", "mean", "most_frequent", "constant", "zero", "none")
 SCALERS = ("standard", "minmax", "robust", "maxabs", "log1p", "quantile", "none")
@@ -41,6 +41,7 @@ FEATURE_KEYS: dict[str, tuple[str, ...]] = {
     "fourier": ("dim", "gamma", "seed"),
     "periodic": ("period", "harmonics"),
     "tfidf": ("max_features", "min_df", "ngram_range"),
+    "embedding": ("vectors", "max_words"),
 }
 """The settings each kind of feature reads (any other is a mistake in the spec)."""
 
@@ -721,6 +722,13 @@ class FeatureSpec(_Strict):
                                      "(default 20000).")
     min_df: int | None = Field(default=None, ge=1, description=(
         "tfidf: training documents a word must appear in (default 2)."))
+    vectors: str | None = Field(default=None, description=(
+        "embedding: a file of pretrained word vectors in the word2vec/fastText "
+        "text format (.vec: a word and its numbers a line), inside the project; "
+        "`mlsd features pretrain` makes one from the project's own text."))
+    max_words: int | None = Field(default=None, ge=1, le=5_000_000, description=(
+        "embedding: the most frequent training words whose vectors are kept "
+        "(default 50000)."))
 
     @model_validator(mode="after")
     def _check_encode(self) -> FeatureSpec:
@@ -783,6 +791,17 @@ class FeatureSpec(_Strict):
             if not 1 <= lo <= hi <= 5:
                 raise ValueError("ngram_range: expected [lo, hi] with "
                                  "1 <= lo <= hi <= 5")
+        if kind == "embedding":
+            from pathlib import PurePosixPath
+
+            if not self.vectors:
+                raise ValueError("embedding: name the `vectors` file (word2vec/"
+                                 "fastText text format; `mlsd features pretrain` "
+                                 "makes one)")
+            p = PurePosixPath(self.vectors.replace("\\", "/"))
+            if p.is_absolute() or ".." in p.parts:
+                raise ValueError(f"vectors: {self.vectors!r} must stay inside the "
+                                 f"project")
         if kind == "bins":
             if (self.strategy == "edges") != (self.edges is not None):
                 raise ValueError("edges: give edges together with strategy: edges")
