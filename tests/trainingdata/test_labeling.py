@@ -559,7 +559,7 @@ def test_pseudo_labels_train_and_never_evaluate(tmp_path, method):
     assert right > 0.9 and all(r["confidence"] >= 0.8 for r in stored)
     s = mlsd.run(proj, until="split")
     assert s["training"]["labels"]["by_rule"]["model"]["rows"] == len(stored)
-    left = s["split"]["left_out"]["pseudo_labelled"]
+    left = s["split"]["left_out"]["weakly_labelled"]
     assert left > 0  # those the split put in valid or test
     split = proj.lake.read("splits", "semi")
     table = proj.lake.read("training", "semi")
@@ -684,3 +684,25 @@ def test_the_call_center_example_builds_its_target_from_three_sources(tmp_path):
         right.setdefault(f, []).append(truth[k] == v)
     assert np.mean(right["human"]) > 0.85 and np.mean(right["function"]) > 0.7
     assert s["model"]["beats_baselines"] is True
+    # the rules' labels train; valid and test hold routed and hand labels only
+    assert s["split"]["left_out"]["weakly_labelled"] > 0
+
+
+def test_training_on_probabilistic_labels_weighs_each_row_by_its_confidence(
+        tmp_path):
+    folder, truth = _weak_project(tmp_path / "p", n=600)
+    proj = Project.of(folder).with_overrides([
+        "labels.policy=[{from: column}, {from: function, min_confidence: 0.6}]"])
+    hard = mlsd.run(proj, until="train")
+    table = proj.lake.read("training", "weak")
+    conf = dict(zip(table.column("_label_from").to_pylist(),
+                    table.column("_label_confidence").to_pylist(), strict=False))
+    assert conf["column"] == 1.0 and 0.6 <= conf["function"] <= 1.0
+    soft = mlsd.run(proj.with_overrides(["labels.weigh_by_confidence=true"]),
+                    until="train")
+    assert soft["model"]["model_id"] != hard["model"]["model_id"]
+    manifest = json.loads((folder / soft["paths"]["model"] / "manifest.json")
+                          .read_text())
+    assert manifest["training_rows"]["sample_weights"] is True
+    # the same rows, weighed otherwise: both are measured on the same test rows
+    assert soft["split"]["sizes"] == hard["split"]["sizes"]

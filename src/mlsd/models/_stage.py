@@ -150,15 +150,25 @@ def train_weights(ctx: RunContext, classes: list, training: DatasetRef,
     """Each training row's sample weight (a weighted or importance sample's),
     for the rows :func:`labelled_matrices` keeps; None when every row weighs 1."""
     from ..trainingdata import WEIGHT
+    from ..trainingdata.labeling._policy import LABEL_CONFIDENCE
     from ._train import labels_of
 
     _, _, parts = split_parts(ctx, training, splits)
     train = parts[TRAIN]
-    if WEIGHT not in train.column_names:
+    spec = ctx.spec
+    soft = spec.labels.weigh_by_confidence and LABEL_CONFIDENCE in train.column_names
+    if WEIGHT not in train.column_names and not soft:
         return None
-    problem = ctx.spec.problem
+    problem = spec.problem
     _, keep = labels_of(problem, train.column(problem.target).to_pylist(), classes)
-    return train.column(WEIGHT).to_numpy()[keep]
+    import numpy as np
+
+    w = (train.column(WEIGHT).to_numpy() if WEIGHT in train.column_names
+         else np.ones(train.num_rows))
+    if soft:  # probabilistic labels: a row weighs its label's confidence
+        conf = train.column(LABEL_CONFIDENCE).to_numpy(zero_copy_only=False)
+        w = w * np.nan_to_num(np.asarray(conf, dtype=float), nan=1.0)
+    return w[keep]
 
 
 def augmented_rows(ctx: RunContext, pipeline: FeaturePipeline, train, classes: list
@@ -292,9 +302,12 @@ def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
 
 def _settings(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
-    return {"problem": spec.problem, "model": spec.model, "seed": spec.seed,
-            "imbalance": spec.imbalance, "augment": spec.augment,
-            "evaluation": spec.evaluation, "split": spec.split}
+    out = {"problem": spec.problem, "model": spec.model, "seed": spec.seed,
+           "imbalance": spec.imbalance, "augment": spec.augment,
+           "evaluation": spec.evaluation, "split": spec.split}
+    if spec.labels.weigh_by_confidence:  # the rows' weights change
+        out["weigh_by_confidence"] = True
+    return out
 
 
 def _check(ctx: RunContext) -> list[tuple[str, str]]:

@@ -1376,6 +1376,11 @@ class LabelsSpec(_Strict):
         "supervision): rules that vote a label or abstain; `mlsd label apply` "
         "stores their votes (kind function), `{from: function}` in the policy "
         "turns them into labels by the label model.")
+    weigh_by_confidence: bool = Field(
+        default=False, description="Each training row weighs its label's "
+        "confidence in the loss (the majority's share, Dawid-Skene's or the "
+        "label model's posterior, a pseudo-label's; 1 for the target column's "
+        "own): training on probabilistic labels rather than on hard ones.")
     exclude: list[str] = Field(
         default_factory=list, description="Sources (annotators, labeling "
         "functions, models) whose labels the policy and the aggregation ignore: "

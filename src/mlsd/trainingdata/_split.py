@@ -26,9 +26,12 @@ if TYPE_CHECKING:  # numpy and pyarrow load when a split is made
 
 TRAIN, VALID, TEST = "train", "valid", "test"
 GAP, LATE, UNSAMPLED = "gap", "late", "unsampled"
-PSEUDO = "pseudo_labelled"
-"""A row labelled by a model (a pseudo-label) that the split placed in valid
-or test: left out, since pseudo-labels never enter evaluation."""
+WEAK = "weakly_labelled"
+"""A row labelled by a labeling function's label model or by a model (a
+pseudo-label) that the split placed in valid or test: left out, since weak
+labels train and never evaluate (a test scored against them would measure
+agreement with the label model, not with the truth)."""
+WEAK_KINDS = ("function", "model")
 """Rows in no split: inside a time gap, of a group placed in an earlier split
 but dated after that split's end (strategy time+group), or of the train side
 but not drawn by the spec's sample."""

@@ -378,7 +378,7 @@ def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ._split import GAP, LATE, PSEUDO, UNSAMPLED
+    from ._split import GAP, LATE, UNSAMPLED, WEAK, WEAK_KINDS
     from .labeling._policy import LABEL_FROM
 
     spec = ctx.spec
@@ -389,10 +389,10 @@ def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
     weights = np.ones(rows.num_rows)
     if sample:
         splits, weights = _train_on_sample(ctx, sample[0], splits)
-    if LABEL_FROM in rows.column_names:  # pseudo-labels train, never evaluate
-        pseudo = np.array([v == "model" for v in rows.column(LABEL_FROM).to_pylist()],
-                          dtype=bool)
-        splits = np.where(pseudo & np.isin(splits, [VALID, TEST]), PSEUDO, splits)
+    if LABEL_FROM in rows.column_names:  # weak labels train, never evaluate
+        weak = np.isin(np.array(rows.column(LABEL_FROM).to_pylist(), dtype=object),
+                       WEAK_KINDS)
+        splits = np.where(weak & np.isin(splits, [VALID, TEST]), WEAK, splits)
     split_id = digest({"inputs": [training.node, *(r.node for r in sample)],
                        "settings": settings, "cuts": result.cuts})
     id_cols = [spec.key] if spec.key else ["_source", "_line"]
@@ -405,7 +405,7 @@ def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
                      rows=rows.num_rows, write_id=split_id)
     ctx.keep(ref, split_table)
     sizes = {p: int((splits == p).sum()) for p in (TRAIN, VALID, TEST)}
-    left_out = {p: n for p in (GAP, LATE, UNSAMPLED, PSEUDO)
+    left_out = {p: n for p in (GAP, LATE, UNSAMPLED, WEAK)
                 if (n := int((splits == p).sum()))}
     time_range = cut_offs = None
     if spec.split.time and spec.split.strategy in ("time", "time+group"):

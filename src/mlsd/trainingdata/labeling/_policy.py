@@ -15,6 +15,9 @@ from ._store import read_labels, vote_matrix
 
 LABEL_FROM = "_label_from"
 """The training table's column naming the rule each row's label came from."""
+LABEL_CONFIDENCE = "_label_confidence"
+"""The training table's column of each label's confidence (1 for the column's
+own labels): what ``labels.weigh_by_confidence`` multiplies the loss by."""
 
 
 def store_labels_by_item(lake, name: str, kind: str, method: str,
@@ -67,13 +70,14 @@ def apply_policy(rows: pa.Table, *, target: str, key: str, policy: list,
     column = rows.column(target).to_pylist()
     values: list[Any] = [None] * n
     came: list[str | None] = [None] * n
+    sure: list[float | None] = [None] * n
     counts: dict[str, Any] = {}
     for rule in policy:
         took = 0
         if rule.from_ == "column":
             for i, v in enumerate(column):
                 if values[i] is None and v is not None:
-                    values[i], came[i] = v, "column"
+                    values[i], came[i], sure[i] = v, "column", 1.0
                     took += 1
             counts["column"] = {"rows": took}
             continue
@@ -87,7 +91,7 @@ def apply_policy(rows: pa.Table, *, target: str, key: str, policy: list,
             if conf < rule.min_confidence:
                 unsure += 1
                 continue
-            values[i], came[i] = label, rule.from_
+            values[i], came[i], sure[i] = label, rule.from_, conf
             took += 1
         counts[rule.from_] = {"rows": took, "aggregate": method,
                               "min_confidence": rule.min_confidence,
@@ -105,6 +109,7 @@ def apply_policy(rows: pa.Table, *, target: str, key: str, policy: list,
     at = rows.column_names.index(target)
     rows = rows.set_column(at, target, new)
     rows = rows.append_column(LABEL_FROM, pa.array(came, pa.string()))
+    rows = rows.append_column(LABEL_CONFIDENCE, pa.array(sure, pa.float64()))
     return rows, counts
 
 
