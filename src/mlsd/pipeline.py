@@ -1310,13 +1310,11 @@ def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
     (see :func:`mlsd.trainingdata.labeling.simulate`)."""
     import numpy as np
 
-    from .models import PRIMARY, ModelArtifact, task_metrics
-    from .models._train import labels_of, make_learner
-    from .trainingdata.labeling._active import simulate
+    from .models import ModelArtifact
+    from .models._stage import active_curves
+    from .models._train import labels_of
 
     spec = project.spec
-    if spec.problem.task not in ("binary", "multiclass"):
-        raise SpecError("the simulation measures classifiers (binary, multiclass)")
     lake = project.lake
     if not (lake.exists("training", spec.name) and lake.exists("splits", spec.name)):
         raise DataError("no training table and split yet: `mlsd run` first")
@@ -1331,24 +1329,11 @@ def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
                         classes)
     X = art.pipeline.apply(table)
     train, test = keep & (part == "train"), keep & (part == "test")
-    if train.sum() < start + batch or test.sum() < 10:
-        raise DataError(f"too few rows to simulate: {int(train.sum())} train and "
-                        f"{int(test.sum())} test rows with a label")
-    primary, _ = PRIMARY[spec.problem.task]
-    model = spec.model
-
-    def fit(Xf, yf, seed):
-        learner = make_learner(spec.problem.task, model, len(classes), seed,
-                               problem=spec.problem, classes=classes)
-        return learner.fit(Xf, yf)
-
-    def score(yt, P):
-        return task_metrics(spec.problem.task, yt, P).get(primary) or 0.0
-
-    res = simulate(X[train], y[train], fit=fit, X_test=X[test], y_test=y[test],
-                   score=score, strategies=strategies, start=start, batch=batch,
-                   rounds=rounds, diverse=diverse, seed=spec.seed)
-    return {"metric": primary, "model_features_from": art.model_id, **res}
+    res = active_curves(spec, classes, {"train": X[train], "test": X[test]},
+                        {"train": y[train], "test": y[test]},
+                        strategies=strategies, start=start, batch=batch,
+                        rounds=rounds, diverse=diverse)
+    return {"model_features_from": art.model_id, **res}
 
 
 @_one_at_a_time

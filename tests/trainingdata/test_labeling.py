@@ -418,6 +418,12 @@ def test_the_next_items_to_label_go_out_and_come_back_as_labels(tmp_path):
     sim = mlsd.pipeline.simulate_active(proj, strategies=("margin", "random"),
                                         start=10, batch=10, rounds=2)
     assert set(sim["curves"]) == {"margin", "random"} and sim["metric"] == "pr_auc"
+    # the same simulation in every run, drawn in the report
+    run = mlsd.run(proj.with_overrides([
+        "labels.simulate={start: 10, batch: 10, rounds: 2}"]))
+    assert set(run["active_learning"]["curves"]) == {"margin", "entropy", "random"}
+    html = (folder / run["paths"]["report"]).read_text()
+    assert "Active learning, simulated" in html and "active-plot" in html
     from typer.testing import CliRunner
 
     from mlsd.cli import app

@@ -292,6 +292,41 @@ def raw_resampled(ctx: RunContext, pipeline: FeaturePipeline, train, classes: li
     return out or None
 
 
+def active_curves(spec: ProjectSpec, classes: list, X: dict, y: dict, *,
+                  strategies: tuple[str, ...], start: int, batch: int, rounds: int,
+                  diverse: bool = False) -> dict[str, Any]:
+    """Active-learning learning curves on the train split (labels revealed
+    when picked), scored on the test split with the task's primary metric,
+    the spec's learner refitted each round (see
+    :func:`mlsd.trainingdata.labeling.simulate`)."""
+    from ..errors import DataError, SpecError
+    from ..trainingdata.labeling._active import simulate
+    from ._metrics import PRIMARY, task_metrics
+    from ._train import make_learner
+
+    problem = spec.problem
+    if problem.task not in ("binary", "multiclass"):
+        raise SpecError("the active-learning simulation measures classifiers "
+                        "(binary, multiclass)")
+    if X["train"].shape[0] < start + batch or X["test"].shape[0] < 10:
+        raise DataError(f"too few rows to simulate: {X['train'].shape[0]} train "
+                        f"and {X['test'].shape[0]} test rows with a label")
+    primary, _ = PRIMARY[problem.task]
+
+    def fit(Xf, yf, seed):
+        return make_learner(problem.task, spec.model, len(classes), seed,
+                            problem=problem, classes=classes).fit(Xf, yf)
+
+    def score(yt, P):
+        return task_metrics(problem.task, yt, P).get(primary) or 0.0
+
+    res = simulate(X["train"], y["train"], fit=fit, X_test=X["test"],
+                   y_test=y["test"], score=score, strategies=strategies,
+                   start=start, batch=batch, rounds=rounds, diverse=diverse,
+                   seed=spec.seed)
+    return {"metric": primary, **res}
+
+
 def load_model(ctx: RunContext, model: ArtifactRef) -> ModelArtifact:
     """The model artifact of ``model``, loaded (and checked) once per run."""
     from ._artifact import ModelArtifact
@@ -307,6 +342,8 @@ def _settings(ctx: RunContext) -> dict[str, Any]:
            "evaluation": spec.evaluation, "split": spec.split}
     if spec.labels.weigh_by_confidence:  # the rows' weights change
         out["weigh_by_confidence"] = True
+    if spec.labels.simulate is not None:
+        out["simulate"] = spec.labels.simulate
     return out
 
 
@@ -400,6 +437,14 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                             spec.augment.robustness, task=problem.task,
                             target=target, threshold=result.threshold,
                             seed=spec.seed, root=ctx.root)
+    active = None
+    sim = spec.labels.simulate
+    if sim is not None:
+        with ctx.reporter.stage("active-learning simulation"):
+            active = active_curves(spec, classes, X, y,
+                                   strategies=tuple(sim.strategies),
+                                   start=sim.start, batch=sim.batch,
+                                   rounds=sim.rounds, diverse=sim.diverse)
     augmented = {**(result.augmented or {}), **(extra[3] if extra else {})}
     slices = None
     if spec.evaluation.slices:
@@ -498,6 +543,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
             "split": {"positive_rate": positive_rate},
             "augment": {"rows": augmented or None, "robustness": robust},
             "slices": slices,
+            "active_learning": active,
             "objectives": objective_summary,
             "imbalance": None if result.balance is None else {
                 **result.balance, "accuracy": accuracy,

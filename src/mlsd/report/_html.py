@@ -228,6 +228,18 @@ def render_report(summary: dict[str, Any], *, curves: dict[str, Any],
     if objectives and objectives.get("tradeoff"):
         plots.append(("tradeoff-plot", _fig_html(_tradeoff_figure(objectives),
                                                  "tradeoff-plot")))
+    active = summary.get("active_learning")
+    if active and active.get("curves"):
+        fig = go.Figure()
+        for name, curve in active["curves"].items():
+            fig.add_scatter(x=[p["labels"] for p in curve],
+                            y=[p["score"] for p in curve], mode="lines+markers",
+                            name=f"{name} (mean {active['mean_score'][name]})",
+                            line={"dash": "dash"} if name == "random" else None)
+        fig.update_layout(title=f"Active learning: test {active['metric']} as "
+                                f"labels are added", xaxis_title="labels",
+                          yaxis_title=active["metric"])
+        plots.append(("active-plot", _fig_html(fig, "active-plot")))
     found = ((summary.get("model") or {}).get("metrics") or {}).get("search")
     if found and found.get("history"):
         plots.append(("search-plot", _fig_html(_search_figure(found), "search-plot")))

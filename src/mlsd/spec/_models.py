@@ -1352,6 +1352,20 @@ class LabelImportSpec(_Strict):
         return v
 
 
+class ActiveSimulationSpec(_Strict):
+    """``labels.simulate``: the active-learning simulation in every run."""
+
+    start: int = Field(default=20, ge=2, description="Labels to start from.")
+    batch: int = Field(default=20, ge=1, description="Labels added a round.")
+    rounds: int = Field(default=10, ge=1, le=100, description="Rounds.")
+    strategies: list[Literal["least_confidence", "margin", "entropy", "committee",
+                             "random"]] = Field(
+        default_factory=lambda: ["margin", "entropy", "random"], min_length=2,
+        description="The strategies drawn (random is the yardstick).")
+    diverse: bool = Field(default=False, description="Uncertainty strategies "
+                          "pick diverse batches (k-center).")
+
+
 class LabelsSpec(_Strict):
     """Hand labels in the label store (`mlsd label import`): how they are
     read and combined."""
@@ -1376,6 +1390,11 @@ class LabelsSpec(_Strict):
         "supervision): rules that vote a label or abstain; `mlsd label apply` "
         "stores their votes (kind function), `{from: function}` in the policy "
         "turns them into labels by the label model.")
+    simulate: ActiveSimulationSpec | None = Field(
+        default=None, description="Each run replays its train split as if its "
+        "labels were unknown and draws each active-learning strategy's learning "
+        "curve against random picking, in the report (classification; it fits "
+        "the learner rounds x strategies times).")
     weigh_by_confidence: bool = Field(
         default=False, description="Each training row weighs its label's "
         "confidence in the loss (the majority's share, Dawid-Skene's or the "
@@ -1504,6 +1523,10 @@ class ProjectSpec(_Strict):
                                   and self.problem.costs):
             raise ValueError("model.class_weight: costs needs a binary task and "
                              "problem.costs (fp, fn, ...)")
+        if self.labels.simulate is not None and self.problem.task not in (
+                "binary", "multiclass"):
+            raise ValueError("labels.simulate: active learning picks by class "
+                             "probabilities (binary, multiclass tasks)")
         if self.labels.from_store and not self.key:
             raise ValueError("labels.policy: the label store's labels join the rows "
                              "by their key: set `key` on the sources (or "
