@@ -1371,7 +1371,6 @@ def pseudo_label(project: Project, *, method: str = "self_training",
     the split leaves them out of valid and test."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from .models import ModelArtifact
     from .models._artifact import derive_columns
@@ -1382,7 +1381,7 @@ def pseudo_label(project: Project, *, method: str = "self_training",
         self_training,
         stack_rows,
     )
-    from .trainingdata.labeling._store import AREA, label_table, read_labels
+    from .trainingdata.labeling._store import replace_labels
 
     spec = project.spec
     if method not in ("self_training", "spreading"):
@@ -1461,18 +1460,8 @@ def pseudo_label(project: Project, *, method: str = "self_training",
              "source": source, "confidence": round(float(p), 6),
              "labelled_at": None, "imported_from": f"mlsd label pseudo ({method})",
              "import_id": None} for i, c, p in zip(idx, lab, conf, strict=True)]
-    old = read_labels(lake, spec.name)
-    if old.num_rows:  # the store's earlier pseudo-labels are replaced
-        old = old.filter(pc.not_equal(old.column("kind"), "model"))
-    from .runtime import digest
-
-    write_id = "s" + digest({"source": source, "rows": rows,
-                             "old": old.num_rows})[:16]
-    empty = label_table([])
-    new = pa.concat_tables([old.select(empty.column_names).cast(empty.schema),
-                            label_table([{**r, "import_id": write_id}
-                                         for r in rows])])
-    version, _ = lake.write(AREA, spec.name, new, write_id=write_id)
+    # the store's earlier pseudo-labels are replaced
+    version, _ = replace_labels(lake, spec.name, rows, kind="model", prefix="s")
     counts = {str(classes[c]): int((lab == c).sum()) for c in np.unique(lab)}
     return {"method": method, "source": source, "unlabelled": unl.num_rows,
             "pseudo_labelled": len(rows), "threshold": threshold,

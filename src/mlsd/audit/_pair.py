@@ -269,15 +269,15 @@ def audit_labels(train: pa.Table, test: pa.Table, *, target: str,
 
     from ..trainingdata import parse_labels
 
+    sets = {id(t): [parse_labels(v, separator) for v in
+                    t.column(target).to_pylist()] for t in (train, test)}
+
     def indicator(table: pa.Table, label: str) -> pa.Table:
-        sets = [parse_labels(v, separator)
-                for v in table.column(target).to_pylist()]
-        col = pa.array([None if s is None else label in s for s in sets],
+        col = pa.array([None if s is None else label in s for s in sets[id(table)]],
                        pa.bool_())
         return table.set_column(table.column_names.index(target), target, col)
 
-    counts = Counter(lb for v in train.column(target).to_pylist()
-                     for lb in (parse_labels(v, separator) or []))
+    counts = Counter(lb for s in sets[id(train)] for lb in (s or []))
     ranked = [lb for lb, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     audited, left = ranked[:MAX_AUDITED_LABELS], ranked[MAX_AUDITED_LABELS:]
     if not audited:

@@ -104,7 +104,7 @@ def shares_by_feature(values: np.ndarray, blocks: list) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: -d["shap"])
 
 
-def _values(learner, X: np.ndarray, back: np.ndarray
+def _values(learner, X: np.ndarray, back: np.ndarray | None
             ) -> tuple[str, np.ndarray] | None:
     """The explainer's name and SHAP values of one learner on ``X``
     (``back``: the rows a linear explanation is measured from)."""
@@ -143,19 +143,23 @@ def explain(learner, X_rows, X_background, names: list[str],
     rows = np.sort(rng.choice(n, size=min(n, SHAP_ROWS), replace=False))
     X = _dense(X_rows, rows)
     kind = getattr(learner, "kind", "")
-    m = X_background.shape[0]
-    back = _dense(X_background, np.sort(rng.choice(m, size=min(m, BACKGROUND_ROWS),
-                                                   replace=False)))
+    back = None
+    if not hasattr(learner, "booster_") and not (
+            hasattr(learner, "models_") and hasattr(learner.models_[0], "booster_")):
+        # a linear explanation is measured from train rows; trees need none
+        m = X_background.shape[0]
+        back = _dense(X_background, np.sort(rng.choice(
+            m, size=min(m, BACKGROUND_ROWS), replace=False)))
     try:
         with warnings.catch_warnings():  # shap's notes on formats and versions
             warnings.simplefilter("ignore")
             if hasattr(learner, "label_inputs"):
                 # a label set: each label's model explained, |SHAP| averaged over
                 # the labels (a chain's inputs from earlier labels left out)
-                per = [_values(m_, Xj, B)
-                       for (m_, Xj), (_, B) in zip(learner.label_inputs(X),
-                                                   learner.label_inputs(back),
-                                                   strict=True)]
+                backs = ([None] * len(learner.models_) if back is None else
+                         [B for _, B in learner.label_inputs(back)])
+                per = [_values(m_, Xj, B) for (m_, Xj), B in
+                       zip(learner.label_inputs(X), backs, strict=True)]
                 if any(v is None for v in per):
                     return None
                 explainer_name = per[0][0]

@@ -456,30 +456,29 @@ class MultiLabelLearner(Learner):
                 Yv[:, j] if valid else None, sample_weight=sample_weight))
         return self
 
-    def label_inputs(self, X) -> list[tuple[Learner, Any]]:
-        """Each label's learner and the inputs it scores ``X`` with (in a
-        chain, the labels predicted before it): what SHAP explains."""
+    def _walk(self, X, *, scores: bool):
+        """Each label's learner, the inputs it scores ``X`` with (in a chain,
+        with the labels decided before it) and, when ``scores`` or a chain
+        needs them, its scores."""
         if not hasattr(self, "models_"):
             raise NotFittedError("MultiLabelLearner: call fit() or load() first")
         decided = np.zeros((X.shape[0], self.n_classes))
-        out = []
         for j, m in enumerate(self.models_):
             Xj = self._inputs(X, decided, j)
-            out.append((m, Xj))
-            if self.chain and j + 1 < self.n_classes:
-                decided[:, j] = m.predict(Xj) >= 0.5
-        return out
+            p = m.predict(Xj) if scores or self.chain else None
+            if self.chain:
+                decided[:, j] = p >= 0.5
+            yield m, Xj, p
+
+    def label_inputs(self, X) -> list[tuple[Learner, Any]]:
+        """Each label's learner and the inputs it scores ``X`` with: what SHAP
+        explains."""
+        return [(m, Xj) for m, Xj, _ in self._walk(X, scores=False)]
 
     def predict(self, X):
-        if not hasattr(self, "models_"):
-            raise NotFittedError("MultiLabelLearner: call fit() or load() first")
-        n = X.shape[0]
-        out = np.zeros((n, self.n_classes))
-        decided = np.zeros((n, self.n_classes))
-        for j, m in enumerate(self.models_):
-            out[:, j] = m.predict(self._inputs(X, decided, j))
-            decided[:, j] = out[:, j] >= 0.5
-        return self._calibrated(out)
+        out = [p for _, _, p in self._walk(X, scores=True)]
+        return self._calibrated(np.column_stack(out) if out
+                                else np.zeros((X.shape[0], 0)))
 
     def meta(self) -> dict[str, Any]:
         out = super().meta()

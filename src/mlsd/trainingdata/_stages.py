@@ -418,15 +418,16 @@ def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
         cut_offs = {k: _time_text(v, is_ts) for k, v in result.cuts.items()}
     classes = None
     if spec.problem.task == "multilabel":  # each label's rows per split
+        from collections import Counter
+
         from ._labelsets import parse_labels
 
-        sets = [parse_labels(v, spec.problem.separator) or ()
-                for v in rows.column(target).to_pylist()]
-        names = sorted({lb for st in sets for lb in st})[:50]
-        classes = {lb: {p: int(sum(lb in st for st, sp_ in zip(sets, splits,
-                                                              strict=True)
-                                   if sp_ == p)) for p in (TRAIN, VALID, TEST)}
-                   for lb in names}
+        per = {p: Counter() for p in (TRAIN, VALID, TEST)}  # one pass
+        for v, sp_ in zip(rows.column(target).to_pylist(), splits, strict=True):
+            if sp_ in per:
+                per[sp_].update(parse_labels(v, spec.problem.separator) or ())
+        names = sorted(set().union(*per.values()))[:50]
+        classes = {lb: {p: per[p][lb] for p in per} for lb in names}
     elif spec.split.strategy == "stratified" or spec.problem.task != "regression":
         labels = np.array([str(v) for v in rows.column(target).to_pylist()],
                           dtype=object)

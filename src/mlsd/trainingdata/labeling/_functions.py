@@ -246,8 +246,7 @@ def store_function_votes(lake, spec, rows: pa.Table,
     votes are replaced), and measure them: coverage, overlap, conflict,
     accuracy on the rows whose target is known, and the label model against
     majority vote there. ``rows``: every stored row of the training union."""
-    from ...runtime import digest
-    from ._store import AREA, holds, label_table, label_text, read_labels
+    from ._store import label_text, replace_labels
 
     if not spec.labels.functions and not python:
         raise SpecError("no labeling function: declare them in labels.functions "
@@ -270,32 +269,9 @@ def store_function_votes(lake, spec, rows: pa.Table,
             "imported_from": "labels.functions", "import_id": None}
            for name, vs in votes.items()
            for k, v in zip(keys, vs, strict=True) if v is not None and k is not None]
-    old = read_labels(lake, spec.name)
-    if old.num_rows:  # a function's earlier votes go, the other labels stay
-        mine = pc.and_(pc.equal(old.column("kind"), "function"),
-                       pc.is_in(old.column("source"), pa.array(list(votes))))
-        old = old.filter(pc.invert(mine))
-    write_id = "f" + digest({"functions": {k: v.model_dump(mode="json")
-                                           for k, v in spec.labels.functions.items()},
-                             "python": sorted(votes), "old": old.num_rows,
-                             "rows": [lake.version("sources", n)
-                                      for n in spec.union]})[:16]
-    table = pa.concat_tables([old.select(label_table([]).column_names)
-                              .cast(label_table([]).schema),
-                              label_table([{**r, "import_id": write_id}
-                                           for r in new])])
-    # the store rewritten whole (not upserted): a function that now abstains
-    # on an item loses the vote it gave before; unless its votes are already
-    # the stored ones
-    stored = read_labels(lake, spec.name)
-    mine = stored.filter(pc.and_(pc.equal(stored.column("kind"), "function"),
-                                 pc.is_in(stored.column("source"),
-                                          pa.array(list(votes))))) \
-        if stored.num_rows else stored
-    fresh = label_table(new)
-    if stored.num_rows and mine.num_rows == fresh.num_rows and holds(mine, fresh):
-        version, written = lake.version(AREA, spec.name), False
-    else:
-        version, written = lake.write(AREA, spec.name, table, write_id=write_id)
+    # a function's earlier votes go (one that now abstains on an item loses
+    # its vote there), the other labels stay
+    version, written = replace_labels(lake, spec.name, new, kind="function",
+                                      sources=list(votes), prefix="f")
     return {**report, "labels": labels, "stored_votes": len(new),
             "version": version, "written": written}

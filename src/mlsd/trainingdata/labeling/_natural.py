@@ -162,10 +162,8 @@ def store_natural(lake, name: str, spec, *, now: Any = None) -> dict[str, Any]:
     window, into the label store as kind ``natural`` (the store's earlier
     natural labels are replaced: a window that closed since turns an open
     prediction into a label); the figures of :func:`natural_labels`."""
-    import pyarrow.compute as pc
 
-    from ...runtime import digest
-    from ._store import AREA, _time, holds, label_table, read_labels
+    from ._store import _time, replace_labels
 
     if not lake.exists("predictions", name):
         raise DataError("the prediction log is empty: `mlsd label log FILE` first")
@@ -174,17 +172,7 @@ def store_natural(lake, name: str, spec, *, now: Any = None) -> dict[str, Any]:
               else pa.Table.from_pylist([], schema=FEEDBACK_SCHEMA))
     rows, stats = natural_labels(log, events, spec,
                                  now=_time(now) if now is not None else None)
-    stored = read_labels(lake, name)
-    old = stored.filter(pc.not_equal(stored.column("kind"), "natural")) \
-        if stored.num_rows else stored
-    write_id = "n" + digest({"rows": rows, "old": old.num_rows})[:16]
-    empty = label_table([])
-    fresh = label_table([{**r, "imported_from": "feedback", "import_id": write_id}
-                         for r in rows])
-    if stored.num_rows - old.num_rows == fresh.num_rows and holds(stored, fresh):
-        version = lake.version(AREA, name)  # the same labels: nothing to write
-    else:
-        table = pa.concat_tables([old.select(empty.column_names).cast(empty.schema),
-                                  fresh])
-        version, _ = lake.write(AREA, name, table, write_id=write_id)
+    version, _ = replace_labels(lake, name, [
+        {**r, "imported_from": "feedback"} for r in rows], kind="natural",
+        prefix="n")
     return {**stats, "version": version}

@@ -198,6 +198,32 @@ def holds(stored: pa.Table, rows: pa.Table) -> bool:
     return _facts(rows) <= _facts(stored)
 
 
+def replace_labels(lake, name: str, rows: list[dict[str, Any]], *, kind: str,
+                   sources: list[str] | None = None, prefix: str
+                   ) -> tuple[int | None, bool]:
+    """Replace the store's labels of ``kind`` (of ``sources`` only, when
+    given) by ``rows``, every other label kept: a function that now abstains,
+    a window that closed, a new pseudo-labelling pass leave nothing stale.
+    Nothing is written when the store already holds exactly these labels.
+    Returns the store's version and whether it was written."""
+    from ...runtime import digest
+
+    stored = read_labels(lake, name)
+    mine = pc.equal(stored.column("kind"), kind)
+    if sources is not None:
+        mine = pc.and_(mine, pc.is_in(stored.column("source"), pa.array(sources)))
+    kept, theirs = stored.filter(pc.invert(mine)), stored.filter(mine)
+    write_id = prefix + digest({"rows": rows, "kept": kept.num_rows})[:16]
+    fresh = label_table([{**r, "import_id": write_id} for r in rows])
+    if stored.num_rows and theirs.num_rows == fresh.num_rows and holds(theirs,
+                                                                       fresh):
+        return lake.version(AREA, name), False
+    empty = label_table([])
+    table = pa.concat_tables([kept.select(empty.column_names).cast(empty.schema),
+                              fresh])
+    return lake.write(AREA, name, table, write_id=write_id)
+
+
 def file_digest(path: Path, options: dict[str, Any]) -> str:
     """What identifies an import: the file's bytes and how it was read."""
     h = hashlib.sha256(Path(path).read_bytes())
