@@ -1299,6 +1299,26 @@ def write_next(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _last_run_rows(project: Project, classes: list):
+    """The last run's training table, each row's split, its encoded labels
+    and which rows have one."""
+    import numpy as np
+
+    from .models._train import labels_of
+
+    spec, lake = project.spec, project.lake
+    if not (lake.exists("training", spec.name) and lake.exists("splits", spec.name)):
+        raise DataError("no training table and split yet: `mlsd run` first")
+    table = lake.read("training", spec.name)
+    splits = lake.read("splits", spec.name)
+    where = dict(zip(splits.column("_row").to_pylist(),
+                     splits.column("_split").to_pylist(), strict=True))
+    part = np.array([where.get(r) for r in table.column("_row").to_pylist()])
+    y, keep = labels_of(spec.problem, table.column(spec.problem.target).to_pylist(),
+                        classes)
+    return table, part, y, keep
+
+
 def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
         "least_confidence", "margin", "entropy", "committee", "random"),
         start: int = 20, batch: int = 20, rounds: int = 10,
@@ -1308,25 +1328,14 @@ def simulate_active(project: Project, *, strategies: tuple[str, ...] = (
     train split (labels revealed when picked), the score the task's primary
     metric on the test split, the learner the spec's, refitted every round
     (see :func:`mlsd.trainingdata.labeling.simulate`)."""
-    import numpy as np
 
     from .models import ModelArtifact
     from .models._stage import active_curves
-    from .models._train import labels_of
 
     spec = project.spec
-    lake = project.lake
-    if not (lake.exists("training", spec.name) and lake.exists("splits", spec.name)):
-        raise DataError("no training table and split yet: `mlsd run` first")
     art = ModelArtifact.load(project.which_model(None)[0])
-    table = lake.read("training", spec.name)
-    splits = lake.read("splits", spec.name)
-    where = dict(zip(splits.column("_row").to_pylist(),
-                     splits.column("_split").to_pylist(), strict=True))
-    part = np.array([where.get(r) for r in table.column("_row").to_pylist()])
     classes = art.manifest["classes"]
-    y, keep = labels_of(spec.problem, table.column(spec.problem.target).to_pylist(),
-                        classes)
+    table, part, y, keep = _last_run_rows(project, classes)
     X = art.pipeline.apply(table)
     train, test = keep & (part == "train"), keep & (part == "test")
     res = active_curves(spec, classes, {"train": X[train], "test": X[test]},
@@ -1374,7 +1383,7 @@ def pseudo_label(project: Project, *, method: str = "self_training",
 
     from .models import ModelArtifact
     from .models._artifact import derive_columns
-    from .models._train import labels_of, make_learner
+    from .models._train import make_learner
     from .trainingdata.labeling._semi import (
         consistent,
         label_spreading,
@@ -1395,22 +1404,13 @@ def pseudo_label(project: Project, *, method: str = "self_training",
         raise SpecError("pseudo-labels are stored by the row key: set `key` on the "
                         "sources (or dataset.key)")
     lake = project.lake
-    if not (lake.exists("training", spec.name) and lake.exists("splits", spec.name)):
-        raise DataError("no training table and split yet: `mlsd run` first")
     art = ModelArtifact.load(project.which_model(model)[0])
     classes = art.manifest["classes"]
-    table = lake.read("training", spec.name)
-    splits = lake.read("splits", spec.name)
-    where = dict(zip(splits.column("_row").to_pylist(),
-                     splits.column("_split").to_pylist(), strict=True))
-    train = np.array([where.get(r) == "train" for r in
-                      table.column("_row").to_pylist()])
+    table, part, y, keep = _last_run_rows(project, classes)
+    train = keep & (part == "train")
     if "_label_from" in table.column_names:  # never pseudo-labels as teachers
         train &= np.array([v != "model" for v in
                            table.column("_label_from").to_pylist()])
-    y, keep = labels_of(spec.problem, table.column(spec.problem.target).to_pylist(),
-                        classes)
-    train &= keep
     derive = art.input_schema.get("derive") or {}
 
     def features(rows: pa.Table):

@@ -123,13 +123,16 @@ def read_label_studio(path: Path, *, item_field: str | None = None,
 
 def read_label_file(path: Path, *, item: str, label: str, source: str | None,
                     kind: str = "human", confidence: str | None = None,
-                    time: str | None = None, default_source: str | None = None
+                    time: str | None = None, default_source: str | None = None,
+                    table: pa.Table | None = None
                     ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Label rows of a CSV, JSONL, Parquet, ... file (any format mlsd reads):
-    one row a label, its columns named by the arguments."""
-    from ...etl import read_table
+    """Label rows of a CSV, JSONL, Parquet, ... file (any format mlsd reads;
+    ``table``: its rows, already read): one row a label, its columns named by
+    the arguments."""
+    if table is None:
+        from ...etl import read_table
 
-    table = read_table(path).table
+        table = read_table(path).table
     for flag, col in (("--item", item), ("--label", label), ("--annotator", source),
                       ("--confidence", confidence), ("--time", time)):
         if col is not None and col not in table.column_names:
@@ -325,14 +328,15 @@ def import_file(lake, name: str, root: Path, path: str | Path, *,
     else:
         from ...etl import read_table
 
-        cols = read_table(path).table.column_names
+        table = read_table(path).table
+        cols = table.column_names
         if item is None:
             item = key if key and key in cols else "item"
         who = None if source is not None and annotator == "annotator" and (
             "annotator" not in cols) else annotator
         rows, notes = read_label_file(path, item=item, label=label, source=who,
                                       kind=kind, confidence=confidence, time=time,
-                                      default_source=source)
+                                      default_source=source, table=table)
     try:
         origin = str(path.relative_to(root))
     except ValueError:
