@@ -522,6 +522,15 @@ def delete_rows(project: Project, source: str, where: str) -> dict[str, Any]:
         raise
     if "training" in out and "splits" in out:
         out["training"]["splits"] = out.pop("splits")
+    # the encoders' cache holds vectors of texts, the erased ones among them
+    # (keyed by a hash: which are theirs is not known): emptied, re-made on use
+    cache = project.root / ".mlsd" / "cache" / "embeddings"
+    if cache.is_dir():
+        import shutil
+
+        out["embedding_cache"] = {"removed_files": sum(
+            1 for p in cache.rglob("*") if p.is_file())}
+        shutil.rmtree(cache)
     out.setdefault("quarantine", None)
     out.setdefault("training", None)
     # kept: applied again to every later load, listed by `mlsd lake erasures`,

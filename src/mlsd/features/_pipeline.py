@@ -19,6 +19,7 @@ from ._transforms import TRANSFORMS
 
 STATE_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: one column a feature, same state keys
+BUNDLE = "encoders"  # an artifact's copies of encoder folders, by content hash
 
 
 class Block(NamedTuple):
@@ -42,6 +43,9 @@ def transform_for(spec: FeatureSpec, root: Path | None = None) -> Transform:
 
         settings["vectors"] = str(inside(Path(root), *Path(
             settings["vectors"]).parts))
+        t = TRANSFORMS[kind](column=spec.column, **settings)
+        t.cache_dir = str(Path(root) / ".mlsd" / "cache" / "embeddings")
+        return t
     if kind == "time":
         return TRANSFORMS["time"](column=spec.column, parts=tuple(spec.encode))
     if "ngram_range" in settings:
@@ -199,8 +203,20 @@ class FeaturePipeline:
         """The sha256 of the state: equal digests, equal outputs."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
+    def bundles(self) -> list[tuple[str, str, list[str]]]:
+        """The encoder folders an artifact must carry (content hash, source
+        folder, file names): each once."""
+        out: dict[str, tuple[str, str, list[str]]] = {}
+        for t in self.transforms:
+            b = getattr(t, "bundle", lambda: None)()
+            if b is not None:
+                out.setdefault(b[0], b)
+        return list(out.values())
+
     @classmethod
-    def from_json(cls, text: str) -> FeaturePipeline:
+    def from_json(cls, text: str, folder: Path | None = None) -> FeaturePipeline:
+        """The pipeline of a saved state; ``folder``, an artifact's, holds the
+        copies of the encoder folders it was saved with (``BUNDLE/HASH``)."""
         doc: dict[str, Any] = json.loads(text)
         if doc.get("version") not in READABLE_VERSIONS:
             raise MlsdError(
@@ -216,6 +232,9 @@ class FeaturePipeline:
                 raise MlsdError(f"feature state features[{i}] is invalid: {err}"
                                 ) from err
             t.state_ = f["state"]
+            if folder is not None and isinstance(t.state_, dict) and \
+                    "encoder" in t.state_:
+                t.home = str(Path(folder) / BUNDLE / t.state_["sha256"][:16])
             transforms.append(t)
         pipe = cls(transforms=transforms)
         pipe.state_ = [t.to_dict() for t in transforms]

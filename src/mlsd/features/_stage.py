@@ -69,11 +69,8 @@ def _check(ctx: RunContext) -> list[tuple[str, str]]:
             problems.append((f"features[{i}].encode", f"time parts need a "
                              f"timestamp, {f.column!r} is {cols[f.column]} in "
                              f"{schema_files(ctx)}"))
-        elif f.kind == "embedding" and not (ctx.root / f.vectors).is_file():
-            problems.append((f"features[{i}].vectors", f"no file {f.vectors!r} in "
-                             f"the project (`mlsd features pretrain --column "
-                             f"{f.column} -o {f.vectors}` makes one from its own "
-                             f"text)"))
+        elif f.kind == "embedding" and (why := _vectors_problem(ctx.root, f)):
+            problems.append((f"features[{i}].vectors", why))
         elif f.kind == "periodic" and cols[f.column] not in (*NUMERIC_TYPES,
                                                               "timestamp"):
             problems.append((f"features[{i}].encode", f"periodic needs a number "
@@ -94,12 +91,33 @@ def _settings(ctx: RunContext) -> dict[str, Any]:
     if any(f.kind == "target" for f in s.features):  # it learns from the label
         out["target"] = (s.problem.target, s.problem.task, s.problem.positive)
     vectors = [f.vectors for f in s.features if f.kind == "embedding"]
-    if vectors:  # a changed vectors file is a new analysis
+    if vectors:  # a changed vectors file or encoder folder is a new analysis
+        from ._encoders import folder_hash
         from ._text import file_sha256
 
         out["vectors"] = {v: file_sha256(str(ctx.root / v))
-                          if (ctx.root / v).is_file() else None for v in vectors}
+                          if (ctx.root / v).is_file() else folder_hash(ctx.root / v)
+                          if (ctx.root / v).is_dir() else None for v in vectors}
     return out
+
+
+def _vectors_problem(root, f) -> str | None:
+    """What is wrong with an embedding's ``vectors`` (None: nothing)."""
+    path = root / f.vectors
+    if path.is_file():
+        return None
+    if path.is_dir():
+        from ..errors import MlsdError
+        from ._encoders import encoder_format
+
+        try:
+            encoder_format(path)
+        except MlsdError as err:
+            return str(err)
+        return None
+    return (f"no file or folder {f.vectors!r} in the project (`mlsd features "
+            f"pretrain --column {f.column} -o {f.vectors}` makes word vectors from "
+            f"its own text)")
 
 
 def missing_shares(engine, table, columns: list[str]) -> dict[str, float]:

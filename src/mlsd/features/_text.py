@@ -167,6 +167,54 @@ class TfidfFeature(Transform):
         return {"vocabulary": vocab, "idf": [idf[t] for t in vocab], "docs": docs,
                 "distinct": len(df), "ngram_range": list(p["ngram_range"])}
 
+    def _analyze_encoder(self, engine, table) -> dict[str, Any]:
+        from ._encoders import Encoder, content_hash, encoder_files
+
+        files = encoder_files(self.params["vectors"])
+        sha = content_hash(files)
+        enc = Encoder(self.params["vectors"], sha, self.cache_dir)
+        texts = rows = 0
+        for batch in _stream(engine, table, self.column):
+            enc.vectors(batch)  # encoded once here, read from the cache after
+            rows += len(batch)
+            texts += sum(1 for d in batch if d)
+        self.__dict__["_encoder"] = enc
+        return {"encoder": enc.format, "sha256": sha, "files": files,
+                "dim": enc.dim, "texts": texts, "rows": rows}
+
+    def encoder(self, state: dict | None = None):
+        """The loaded encoder of a folder-based state (from the artifact's copy
+        when loaded from one, else from ``vectors``)."""
+        state = self.check_fitted() if state is None else state
+
+        def build(state):
+            from pathlib import Path
+
+            from ._encoders import Encoder
+
+            mine = self.__dict__.get("_encoder")
+            if mine is not None and mine.sha256 == state["sha256"]:
+                return mine  # the analysis' own, its cache warm
+            folder = (self.home if self.home and Path(self.home).is_dir()
+                      else self.params["vectors"])
+            if not folder or not Path(folder).is_dir():
+                raise MlsdError(f"feature {self.column!r}: the encoder folder "
+                                f"{folder!r} is missing")
+            return Encoder(folder, state["sha256"], self.cache_dir)
+        return self._memo(state, "encoder", build)
+
+    def bundle(self) -> tuple[str, str, list[str]] | None:
+        """What an artifact must carry to serve this feature: (content hash,
+        source folder, file names), or None for word vectors (in the state)."""
+        s = self.check_fitted()
+        if "encoder" not in s:
+            return None
+        return s["sha256"], str(self.encoder(s).folder), sorted(s["files"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a loaded encoder (an onnxruntime session) is rebuilt after unpickling
+        return {k: v for k, v in super().__getstate__().items() if k != "_encoder"}
+
     def _cached(self, state) -> dict[str, Any]:
         def build(state):
             from sklearn.feature_extraction.text import CountVectorizer
@@ -192,6 +240,9 @@ class TfidfFeature(Transform):
         return data / np.repeat(np.sqrt(sq), per_row[full])
 
     def _apply(self, state, col):
+        if "encoder" in state:
+            vecs = self.encoder(state).vectors(_docs(col))
+            return sp.csr_matrix(vecs.astype(np.float64))
         c = self._cached(state)
         counts = c["cv"].transform(_docs(col)).tocsr()
         counts.sort_indices()
@@ -284,9 +335,20 @@ class EmbeddingFeature(Transform):
     words (the state stays small and the artifact serves without the file;
     its sha256 is kept); a word without a vector is left out of the mean, a
     text without any is a row of zeros. Words are lower-cased word tokens, as
-    TF-IDF's."""
+    TF-IDF's.
+
+    ``vectors`` may instead name a folder holding a pretrained sentence encoder
+    (a model2vec static model, or an ONNX encoder with its tokenizer; see
+    ``._encoders``): each text is then the encoder's vector (an empty one:
+    zeros). The state keeps the folder's content hash, the artifact a copy of
+    its files (``home``, set when a model is loaded, points there); vectors
+    are cached by text hash, on disk under ``cache_dir`` when a project gives
+    one.
+    """
 
     kind = "embedding"
+    home: str | None = None  # the artifact's copy of an encoder folder
+    cache_dir: str | None = None  # the project's cache of encoded texts
 
     def __init__(self, *, column: str | None = None, vectors: str | None = None,
                  max_words: int = 50_000):
@@ -297,9 +359,11 @@ class EmbeddingFeature(Transform):
         import os
 
         p = self.params
+        if p["vectors"] and os.path.isdir(p["vectors"]):
+            return self._analyze_encoder(engine, table)
         if not p["vectors"] or not os.path.isfile(p["vectors"]):
-            raise MlsdError(f"feature {self.column!r}: no vectors file "
-                            f"{p['vectors']!r}")
+            raise MlsdError(f"feature {self.column!r}: no vectors file or encoder "
+                            f"folder {p['vectors']!r}")
         analyzer = _analyzer((1, 1))
         counts: Counter = Counter()
         for batch in _stream(engine, table, self.column):
@@ -320,6 +384,54 @@ class EmbeddingFeature(Transform):
                 "vectors": base64.b64encode(E.astype("<f4").tobytes()).decode(),
                 "coverage": round(covered / total, 4) if total else 0.0}
 
+    def _analyze_encoder(self, engine, table) -> dict[str, Any]:
+        from ._encoders import Encoder, content_hash, encoder_files
+
+        files = encoder_files(self.params["vectors"])
+        sha = content_hash(files)
+        enc = Encoder(self.params["vectors"], sha, self.cache_dir)
+        texts = rows = 0
+        for batch in _stream(engine, table, self.column):
+            enc.vectors(batch)  # encoded once here, read from the cache after
+            rows += len(batch)
+            texts += sum(1 for d in batch if d)
+        self.__dict__["_encoder"] = enc
+        return {"encoder": enc.format, "sha256": sha, "files": files,
+                "dim": enc.dim, "texts": texts, "rows": rows}
+
+    def encoder(self, state: dict | None = None):
+        """The loaded encoder of a folder-based state (from the artifact's copy
+        when loaded from one, else from ``vectors``)."""
+        state = self.check_fitted() if state is None else state
+
+        def build(state):
+            from pathlib import Path
+
+            from ._encoders import Encoder
+
+            mine = self.__dict__.get("_encoder")
+            if mine is not None and mine.sha256 == state["sha256"]:
+                return mine  # the analysis' own, its cache warm
+            folder = (self.home if self.home and Path(self.home).is_dir()
+                      else self.params["vectors"])
+            if not folder or not Path(folder).is_dir():
+                raise MlsdError(f"feature {self.column!r}: the encoder folder "
+                                f"{folder!r} is missing")
+            return Encoder(folder, state["sha256"], self.cache_dir)
+        return self._memo(state, "encoder", build)
+
+    def bundle(self) -> tuple[str, str, list[str]] | None:
+        """What an artifact must carry to serve this feature: (content hash,
+        source folder, file names), or None for word vectors (in the state)."""
+        s = self.check_fitted()
+        if "encoder" not in s:
+            return None
+        return s["sha256"], str(self.encoder(s).folder), sorted(s["files"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a loaded encoder (an onnxruntime session) is rebuilt after unpickling
+        return {k: v for k, v in super().__getstate__().items() if k != "_encoder"}
+
     def _cached(self, state) -> dict[str, Any]:
         def build(state):
             import base64
@@ -335,6 +447,9 @@ class EmbeddingFeature(Transform):
         return self._memo(state, "vectors", build)
 
     def _apply(self, state, col):
+        if "encoder" in state:
+            vecs = self.encoder(state).vectors(_docs(col))
+            return sp.csr_matrix(vecs.astype(np.float64))
         c = self._cached(state)
         counts = c["cv"].transform(_docs(col)).tocsr()
         per_doc = np.asarray(counts.sum(axis=1)).ravel()
@@ -346,5 +461,8 @@ class EmbeddingFeature(Transform):
 
     def notes(self):
         s = self.check_fitted()
+        if "encoder" in s:
+            return {"encoder": s["encoder"], "dim": s["dim"],
+                    "content_hash": s["sha256"][:12], "texts": s["texts"]}
         return {"vectors_kept": len(s["words"]), "dim": s["dim"],
                 "coverage": s["coverage"]}

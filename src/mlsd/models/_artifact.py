@@ -102,6 +102,23 @@ def row_validator(input_schema: dict[str, Any]):
             checks=rules.get("checks", {})))
 
 
+def _bundle(folder: Path, pipeline: FeaturePipeline) -> list[str]:
+    """Copy the encoder folders the features read into the artifact (so it
+    serves without the project), as ``encoders/HASH/FILE``; their names."""
+    import shutil
+
+    from ..features._pipeline import BUNDLE
+
+    names = []
+    for sha, source, files in pipeline.bundles():
+        home = folder / BUNDLE / sha[:16]
+        home.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(Path(source) / f, home / f)
+            names.append(f"{BUNDLE}/{sha[:16]}/{f}")
+    return names
+
+
 class ModelArtifact:
     """A trained model ready to score typed Arrow rows.
 
@@ -148,6 +165,7 @@ class ModelArtifact:
                            if o.target == manifest["target"])
             extra += objectives.save(folder, primary)
         (folder / FEATURES).write_text(pipeline.to_json(), encoding="utf-8")
+        extra += _bundle(folder, pipeline)
         (folder / INPUT_SCHEMA).write_text(
             json.dumps(input_schema, indent=1, sort_keys=True) + "\n",
             encoding="utf-8")
@@ -223,7 +241,7 @@ class ModelArtifact:
         except ModelError as err:
             raise ModelError(f"{folder}: {err}") from None
         pipeline = FeaturePipeline.from_json(
-            (folder / FEATURES).read_text(encoding="utf-8"))
+            (folder / FEATURES).read_text(encoding="utf-8"), folder)
         schema = json.loads((folder / INPUT_SCHEMA).read_text(encoding="utf-8"))
         intervals = None
         if manifest.get("intervals"):

@@ -724,8 +724,10 @@ class FeatureSpec(_Strict):
         "tfidf: training documents a word must appear in (default 2)."))
     vectors: str | None = Field(default=None, description=(
         "embedding: a file of pretrained word vectors in the word2vec/fastText "
-        "text format (.vec: a word and its numbers a line), inside the project; "
-        "`mlsd features pretrain` makes one from the project's own text."))
+        "text format (.vec: a word and its numbers a line), or a folder holding a "
+        "pretrained sentence encoder (a model2vec model, or model.onnx with its "
+        "tokenizer.json), inside the project; `mlsd features pretrain` makes "
+        "word vectors from the project's own text."))
     max_words: int | None = Field(default=None, ge=1, le=5_000_000, description=(
         "embedding: the most frequent training words whose vectors are kept "
         "(default 50000)."))
@@ -797,7 +799,7 @@ class FeatureSpec(_Strict):
             if not self.vectors:
                 raise ValueError("embedding: name the `vectors` file (word2vec/"
                                  "fastText text format; `mlsd features pretrain` "
-                                 "makes one)")
+                                 "makes one) or encoder folder (model2vec, ONNX)")
             p = PurePosixPath(self.vectors.replace("\\", "/"))
             if p.is_absolute() or ".." in p.parts:
                 raise ValueError(f"vectors: {self.vectors!r} must stay inside the "
