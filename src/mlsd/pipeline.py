@@ -1115,7 +1115,13 @@ def import_labels(project: Project, path: str | Path, *, fmt: str | None = None,
     return import_file(project.lake, project.spec.name, project.root, path,
                        key=project.spec.key, fmt=fmt, item=item, label=label,
                        annotator=annotator, source=source, kind=kind,
-                       confidence=confidence, time=time)
+                       confidence=confidence, time=time,
+                       separator=_label_separator(project))
+
+
+def _label_separator(project: Project) -> str | None:
+    p = project.spec.problem
+    return p.separator if p.task == "multilabel" else None
 
 
 def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",),
@@ -1123,14 +1129,24 @@ def label_votes(project: Project, *, kinds: tuple[str, ...] = ("human",),
     """The stored labels of ``kinds`` as a vote matrix (items x sources) with
     the items, sources and labels; labels.order fixes the labels' order, and
     labels.exclude's sources are left out (unless ``excluded`` is False)."""
-    from .trainingdata.labeling._store import read_labels, vote_matrix
+    from .trainingdata.labeling._store import vote_matrix
+
+    return vote_matrix(_human_labels(project, kinds=kinds, excluded=excluded),
+                       order=project.spec.labels.order)
+
+
+def _human_labels(project: Project, *, kinds: tuple[str, ...] = ("human",),
+                  excluded: bool = True):
+    """The stored labels of ``kinds`` (labels.exclude's sources left out
+    unless ``excluded`` is False); refused when there are none."""
+    from .trainingdata.labeling._store import read_labels
 
     table = read_labels(project.lake, project.spec.name, kinds=kinds,
                         exclude=project.spec.labels.exclude if excluded else ())
     if table.num_rows == 0:
         raise DataError(f"the label store holds no {' or '.join(kinds)} label yet: "
                         f"`mlsd label import FILE` first")
-    return vote_matrix(table, order=project.spec.labels.order)
+    return table
 
 
 def label_agreement(project: Project) -> dict[str, Any]:
@@ -1139,6 +1155,10 @@ def label_agreement(project: Project) -> dict[str, Any]:
     labels.exclude too (the figures that got them excluded)."""
     from .trainingdata.labeling import agreement
 
+    if project.spec.problem.task == "multilabel":  # label sets
+        from .trainingdata.labeling._sets import set_agreement
+
+        return set_agreement(_human_labels(project, excluded=False))
     M, items, sources, labels = label_votes(project, excluded=False)
     return agreement(M, items=items, annotators=sources, labels=labels,
                      ordinal=project.spec.labels.order is not None)
@@ -1157,6 +1177,18 @@ def aggregate_labels(project: Project, method: str | None = None
     if method not in ("majority", "dawid_skene"):
         raise SpecError(f"labels.aggregate: expected majority or dawid_skene, got "
                         f"{method!r}")
+    if project.spec.problem.task == "multilabel":  # label sets, label by label
+        from .trainingdata.labeling._sets import aggregate_sets
+
+        table = _human_labels(project)
+        found, detail = aggregate_sets(table, method, partial=False)
+        out = {"method": method, "items": len(found), "multilabel": True,
+               "annotators": sorted(set(table.column("source").to_pylist())),
+               "rows": [{"item": it, "label": lb, "confidence": round(c, 4)}
+                        for it, (lb, c) in sorted(found.items())]}
+        if method == "dawid_skene":
+            out["dawid_skene"] = {"per_label": detail}
+        return out
     M, items, sources, labels = label_votes(project)
     k = len(labels)
     mv, mv_conf, tie = majority_vote(M, k)

@@ -93,10 +93,14 @@ def agreement_cmd(
             w = csv.writer(fh)
             w.writerow(["item", "votes", "entropy"])
             for q in res["queue"]:
+                votes = q["votes"] if "votes" in q else {
+                    who: "|".join(labels) for who, labels in q["sets"].items()}
                 w.writerow([q["item"], "; ".join(f"{k}: {v}" for k, v in
-                                                 q["votes"].items()), q["entropy"]])
+                                                 votes.items()), q["entropy"]])
 
     def show(r: dict[str, Any]) -> None:
+        if r.get("multilabel"):
+            return _show_set_agreement(r, queue)
         out.print(f"{r['votes']} votes on {r['items']} items by {r['annotators']} "
                   f"annotators ({r['items_with_several_votes']} items with several "
                   f"votes); labels {', '.join(r['labels'])}"
@@ -122,6 +126,40 @@ def agreement_cmd(
                   + (f": written to {queue}" if queue is not None else
                      " (--queue FILE writes them)"))
     emit(res, as_json, show)
+
+
+def _show_set_agreement(r: dict[str, Any], queue: Path | None) -> None:
+    """`mlsd label agreement` of label sets (the multilabel task)."""
+    out.print(f"{r['votes']} label sets on {r['items']} items by "
+              f"{r['annotators']} annotators ({r['items_with_several_votes']} items "
+              f"with several); labels {', '.join(r['labels'])}")
+    out.print(f"Same set {_fmt(r['raw_agreement'])}, Fleiss' kappa (mean over "
+              f"labels) {_fmt(r['fleiss_kappa'])}, Krippendorff's alpha (Jaccard "
+              f"distance between sets) {_fmt(r['krippendorff_alpha'])}")
+    t = rich_table("Each label as a yes/no question")
+    for c in ("label", "yes votes", "Fleiss' kappa", "alpha", "split items"):
+        t.add_column(c, justify="left" if c == "label" else "right")
+    for p in r["per_label"]:
+        t.add_row(p["label"], str(p["yes_votes"]), _fmt(p["fleiss_kappa"]),
+                  _fmt(p["krippendorff_alpha"]), str(p["disagreements"]))
+    out.print(t)
+    t = rich_table("Pairs of annotators (items both labelled)")
+    for c in ("a", "b", "items", "same set", "Jaccard", "mean kappa"):
+        t.add_column(c, justify="left" if c in "ab" else "right")
+    for p in r["pairs"]:
+        t.add_row(p["a"], p["b"], str(p["items"]), _fmt(p["agreement"]),
+                  _fmt(p["jaccard"]), _fmt(p["kappa"]))
+    out.print(t)
+    t = rich_table("Each annotator against the others' majority set")
+    for c in ("annotator", "items", "compared", "Jaccard"):
+        t.add_column(c, justify="left" if c == "annotator" else "right")
+    for p in r["per_annotator"]:
+        t.add_row(p["annotator"], str(p["items"]), str(p["compared"]),
+                  _fmt(p["jaccard_with_others"]))
+    out.print(t)
+    out.print(f"{r['disagreements']} item(s) with split votes"
+              + (f": written to {queue}" if queue is not None else
+                 " (--queue FILE writes them)"))
 
 
 @app.command("aggregate")
@@ -152,6 +190,14 @@ def aggregate_cmd(
                 w.writerow([row["item"], row["label"], row["confidence"]])
 
     def show(r: dict[str, Any]) -> None:
+        if r.get("multilabel"):
+            out.print(f"{r['method']}: {r['items']} label sets, label by label")
+            for lb, d in (r.get("dawid_skene") or {}).get("per_label", {}).items():
+                out.print(f"  {lb}: " + ", ".join(
+                    f"{v} {_fmt(a)}" for v, a in d["voters"].items()))
+            if output is not None:
+                out.print(f"written to {output}")
+            return
         out.print(f"{r['method']}: {r['items']} items, {len(r['labels'])} labels, "
                   f"{r['ties']} majority tie(s)")
         ds = r.get("dawid_skene")

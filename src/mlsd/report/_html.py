@@ -308,6 +308,8 @@ def _agreement_plots(ag: dict[str, Any] | None) -> list[tuple[str, str]]:
     against the others' majority, and the labels they confuse."""
     if not ag:
         return []
+    if ag.get("multilabel"):
+        return _set_agreement_plots(ag)
     out = []
     names = [p["annotator"] for p in ag["per_annotator"]]
     at = {n: i for i, n in enumerate(names)}
@@ -327,6 +329,31 @@ def _agreement_plots(ag: dict[str, Any] | None) -> list[tuple[str, str]]:
     fig.update_layout(title="Votes given together on an item (pairs of "
                             "annotators)", xaxis_title="one said",
                       yaxis_title="another said")
+    out.append(("label-plot-2", _fig_html(fig, "label-plot-2")))
+    return out
+
+
+def _set_agreement_plots(ag: dict[str, Any]) -> list[tuple[str, str]]:
+    """Label sets: the mean Jaccard similarity of every pair of annotators,
+    each one's against the others' majority set, and each label's kappa."""
+    names = [p["annotator"] for p in ag["per_annotator"]]
+    at = {n: i for i, n in enumerate(names)}
+    grid = [[None] * len(names) for _ in names]
+    for p in ag["pairs"]:
+        grid[at[p["a"]]][at[p["b"]]] = grid[at[p["b"]]][at[p["a"]]] = p["jaccard"]
+    fig = go.Figure(go.Heatmap(z=grid, x=names, y=names, zmin=0, zmax=1,
+                               colorscale="Blues", texttemplate="%{z:.2f}"))
+    fig.update_layout(title="Mean Jaccard similarity of the sets of each pair of "
+                            "annotators")
+    out = [("label-plot-0", _fig_html(fig, "label-plot-0"))]
+    js = [p["jaccard_with_others"] for p in ag["per_annotator"]]
+    fig = _bar("Each annotator against the others' majority set (Jaccard)", names,
+               [0 if j is None else j for j in js], "Jaccard")
+    out.append(("label-plot-1", _fig_html(fig, "label-plot-1")))
+    labels = [p["label"] for p in ag["per_label"]]
+    fig = _bar("Each label as a yes/no question (Fleiss' kappa)", labels,
+               [0 if p["fleiss_kappa"] is None else p["fleiss_kappa"]
+                for p in ag["per_label"]], "kappa")
     out.append(("label-plot-2", _fig_html(fig, "label-plot-2")))
     return out
 

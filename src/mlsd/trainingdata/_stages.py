@@ -219,7 +219,8 @@ def prepare_labels(ctx: RunContext, rows: pa.Table) -> dict[str, Any] | None:
         res = import_file(ctx.lake, spec.name, ctx.root, imp.path, key=spec.key,
                           fmt=imp.format, item=imp.item, label=imp.label,
                           annotator=imp.annotator, source=imp.source,
-                          kind=imp.kind, confidence=imp.confidence, time=imp.time)
+                          kind=imp.kind, confidence=imp.confidence, time=imp.time,
+                          separator=_separator(spec))
         out["imports"].append({k: res[k] for k in ("file", "rows", "items",
                                                    "sources", "written", "notes")})
     if "function" in kinds and spec.labels.functions:
@@ -234,6 +235,11 @@ def prepare_labels(ctx: RunContext, rows: pa.Table) -> dict[str, Any] | None:
     return out
 
 
+def _separator(spec) -> str | None:
+    """The multilabel task's label separator (None for the other tasks)."""
+    return spec.problem.separator if spec.problem.task == "multilabel" else None
+
+
 def with_target(spec, lake, rows: pa.Table) -> tuple[pa.Table, dict | None]:
     """The union's rows with their target as ``labels.policy`` makes it (the
     column alone by default), and what each rule gave (None by default)."""
@@ -244,7 +250,7 @@ def with_target(spec, lake, rows: pa.Table) -> tuple[pa.Table, dict | None]:
     rows, by_rule = apply_policy(
         rows, target=spec.problem.target, key=spec.key, policy=spec.labels.policy,
         default_method=spec.labels.aggregate, lake=lake, name=spec.name,
-        exclude=spec.labels.exclude)
+        exclude=spec.labels.exclude, separator=_separator(spec))
     return rows, {**policy_digest(lake, spec.name, spec.labels.policy,
                                   spec.labels.exclude), "by_rule": by_rule}
 
@@ -260,13 +266,20 @@ def _store_agreement(ctx: RunContext) -> dict[str, Any] | None:
     table = read_labels(ctx.lake, spec.name, kinds=("human",))
     if table.num_rows == 0:
         return None
-    M, items, sources, labels = vote_matrix(table, order=spec.labels.order)
-    if len(sources) < 2 or not ((M >= 0).sum(axis=1) >= 2).any():
-        return None
-    from .labeling import agreement
+    if spec.problem.task == "multilabel":
+        from .labeling._sets import set_agreement
 
-    res = agreement(M, items=items, annotators=sources, labels=labels,
-                    ordinal=spec.labels.order is not None)
+        res = set_agreement(table)
+        if res["annotators"] < 2 or not res["items_with_several_votes"]:
+            return None
+    else:
+        M, items, sources, labels = vote_matrix(table, order=spec.labels.order)
+        if len(sources) < 2 or not ((M >= 0).sum(axis=1) >= 2).any():
+            return None
+        from .labeling import agreement
+
+        res = agreement(M, items=items, annotators=sources, labels=labels,
+                        ordinal=spec.labels.order is not None)
     res["queue"] = res["queue"][:10]  # `mlsd label agreement --queue` has all
     res["excluded"] = list(spec.labels.exclude)
     return res

@@ -69,7 +69,9 @@ class DawidSkene:
 
 def dawid_skene(M: np.ndarray, k: int, *, iterations: int = 100,
                 tol: float = 1e-6, smoothing: float = 0.01,
-                abstain_as_vote: bool = False) -> DawidSkene:
+                abstain_as_vote: bool = False,
+                start: np.ndarray | None = None,
+                known: np.ndarray | None = None) -> DawidSkene:
     """Dawid-Skene EM on the vote matrix ``M`` (items x voters, codes, -1: no
     vote). ``smoothing`` is added to every confusion count, so a voter seen
     on few items of a label is not certain about it.
@@ -78,7 +80,11 @@ def dawid_skene(M: np.ndarray, k: int, *, iterations: int = 100,
     probability per true label (a labeling function that fires on one class
     more than the other tells by abstaining too; one that can only vote one
     label says nothing otherwise). For annotators, who did not see the item,
-    it is no vote (the default)."""
+    it is no vote (the default). ``start``: the first posteriors (items x
+    k; the votes' shares by default). ``known``: items whose label is known
+    (its code, -1 elsewhere) keep it: they anchor each voter's confusion
+    (semi-supervised EM), which voters that can only say yes need (two of
+    them cannot be told apart from their votes alone)."""
     n, m = M.shape
     width = k + 1 if abstain_as_vote else k
     voted = M >= 0
@@ -91,6 +97,14 @@ def dawid_skene(M: np.ndarray, k: int, *, iterations: int = 100,
     counts = onehot[:, :, :k].sum(axis=1)
     total = counts.sum(axis=1, keepdims=True)
     post = np.where(total > 0, counts / np.maximum(total, 1), 1.0 / k)
+    if start is not None:
+        post = np.asarray(start, dtype=float)
+    anchored = None
+    if known is not None and (np.asarray(known) >= 0).any():
+        anchored = np.flatnonzero(np.asarray(known) >= 0)
+        fixed = np.eye(k)[np.asarray(known)[anchored]]
+        post = post.copy()
+        post[anchored] = fixed
     converged, it = False, 0
     for it in range(1, iterations + 1):  # noqa: B007 - the count is reported
         # M step: priors and each voter's confusion from the posteriors
@@ -103,6 +117,8 @@ def dawid_skene(M: np.ndarray, k: int, *, iterations: int = 100,
         log_post -= log_post.max(axis=1, keepdims=True)
         new = np.exp(log_post)
         new /= new.sum(axis=1, keepdims=True)
+        if anchored is not None:
+            new[anchored] = fixed
         change = float(np.abs(new - post).max())
         post = new
         if change < tol:

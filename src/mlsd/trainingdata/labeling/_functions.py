@@ -257,13 +257,17 @@ def store_function_votes(lake, spec, rows: pa.Table,
     votes = apply_functions(rows, spec.labels.functions, python)
     votes = {k: [label_text(v) for v in vs] for k, vs in votes.items()}
     keys = [None if v is None else str(v) for v in rows.column(spec.key).to_pylist()]
-    gold_text = [label_text(v) for v in rows.column(spec.problem.target).to_pylist()]
-    labels = sorted({v for vs in votes.values() for v in vs if v is not None}
-                    | {v for v in gold_text if v is not None})
-    M = votes_matrix(votes, labels)
-    at = {lb: i for i, lb in enumerate(labels)}
-    gold = np.array([-1 if v is None else at[v] for v in gold_text])
-    report = function_report(M, list(votes), labels, gold)
+    if spec.problem.task == "multilabel":  # each function votes one label yes
+        from .._labelsets import parse_labels
+        from ._sets import function_report_sets
+
+        gold_sets = [parse_labels(v, spec.problem.separator)
+                     for v in rows.column(spec.problem.target).to_pylist()]
+        report = function_report_sets(votes, keys, gold_sets)
+        labels = sorted({v for vs in votes.values() for v in vs if v is not None}
+                        | {lb for g in gold_sets if g for lb in g})
+    else:
+        report, labels = _single_label_report(votes, rows, spec)
     new = [{"item": k, "label": v, "kind": "function", "source": name,
             "confidence": None, "labelled_at": None,
             "imported_from": "labels.functions", "import_id": None}
@@ -275,3 +279,17 @@ def store_function_votes(lake, spec, rows: pa.Table,
                                       sources=list(votes), prefix="f")
     return {**report, "labels": labels, "stored_votes": len(new),
             "version": version, "written": written}
+
+
+def _single_label_report(votes: dict[str, list[str | None]], rows: pa.Table, spec
+                         ) -> tuple[dict[str, Any], list[str]]:
+    """:func:`function_report` with the target column's labels as gold."""
+    from ._store import label_text
+
+    gold_text = [label_text(v) for v in rows.column(spec.problem.target).to_pylist()]
+    labels = sorted({v for vs in votes.values() for v in vs if v is not None}
+                    | {v for v in gold_text if v is not None})
+    M = votes_matrix(votes, labels)
+    at = {lb: i for i, lb in enumerate(labels)}
+    gold = np.array([-1 if v is None else at[v] for v in gold_text])
+    return function_report(M, list(votes), labels, gold), labels

@@ -21,12 +21,16 @@ own labels): what ``labels.weigh_by_confidence`` multiplies the loss by."""
 
 
 def store_labels_by_item(lake, name: str, kind: str, method: str,
-                         exclude: list[str] | tuple[str, ...] = ()
+                         exclude: list[str] | tuple[str, ...] = (), *,
+                         multilabel: bool = False,
+                         gold: dict[str, list[str]] | None = None
                          ) -> dict[str, tuple[str, float]]:
     """item -> (label, confidence) of the store's ``kind`` labels (less the
     ``exclude`` sources), one an item by ``method`` (majority or
     dawid_skene); a model's pseudo-labels keep their own confidence (the
-    surest, when models disagree), natural labels are taken as they are."""
+    surest, when models disagree), natural labels are taken as they are.
+    ``multilabel``: labels are sets, aggregated label by label (``._sets``;
+    ``gold``, the sets known by item, anchor Dawid-Skene)."""
     from ._aggregate import dawid_skene, majority_vote
 
     table = read_labels(lake, name, kinds=(kind,), exclude=exclude)
@@ -42,6 +46,11 @@ def store_labels_by_item(lake, name: str, kind: str, method: str,
             if it not in best or c > best[it][1]:
                 best[it] = (lb, c)
         return best
+    if multilabel:
+        from ._sets import aggregate_sets
+
+        return aggregate_sets(table, method, partial=kind == "function",
+                              gold=gold)[0]
     M, items, _, labels = vote_matrix(table)
     if method == "dawid_skene" and kind == "function":  # copies of a rule: one
         from ._functions import label_model
@@ -61,10 +70,12 @@ def store_labels_by_item(lake, name: str, kind: str, method: str,
 
 def apply_policy(rows: pa.Table, *, target: str, key: str, policy: list,
                  default_method: str, lake, name: str,
-                 exclude: list[str] | tuple[str, ...] = ()
-                 ) -> tuple[pa.Table, dict[str, Any]]:
+                 exclude: list[str] | tuple[str, ...] = (),
+                 separator: str | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """``rows`` with the policy's target (null where no rule has a label) and
-    a ``_label_from`` column; and what each rule gave, for the lineage."""
+    a ``_label_from`` column; and what each rule gave, for the lineage.
+    ``separator`` (the multilabel task's): a stored label is a set (a JSON
+    list in the target), the column's sets anchor the aggregation."""
     n = rows.num_rows
     keys = [None if v is None else str(v) for v in rows.column(key).to_pylist()]
     column = rows.column(target).to_pylist()
@@ -72,6 +83,12 @@ def apply_policy(rows: pa.Table, *, target: str, key: str, policy: list,
     came: list[str | None] = [None] * n
     sure: list[float | None] = [None] * n
     counts: dict[str, Any] = {}
+    gold = None
+    if separator is not None:
+        from .._labelsets import parse_labels
+
+        gold = {k: g for k, v in zip(keys, column, strict=True)
+                if k is not None and (g := parse_labels(v, separator)) is not None}
     for rule in policy:
         took = 0
         if rule.from_ == "column":
@@ -82,7 +99,8 @@ def apply_policy(rows: pa.Table, *, target: str, key: str, policy: list,
             counts["column"] = {"rows": took}
             continue
         method = rule.aggregate or default_method
-        found = store_labels_by_item(lake, name, rule.from_, method, exclude)
+        found = store_labels_by_item(lake, name, rule.from_, method, exclude,
+                                     multilabel=separator is not None, gold=gold)
         unsure = 0
         for i, k in enumerate(keys):
             if values[i] is not None or k not in found:

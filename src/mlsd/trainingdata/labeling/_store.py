@@ -292,8 +292,8 @@ def import_file(lake, name: str, root: Path, path: str | Path, *,
                 key: str | None, fmt: str | None = None, item: str | None = None,
                 label: str = "label", annotator: str | None = "annotator",
                 source: str | None = None, kind: str = "human",
-                confidence: str | None = None, time: str | None = None
-                ) -> dict[str, Any]:
+                confidence: str | None = None, time: str | None = None,
+                separator: str | None = None) -> dict[str, Any]:
     """Store the labels of a file in the label store.
 
     ``fmt`` ``labelstudio`` reads a Label Studio JSON export (the item key is
@@ -304,6 +304,9 @@ def import_file(lake, name: str, root: Path, path: str | Path, *,
     ``annotator`` (or one ``source`` for every row), with an optional
     ``confidence`` and ``time``. A source's label of an item replaces the one
     it gave before; the same file imported twice stores nothing new.
+    ``separator`` (the multilabel task's): each label is a label set (a JSON
+    list, labels joined by it, or a Label Studio task's choices), stored as a
+    sorted JSON list.
     """
     path = Path(path)
     if not path.is_absolute():
@@ -337,6 +340,13 @@ def import_file(lake, name: str, root: Path, path: str | Path, *,
         rows, notes = read_label_file(path, item=item, label=label, source=who,
                                       kind=kind, confidence=confidence, time=time,
                                       default_source=source, table=table)
+    if separator is not None:
+        from .._labelsets import parse_labels
+        from ._sets import set_text
+
+        for r in rows:
+            found = parse_labels(r["label"], separator)
+            r["label"] = None if found is None else set_text(found)
     try:
         origin = str(path.relative_to(root))
     except ValueError:
