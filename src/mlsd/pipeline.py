@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audit import audit
-from .errors import DataError, LakeError, SpecError
+from .errors import DataError, LakeError, ModelError, SpecError
 from .etl import ingest as ingest_stage
 from .features import features
 from .models import register, train_model
@@ -52,7 +52,8 @@ __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels",
            "apply_label_functions", "check",
            "delete_rows", "exclude_label_source", "gc", "import_labels", "ingest",
            "import_feedback", "import_prediction_log", "label_agreement",
-           "natural_labels", "next_to_label", "pretrain_embeddings", "pseudo_label",
+           "natural_labels", "next_to_label", "export_to_label",
+           "pretrain_embeddings", "pseudo_label",
            "simulate_active",
            "compare_models", "export_model", "promote_model", "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
@@ -1229,9 +1230,10 @@ def exclude_label_source(project: Project, source: str) -> dict[str, Any]:
 
 
 
-def unlabelled_rows(project: Project) -> Any:
+def unlabelled_rows(project: Project, *, every: bool = False) -> Any:
     """The stored rows of the training union that have no label under
-    ``labels.policy`` (what `mlsd run` leaves out of the training table)."""
+    ``labels.policy`` (what `mlsd run` leaves out of the training table);
+    ``every``: all of them, with their label."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -1249,6 +1251,8 @@ def unlabelled_rows(project: Project) -> Any:
         raise DataError("no stored rows yet: `mlsd ingest` (or `mlsd run`) first")
     rows, _ = with_target(spec, lake, pa.concat_tables(parts,
                                                        promote_options="default"))
+    if every:
+        return rows
     return rows.filter(pc.is_null(rows.column(spec.problem.target)))
 
 
@@ -1303,33 +1307,106 @@ def next_to_label(project: Project, *, n: int = 50, strategy: str = "margin",
             "target": art.manifest["target"]}
 
 
-def write_next(doc: dict[str, Any], path: Path) -> Path:
-    """``next_to_label``'s items as Label Studio tasks (``.json``: each row's
-    fields as data, the model's label as a pre-annotation) or as rows
-    (``.csv``, ``.jsonl``)."""
+def export_to_label(project: Project, *, n: int | None = None,
+                    labelled: bool = False, model: str | None = None,
+                    predictions: bool = True) -> dict[str, Any]:
+    """Stored rows to send to annotators (the unlabelled ones, or every row
+    with ``labelled``; ``n`` of them drawn at random with the spec's seed),
+    each with the current model's prediction as a pre-annotation when a model
+    exists (``model``: which; ``predictions=False``: none): what `mlsd label
+    export` writes as Label Studio tasks."""
+    import numpy as np
+    import pyarrow as pa
+
+    from .models import ModelArtifact
+
+    if n is not None and n < 1:
+        raise SpecError(f"--n: at least 1, got {n}")
+    rows = unlabelled_rows(project, every=labelled)
+    if rows.num_rows == 0:
+        raise DataError("every stored row has a label: nothing to export (--all "
+                        "exports the labelled rows too)")
+    total = rows.num_rows
+    if n is not None and n < total:
+        picked = np.sort(np.random.default_rng(project.spec.seed).choice(
+            total, size=n, replace=False))
+        rows = rows.take(pa.array(picked))
+    art, how = None, None
+    if predictions:
+        try:
+            folder, how = project.which_model(model)
+        except (DataError, SpecError, ModelError):
+            if model is not None:  # asked for by name: say what is wrong
+                raise
+        else:
+            art = ModelArtifact.load(folder)
+    decided: list[dict[str, Any]] = [{}] * rows.num_rows
+    if art is not None:
+        decided = art.decide(art.score(rows))
+    key = project.spec.key
+    inputs = ([c for c in art.input_schema["columns"] if c in rows.column_names]
+              if art is not None else [c for c in rows.column_names
+                                       if c not in (project.spec.problem.target,
+                                                    "_source", "_label_from",
+                                                    "_label_confidence")])
+    items = []
+    for j, d in enumerate(decided):
+        predicted = d.get("labels", d.get("label"))
+        conf = None
+        if "labels" in d:  # label sets: the least sure label decision
+            conf = min((max(p, 1 - p) for p in d["scores"].values()), default=None)
+        elif "scores" in d:  # classes: the top one's probability
+            conf = max(d["scores"].values())
+        elif "score" in d and "label" in d:
+            conf = max(d["score"], 1 - d["score"])
+        items.append({"item": None if key is None else str(rows.column(key)[j]
+                                                           .as_py()),
+                      "predicted": predicted,
+                      "confidence": None if conf is None else round(float(conf), 6),
+                      "row": {c: rows.column(c)[j].as_py() for c in inputs}})
+    return {"model": None if art is None else art.model_id, "model_chosen": how,
+            "rows": total, "exported": len(items), "labelled": labelled,
+            "items": items, "target": project.spec.problem.target}
+
+
+def write_next(doc: dict[str, Any], path: Path, *, from_name: str = "label",
+               to_name: str = "text") -> Path:
+    """Items to label (``next_to_label``'s or ``export_to_label``'s) as Label
+    Studio tasks (``.json``: each row's fields as data, the model's label, or
+    labels for a label set, as a pre-annotation of the choices ``from_name``
+    on the object ``to_name`` of the labeling config) or as rows (``.csv``,
+    ``.jsonl``)."""
     import json
 
     path = Path(path)
     if path.suffix.lower() == ".json":
-        tasks = [{"data": {**{k: (v if isinstance(v, str | int | float | bool)
-                                  or v is None else str(v))
-                              for k, v in it["row"].items()},
-                           **({"item": it["item"]} if it["item"] else {})},
-                  "predictions": [{"model_version": doc["model"],
-                                   "score": it["confidence"],
-                                   "result": [{"from_name": "label",
-                                               "to_name": "text", "type": "choices",
-                                               "value": {"choices": [
-                                                   str(it["predicted"])]}}]}]}
-                 for it in doc["items"]]
+        tasks = []
+        for it in doc["items"]:
+            task: dict[str, Any] = {"data": {
+                **{k: (v if isinstance(v, str | int | float | bool) or v is None
+                       else str(v)) for k, v in it["row"].items()},
+                **({"item": it["item"]} if it["item"] else {})}}
+            got = it.get("predicted")
+            if doc.get("model") and got is not None:
+                choices = ([str(c) for c in got] if isinstance(got, list)
+                           else [str(got)])
+                task["predictions"] = [{
+                    "model_version": doc["model"], "score": it["confidence"],
+                    "result": [{"from_name": from_name, "to_name": to_name,
+                                "type": "choices", "value": {"choices": choices}}]}]
+            tasks.append(task)
         path.write_text(json.dumps(tasks, indent=1, default=str) + "\n",
                         encoding="utf-8")
         return path
     import pyarrow as pa
 
-    flat = [{"item": it["item"], "uncertainty": it["uncertainty"],
-             "predicted": None if it["predicted"] is None else str(it["predicted"]),
-             "confidence": it["confidence"], **it["row"]} for it in doc["items"]]
+    def shown(v):
+        return None if v is None else "|".join(map(str, v)) if isinstance(
+            v, list) else str(v)
+    flat = [{"item": it["item"],
+             **({"uncertainty": it["uncertainty"]} if "uncertainty" in it else {}),
+             "predicted": shown(it.get("predicted")),
+             "confidence": it.get("confidence"), **it["row"]} for it in doc["items"]]
     if path.suffix.lower() == ".jsonl":
         path.write_text("".join(json.dumps(r, default=str) + "\n" for r in flat),
                         encoding="utf-8")

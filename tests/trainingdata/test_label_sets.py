@@ -199,6 +199,14 @@ def test_label_sets_import_aggregate_and_agree_from_the_cli_and_python(tmp_path)
     html = (root / s["paths"]["report"]).read_text()
     assert "Jaccard with the others' majority set" in html
     assert "label-plot-2" in html
+    # exported for a second pass: each task pre-annotated with a label set
+    doc = mlsd.pipeline.export_to_label(proj, n=4, labelled=True)
+    mlsd.pipeline.write_next(doc, root / "again.json")
+    tasks = json.loads((root / "again.json").read_text())
+    assert len(tasks) == 4
+    for t in tasks:
+        choices = t["predictions"][0]["result"][0]["value"]["choices"]
+        assert set(choices) <= set(LABELS)
     table = proj.lake.read("training", "tags")
     got = {k: set(json.loads(v)) for k, v in zip(
         table.column("post_id").to_pylist(), table.column("tags").to_pylist(),

@@ -439,6 +439,55 @@ def test_the_next_items_to_label_go_out_and_come_back_as_labels(tmp_path):
     assert len((folder / "n.jsonl").read_text().splitlines()) == 3
 
 
+def test_items_go_out_as_label_studio_tasks_and_come_back(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    folder, truth = _topics(tmp_path / "p", name="lab", n=200, unlabelled=50,
+                            filler=["news"], gap=1, seed=4,
+                            policy="[{from: column}, {from: human}]")
+    proj = Project.of(folder)
+    mlsd.pipeline.ingest(proj)
+    # before any model: tasks without pre-annotations
+    bare = mlsd.pipeline.export_to_label(proj, n=5)
+    assert bare["model"] is None and bare["exported"] == 5 and bare["rows"] == 50
+    mlsd.pipeline.write_next(bare, folder / "bare.json")
+    assert all("predictions" not in t for t in json.loads(
+        (folder / "bare.json").read_text()))
+    mlsd.run(proj, until="train")
+    with chdir(folder):
+        r = CliRunner().invoke(app, ["label", "export", "-o", "tasks.json",
+                                     "--from-name", "topic", "--to-name", "post"])
+        assert r.exit_code == 0, r.output
+        assert "50 of 50 unlabelled items" in r.output
+    tasks = json.loads((folder / "tasks.json").read_text())
+    assert len(tasks) == 50 and {t["data"]["post_id"] for t in tasks} == {
+        f"p{i}" for i in range(50)}
+    pre = tasks[0]["predictions"][0]
+    assert pre["result"][0]["from_name"] == "topic"
+    assert pre["result"][0]["to_name"] == "post"
+    assert pre["result"][0]["value"]["choices"][0] in ("a", "b")
+    assert 0.5 <= pre["score"] <= 1
+    right = np.mean([t["predictions"][0]["result"][0]["value"]["choices"][0]
+                     == truth[t["data"]["post_id"]] for t in tasks])
+    assert right > 0.7  # the model's guesses, worth correcting rather than typing
+    # two annotators label them in Label Studio; both exports come back
+    for who in ("ann", "bob"):
+        for t in tasks:
+            t["annotations"] = [{"completed_by": {"email": f"{who}@x"}, "result": [{
+                "from_name": "topic", "to_name": "post", "type": "choices",
+                "value": {"choices": [truth[t["data"]["post_id"]]]}}]}]
+        (folder / f"{who}.json").write_text(json.dumps(tasks))
+        assert mlsd.pipeline.import_labels(proj, f"{who}.json")["rows"] == 50
+    s = mlsd.run(proj, until="table")
+    assert s["training"]["labels"]["by_rule"]["human"]["rows"] == 50
+    with pytest.raises(DataError, match="nothing to export"):
+        mlsd.pipeline.export_to_label(proj)
+    every = mlsd.pipeline.export_to_label(proj, labelled=True, predictions=False)
+    assert every["exported"] == 200 and every["model"] is None
+
+
 def _weak_project(root: Path, n: int = 900, seed: int = 0) -> tuple[Path, dict]:
     """Posts whose topic is known on a third of them; hidden truth for all.
     Keyword and threshold rules are right most of the time; one misleading

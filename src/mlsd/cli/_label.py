@@ -17,6 +17,14 @@ def _fmt(v: Any) -> str:
     return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
+FromName = Annotated[str, typer.Option(
+    help="Label Studio tasks: the choices tag the pre-annotation fills "
+    "(its name in your labeling config).")]
+ToName = Annotated[str, typer.Option(
+    help="Label Studio tasks: the object tag the choices label (its name in "
+    "your labeling config).")]
+
+
 @app.command("import")
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="A file of labels: CSV, JSONL, "
@@ -254,6 +262,8 @@ def next_cmd(
     model: Annotated[str | None, typer.Option(
         help="The model that judges (an id, an alias; default: the one served)."
     )] = None,
+    from_name: FromName = "label",
+    to_name: ToName = "text",
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -267,7 +277,7 @@ def next_cmd(
     doc = next_to_label(project(config), n=n, strategy=strategy, diverse=diverse,
                         model=model)
     if output is not None:
-        write_next(doc, output)
+        write_next(doc, output, from_name=from_name, to_name=to_name)
 
     def show(d: dict[str, Any]) -> None:
         t = rich_table(f"Next {len(d['items'])} of {d['unlabelled']} unlabelled "
@@ -283,6 +293,51 @@ def next_cmd(
         if output is not None:
             out.print(f"written to {output}")
     emit(doc, as_json, show)
+
+
+@app.command("export")
+def export_cmd(
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", metavar="FILE", help="Where to write: .json as Label "
+        "Studio tasks (the model's labels as pre-annotations), .csv or .jsonl as "
+        "rows.")],
+    n: Annotated[int | None, typer.Option(
+        "--n", "-n", help="Export this many, drawn at random with the spec's "
+        "seed (default: all).")] = None,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Labelled rows too (to label them again, say by a second "
+        "annotator).")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="The model whose predictions pre-annotate (an id, an alias; "
+        "default: the one served, when there is one).")] = None,
+    predictions: Annotated[bool, typer.Option(
+        "--predictions/--no-predictions",
+        help="Pre-annotate with the model's predictions.")] = True,
+    from_name: FromName = "label",
+    to_name: ToName = "text",
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write stored items to label as Label Studio tasks (or rows), with the
+    current model's predictions as pre-annotations; the annotated export comes
+    back with `mlsd label import`.
+
+    Example: mlsd label export --n 200 -o tasks.json
+    """
+    from ..pipeline import export_to_label, write_next
+
+    doc = export_to_label(project(config), n=n, labelled=every, model=model,
+                          predictions=predictions)
+    write_next(doc, output, from_name=from_name, to_name=to_name)
+
+    def show(d: dict[str, Any]) -> None:
+        what = "stored" if d["labelled"] else "unlabelled"
+        pre = (f"pre-annotated by model {d['model']}" if d["model"]
+               else "without pre-annotations (no model)")
+        out.print(f"{d['exported']} of {d['rows']} {what} items written to {output}, "
+                  f"{pre}")
+    emit({k: v for k, v in doc.items() if k != "items"} | {
+        "output": str(output)}, as_json, show)
 
 
 @app.command("simulate")
