@@ -363,11 +363,14 @@ def write_pruned_spec(project: Project, drop: list[str], path: Path) -> Path:
     from ._yaml import load
 
     doc = load(project.spec_path.read_text(encoding="utf-8"))
+    from .features._pipeline import feature_labels
     from .spec import FeatureSpec
 
     gone = set(drop)
-    doc["features"] = [f for f in doc["features"]
-                       if FeatureSpec.model_validate(f).label not in gone]
+    specs = [FeatureSpec.model_validate(f) for f in doc["features"]]
+    names = feature_labels([(f.label, f.kind) for f in specs])
+    doc["features"] = [f for f, name in zip(doc["features"], names, strict=True)
+                       if name not in gone]
     head = (f"# {project.spec_path.name} with {len(gone)} feature(s) removed by "
             f"`mlsd features prune`: {', '.join(sorted(gone)) or 'none'}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1680,10 +1683,7 @@ def pretrain_embeddings(project: Project, column: str, output: str | Path, *,
     format that ``encode: embedding`` reads. No label is read; the text of
     rows that will be tested is read too (transductive, as any unsupervised
     pretraining on the corpus)."""
-    import numpy as np
     import pyarrow as pa
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
     spec, lake = project.spec, project.lake
     parts = [lake.read("sources", n).select([column]) for n in spec.union
@@ -1695,23 +1695,14 @@ def pretrain_embeddings(project: Project, column: str, output: str | Path, *,
     texts = [t for t in pa.concat_tables(parts).column(column).to_pylist() if t]
     if len(texts) < 10:
         raise DataError(f"{len(texts)} text(s) in {column!r}: too few to pretrain on")
-    tfidf = TfidfVectorizer(min_df=min_df, max_features=max_words, lowercase=True,
-                            token_pattern=r"(?u)\b\w\w+\b")
-    M = tfidf.fit_transform(texts)
-    k = max(1, min(dim, M.shape[1] - 1, M.shape[0] - 1))
-    svd = TruncatedSVD(n_components=k, random_state=spec.seed)
-    svd.fit(M)
-    E = (svd.components_ * svd.singular_values_[:, None]).T  # words x k
-    E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
-    words = tfidf.get_feature_names_out()
+    from .features._text import lsa_word_vectors, write_vectors
     from .lake._paths import inside
 
+    words, E, explained = lsa_word_vectors(texts, dim=dim, min_df=min_df,
+                                           max_words=max_words, seed=spec.seed)
+    k = E.shape[1]
     out = inside(project.root, *Path(output).parts)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
-        fh.write(f"{len(words)} {k}\n")
-        for w, v in zip(words, E, strict=True):
-            fh.write(w + " " + " ".join(f"{x:.6f}" for x in v) + "\n")
+    write_vectors(out, words, E)
     return {"file": str(out.relative_to(project.root.resolve())), "words": len(words),
             "dim": k, "texts": len(texts),
-            "explained_variance": round(float(svd.explained_variance_ratio_.sum()), 4)}
+            "explained_variance": explained}

@@ -115,3 +115,21 @@ def test_vectors_pretrained_on_the_projects_text_feed_a_run(tmp_path):
     assert table["text"]["width"] == 3
     with pytest.raises(mlsd.errors.LakeError, match="escapes"):
         mlsd.pipeline.pretrain_embeddings(proj, "text", "../out.vec")
+
+
+def test_two_features_of_one_column_are_told_apart(tmp_path):
+    from mlsd.features._pipeline import feature_labels
+    from mlsd.pipeline import write_pruned_spec
+
+    assert feature_labels([("text", "tfidf"), ("text", "embedding"), ("x", "numeric"),
+                           ("y", "bins"), ("y", "bins")]) == [
+        "text:tfidf", "text:embedding", "x", "y:bins", "y:bins'"]
+    (tmp_path / "mlsd.yaml").write_text(
+        "name: two\nproblem: {task: binary, target: t}\n"
+        "sources:\n  s: {path: s.csv}\n"
+        "features:\n  - {column: text, encode: tfidf}\n"
+        "  - {column: text, encode: embedding, vectors: v.vec}\n  - {column: x}\n")
+    out = write_pruned_spec(Project.of(tmp_path), ["text:embedding"],
+                            tmp_path / "pruned.yaml")
+    kept = out.read_text().split("features:")[1]
+    assert "embedding" not in kept and "tfidf" in kept and "x" in kept

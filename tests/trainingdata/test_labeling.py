@@ -741,6 +741,10 @@ def test_the_call_center_example_builds_its_target_from_three_sources(tmp_path):
     assert s["model"]["beats_baselines"] is True
     # the rules' labels train; valid and test hold routed and hand labels only
     assert s["split"]["left_out"]["weakly_labelled"] > 0
+    # word vectors pretrained on all the text, and active learning replayed
+    names = {f["feature"] for f in s["features"]["table"]}
+    assert {"text:embedding", "text:tfidf", "channel"} <= names  # told apart
+    assert {"margin", "random"} <= set(s["active_learning"]["curves"])
 
 
 def test_training_on_probabilistic_labels_weighs_each_row_by_its_confidence(

@@ -9,7 +9,8 @@ cancellation up); keyword rules for weak supervision cover many of the rest,
 one of them misleading and written twice. A seeded generator writes the
 requests, the annotators' labels, and a spec whose ``labels.policy`` builds
 the target from all three, so ``mlsd run`` exercises the label store, the
-agreement report, Dawid-Skene and the label model.
+agreement report, Dawid-Skene, the label model, word vectors pretrained on
+the unlabelled text (transfer learning) and a simulation of active learning.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def write_example(folder: Path, *, n: int = 3000, hand: int = 450,
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    # word vectors pretrained on every request's text, routed or not (what
+    # `mlsd features pretrain --column text -o models/text.vec --dim 32` makes
+    # from the stored rows): transfer learning from the unlabelled text
+    from ..features._text import lsa_word_vectors, write_vectors
+
+    words, E, _ = lsa_word_vectors([r["text"] for r in rows], dim=32, seed=seed)
+    write_vectors(folder / "models" / "text.vec", words, E)
     # three annotators on the same unrouted requests, each seeing 80% of them
     pool = np.flatnonzero(~routed)
     chosen = rng.choice(pool, size=min(hand, len(pool)), replace=False)
@@ -133,6 +141,10 @@ split:
   valid: 0.1
 features:
   - {column: text, encode: tfidf, min_df: 3}
+  # word vectors pretrained on all the requests' text, labelled or not (remake:
+  # mlsd features pretrain --column text -o models/text.vec --dim 32); the
+  # report's SHAP shares say what they add to the words themselves
+  - {column: text, encode: embedding, vectors: models/text.vec}
   - {column: channel, encode: onehot}
   - {column: tenure_months}
 model:
@@ -154,4 +166,7 @@ labels:
     - {from: column}                              # the old system's routing
     - {from: human, min_confidence: 0.6}          # the annotators, by Dawid-Skene
     - {from: function, min_confidence: 0.8}       # the rules' label model, when sure
+  # active learning, replayed on the labelled rows: would labelling by
+  # uncertainty have beaten labelling at random? (a plot in the report)
+  simulate: {start: 40, batch: 40, rounds: 5}
 """

@@ -32,6 +32,22 @@ class Block(NamedTuple):
     inputs: tuple[str, ...]
 
 
+def feature_labels(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Each feature's name in reports, from its (label, kind): the label, or,
+    when several features read the same column(s), ``label:kind`` (tfidf and
+    embedding of one text column), numbered if still the same."""
+    seen: dict[str, int] = {}
+    for label, _ in pairs:
+        seen[label] = seen.get(label, 0) + 1
+    out: list[str] = []
+    for label, kind in pairs:
+        name = label if seen[label] == 1 else f"{label}:{kind}"
+        while name in out:
+            name += "'"
+        out.append(name)
+    return out
+
+
 def transform_for(spec: FeatureSpec, root: Path | None = None) -> Transform:
     """Build the transform a feature spec asks for (the settings it gives; the
     transform's defaults for the rest); a file it reads (an embedding's
@@ -177,20 +193,25 @@ class FeaturePipeline:
         """Names of the model inputs, in matrix order."""
         return [n for t in self.transforms for n in t.names()]
 
+    def labels(self) -> list[str]:
+        """Each feature's name in reports (see :func:`feature_labels`)."""
+        return feature_labels([(t.label, t.kind) for t in self.transforms])
+
     def block_slices(self) -> list[Block]:
         """Each feature's block in the matrix: its label, kind, start, stop and
         the raw columns it reads."""
         out, start = [], 0
-        for t in self.transforms:
+        for t, label in zip(self.transforms, self.labels(), strict=True):
             stop = start + len(t.names())
-            out.append(Block(t.label, t.kind, start, stop, tuple(t.inputs)))
+            out.append(Block(label, t.kind, start, stop, tuple(t.inputs)))
             start = stop
         return out
 
     def notes(self) -> dict[str, dict[str, Any]]:
         """What each feature's analysis found worth showing (collision rates,
         vocabulary sizes), by feature label."""
-        return {t.label: n for t in self.transforms if (n := t.notes())}
+        return {label: n for t, label in zip(self.transforms, self.labels(),
+                                             strict=True) if (n := t.notes())}
 
     def to_json(self) -> str:
         """The state as canonical JSON (same state, same bytes)."""

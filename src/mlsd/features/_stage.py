@@ -143,13 +143,13 @@ def feature_table(pipeline: FeaturePipeline, train, shares: dict[str, float]
 
     rows = train.slice(0, COST_ROWS).select(pipeline.columns).to_pylist()
     out = []
-    for t in pipeline.transforms:
+    for t, label in zip(pipeline.transforms, pipeline.labels(), strict=True):
         spent = []
         for r in rows:
             start = time.perf_counter()
             t.apply_row(r)
             spent.append(time.perf_counter() - start)
-        out.append({"feature": t.label, "kind": t.kind, "columns": t.inputs,
+        out.append({"feature": label, "kind": t.kind, "columns": t.inputs,
                     "width": len(t.names()),
                     "missing": round(max(shares.get(c, 0.0) for c in t.inputs), 4),
                     "us_per_row": round(statistics.median(spent) * 1e6, 1)
@@ -174,11 +174,14 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     shares = missing_shares(ctx.engine, table,
                             list(dict.fromkeys(c for f in keep for c in f.inputs)))
     if limit is not None:
-        for f in spec.features:
+        from ._pipeline import feature_labels
+
+        names = feature_labels([(f.label, f.kind) for f in spec.features])
+        for f, name in zip(spec.features, names, strict=True):
             worst = max(f.inputs, key=lambda c: shares[c])
             if shares[worst] > limit:
                 keep.remove(f)
-                dropped.append({"feature": f.label, "column": worst,
+                dropped.append({"feature": name, "column": worst,
                                 "missing": round(shares[worst], 4),
                                 "why": f"{shares[worst]:.1%} of training rows lack "
                                        f"{worst!r} (feature_policy."
