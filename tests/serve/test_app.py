@@ -75,6 +75,9 @@ def test_a_row_copied_from_the_training_data_is_scored(client):
     r = c.post("/predict", json=[row, copied])
     assert r.status_code == 200, r.json()
     first, second = r.json()["predictions"]
+    rid = r.json()["request_id"]
+    assert (first.pop("request_id"), second.pop("request_id")) == (f"{rid}.0",
+                                                                   f"{rid}.1")
     assert first == second
     r = c.post("/predict", json={**row, "colour": "red"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body",

@@ -453,28 +453,59 @@ def serve(
     threads: Annotated[int | None, typer.Option(
         help="Requests scored at once (default: serve.threads, or the cores "
         "this process may use).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes (default: serve.workers, 1); each logs its own "
+        "batches, /metrics sums them.")] = None,
     trust_unregistered: TrustOpt = False,
 ) -> None:
-    """Serve a model over REST: POST /predict, GET /health, /ready, /model.
+    """Serve a model over REST: POST /predict and /feedback, GET /health,
+    /ready, /model, /metrics.
 
-    Not an authentication proxy: put it behind one if others can reach it.
+    Every prediction is logged to the project's prediction log (serve.log),
+    and a model promoted meanwhile replaces the served one without a failed
+    request (serve.reload_seconds). With MLSD_API_KEY set, every endpoint but
+    /health and /ready wants it (X-API-Key or Authorization: Bearer); still,
+    put the service behind TLS if others can reach it.
 
-    Example: mlsd serve --port 8000
+    Example: mlsd serve --port 8000 --workers 2
     """
+    import json
+    import os
+    import shutil
+
     import uvicorn
 
-    from ..serve import create_app
+    from ..serve._app import WORKER_ENV, project_app
 
     proj = project(config)
     folder, how = proj.which_model(model)
     overrides = {k: v for k, v in (("max_body_bytes", max_body_bytes),
-                                   ("threads", threads)) if v is not None}
+                                   ("threads", threads), ("workers", workers))
+                 if v is not None}
     settings = proj.spec.serve.model_copy(update=overrides)
-    application = create_app(folder, settings,
-                             trust_unregistered=trust_unregistered)
+    several = f" with {settings.workers} workers" if settings.workers > 1 else ""
     err.print(f"serving model {folder.name} ({how}) on http://{host}:{port} "
-              f"(docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+              f"(docs at /docs){several}")
+    if settings.workers == 1:
+        application = project_app(proj, model, settings,
+                                  trust_unregistered=trust_unregistered)
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+        return
+    # several processes: each builds its own app from what is passed here,
+    # and Prometheus' multiprocess files let any of them answer for all
+    metrics_dir = proj.home / "tmp" / f"metrics-{os.getpid()}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ[WORKER_ENV] = json.dumps({
+        "config": str(proj.spec_path), "set": proj.overrides, "model": model,
+        "overrides": overrides, "trust": trust_unregistered})
+    try:
+        uvicorn.run("mlsd.serve._app:app_from_env", factory=True,
+                    workers=settings.workers, host=host, port=port,
+                    log_level="warning")
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @top.command()

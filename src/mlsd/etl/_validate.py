@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -82,6 +83,17 @@ def _flag(reasons: Reasons, mask: np.ndarray, values: pa.Array, col: str,
         shown = values.to_pylist()
         for i in np.flatnonzero(mask):
             reasons[i].append((col, rule, f"{col}: {_fmt(shown[i])} {text}"))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def _shown(value: object, typ: object) -> object:
+    """A value as the batch path quotes it (its Arrow column's Python value)."""
+    if typ == "timestamp":
+        return pa.array([value], arrow_type(typ)).to_pylist()[0]
+    return value
 
 
 def _fmt(value: object) -> str:
@@ -238,6 +250,69 @@ class Validator:
         if self.rules.unique and self.unique_per_call:
             self._check_unique(typed, reasons)
         return typed, reasons
+
+    def row_path(self) -> bool:
+        """Whether :meth:`check_row` can judge one row alone (no SQL check,
+        text transform, unique key or struct column needs the batch path)."""
+        return not (self.rules.checks or self.transform is not None
+                    or (self.rules.unique and self.unique_per_call)
+                    or any(isinstance(t, dict) for t in self.schema.columns.values()))
+
+    def check_row(self, row: dict) -> tuple[dict, list[tuple[str | None, str, str]]]:
+        """:meth:`typed` of one row whose values already have their logical
+        types (what the service's request model gives: int, float, str, bool,
+        datetime), without building arrays (the online path; only when
+        :meth:`row_path`): the row as the batch path would type it (null tokens
+        made None, times in UTC) and its reasons, in the batch path's order and
+        words (a test holds the two equal)."""
+        plan = self.__dict__.get("_row_plan")
+        if plan is None:
+            tokens = frozenset(self.rules.null_values)
+            allowed = {c: frozenset(pa.array(v, arrow_type(self.schema.columns[c])
+                                             ).to_pylist())
+                       for c, v in self.rules.allowed.items()}
+            plan = self._row_plan = (tokens, allowed, set(self.rules.required),
+                                     max(map(len, tokens), default=0))
+        tokens, allowed, required, longest = plan
+        out: dict = {}
+        reasons: list[tuple[str | None, str, str]] = []
+        for col, typ in self.schema.columns.items():
+            v = row.get(col)
+            if v is not None and typ == "string" and tokens:
+                if v and (v[0].isspace() or v[-1].isspace()):
+                    # Arrow's trim decides, exactly as the batch path
+                    if pc.utf8_trim_whitespace(pa.scalar(v)).as_py() in tokens:
+                        v = None
+                elif len(v) <= longest and v in tokens:
+                    v = None
+            elif v is not None and typ == "timestamp" and isinstance(v, datetime):
+                v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+            out[col] = v
+            if v is None:
+                if col in required:
+                    reasons.append((col, "required", f"{col}: required but missing"))
+                continue
+            if col in self.rules.ranges:
+                lo, hi = self.rules.ranges[col]
+                x = v
+                if typ == "timestamp":
+                    x = (v - _EPOCH) // _MICRO
+                    lo = None if lo is None else lo * 1e6
+                    hi = None if hi is None else hi * 1e6
+                if (lo is not None and x < lo) or (hi is not None and x > hi):
+                    lo, hi = self.rules.ranges[col]
+                    reasons.append((col, "range", f"{col}: {_fmt(_shown(v, typ))} "
+                                                  f"outside [{lo}, {hi}]"))
+            if col in allowed and v not in allowed[col]:
+                reasons.append((col, "allowed", f"{col}: {_fmt(_shown(v, typ))} not "
+                                                f"in the allowed values"))
+        for col, pattern in self.rules.patterns.items():
+            v = out.get(col)
+            if v is not None and not pc.match_substring_regex(
+                    pa.array([v], pa.string()), pattern)[0].as_py():
+                reasons.append((col, "pattern", f"{col}: {_fmt(v)} does not match "
+                                                f"{pattern!r}"))
+        return out, reasons
 
     def _check_sql(self, table: pa.Table) -> dict[str, np.ndarray]:
         """Evaluate the spec's SQL checks on typed rows with DuckDB.

@@ -258,6 +258,21 @@ class Lake:
                                            commit_properties=commit)
 
     @_one_writer
+    def delete_older(self, area: str, name: str, column: str, cutoff) -> int:
+        """Delete the rows whose timestamp ``column`` is before ``cutoff`` (an
+        aware datetime; a retention), as one commit; the rows deleted."""
+        from datetime import UTC
+
+        check_name(column)
+        stamp = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        res = self._table(area, name).delete(
+            f"{_quote(column)} < '{stamp}'",
+            commit_properties=CommitProperties(custom_metadata={
+                WRITE_ID: f"retention-{uuid.uuid4().hex}",
+                "mlsd.operation": "retention"}))
+        return int(res.get("num_deleted_rows", 0))
+
+    @_one_writer
     def erase(self, area: str, name: str, columns: list[str],
               identities: set[tuple]) -> dict[str, Any]:
         """Remove the rows whose ``columns`` hold one of ``identities``, as one

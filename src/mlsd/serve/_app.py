@@ -2,14 +2,36 @@
 
 The request model is generated from the artifact's input schema, so ``/docs``
 shows the real field names and types and a wrong or missing field gets FastAPI's
-422 with the field's location. Validated rows become a typed Arrow table and go
-through the artifact's own feature ``apply`` and model: the very path batch
-scoring takes.
+422 with the field's location.
+
+Two paths score a request, with the same answers (tests hold them equal):
+
+* the **online fast path**: a few rows, each validated by the spec's rules one
+  row at a time (``Validator.check_row``), turned into model inputs by the
+  features' one-row path (``FeaturePipeline.entries``) and scored by the
+  model; no Arrow table, no pandas, no thread hop;
+* the **batch path**: many rows, or a model or rules that need it (SQL checks,
+  derived columns, several objectives, intervals, nested columns): a typed
+  Arrow table through the artifact's own ``apply``, as batch scoring does.
+
+Every response carries a request id (``X-Request-Id``, the client's if it
+sent a sane one) and the model version; each prediction is logged in the
+background (``._log``), feedback arrives on ``/feedback``, ``/metrics`` speaks
+Prometheus, and a promoted model replaces the served one without a failed
+request (``reload_seconds``).
 """
 
 
+import asyncio
+import hmac
 import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +40,7 @@ import anyio
 import pyarrow as pa
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import (
     AfterValidator,
@@ -41,6 +63,10 @@ from ..models._artifact import row_validator
 from ..spec import ServeSpec
 
 MAX_ROWS = 10_000
+INLINE_ROWS = 8  # fast-path requests this small score on the event loop
+FAST_ROWS = 256  # more rows than this take the batch path
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client's own id, if sane
+OPEN_PATHS = ("/health", "/ready")  # answered without the API key
 INT64 = (-(2**63), 2**63 - 1)
 ECHO_CHARS = 80  # a 422 shows at most this much of a rejected value
 
@@ -167,125 +193,111 @@ def _without(row: Any, fields: tuple[str, ...]) -> Any:
     return {k: v for k, v in row.items() if k not in fields}
 
 
-def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
-               trust_unregistered: bool = False) -> FastAPI:
-    """Build the app serving the artifact in ``model_dir``.
+@dataclass(frozen=True)
+class ServiceLog:
+    """Where the service logs its predictions and feedback: the project's
+    lake (its ``.mlsd`` folder), the dataset name (the spec's ``name``), the
+    column that is the item key (the spec's ``key``)."""
 
-    Endpoints: ``POST /predict`` (one row or a list), ``GET /health`` (alive),
-    ``GET /ready`` (model loaded), ``GET /model`` (version, metrics, lineage).
-    ``settings`` (the spec's ``serve:``) limit the body size, the text fields'
-    length and the requests scored at once.
-    """
-    settings = settings or ServeSpec()
-    model_dir = Path(model_dir)
-    # The artifact is read once here, so the request model can name its fields.
-    artifact = ModelArtifact.load(model_dir, trust_unregistered=trust_unregistered)
-    version = artifact.model_id
-    Row = request_model(artifact.input_schema,
-                        max_string_chars=settings.max_string_chars)
-    # scoring runs on at most this many worker threads; /health and /ready run
-    # on the event loop and never queue behind them
-    threads = settings.threads or usable_cores()
-    scoring = anyio.CapacityLimiter(threads)
-    state: dict[str, Any] = {"ready": False}
-    # a row copied from the training data carries the label and mlsd's
-    # provenance: accepted and dropped before validation; other unknown fields
-    # still get a 422
-    ignored = tuple(dict.fromkeys([artifact.manifest["target"],
-                                   *artifact.input_schema.get("targets", []),
-                                   *PROVENANCE,
-                                   *map(exported_name, PROVENANCE)]))
+    lake_root: Path
+    name: str
+    item_key: str | None = None
+    flush_seconds: float = 1.0
+    batch_rows: int = 1000
+    retention_days: float | None = None
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        # every worker thread of the app (scoring, the docs) counts against
-        # `threads`: a burst of clients queues instead of growing threads
-        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
-        # warm up: the first real request should not pay for lazy imports
-        artifact.score(rows_to_arrow([{}], artifact.input_schema))
-        state["ready"] = True
-        yield
-        state["ready"] = False
 
-    # /docs and /redoc load their scripts from this service, not from a CDN:
-    # a service on a closed network still shows its documentation
-    app = FastAPIOffline(
-        title=f"mlsd model {version}", version=version, lifespan=lifespan,
-        description=f"{artifact.task} model on {artifact.manifest['target']!r}, "
-        f"trained by mlsd. `POST /predict` accepts and ignores the fields "
-        f"{', '.join(f'`{c}`' for c in ignored)}, so a row copied from the "
-        f"training data can be sent as it is.")
+class Served:
+    """One model ready to answer: the artifact, its request model, the
+    validator of the spec's rules, and whether the fast path applies."""
 
-    @app.middleware("http")
-    async def add_version(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["X-Model-Version"] = version
-        return response
+    def __init__(self, artifact: ModelArtifact, settings: ServeSpec):
+        self.artifact = artifact
+        self.version = artifact.model_id
+        schema = artifact.input_schema
+        self.Row = request_model(schema, max_string_chars=settings.max_string_chars)
+        self.one, self.many = TypeAdapter(self.Row), TypeAdapter(list[self.Row])
+        self.validator = row_validator(schema)
+        # a row copied from the training data carries the label and mlsd's
+        # provenance: accepted and dropped before validation; other unknown
+        # fields still get a 422
+        self.ignored = tuple(dict.fromkeys([artifact.manifest["target"],
+                                            *schema.get("targets", []),
+                                            *PROVENANCE,
+                                            *map(exported_name, PROVENANCE)]))
+        self.fast = (self.validator.row_path() and not schema.get("derive")
+                     and artifact.objectives is None and artifact.intervals is None)
+        self.pipeline = artifact.pipeline
+        self.width = len(artifact.pipeline.names())
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):  # pragma: no cover
-        return JSONResponse(status_code=500, content={
-            "detail": f"internal error: {type(exc).__name__}",
-            "model_version": version})
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": version}
-
-    @app.get("/ready")
-    async def ready():
-        if not state["ready"]:
-            return JSONResponse(status_code=503, content={
-                "ready": False, "model_version": version})
-        return {"ready": True, "model_version": version}
-
-    @app.get("/model")
-    async def model() -> dict[str, Any]:
-        m = artifact.manifest
-        return {"model_version": version, "model_id": version, "kind": m["kind"],
-                "task": m["task"], "target": m["target"], "classes": m["classes"],
-                "threshold": m["threshold"], "metrics": m["metrics"],
-                "lineage": m["lineage"], "input_schema": artifact.input_schema,
-                "created_at": m["created_at"]}
-
-    one, many = TypeAdapter(Row), TypeAdapter(list[Row])
-    validator = row_validator(artifact.input_schema)
-    row_schema = Row.model_json_schema(ref_template="#/components/schemas/{model}")
-    for col in ignored:
-        row_schema["properties"].setdefault(col, {
-            "description": "accepted and ignored (the label, or mlsd's "
-                           "provenance of a stored row)"})
-    body_schema = {"oneOf": [row_schema, {"type": "array", "items": row_schema,
-                                          "maxItems": MAX_ROWS}]}
-
-    def score(body: Any, weights: str | None = None) -> dict[str, Any]:
-        # Validated here rather than by a Union annotation, so that errors name
-        # the row and the field once ("body", 3, "likes"), not once per branch.
-        if isinstance(body, list):
-            body = [_without(r, ignored) for r in body]
+    def validate(self, body: Any) -> tuple[list[dict[str, Any]], bool]:
+        """The request's rows (one or a list), typed by the request model;
+        whether it was a list. Errors name the row and the field once."""
+        many = isinstance(body, list)
+        if many:
+            body = [_without(r, self.ignored) for r in body]
         else:
-            body = _without(body, ignored)
-        many_rows = isinstance(body, list)
+            body = _without(body, self.ignored)
         try:
-            if isinstance(body, list):
+            if many:
                 if len(body) > MAX_ROWS:
                     raise RequestValidationError([{
                         "loc": ("body",), "type": "too_long", "input": len(body),
                         "msg": f"at most {MAX_ROWS} rows per request, got "
                                f"{len(body)}"}])
-                rows = many.validate_python(body)
+                rows = self.many.validate_python(body)
             else:
-                rows = [one.validate_python(body)]
+                rows = [self.one.validate_python(body)]
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
                     include_url=False)]) from None
-        table = rows_to_arrow([r.model_dump() for r in rows], artifact.input_schema)
+        return [r.model_dump() for r in rows], many
+
+    def fast_path(self, n: int, weights: str | None) -> bool:
+        return self.fast and weights is None and n <= FAST_ROWS
+
+    def score_fast(self, rows: list[dict[str, Any]], many: bool
+                   ) -> list[dict[str, Any]]:
+        """The online path: rules row by row, the features' one-row path, the
+        model on the stacked rows."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        failed, indptr, idx, vals = [], [0], [], []
+        for i, row in enumerate(rows):
+            typed, reasons = self.validator.check_row(row)
+            for c, rule, msg in reasons:
+                failed.append({"loc": ("body", *((i,) if many else ()),
+                                       *((c,) if c else ())),
+                               "type": rule, "msg": msg})
+            if not failed:
+                j, v, _ = self.pipeline.entries(typed)
+                idx += j
+                vals += v
+                indptr.append(len(idx))
+        if failed:
+            raise RequestValidationError(failed)
+        X = sp.csr_matrix((np.asarray(vals, dtype=np.float64),
+                           np.asarray(idx, dtype=np.int32),
+                           np.asarray(indptr, dtype=np.int64)),
+                          shape=(len(rows), self.width))
+        X.sort_indices()
+        return self.artifact.decide(self.artifact.learner.predict(X))
+
+    def score_table(self, rows: list[dict[str, Any]], many: bool,
+                    weights: str | None) -> tuple[list[dict[str, Any]], dict]:
+        """The batch path (see the module): predictions and the extra keys of
+        the response (several objectives' weights)."""
+        artifact = self.artifact
+        table = rows_to_arrow(rows, artifact.input_schema)
         if table.num_rows:
             # the spec's rules (ranges, allowed values, patterns, checks), by
-            # the validator `mlsd predict` uses
-            _, reasons = validator.typed(table.to_batches()[0])
-            failed = [{"loc": ("body", *((int(i),) if many_rows else ()),
+            # the validator `mlsd predict` uses; its typed values are scored,
+            # so a null token ("NA", "") is missing here as in training
+            typed, reasons = self.validator.typed(table.to_batches()[0])
+            table = pa.table({c: typed[c] for c in table.column_names})
+            failed = [{"loc": ("body", *((int(i),) if many else ()),
                                *((c,) if c else ())),
                        "type": rule, "msg": msg}
                       for i, found in sorted(reasons.items()) for c, rule, msg in found]
@@ -311,11 +323,213 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
             raise RequestValidationError([{
                 "loc": ("query", "weights"), "type": "value_error",
                 "msg": str(err)}]) from None
-        doc = {"model_version": version, "predictions": artifact.decide(out)}
+        extra: dict[str, Any] = {}
         if artifact.objectives is not None:
-            doc["weights"] = chosen or artifact.objectives.weights
-            doc["combine"] = artifact.objectives.mode
-        return doc
+            extra["weights"] = chosen or artifact.objectives.weights
+            extra["combine"] = artifact.objectives.mode
+        return artifact.decide(out), extra
+
+
+def _label_of(pred: dict[str, Any]) -> str:
+    """A prediction's label for the metrics (regression: 'value')."""
+    if "labels" in pred:
+        return "|".join(pred["labels"]) or "(none)"
+    if "label" in pred:
+        return str(pred["label"])
+    return "value"
+
+
+class Feedback(BaseModel):
+    """One feedback event: what a user did after a prediction (a click, a
+    purchase), by the prediction's request id."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    event: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    at: datetime | None = Field(default=None, description="When it happened "
+                                "(default: when the service received it).")
+
+
+def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
+               trust_unregistered: bool = False, log: ServiceLog | None = None,
+               resolve: Callable[[], Path] | None = None,
+               api_key: str | None = None) -> FastAPI:
+    """Build the app serving the artifact in ``model_dir``.
+
+    Endpoints: ``POST /predict`` (one row or a list), ``POST /feedback``
+    (events by request id), ``GET /health`` (alive), ``GET /ready`` (model
+    loaded), ``GET /model`` (version, metrics, lineage), ``GET /metrics``
+    (Prometheus). ``settings`` (the spec's ``serve:``) limit the body size,
+    the text fields' length and the requests scored at once; ``log``: where
+    predictions and feedback are logged (none without it); ``resolve``: the
+    model folder to serve now (an alias's), checked every
+    ``settings.reload_seconds`` and loaded in place of the served one when it
+    changes; ``api_key``: every endpoint but /health and /ready wants it
+    (``X-API-Key`` or ``Authorization: Bearer``), compared in constant time.
+    """
+    from ._log import LogWriter, log_row
+    from ._metrics import Metrics
+
+    settings = settings or ServeSpec()
+    model_dir = Path(model_dir)
+    # the artifact is read once here, so the request model can name its fields
+    first = Served(ModelArtifact.load(model_dir, trust_unregistered=trust_unregistered),
+                   settings)
+    # scoring runs on at most this many worker threads; /health and /ready run
+    # on the event loop and never queue behind them
+    threads = settings.threads or usable_cores()
+    scoring = anyio.CapacityLimiter(threads)
+    state: dict[str, Any] = {"ready": False, "served": first, "folder": model_dir,
+                             "writers": {}, "swap_error": None}
+    metrics = Metrics()
+    key = api_key.encode() if api_key else None
+
+    def start_writers() -> None:
+        if log is None:
+            return
+        from ..lake import Lake
+        from ..trainingdata.labeling._natural import FEEDBACK_SCHEMA, LOG_SCHEMA
+
+        lake = Lake(root=log.lake_root)
+        common = {"batch_rows": log.batch_rows, "flush_seconds": log.flush_seconds}
+        state["writers"] = {
+            "predictions": LogWriter(lake, "predictions", log.name, LOG_SCHEMA,
+                                     retention_days=log.retention_days,
+                                     time_column="predicted_at", **common).start(),
+            "feedback": LogWriter(lake, "feedback", log.name, FEEDBACK_SCHEMA,
+                                  **common).start()}
+
+    def _load(folder: Path) -> Served:
+        return Served(ModelArtifact.load(folder,
+                                         trust_unregistered=trust_unregistered),
+                      settings)
+
+    async def watch() -> None:
+        """Load the model ``resolve`` names when it changes, then swap."""
+        while True:
+            await asyncio.sleep(settings.reload_seconds)
+            try:
+                folder = await anyio.to_thread.run_sync(resolve)
+                if Path(folder) == state["folder"]:
+                    continue
+                fresh = await anyio.to_thread.run_sync(_load, folder)
+                await anyio.to_thread.run_sync(_warm, fresh)
+                state["served"], state["folder"] = fresh, Path(folder)
+                state["swap_error"] = None
+                metrics.swaps.inc()
+            except Exception as err:  # noqa: BLE001 - keep serving the old one
+                state["swap_error"] = f"{type(err).__name__}: {err}"[:300]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # every worker thread of the app (scoring, the docs) counts against
+        # `threads`: a burst of clients queues instead of growing threads
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        # warm up: the first real request should not pay for lazy imports
+        _warm(first)
+        start_writers()
+        task = (asyncio.create_task(watch()) if resolve is not None
+                and settings.reload_seconds > 0 else None)
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        if task is not None:
+            task.cancel()
+        for w in state["writers"].values():
+            await anyio.to_thread.run_sync(w.close)
+
+    # /docs and /redoc load their scripts from this service, not from a CDN:
+    # a service on a closed network still shows its documentation
+    app = FastAPIOffline(
+        title=f"mlsd model {first.version}", version=first.version,
+        lifespan=lifespan,
+        description=f"{first.artifact.task} model on "
+        f"{first.artifact.manifest['target']!r}, trained by mlsd. `POST /predict` "
+        f"accepts and ignores the fields {', '.join(f'`{c}`' for c in first.ignored)}, "
+        f"so a row copied from the training data can be sent as it is.")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # pragma: no cover
+        return JSONResponse(status_code=500, content={
+            "detail": f"internal error: {type(exc).__name__}",
+            "model_version": state["served"].version})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model_version": state["served"].version}
+
+    @app.get("/ready")
+    async def ready():
+        version = state["served"].version
+        if not state["ready"]:
+            return JSONResponse(status_code=503, content={
+                "ready": False, "model_version": version})
+        return {"ready": True, "model_version": version}
+
+    @app.get("/model")
+    async def model() -> dict[str, Any]:
+        served = state["served"]
+        m = served.artifact.manifest
+        return {"model_version": served.version, "model_id": served.version,
+                "kind": m["kind"], "task": m["task"], "target": m["target"],
+                "classes": m["classes"], "threshold": m["threshold"],
+                "metrics": m["metrics"], "lineage": m["lineage"],
+                "input_schema": served.artifact.input_schema,
+                "created_at": m["created_at"], "fast_path": served.fast,
+                "log": {k: w.stats() for k, w in state["writers"].items()},
+                "swap_error": state["swap_error"]}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        writers = state["writers"].values()
+        metrics.log_pending.set(sum(len(w.pending) for w in writers))
+        body, kind = metrics.render()
+        return Response(content=body, media_type=kind)
+
+    row_schema = first.Row.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    for col in first.ignored:
+        row_schema["properties"].setdefault(col, {
+            "description": "accepted and ignored (the label, or mlsd's "
+                           "provenance of a stored row)"})
+    body_schema = {"oneOf": [row_schema, {"type": "array", "items": row_schema,
+                                          "maxItems": MAX_ROWS}]}
+
+    def record(served: Served, rid: str, rows: list[dict[str, Any]],
+               preds: list[dict[str, Any]], many: bool) -> None:
+        """Each prediction's request id, the metrics, the log."""
+        writer = state["writers"].get("predictions")
+        item_key = log.item_key if log is not None else None
+        now = datetime.now(UTC)
+        logged = []
+        for i, (row, pred) in enumerate(zip(rows, preds, strict=True)):
+            pid = f"{rid}.{i}" if many else rid
+            pred["request_id"] = pid
+            metrics.predictions.labels(served.version, _label_of(pred)).inc()
+            if writer is not None:
+                item = row.get(item_key) if item_key else None
+                logged.append(log_row(pid, None if item is None else str(item),
+                                      served.version, row,
+                                      {k: v for k, v in pred.items()
+                                       if k != "request_id"}, now))
+        if logged:
+            writer.add(logged)
+
+    def score(served: Served, rows: list[dict[str, Any]], many: bool,
+              weights: str | None, rid: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        try:
+            if served.fast_path(len(rows), weights):
+                preds = served.score_fast(rows, many)
+            else:
+                preds, extra = served.score_table(rows, many, weights)
+        except RequestValidationError as exc:
+            for e in exc.errors():
+                metrics.refused.labels(str(e.get("type", "invalid"))).inc()
+            raise
+        record(served, rid, rows, preds, many)
+        return {"model_version": served.version, "request_id": rid,
+                "predictions": preds, **extra}
 
     @app.post("/predict", openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": body_schema}}}})
@@ -323,19 +537,181 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
             default=None, description="Several objectives: their weights in the "
             "combined score for this request, as quality:0.5,engagement:0.5 "
             "(decoupled models only; normalised to sum to 1).")) -> Any:
+        served = state["served"]  # one model for the whole request
         try:
             body = await read_json(request, settings.max_body_bytes)
         except _Refused as r:
             return JSONResponse(status_code=r.status, content={
                 "detail": [{"loc": list(r.loc), "msg": r.msg, "type": r.kind}],
-                "model_version": version})
-        return await anyio.to_thread.run_sync(score, body, weights,
-                                              limiter=scoring)
+                "model_version": served.version})
+        rows, many = served.validate(body)
+        rid = request.state.request_id
+        if served.fast_path(len(rows), weights) and len(rows) <= INLINE_ROWS:
+            return score(served, rows, many, weights, rid)  # no thread hop
+        return await anyio.to_thread.run_sync(score, served, rows, many, weights,
+                                              rid, limiter=scoring)
+
+    feedback_one, feedback_many = TypeAdapter(Feedback), TypeAdapter(list[Feedback])
+
+    @app.post("/feedback", status_code=202, openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": {"oneOf": [
+            Feedback.model_json_schema(), {"type": "array", "maxItems": MAX_ROWS,
+                                           "items": Feedback.model_json_schema()}]}}}}})
+    async def feedback(request: Request) -> Any:
+        try:
+            body = await read_json(request, settings.max_body_bytes)
+        except _Refused as r:
+            return JSONResponse(status_code=r.status, content={
+                "detail": [{"loc": list(r.loc), "msg": r.msg, "type": r.kind}],
+                "model_version": state["served"].version})
+        try:
+            if isinstance(body, list):
+                if len(body) > MAX_ROWS:
+                    raise RequestValidationError([{
+                        "loc": ("body",), "type": "too_long", "input": len(body),
+                        "msg": f"at most {MAX_ROWS} events per request"}])
+                events = feedback_many.validate_python(body)
+            else:
+                events = [feedback_one.validate_python(body)]
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
+                    include_url=False)]) from None
+        writer = state["writers"].get("feedback")
+        if writer is None:
+            return JSONResponse(status_code=503, content={
+                "detail": "this service keeps no log (started without a project): "
+                          "feedback cannot be stored", "accepted": 0})
+        now = datetime.now(UTC)
+        writer.add([{"request_id": e.request_id, "event": e.event,
+                     "at": now if e.at is None else (
+                         e.at.replace(tzinfo=UTC) if e.at.tzinfo is None
+                         else e.at.astimezone(UTC))} for e in events])
+        for e in events:
+            metrics.feedback.labels(e.event).inc()
+        return {"accepted": len(events), "request_id": request.state.request_id}
 
     # FastAPI's 422 for validation errors, plus the model version
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content={
-            "detail": _errors(list(exc.errors())), "model_version": version})
+            "detail": _errors(list(exc.errors())),
+            "model_version": state["served"].version})
 
+    app.add_middleware(_Edge, state=state, metrics=metrics, key=key)
     return app
+
+
+def _warm(served: Served) -> None:
+    """Score an empty row on both paths: lazy imports and caches are paid
+    before the first request."""
+    artifact = served.artifact
+    artifact.score(rows_to_arrow([{}], artifact.input_schema))
+    if served.fast:
+        try:
+            served.score_fast([{}], False)
+        except RequestValidationError:
+            pass  # required fields: the features' one-row path is built anyway
+
+
+class _Edge:
+    """Pure ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs a task
+    and a queue per request): the request id, the API key, the model version
+    header, and the request metrics."""
+
+    def __init__(self, app, *, state: dict[str, Any], metrics, key: bytes | None):
+        self.app, self.state, self.metrics, self.key = app, state, metrics, key
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from ._metrics import ENDPOINTS
+
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or ())
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        path = scope.get("path", "")
+        endpoint = path if path in ENDPOINTS else "other"
+        version = self.state["served"].version
+        status = {"code": 500}
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-request-id", rid.encode()),
+                                      (b"x-model-version", version.encode())]
+            await send(message)
+
+        try:
+            if self.key is not None and path not in OPEN_PATHS and \
+                    not _key_ok(headers, self.key):
+                body = json.dumps({"detail": "an API key is required: send it as "
+                                   "X-API-Key or Authorization: Bearer",
+                                   "model_version": version}).encode()
+                await sending({"type": "http.response.start", "status": 401,
+                               "headers": [(b"content-type", b"application/json"),
+                                           (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status["code"])).inc()
+            self.metrics.latency.labels(endpoint).observe(
+                time.perf_counter() - started)
+
+
+def _key_ok(headers: dict[bytes, bytes], key: bytes) -> bool:
+    """Whether the request carries the API key (constant-time comparison)."""
+    given = headers.get(b"x-api-key")
+    if given is None:
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+    return given is not None and hmac.compare_digest(given, key)
+
+
+def api_key_from_env(name: str = "MLSD_API_KEY") -> str | None:
+    """The API key the service wants, from the environment (never a file)."""
+    value = os.environ.get(name, "")
+    return value or None
+
+
+WORKER_ENV = "MLSD_SERVE_WORKER"  # what `mlsd serve --workers N` passes each worker
+
+
+def project_app(project, model: str | None = None,
+                settings: ServeSpec | None = None, *,
+                trust_unregistered: bool = False) -> FastAPI:
+    """The app `mlsd serve` runs in a project: the model ``model`` names (an
+    alias, an id; default: serve.model, else the champion, else the latest),
+    its predictions and feedback logged in the project's lake (serve.log),
+    and the model swapped when the alias moves (serve.reload_seconds)."""
+    settings = settings or project.spec.serve
+    folder, _ = project.which_model(model)
+    fixed = model is not None and Path(model).expanduser().is_dir()
+    key = project.spec.key if isinstance(project.spec.key, str) else None
+    log = ServiceLog(lake_root=project.home, name=project.spec.name, item_key=key,
+                     flush_seconds=settings.log_flush_seconds,
+                     batch_rows=settings.log_batch_rows,
+                     retention_days=settings.log_retention_days
+                     ) if settings.log else None
+    return create_app(folder, settings, trust_unregistered=trust_unregistered,
+                      log=log, api_key=api_key_from_env(settings.api_key_env),
+                      resolve=None if fixed else (
+                          lambda: project.which_model(model)[0]))
+
+
+def app_from_env() -> FastAPI:
+    """A worker's app (``uvicorn --factory``): the project, model and
+    settings `mlsd serve` put in ``MLSD_SERVE_WORKER``."""
+    from ..runtime import Project
+
+    conf = json.loads(os.environ[WORKER_ENV])
+    proj = Project(spec_path=Path(conf["config"]), overrides=conf.get("set"))
+    settings = proj.spec.serve.model_copy(update=conf.get("overrides") or {})
+    return project_app(proj, conf.get("model"), settings,
+                       trust_unregistered=bool(conf.get("trust")))

@@ -1223,6 +1223,33 @@ class ServeSpec(_Strict):
         "thread (default: the cores this process may use); more wait their turn. "
         "/health never waits for them. More threads than cores only contend for "
         "Python's lock: 4 on 2 cores took /health p99 from 13 ms to 35 ms.")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Worker processes (`mlsd serve "
+        "--workers`): each loads the model and logs its own batches; /metrics "
+        "sums them all.")
+    reload_seconds: float = Field(
+        default=5.0, ge=0, description="How often the service checks which model "
+        "it should serve (an alias moved by `mlsd models promote`, serve.model, "
+        "the latest run): a new one is loaded beside the old and swapped in "
+        "between requests, none failing. 0: never (the model chosen at start).")
+    log: bool = Field(
+        default=True, description="Log every prediction (request id, item key, "
+        "model version, time, raw inputs, outputs) to the lake's prediction log, "
+        "in the background; and accept /feedback.")
+    log_flush_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="The prediction log is committed "
+        "this often (or every log_batch_rows rows): a crash loses at most this "
+        "much.")
+    log_batch_rows: int = Field(default=1000, ge=1, le=1_000_000, description=(
+        "Rows that make the prediction log commit before log_flush_seconds."))
+    log_retention_days: float | None = Field(
+        default=None, gt=0, description="Logged predictions older than this are "
+        "deleted (hourly; the log holds raw inputs). Default: kept until `mlsd "
+        "lake delete` or a vacuum after a change.")
+    api_key_env: str = Field(
+        default="MLSD_API_KEY", min_length=1, description="The environment "
+        "variable holding the API key; when it is set, every endpoint but /health "
+        "and /ready wants it (X-API-Key or Authorization: Bearer).")
 
 
 class LabelRule(_Strict):
