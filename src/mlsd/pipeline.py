@@ -1695,7 +1695,7 @@ def pretrain_embeddings(project: Project, column: str, output: str | Path, *,
     texts = [t for t in pa.concat_tables(parts).column(column).to_pylist() if t]
     if len(texts) < 10:
         raise DataError(f"{len(texts)} text(s) in {column!r}: too few to pretrain on")
-    from .features._text import lsa_word_vectors, write_vectors
+    from ._vectors import lsa_word_vectors, write_vectors
     from .lake._paths import inside
 
     words, E, explained = lsa_word_vectors(texts, dim=dim, min_df=min_df,

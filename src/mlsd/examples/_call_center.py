@@ -81,7 +81,7 @@ def write_example(folder: Path, *, n: int = 3000, hand: int = 450,
     # word vectors pretrained on every request's text, routed or not (what
     # `mlsd features pretrain --column text -o models/text.vec --dim 32` makes
     # from the stored rows): transfer learning from the unlabelled text
-    from ..features._text import lsa_word_vectors, write_vectors
+    from .._vectors import lsa_word_vectors, write_vectors
 
     words, E, _ = lsa_word_vectors([r["text"] for r in rows], dim=32, seed=seed)
     write_vectors(folder / "models" / "text.vec", words, E)
