@@ -232,3 +232,83 @@ def test_a_promoted_model_is_swapped_in_under_load_without_a_failure(project):
     assert failures == []
     assert seen[0] == first.name and seen[-1] == second.name
     assert len(seen) > 50
+
+
+def test_two_workers_log_every_prediction_and_sum_their_metrics(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlsd", "serve", "--workers", "2", "--port", str(port)],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NO_COLOR": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, workers = time.time() + 90, set()
+        while len(workers) < 2 and time.time() < deadline:
+            try:  # a new connection each time, until both workers answered
+                workers.add(httpx.get(f"{base}/health", headers={
+                    "Connection": "close"}).json()["worker"])
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert len(workers) == 2
+        rows = _rows(project.root, 50)
+        ids: list[str] = []
+
+        def send(part):  # a connection a request: both workers get some
+            for r in part:
+                res = httpx.post(f"{base}/predict", json=r,
+                                 headers={"Connection": "close"})
+                assert res.status_code == 200, res.text
+                ids.append(res.json()["request_id"])
+        senders = [threading.Thread(target=send, args=(rows[i::4] * 4,))
+                   for i in range(4)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        assert len(ids) == 200
+        text = httpx.get(f"{base}/metrics").text
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith('mlsd_requests_total{endpoint="/predict"'))
+        assert total == 200  # both workers' counts, whichever answered
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    log = project.lake.read("predictions", "forum-spam")
+    assert sorted(log.column("request_id").to_pylist()) == sorted(ids)
+    writers = {h.get("mlsd.writer") for h in
+               project.lake._table("predictions", "forum-spam").history()}
+    assert len(writers - {None}) == 2  # each worker appended its own batches
+
+
+def test_a_commit_conflict_is_retried_and_a_failure_keeps_the_rows():
+    from mlsd.serve._log import LogWriter, log_row
+    from mlsd.trainingdata.labeling._natural import LOG_SCHEMA
+
+    class CommitFailedError(Exception):
+        pass
+
+    class Lake:
+        def __init__(self, fail):
+            self.fail, self.rows = fail, 0
+
+        def write(self, area, name, table, **kw):
+            if self.fail:
+                self.fail -= 1
+                raise CommitFailedError("concurrent transaction")
+            self.rows += table.num_rows
+
+    w = LogWriter(Lake(2), "predictions", "x", LOG_SCHEMA)
+    w.add([log_row("a", None, "m", {}, {}), log_row("b", None, "m", {}, {})])
+    assert w.flush() == 2 and w.retries == 2 and w.lake.rows == 2
+    broken = LogWriter(Lake(99), "predictions", "x", LOG_SCHEMA, max_pending=3)
+    broken.add([log_row(str(i), None, "m", {}, {}) for i in range(2)])
+    assert broken.flush() == 0 and broken.failures == 1
+    assert len(broken.pending) == 2  # kept for the next flush
+    broken.add([log_row(str(i), None, "m", {}, {}) for i in range(2, 4)])
+    assert len(broken.pending) == 3 and broken.dropped == 1  # bounded
+    assert "CommitFailedError" in broken.stats()["last_error"]

@@ -456,7 +456,8 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": state["served"].version}
+        return {"status": "ok", "model_version": state["served"].version,
+                "worker": os.getpid()}
 
     @app.get("/ready")
     async def ready():

@@ -20,6 +20,7 @@ than it (the log holds raw inputs) when the writer starts and then hourly.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -94,7 +95,8 @@ class LogWriter:
         for attempt in range(RETRIES):
             try:
                 self.lake.write(self.area, self.name, table, mode="append",
-                                write_id=f"serve-{uuid.uuid4().hex}")
+                                write_id=f"serve-{uuid.uuid4().hex}",
+                                metadata={"mlsd.writer": f"serve pid {os.getpid()}"})
                 break
             except Exception as err:  # noqa: BLE001 - Delta's or the lock's
                 if attempt + 1 < RETRIES and (_commit_conflict(err)
