@@ -105,6 +105,12 @@ class Learner(ABC):
     def importance(self) -> np.ndarray | None:
         return None
 
+    def predict_rows(self, rows: list, n_features: int) -> np.ndarray | None:
+        """:meth:`predict` of a few rows given as sparse entries (indices,
+        values), without building a matrix (the online path; ``._fast``);
+        None when this learner has no such path."""
+        return None
+
 
 class LightGBMLearner(Learner):
     """Gradient-boosted trees (LightGBM), deterministic whatever the thread
@@ -208,6 +214,25 @@ class LightGBMLearner(Learner):
         out = np.asarray(self.booster_.predict(
             X, num_threads=threads_for(X.shape[0], self.threads)))
         if self.focal:  # a custom objective's output is the raw score
+            from ._losses import _sigmoid
+
+            out = _sigmoid(out + self.init_score_)
+        return self._calibrated(out)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the single-row predictor holds C pointers: made again after a copy
+        return {k: v for k, v in self.__dict__.items() if k != "_fast"}
+
+    def predict_rows(self, rows: list, n_features: int) -> np.ndarray | None:
+        if not hasattr(self, "booster_"):
+            raise NotFittedError("LightGBMLearner: call fit() or load() first")
+        fast = self.__dict__.get("_fast")
+        if fast is None or fast.n_features != n_features:
+            from ._fast import LightGBMRows
+
+            fast = self._fast = LightGBMRows(self.booster_, n_features)
+        out = fast.predict(rows)
+        if self.focal:
             from ._losses import _sigmoid
 
             out = _sigmoid(out + self.init_score_)
@@ -328,7 +353,18 @@ class LinearLearner(Learner):
     def predict(self, X):
         if not hasattr(self, "coef_"):
             raise NotFittedError("LinearLearner: call fit() or load() first")
-        z = np.asarray(X @ self.coef_.T) + self.intercept_
+        return self._link(np.asarray(X @ self.coef_.T) + self.intercept_)
+
+    def predict_rows(self, rows: list, n_features: int) -> np.ndarray | None:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("LinearLearner: call fit() or load() first")
+        from ._fast import linear_scores
+
+        return self._link(linear_scores(self.coef_, self.intercept_, rows))
+
+    def _link(self, z: np.ndarray) -> np.ndarray:
+        """Decision values to outputs: the value, a probability, or each
+        class's (softmax)."""
         if self.task == "regression":
             return z[:, 0]
         if self.task == "binary":

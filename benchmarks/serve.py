@@ -1,0 +1,225 @@
+"""`mlsd serve` under load, next to a naive peer and an empty endpoint.
+
+Trains the forum-spam example (or reuses ``--work``) and starts three services
+on loopback, each with ``--workers`` processes:
+
+* **mlsd**: ``mlsd serve``, the prediction log on (the issue's condition);
+* **peer**: the usual way, a FastAPI app that builds a one-row pandas
+  DataFrame per request and calls a scikit-learn Pipeline (TF-IDF on the text,
+  one-hot on the country, the numbers as they are, a logistic regression)
+  trained here on the same file;
+* **floor**: an empty FastAPI endpoint that parses the same JSON body.
+
+Each gets the same payload (one post). Two measures: the most requests a
+second each sustains in a closed loop (wrk, ``--connections`` connections,
+``--seconds``), and p50/p99 latency at a fixed offered rate (hey's open loop,
+``--rate`` requests/s in all). Needs Debian's ``wrk`` and ``hey``. The last
+line is one JSON object.
+
+    python benchmarks/serve.py --workers 2 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+PEER = '''
+import pandas as pd
+from fastapi import FastAPI, Request
+from joblib import load
+
+app = FastAPI()
+pipe = load({model!r})
+
+
+@app.post("/predict")
+async def predict(request: Request):
+    row = await request.json()
+    frame = pd.DataFrame([row])
+    p = float(pipe.predict_proba(frame)[0, 1])
+    return {{"score": p, "label": p >= 0.5}}
+'''
+
+FLOOR = '''
+from fastapi import FastAPI, Request
+
+app = FastAPI()
+
+
+@app.post("/predict")
+async def predict(request: Request):
+    await request.json()
+    return {}
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_peer(project: Path, out: Path) -> None:
+    """The peer's scikit-learn Pipeline, on the same training file."""
+    import pandas as pd
+    from joblib import dump
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    df = pd.read_csv(project / "data" / "posts_export.csv")
+    df = df[df["is_spam"].notna()]
+    y = df["is_spam"].astype(str).str.lower().eq("true")
+    nums = ["likes", "dislikes", "views", "author_account_age_days",
+            "author_posts_before"]
+    pre = ColumnTransformer([
+        ("text", TfidfVectorizer(min_df=2), "text"),
+        ("country", OneHotEncoder(handle_unknown="ignore"), ["author_country"]),
+        ("nums", SimpleImputer(), nums)])
+    pipe = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=500))])
+    for c in nums:  # the example's export holds some dirty numbers
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["text"] = df["text"].fillna("")
+    df["author_country"] = df["author_country"].fillna("")
+    pipe.fit(df, y)
+    dump(pipe, out)
+
+
+def _start(cmd: list[str], cwd: Path, port: int, env: dict | None = None):
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+    for _ in range(600):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"{cmd} did not start")
+
+
+def _wrk(url: str, body: str, connections: int, seconds: float, work: Path) -> float:
+    lua = work / "post.lua"
+    lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
+                   '"application/json"\nwrk.body = ' + json.dumps(body) + "\n")
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d",
+                          f"{seconds:.0f}s", "-s", str(lua), url], check=True,
+                         capture_output=True, text=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(1)} failed responses\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def _hey(url: str, body: str, rate: int, seconds: float) -> dict[str, float]:
+    workers = 8
+    out = subprocess.run(["hey", "-z", f"{seconds:.0f}s", "-c", str(workers), "-q",
+                          str(max(1, rate // workers)), "-m", "POST", "-T",
+                          "application/json", "-d", body, url], check=True,
+                         capture_output=True, text=True).stdout
+
+    def pct(p: str) -> float:
+        return round(float(re.search(rf"{p}% in ([\d.]+) secs", out).group(1))
+                     * 1000, 2)
+    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
+    bad = sum(int(n) for c, n in codes if c != "200")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"p50_ms": pct("50"), "p99_ms": pct("99"), "achieved_rps": round(rps, 1),
+            "failed": bad}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rate", type=int, default=200)
+    a = ap.parse_args()
+    for tool in ("wrk", "hey"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install wrk hey")
+    from mlsd.examples import write
+
+    work = a.work or Path(tempfile.mkdtemp(prefix="mlsd-serve-bench-"))
+    project = work / "demo"
+    if not (project / ".mlsd" / "artifacts").exists():
+        shutil.rmtree(project, ignore_errors=True)
+        write("forum-spam", project)
+        subprocess.run([sys.executable, "-m", "mlsd", "run", "--until", "train"],
+                       cwd=project, check=True, capture_output=True)
+    apps = work / "apps"
+    apps.mkdir(exist_ok=True)
+    if not (apps / "peer.joblib").exists():
+        _train_peer(project, apps / "peer.joblib")
+    (apps / "peer_app.py").write_text(textwrap.dedent(PEER.format(
+        model=str(apps / "peer.joblib"))))
+    (apps / "floor_app.py").write_text(FLOOR)
+    import pyarrow.csv as pacsv
+
+    row = pacsv.read_csv(project / "data" / "new_posts.csv").slice(0, 1).to_pylist()[0]
+    body = json.dumps(row, default=str)
+    uvi = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--workers",
+           str(a.workers), "--host", "127.0.0.1"]
+    services = {
+        "mlsd": lambda p: ([sys.executable, "-m", "mlsd", "serve", "--workers",
+                            str(a.workers), "--port", str(p)], project),
+        "peer": lambda p: ([*uvi, "--port", str(p), "peer_app:app"], apps),
+        "floor": lambda p: ([*uvi, "--port", str(p), "floor_app:app"], apps)}
+    results: dict[str, dict] = {}
+    for name, make in services.items():
+        port = _free_port()
+        cmd, cwd = make(port)
+        proc = _start(cmd, cwd, port)
+        url = f"http://127.0.0.1:{port}/predict"
+        try:
+            check = httpx.post(url, content=body,
+                               headers={"content-type": "application/json"})
+            check.raise_for_status()
+            _wrk(url, body, a.connections, 2, work)  # warm every worker
+            rps = _wrk(url, body, a.connections, a.seconds, work)
+            fixed = _hey(url, body, a.rate, a.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        results[name] = {"max_rps": round(rps, 1), **fixed}
+        print(f"{name:6s} closed loop ({a.connections} connections): {rps:8.1f} req/s;"
+              f" at {a.rate} req/s offered: p50 {fixed['p50_ms']} ms, p99 "
+              f"{fixed['p99_ms']} ms ({fixed['achieved_rps']} req/s achieved, "
+              f"{fixed['failed']} failed)", flush=True)
+    logged = 0
+    from deltalake import DeltaTable
+
+    log = project / ".mlsd" / "lake" / "predictions" / "forum-spam"
+    if DeltaTable.is_deltatable(str(log)):
+        logged = DeltaTable(str(log)).to_pyarrow_dataset().count_rows()
+    m, peer, floor = results["mlsd"], results["peer"], results["floor"]
+    summary = {"workers": a.workers, "connections": a.connections, "rate": a.rate,
+               "seconds": a.seconds, **results,
+               "rps_vs_peer": round(m["max_rps"] / peer["max_rps"], 2),
+               "p99_vs_floor": round(m["p99_ms"] / floor["p99_ms"], 2),
+               "goal_rps_10x_peer": m["max_rps"] >= 10 * peer["max_rps"],
+               "goal_p99_within_1.5x_floor": m["p99_ms"] <= 1.5 * floor["p99_ms"],
+               "predictions_logged": logged}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
