@@ -139,6 +139,7 @@ def test_the_log_keeps_its_retention(project):
     from mlsd.trainingdata.labeling._natural import LOG_SCHEMA
 
     w = LogWriter(project.lake, "predictions", "forum-spam", LOG_SCHEMA,
+                  json_columns=("inputs", "outputs"),
                   retention_days=30, time_column="predicted_at")
     old = datetime.now(UTC) - timedelta(days=40)
     w.add([log_row("old", "p1", "m", {}, {}, at=old),
@@ -302,10 +303,12 @@ def test_a_commit_conflict_is_retried_and_a_failure_keeps_the_rows():
                 raise CommitFailedError("concurrent transaction")
             self.rows += table.num_rows
 
-    w = LogWriter(Lake(2), "predictions", "x", LOG_SCHEMA)
+    w = LogWriter(Lake(2), "predictions", "x", LOG_SCHEMA,
+                  json_columns=("inputs", "outputs"))
     w.add([log_row("a", None, "m", {}, {}), log_row("b", None, "m", {}, {})])
     assert w.flush() == 2 and w.retries == 2 and w.lake.rows == 2
-    broken = LogWriter(Lake(99), "predictions", "x", LOG_SCHEMA, max_pending=3)
+    broken = LogWriter(Lake(99), "predictions", "x", LOG_SCHEMA, max_pending=3,
+                       json_columns=("inputs", "outputs"))
     broken.add([log_row(str(i), None, "m", {}, {}) for i in range(2)])
     assert broken.flush() == 0 and broken.failures == 1
     assert len(broken.pending) == 2  # kept for the next flush

@@ -508,6 +508,37 @@ class TimeFeature(Transform):
         cols.append(miss.astype(np.float64))
         return block(np.column_stack(cols))
 
+    def _row_function(self, state):
+        """Each part has few values (24 hours, 7 days...): their entries are
+        made once, by the batch path's own formula on every value, and a row
+        looks its parts up (a test holds both paths equal)."""
+        tables = []
+        for k, part in enumerate(state["parts"]):
+            v = np.arange(_PERIOD[part], dtype=np.float64)
+            angle = 2 * np.pi * v / _PERIOD[part]
+            sin, cos = _wave(np.sin(angle)), _wave(np.cos(angle))
+            tables.append([[(3 * k + j, float(x)) for j, x in enumerate(
+                (v[i], sin[i], cos[i])) if x != 0] for i in range(len(v))])
+        missing = ([len(state["parts"]) * 3], [1.0])
+        get = {"hour": lambda t: t.hour, "weekday": lambda t: t.weekday(),
+               "month": lambda t: t.month - 1, "day": lambda t: t.day - 1}
+        getters = [get[p] for p in state["parts"]]
+        slow = self._row
+
+        def row(v):
+            if v is None:
+                return missing
+            if not isinstance(v, datetime):
+                return slow(state, v)
+            idx: list[int] = []
+            vals: list[float] = []
+            for table, g in zip(tables, getters, strict=True):
+                for j, x in table[g(v)]:
+                    idx.append(j)
+                    vals.append(x)
+            return idx, vals
+        return row
+
     def _row(self, state, v):
         if v is None:
             return [len(state["parts"]) * 3], [1.0]

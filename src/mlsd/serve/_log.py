@@ -48,11 +48,13 @@ class LogWriter:
     def __init__(self, lake, area: str, name: str, schema: pa.Schema, *,
                  batch_rows: int = 1000, flush_seconds: float = 1.0,
                  max_pending: int = 100_000, retention_days: float | None = None,
-                 time_column: str | None = None):
+                 time_column: str | None = None,
+                 json_columns: tuple[str, ...] = ()):
         self.lake, self.area, self.name, self.schema = lake, area, name, schema
         self.batch_rows, self.flush_seconds = batch_rows, flush_seconds
         self.max_pending = max_pending
         self.retention_days, self.time_column = retention_days, time_column
+        self.json_columns = json_columns  # encoded here, off the request path
         self.pending: deque[dict[str, Any]] = deque()
         self.written = self.dropped = self.commits = self.retries = 0
         self.failures = 0
@@ -91,6 +93,10 @@ class LogWriter:
         rows = self._take()
         if not rows:
             return 0
+        for c in self.json_columns:
+            for r in rows:
+                if not isinstance(r[c], str | None):
+                    r[c] = json.dumps(r[c], default=str, separators=(",", ":"))
         table = pa.Table.from_pylist(rows, schema=self.schema)
         for attempt in range(RETRIES):
             try:
@@ -157,8 +163,8 @@ class LogWriter:
 def log_row(request_id: str, item: str | None, model_version: str,
             inputs: dict[str, Any], outputs: dict[str, Any],
             at: datetime | None = None) -> dict[str, Any]:
-    """One prediction as the log keeps it (``LOG_SCHEMA``)."""
+    """One prediction as the log keeps it (``LOG_SCHEMA``; the inputs and
+    outputs are made JSON by the writer, ``json_columns``)."""
     return {"request_id": request_id, "item": item, "model_version": model_version,
-            "predicted_at": at or datetime.now(UTC),
-            "inputs": json.dumps(inputs, default=str, separators=(",", ":")),
-            "outputs": json.dumps(outputs, default=str, separators=(",", ":"))}
+            "predicted_at": at or datetime.now(UTC), "inputs": inputs,
+            "outputs": outputs}
