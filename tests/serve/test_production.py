@@ -297,7 +297,7 @@ def test_a_commit_conflict_is_retried_and_a_failure_keeps_the_rows():
         def __init__(self, fail):
             self.fail, self.rows = fail, 0
 
-        def write(self, area, name, table, **kw):
+        def append(self, area, name, table, **kw):
             if self.fail:
                 self.fail -= 1
                 raise CommitFailedError("concurrent transaction")

@@ -258,6 +258,31 @@ class Lake:
                                            commit_properties=commit)
 
     @_one_writer
+    def append(self, area: str, name: str, table: pa.Table, *,
+               metadata: dict[str, str] | None = None) -> int:
+        """Append rows as one commit, for a long-running writer of its own
+        dataset (the service's prediction log): the table's handle is kept
+        between calls and brought up to date (others' commits) instead of
+        being opened again, which halves a small commit's time. No write id
+        check: every call adds its rows. The version after the commit."""
+        handles = self.__dict__.setdefault("_handles", {})
+        dt = handles.get((area, name))
+        if dt is None:
+            if not self.exists(area, name) or not pa.schema(
+                    self._table(area, name).schema().to_arrow()).equals(table.schema):
+                version, _ = self.write(
+                    area, name, table, mode="append",
+                    write_id=f"append-{uuid.uuid4().hex}", metadata=metadata)
+                return version
+            dt = handles[(area, name)] = self._table(area, name)
+        else:
+            dt.update_incremental()
+        self._write_files(self.path(area, name), dt, table, mode="append", props={
+            WRITE_ID: f"append-{uuid.uuid4().hex}", **(metadata or {})})
+        dt.update_incremental()
+        return int(dt.version())
+
+    @_one_writer
     def delete_older(self, area: str, name: str, column: str, cutoff) -> int:
         """Delete the rows whose timestamp ``column`` is before ``cutoff`` (an
         aware datetime; a retention), as one commit; the rows deleted."""

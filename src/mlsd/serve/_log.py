@@ -23,7 +23,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,9 +99,8 @@ class LogWriter:
         table = pa.Table.from_pylist(rows, schema=self.schema)
         for attempt in range(RETRIES):
             try:
-                self.lake.write(self.area, self.name, table, mode="append",
-                                write_id=f"serve-{uuid.uuid4().hex}",
-                                metadata={"mlsd.writer": f"serve pid {os.getpid()}"})
+                self.lake.append(self.area, self.name, table, metadata={
+                    "mlsd.writer": f"serve pid {os.getpid()}"})
                 break
             except Exception as err:  # noqa: BLE001 - Delta's or the lock's
                 if attempt + 1 < RETRIES and (_commit_conflict(err)
