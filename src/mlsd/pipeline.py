@@ -55,7 +55,8 @@ __all__ = ["STAGES", "Project", "Reporter", "aggregate_labels",
            "natural_labels", "next_to_label", "export_to_label",
            "pretrain_embeddings", "pseudo_label",
            "simulate_active",
-           "compare_models", "export_model", "promote_model", "prune_features",
+           "compare_models", "export_model", "monitor", "promote_model",
+           "prune_features",
            "replay_quarantine", "rollback_model", "run", "sample_dataset",
            "score_file", "sql", "stages", "track_run", "tune", "vacuum"]
 
@@ -1706,3 +1707,114 @@ def pretrain_embeddings(project: Project, column: str, output: str | Path, *,
     return {"file": str(out.relative_to(project.root.resolve())), "words": len(words),
             "dim": k, "texts": len(texts),
             "explained_variance": explained}
+
+
+# monitoring -----------------------------------------------------------------------
+
+def monitor(project: Project | str | Path | None, *, since: str | None = None,
+            window: str | None = None, model: str | None = None,
+            now: Any = None, report: bool = True) -> dict[str, Any]:
+    """Served traffic against the model's training rows (see
+    :mod:`mlsd.audit._monitor`): the prediction log of the last ``since``
+    (monitor.since) for the model ``model`` (default: the one served), each
+    input's drift, the prediction's, the same by ``window``, and the live
+    metrics once natural labels arrive (labels.natural and /feedback).
+    ``status`` is ``alert`` when a threshold (monitor.thresholds) is passed;
+    with ``report``, an HTML report in .mlsd/reports/."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .audit._monitor import (
+        monitor as measure,
+    )
+    from .audit._monitor import (
+        reference_outputs,
+        served_inputs,
+        served_outputs,
+    )
+    from .models import ModelArtifact
+    from .models._registry import model_parts
+    from .spec._models import period_seconds
+    from .trainingdata.labeling._store import _time
+
+    project = Project.of(project)
+    spec, lake = project.spec, project.lake
+    settings = spec.monitor
+    since = since or settings.since
+    window = window or settings.window
+    span, width = period_seconds(since), period_seconds(window)
+    end = _time(now) if now is not None else datetime.now(UTC)
+    start = datetime.fromtimestamp(end.timestamp() - span, UTC)
+    folder, how = project.which_model(model)
+    art = ModelArtifact.load(folder)
+    if not lake.exists("predictions", spec.name):
+        raise DataError("the prediction log is empty: serve the model (`mlsd serve`, "
+                        "serve.log on) or import a log (`mlsd label log FILE`)")
+    log = lake.read("predictions", spec.name)
+    at = log.column("predicted_at")
+    keep = pc.and_(pc.and_(pc.greater_equal(at, pa.scalar(start, at.type)),
+                           pc.less_equal(at, pa.scalar(end, at.type))),
+                   pc.equal(log.column("model_version"), art.model_id))
+    log = log.filter(keep).sort_by([("predicted_at", "ascending")])
+    inputs = list(art.input_schema["columns"])
+    parts = model_parts(lake, art.manifest)
+    reference = parts["train"].select([c for c in inputs
+                                       if c in parts["train"].column_names])
+    served = served_inputs(log, art.input_schema).select(reference.column_names)
+    times = np.array([t.timestamp() for t in log.column("predicted_at").to_pylist()],
+                     dtype=float)
+    labels = scores = None
+    natural = spec.labels.natural
+    if natural is not None and lake.exists("feedback", spec.name) and log.num_rows:
+        from .trainingdata.labeling._natural import request_labels
+
+        found = request_labels(log, lake.read("feedback", spec.name), natural,
+                               now=end)
+        labels, scores = _live_labels(art, log, found)
+    test = art.manifest["metrics"]["model"].get("test", {})
+    doc = measure(reference=reference, served=served, times=times,
+                  served_answers=served_outputs(log, art.task),
+                  reference_answers=reference_outputs(art, parts["test"]),
+                  task=art.task, window_seconds=width, min_rows=settings.min_rows,
+                  seed=spec.seed, thresholds=settings.thresholds, labels=labels,
+                  scores=scores, test_metrics=test,
+                  primary=art.manifest["metrics"].get("primary"),
+                  threshold=art.manifest.get("threshold"))
+    doc = {"model": art.model_id, "model_chosen": how, "task": art.task,
+           "since": start.isoformat(), "until": end.isoformat(), "window": window,
+           **doc}
+    if report:
+        from .report import render_monitor
+
+        stamp = end.strftime("%Y%m%dT%H%M%S")
+        path = render_monitor(doc, project.home / "reports" / f"monitor-{stamp}.html")
+        doc["report"] = str(path.relative_to(project.root))
+    return doc
+
+
+def _live_labels(art, log, found: dict[str, str]):
+    """The logged predictions' natural labels as the model's codes (-1, or
+    NaN for a regression, where none yet) and the logged outputs as the
+    model's raw outputs (a score, class probabilities, a value)."""
+    import json
+
+    import numpy as np
+
+    from .trainingdata.labeling._store import label_text
+
+    classes = art.manifest.get("classes") or []
+    at = {label_text(c): i for i, c in enumerate(classes)}
+    rids = log.column("request_id").to_pylist()
+    outs = [json.loads(x) if x else {} for x in log.column("outputs").to_pylist()]
+    if art.task == "regression":
+        labels = np.array([float(found[r]) if r in found else np.nan for r in rids])
+        return labels, np.array([o.get("value", np.nan) for o in outs], dtype=float)
+    labels = np.array([at.get(label_text(found[r]), -1) if r in found else -1
+                       for r in rids], dtype=np.int64)
+    if art.task == "binary":
+        return labels, np.array([o.get("score", np.nan) for o in outs], dtype=float)
+    if art.task == "multiclass":
+        return labels, np.array([[o.get("scores", {}).get(str(c), np.nan)
+                                  for c in classes] for o in outs], dtype=float)
+    return None, None  # label sets: no natural labels (one event, one label)

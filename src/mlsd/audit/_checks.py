@@ -898,9 +898,31 @@ def _psi(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def shift(pair: Pair) -> tuple[list[Finding], dict[str, dict]]:
-    """Per feature: missing rates, PSI and KS or Jensen-Shannon, unseen
-    categories. Returns findings and the per-feature numbers (for the report)."""
+def _chi_squared(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Chi-squared test of two samples' category counts (the 2 x k table of
+    the categories either has), its p-value, and Cramer's V, its effect size
+    (0: the same mix, 1: no category in common)."""
+    from scipy.stats import chi2_contingency
+
+    keep = (a + b) > 0
+    table = np.vstack([a[keep], b[keep]])
+    if table.shape[1] < 2 or table.sum() == 0:
+        return {"chi2": 0.0, "chi2_p_value": 1.0, "cramers_v": 0.0}
+    chi2, p, _, _ = chi2_contingency(table, correction=False)
+    v = np.sqrt(chi2 / table.sum())  # min(rows, cols) - 1 = 1 for two samples
+    return {"chi2": round(float(chi2), 2), "chi2_p_value": float(f"{p:.3g}"),
+            "cramers_v": round(float(v), 4)}
+
+
+def shift(pair: Pair, thresholds: dict[str, float] | None = None
+          ) -> tuple[list[Finding], dict[str, dict]]:
+    """Per feature: missing rates, PSI and KS (numbers, with the KS test's
+    p-value) or Jensen-Shannon and chi-squared with Cramer's V (categories),
+    unseen categories. Returns findings and the per-feature numbers (for the
+    report). The one definition of drift: the audit's train/test pair and
+    the monitor's training rows against served traffic both come here.
+    ``thresholds``: the audit's :data:`THRESHOLDS`, or a monitor's own."""
+    limits = {**THRESHOLDS, **(thresholds or {})}
     out, stats = [], {}
     rng = np.random.default_rng(pair.seed)
     for col in pair.features:
@@ -909,7 +931,7 @@ def shift(pair: Pair) -> tuple[list[Finding], dict[str, dict]]:
         miss = (tr.null_count / max(len(tr), 1), te.null_count / max(len(te), 1))
         s = {"kind": kind, "missing_train": round(miss[0], 4),
              "missing_test": round(miss[1], 4)}
-        if abs(miss[1] - miss[0]) >= THRESHOLDS["missing_shift"]:
+        if abs(miss[1] - miss[0]) >= limits["missing_shift"]:
             out.append(_finding(
                 "missing_rate_shift", "low", [col],
                 f"{col} is missing in {miss[0]:.1%} of train rows but {miss[1]:.1%} "
@@ -932,8 +954,10 @@ def shift(pair: Pair) -> tuple[list[Finding], dict[str, dict]]:
                 sb = b if len(b) <= SHIFT_SAMPLE_ROWS else rng.choice(
                     b, SHIFT_SAMPLE_ROWS, replace=False)
                 s["psi"] = round(_psi(p, q), 4)
-                s["ks"] = round(float(ks_2samp(sa, sb).statistic), 4)
-                if s["psi"] >= THRESHOLDS["psi"] or s["ks"] >= THRESHOLDS["ks"]:
+                ks = ks_2samp(sa, sb)
+                s["ks"] = round(float(ks.statistic), 4)
+                s["ks_p_value"] = float(f"{ks.pvalue:.3g}")
+                if s["psi"] >= limits["psi"] or s["ks"] >= limits["ks"]:
                     out.append(_finding(
                         "distribution_shift", "low", [col],
                         f"{col} is distributed differently at test time (PSI "
@@ -953,13 +977,15 @@ def shift(pair: Pair) -> tuple[list[Finding], dict[str, dict]]:
             if kind == "categorical":
                 s["psi"] = round(_psi(p, q), 4)
                 s["js"] = round(float(jensenshannon(p, q, base=2)), 4)
-                if s["psi"] >= THRESHOLDS["psi"] or s["js"] >= THRESHOLDS["js"]:
+                s.update(_chi_squared(np.bincount(ca, minlength=k),
+                                      np.bincount(cb, minlength=k)))
+                if s["psi"] >= limits["psi"] or s["js"] >= limits["js"]:
                     out.append(_finding(
                         "distribution_shift", "low", [col],
                         f"the mix of {col} values changes at test time (PSI "
                         f"{s['psi']:.3f}, Jensen-Shannon {s['js']:.3f}).",
                         psi=s["psi"], js=s["js"], rows_used=len(ca) + len(cb)))
-                if unseen >= THRESHOLDS["unseen_share"]:
+                if unseen >= limits["unseen_share"]:
                     n_new = int(np.sum((q > 0) & ~seen))
                     out.append(_finding(
                         "unseen_categories", "low", [col],

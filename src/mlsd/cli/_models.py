@@ -583,3 +583,73 @@ def track(
         f"logged to MLflow run {r['mlflow_run_id']} in experiment "
         f"{r['experiment']!r} ({r['params']} parameters, {r['metrics']} metrics) "
         f"at {r['uri']}"))
+
+
+@top.command()
+def monitor(
+    since: Annotated[str | None, typer.Option(
+        help="How far back the prediction log is read (default: monitor.since, "
+        "7d).")] = None,
+    window: Annotated[str | None, typer.Option(
+        help="Windows of the figures over time (default: monitor.window, 1d).")
+    ] = None,
+    model: ModelOpt = None,
+    report: Annotated[bool, typer.Option(
+        "--report/--no-report", help="Write the HTML report (.mlsd/reports/).")
+    ] = True,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Served traffic against the model's training rows: each input's drift
+    (PSI, KS, chi-squared, unseen categories, missing rates), the
+    prediction's, the same over time, and the live metrics once natural
+    labels arrive. Exits 1 when a threshold (monitor.thresholds) is passed:
+    for a cron job or CI.
+
+    Example: mlsd monitor --since 24h --window 1h
+    """
+    from ..pipeline import monitor as run_monitor
+
+    doc = run_monitor(project(config), since=since, window=window, model=model,
+                      report=report)
+
+    def show(d: dict[str, Any]) -> None:
+        out.print(f"model {d['model']} ({d['model_chosen']}): {d['rows']} served rows "
+                  f"since {d['since'][:19]}, against {d['reference_rows']} training "
+                  f"rows: [bold]{d['status']}[/bold]"
+                  + (f" ({d['why']})" if d.get("why") else ""))
+        if d.get("inputs"):
+            t = rich_table("Each input (served against training)")
+            for c in ("input", "kind", "missing", "PSI", "KS", "JS", "Cramér's V",
+                      "unseen"):
+                t.add_column(c, justify="left" if c in ("input", "kind") else "right")
+            for c, s in d["inputs"].items():
+                t.add_row(c, s["kind"], f"{s['missing_train']:.1%} -> "
+                          f"{s['missing_test']:.1%}", _num(s.get("psi")),
+                          _num(s.get("ks")), _num(s.get("js")),
+                          _num(s.get("cramers_v")), _num(s.get("unseen_share")))
+            out.print(t)
+        p = d.get("prediction")
+        if p:
+            out.print(f"prediction: PSI {_num(p.get('psi'))}"
+                      + (f", mean {p['reference_mean']} on test -> "
+                         f"{p['served_mean']} served" if "served_mean" in p else ""))
+        live = d.get("live") or {}
+        if live:
+            out.print(f"live: {live.get('labelled', 0)} naturally labelled rows"
+                      + (f"; {live['primary']} {live['served']} (test "
+                         f"{live['test']})" if live.get("primary") else "")
+                      + (f" ({live['why']})" if live.get("why") else ""))
+        for a in d.get("alerts", []):
+            out.print(f"[red]alert[/red] {a['check']}"
+                      + (f" {', '.join(a['columns'])}" if a.get("columns") else "")
+                      + f": {a['message']}")
+        if d.get("report"):
+            out.print(f"Report: {d['report']}")
+    emit(doc, as_json, show)
+    if doc["status"] == "alert":
+        raise typer.Exit(1)
+
+
+def _num(v: Any) -> str:
+    return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)

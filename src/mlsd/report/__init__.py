@@ -13,6 +13,7 @@ from .._lazy import attach
 _WHERE = {
     "prune_reports": "_retention",
     "render_audit": "_html",
+    "render_monitor": "_html",
     "render_report": "_html",
     "report": "_stage",
     "track": "_stage",
@@ -23,6 +24,7 @@ __getattr__, __dir__ = attach(__name__, _WHERE)
 __all__ = [
     "prune_reports",
     "render_audit",
+    "render_monitor",
     "render_report",
     "report",
     "track",

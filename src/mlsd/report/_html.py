@@ -564,3 +564,58 @@ def render_audit(doc: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def monitor_plots(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Figures over time: each input's PSI by window (the eight that moved
+    most), the served prediction's mean, and the live metric."""
+    wins = [w for w in doc.get("windows", []) if "psi" in w]
+    if not wins:
+        return []
+    x = [w["start"] for w in wins]
+    out = []
+    cols = sorted({c for w in wins for c in w["psi"]},
+                  key=lambda c: -max(w["psi"].get(c) or 0 for w in wins))[:8]
+    fig = go.Figure()
+    for c in cols:
+        fig.add_scatter(x=x, y=[w["psi"].get(c) for w in wins], mode="lines+markers",
+                        name=c)
+    limit = doc.get("thresholds", {}).get("psi")
+    if limit is not None:
+        fig.add_hline(y=limit, line_dash="dash", annotation_text=f"PSI {limit}")
+    fig.update_layout(title="Each input's PSI against the training rows, by window",
+                      yaxis_title="PSI")
+    out.append(("monitor-plot-0", _fig_html(fig, "monitor-plot-0")))
+    if any("prediction_mean" in w for w in wins):
+        fig = go.Figure()
+        fig.add_scatter(x=x, y=[w.get("prediction_mean") for w in wins],
+                        mode="lines+markers", name="served")
+        ref = (doc.get("prediction") or {}).get("reference_mean")
+        if ref is not None:
+            fig.add_hline(y=ref, line_dash="dash", annotation_text="test split")
+        fig.update_layout(title="The served prediction's mean, by window",
+                          yaxis_title="mean prediction")
+        out.append(("monitor-plot-1", _fig_html(fig, "monitor-plot-1")))
+    live = doc.get("live") or {}
+    key = f"live_{live.get('primary')}"
+    if any(key in w for w in wins):
+        fig = go.Figure()
+        fig.add_scatter(x=x, y=[w.get(key) for w in wins], mode="lines+markers",
+                        name="served, naturally labelled")
+        fig.add_hline(y=live.get("test"), line_dash="dash",
+                      annotation_text="test split")
+        fig.update_layout(title=f"{live.get('primary')} on served rows with a "
+                                f"natural label, by window",
+                          yaxis_title=str(live.get("primary")))
+        out.append(("monitor-plot-2", _fig_html(fig, "monitor-plot-2")))
+    return out
+
+
+def render_monitor(doc: dict[str, Any], path: Path) -> Path:
+    """Write the HTML report of one monitoring pass (``mlsd monitor``)."""
+    page = _env.get_template("monitor.html.j2").render(
+        m=doc, plots=monitor_plots(doc), plotly_js=get_plotlyjs(),
+        doc_json=json.dumps(doc, indent=1, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

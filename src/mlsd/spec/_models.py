@@ -1252,6 +1252,37 @@ class ServeSpec(_Strict):
         "and /ready wants it (X-API-Key or Authorization: Bearer).")
 
 
+MONITOR_THRESHOLDS = ("psi", "ks", "js", "unseen_share", "missing_shift",
+                      "metric_drop")
+
+
+class MonitorSpec(_Strict):
+    """Monitoring of served traffic (``mlsd monitor``): the prediction log
+    against the model's training rows."""
+
+    since: str = Field(default="7d", description="How far back the prediction log "
+                       "is read (a duration: 24h, 7d).")
+    window: str = Field(default="1d", description="The width of the windows of the "
+                        "figures over time (a duration: 1h, 1d).")
+    min_rows: int = Field(default=100, ge=1, description="Fewer served rows than "
+                          "this in the range: no verdict (status too_few_rows).")
+    thresholds: dict[str, float] = Field(default_factory=dict, description=(
+        "Alert past these (default: the audit's): psi (0.2), ks (0.1), js (0.1), "
+        "unseen_share (0.01), missing_shift (0.05), and metric_drop (0.05: the "
+        "primary metric on naturally labelled served rows, worse than on the "
+        "test split by more than this)."))
+
+    @model_validator(mode="after")
+    def _check(self) -> MonitorSpec:
+        period_seconds(self.since)
+        period_seconds(self.window)
+        unknown = sorted(set(self.thresholds) - set(MONITOR_THRESHOLDS))
+        if unknown:
+            raise ValueError(f"thresholds: unknown {unknown}; expected some of "
+                             f"{', '.join(MONITOR_THRESHOLDS)}")
+        return self
+
+
 class LabelRule(_Strict):
     """One rule of ``labels.policy``: where a row's label may come from."""
 
@@ -1486,6 +1517,7 @@ class ProjectSpec(_Strict):
     lake: LakeSpec = Field(default_factory=LakeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     labels: LabelsSpec = Field(default_factory=LabelsSpec)

@@ -95,11 +95,7 @@ def natural_labels(log: pa.Table, events: pa.Table, spec, *,
     positives, still open, without an item, and the feedback-loop length."""
     now = now or datetime.now(UTC)
     window = spec.window_seconds
-    by_request: dict[str, list[tuple[datetime, str]]] = {}
-    for rid, ev, at in zip(events.column("request_id").to_pylist(),
-                           events.column("event").to_pylist(),
-                           events.column("at").to_pylist(), strict=True):
-        by_request.setdefault(rid, []).append((at, ev))
+    by_request = _by_request(events)
     rows, loops, hits, still_open, no_item, outside = [], [], [], 0, 0, 0
     log = log.sort_by([("predicted_at", "ascending")])  # the last one decides
     for rid, item, at in zip(log.column("request_id").to_pylist(),
@@ -108,26 +104,11 @@ def natural_labels(log: pa.Table, events: pa.Table, spec, *,
         if item is None:
             no_item += 1
             continue
-        closes = at.timestamp() + window
-        seen = sorted(by_request.get(rid, []))
-        inside = [(t, e) for t, e in seen if at <= t and t.timestamp() <= closes]
-        outside += len(seen) - len(inside)
-        decided_at = None
-        if spec.event is not None:
-            hit = next((t for t, e in inside if e == spec.event), None)
-            positive = hit is not None
-            decided_at = hit
-        else:
-            score, decided_at = 0.0, None
-            for t, e in inside:
-                score += spec.weights.get(e, 0.0)
-                if decided_at is None and score >= spec.threshold:
-                    decided_at = t
-            positive = decided_at is not None
-        if not positive and now.timestamp() < closes:
+        positive, when, out = _decide(at, by_request.get(rid, []), spec, window, now)
+        outside += out
+        if positive is None:
             still_open += 1  # the event may still come
             continue
-        when = decided_at if positive else datetime.fromtimestamp(closes, UTC)
         loops.append(when.timestamp() - at.timestamp())
         if positive:
             hits.append(loops[-1])
@@ -155,6 +136,57 @@ def natural_labels(log: pa.Table, events: pa.Table, spec, *,
                  "positives_median": round(float(np.median(hits)), 1)
                  if hits else None}}
     return labelled, stats
+
+
+def _by_request(events: pa.Table) -> dict[str, list[tuple[datetime, str]]]:
+    out: dict[str, list[tuple[datetime, str]]] = {}
+    for rid, ev, at in zip(events.column("request_id").to_pylist(),
+                           events.column("event").to_pylist(),
+                           events.column("at").to_pylist(), strict=True):
+        out.setdefault(rid, []).append((at, ev))
+    return out
+
+
+def _decide(at: datetime, events: list[tuple[datetime, str]], spec, window: float,
+            now: datetime) -> tuple[bool | None, datetime | None, int]:
+    """One logged prediction's natural label from its events: positive or
+    not (None: its window is still open and nothing decided it yet), when it
+    was decided (the deciding event, or the window's end), and how many of
+    its events fell outside the window."""
+    closes = at.timestamp() + window
+    seen = sorted(events)
+    inside = [(t, e) for t, e in seen if at <= t and t.timestamp() <= closes]
+    decided_at = None
+    if spec.event is not None:
+        decided_at = next((t for t, e in inside if e == spec.event), None)
+    else:
+        score = 0.0
+        for t, e in inside:
+            score += spec.weights.get(e, 0.0)
+            if decided_at is None and score >= spec.threshold:
+                decided_at = t
+    positive = decided_at is not None
+    if not positive and now.timestamp() < closes:
+        return None, None, len(seen) - len(inside)
+    when = decided_at if positive else datetime.fromtimestamp(closes, UTC)
+    return positive, when, len(seen) - len(inside)
+
+
+def request_labels(log: pa.Table, events: pa.Table, spec, *,
+                   now: datetime | None = None) -> dict[str, str]:
+    """Each logged prediction's natural label by its request id (the
+    monitor's live metrics: a request needs no item key), for the ones
+    whose window has closed or that are already positive."""
+    now = now or datetime.now(UTC)
+    by_request = _by_request(events)
+    out = {}
+    for rid, at in zip(log.column("request_id").to_pylist(),
+                       log.column("predicted_at").to_pylist(), strict=True):
+        positive, _, _ = _decide(at, by_request.get(rid, []), spec,
+                                 spec.window_seconds, now)
+        if positive is not None:
+            out[rid] = spec.positive if positive else spec.negative
+    return out
 
 
 def store_natural(lake, name: str, spec, *, now: Any = None) -> dict[str, Any]:
