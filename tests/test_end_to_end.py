@@ -129,7 +129,9 @@ def test_serve_matches_batch_scoring(server, ran_project, tmp_path):
     assert len(online) == len(RAW_ROWS)
     # one row, not in a list
     single = httpx.post(f"{base}/predict", json=RAW_ROWS[1], timeout=30).json()
-    assert single["predictions"][0] == online[1]
+    assert single["predictions"][0]["request_id"] == single["request_id"]
+    assert {k: v for k, v in single["predictions"][0].items() if k != "request_id"} \
+        == {k: v for k, v in online[1].items() if k != "request_id"}
     # the batch path, from a CSV of the same raw rows
     path = tmp_path / "new.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:

@@ -32,6 +32,8 @@ def project(ran_project, tmp_path) -> Project:
     """A private copy of the run example: tests here write its logs."""
     folder = tmp_path / "demo"
     shutil.copytree(ran_project[0], folder)
+    for area in ("predictions", "feedback"):  # another test's service wrote them
+        shutil.rmtree(folder / ".mlsd" / "lake" / area, ignore_errors=True)
     return Project.of(folder)
 
 
