@@ -317,3 +317,31 @@ def test_a_commit_conflict_is_retried_and_a_failure_keeps_the_rows():
     broken.add([log_row(str(i), None, "m", {}, {}) for i in range(2, 4)])
     assert len(broken.pending) == 3 and broken.dropped == 1  # bounded
     assert "CommitFailedError" in broken.stats()["last_error"]
+
+
+def test_a_prediction_explained_by_its_source_columns(ran_project, served):
+    import math
+
+    folder, summary = ran_project
+    rows = _rows(Path(folder), 3)
+    with TestClient(create_app(Path(folder) / summary["paths"]["model"])) as c:
+        r = c.post("/predict?explain=true", json=rows)
+        assert r.status_code == 200, r.text
+        plain = c.post("/predict", json=rows).json()["predictions"]
+    for p, q in zip(r.json()["predictions"], plain, strict=True):
+        assert p["score"] == q["score"]  # the explanation changes nothing
+        e = p["explanation"]
+        assert e["space"] == "log-odds" and len(e["columns"]) == 5
+        sizes = [abs(c["contribution"]) for c in e["columns"]]
+        assert sizes == sorted(sizes, reverse=True)
+        assert {c["column"] for c in e["columns"]} <= set(
+            served.artifact.input_schema["columns"])
+    # every column's contribution and the base add up to the model's log-odds
+    typed, many = served.validate(rows)
+    preds = served.score_fast(typed, many)
+    served.explain(typed, preds, top=1000)
+    for p in preds:
+        e = p["explanation"]
+        total = e["base"] + sum(c["contribution"] for c in e["columns"])
+        assert total == pytest.approx(math.log(p["score"] / (1 - p["score"])),
+                                      abs=1e-4)

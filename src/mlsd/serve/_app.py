@@ -68,6 +68,7 @@ INLINE_ROWS = 8  # fast-path requests this small score on the event loop
 FAST_ROWS = 256  # more rows than this take the batch path
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a client's own id, if sane
 OPEN_PATHS = ("/health", "/ready")  # answered without the API key
+EXPLAIN_TOP = 5  # source columns an explanation names
 INT64 = (-(2**63), 2**63 - 1)
 ECHO_CHARS = 80  # a 422 shows at most this much of a rejected value
 
@@ -230,6 +231,7 @@ class Served:
                      and artifact.objectives is None and artifact.intervals is None)
         self.pipeline = artifact.pipeline
         self.width = len(artifact.pipeline.names())
+        self.blocks = artifact.pipeline.block_slices()
 
     def validate(self, body: Any) -> tuple[list[dict[str, Any]], bool]:
         """The request's rows (one or a list), typed by the request model;
@@ -289,6 +291,67 @@ class Served:
             X.sort_indices()
             out = learner.predict(X)
         return self.artifact.decide(out)
+
+    def explain(self, rows: list[dict[str, Any]], preds: list[dict[str, Any]],
+                top: int = EXPLAIN_TOP) -> None:
+        """Add each prediction's ``explanation``: the ``top`` source columns
+        by |SHAP|, exact TreeSHAP by LightGBM itself (``pred_contrib``), in
+        the model's raw output (log-odds for classes; for several classes,
+        the decided one's), a feature that reads several columns split
+        equally between them, as the report's SHAP shares are."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        art = self.artifact
+        if not hasattr(art.learner, "booster_") or art.task == "multilabel" \
+                or art.objectives is not None:
+            raise RequestValidationError([{
+                "loc": ("query", "explain"), "type": "value_error",
+                "msg": f"explain=true needs a LightGBM model of one target; "
+                       f"this one is {art.manifest['kind']} ({art.task})"}])
+        if self.fast:  # the rows as the fast path saw them
+            entries = [self.pipeline.entries(self.validator.check_row(r)[0])[:2]
+                       for r in rows]
+            indptr = np.cumsum([0] + [len(j) for j, _ in entries])
+            X = sp.csr_matrix((np.asarray([x for _, v in entries for x in v], float),
+                               np.asarray([x for j, _ in entries for x in j],
+                                          np.int32), indptr),
+                              shape=(len(rows), self.width))
+            X.sort_indices()
+        else:  # as the batch path did: typed, derived columns added
+            from ..models._artifact import derive_columns
+
+            table = rows_to_arrow(rows, art.input_schema)
+            typed, _ = self.validator.typed(table.to_batches()[0])
+            table = pa.table({c: typed[c] for c in table.column_names})
+            if art.input_schema.get("derive"):
+                table = derive_columns(table, art.input_schema["derive"])
+            X = self.pipeline.apply(table)
+        raw = art.learner.booster_.predict(X, pred_contrib=True)
+        # sparse input, sparse contributions (one matrix a class)
+        if isinstance(raw, list):
+            raw = np.hstack([m.toarray() for m in raw])
+        raw = raw.toarray() if sp.issparse(raw) else np.asarray(raw)
+        width = self.width + 1
+        classes = art.manifest.get("classes") or []
+        for i, pred in enumerate(preds):
+            k = 0
+            if raw.shape[1] > width:  # several classes: the decided one's
+                k = [str(c) for c in classes].index(str(pred["label"]))
+            contrib = raw[i, k * width:(k + 1) * width]
+            by_col: dict[str, float] = {}
+            for b in self.blocks:
+                share = float(contrib[b.start:b.stop].sum()) / len(b.inputs)
+                for col in b.inputs:
+                    by_col[col] = by_col.get(col, 0.0) + share
+            ranked = sorted(by_col.items(), key=lambda kv: -abs(kv[1]))[:top]
+            base = float(contrib[-1]) + float(getattr(art.learner, "init_score_", 0.0)
+                                              if art.learner.focal else 0.0)
+            pred["explanation"] = {
+                "space": "value" if art.task == "regression" else "log-odds",
+                "base": round(base, 6),
+                "columns": [{"column": c, "contribution": round(v, 6)}
+                            for c, v in ranked]}
 
     def score_table(self, rows: list[dict[str, Any]], many: bool,
                     weights: str | None) -> tuple[list[dict[str, Any]], dict]:
@@ -530,13 +593,16 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
             writer.add(logged)
 
     def score(served: Served, rows: list[dict[str, Any]], many: bool,
-              weights: str | None, rid: str) -> dict[str, Any]:
+              weights: str | None, rid: str, explain: bool = False
+              ) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         try:
             if served.fast_path(len(rows), weights):
                 preds = served.score_fast(rows, many)
             else:
                 preds, extra = served.score_table(rows, many, weights)
+            if explain:
+                served.explain(rows, preds)
         except RequestValidationError as exc:
             for e in exc.errors():
                 metrics.refused.labels(str(e.get("type", "invalid"))).inc()
@@ -554,9 +620,15 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                         "schema": {"type": "string"}, "description":
                         "Several objectives: their weights in the combined score "
                         "for this request, as quality:0.5,engagement:0.5 "
-                        "(decoupled models only; normalised to sum to 1)."}]})
+                        "(decoupled models only; normalised to sum to 1)."},
+                       {"name": "explain", "in": "query", "required": False,
+                        "schema": {"type": "boolean"}, "description":
+                        "Add each row's five source columns that moved its score "
+                        "most (exact TreeSHAP; LightGBM models)."}]})
     async def predict(request: Request) -> Any:
         weights = request.query_params.get("weights")
+        explain = request.query_params.get("explain", "").lower() in (
+            "1", "true", "yes")
         served = state["served"]  # one model for the whole request
         try:
             body = await read_json(request, settings.max_body_bytes)
@@ -566,11 +638,12 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                 "model_version": served.version})
         rows, many = served.validate(body)
         rid = request.state.request_id
-        if served.fast_path(len(rows), weights) and len(rows) <= INLINE_ROWS:
+        if served.fast_path(len(rows), weights) and len(rows) <= INLINE_ROWS \
+                and not explain:
             doc = score(served, rows, many, weights, rid)  # no thread hop
         else:
             doc = await anyio.to_thread.run_sync(score, served, rows, many, weights,
-                                                 rid, limiter=scoring)
+                                                 rid, explain, limiter=scoring)
         return _json(doc)
 
     feedback_one, feedback_many = TypeAdapter(Feedback), TypeAdapter(list[Feedback])
