@@ -145,6 +145,78 @@ def _hey(url: str, body: str, rate: int, seconds: float) -> dict[str, float]:
             "failed": bad}
 
 
+def _grpc_vs_rest(project: Path, row: dict, seconds: float) -> dict:
+    """REST and gRPC on one `mlsd serve --grpc-port` process, by the same kind
+    of client (8 Python threads in a closed loop): what the protocol costs."""
+    import threading
+    from datetime import UTC, datetime
+
+    import grpc
+
+    from mlsd.serve._grpc import compile_proto
+
+    port, gport = _free_port(), _free_port()
+    proc = _start([sys.executable, "-m", "mlsd", "serve", "--port", str(port),
+                   "--grpc-port", str(gport)], project, port)
+    proto = subprocess.run([sys.executable, "-m", "mlsd", "models", "proto"],
+                           cwd=project, check=True, capture_output=True,
+                           text=True).stdout
+    pb2, pb2_grpc = compile_proto(proto)
+    msg = pb2.Row(**{k: v for k, v in row.items() if k != "created_at"
+                     and v is not None and k in pb2.Row.DESCRIPTOR.fields_by_name})
+    msg.created_at.FromDatetime(datetime.fromisoformat(str(row["created_at"]))
+                                .astimezone(UTC).replace(tzinfo=None))
+    request = pb2.PredictRequest(rows=[msg])
+
+    def load(call) -> tuple[float, float]:
+        lat: list[float] = []
+        stop = time.monotonic() + seconds
+
+        def worker():
+            mine = []
+            call_one = call()
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                call_one()
+                mine.append(time.perf_counter() - t)
+            lat.extend(mine)
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        lat.sort()
+        return len(lat) / seconds, lat[int(0.99 * (len(lat) - 1))] * 1000
+
+    def rest():
+        client = httpx.Client()
+        body = json.dumps(row, default=str)
+        return lambda: client.post(f"http://127.0.0.1:{port}/predict", content=body,
+                                   headers={"content-type": "application/json"}
+                                   ).raise_for_status()
+
+    def rpc():
+        stub = pb2_grpc.ModelStub(grpc.insecure_channel(f"127.0.0.1:{gport}"))
+        return lambda: stub.Predict(request)
+    try:
+        rest()()  # one each first: a failure is said here, not lost in a thread
+        for _ in range(100):
+            try:
+                rpc()()
+                break
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                time.sleep(0.1)
+        rest_rps, rest_p99 = load(rest)
+        grpc_rps, grpc_p99 = load(rpc)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {"rest_rps": round(rest_rps, 1), "rest_p99_ms": round(rest_p99, 2),
+            "grpc_rps": round(grpc_rps, 1), "grpc_p99_ms": round(grpc_p99, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=None)
@@ -204,6 +276,11 @@ def main() -> None:
               f" at {a.rate} req/s offered: p50 {fixed['p50_ms']} ms, p99 "
               f"{fixed['p99_ms']} ms ({fixed['achieved_rps']} req/s achieved, "
               f"{fixed['failed']} failed)", flush=True)
+    results["grpc_vs_rest"] = _grpc_vs_rest(project, row, a.seconds)
+    g = results["grpc_vs_rest"]
+    print(f"same client (8 Python threads), one mlsd process: REST {g['rest_rps']} "
+          f"req/s p99 {g['rest_p99_ms']} ms; gRPC {g['grpc_rps']} req/s p99 "
+          f"{g['grpc_p99_ms']} ms", flush=True)
     logged = 0
     from deltalake import DeltaTable
 

@@ -456,6 +456,9 @@ def serve(
     workers: Annotated[int | None, typer.Option(
         help="Worker processes (default: serve.workers, 1); each logs its own "
         "batches, /metrics sums them.")] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="Serve the same predict over gRPC on this port too (default: "
+        "serve.grpc_port; `mlsd models proto` prints the .proto).")] = None,
     trust_unregistered: TrustOpt = False,
 ) -> None:
     """Serve a model over REST: POST /predict and /feedback, GET /health,
@@ -480,14 +483,17 @@ def serve(
     proj = project(config)
     folder, how = proj.which_model(model)
     overrides = {k: v for k, v in (("max_body_bytes", max_body_bytes),
-                                   ("threads", threads), ("workers", workers))
+                                   ("threads", threads), ("workers", workers),
+                                   ("grpc_port", grpc_port))
                  if v is not None}
     settings = proj.spec.serve.model_copy(update=overrides)
     several = f" with {settings.workers} workers" if settings.workers > 1 else ""
+    if settings.grpc_port is not None:
+        several += f", gRPC on {host}:{settings.grpc_port}"
     err.print(f"serving model {folder.name} ({how}) on http://{host}:{port} "
               f"(docs at /docs){several}")
     if settings.workers == 1:
-        application = project_app(proj, model, settings,
+        application = project_app(proj, model, settings, host=host,
                                   trust_unregistered=trust_unregistered)
         uvicorn.run(application, host=host, port=port, log_level="warning")
         return
@@ -499,7 +505,7 @@ def serve(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ[WORKER_ENV] = json.dumps({
         "config": str(proj.spec_path), "set": proj.overrides, "model": model,
-        "overrides": overrides, "trust": trust_unregistered})
+        "overrides": overrides, "trust": trust_unregistered, "host": host})
     try:
         uvicorn.run("mlsd.serve._app:app_from_env", factory=True,
                     workers=settings.workers, host=host, port=port,
@@ -653,3 +659,26 @@ def monitor(
 
 def _num(v: Any) -> str:
     return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@app.command("proto")
+def proto_cmd(
+    model: Annotated[str | None, typer.Argument(
+        help="A model id, its start, or an alias (default: the one served).")
+    ] = None,
+    config: ConfigOpt = None,
+    trust_unregistered: TrustOpt = False,
+) -> None:
+    """Print the .proto of a model's gRPC service (`mlsd serve --grpc-port`):
+    a Row message from its input schema, Predict and Feedback.
+
+    Example: mlsd models proto champion > model.proto
+    """
+    import sys
+
+    from ..models import ModelArtifact
+    from ..serve._grpc import model_proto
+
+    folder, _ = project(config).which_model(model)
+    art = ModelArtifact.load(folder, trust_unregistered=trust_unregistered)
+    sys.stdout.write(model_proto(art.input_schema, art.model_id))

@@ -421,7 +421,7 @@ class Feedback(BaseModel):
 def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                trust_unregistered: bool = False, log: ServiceLog | None = None,
                resolve: Callable[[], Path] | None = None,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, host: str = "127.0.0.1") -> FastAPI:
     """Build the app serving the artifact in ``model_dir``.
 
     Endpoints: ``POST /predict`` (one row or a list), ``POST /feedback``
@@ -433,7 +433,9 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
     model folder to serve now (an alias's), checked every
     ``settings.reload_seconds`` and loaded in place of the served one when it
     changes; ``api_key``: every endpoint but /health and /ready wants it
-    (``X-API-Key`` or ``Authorization: Bearer``), compared in constant time.
+    (``X-API-Key`` or ``Authorization: Bearer``), compared in constant time;
+    ``settings.grpc_port``: the same predict over gRPC too (``._grpc``), on
+    ``host``.
     """
     from ._log import LogWriter, log_row
     from ._metrics import Metrics
@@ -506,11 +508,20 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
         start_writers()
         task = (asyncio.create_task(watch()) if resolve is not None
                 and settings.reload_seconds > 0 else None)
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from ._grpc import start_grpc
+
+            grpc_server, state["grpc_port"] = start_grpc(
+                settings.grpc_port, app_state=app.state.mlsd, threads=threads,
+                host=host)
         state["ready"] = True
         yield
         state["ready"] = False
         if task is not None:
             task.cancel()
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()
         for w in state["writers"].values():
             await anyio.to_thread.run_sync(w.close)
 
@@ -672,19 +683,25 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
                     include_url=False)]) from None
-        writer = state["writers"].get("feedback")
-        if writer is None:
+        now = datetime.now(UTC)
+        if not store_feedback([{"request_id": e.request_id, "event": e.event,
+                                "at": now if e.at is None else (
+                                    e.at.replace(tzinfo=UTC) if e.at.tzinfo is None
+                                    else e.at.astimezone(UTC))} for e in events]):
             return JSONResponse(status_code=503, content={
                 "detail": "this service keeps no log (started without a project): "
                           "feedback cannot be stored", "accepted": 0})
-        now = datetime.now(UTC)
-        writer.add([{"request_id": e.request_id, "event": e.event,
-                     "at": now if e.at is None else (
-                         e.at.replace(tzinfo=UTC) if e.at.tzinfo is None
-                         else e.at.astimezone(UTC))} for e in events])
-        for e in events:
-            metrics.feedback.labels(e.event).inc()
         return {"accepted": len(events), "request_id": request.state.request_id}
+
+    def store_feedback(events: list[dict[str, Any]]) -> bool:
+        """Queue feedback events for the log (False: no log to keep them)."""
+        writer = state["writers"].get("feedback")
+        if writer is None:
+            return False
+        writer.add(events)
+        for e in events:
+            metrics.feedback.labels(e["event"]).inc()
+        return True
 
     # FastAPI's 422 for validation errors, plus the model version
     @app.exception_handler(RequestValidationError)
@@ -693,6 +710,9 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
             "detail": _errors(list(exc.errors())),
             "model_version": state["served"].version})
 
+    # what the gRPC face shares with REST: the model, the scoring, the log
+    app.state.mlsd = {"state": state, "score": score, "feedback": store_feedback,
+                      "key": key}
     app.add_middleware(_Edge, state=state, metrics=metrics, key=key)
     return app
 
@@ -801,7 +821,8 @@ WORKER_ENV = "MLSD_SERVE_WORKER"  # what `mlsd serve --workers N` passes each wo
 
 def project_app(project, model: str | None = None,
                 settings: ServeSpec | None = None, *,
-                trust_unregistered: bool = False) -> FastAPI:
+                trust_unregistered: bool = False,
+                host: str = "127.0.0.1") -> FastAPI:
     """The app `mlsd serve` runs in a project: the model ``model`` names (an
     alias, an id; default: serve.model, else the champion, else the latest),
     its predictions and feedback logged in the project's lake (serve.log),
@@ -817,6 +838,7 @@ def project_app(project, model: str | None = None,
                      ) if settings.log else None
     return create_app(folder, settings, trust_unregistered=trust_unregistered,
                       log=log, api_key=api_key_from_env(settings.api_key_env),
+                      host=host,
                       resolve=None if fixed else (
                           lambda: project.which_model(model)[0]))
 
@@ -830,4 +852,5 @@ def app_from_env() -> FastAPI:
     proj = Project(spec_path=Path(conf["config"]), overrides=conf.get("set"))
     settings = proj.spec.serve.model_copy(update=conf.get("overrides") or {})
     return project_app(proj, conf.get("model"), settings,
-                       trust_unregistered=bool(conf.get("trust")))
+                       trust_unregistered=bool(conf.get("trust")),
+                       host=conf.get("host", "127.0.0.1"))

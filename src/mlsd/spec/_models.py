@@ -1246,6 +1246,11 @@ class ServeSpec(_Strict):
         default=None, gt=0, description="Logged predictions older than this are "
         "deleted (hourly; the log holds raw inputs). Default: kept until `mlsd "
         "lake delete` or a vacuum after a change.")
+    grpc_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve the same predict over "
+        "gRPC on this port too (`mlsd serve --grpc-port`; `mlsd models proto` "
+        "prints the service's .proto); the API key applies there too, as "
+        "x-api-key metadata.")
     api_key_env: str = Field(
         default="MLSD_API_KEY", min_length=1, description="The environment "
         "variable holding the API key; when it is set, every endpoint but /health "
