@@ -26,15 +26,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import httpx
+from _served import free_port, trained_example
 
 PEER = '''
 import pandas as pd
@@ -64,12 +63,6 @@ async def predict(request: Request):
     await request.json()
     return {}
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train_peer(project: Path, out: Path) -> None:
@@ -155,7 +148,7 @@ def _grpc_vs_rest(project: Path, row: dict, seconds: float) -> dict:
 
     from mlsd.serve._grpc import compile_proto
 
-    port, gport = _free_port(), _free_port()
+    port, gport = free_port(), free_port()
     proc = _start([sys.executable, "-m", "mlsd", "serve", "--port", str(port),
                    "--grpc-port", str(gport)], project, port)
     proto = subprocess.run([sys.executable, "-m", "mlsd", "models", "proto"],
@@ -228,15 +221,7 @@ def main() -> None:
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install wrk hey")
-    from mlsd.examples import write
-
-    work = a.work or Path(tempfile.mkdtemp(prefix="mlsd-serve-bench-"))
-    project = work / "demo"
-    if not (project / ".mlsd" / "artifacts").exists():
-        shutil.rmtree(project, ignore_errors=True)
-        write("forum-spam", project)
-        subprocess.run([sys.executable, "-m", "mlsd", "run", "--until", "train"],
-                       cwd=project, check=True, capture_output=True)
+    work, project = trained_example(a.work, "mlsd-serve-bench-")
     apps = work / "apps"
     apps.mkdir(exist_ok=True)
     if not (apps / "peer.joblib").exists():
@@ -257,7 +242,7 @@ def main() -> None:
         "floor": lambda p: ([*uvi, "--port", str(p), "floor_app:app"], apps)}
     results: dict[str, dict] = {}
     for name, make in services.items():
-        port = _free_port()
+        port = free_port()
         cmd, cwd = make(port)
         proc = _start(cmd, cwd, port)
         url = f"http://127.0.0.1:{port}/predict"

@@ -15,23 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _served import free_port, trained_example
 
 
 def _health_latencies(url: str, seconds: float) -> list[float]:
@@ -60,16 +52,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="mlsd serve --threads (default: the spec's serve.threads)")
     a = ap.parse_args()
-    from mlsd.examples import write
-
-    work = a.work or Path(tempfile.mkdtemp(prefix="mlsd-serve-"))
-    project = work / "demo"
-    if not (project / ".mlsd" / "artifacts").exists():
-        shutil.rmtree(project, ignore_errors=True)
-        write("forum-spam", project)
-        subprocess.run([sys.executable, "-m", "mlsd", "run", "--until", "train"],
-                       cwd=project, check=True, capture_output=True)
-    port = _free_port()
+    work, project = trained_example(a.work, "mlsd-serve-")
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     extra = [] if a.threads is None else ["--threads", str(a.threads)]
     server = subprocess.Popen([sys.executable, "-m", "mlsd", "serve", "--port",

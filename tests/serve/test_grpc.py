@@ -4,7 +4,6 @@ validation, answers and log as REST."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import UTC, datetime
 
@@ -13,20 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from mlsd.pipeline import Project
 from mlsd.serve._app import project_app
 from mlsd.serve._grpc import compile_proto, model_proto
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def project(ran_project, tmp_path) -> Project:
-    folder = tmp_path / "demo"
-    shutil.copytree(ran_project[0], folder)
-    for area in ("predictions", "feedback"):
-        shutil.rmtree(folder / ".mlsd" / "lake" / area, ignore_errors=True)
-    return Project.of(folder)
 
 
 def test_predict_over_grpc_answers_as_rest_and_is_logged(project, tmp_path):

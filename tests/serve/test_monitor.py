@@ -5,9 +5,9 @@ from feedback once natural labels arrive."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ from mlsd.models import ModelArtifact
 from mlsd.models._registry import model_parts
 from mlsd.pipeline import Project
 from mlsd.serve._app import project_app
+from tests.serve.conftest import served_copy
 
 pytestmark = pytest.mark.slow
 NATURAL = "labels.natural={event: report_spam, window: 1h}"
@@ -27,11 +28,8 @@ NATURAL = "labels.natural={event: report_spam, window: 1h}"
 
 @pytest.fixture()
 def project(ran_project, tmp_path) -> Project:
-    folder = tmp_path / "demo"
-    shutil.copytree(ran_project[0], folder)
-    for area in ("predictions", "feedback"):  # another test's service wrote them
-        shutil.rmtree(folder / ".mlsd" / "lake" / area, ignore_errors=True)
-    return Project.of(folder).with_overrides([NATURAL])
+    return served_copy(Path(ran_project[0]), tmp_path / "demo").with_overrides(
+        [NATURAL])
 
 
 def _test_rows(project: Project, n: int, part: str = "train"

@@ -5,7 +5,6 @@ promoted model swapped in without a failed request."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -20,21 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlsd.models import ModelArtifact
-from mlsd.pipeline import Project
 from mlsd.serve._app import Served, create_app, project_app
 from mlsd.spec import ServeSpec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture()
-def project(ran_project, tmp_path) -> Project:
-    """A private copy of the run example: tests here write its logs."""
-    folder = tmp_path / "demo"
-    shutil.copytree(ran_project[0], folder)
-    for area in ("predictions", "feedback"):  # another test's service wrote them
-        shutil.rmtree(folder / ".mlsd" / "lake" / area, ignore_errors=True)
-    return Project.of(folder)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ strategy: schemathesis' pytest plugin does not run under pytest 9."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,16 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlsd.pipeline import Project
 from mlsd.serve._app import project_app
+from tests.serve.conftest import served_copy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def api(ran_project, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("schema") / "demo"
-    shutil.copytree(ran_project[0], folder)
-    for area in ("predictions", "feedback"):
-        shutil.rmtree(folder / ".mlsd" / "lake" / area, ignore_errors=True)
-    project = Project.of(Path(folder))
+    project = served_copy(Path(ran_project[0]),
+                          tmp_path_factory.mktemp("schema") / "demo")
     serve = project.spec.serve.model_copy(update={"log_flush_seconds": 0.2})
     app = project_app(project, settings=serve)
     with TestClient(app):  # the lifespan: warmed up, ready, the log writers on

@@ -167,54 +167,6 @@ class TfidfFeature(Transform):
         return {"vocabulary": vocab, "idf": [idf[t] for t in vocab], "docs": docs,
                 "distinct": len(df), "ngram_range": list(p["ngram_range"])}
 
-    def _analyze_encoder(self, engine, table) -> dict[str, Any]:
-        from ._encoders import Encoder, content_hash, encoder_files
-
-        files = encoder_files(self.params["vectors"])
-        sha = content_hash(files)
-        enc = Encoder(self.params["vectors"], sha, self.cache_dir)
-        texts = rows = 0
-        for batch in _stream(engine, table, self.column):
-            enc.vectors(batch)  # encoded once here, read from the cache after
-            rows += len(batch)
-            texts += sum(1 for d in batch if d)
-        self.__dict__["_encoder"] = enc
-        return {"encoder": enc.format, "sha256": sha, "files": files,
-                "dim": enc.dim, "texts": texts, "rows": rows}
-
-    def encoder(self, state: dict | None = None):
-        """The loaded encoder of a folder-based state (from the artifact's copy
-        when loaded from one, else from ``vectors``)."""
-        state = self.check_fitted() if state is None else state
-
-        def build(state):
-            from pathlib import Path
-
-            from ._encoders import Encoder
-
-            mine = self.__dict__.get("_encoder")
-            if mine is not None and mine.sha256 == state["sha256"]:
-                return mine  # the analysis' own, its cache warm
-            folder = (self.home if self.home and Path(self.home).is_dir()
-                      else self.params["vectors"])
-            if not folder or not Path(folder).is_dir():
-                raise MlsdError(f"feature {self.column!r}: the encoder folder "
-                                f"{folder!r} is missing")
-            return Encoder(folder, state["sha256"], self.cache_dir)
-        return self._memo(state, "encoder", build)
-
-    def bundle(self) -> tuple[str, str, list[str]] | None:
-        """What an artifact must carry to serve this feature: (content hash,
-        source folder, file names), or None for word vectors (in the state)."""
-        s = self.check_fitted()
-        if "encoder" not in s:
-            return None
-        return s["sha256"], str(self.encoder(s).folder), sorted(s["files"])
-
-    def __getstate__(self) -> dict[str, Any]:
-        # a loaded encoder (an onnxruntime session) is rebuilt after unpickling
-        return {k: v for k, v in super().__getstate__().items() if k != "_encoder"}
-
     def _cached(self, state) -> dict[str, Any]:
         def build(state):
             from sklearn.feature_extraction.text import CountVectorizer
