@@ -1784,6 +1784,16 @@ def monitor(project: Project | str | Path | None, *, since: str | None = None,
     doc = {"model": art.model_id, "model_chosen": how, "task": art.task,
            "since": start.isoformat(), "until": end.isoformat(), "window": window,
            **doc}
+    # the last verdict per model, for the service's /metrics gauges
+    import json
+
+    last = project.home / "monitor" / f"{art.model_id}.json"
+    last.parent.mkdir(parents=True, exist_ok=True)
+    tmp = last.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: doc.get(k) for k in (
+        "model", "status", "until", "rows", "inputs", "prediction", "live",
+        "alerts")}, default=str), encoding="utf-8")
+    tmp.replace(last)
     if report:
         from .report import render_monitor
 

@@ -93,6 +93,15 @@ def test_shifted_traffic_and_a_worse_model_are_alerts(project):
     assert any(c == "live_metric_drop" for c, _ in checks), doc["live"]
     assert doc["inputs"]["author_country"]["cramers_v"] > 0.3
     assert doc["status"] == "alert"
+    # the service shows the last verdict as gauges, for dashboards and alerting
+    with TestClient(project_app(project)) as c:
+        text = c.get("/metrics").text
+    psi = next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("mlsd_drift_psi{") and 'column="likes"' in line)
+    assert psi == doc["inputs"]["likes"]["psi"]
+    assert f'mlsd_drift_alerts{{model_version="{doc["model"]}"}} ' \
+           f'{float(len(doc["alerts"]))}' in text
+    assert 'mlsd_live_metric{' in text
     # the command: JSON, and exit 1 for a cron job
     from mlsd.cli import app
 

@@ -571,7 +571,7 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
     async def prometheus() -> Response:
         writers = state["writers"].values()
         metrics.log_pending.set(sum(len(w.pending) for w in writers))
-        body, kind = metrics.render()
+        body, kind = metrics.render(_last_verdict(log, state["served"].version))
         return Response(content=body, media_type=kind)
 
     row_schema = first.Row.model_json_schema(
@@ -715,6 +715,18 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
                       "key": key}
     app.add_middleware(_Edge, state=state, metrics=metrics, key=key)
     return app
+
+
+def _last_verdict(log: ServiceLog | None, version: str) -> dict[str, Any] | None:
+    """The last `mlsd monitor` verdict on the served model, if one was kept
+    (``.mlsd/monitor/MODEL.json``)."""
+    if log is None:
+        return None
+    path = Path(log.lake_root) / "monitor" / f"{version}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _json(doc: dict[str, Any]) -> Response:

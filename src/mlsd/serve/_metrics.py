@@ -55,15 +55,78 @@ class Metrics:
         self.swaps = Counter("mlsd_model_swaps", "Models loaded in place of the "
                              "one served (a promotion).", **reg)
 
-    def render(self) -> tuple[bytes, str]:
-        """The exposition text (every worker's, in multiprocess mode)."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    def render(self, drift: dict[str, Any] | None = None) -> tuple[bytes, str]:
+        """The exposition text (every worker's, in multiprocess mode), with
+        the gauges of the last ``mlsd monitor`` verdict on the served model
+        (``drift``: what it wrote, see :func:`drift_families`)."""
+        from prometheus_client import (
+            CONTENT_TYPE_LATEST,
+            CollectorRegistry,
+            generate_latest,
+        )
 
+        text = b""
         if self.registry is not None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
-        from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
+            text = generate_latest(self.registry)
+        else:
+            from prometheus_client.multiprocess import MultiProcessCollector
 
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            text = generate_latest(registry)
+        if drift:
+            registry = CollectorRegistry()
+            registry.register(_Families(drift_families(drift)))
+            text += generate_latest(registry)
+        return text, CONTENT_TYPE_LATEST
+
+
+class _Families:
+    """A collector of ready-made metric families."""
+
+    def __init__(self, families: list):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
+def drift_families(doc: dict[str, Any]) -> list:
+    """Gauges of a monitoring verdict (``.mlsd/monitor/MODEL.json``, written
+    by `mlsd monitor`): each input's PSI and missing share, the prediction's
+    PSI, the live metrics, the alerts, and the verdict's age."""
+    import time
+    from datetime import datetime
+
+    from prometheus_client.core import GaugeMetricFamily
+
+    model = str(doc.get("model"))
+    psi = GaugeMetricFamily("mlsd_drift_psi", "PSI of each input, served against "
+                            "training (the last mlsd monitor).",
+                            labels=["model_version", "column"])
+    missing = GaugeMetricFamily("mlsd_drift_missing_share", "Share of served rows "
+                                "missing each input (the last mlsd monitor).",
+                                labels=["model_version", "column"])
+    for col, s in (doc.get("inputs") or {}).items():
+        if s.get("psi") is not None:
+            psi.add_metric([model, col], float(s["psi"]))
+        missing.add_metric([model, col], float(s.get("missing_test") or 0.0))
+    pred = doc.get("prediction") or {}
+    if pred.get("psi") is not None:
+        psi.add_metric([model, "(prediction)"], float(pred["psi"]))
+    alerts = GaugeMetricFamily("mlsd_drift_alerts", "Alerts of the last mlsd "
+                               "monitor.", labels=["model_version"])
+    alerts.add_metric([model], float(len(doc.get("alerts") or [])))
+    live = GaugeMetricFamily("mlsd_live_metric", "Metrics on served rows with a "
+                             "natural label (the last mlsd monitor).",
+                             labels=["model_version", "metric"])
+    for k, v in ((doc.get("live") or {}).get("metrics") or {}).items():
+        live.add_metric([model, k], float(v))
+    age = GaugeMetricFamily("mlsd_drift_age_seconds", "Seconds since the last "
+                            "mlsd monitor's range ended.", labels=["model_version"])
+    try:
+        age.add_metric([model], time.time() - datetime.fromisoformat(
+            str(doc.get("until"))).timestamp())
+    except ValueError:
+        pass
+    return [psi, missing, alerts, live, age]
