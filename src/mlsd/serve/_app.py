@@ -398,13 +398,14 @@ class Served:
         return artifact.decide(out), extra
 
 
-def _label_of(pred: dict[str, Any]) -> str:
-    """A prediction's label for the metrics (regression: 'value')."""
+def _labels_of(pred: dict[str, Any]) -> list[str]:
+    """A prediction's labels for the metrics (regression: 'value'; a label
+    set counts each of its labels, so the series stay one a label)."""
     if "labels" in pred:
-        return "|".join(pred["labels"]) or "(none)"
+        return [str(x) for x in pred["labels"]] or ["(none)"]
     if "label" in pred:
-        return str(pred["label"])
-    return "value"
+        return [str(pred["label"])]
+    return ["value"]
 
 
 class Feedback(BaseModel):
@@ -593,7 +594,8 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
         for i, (row, pred) in enumerate(zip(rows, preds, strict=True)):
             pid = f"{rid}.{i}" if many else rid
             pred["request_id"] = pid
-            metrics.predictions.labels(served.version, _label_of(pred)).inc()
+            for label in _labels_of(pred):
+                metrics.predictions.labels(served.version, label).inc()
             if writer is not None:
                 item = row.get(item_key) if item_key else None
                 logged.append(log_row(pid, None if item is None else str(item),
