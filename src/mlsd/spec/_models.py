@@ -1149,7 +1149,7 @@ class RegistrySpec(_Strict):
     promote_if_better: bool = Field(
         default=False, description="Point the compare_with alias at the new model "
         "when the margin's interval lies above zero (or when no model holds the "
-        "alias yet). mlsd serve picks it up at its next start.")
+        "alias yet). A running mlsd serve swaps it in within serve.reload_seconds.")
 
 
 class TrackingSpec(_Strict):
@@ -1210,8 +1210,8 @@ class ServeSpec(_Strict):
         default=None, min_length=1, description="The model `mlsd serve` and "
         "`mlsd predict` use when none is named: an alias (champion, "
         "challenger) or a model id. Default: the model the alias champion "
-        "points at, else the latest. Read when the service starts: a promotion "
-        "takes effect at its next start.")
+        "points at, else the latest. Read again every serve.reload_seconds: a "
+        "promotion is swapped in without a failed request.")
 
     max_body_bytes: int = Field(
         default=1_048_576, ge=1_024, description="A request body larger than this "
