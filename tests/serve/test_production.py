@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from mlsd.models import ModelArtifact
 from mlsd.serve._app import Served, create_app, project_app
 from mlsd.spec import ServeSpec
+from tests.serve.conftest import promote_under_load, running
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +177,6 @@ def _free_port() -> int:
 
 
 def test_a_promoted_model_is_swapped_in_under_load_without_a_failure(project):
-    import uvicorn
 
     from mlsd.pipeline import promote_model, run
 
@@ -186,40 +186,9 @@ def test_a_promoted_model_is_swapped_in_under_load_without_a_failure(project):
               if p != first][0]
     promote_model(project, first.name)
     settings = project.spec.serve.model_copy(update={"reload_seconds": 0.2})
-    app = project_app(project, settings=settings)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    row = _rows(project.root, 1)[0]
-    seen, failures, stop = [], [], threading.Event()
-
-    def load():
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            while not stop.is_set():
-                r = client.post("/predict", json=row)
-                if r.status_code != 200:
-                    failures.append(r.status_code)
-                else:
-                    seen.append(r.json()["model_version"])
-
-    clients = [threading.Thread(target=load) for _ in range(4)]
-    for t in clients:
-        t.start()
-    time.sleep(0.5)
-    promote_model(project, second.name)  # another process would do the same
-    deadline = time.time() + 10
-    while (not seen or seen[-1] != second.name) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    stop.set()
-    for t in clients:
-        t.join()
-    server.should_exit = True
-    thread.join(10)
+    with running(project_app(project, settings=settings)) as base:
+        seen, failures = promote_under_load(project, base, _rows(project.root, 1)[0],
+                                            second.name)
     assert failures == []
     assert seen[0] == first.name and seen[-1] == second.name
     assert len(seen) > 50

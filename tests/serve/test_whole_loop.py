@@ -6,21 +6,19 @@ over with no failed request."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 import mlsd
 from mlsd.models import ModelArtifact
 from mlsd.models._registry import model_parts
 from mlsd.pipeline import promote_model, run
 from mlsd.serve._app import project_app
-from tests.serve.test_production import _free_port
+from tests.serve.conftest import promote_under_load, running
 
 pytestmark = pytest.mark.slow
 
@@ -42,54 +40,27 @@ def test_serve_feedback_monitor_promote(project):
                          for r in rows[200:]]
     settings = project.spec.serve.model_copy(update={"reload_seconds": 0.2,
                                                      "log_flush_seconds": 0.2})
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(project_app(project, settings=settings),
-                                           host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base) as c:
-        ids = []
-        for i in range(0, len(sent), 50):
-            r = c.post("/predict", json=sent[i:i + 50])
-            assert r.status_code == 200
-            ids += [p["request_id"] for p in r.json()["predictions"]]
-        events = [{"request_id": i, "event": "report_spam"}
-                  for i, s in zip(ids, spam, strict=True) if s]
-        assert c.post("/feedback", json=events).status_code == 202
-    time.sleep(0.6)  # the log's background commit
-    doc = mlsd.pipeline.monitor(project, since="1d", window="1h", report=False,
-                                now=datetime.now(UTC) + timedelta(hours=2))
-    assert doc["rows"] == 400 and doc["status"] == "alert"
-    assert ("distribution_shift", ["likes"]) in [(a["check"], a["columns"])
-                                                 for a in doc["alerts"]]
-    assert doc["live"]["labelled"] == 400 and "pr_auc" in doc["live"]["metrics"]
-    # a new model, promoted while clients keep sending
-    run(project.with_overrides(["model.params.num_leaves=7"]), until="train")
-    second = next(p for p in (project.home / "artifacts" / "models").iterdir()
-                  if p != first)
-    seen, failures, stop = [], [], threading.Event()
-
-    def load():
-        with httpx.Client(base_url=base) as client:
-            while not stop.is_set():
-                r = client.post("/predict", json=rows[0])
-                (seen.append(r.json()["model_version"]) if r.status_code == 200
-                 else failures.append(r.status_code))
-    clients = [threading.Thread(target=load) for _ in range(4)]
-    for t in clients:
-        t.start()
-    time.sleep(0.4)
-    promote_model(project, second.name)
-    deadline = time.time() + 10
-    while (not seen or seen[-1] != second.name) and time.time() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    for t in clients:
-        t.join()
-    server.should_exit = True
-    thread.join(10)
+    with running(project_app(project, settings=settings)) as base:
+        with httpx.Client(base_url=base) as c:
+            ids = []
+            for i in range(0, len(sent), 50):
+                r = c.post("/predict", json=sent[i:i + 50])
+                assert r.status_code == 200
+                ids += [p["request_id"] for p in r.json()["predictions"]]
+            events = [{"request_id": i, "event": "report_spam"}
+                      for i, s in zip(ids, spam, strict=True) if s]
+            assert c.post("/feedback", json=events).status_code == 202
+        time.sleep(0.6)  # the log's background commit
+        doc = mlsd.pipeline.monitor(project, since="1d", window="1h", report=False,
+                                    now=datetime.now(UTC) + timedelta(hours=2))
+        assert doc["rows"] == 400 and doc["status"] == "alert"
+        assert ("distribution_shift", ["likes"]) in [(a["check"], a["columns"])
+                                                     for a in doc["alerts"]]
+        assert doc["live"]["labelled"] == 400 and "pr_auc" in doc["live"]["metrics"]
+        # a new model, promoted while clients keep sending
+        run(project.with_overrides(["model.params.num_leaves=7"]), until="train")
+        second = next(p for p in (project.home / "artifacts" / "models").iterdir()
+                      if p != first)
+        seen, failures = promote_under_load(project, base, rows[0],
+                                            second.name)
     assert failures == [] and seen[0] == first.name and seen[-1] == second.name

@@ -192,9 +192,6 @@ class TfidfFeature(Transform):
         return data / np.repeat(np.sqrt(sq), per_row[full])
 
     def _apply(self, state, col):
-        if "encoder" in state:
-            vecs = self.encoder(state).vectors(_docs(col))
-            return sp.csr_matrix(vecs.astype(np.float64))
         c = self._cached(state)
         counts = c["cv"].transform(_docs(col)).tocsr()
         counts.sort_indices()

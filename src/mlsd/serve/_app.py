@@ -63,6 +63,7 @@ from ..formats import exported_name
 from ..models import ModelArtifact
 from ..models._artifact import row_validator
 from ..spec import ServeSpec
+from ._metrics import ENDPOINTS
 
 MAX_ROWS = 10_000
 INLINE_ROWS = 8  # fast-path requests this small score on the event loop
@@ -787,8 +788,6 @@ class _Edge:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from ._metrics import ENDPOINTS
-
         started = time.perf_counter()
         headers = dict(scope.get("headers") or ())
         given = headers.get(b"x-request-id", b"").decode("latin-1")
@@ -842,17 +841,19 @@ class _Edge:
                 time.perf_counter() - started)
 
 
-_ID_PREFIX: list[str] = []
+_ID_PREFIX: dict[int, str] = {}  # pid -> its prefix (a forked child draws anew)
 _ID_COUNTER = itertools.count()
 
 
 def _new_id() -> str:
-    """A request id unique across workers and restarts: 64 random bits drawn
-    once per process, then a counter (uuid4 reads the OS's random source on
-    every call, a sixth of a fast request's time)."""
-    if not _ID_PREFIX or _ID_PREFIX[0][:8] != f"{os.getpid():08x}"[-8:]:
-        _ID_PREFIX[:] = [f"{os.getpid():08x}"[-8:] + uuid.uuid4().hex[:16]]
-    return f"{_ID_PREFIX[0]}{next(_ID_COUNTER):08x}"
+    """A request id unique across workers and restarts: the pid and 64 random
+    bits drawn once per process, then a counter (uuid4 reads the OS's random
+    source on every call, a sixth of a fast request's time)."""
+    pid = os.getpid()
+    prefix = _ID_PREFIX.get(pid)
+    if prefix is None:
+        prefix = _ID_PREFIX[pid] = f"{pid:08x}"[-8:] + uuid.uuid4().hex[:16]
+    return f"{prefix}{next(_ID_COUNTER):08x}"
 
 
 def _key_ok(headers: dict[bytes, bytes], key: bytes) -> bool:
