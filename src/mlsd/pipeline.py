@@ -1743,7 +1743,10 @@ def monitor(project: Project | str | Path | None, *, since: str | None = None,
     settings = spec.monitor
     since = since or settings.since
     window = window or settings.window
-    span, width = period_seconds(since), period_seconds(window)
+    try:
+        span, width = period_seconds(since), period_seconds(window)
+    except ValueError as err:
+        raise SpecError(f"--since {since!r} / --window {window!r}: {err}") from None
     end = _time(now) if now is not None else datetime.now(UTC)
     start = datetime.fromtimestamp(end.timestamp() - span, UTC)
     folder, how = project.which_model(model)

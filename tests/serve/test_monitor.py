@@ -137,3 +137,16 @@ def test_drift_is_the_audits_definition():
     assert stats == audit_stats
     assert {f["check"] for f in found} == {"distribution_shift", "unseen_categories"}
     assert 0 < stats["c"]["cramers_v"] < 1 and stats["x"]["ks_p_value"] < 1e-6
+
+
+@pytest.mark.parametrize("args, said", [
+    (["monitor", "--since", "1x"], "--since '1x'"),
+    (["serve", "--grpc-port", "99999"], "--grpc-port: Input should be less than"),
+    (["serve", "--workers", "0"], "--workers: Input should be greater than"),
+])
+def test_a_mistyped_option_is_one_clear_line(project, args, said):
+    from tests._helpers import run_cli
+
+    r = run_cli(*args, cwd=project.root, check=False)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -486,7 +486,7 @@ def serve(
                                    ("threads", threads), ("workers", workers),
                                    ("grpc_port", grpc_port))
                  if v is not None}
-    settings = proj.spec.serve.model_copy(update=overrides)
+    settings = _serve_settings(proj.spec.serve, overrides)
     several = f" with {settings.workers} workers" if settings.workers > 1 else ""
     if settings.grpc_port is not None:
         several += f", gRPC on {host}:{settings.grpc_port}"
@@ -622,7 +622,7 @@ def monitor(
     def show(d: dict[str, Any]) -> None:
         out.print(f"model {d['model']} ({d['model_chosen']}): {d['rows']} served rows "
                   f"since {d['since'][:19]}, against {d['reference_rows']} training "
-                  f"rows: [bold]{d['status']}[/bold]"
+                  f"rows: {d['status']}"
                   + (f" ({d['why']})" if d.get("why") else ""))
         if d.get("inputs"):
             t = rich_table("Each input (served against training)")
@@ -647,7 +647,7 @@ def monitor(
                          f"{live['test']})" if live.get("primary") else "")
                       + (f" ({live['why']})" if live.get("why") else ""))
         for a in d.get("alerts", []):
-            out.print(f"[red]alert[/red] {a['check']}"
+            out.print(f"alert {a['check']}"
                       + (f" {', '.join(a['columns'])}" if a.get("columns") else "")
                       + f": {a['message']}")
         if d.get("report"):
@@ -682,3 +682,15 @@ def proto_cmd(
     folder, _ = project(config).which_model(model)
     art = ModelArtifact.load(folder, trust_unregistered=trust_unregistered)
     sys.stdout.write(model_proto(art.input_schema, art.model_id))
+
+
+def _serve_settings(spec, overrides: dict[str, Any]):
+    """The spec's serve settings with the command line's, checked as the
+    spec's are (a port past 65535 is said, not served)."""
+    from pydantic import ValidationError
+
+    try:
+        return type(spec).model_validate({**spec.model_dump(), **overrides})
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise MlsdError(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None

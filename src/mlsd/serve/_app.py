@@ -906,7 +906,8 @@ def app_from_env() -> FastAPI:
 
     conf = json.loads(os.environ[WORKER_ENV])
     proj = Project(spec_path=Path(conf["config"]), overrides=conf.get("set"))
-    settings = proj.spec.serve.model_copy(update=conf.get("overrides") or {})
+    settings = type(proj.spec.serve).model_validate(
+        {**proj.spec.serve.model_dump(), **(conf.get("overrides") or {})})
     return project_app(proj, conf.get("model"), settings,
                        trust_unregistered=bool(conf.get("trust")),
                        host=conf.get("host", "127.0.0.1"))
