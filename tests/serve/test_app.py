@@ -64,6 +64,22 @@ def test_a_struct_column_is_a_nested_request_object():
         == "double"
 
 
+def test_an_integer_past_2_53_in_a_float_column_is_a_number_not_a_500(client):
+    """schemathesis sent 2**53 + 1 for a float column: Arrow refused to make it
+    a double (it cannot be exact) and the batch path answered 500."""
+    from mlsd.serve import rows_to_arrow
+
+    table = rows_to_arrow([{"x": 2**53 + 1}, {"x": 1.5}, {"x": None}],
+                          {"columns": {"x": "float64"}})
+    assert table.column("x").to_pylist() == [float(2**53), 1.5, None]
+    c, _ = client
+    row = {"post_id": "p1", "author_id": "a1", "text": "free crypto offer",
+           "author_account_age_days": 2**53 + 1, "created_at": "2024-05-01T10:00:00"}
+    for path, body in (("/predict", row), ("/predict?explain=true", [row, row])):
+        r = c.post(path, json=body)
+        assert r.status_code == 200, (path, r.text)
+
+
 def test_a_row_copied_from_the_training_data_is_scored(client):
     """The label and mlsd's provenance columns are accepted and ignored (and
     said so in /docs); any other unknown field is still a 422."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,21 @@ def _raw_text(raw: pa.RecordBatch, idx: np.ndarray) -> pa.Array:
     for i, row in zip(missing, rows, strict=True):
         values[int(i)] = to_text(row)
     return pa.array(values, pa.string())
+
+
+def _bound(value: float, whole: bool, *, up: bool) -> float | int:
+    """A range bound to compare an integer column with exactly: Arrow casts
+    the integers to doubles for a float bound and refuses those past 2**53
+    (an int64 column holding 2**53 + 1 stopped the validator). For integers,
+    v < 2.5 is v < 3 and v > 2.5 is v > 2; bounds past int64 are clamped."""
+    if not whole:
+        return value
+    if math.isnan(value):  # no integer compares true with it
+        return value
+    if math.isinf(value):
+        return 2**63 - 1 if value > 0 else -(2**63)
+    edge = math.ceil(value) if up else math.floor(value)
+    return max(-(2**63), min(2**63 - 1, edge))
 
 
 def _flag(reasons: Reasons, mask: np.ndarray, values: pa.Array, col: str,
@@ -222,10 +238,14 @@ class Validator:
                 if typ == "timestamp":
                     vals = pc.cast(values, pa.int64())
                 out = np.zeros(n, dtype=bool)
+                whole = pa.types.is_integer(vals.type)
                 if lo is not None:
-                    out |= np.asarray(pc.less(vals, lo * scale).fill_null(False))
+                    out |= np.asarray(pc.less(vals, _bound(lo * scale, whole, up=True))
+                                      .fill_null(False))
                 if hi is not None:
-                    out |= np.asarray(pc.greater(vals, hi * scale).fill_null(False))
+                    out |= np.asarray(pc.greater(vals, _bound(hi * scale, whole,
+                                                              up=False))
+                                      .fill_null(False))
                 _flag(reasons, out, values, col, "range", f"outside [{lo}, {hi}]")
             if col in self.rules.allowed:
                 allowed = self.rules.allowed[col]
