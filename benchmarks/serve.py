@@ -13,8 +13,10 @@ on loopback, each with ``--workers`` processes:
 Each gets the same payload (one post). Two measures: the most requests a
 second each sustains in a closed loop (wrk, ``--connections`` connections,
 ``--seconds``), and p50/p99 latency at a fixed offered rate (hey's open loop,
-``--rate`` requests/s in all). Needs Debian's ``wrk`` and ``hey``. The last
-line is one JSON object.
+``--rate`` requests/s in all, ``--fixed-seconds`` each), the three services
+taking turns in ``--rounds`` short rounds so that a busy spell of the machine
+falls on all of them alike. Needs Debian's ``wrk`` and ``hey``. The last line
+is one JSON object.
 
     python benchmarks/serve.py --workers 2 --seconds 10
 """
@@ -121,21 +123,53 @@ def _wrk(url: str, body: str, connections: int, seconds: float, work: Path) -> f
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def _hey(url: str, body: str, rate: int, seconds: float) -> dict[str, float]:
+def _hey(url: str, body: str, rate: int, seconds: float) -> list[tuple[float, int]]:
+    """One open-loop run: (offset s, latency ms) of each 200 answer, and the
+    count of the others (hey's CSV leaves out requests that got no answer:
+    the achieved rate says so)."""
     workers = 8
     out = subprocess.run(["hey", "-z", f"{seconds:.0f}s", "-c", str(workers), "-q",
                           str(max(1, rate // workers)), "-m", "POST", "-T",
-                          "application/json", "-d", body, url], check=True,
-                         capture_output=True, text=True).stdout
+                          "application/json", "-o", "csv", "-d", body, url],
+                         check=True, capture_output=True, text=True).stdout
+    ok, bad = [], 0
+    for line in out.splitlines()[1:]:
+        f = line.split(",")
+        if len(f) < 8:
+            continue
+        if f[6] == "200":
+            ok.append((float(f[7]), float(f[0]) * 1000))
+        else:
+            bad += 1
+    return ok, bad
 
-    def pct(p: str) -> float:
-        return round(float(re.search(rf"{p}% in ([\d.]+) secs", out).group(1))
-                     * 1000, 2)
-    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
-    bad = sum(int(n) for c, n in codes if c != "200")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return {"p50_ms": pct("50"), "p99_ms": pct("99"), "achieved_rps": round(rps, 1),
-            "failed": bad}
+
+def _fixed_rate(urls: dict[str, str], body: str, rate: int, seconds: float,
+                rounds: int) -> dict[str, dict[str, float]]:
+    """p50/p99 at a fixed offered rate, the services taking turns in short
+    rounds (the order rotating) so that each sees the same spells of a busy
+    machine: measured one after the other, the floor's own p99 moved 2x
+    between runs. The first quarter second of a round (connections being
+    opened) is left out; the latencies of all rounds are pooled."""
+    import numpy as np
+
+    lat: dict[str, list[float]] = {n: [] for n in urls}
+    failed = dict.fromkeys(urls, 0)
+    names = list(urls)
+    per = max(1.0, seconds / rounds)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            ok, bad = _hey(urls[name], body, rate, per)
+            lat[name] += [ms for at, ms in ok if at >= 0.25]
+            failed[name] += bad
+    out = {}
+    for name, values in lat.items():
+        v = np.asarray(values)
+        out[name] = {"p50_ms": round(float(np.percentile(v, 50)), 2),
+                     "p99_ms": round(float(np.percentile(v, 99)), 2),
+                     "achieved_rps": round(len(v) / (rounds * (per - 0.25)), 1),
+                     "failed": failed[name]}
+    return out
 
 
 def _grpc_vs_rest(project: Path, row: dict, seconds: float) -> dict:
@@ -217,6 +251,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--fixed-seconds", type=float, default=30)
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="turns the services take at the fixed rate")
     a = ap.parse_args()
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
@@ -241,26 +278,32 @@ def main() -> None:
         "peer": lambda p: ([*uvi, "--port", str(p), "peer_app:app"], apps),
         "floor": lambda p: ([*uvi, "--port", str(p), "floor_app:app"], apps)}
     results: dict[str, dict] = {}
-    for name, make in services.items():
-        port = free_port()
-        cmd, cwd = make(port)
-        proc = _start(cmd, cwd, port)
-        url = f"http://127.0.0.1:{port}/predict"
-        try:
-            check = httpx.post(url, content=body,
+    procs, urls = [], {}
+    try:
+        for name, make in services.items():  # all up: the fixed rate takes turns
+            port = free_port()
+            cmd, cwd = make(port)
+            procs.append(_start(cmd, cwd, port))
+            urls[name] = f"http://127.0.0.1:{port}/predict"
+            check = httpx.post(urls[name], content=body,
                                headers={"content-type": "application/json"})
             check.raise_for_status()
+        for name, url in urls.items():
             _wrk(url, body, a.connections, 2, work)  # warm every worker
             rps = _wrk(url, body, a.connections, a.seconds, work)
-            fixed = _hey(url, body, a.rate, a.seconds)
-        finally:
+            results[name] = {"max_rps": round(rps, 1)}
+            print(f"{name:6s} closed loop ({a.connections} connections): "
+                  f"{rps:8.1f} req/s", flush=True)
+        fixed = _fixed_rate(urls, body, a.rate, a.fixed_seconds, a.rounds)
+    finally:
+        for proc in procs:
             proc.terminate()
             proc.wait(30)
-        results[name] = {"max_rps": round(rps, 1), **fixed}
-        print(f"{name:6s} closed loop ({a.connections} connections): {rps:8.1f} req/s;"
-              f" at {a.rate} req/s offered: p50 {fixed['p50_ms']} ms, p99 "
-              f"{fixed['p99_ms']} ms ({fixed['achieved_rps']} req/s achieved, "
-              f"{fixed['failed']} failed)", flush=True)
+    for name, f in fixed.items():
+        results[name].update(f)
+        print(f"{name:6s} at {a.rate} req/s offered ({a.rounds} rounds in turn): "
+              f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['achieved_rps']} "
+              f"req/s achieved, {f['failed']} failed)", flush=True)
     results["grpc_vs_rest"] = _grpc_vs_rest(project, row, a.seconds)
     g = results["grpc_vs_rest"]
     print(f"same client (8 Python threads), one mlsd process: REST {g['rest_rps']} "
@@ -274,7 +317,7 @@ def main() -> None:
         logged = DeltaTable(str(log)).to_pyarrow_dataset().count_rows()
     m, peer, floor = results["mlsd"], results["peer"], results["floor"]
     summary = {"workers": a.workers, "connections": a.connections, "rate": a.rate,
-               "seconds": a.seconds, **results,
+               "seconds": a.seconds, "rounds": a.rounds, **results,
                "rps_vs_peer": round(m["max_rps"] / peer["max_rps"], 2),
                "p99_vs_floor": round(m["p99_ms"] / floor["p99_ms"], 2),
                "goal_rps_10x_peer": m["max_rps"] >= 10 * peer["max_rps"],
