@@ -399,6 +399,51 @@ def ingest(project: Project, *, sources: list[str] | None = None,
     return {"run_id": ctx.run_id, "sources": ctx.summary["sources"]}
 
 
+def consume(project: Project, source: str, *, max_messages: int | None = None,
+            idle_seconds: float | None = None, batch_rows: int | None = None,
+            batch_seconds: float | None = None, stop=None,
+            handle_signals: bool = False, on_batch=None) -> dict[str, Any]:
+    """Consume the broker source ``source`` into the lake in micro-batches
+    (see :mod:`mlsd.etl._consume`): until ``stop`` (a ``threading.Event``) is
+    set, SIGTERM/Ctrl-C (``handle_signals``), ``max_messages`` messages or
+    ``idle_seconds`` without one. ``batch_rows``/``batch_seconds`` override
+    the source's. Runs beside `mlsd run` (it takes only its two tables' locks,
+    commit by commit). Returns the counts (messages, stored, quarantined,
+    duplicates dropped, dead-lettered, batches)."""
+    from .etl import consume as consume_source
+    from .spec import BrokerSourceSpec
+
+    spec = project.spec
+    if source not in spec.sources:
+        raise SpecError(f"unknown source {source!r}; sources are "
+                        f"{', '.join(spec.sources)}")
+    src = spec.sources[source]
+    if not isinstance(src, BrokerSourceSpec):
+        raise SpecError(f"source {source!r} is not a broker source (`broker:` in "
+                        f"mlsd.yaml); `mlsd ingest {source}` loads it")
+    changes = {k: v for k, v in (("batch_rows", batch_rows),
+                                  ("batch_seconds", batch_seconds)) if v is not None}
+    if changes:
+        from pydantic import ValidationError
+
+        try:
+            src = BrokerSourceSpec.model_validate({**src.model_dump(), **changes})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise SpecError(f"--{str(first['loc'][0]).replace('_', '-')}: "
+                            f"{first['msg']}") from None
+    if max_messages is not None and max_messages < 1:
+        raise SpecError("--max-messages: at least 1")
+    if idle_seconds is not None and idle_seconds <= 0:
+        raise SpecError("--idle-seconds: more than 0")
+    res = consume_source(source, src, spec.validate_, root=project.root,
+                         lake=project.lake, catalog=project.catalog,
+                         transform=spec.transform, max_messages=max_messages,
+                         idle_seconds=idle_seconds, stop=stop,
+                         handle_signals=handle_signals, on_batch=on_batch)
+    return res.to_dict()
+
+
 def _one_at_a_time(fn):
     """Run ``fn(project, ...)`` holding the project's run lock: a replay, an
     erasure, a vacuum or a gc never interleaves with a run."""

@@ -416,6 +416,71 @@ def ingest(
     emit(res, as_json, show)
 
 
+@app.command()
+def consume(
+    source: Annotated[str, typer.Argument(help="The broker source to consume.")],
+    config: ConfigOpt = None,
+    max_messages: Annotated[int | None, typer.Option(
+        metavar="N", help="Stop after N messages (default: run until stopped).")
+    ] = None,
+    idle_seconds: Annotated[float | None, typer.Option(
+        metavar="S", help="Stop once no message came for S seconds (a cron job, "
+        "a backfill).")] = None,
+    batch_rows: Annotated[int | None, typer.Option(
+        metavar="N", help="Messages per micro-batch (default: the source's "
+        "batch_rows).")] = None,
+    batch_seconds: Annotated[float | None, typer.Option(
+        metavar="S", help="A micro-batch's longest wait (default: the source's "
+        "batch_seconds).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Consume a broker source (RabbitMQ queue, Redis stream) into the lake.
+
+    Micro-batches are validated like a file's rows, committed, then
+    acknowledged: each message is stored once, or quarantined and
+    dead-lettered with its reasons. SIGTERM or Ctrl-C commits what was
+    fetched and stops.
+
+    Examples:
+      mlsd consume events
+      mlsd consume events --idle-seconds 10 --json
+    """
+    import time
+
+    from ..pipeline import consume as run_consume
+
+    proj = project(config)
+    shown = [0.0]
+
+    def progress(r) -> None:  # a line a second at most, on stderr
+        if as_json or time.monotonic() - shown[0] < 1.0:
+            return
+        shown[0] = time.monotonic()
+        err.print(f"{r.messages} messages: {r.stored} stored, {r.quarantined} "
+                  f"quarantined, {r.duplicates} duplicates dropped "
+                  f"({r.batches} batches)")
+
+    res = run_consume(proj, source, max_messages=max_messages,
+                      idle_seconds=idle_seconds, batch_rows=batch_rows,
+                      batch_seconds=batch_seconds, handle_signals=True,
+                      on_batch=progress)
+
+    def show(r: dict[str, Any]) -> None:
+        out.print(f"{r['source']} ({r['broker']}): {r['messages']} messages in "
+                  f"{r['batches']} batches, {r['seconds']} s: {r['stored']} stored "
+                  f"(version {r['version']}), {r['quarantined']} quarantined and "
+                  f"dead-lettered, {r['duplicates']} duplicates dropped"
+                  + (f", {r['erased']} erased" if r["erased"] else "")
+                  + f"; stopped by {r['stopped_by'] or 'end'}")
+        for reason, n in list(r["reasons"].items())[:5]:
+            out.print(f"  {n} x {reason}")
+        if r["schema_frozen"]:
+            out.print(f"  schema inferred from the first batch and frozen: "
+                      f"schemas/{r['source']}.yaml")
+
+    emit(res, as_json, show)
+
+
 @app.command("stages")
 def stages_cmd(as_json: JsonOpt = False) -> None:
     """List the stages of `mlsd run`, what each reads and writes, where a run

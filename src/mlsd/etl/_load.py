@@ -29,6 +29,7 @@ from ..formats import format_for, read_csv_records
 from ..lake import FILE_ROWS, Catalog, Lake, Parts
 from ..spec import (
     BlobSourceSpec,
+    BrokerSourceSpec,
     RestSourceSpec,
     SourceSpec,
     SqlSourceSpec,
@@ -192,6 +193,8 @@ def load_source(
     the load as done: a crash at any point leaves a state that a re-run completes
     without repeating the load.
     """
+    if isinstance(spec, BrokerSourceSpec):
+        return consumed_source(name, spec, lake, on_rows)
     schema, frozen = resolve_schema(name, spec, rules, root)
     transformer = Transformer(spec=transform, schema=schema) if transform else None
     validator = Validator(schema=schema, rules=rules, transform=transformer,
@@ -403,6 +406,31 @@ def load_source(
         top_messages=[m for m, _ in messages.most_common(5)], mode=mode,
         watermark=None if new_watermark is None else str(new_watermark),
         rows_erased=rows_erased)
+
+
+def consumed_source(name: str, spec: BrokerSourceSpec, lake: Lake,
+                    on_rows: Callable[[int], None] | None = None) -> LoadResult:
+    """A broker source in a run: what `mlsd consume` has stored so far, as
+    the dataset's current version (the run reads nothing from the broker)."""
+    if not lake.exists("sources", name):
+        raise DataError(f"source {name!r} reads a broker ({spec.kind}): nothing "
+                        f"consumed yet; run `mlsd consume {name}` first (it "
+                        f"stores the messages that runs then read)")
+    if on_rows:
+        on_rows(0)
+    last = lake.last_write("sources", name) or {}
+    version = lake.version("sources", name)
+    rows = lake.dataset("sources", name, version).count_rows()
+    quarantined = (lake.dataset("quarantine", name).count_rows()
+                   if lake.exists("quarantine", name) else 0)
+    return LoadResult(
+        source=name, load_id=last.get("mlsd.load_id", f"v{version}"),
+        dataset=f"sources/{name}", version=version,
+        quarantine_version=lake.version("quarantine", name), rows_in=0,
+        rows_stored=0, rows_quarantined=0, reasons={},
+        files=[{"path": last.get("mlsd.broker", spec.queue), "sha256": "",
+                "size": 0, "rows": rows, "quarantined": quarantined}],
+        skipped=True, mode="append")
 
 
 def without_erased(table: pa.Table, predicates: list[str], source: str

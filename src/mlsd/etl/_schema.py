@@ -7,7 +7,7 @@ import json
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import yaml
 
@@ -106,6 +106,19 @@ def save_schema(root: Path, source: str, schema: DataSchema) -> Path:
     return path
 
 
+def vote_types(table, columns: list[str], *, null_values: list[str],
+               threshold: float, structs: bool = False) -> dict[str, Any]:
+    """Each column's type by the vote over a raw table's readable rows (all
+    text when there is no table)."""
+    from ._coerce import infer_type_any
+
+    if table is None:
+        return dict.fromkeys(columns, "string")
+    ok_rows = table.filter(table.column("_error").is_null())
+    return {col: infer_type_any(ok_rows.column(col).combine_chunks(), threshold,
+                                null_values, structs=structs) for col in columns}
+
+
 def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[str],
                  threshold: float, sample_rows: int = INFER_SAMPLE_ROWS,
                  structs: bool = False) -> DataSchema:
@@ -115,8 +128,6 @@ def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[s
     seen in the sample); otherwise they are JSON text.
     """
     import pyarrow as pa
-
-    from ._coerce import infer_type_any
 
     columns = connector.columns()
     batches, n = [], 0
@@ -128,14 +139,8 @@ def infer_schema(connector: FileConnector | SqlConnector, *, null_values: list[s
             if n >= sample_rows:
                 break
     table = pa.Table.from_batches(batches) if batches else None
-    types = {}
-    for col in columns:
-        if table is None:
-            types[col] = "string"
-            continue
-        ok_rows = table.filter(table.column("_error").is_null())
-        types[col] = infer_type_any(ok_rows.column(col).combine_chunks(), threshold,
-                                    null_values, structs=structs)
+    types = vote_types(table, columns, null_values=null_values, threshold=threshold,
+                       structs=structs)
     if hasattr(connector, "files"):
         where = ", ".join(f.path for f in connector.files())
     else:

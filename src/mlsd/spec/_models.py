@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -341,21 +342,132 @@ class BlobSourceSpec(_Strict):
     load: Literal["overwrite", "append", "upsert"] = "overwrite"
 
 
+BROKER_SCHEMES = ("rabbitmq", "amqp", "redis")
+
+
+class BrokerSourceSpec(_Strict):
+    """Messages of a broker queue (RabbitMQ) or stream (Redis Streams),
+    consumed into the lake by `mlsd consume NAME` in micro-batches."""
+
+    broker: str = Field(description="The broker's URL: rabbitmq://user@host:5672/"
+                        "vhost or redis://host:6379/0; keep the password out of it "
+                        "and name `password_env` instead.")
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the password.")
+    queue: str = Field(min_length=1, max_length=255, description="The RabbitMQ "
+                       "queue or the Redis stream to consume.")
+    format: Literal["json", "avro", "protobuf"] = Field(
+        default="json", description="Each message's payload: one JSON object, "
+        "one Avro record (schemaless, written with `avro_schema`), or one "
+        "Protobuf message (`proto` and `message`).")
+    avro_schema: str | None = Field(default=None, description="Avro: the writer "
+                                    "schema file (.avsc), relative to the project.")
+    proto: str | None = Field(default=None, description="Protobuf: the .proto "
+                              "file, relative to the project.")
+    message: str | None = Field(default=None, description="Protobuf: the message "
+                                "type (needed when the .proto defines several).")
+    id_from: Literal["message_id", "entry_id", "field"] | None = Field(
+        default=None, description="Where a message's id comes from, for "
+        "exactly-once storage (a redelivered message is dropped by it): the AMQP "
+        "message_id property (RabbitMQ), the entry id (Redis), or a payload "
+        "field (`id_field`). Required: a source without ids is refused.")
+    id_field: str | None = Field(default=None, description="The payload field "
+                                 "holding the message id (id_from: field).")
+    payload_field: str = Field(default="payload", min_length=1, description=(
+        "Redis: the entry field holding the payload (the entry's other fields "
+        "are kept as headers)."))
+    group: str = Field(default="mlsd", min_length=1, description="Redis: the "
+                       "consumer group (created at the stream's start if missing).")
+    consumer: str = Field(default="mlsd-1", min_length=1, description="Redis: this "
+                          "consumer's name in the group; a restarted consumer "
+                          "with the same name takes its unacknowledged entries "
+                          "again.")
+    batch_rows: int = Field(default=1000, ge=1, le=1_000_000, description="A micro-"
+                            "batch is committed when it holds this many messages...")
+    batch_seconds: float = Field(default=5.0, gt=0, le=3600, description="... or "
+                                 "when its first message is this old.")
+    dead_letter: str | None = Field(
+        default=None, description="Where messages that fail validation are "
+        "published, the reasons in headers (Redis: fields); default QUEUE.dead. "
+        "They are in the quarantine too.")
+    dedupe_window: int = Field(
+        default=1_000_000, ge=1, description="How many recent message ids are "
+        "kept (and read back from the lake at start) to drop redeliveries.")
+    key: str | None = Field(default=None, description="Column identifying a row.")
+    nested: Literal["json", "flatten", "struct"] = Field(
+        default="json", description="Nested objects in JSON payloads: kept as JSON "
+        "text, flattened to dotted columns, or typed structs.")
+
+    @field_validator("broker")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0].lower() if "://" in v else ""
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(f"broker: unknown scheme {scheme or v!r}; expected "
+                             f"rabbitmq://... or redis://...")
+        if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", v):
+            raise ValueError("broker: the URL holds a password; name the "
+                             "environment variable in `password_env` instead")
+        return v
+
+    @model_validator(mode="after")
+    def _ids(self) -> BrokerSourceSpec:
+        kind = self.kind
+        if self.id_field and self.id_from in (None, "field"):
+            object.__setattr__(self, "id_from", "field")
+        if self.id_from is None:
+            native = "message_id" if kind == "rabbitmq" else "entry_id"
+            raise ValueError(f"say where a message's id comes from: `id_from: "
+                             f"{native}` or `id_field: FIELD` (exactly-once storage "
+                             f"drops redeliveries by id)")
+        if self.id_from == "field" and not self.id_field:
+            raise ValueError("id_from 'field' needs `id_field`")
+        if self.id_from == "message_id" and kind != "rabbitmq":
+            raise ValueError("id_from 'message_id' is RabbitMQ's; a Redis stream "
+                             "has `entry_id` or `id_field`")
+        if self.id_from == "entry_id" and kind != "redis":
+            raise ValueError("id_from 'entry_id' is a Redis stream's; RabbitMQ has "
+                             "`message_id` or `id_field`")
+        if self.format == "avro" and not self.avro_schema:
+            raise ValueError("format 'avro' needs `avro_schema` (the writer "
+                             "schema's .avsc file): a message carries no schema")
+        if self.format == "protobuf" and not self.proto:
+            raise ValueError("format 'protobuf' needs `proto` (the .proto file)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``rabbitmq`` or ``redis``."""
+        scheme = self.broker.split("://", 1)[0].lower()
+        return "rabbitmq" if scheme in ("rabbitmq", "amqp") else scheme
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self.dead_letter or f"{self.queue}.dead"
+
+    @property
+    def load(self) -> str:
+        return "append"
+
+
 def _source_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "endpoint" in value:
             return "rest"
         if "folder" in value:
             return "blobs"
+        if "broker" in value:
+            return "broker"
         return "sql" if "url" in value else "file"
-    return {SqlSourceSpec: "sql", RestSourceSpec: "rest",
-            BlobSourceSpec: "blobs"}.get(type(value), "file")
+    return {SqlSourceSpec: "sql", RestSourceSpec: "rest", BlobSourceSpec: "blobs",
+            BrokerSourceSpec: "broker"}.get(type(value), "file")
 
 
 AnySource = Annotated[
     Annotated[SourceSpec, Tag("file")] | Annotated[SqlSourceSpec, Tag("sql")]
     | Annotated[RestSourceSpec, Tag("rest")] | Annotated[BlobSourceSpec,
-                                                         Tag("blobs")],
+                                                         Tag("blobs")]
+    | Annotated[BrokerSourceSpec, Tag("broker")],
     Discriminator(_source_kind),
 ]
 

@@ -1,0 +1,256 @@
+"""Message brokers as sources: a RabbitMQ queue, a Redis stream.
+
+One small interface for both, shaped by what exactly-once storage needs from
+a consumer (:mod:`mlsd.etl._consume`): fetch up to n messages, waiting at
+most a while; publish refused ones to a dead-letter queue; acknowledge a
+whole micro-batch once it is committed, and never before.
+
+Written on the brokers' own clients (pika, redis-py), not on FastStream:
+FastStream hands a handler one message at a time and acknowledges each by
+itself, while a micro-batch must be acknowledged as one, after its commit
+(RabbitMQ: a prefetch as large as the batch, then one ``multiple`` ack; Redis:
+one XACK of the batch's entry ids). The clients load only when a broker
+source is consumed (the optional extra ``mlsd[brokers]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import DataError
+
+HEADER_PREFIX = "x-mlsd-"  # the reasons and origin of a dead-lettered message
+
+
+@dataclass
+class Message:
+    """One delivered message: its payload, the broker's id for it (AMQP
+    ``message_id``; Redis: the entry id), its offset where the broker has one
+    (Redis: the entry id), and what acknowledges it (``tag``)."""
+
+    body: bytes | None
+    message_id: str | None
+    offset: str | None
+    tag: Any
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+def _password(env: str | None, where: str) -> str | None:
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if value is None:
+        raise DataError(f"{where}: the environment variable {env} (password_env) "
+                        f"is not set")
+    return value
+
+
+def display_url(url: str) -> str:
+    """The broker's URL without a user's password (for lineage and messages)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{parts.path or ''}"
+
+
+def _missing(extra: str) -> DataError:
+    return DataError(f"consuming a broker needs the optional extra: pip install "
+                     f"'mlsd[brokers]' ({extra} is not installed)")
+
+
+class RabbitQueue:
+    """A RabbitMQ queue read by pika with manual acknowledgements.
+
+    The channel's prefetch is the batch size, so every delivered and
+    unacknowledged message is in the batch being built; after its commit one
+    ``basic_ack(multiple=True)`` up to the batch's last delivery tag
+    acknowledges it. A connection lost before that gives the messages back
+    to the queue (redelivered, then dropped by id)."""
+
+    def __init__(self, url: str, queue: str, *, password_env: str | None = None,
+                 prefetch: int = 1000, dead_letter: str | None = None,
+                 where: str = "broker"):
+        try:
+            import pika
+        except ImportError:
+            raise _missing("pika") from None
+        self.queue, self.dead_letter_queue = queue, dead_letter
+        self.display = f"{display_url(url)}#{queue}"
+        parts = urlsplit(url)
+        password = _password(password_env, where)
+        user = unquote(parts.username) if parts.username else "guest"
+        vhost = unquote(parts.path[1:]) if parts.path not in ("", "/") else "/"
+        params = pika.ConnectionParameters(
+            host=parts.hostname or "127.0.0.1", port=parts.port or 5672,
+            virtual_host=vhost, heartbeat=60, blocked_connection_timeout=300,
+            credentials=pika.PlainCredentials(user, password if password is not None
+                                              else ("guest" if user == "guest"
+                                                    else "")))
+        try:
+            self._conn = pika.BlockingConnection(params)
+        except pika.exceptions.AMQPError as err:
+            raise DataError(f"{where}: cannot connect to {self.display}: "
+                            f"{type(err).__name__} {err}") from None
+        self._ch = self._conn.channel()
+        self._declare(queue, where)
+        if dead_letter:
+            self._declare(dead_letter, where)
+        self._ch.confirm_delivery()  # a dead letter is on the broker when published
+        self._ch.basic_qos(prefetch_count=max(1, min(prefetch, 65535)))
+        self._gen = self._ch.consume(queue, auto_ack=False, inactivity_timeout=0.05)
+
+    def _declare(self, queue: str, where: str) -> None:
+        import pika
+
+        try:
+            self._ch.queue_declare(queue, durable=True)
+        except pika.exceptions.ChannelClosedByBroker as err:
+            # it exists with other arguments (a quorum queue, a TTL): use it as is
+            self._ch = self._conn.channel()
+            try:
+                self._ch.queue_declare(queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                raise DataError(f"{where}: queue {queue!r} on {self.display}: "
+                                f"{err.reply_text}") from None
+
+    def fetch(self, n: int, timeout: float) -> list[Message]:
+        """Up to ``n`` messages, waiting at most ``timeout`` seconds for the
+        first ones (what has arrived by then is returned)."""
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            method, props, body = next(self._gen)
+            if method is None:  # nothing for a moment
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            out.append(Message(body=body, message_id=props.message_id,
+                               offset=None, tag=method.delivery_tag,
+                               headers=dict(props.headers or {})))
+        return out
+
+    def ack(self, messages: list[Message]) -> None:
+        if messages:
+            self._ch.basic_ack(delivery_tag=max(m.tag for m in messages),
+                               multiple=True)
+
+    def dead_letter(self, items: list[tuple[Message, list[dict[str, Any]]]]) -> None:
+        """Publish refused messages to the dead-letter queue, each with its
+        reasons (JSON) and origin in headers; confirmed by the broker."""
+        import pika
+
+        for msg, reasons in items:
+            headers = {**msg.headers, f"{HEADER_PREFIX}reasons": json.dumps(reasons),
+                       f"{HEADER_PREFIX}queue": self.queue,
+                       f"{HEADER_PREFIX}source": self.display}
+            self._ch.basic_publish("", self.dead_letter_queue, msg.body or b"",
+                                   pika.BasicProperties(
+                                       headers=headers, message_id=msg.message_id,
+                                       delivery_mode=2))
+
+    def close(self) -> None:
+        try:
+            if self._conn.is_open:
+                self._ch.cancel()  # unacknowledged messages go back to the queue
+                self._conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+
+
+class RedisStream:
+    """A Redis stream read through a consumer group (XREADGROUP).
+
+    The group is created at the stream's start if missing. A consumer first
+    takes back its own delivered but unacknowledged entries (a crash between
+    a commit and its XACK, or before the commit), then new ones; after a
+    commit one XACK acknowledges the batch."""
+
+    def __init__(self, url: str, stream: str, *, group: str = "mlsd",
+                 consumer: str = "mlsd-1", password_env: str | None = None,
+                 payload_field: str = "payload", dead_letter: str | None = None,
+                 where: str = "broker"):
+        try:
+            import redis
+        except ImportError:
+            raise _missing("redis") from None
+        self.stream, self.group, self.consumer = stream, group, consumer
+        self.payload_field = payload_field.encode()
+        self.dead_letter_queue = dead_letter
+        self.display = f"{display_url(url)}#{stream}"
+        password = _password(password_env, where)
+        self._r = redis.Redis.from_url(url, password=password, socket_timeout=30)
+        try:
+            self._r.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise DataError(f"{where}: {self.display}: {err}") from None
+        except redis.RedisError as err:
+            raise DataError(f"{where}: cannot connect to {self.display}: "
+                            f"{type(err).__name__} {err}") from None
+        self._pending: str | None = "0"  # our own unacknowledged entries first
+
+    def fetch(self, n: int, timeout: float) -> list[Message]:
+        if self._pending is not None:
+            got = self._r.xreadgroup(self.group, self.consumer,
+                                     {self.stream: self._pending}, count=n)
+            entries = got[0][1] if got else []
+            if entries:
+                self._pending = entries[-1][0].decode()
+                return [self._message(i, f) for i, f in entries]
+            self._pending = None
+        got = self._r.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                 count=n, block=max(1, int(timeout * 1000)))
+        return [self._message(i, f) for i, f in (got[0][1] if got else [])]
+
+    def _message(self, entry_id: bytes, fields: dict | None) -> Message:
+        eid = entry_id.decode()
+        fields = fields or {}  # an entry deleted since its delivery has none
+        return Message(body=fields.get(self.payload_field), message_id=eid,
+                       offset=eid, tag=eid,
+                       headers={k.decode(): v.decode("utf-8", "replace")
+                                for k, v in fields.items()
+                                if k != self.payload_field})
+
+    def ack(self, messages: list[Message]) -> None:
+        if messages:
+            self._r.xack(self.stream, self.group, *[m.tag for m in messages])
+
+    def dead_letter(self, items: list[tuple[Message, list[dict[str, Any]]]]) -> None:
+        if not items:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for msg, reasons in items:
+            pipe.xadd(self.dead_letter_queue, {
+                "payload": msg.body or b"", "reasons": json.dumps(reasons),
+                "message_id": msg.message_id or "", "stream": self.stream,
+                "source": self.display})
+        pipe.execute()
+
+    def close(self) -> None:
+        try:
+            self._r.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def open_broker(spec, where: str = "broker", prefetch: int | None = None):
+    """The broker client a source spec (``BrokerSourceSpec``) describes."""
+    if spec.kind == "rabbitmq":
+        return RabbitQueue(spec.broker, spec.queue, password_env=spec.password_env,
+                           prefetch=prefetch or spec.batch_rows,
+                           dead_letter=spec.dead_letter_queue, where=where)
+    return RedisStream(spec.broker, spec.queue, group=spec.group,
+                       consumer=spec.consumer, password_env=spec.password_env,
+                       payload_field=spec.payload_field,
+                       dead_letter=spec.dead_letter_queue, where=where)
+
+
+__all__ = ["HEADER_PREFIX", "Message", "RabbitQueue", "RedisStream", "display_url",
+           "open_broker"]

@@ -1,0 +1,380 @@
+"""Consume a broker source into the lake: micro-batches, exactly-once effect.
+
+``mlsd consume NAME`` reads a RabbitMQ queue or a Redis stream
+(:mod:`mlsd.connectors._brokers`) and stores its messages as a file's rows
+are stored: each payload decoded (JSON, Avro, Protobuf), typed and checked by
+the source's schema and the project's rules (:class:`Validator`), accepted
+rows appended to ``sources/NAME`` and refused ones, with their reasons, to
+``quarantine/NAME`` and to the dead-letter queue.
+
+A micro-batch closes at ``batch_rows`` messages or ``batch_seconds`` after
+its first one. Its order is what makes the effect exactly-once:
+
+1. the quarantine's commit, then the data's (each one atomic Delta commit);
+2. the refused messages published to the dead-letter queue (confirmed);
+3. one acknowledgement of the whole batch.
+
+A crash before 3 gives the batch back to the broker, which delivers it
+again; every stored and quarantined row keeps its message id
+(``_message_id``), and a bounded set of the most recent ids (read back from
+the lake's newest files at start, ``dedupe_window``) drops what was already
+committed. So the lake holds each message once, with no anti-join against
+the whole dataset per batch. A dead letter may be published twice after such
+a crash (before the acknowledgement); the quarantine holds it once.
+
+SIGTERM or Ctrl-C stops fetching, commits and acknowledges what was
+fetched, and returns. Lineage per row: ``_source`` (the broker's URL and
+queue, no password), ``_source_sha256`` (the batch's payloads' digest),
+``_line`` (the message's place in its batch), ``_load_id`` (the batch),
+``_message_id`` and ``_offset`` (Redis: the entry id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import DataError
+from ..formats import LINE, RAW
+from ..formats._records import flatten, records_to_batch
+from ._schema import DataSchema, load_schema, save_schema, vote_types
+from ._validate import Validator
+
+MESSAGE_ID, OFFSET = "_message_id", "_offset"
+LINEAGE = pa.schema([(MESSAGE_ID, pa.string()), (OFFSET, pa.string())])
+
+
+class RecentIds:
+    """The most recent ``size`` message ids, oldest forgotten first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def add(self, keys) -> None:
+        for k in keys:
+            if k in self._set:
+                continue
+            self._order.append(k)
+            self._set.add(k)
+        while len(self._order) > self.size:
+            self._set.discard(self._order.popleft())
+
+
+def recent_ids(lake, name: str, size: int) -> RecentIds:
+    """The ids of the newest ``size`` rows stored or quarantined for a broker
+    source, read from the newest files of both tables (only the id column)."""
+    import pyarrow.parquet as pq
+
+    found: list[tuple[int, str, Path, int]] = []
+    for area in ("sources", "quarantine"):
+        if not lake.exists(area, name):
+            continue
+        adds = pa.table(lake._table(area, name).get_add_actions(flatten=True))
+        folder = lake.path(area, name)
+        for path, mtime, n in zip(adds.column("path").to_pylist(),
+                                  adds.column("modification_time").to_pylist(),
+                                  adds.column("num_records").to_pylist(),
+                                  strict=True):
+            found.append((int(mtime or 0), area, folder / path, int(n or 0)))
+    found.sort(key=lambda f: f[0], reverse=True)
+    keep, total = [], 0
+    for item in found:
+        if total >= size:
+            break
+        keep.append(item)
+        total += item[3]
+    store = RecentIds(size)
+    for _, _, path, _ in reversed(keep):  # oldest first: the newest stay
+        if MESSAGE_ID not in pq.read_schema(path).names:
+            continue
+        store.add(k for k in pq.read_table(path, columns=[MESSAGE_ID])
+                  .column(0).to_pylist() if k is not None)
+    return store
+
+
+@dataclass
+class ConsumeResult:
+    """What one `mlsd consume` did."""
+
+    source: str
+    broker: str
+    batches: int = 0
+    messages: int = 0
+    stored: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    erased: int = 0
+    version: int | None = None
+    seconds: float = 0.0
+    stopped_by: str = ""
+    schema_frozen: bool = False
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Decoder:
+    """Payload bytes to a record (a dict), by the source's format."""
+
+    def __init__(self, spec, root: Path):
+        self.spec = spec
+        self.fmt = spec.format
+        if self.fmt == "avro":
+            import fastavro
+
+            path = root / spec.avro_schema
+            try:
+                self.avro = fastavro.parse_schema(json.loads(path.read_text()))
+            except (OSError, ValueError) as err:
+                raise DataError(f"avro_schema {spec.avro_schema}: {err}") from None
+        elif self.fmt == "protobuf":
+            from ..formats._proto import message_class
+
+            self.cls = message_class(root / spec.proto, spec.message)
+
+    def __call__(self, body: bytes | None
+                 ) -> tuple[dict | None, str | None, str | None]:
+        """(record, error, raw text)."""
+        if body is None:
+            return None, "the message has no payload", None
+        if self.fmt == "json":
+            text = body.decode("utf-8", "replace")
+            try:
+                rec = json.loads(text)
+            except ValueError as err:
+                return None, f"not JSON: {err}", text
+            if not isinstance(rec, dict):
+                return None, f"the payload is JSON {type(rec).__name__}, not an " \
+                             f"object", text
+            return (flatten(rec) if self.spec.nested == "flatten" else rec), None, text
+        if self.fmt == "avro":
+            import io
+
+            import fastavro
+            try:
+                return fastavro.schemaless_reader(io.BytesIO(body), self.avro,
+                                                  None), None, None
+            except Exception as err:  # noqa: BLE001 - any decoding failure
+                return None, f"not an Avro record of the schema: " \
+                             f"{type(err).__name__} {err}", None
+        from google.protobuf.message import DecodeError
+
+        from ..formats._proto import to_record
+        try:
+            return to_record(self.cls.FromString(body)), None, None
+        except DecodeError as err:
+            return None, f"not a {self.cls.DESCRIPTOR.name} message: {err}", None
+
+
+def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
+            transform=None, max_messages: int | None = None,
+            idle_seconds: float | None = None, stop: threading.Event | None = None,
+            handle_signals: bool = False,
+            on_batch: Callable[[ConsumeResult], None] | None = None,
+            broker=None) -> ConsumeResult:
+    """Consume the broker source ``name`` (see the module) until ``stop`` is
+    set, a signal arrives (``handle_signals``), ``max_messages`` were handled
+    or no message came for ``idle_seconds``."""
+    from ..connectors._brokers import open_broker
+    from ._transform import Transformer
+
+    where = f"source {name!r}"
+    stop = stop or threading.Event()
+    decode = _Decoder(spec, root)
+    client = broker or open_broker(spec, where=where)
+    result = ConsumeResult(source=name, broker=client.display)
+    schema = load_schema(root, name)
+    reasons: Counter[str] = Counter()
+    previous = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        def halt(signum, _frame):
+            result.stopped_by = signal.Signals(signum).name
+            stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, halt)
+    started = time.monotonic()
+    try:
+        seen = recent_ids(lake, name, spec.dedupe_window)
+        validator = None
+        erasures = [e["predicate"] for e in catalog.erasures(name)] if catalog else []
+        last_message = time.monotonic()
+        while not stop.is_set():
+            room = spec.batch_rows
+            if max_messages is not None:
+                room = min(room, max_messages - result.messages)
+                if room <= 0:
+                    result.stopped_by = result.stopped_by or "max_messages"
+                    break
+            batch = []
+            opened = None
+            while len(batch) < room and not stop.is_set():
+                wait = 0.2 if opened is None else max(
+                    0.0, min(0.2, spec.batch_seconds - (time.monotonic() - opened)))
+                got = client.fetch(room - len(batch), wait)
+                if got:
+                    opened = opened or time.monotonic()
+                    batch += got
+                    last_message = time.monotonic()
+                if opened is not None and time.monotonic() - opened >= \
+                        spec.batch_seconds:
+                    break
+                if opened is None and idle_seconds is not None and \
+                        time.monotonic() - last_message >= idle_seconds:
+                    break
+            if not batch:
+                if idle_seconds is not None and \
+                        time.monotonic() - last_message >= idle_seconds:
+                    result.stopped_by = result.stopped_by or "idle"
+                    break
+                continue
+            if schema is None or validator is None:
+                if schema is None:
+                    schema = _infer(batch, decode, spec, rules, client.display)
+                    if schema is not None and schema.origin.get("rows_sampled") != "0":
+                        save_schema(root, name, schema)
+                        result.schema_frozen = True
+                if schema is None:  # nothing readable yet: every message refused
+                    schema = DataSchema({}, {})
+                transformer = Transformer(spec=transform, schema=schema) \
+                    if transform else None
+                validator = Validator(schema=schema, rules=rules,
+                                      transform=transformer)
+                validator.check_rules(f"{where} (schemas/{name}.yaml)")
+            _one_batch(batch, name, spec, client, decode, validator, lake, seen,
+                       erasures, result, reasons)
+            result.reasons = dict(reasons.most_common())
+            if on_batch:
+                on_batch(result)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        client.close()
+        result.seconds = round(time.monotonic() - started, 3)
+    if stop.is_set() and not result.stopped_by:
+        result.stopped_by = "stop"
+    return result
+
+
+def _infer(batch, decode, spec, rules, display) -> DataSchema | None:
+    """The schema of a source seen for the first time, by the file sources'
+    vote over the first micro-batch's readable payloads (then frozen)."""
+    records = [r for r in (decode(m.body)[0] for m in batch) if r is not None]
+    if not records:
+        return None
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    raw = records_to_batch(records, columns, list(range(len(records))), typed=False)
+    types = vote_types(pa.Table.from_batches([raw]), columns,
+                       null_values=rules.null_values, threshold=rules.infer_threshold,
+                       structs=spec.nested == "struct")
+    return DataSchema(types, {"inferred_from": display,
+                              "rows_sampled": str(len(records)),
+                              "threshold": str(rules.infer_threshold)})
+
+
+def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasures,
+               result: ConsumeResult, reasons: Counter) -> None:
+    """Decode, drop redeliveries, validate, commit, dead-letter, acknowledge."""
+    columns = list(validator.schema.columns)
+    known = set(columns)
+    records, errors, raws, ids, offsets, keep = [], [], [], [], [], []
+    in_batch: set[str] = set()
+    digest = hashlib.sha256()
+    for m in batch:
+        rec, err, text = decode(m.body)
+        mid = None
+        if spec.id_from == "field":
+            if rec is not None:
+                value = rec.get(spec.id_field)
+                mid = None if value is None else str(value)
+                if mid is None and err is None:
+                    err = f"no message id: the field {spec.id_field!r} is missing"
+        else:
+            mid = m.message_id
+            if mid is None and err is None:
+                err = "no message id: the AMQP message_id property is not set"
+        # a message with no readable id is known by its payload's digest
+        dedupe = mid if mid is not None else "sha256:" + hashlib.sha256(
+            m.body or b"").hexdigest()
+        if dedupe in seen or dedupe in in_batch:
+            result.duplicates += 1
+            continue
+        in_batch.add(dedupe)
+        if rec is not None and err is None and (extra := [k for k in rec
+                                                          if k not in known]):
+            err = f"fields not in the schema (schemas/{name}.yaml): " + ", ".join(
+                sorted(map(str, extra))[:10])
+        digest.update(m.body or b"")
+        records.append(rec if err is None else None)
+        errors.append(err)
+        raws.append(text)
+        ids.append(dedupe)
+        offsets.append(m.offset)
+        keep.append(m)
+    result.messages += len(batch)
+    if keep:
+        load_id = f"consume-{uuid.uuid4().hex}"
+        raw = records_to_batch(records, columns, list(range(len(keep))), errors)
+        raw = raw.set_column(raw.schema.get_field_index(RAW), RAW,
+                             pa.array(raws, pa.string()))
+        out = validator.validate(raw, source=client.display,
+                                 sha256=digest.hexdigest(), load_id=load_id)
+        accepted = _with_lineage(pa.Table.from_batches([out.accepted]), ids, offsets)
+        rejected = _with_lineage(pa.Table.from_batches([out.rejected]), ids, offsets)
+        if erasures and accepted.num_rows:
+            from ._load import without_erased
+
+            accepted, gone = without_erased(accepted, erasures, name)
+            result.erased += gone
+        meta = {"mlsd.load_id": load_id, "mlsd.rows_in": str(len(keep)),
+                "mlsd.broker": client.display}
+        if rejected.num_rows:
+            lake.append("quarantine", name, rejected, metadata=meta)
+        if accepted.num_rows:
+            result.version = lake.append("sources", name, accepted, metadata=meta)
+        bad = []
+        for line, found in zip(rejected.column(LINE).to_pylist(),
+                               rejected.column("reasons").to_pylist(), strict=True):
+            bad.append((keep[line], found))
+            for r in found:
+                reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
+        if bad:
+            client.dead_letter(bad)
+        result.stored += accepted.num_rows
+        result.quarantined += rejected.num_rows
+        result.dead_lettered += len(bad)
+        seen.add(ids)
+    client.ack(batch)  # after the commits: a crash before this redelivers
+    result.batches += 1
+
+
+def _with_lineage(table: pa.Table, ids: list[str], offsets: list[str | None]
+                  ) -> pa.Table:
+    lines = table.column(LINE).to_pylist()
+    return table.append_column(LINEAGE.field(MESSAGE_ID), pa.array(
+        [ids[i] for i in lines], pa.string())).append_column(
+        LINEAGE.field(OFFSET), pa.array([offsets[i] for i in lines], pa.string()))
+
+
+__all__ = ["MESSAGE_ID", "OFFSET", "ConsumeResult", "RecentIds", "consume",
+           "recent_ids"]

@@ -1,0 +1,251 @@
+"""`mlsd consume`: broker messages into the lake, against the real RabbitMQ and
+Redis on 127.0.0.1 (a fresh queue or stream per test, deleted after)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlsd.errors import DataError
+from mlsd.pipeline import Project, consume, ingest
+from tests._helpers import require_service, run_cli
+
+RABBIT = "rabbitmq://guest@127.0.0.1:5672/"
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def rabbit():
+    require_service("RabbitMQ", 5672)
+    import pika
+
+    queue = f"mlsd-test-{secrets.token_hex(4)}"
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True)
+    yield queue, ch
+    for q in (queue, f"{queue}.dead"):
+        ch.queue_delete(q)
+    conn.close()
+
+
+@pytest.fixture
+def redis_stream():
+    require_service("Redis", 6379)
+    import redis
+
+    r = redis.Redis.from_url(REDIS)
+    stream = f"mlsd-test-{secrets.token_hex(4)}"
+    yield stream, r
+    r.delete(stream, f"{stream}.dead")
+    r.close()
+
+
+def _project(folder: Path, **source) -> Project:
+    spec = {"name": "events",
+            "problem": {"task": "binary", "target": "bought"},
+            "sources": {"events": {"queue": "q", **source}},
+            "validate": {"required": ["event_id", "user"],
+                         "ranges": {"amount": [0, None]}},
+            "features": [{"column": "amount"}]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (folder / "schemas").mkdir(exist_ok=True)
+    (folder / "schemas" / "events.yaml").write_text(yaml.safe_dump({
+        "source": "events", "columns": {"event_id": "int64", "user": "string",
+                                        "amount": "float64", "bought": "bool"}}))
+    return Project.find(start=folder)
+
+
+def _event(i: int, **change) -> dict:
+    return {"event_id": i, "user": f"u{i % 7}", "amount": float(i % 50),
+            "bought": i % 3 == 0, **change}
+
+
+def _stored(proj: Project, area: str = "sources") -> list[dict]:
+    if not proj.lake.exists(area, "events"):
+        return []
+    return proj.lake.dataset(area, "events").to_table().to_pylist()
+
+
+def _publish_rabbit(ch, queue: str, bodies: list[tuple[bytes, str | None]]) -> None:
+    import pika
+
+    for body, mid in bodies:
+        ch.basic_publish("", queue, body, pika.BasicProperties(message_id=mid,
+                                                               delivery_mode=2))
+
+
+def _queue_depth(ch, queue: str) -> int:
+    return ch.queue_declare(queue, passive=True).method.message_count
+
+
+def test_rabbitmq_messages_are_stored_once_and_bad_ones_dead_lettered(
+        tmp_path, rabbit):
+    queue, ch = rabbit
+    proj = _project(tmp_path / "p", broker=RABBIT, queue=queue,
+                    id_from="message_id", batch_rows=64, batch_seconds=0.5)
+    good = [(json.dumps(_event(i)).encode(), f"m{i}") for i in range(200)]
+    bad = [(json.dumps(_event(900, amount=-5.0)).encode(), "bad-range"),
+           (b"{not json", "bad-json"),
+           (json.dumps(_event(901, colour="red")).encode(), "bad-field"),
+           (json.dumps(_event(902)).encode(), None)]  # no message id
+    _publish_rabbit(ch, queue, good[:120] + bad + good[120:] + good[:30])  # 30 again
+    res = consume(proj, "events", idle_seconds=1.5)
+    assert res["messages"] == 234 and res["duplicates"] == 30
+    assert (res["stored"], res["quarantined"], res["dead_lettered"]) == (200, 4, 4)
+    rows = _stored(proj)
+    assert sorted(r["event_id"] for r in rows) == list(range(200))
+    assert {r["_message_id"] for r in rows} == {f"m{i}" for i in range(200)}
+    assert {r["_source"] for r in rows} == {f"rabbitmq://guest@127.0.0.1:5672/#{queue}"}
+    quarantined = {r["_message_id"]: r for r in _stored(proj, "quarantine")}
+    assert set(quarantined) - {"bad-range", "bad-json", "bad-field"} == {
+        "sha256:" + __import__("hashlib").sha256(bad[3][0]).hexdigest()}
+    assert quarantined["bad-json"]["raw"] == "{not json"
+    assert any("no message id" in r["message"]
+               for q in quarantined.values() for r in q["reasons"])
+    assert _queue_depth(ch, queue) == 0  # every message acknowledged
+    assert _queue_depth(ch, f"{queue}.dead") == 4
+    method, props, body = ch.basic_get(f"{queue}.dead", auto_ack=True)
+    assert json.loads(props.headers["x-mlsd-reasons"]) and \
+        props.headers["x-mlsd-queue"] == queue
+    # a second consumer sees nothing new; a redelivery of old ids changes nothing
+    _publish_rabbit(ch, queue, good[:10])
+    again = consume(proj, "events", idle_seconds=1.0)
+    assert (again["stored"], again["duplicates"]) == (0, 10)
+    assert len(_stored(proj)) == 200
+    # a run reads what was consumed: the broker source is a dataset like another
+    summary = ingest(proj)
+    assert summary["sources"][0]["version"] == proj.lake.version("sources", "events")
+
+
+class _CrashBeforeAck:
+    """A broker whose acknowledgement never happens: the process dies after
+    its commit (the worst moment for exactly-once)."""
+
+    def __init__(self, inner):
+        self.inner, self.display = inner, inner.display
+
+    def fetch(self, n, timeout):
+        return self.inner.fetch(n, timeout)
+
+    def dead_letter(self, items):
+        self.inner.dead_letter(items)
+
+    def ack(self, messages):
+        raise KeyboardInterrupt("killed between the commit and the ack")
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.mark.parametrize("kind", ["rabbitmq", "redis"])
+def test_a_crash_between_commit_and_ack_stores_nothing_twice(
+        tmp_path, kind, request):
+    from mlsd.connectors import open_broker
+    from mlsd.etl import consume as consume_source
+
+    if kind == "rabbitmq":
+        queue, ch = request.getfixturevalue("rabbit")
+        proj = _project(tmp_path / "p", broker=RABBIT, queue=queue,
+                        id_from="message_id", batch_rows=50, batch_seconds=0.3)
+        _publish_rabbit(ch, queue, [(json.dumps(_event(i)).encode(), f"m{i}")
+                                    for i in range(120)])
+    else:
+        stream, r = request.getfixturevalue("redis_stream")
+        proj = _project(tmp_path / "p", broker=REDIS, queue=stream,
+                        id_from="entry_id", batch_rows=50, batch_seconds=0.3)
+        for i in range(120):
+            r.xadd(stream, {"payload": json.dumps(_event(i))})
+    spec = proj.spec.sources["events"]
+    with pytest.raises(KeyboardInterrupt):
+        consume_source("events", spec, proj.spec.validate_, root=proj.root,
+                       lake=proj.lake, idle_seconds=1.0,
+                       broker=_CrashBeforeAck(open_broker(spec)))
+    assert len(_stored(proj)) == 50  # the first batch was committed, not acked
+    res = consume(proj, "events", idle_seconds=1.0)
+    assert res["duplicates"] == 50  # redelivered, dropped by id
+    rows = _stored(proj)
+    assert sorted(r["event_id"] for r in rows) == list(range(120))
+    if kind == "redis":
+        assert r.xpending(stream, "mlsd")["pending"] == 0
+        assert all(row["_offset"] == row["_message_id"] for row in rows)
+
+
+def test_redis_avro_payloads_with_a_field_id(tmp_path, redis_stream):
+    import io
+
+    import fastavro
+
+    stream, r = redis_stream
+    schema = {"type": "record", "name": "Event", "fields": [
+        {"name": "event_id", "type": "long"}, {"name": "user", "type": "string"},
+        {"name": "amount", "type": ["null", "double"]},
+        {"name": "bought", "type": "boolean"}]}
+    proj = _project(tmp_path / "p", broker=REDIS, queue=stream, format="avro",
+                    avro_schema="event.avsc", id_field="event_id",
+                    batch_rows=40, batch_seconds=0.3)
+    (proj.root / "event.avsc").write_text(json.dumps(schema))
+    parsed = fastavro.parse_schema(schema)
+    for i in [*range(100), *range(20)]:  # 20 sent twice, new entry ids
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, _event(i))
+        r.xadd(stream, {"payload": buf.getvalue()})
+    r.xadd(stream, {"payload": b"\x01"})  # not a record of the schema
+    res = consume(proj, "events", idle_seconds=1.0)
+    assert (res["stored"], res["duplicates"], res["quarantined"]) == (100, 20, 1)
+    assert r.xlen(f"{stream}.dead") == 1
+    dead = r.xrange(f"{stream}.dead")[0][1]
+    assert b"Avro" in dead[b"reasons"] and dead[b"stream"] == stream.encode()
+
+
+def test_a_source_without_ids_is_refused_and_a_run_says_to_consume_first(tmp_path):
+    folder = tmp_path / "p"
+    _project(folder, broker=RABBIT, id_from="message_id")
+    spec = yaml.safe_load((folder / "mlsd.yaml").read_text())
+    del spec["sources"]["events"]["id_from"]
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    proc = run_cli("spec", "check", cwd=folder, check=False)
+    assert proc.returncode == 2 and "id_from" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    proj = _project(tmp_path / "q", broker=REDIS, id_from="entry_id")
+    with pytest.raises(DataError, match="mlsd consume events"):
+        ingest(proj)
+
+
+def test_sigterm_commits_and_acknowledges_what_was_fetched(tmp_path, rabbit):
+    queue, ch = rabbit
+    proj = _project(tmp_path / "p", broker=RABBIT, queue=queue,
+                    id_from="message_id", batch_rows=100_000, batch_seconds=600)
+    _publish_rabbit(ch, queue, [(json.dumps(_event(i)).encode(), f"m{i}")
+                                for i in range(500)])
+    proc = subprocess.Popen([sys.executable, "-m", "mlsd", "consume", "events",
+                             "--json"], cwd=proj.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # the batch never fills (100,000 rows, 10 minutes): only the signal ends it
+    deadline = time.monotonic() + 60
+    while _queue_unacked(ch, queue) < 500 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    res = json.loads(stdout)
+    assert res["stopped_by"] == "SIGTERM" and res["stored"] == 500
+    assert len(_stored(proj)) == 500 and _queue_depth(ch, queue) == 0
+
+
+def _queue_unacked(ch, queue: str) -> int:
+    """Messages delivered to a consumer and not yet acknowledged (the
+    management API is not needed: ready = 0 once all are delivered)."""
+    ready = _queue_depth(ch, queue)
+    return 500 - ready
