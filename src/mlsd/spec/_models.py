@@ -382,7 +382,7 @@ class BrokerSourceSpec(_Strict):
                           "consumer's name in the group; a restarted consumer "
                           "with the same name takes its unacknowledged entries "
                           "again.")
-    batch_rows: int = Field(default=1000, ge=1, le=1_000_000, description="A micro-"
+    batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="A micro-"
                             "batch is committed when it holds this many messages...")
     batch_seconds: float = Field(default=5.0, gt=0, le=3600, description="... or "
                                  "when its first message is this old.")

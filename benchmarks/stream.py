@@ -1,0 +1,241 @@
+"""`mlsd consume` against the broker's own limit, on the real servers.
+
+For each broker (RabbitMQ on 127.0.0.1:5672, Redis on 127.0.0.1:6379), a
+producer process publishes ``--messages`` JSON messages to a fresh queue
+(stream) while a consumer reads them:
+
+* **limit**: the broker's own client in a plain loop: fetch in batches of
+  ``--batch-rows``, decode nothing, acknowledge each batch (pika with a
+  prefetch and one multiple-ack; redis-py XREADGROUP + XACK): the raw
+  publish+consume loop, the fastest messages go through this server;
+* **mlsd**: ``mlsd consume`` (decode, type, validate, dedupe by id, one Delta
+  commit per micro-batch, acknowledge), in process.
+
+Messages/s run from the producer's start to the last message acknowledged
+(the consumer is connected first); the drain rate of a queue filled
+beforehand is measured too (``drain``: the consumer alone). Goal (issue 17):
+mlsd at least half the limit. The last line is one JSON object.
+
+    python benchmarks/stream.py --messages 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+RABBIT = "rabbitmq://guest@127.0.0.1:5672/"
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _event(i: int) -> bytes:
+    return json.dumps({"event_id": i, "user": f"u{i % 97}", "amount": float(i % 500),
+                       "country": ("FR", "DE", "US")[i % 3],
+                       "at": f"2024-05-{1 + i % 28:02d}T10:{i % 60:02d}:00",
+                       "bought": i % 3 == 0}).encode()
+
+
+def _publish(kind: str, queue: str, n: int) -> float:
+    t = time.perf_counter()
+    if kind == "rabbitmq":
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        for i in range(n):
+            ch.basic_publish("", queue, _event(i), pika.BasicProperties(
+                message_id=f"m{i}", delivery_mode=2))
+        conn.close()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        for start in range(0, n, 1000):
+            pipe = r.pipeline(transaction=False)
+            for i in range(start, min(n, start + 1000)):
+                pipe.xadd(queue, {"payload": _event(i)})
+            pipe.execute()
+        r.close()
+    return n / (time.perf_counter() - t)
+
+
+def _limit(kind: str, queue: str, n: int, batch: int, ready=None) -> float:
+    """The broker's client alone: fetch, acknowledge, nothing else; the end
+    time (perf_counter) of the last acknowledgement."""
+    got = 0
+    if kind == "rabbitmq":
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        ch.basic_qos(prefetch_count=batch)
+        gen = ch.consume(queue, auto_ack=False, inactivity_timeout=5)
+        if ready is not None:
+            ready()
+        t = time.perf_counter()
+        last = None
+        while got < n:
+            method, _props, _body = next(gen)
+            if method is None:
+                break
+            got += 1
+            last = method.delivery_tag
+            if got % batch == 0 or got == n:
+                ch.basic_ack(last, multiple=True)
+        seconds = time.perf_counter() - t
+        ch.cancel()
+        conn.close()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        r.xgroup_create(queue, "limit", id="0", mkstream=True)
+        if ready is not None:
+            ready()
+        t = time.perf_counter()
+        while got < n:
+            resp = r.xreadgroup("limit", "c1", {queue: ">"}, count=batch, block=5000)
+            if not resp:
+                break
+            ids = [i for i, _ in resp[0][1]]
+            got += len(ids)
+            r.xack(queue, "limit", *ids)
+        seconds = time.perf_counter() - t
+        r.close()
+    if got < n:
+        raise SystemExit(f"{kind}: the plain loop read {got} of {n}")
+    return n / seconds, time.perf_counter()
+
+
+def _mlsd(kind: str, queue: str, n: int, batch: int, work: Path, ready=None
+          ) -> tuple[float, dict, float]:
+    from mlsd.pipeline import Project, consume
+
+    folder = work / f"{kind}-project-{queue}"
+    folder.mkdir()
+    spec = {"name": "bench", "problem": {"task": "binary", "target": "bought"},
+            "sources": {"events": {
+                "broker": RABBIT if kind == "rabbitmq" else REDIS, "queue": queue,
+                "id_from": "message_id" if kind == "rabbitmq" else "entry_id",
+                "batch_rows": batch, "batch_seconds": 5}},
+            "validate": {"required": ["event_id", "user"],
+                         "ranges": {"amount": [0, None]},
+                         "allowed": {"country": ["FR", "DE", "US"]}},
+            "features": [{"column": "amount"}]}
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump(spec))
+    (folder / "schemas").mkdir()
+    (folder / "schemas" / "events.yaml").write_text(yaml.safe_dump({
+        "source": "events", "columns": {"event_id": "int64", "user": "string",
+                                        "amount": "float64", "country": "string",
+                                        "at": "timestamp", "bought": "bool"}}))
+    proj = Project.find(start=folder)
+    proj.lake  # noqa: B018 - its imports, before the clock starts
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as `mlsd consume` does before it starts
+    marks: list[float] = []
+
+    def on_batch(r) -> None:
+        if not marks and ready is not None:
+            ready()
+        marks.append(time.perf_counter())
+    if ready is not None:  # the producer starts once the consumer is up
+        import threading
+
+        threading.Timer(0.5, lambda: marks or ready()).start()
+    res = consume(proj, "events", max_messages=n, idle_seconds=10,
+                  on_batch=on_batch)
+    # from the consumer's start (connection and id store included) to the
+    # last batch acknowledged
+    seconds = res["seconds"] - (time.perf_counter() - marks[-1])
+    if res["stored"] != n:
+        raise SystemExit(f"{kind}: mlsd stored {res['stored']} of {n}: {res}")
+    return n / seconds, res, marks[-1]
+
+
+def _through(kind: str, queue: str, n: int, consumer) -> float:
+    """Messages/s from the producer's start (another process) to the last
+    acknowledgement, the consumer connected first."""
+    ctx = multiprocessing.get_context("spawn")
+    producer = ctx.Process(target=_publish, args=(kind, queue, n))
+    started: list[float] = []
+
+    def ready() -> None:
+        if not started:
+            started.append(time.perf_counter())
+            producer.start()
+    end = consumer(ready)
+    producer.join()
+    return n / (end - started[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--batch-rows", type=int, default=5000,
+                    help="messages per micro-batch (the source default)")
+    ap.add_argument("--brokers", default="rabbitmq,redis")
+    a = ap.parse_args()
+    results = {}
+    n, b = a.messages, a.batch_rows
+    with tempfile.TemporaryDirectory(prefix="mlsd-stream-bench-") as tmp:
+        for kind in a.brokers.split(","):
+            qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(4)]
+            try:
+                pub = _publish(kind, qs[0], n)
+                _publish(kind, qs[1], n)
+                drain_limit = _limit(kind, qs[0], n, b)[0]
+                drain_mlsd, res, _ = _mlsd(kind, qs[1], n, b, Path(tmp))
+                limit = _through(kind, qs[2], n, lambda ready, k=kind, q=qs[2]:
+                                 _limit(k, q, n, b, ready)[1])
+                mine = _through(kind, qs[3], n, lambda ready, k=kind, q=qs[3]:
+                                _mlsd(k, q, n, b, Path(tmp), ready)[2])
+            finally:
+                _drop(kind, [*qs, *(f"{q}.dead" for q in qs)])
+            results[kind] = {"publish_per_s": round(pub), "limit_per_s": round(limit),
+                             "mlsd_per_s": round(mine),
+                             "mlsd_vs_limit": round(mine / limit, 3),
+                             "drain_limit_per_s": round(drain_limit),
+                             "drain_mlsd_per_s": round(drain_mlsd),
+                             "drain_vs_limit": round(drain_mlsd / drain_limit, 3),
+                             "batches": res["batches"]}
+            print(f"{kind:8s} publish+consume: plain loop {limit:8.0f}/s, mlsd "
+                  f"{mine:8.0f}/s ({mine / limit:.2f} of the limit); draining a "
+                  f"full queue: plain {drain_limit:8.0f}/s, mlsd {drain_mlsd:8.0f}/s "
+                  f"({drain_mlsd / drain_limit:.2f}); publish alone {pub:8.0f}/s",
+                  flush=True)
+    summary = {"messages": n, "batch_rows": b, **results,
+               "goal_half_the_limit": all(r["mlsd_vs_limit"] >= 0.5
+                                          for r in results.values())}
+    print(json.dumps(summary))
+
+
+def _drop(kind: str, queues: list[str]) -> None:
+    if kind == "rabbitmq":
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        ch = conn.channel()
+        for q in queues:
+            ch.queue_delete(q)
+        conn.close()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        r.delete(*queues)
+        r.close()
+
+
+if __name__ == "__main__":
+    main()
