@@ -460,9 +460,18 @@ def serve(
         help="Serve the same predict over gRPC on this port too (default: "
         "serve.grpc_port; `mlsd models proto` prints the .proto).")] = None,
     trust_unregistered: TrustOpt = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Score rows from serve.stream's broker queue instead "
+        "of serving HTTP (answers to reply_to or serve.stream.predictions).")
+    ] = False,
+    max_messages: Annotated[int | None, typer.Option(
+        metavar="N", help="--stream: stop after N messages.")] = None,
+    idle_seconds: Annotated[float | None, typer.Option(
+        metavar="S", help="--stream: stop once no message came for S seconds."
+    )] = None,
 ) -> None:
     """Serve a model over REST: POST /predict and /feedback, GET /health,
-    /ready, /model, /metrics.
+    /ready, /model, /metrics. With --stream, from a broker queue instead.
 
     Every prediction is logged to the project's prediction log (serve.log),
     and a model promoted meanwhile replaces the served one without a failed
@@ -487,6 +496,10 @@ def serve(
                                    ("grpc_port", grpc_port))
                  if v is not None}
     settings = _serve_settings(proj.spec.serve, overrides)
+    if stream:
+        _serve_stream(proj, model, settings, folder, how, trust_unregistered,
+                      max_messages, idle_seconds)
+        return
     several = f" with {settings.workers} workers" if settings.workers > 1 else ""
     if settings.grpc_port is not None:
         several += f", gRPC on {host}:{settings.grpc_port}"
@@ -512,6 +525,23 @@ def serve(
                     log_level="warning")
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve_stream(proj, model, settings, folder, how, trust_unregistered,
+                  max_messages, idle_seconds) -> None:
+    import json
+
+    from ..serve._stream import project_stream
+
+    if settings.stream is not None:
+        err.print(f"scoring model {folder.name} ({how}) from "
+                  f"{settings.stream.broker}#{settings.stream.queue}, answers to "
+                  f"reply_to or {settings.stream.predictions}")
+    res = project_stream(proj, model, settings,
+                         trust_unregistered=trust_unregistered,
+                         max_messages=max_messages, idle_seconds=idle_seconds,
+                         handle_signals=True)
+    out.print(json.dumps(res))
 
 
 @top.command()

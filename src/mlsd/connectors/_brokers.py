@@ -38,6 +38,8 @@ class Message:
     offset: str | None
     tag: Any
     headers: dict[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None  # RabbitMQ's request/response properties
+    correlation_id: str | None = None
 
 
 def _password(env: str | None, where: str) -> str | None:
@@ -133,13 +135,30 @@ class RabbitQueue:
                 continue
             out.append(Message(body=body, message_id=props.message_id,
                                offset=None, tag=method.delivery_tag,
-                               headers=dict(props.headers or {})))
+                               headers=dict(props.headers or {}),
+                               reply_to=props.reply_to,
+                               correlation_id=props.correlation_id))
         return out
 
     def ack(self, messages: list[Message]) -> None:
         if messages:
             self._ch.basic_ack(delivery_tag=max(m.tag for m in messages),
                                multiple=True)
+
+    def publish(self, queue: str, items: list[tuple[bytes, dict[str, Any]]], *,
+                declare: bool = True) -> None:
+        """Publish messages (body, properties: message_id, correlation_id,
+        headers) to a queue, each confirmed by the broker; the queue declared
+        (durable) first unless ``declare`` is false (a client's reply_to)."""
+        import pika
+
+        declared = self.__dict__.setdefault("_declared", set())
+        for body, props in items:
+            if declare and queue not in declared:
+                self._ch.queue_declare(queue, durable=True)
+                declared.add(queue)
+            self._ch.basic_publish("", queue, body, pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, **props))
 
     def dead_letter(self, items: list[tuple[Message, list[dict[str, Any]]]]) -> None:
         """Publish refused messages to the dead-letter queue, each with its
@@ -221,6 +240,17 @@ class RedisStream:
     def ack(self, messages: list[Message]) -> None:
         if messages:
             self._r.xack(self.stream, self.group, *[m.tag for m in messages])
+
+    def publish(self, queue: str, items: list[tuple[bytes, dict[str, Any]]], *,
+                declare: bool = True) -> None:
+        """Add entries (the payload, and the properties as fields) to a stream
+        (created by its first entry, whatever ``declare``)."""
+        pipe = self._r.pipeline(transaction=False)
+        for body, props in items:
+            pipe.xadd(queue, {"payload": body, **{
+                k: json.dumps(v) if isinstance(v, dict) else str(v)
+                for k, v in props.items() if v is not None}})
+        pipe.execute()
 
     def dead_letter(self, items: list[tuple[Message, list[dict[str, Any]]]]) -> None:
         if not items:

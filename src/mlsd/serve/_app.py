@@ -896,6 +896,17 @@ def api_key_from_env(name: str = "MLSD_API_KEY") -> str | None:
 WORKER_ENV = "MLSD_SERVE_WORKER"  # what `mlsd serve --workers N` passes each worker
 
 
+def project_log(project, settings: ServeSpec) -> ServiceLog | None:
+    """Where a project's service logs (None: serve.log is off)."""
+    if not settings.log:
+        return None
+    key = project.spec.key if isinstance(project.spec.key, str) else None
+    return ServiceLog(lake_root=project.home, name=project.spec.name, item_key=key,
+                      flush_seconds=settings.log_flush_seconds,
+                      batch_rows=settings.log_batch_rows,
+                      retention_days=settings.log_retention_days)
+
+
 def project_app(project, model: str | None = None,
                 settings: ServeSpec | None = None, *,
                 trust_unregistered: bool = False,
@@ -907,12 +918,7 @@ def project_app(project, model: str | None = None,
     settings = settings or project.spec.serve
     folder, _ = project.which_model(model)
     fixed = model is not None and Path(model).expanduser().is_dir()
-    key = project.spec.key if isinstance(project.spec.key, str) else None
-    log = ServiceLog(lake_root=project.home, name=project.spec.name, item_key=key,
-                     flush_seconds=settings.log_flush_seconds,
-                     batch_rows=settings.log_batch_rows,
-                     retention_days=settings.log_retention_days
-                     ) if settings.log else None
+    log = project_log(project, settings)
     return create_app(folder, settings, trust_unregistered=trust_unregistered,
                       log=log, api_key=api_key_from_env(settings.api_key_env),
                       host=host,

@@ -450,6 +450,26 @@ class BrokerSourceSpec(_Strict):
         return "append"
 
 
+class StreamServeSpec(BrokerSourceSpec):
+    """Scoring from a broker (`mlsd serve --stream`): rows to score arrive on
+    `queue`, one JSON object a message; each prediction is published to
+    `predictions` (RabbitMQ: to the message's reply_to, with its
+    correlation_id, when it has one) and logged like the REST service's."""
+
+    predictions: str = Field(min_length=1, max_length=255, description="The "
+                             "queue (Redis: stream) predictions are published to.")
+    batch_rows: int = Field(default=256, ge=1, le=100_000, description="Requests "
+                            "scored together, at most...")
+    batch_seconds: float = Field(default=0.05, gt=0, le=60, description="... and "
+                                 "the longest a request waits for others.")
+
+    @model_validator(mode="after")
+    def _json_rows(self) -> StreamServeSpec:
+        if self.format != "json":
+            raise ValueError("serve.stream: requests are JSON rows (format: json)")
+        return self
+
+
 def _source_kind(value: Any) -> str:
     if isinstance(value, dict):
         if "endpoint" in value:
@@ -1317,6 +1337,11 @@ class ReportSpec(_Strict):
 
 class ServeSpec(_Strict):
     """Limits of the REST service (``mlsd serve``)."""
+
+    stream: StreamServeSpec | None = Field(
+        default=None, description="Score rows that arrive on a broker queue or "
+        "stream (`mlsd serve --stream`), with the REST service's code path and "
+        "log.")
 
     model: str | None = Field(
         default=None, min_length=1, description="The model `mlsd serve` and "

@@ -1,0 +1,226 @@
+"""Scoring from a broker (`mlsd serve --stream`): the REST service's code
+path, fed by a queue.
+
+Rows to score arrive on a RabbitMQ queue or a Redis stream
+(``serve.stream``), one JSON object a message. They are gathered a moment
+(``batch_rows``, ``batch_seconds``), typed by the model's request model and
+checked by the spec's rules exactly as ``POST /predict`` does (the same
+:class:`~mlsd.serve._app.Served`), scored together, and answered one message
+each: to the message's ``reply_to`` with its ``correlation_id`` (RabbitMQ's
+request/response), else to ``predictions``. A row that fails gets an answer
+with the same details a 422 would carry. Predictions are logged to the lake's
+prediction log (the same rows the REST service writes; the request id is the
+message's id), committed before the batch is acknowledged.
+
+Delivery is at least once: a crash after the answers were published and
+before the acknowledgement scores the batch again, and the same request ids
+are answered twice (consumers keep the first by ``request_id``).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+
+from ..models import ModelArtifact
+from ..spec import ServeSpec, StreamServeSpec
+from ._app import Served, ServiceLog, _errors, _new_id, _warm
+
+
+def serve_stream(model_dir: Path, stream: StreamServeSpec,
+                 settings: ServeSpec | None = None, *, log: ServiceLog | None = None,
+                 trust_unregistered: bool = False,
+                 resolve: Callable[[], Path] | None = None,
+                 max_messages: int | None = None, idle_seconds: float | None = None,
+                 stop: threading.Event | None = None, handle_signals: bool = False,
+                 on_batch: Callable[[dict[str, Any]], None] | None = None,
+                 broker=None) -> dict[str, Any]:
+    """Score the rows arriving on ``stream.queue`` (see the module) until
+    ``stop``, a signal (``handle_signals``), ``max_messages`` or
+    ``idle_seconds`` without a message. ``resolve`` names the model to serve
+    now (an alias's), checked every ``settings.reload_seconds``."""
+    from ..connectors._brokers import open_broker
+
+    settings = settings or ServeSpec()
+    stop = stop or threading.Event()
+
+    def load(folder: Path) -> Served:
+        served = Served(ModelArtifact.load(folder,
+                                           trust_unregistered=trust_unregistered),
+                        settings)
+        _warm(served)
+        return served
+
+    served, folder = load(Path(model_dir)), Path(model_dir)
+    client = broker or open_broker(stream, where="serve.stream")
+    writer = None
+    if log is not None:
+        from ..lake import Lake
+        from ..trainingdata.labeling._natural import LOG_SCHEMA
+        from ._log import LogWriter
+
+        writer = LogWriter(Lake(root=log.lake_root), "predictions", log.name,
+                           LOG_SCHEMA, json_columns=("inputs", "outputs"))
+    stats: dict[str, Any] = {"source": client.display, "messages": 0, "scored": 0,
+                             "refused": 0, "batches": 0, "logged": 0, "swaps": 0,
+                             "model_version": served.version, "stopped_by": ""}
+    previous = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        def halt(signum, _frame):
+            stats["stopped_by"] = signal.Signals(signum).name
+            stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, halt)
+    checked = last_message = time.monotonic()
+    try:
+        while not stop.is_set():
+            if resolve is not None and settings.reload_seconds > 0 and \
+                    time.monotonic() - checked >= settings.reload_seconds:
+                checked = time.monotonic()
+                now = Path(resolve())
+                if now != folder:  # swapped between batches: none is lost
+                    served, folder = load(now), now
+                    stats["swaps"] += 1
+                    stats["model_version"] = served.version
+            room = stream.batch_rows
+            if max_messages is not None:
+                room = min(room, max_messages - stats["messages"])
+                if room <= 0:
+                    stats["stopped_by"] = stats["stopped_by"] or "max_messages"
+                    break
+            batch = client.fetch(room, 0.2)
+            opened = time.monotonic()
+            while batch and len(batch) < room and not stop.is_set() and \
+                    time.monotonic() - opened < stream.batch_seconds:
+                batch += client.fetch(room - len(batch), max(
+                    0.0, stream.batch_seconds - (time.monotonic() - opened)))
+            if not batch:
+                if idle_seconds is not None and \
+                        time.monotonic() - last_message >= idle_seconds:
+                    stats["stopped_by"] = stats["stopped_by"] or "idle"
+                    break
+                continue
+            last_message = time.monotonic()
+            _score_batch(batch, served, stream, client, writer, log, stats)
+            if on_batch:
+                on_batch(stats)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        client.close()
+    if stop.is_set() and not stats["stopped_by"]:
+        stats["stopped_by"] = "stop"
+    return stats
+
+
+def _request_id(msg, stream: StreamServeSpec, row: Any) -> str:
+    if stream.id_from == "field" and isinstance(row, dict) and \
+            row.get(stream.id_field) is not None:
+        return str(row[stream.id_field])
+    return msg.message_id or msg.correlation_id or _new_id()
+
+
+def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
+                 log: ServiceLog | None, stats: dict[str, Any]) -> None:
+    """Type, check and score a batch; answer each message; log; acknowledge."""
+    answers: list[tuple[Any, str, dict[str, Any]]] = []
+    rows, owners = [], []
+    for m in batch:
+        try:
+            body = json.loads(m.body or b"")
+        except ValueError as err:
+            answers.append((m, _request_id(m, stream, None), {"error": [{
+                "loc": ["body"], "type": "json_invalid", "msg": f"not JSON: {err}"}]}))
+            continue
+        rid = _request_id(m, stream, body)
+        if not isinstance(body, dict):
+            answers.append((m, rid, {"error": [{
+                "loc": ["body"], "type": "dict_type",
+                "msg": "a message holds one row: a JSON object"}]}))
+            continue
+        if stream.id_from == "field" and stream.id_field not in \
+                served.artifact.input_schema["columns"]:  # an id, not an input
+            body = {k: v for k, v in body.items() if k != stream.id_field}
+        try:
+            typed, _ = served.validate(body)
+        except RequestValidationError as exc:
+            answers.append((m, rid, {"error": _errors(list(exc.errors()))}))
+            continue
+        rows.append(typed[0])
+        owners.append((m, rid))
+    while rows:  # the rows together, as a list sent to POST /predict
+        try:
+            preds, _ = served.score_table(rows, True, None)
+        except RequestValidationError as exc:
+            bad: dict[int, list] = {}
+            for e in _errors(list(exc.errors())):
+                bad.setdefault(int(e["loc"][1]), []).append(
+                    {**e, "loc": ["body", *e["loc"][2:]]})
+            for i in sorted(bad):
+                answers.append((*owners[i], {"error": bad[i]}))
+            keep = [i for i in range(len(rows)) if i not in bad]
+            rows, owners = [rows[i] for i in keep], [owners[i] for i in keep]
+            continue
+        break
+    else:
+        preds = []
+    now = datetime.now(UTC)
+    logged = []
+    for (m, rid), row, pred in zip(owners, rows, preds, strict=True):
+        answers.append((m, rid, {"prediction": pred}))
+        if writer is not None:
+            from ._log import log_row
+
+            item = row.get(log.item_key) if log.item_key else None
+            logged.append(log_row(rid, None if item is None else str(item),
+                                  served.version, row, pred, now))
+    by_queue: dict[tuple[str, bool], list] = {}
+    for m, rid, doc in answers:
+        body = json.dumps({"request_id": rid, "model_version": served.version, **doc},
+                          separators=(",", ":"), default=str).encode()
+        props = {"message_id": rid}
+        if m.correlation_id is not None:
+            props["correlation_id"] = m.correlation_id
+        target = (m.reply_to, False) if m.reply_to else (stream.predictions, True)
+        by_queue.setdefault(target, []).append((body, props))
+    for (queue, declare), items in by_queue.items():
+        client.publish(queue, items, declare=declare)
+    if logged:
+        writer.add(logged)
+        stats["logged"] += writer.flush()  # committed before the acknowledgement
+    client.ack(batch)
+    stats["messages"] += len(batch)
+    stats["scored"] += len(preds)
+    stats["refused"] += len(batch) - len(preds)
+    stats["batches"] += 1
+
+
+def project_stream(project, model: str | None = None,
+                   settings: ServeSpec | None = None, *,
+                   trust_unregistered: bool = False, **kwargs) -> dict[str, Any]:
+    """`mlsd serve --stream` in a project: the model ``model`` names (default
+    serve.model, else the champion, else the latest), ``serve.stream``'s
+    broker, the project's prediction log, the model swapped when the alias
+    moves. ``kwargs`` go to :func:`serve_stream`."""
+    from ..errors import SpecError
+    from ._app import project_log
+
+    settings = settings or project.spec.serve
+    if settings.stream is None:
+        raise SpecError("serve.stream: no broker to score from; add serve.stream "
+                        "(broker, queue, predictions, id_from) to mlsd.yaml")
+    folder, _ = project.which_model(model)
+    fixed = model is not None and Path(model).expanduser().is_dir()
+    return serve_stream(folder, settings.stream, settings,
+                        log=project_log(project, settings),
+                        trust_unregistered=trust_unregistered,
+                        resolve=None if fixed else (
+                            lambda: project.which_model(model)[0]), **kwargs)
