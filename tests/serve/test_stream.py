@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+
 import pytest
 import yaml
 from fastapi.testclient import TestClient
