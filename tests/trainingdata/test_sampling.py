@@ -362,3 +362,33 @@ def test_reservoir_keeps_the_same_rows_whatever_the_batch_kind():
     got = c.column("value").to_pylist()
     assert got == [None if (p + 1) % 7_000 == 0 and p >= 140_000 else 3 * p
                    for p in pc_.tolist()]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("stop_at", [0, 3, 11, 19])
+def test_a_reservoir_restored_from_its_state_keeps_what_it_would_have_kept(
+        weighted, stop_at):
+    """A consumer stores a reservoir's rows, slots and state with each commit
+    and goes on from them after a restart: the sample is the one it would have
+    drawn without the restart (before it is full, after, and at the end)."""
+    import json
+
+    from mlsd.trainingdata import Reservoir, WeightedReservoir
+
+    def run(seed: int, stop: int | None) -> list[int]:
+        r = WeightedReservoir(7, seed=seed) if weighted else Reservoir(7, seed=seed)
+        for i, start in enumerate(range(0, 2000, 100)):
+            if i == stop:
+                rows, pos = r.result()
+                state = json.loads(json.dumps(r.state()))  # as stored
+                r = (WeightedReservoir.restore(state, rows, pos, r.slots(), r.keys())
+                     if weighted else Reservoir.restore(state, rows, pos, r.slots()))
+            b = pa.record_batch({"x": np.arange(start, start + 100)})
+            if weighted:
+                r.add(b, weights=(b.column(0).to_numpy() % 10).astype(float))
+            else:
+                r.add(b)
+        return r.result()[0].column("x").to_pylist()
+
+    for seed in range(5):
+        assert run(seed, stop_at) == run(seed, None)

@@ -109,6 +109,13 @@ class _Kept:
         self.slot_row[used] = np.arange(int(used.sum()))
         self.pool_rows = int(used.sum())
 
+    def slots(self) -> np.ndarray:
+        """The kept rows' slots, in stream order (as :meth:`table`)."""
+        import numpy as np
+
+        used = np.flatnonzero(self.slot_row >= 0)
+        return used[np.argsort(self.slot_pos[used], kind="stable")]
+
     def table(self) -> tuple[pa.Table | None, np.ndarray]:
         """The kept rows in stream order, and their stream positions."""
         import numpy as np
@@ -268,6 +275,45 @@ class Reservoir:
         (``None`` and no position before any row was offered)."""
         return self._kept.table()
 
+    def slots(self) -> np.ndarray:
+        """The kept rows' slots, in the order of :meth:`result`."""
+        return self._kept.slots()
+
+    def state(self) -> dict:
+        """What, with the kept rows and their :meth:`slots`, lets
+        :meth:`restore` go on where this reservoir is, drawing what it would
+        have drawn (JSON: the generator's state, W, the replacements drawn and
+        not reached). A consumer stores it with each commit."""
+        return {"kind": "uniform", "k": self.k, "seen": self.seen,
+                "rng": self._rng.bit_generator.state, "log_w": self._log_w,
+                "last": self._last, "pos": self._pos.tolist(),
+                "slot": self._slot.tolist()}
+
+    @classmethod
+    def restore(cls, state: dict, rows: pa.Table | None, positions: np.ndarray,
+                slots) -> Reservoir:
+        """A reservoir as :meth:`state`, :meth:`result` and :meth:`slots`
+        left it: fed the same rows after, it keeps what it would have kept."""
+        import numpy as np
+
+        r = cls(state["k"])
+        r.seen, r._log_w, r._last = state["seen"], state["log_w"], state["last"]
+        r._rng.bit_generator.state = state["rng"]
+        r._pos = np.asarray(state["pos"], dtype=np.int64)
+        r._slot = np.asarray(state["slot"], dtype=np.int64)
+        _refill(r._kept, rows, positions, slots)
+        return r
+
+
+def _refill(kept: _Kept, rows, positions, slots) -> None:
+    """Put restored rows back in their slots."""
+    import numpy as np
+
+    if rows is None or not rows.num_rows:
+        return
+    kept.put(_as_batch(rows), np.arange(rows.num_rows, dtype=np.int64),
+             np.asarray(slots, dtype=np.int64), np.asarray(positions, dtype=np.int64))
+
 
 class WeightedReservoir:
     """A weighted sample of ``k`` rows of a stream, without replacement
@@ -358,3 +404,36 @@ class WeightedReservoir:
     def result(self) -> tuple[pa.Table | None, np.ndarray]:
         """The kept rows in stream order, and their stream positions."""
         return self._kept.table()
+
+    def slots(self) -> np.ndarray:
+        """The kept rows' slots, in the order of :meth:`result`."""
+        return self._kept.slots()
+
+    def keys(self) -> np.ndarray:
+        """The kept rows' keys (logarithms), in the order of :meth:`result`."""
+        import numpy as np
+
+        by_slot = {slot: key for key, slot in self._heap}
+        return np.asarray([by_slot[int(s)] for s in self.slots()], dtype=np.float64)
+
+    def state(self) -> dict:
+        """What, with the kept rows and their :meth:`keys`, lets
+        :meth:`restore` go on where this reservoir is (JSON)."""
+        version, inner, gauss = self._rng.getstate()
+        return {"kind": "weighted", "k": self.k, "seen": self.seen,
+                "rng": [version, list(inner), gauss], "x": self._x}
+
+    @classmethod
+    def restore(cls, state: dict, rows: pa.Table | None, positions: np.ndarray,
+                slots, keys) -> WeightedReservoir:
+        """A weighted reservoir as :meth:`state`, :meth:`result`,
+        :meth:`slots` and :meth:`keys` left it."""
+        r = cls(state["k"])
+        r.seen, r._x = state["seen"], state["x"]
+        version, inner, gauss = state["rng"]
+        r._rng.setstate((version, tuple(inner), gauss))
+        _refill(r._kept, rows, positions, slots)
+        r._heap = [(float(key), int(slot)) for slot, key in zip(slots, keys,
+                                                                 strict=True)]
+        heapq.heapify(r._heap)
+        return r
