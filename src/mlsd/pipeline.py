@@ -440,7 +440,8 @@ def consume(project: Project, source: str, *, max_messages: int | None = None,
                          lake=project.lake, catalog=project.catalog,
                          transform=spec.transform, max_messages=max_messages,
                          idle_seconds=idle_seconds, stop=stop,
-                         handle_signals=handle_signals, on_batch=on_batch)
+                         handle_signals=handle_signals, on_batch=on_batch,
+                         seed=spec.seed)
     return res.to_dict()
 
 

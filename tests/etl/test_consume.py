@@ -249,3 +249,54 @@ def _queue_unacked(ch, queue: str) -> int:
     management API is not needed: ready = 0 once all are delivered)."""
     ready = _queue_depth(ch, queue)
     return 500 - ready
+
+
+def test_a_reservoir_of_a_stream_survives_a_crash_with_the_same_draws(
+        tmp_path, redis_stream):
+    """`reservoir: {n: 40}` keeps a sample instead of every row; a crash
+    between a commit and its acknowledgement changes neither what is kept
+    nor how many rows the reservoir saw."""
+    from mlsd.connectors import open_broker
+    from mlsd.etl import consume as consume_source
+
+    stream, r = redis_stream
+    other = f"{stream}-b"
+    try:
+        for s in (stream, other):
+            pipe = r.pipeline(transaction=False)
+            for i in range(3000):
+                pipe.xadd(s, {"payload": json.dumps(_event(i))})
+            pipe.execute()
+        common = {"broker": REDIS, "id_field": "event_id", "batch_rows": 400,
+                  "batch_seconds": 0.3, "reservoir": {"n": 40, "weights": "amount"}}
+        straight = _project(tmp_path / "a", queue=other, **common)
+        crashed = _project(tmp_path / "b", queue=stream, **common)
+        spec = crashed.spec.sources["events"]
+
+        class _Dies(_CrashBeforeAck):  # on the third batch's acknowledgement
+            calls = 0
+
+            def ack(self, messages):
+                _Dies.calls += 1
+                if _Dies.calls == 3:
+                    raise KeyboardInterrupt("killed")
+                self.inner.ack(messages)
+        with pytest.raises(KeyboardInterrupt):
+            consume_source("events", spec, crashed.spec.validate_, root=crashed.root,
+                           lake=crashed.lake, idle_seconds=1.0, seed=42,
+                           broker=_Dies(open_broker(spec)))
+        res = consume(crashed, "events", idle_seconds=1.0)
+        assert res["duplicates"] == 400 and res["seen"] == 3000
+        want = consume(straight, "events", idle_seconds=1.0)
+        assert want["seen"] == 3000 and want["sampled"] == 40
+        a = sorted(x["event_id"] for x in _stored(straight))
+        b = sorted(x["event_id"] for x in _stored(crashed))
+        assert a == b and len(a) == 40
+        assert all(i % 50 for i in a)  # amount 0: weight 0, never kept
+        # a changed reservoir cannot go on from the stored one
+        changed = _project(tmp_path / "a", queue=other,
+                           **{**common, "reservoir": {"n": 10}})
+        with pytest.raises(DataError, match="the reservoir changed"):
+            consume(changed, "events", idle_seconds=0.5)
+    finally:
+        r.delete(other, f"{other}.dead")

@@ -479,6 +479,9 @@ def consume(
                   f"dead-lettered, {r['duplicates']} duplicates dropped"
                   + (f", {r['erased']} erased" if r["erased"] else "")
                   + f"; stopped by {r['stopped_by'] or 'end'}")
+        if r["sampled"] is not None:
+            out.print(f"  a reservoir keeps {r['sampled']} of the {r['seen']} valid "
+                      f"rows seen")
         for reason, n in list(r["reasons"].items())[:5]:
             out.print(f"  {n} x {reason}")
         if r["schema_frozen"]:

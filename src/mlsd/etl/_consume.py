@@ -129,6 +129,8 @@ class ConsumeResult:
     stopped_by: str = ""
     schema_frozen: bool = False
     reasons: dict[str, int] = field(default_factory=dict)
+    sampled: int | None = None  # a reservoir's rows, of `seen` valid ones
+    seen: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,10 +194,10 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
             idle_seconds: float | None = None, stop: threading.Event | None = None,
             handle_signals: bool = False,
             on_batch: Callable[[ConsumeResult], None] | None = None,
-            broker=None) -> ConsumeResult:
+            broker=None, seed: int = 0) -> ConsumeResult:
     """Consume the broker source ``name`` (see the module) until ``stop`` is
     set, a signal arrives (``handle_signals``), ``max_messages`` were handled
-    or no message came for ``idle_seconds``."""
+    or no message came for ``idle_seconds``. ``seed``: a reservoir's draws."""
     from ..connectors._brokers import open_broker
     from ._transform import Transformer
 
@@ -216,6 +218,10 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
     started = time.monotonic()
     try:
         seen = recent_ids(lake, name, spec.dedupe_window)
+        sampler = None
+        if spec.reservoir is not None:
+            sampler = _Sampler.load(lake, name, spec.reservoir, seed)
+            seen.add(sampler.last_ids)  # a batch committed and not acknowledged
         validator = None
         erasures = [e["predicate"] for e in catalog.erasures(name)] if catalog else []
         last_message = time.monotonic()
@@ -262,7 +268,7 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                                       transform=transformer)
                 validator.check_rules(f"{where} (schemas/{name}.yaml)")
             _one_batch(batch, name, spec, client, decode, validator, lake, seen,
-                       erasures, result, reasons)
+                       erasures, result, reasons, sampler)
             result.reasons = dict(reasons.most_common())
             if on_batch:
                 on_batch(result)
@@ -293,7 +299,7 @@ def _infer(batch, decode, spec, rules, display) -> DataSchema | None:
 
 
 def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasures,
-               result: ConsumeResult, reasons: Counter) -> None:
+               result: ConsumeResult, reasons: Counter, sampler=None) -> None:
     """Decode, drop redeliveries, validate, commit, dead-letter, acknowledge."""
     columns = list(validator.schema.columns)
     known = set(columns)
@@ -350,7 +356,12 @@ def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasure
                 "mlsd.broker": client.display}
         if rejected.num_rows:
             lake.append("quarantine", name, rejected, metadata=meta)
-        if accepted.num_rows:
+        if sampler is not None:
+            if accepted.num_rows:
+                sampler.add(accepted)
+                result.version = sampler.commit(lake, name, meta, ids)
+            result.sampled, result.seen = sampler.kept, sampler.reservoir.seen
+        elif accepted.num_rows:
             result.version = lake.append("sources", name, accepted, metadata=meta)
         bad = []
         for line, found in zip(rejected.column(LINE).to_pylist(),
@@ -366,6 +377,103 @@ def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasure
         seen.add(ids)
     client.ack(batch)  # after the commits: a crash before this redelivers
     result.batches += 1
+
+
+class _Sampler:
+    """A reservoir over the accepted rows of a broker source, committed as
+    ``sources/NAME`` (an overwrite) with each micro-batch: the kept rows, their
+    stream positions and slots (and keys, weighted), and in the commit's
+    metadata the reservoir's state and the batch's message ids, so a restart
+    goes on with the same draws and drops the batch if it comes again."""
+
+    POS, SLOT, KEY = "_position", "_slot", "_reservoir_key"
+    META = "mlsd.reservoir"
+
+    def __init__(self, spec, seed: int):
+        from ..trainingdata import Reservoir, WeightedReservoir
+
+        self.spec = spec
+        self.reservoir = (WeightedReservoir(spec.n, seed=seed) if spec.weights
+                          else Reservoir(spec.n, seed=seed))
+        self.last_ids: list[str] = []
+        self.zero_weights = 0
+
+    @property
+    def kept(self) -> int:
+        rows, _ = self.reservoir.result()
+        return 0 if rows is None else rows.num_rows
+
+    @classmethod
+    def load(cls, lake, name: str, spec, seed: int) -> _Sampler:
+        import numpy as np
+
+        from ..trainingdata import Reservoir, WeightedReservoir
+
+        me = cls(spec, seed)
+        last = lake.last_write("sources", name)
+        if last is None:
+            return me
+        doc = last.get(cls.META)
+        if doc is None:
+            raise DataError(f"source {name!r}: sources/{name} holds rows that are "
+                            f"not this reservoir's (consumed without `reservoir`, "
+                            f"or written otherwise); delete it or sample into "
+                            f"another source")
+        doc = json.loads(doc)
+        if doc["state"]["k"] != spec.n or doc.get("weights") != spec.weights:
+            raise DataError(f"source {name!r}: the reservoir changed since its "
+                            f"last commit (n {doc['state']['k']} -> {spec.n}, weights "
+                            f"{doc.get('weights')} -> {spec.weights}); a sample "
+                            f"cannot go on under other rules: delete sources/{name} "
+                            f"or sample into another source")
+        table = lake.dataset("sources", name).to_table()
+        table = table.take(_sort_by(table, cls.POS))
+        pos = table.column(cls.POS).to_numpy()
+        slots = table.column(cls.SLOT).to_numpy()
+        extra = [c for c in (cls.POS, cls.SLOT, cls.KEY) if c in table.column_names]
+        rows = table.drop_columns(extra)
+        if spec.weights:
+            me.reservoir = WeightedReservoir.restore(
+                doc["state"], rows, pos, slots,
+                np.asarray(table.column(cls.KEY).to_numpy(), dtype=np.float64))
+        else:
+            me.reservoir = Reservoir.restore(doc["state"], rows, pos, slots)
+        me.last_ids = doc.get("last_ids", [])
+        return me
+
+    def add(self, accepted: pa.Table) -> None:
+        if not self.spec.weights:
+            self.reservoir.add(accepted)
+            return
+        import numpy as np
+
+        col = accepted.column(self.spec.weights)
+        w = np.asarray(col.cast(pa.float64()).fill_null(0.0).to_numpy(
+            zero_copy_only=False), dtype=np.float64)
+        bad = ~np.isfinite(w) | (w < 0)
+        self.zero_weights += int(bad.sum())
+        self.reservoir.add(accepted, weights=np.where(bad, 0.0, w))
+
+    def commit(self, lake, name: str, meta: dict[str, str], ids: list[str]) -> int:
+        rows, pos = self.reservoir.result()
+        table = rows.append_column(self.POS, pa.array(pos, pa.int64())).append_column(
+            self.SLOT, pa.array(self.reservoir.slots(), pa.int64()))
+        if self.spec.weights:
+            table = table.append_column(self.KEY, pa.array(self.reservoir.keys(),
+                                                           pa.float64()))
+        doc = {"state": self.reservoir.state(), "weights": self.spec.weights,
+               "last_ids": ids}
+        version, _ = lake.write("sources", name, table, write_id=meta["mlsd.load_id"],
+                                mode="overwrite",
+                                metadata={**meta, self.META: json.dumps(doc)})
+        self.last_ids = ids
+        return version
+
+
+def _sort_by(table: pa.Table, column: str) -> pa.Array:
+    import pyarrow.compute as pc
+
+    return pc.sort_indices(table, sort_keys=[(column, "ascending")])
 
 
 def _with_lineage(table: pa.Table, ids: list[str], offsets: list[str | None]

@@ -345,6 +345,15 @@ class BlobSourceSpec(_Strict):
 BROKER_SCHEMES = ("rabbitmq", "amqp", "redis")
 
 
+class StreamSampleSpec(_Strict):
+    """Keep a sample of a stream instead of all of it (a reservoir)."""
+
+    n: int = Field(ge=1, le=10_000_000, description="Rows to keep.")
+    weights: str | None = Field(default=None, description="A numeric column: rows "
+                                "are kept in proportion to it (A-ExpJ); missing or "
+                                "negative weights count as 0 (never kept).")
+
+
 class BrokerSourceSpec(_Strict):
     """Messages of a broker queue (RabbitMQ) or stream (Redis Streams),
     consumed into the lake by `mlsd consume NAME` in micro-batches."""
@@ -397,6 +406,11 @@ class BrokerSourceSpec(_Strict):
     nested: Literal["json", "flatten", "struct"] = Field(
         default="json", description="Nested objects in JSON payloads: kept as JSON "
         "text, flattened to dotted columns, or typed structs.")
+    reservoir: StreamSampleSpec | None = Field(
+        default=None, description="Keep a uniform (or weighted) sample of `n` "
+        "rows of the stream instead of every row: `sources/NAME` is the sample, "
+        "rewritten with each micro-batch; a restart goes on with the same draws. "
+        "The quarantine still keeps every refused message.")
 
     @field_validator("broker")
     @classmethod
@@ -467,6 +481,9 @@ class StreamServeSpec(BrokerSourceSpec):
     def _json_rows(self) -> StreamServeSpec:
         if self.format != "json":
             raise ValueError("serve.stream: requests are JSON rows (format: json)")
+        if self.reservoir is not None:
+            raise ValueError("serve.stream: every request is answered; a "
+                             "reservoir samples a source (sources.NAME.reservoir)")
         return self
 
 
