@@ -300,3 +300,19 @@ def test_a_reservoir_of_a_stream_survives_a_crash_with_the_same_draws(
             consume(changed, "events", idle_seconds=0.5)
     finally:
         r.delete(other, f"{other}.dead")
+
+
+def test_a_redis_entry_without_the_payload_field_is_kept_whole_with_the_reason(
+        tmp_path, redis_stream):
+    stream, r = redis_stream
+    proj = _project(tmp_path / "p", broker=REDIS, queue=stream, id_from="entry_id",
+                    batch_seconds=0.2)
+    r.xadd(stream, {"data": json.dumps(_event(1)), "kind": "click"})
+    res = consume(proj, "events", idle_seconds=0.8)
+    assert res["quarantined"] == 1
+    (row,) = _stored(proj, "quarantine")
+    assert "no field 'payload'" in row["reasons"][0]["message"]
+    assert "data, kind" in row["reasons"][0]["message"]
+    assert json.loads(row["raw"])["kind"] == "click"  # nothing lost
+    dead = r.xrange(f"{stream}.dead")[0][1]
+    assert dead[b"data"] == json.dumps(_event(1)).encode() and dead[b"kind"] == b"click"

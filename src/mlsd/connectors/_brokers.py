@@ -98,8 +98,9 @@ class RabbitQueue:
         try:
             self._conn = pika.BlockingConnection(params)
         except pika.exceptions.AMQPError as err:
+            why = str(err).strip() or "no broker answered (refused or timed out)"
             raise DataError(f"{where}: cannot connect to {self.display}: "
-                            f"{type(err).__name__} {err}") from None
+                            f"{type(err).__name__}: {why}") from None
         self._ch = self._conn.channel()
         self._declare(queue, where)
         if dead_letter:
@@ -257,10 +258,12 @@ class RedisStream:
             return
         pipe = self._r.pipeline(transaction=False)
         for msg, reasons in items:
-            pipe.xadd(self.dead_letter_queue, {
-                "payload": msg.body or b"", "reasons": json.dumps(reasons),
-                "message_id": msg.message_id or "", "stream": self.stream,
-                "source": self.display})
+            ours = {"reasons": json.dumps(reasons), "message_id": msg.message_id or "",
+                    "stream": self.stream, "source": self.display}
+            # the entry as it came (its other fields too), then why
+            fields = {**{k: v for k, v in msg.headers.items() if k not in ours},
+                      self.payload_field.decode(): msg.body or b"", **ours}
+            pipe.xadd(self.dead_letter_queue, fields)
         pipe.execute()
 
     def close(self) -> None:

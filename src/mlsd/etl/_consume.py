@@ -308,6 +308,10 @@ def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasure
     digest = hashlib.sha256()
     for m in batch:
         rec, err, text = decode(m.body)
+        if m.body is None and spec.kind == "redis":
+            err = (f"the entry has no field {spec.payload_field!r} (payload_field); "
+                   f"its fields: {', '.join(sorted(m.headers)) or 'none'}")
+            text = json.dumps(m.headers, ensure_ascii=False)  # kept as it came
         mid = None
         if spec.id_from == "field":
             if rec is not None:
