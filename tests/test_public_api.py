@@ -19,6 +19,7 @@ LAYER = {"errors": 1, "spec": 1, "formats": 1, "lake": 1, "engine": 1, "runtime"
          "connectors": 2, "etl": 2.5, "trainingdata": 3, "features": 3,
          "models": 3.5, "audit": 4, "report": 4, "serve": 5, "examples": 1,
          "scaffold": 3,
+         "_windows": 1, "_reservoir": 1,
          "pipeline": 6, "cli": 7}
 
 

@@ -394,7 +394,7 @@ class _Sampler:
     META = "mlsd.reservoir"
 
     def __init__(self, spec, seed: int):
-        from ..trainingdata import Reservoir, WeightedReservoir
+        from .._reservoir import Reservoir, WeightedReservoir
 
         self.spec = spec
         self.reservoir = (WeightedReservoir(spec.n, seed=seed) if spec.weights
@@ -411,7 +411,7 @@ class _Sampler:
     def load(cls, lake, name: str, spec, seed: int) -> _Sampler:
         import numpy as np
 
-        from ..trainingdata import Reservoir, WeightedReservoir
+        from .._reservoir import Reservoir, WeightedReservoir
 
         me = cls(spec, seed)
         last = lake.last_write("sources", name)

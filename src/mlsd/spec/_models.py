@@ -881,6 +881,68 @@ class FeatureSpec(_Strict):
         "embedding: the most frequent training words whose vectors are kept "
         "(default 50000)."))
 
+    agg: Literal["count", "sum", "mean", "min", "max"] | None = Field(
+        default=None, description="A stream feature: this aggregate of `column` "
+        "over the entity's (`by`) earlier events in a window of event time "
+        "(`time`), computed in batch over the training table and online from "
+        "online_store (docs/features.md). count needs no column.")
+    window: str | float | None = Field(default=None, description="The window: a "
+                                       "duration (30m, 1h, 7d) or seconds.")
+    by: str | None = Field(default=None, description="The entity key column.")
+    time: str | None = Field(default=None, description="The event time column.")
+    window_type: Literal["sliding", "tumbling", "session"] = Field(
+        default="sliding", description="sliding: the last `window` before each "
+        "event; tumbling: since the start of its window (aligned on the epoch); "
+        "session: its session (events at most `gap` apart), at most `window` "
+        "back.")
+    gap: str | float | None = Field(default=None, description="session: the "
+                                    "longest pause inside a session.")
+    lateness: str | float = Field(default=0, description="Online: how far behind "
+                                  "the newest event time seen an event may still "
+                                  "arrive and count (later ones are dropped).")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> FeatureSpec:
+        keys = ("window", "by", "time", "gap")
+        if self.agg is None:
+            extra = [k for k in (*keys, "window_type", "lateness")
+                     if k in self.model_fields_set]
+            if extra:
+                raise ValueError(f"{extra[0]}: applies to a stream feature (with "
+                                 f"`agg`)")
+            return self
+        if self.encode is not None:
+            raise ValueError("agg: a stream feature is a number (no `encode`)")
+        missing = [k for k in ("window", "by", "time") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"agg: a stream feature needs `{missing[0]}` "
+                             f"(window, by, time)")
+        if self.column is None and self.agg != "count":
+            raise ValueError(f"agg: {self.agg} reads a `column` (count needs none)")
+        if (self.window_type == "session") != (self.gap is not None):
+            raise ValueError("gap: give it with window_type: session, and only "
+                             "then")
+        from .._windows import seconds
+
+        for k in ("window", "gap", "lateness"):
+            if getattr(self, k) is not None and not (k == "lateness"
+                                                     and self.lateness == 0):
+                seconds(getattr(self, k), k)
+        return self
+
+    def stream_window(self):
+        """The window this stream feature computes (``None``: not one)."""
+        if self.agg is None:
+            return None
+        from .._windows import Window, seconds
+
+        return Window(column=self.column, agg=self.agg,
+                      window=seconds(self.window, "window"), by=self.by,
+                      time=self.time, kind=self.window_type,
+                      gap=None if self.gap is None else seconds(self.gap, "gap"),
+                      lateness=0.0 if self.lateness in (0, "0") else
+                      seconds(self.lateness, "lateness"))
+
     @model_validator(mode="after")
     def _check_encode(self) -> FeatureSpec:
         enc = self.encode
@@ -910,11 +972,13 @@ class FeatureSpec(_Strict):
                 raise ValueError("columns: a cross needs at least two columns")
             if len(set(self.columns)) != len(self.columns):
                 raise ValueError(f"columns: {self.columns} names a column twice")
-        elif self.column is None or self.columns is not None:
+        elif (self.column is None and self.agg is None) or self.columns is not None:
             raise ValueError(f"a {kind} feature reads one `column`"
                              + (" (`columns` is for cross and fourier)"
                                 if self.columns is not None else ""))
-        given = self.model_fields_set - {"column", "columns", "encode"}
+        given = self.model_fields_set - {"column", "columns", "encode", "agg",
+                                         "window", "by", "time", "window_type",
+                                         "gap", "lateness"}
         foreign = sorted(given - set(FEATURE_KEYS[kind]))
         if foreign:
             readers = [k for k, keys in FEATURE_KEYS.items() if foreign[0] in keys]
@@ -977,12 +1041,17 @@ class FeatureSpec(_Strict):
 
     @property
     def inputs(self) -> list[str]:
-        """The raw columns this feature reads."""
+        """The raw columns this feature reads (a stream feature: the column its
+        window adds to the training table)."""
+        if self.agg is not None:
+            return [self.stream_window().name]
         return list(self.columns) if self.columns is not None else [self.column]
 
     @property
     def label(self) -> str:
         """The feature's name: its column, or its columns joined by ``*``."""
+        if self.agg is not None:
+            return self.stream_window().name
         return self.column if self.columns is None else "*".join(self.columns)
 
     def settings(self) -> dict[str, Any]:
@@ -1653,6 +1722,16 @@ class LabelsSpec(_Strict):
         return any(r.from_ != "column" for r in self.policy)
 
 
+class OnlineStoreSpec(_Strict):
+    """Where stream features live between events and predictions (Redis)."""
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", description="redis://"
+                     "host:port/db; keep the password out of it (password_env).")
+    password_env: str | None = None
+    prefix: str | None = Field(default=None, description="The keys' namespace "
+                               "(default: the project's name).")
+
+
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
 
@@ -1680,6 +1759,9 @@ class ProjectSpec(_Strict):
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     labels: LabelsSpec = Field(default_factory=LabelsSpec)
+    online_store: OnlineStoreSpec = Field(
+        default_factory=OnlineStoreSpec, description="Stream features' online "
+        "values: `mlsd consume` writes the events, the service reads them.")
     seed: int = 42
     data_roots: list[str] = Field(
         default_factory=list,
@@ -1751,12 +1833,27 @@ class ProjectSpec(_Strict):
             raise ValueError("labels.policy: the label store's labels join the rows "
                              "by their key: set `key` on the sources (or "
                              "dataset.key)")
+        for i, f in enumerate(self.features):
+            if f.agg is not None and f.window_type == "session" and \
+                    f.stream_window().gap > f.stream_window().window:
+                raise ValueError(f"features[{i}].gap: longer than its window")
         cols = [c for f in self.features for c in f.inputs]
         for target in self.problem.targets:
             if target in cols:
                 raise ValueError(f"features: the target {target!r} cannot be a "
                                  f"feature")
         return self
+
+    @property
+    def windows(self) -> list:
+        """The stream features' windows (``mlsd.features._stream.Window``),
+        once each."""
+        out = {}
+        for f in self.features:
+            w = f.stream_window()
+            if w is not None:
+                out.setdefault(w.name, w)
+        return list(out.values())
 
     def _check_multilabel(self) -> None:
         """What a multilabel task cannot take, each refused with its reason."""

@@ -13,6 +13,7 @@ row's split and weight as ``splits/NAME``; later stages read them by version
 (:func:`split_parts`) and fit on ``train`` only.
 """
 
+from .._reservoir import Reservoir, WeightedReservoir
 from ._augment import (
     AUGMENTED,
     TextOps,
@@ -35,7 +36,6 @@ from ._imbalance import (
     smotenc_rows,
 )
 from ._labelsets import parse_labels
-from ._reservoir import Reservoir, WeightedReservoir
 from ._sample_stage import sample
 from ._sampling import Sample, allocate, bias_report, draw, inclusion_probabilities
 from ._split import (

@@ -589,7 +589,7 @@ def _weighted(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
 def _reservoir(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
     """reservoir: one pass over the rows as they come (Algorithm L, or A-ExpJ
     with weights), keeping only the ``n`` rows drawn so far."""
-    from ._reservoir import Reservoir, WeightedReservoir
+    from .._reservoir import Reservoir, WeightedReservoir
 
     expr = _expression(spec.weights, "weights", pop.names)
     extra = f", coalesce({expr}::DOUBLE, 0) AS __w" if expr else ""

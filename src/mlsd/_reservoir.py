@@ -1,4 +1,5 @@
-"""Reservoir sampling over a stream of Arrow batches of unknown length.
+"""Reservoir sampling over a stream of Arrow batches of unknown length (used by
+the sampling stage and by a broker consumer that keeps a sample).
 
 Written here because no maintained library samples a stream of Arrow record
 batches: :class:`Reservoir` is Li's Algorithm L (uniform, each of the ``k`` kept
@@ -21,7 +22,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from ..errors import DataError
+from .errors import DataError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
