@@ -441,7 +441,10 @@ def consume(project: Project, source: str, *, max_messages: int | None = None,
                          transform=spec.transform, max_messages=max_messages,
                          idle_seconds=idle_seconds, stop=stop,
                          handle_signals=handle_signals, on_batch=on_batch,
-                         seed=spec.seed)
+                         seed=spec.seed, windows=spec.windows,
+                         online_store={"url": spec.online_store.url,
+                                       "password_env": spec.online_store.password_env,
+                                       "prefix": spec.online_store.prefix or spec.name})
     return res.to_dict()
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mlsd.errors import DataError
-from mlsd.pipeline import Project, consume, ingest
+from mlsd.pipeline import Project, consume, ingest, run
 from tests._helpers import require_service, run_cli
 
 RABBIT = "rabbitmq://guest@127.0.0.1:5672/"
@@ -218,8 +218,9 @@ def test_a_source_without_ids_is_refused_and_a_run_says_to_consume_first(tmp_pat
     assert proc.returncode == 2 and "id_from" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     proj = _project(tmp_path / "q", broker=REDIS, id_from="entry_id")
-    with pytest.raises(DataError, match="mlsd consume events"):
-        ingest(proj)
+    assert ingest(proj)["sources"][0]["version"] is None  # nothing yet: no error
+    with pytest.raises(DataError, match="run `mlsd consume events` first"):
+        run(proj.root, until="table")
 
 
 def test_sigterm_commits_and_acknowledges_what_was_fetched(tmp_path, rabbit):

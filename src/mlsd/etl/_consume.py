@@ -131,6 +131,8 @@ class ConsumeResult:
     reasons: dict[str, int] = field(default_factory=dict)
     sampled: int | None = None  # a reservoir's rows, of `seen` valid ones
     seen: int | None = None
+    online: list[str] = field(default_factory=list)  # stream features fed
+    late: int = 0  # events the online store dropped (behind its watermark)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,10 +196,13 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
             idle_seconds: float | None = None, stop: threading.Event | None = None,
             handle_signals: bool = False,
             on_batch: Callable[[ConsumeResult], None] | None = None,
-            broker=None, seed: int = 0) -> ConsumeResult:
+            broker=None, seed: int = 0, windows=(), online_store=None
+            ) -> ConsumeResult:
     """Consume the broker source ``name`` (see the module) until ``stop`` is
     set, a signal arrives (``handle_signals``), ``max_messages`` were handled
-    or no message came for ``idle_seconds``. ``seed``: a reservoir's draws."""
+    or no message came for ``idle_seconds``. ``seed``: a reservoir's draws.
+    ``windows``: stream features whose events this source holds, fed to
+    ``online_store`` (a dict: url, password_env, prefix) as they come."""
     from ..connectors._brokers import open_broker
     from ._transform import Transformer
 
@@ -223,6 +228,7 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
             sampler = _Sampler.load(lake, name, spec.reservoir, seed)
             seen.add(sampler.last_ids)  # a batch committed and not acknowledged
         validator = None
+        online = None
         erasures = [e["predicate"] for e in catalog.erasures(name)] if catalog else []
         last_message = time.monotonic()
         while not stop.is_set():
@@ -254,6 +260,9 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                     result.stopped_by = result.stopped_by or "idle"
                     break
                 continue
+            if online is None and windows and schema is not None:
+                online = _online(windows, schema, online_store, where)
+                result.online = [w.name for w in online.windows] if online else []
             if schema is None or validator is None:
                 if schema is None:
                     schema = _infer(batch, decode, spec, rules, client.display)
@@ -268,7 +277,7 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                                       transform=transformer)
                 validator.check_rules(f"{where} (schemas/{name}.yaml)")
             _one_batch(batch, name, spec, client, decode, validator, lake, seen,
-                       erasures, result, reasons, sampler)
+                       erasures, result, reasons, sampler, online)
             result.reasons = dict(reasons.most_common())
             if on_batch:
                 on_batch(result)
@@ -280,6 +289,28 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
     if stop.is_set() and not result.stopped_by:
         result.stopped_by = "stop"
     return result
+
+
+def _online(windows, schema: DataSchema, store: dict | None, where: str):
+    """The online store fed with this source's events: the windows whose
+    entity, time and value columns the source has (None: none has)."""
+    mine = [w for w in windows if all(c in schema.columns
+                                      for c in (w.by, w.time, w.column) if c)]
+    if not mine:
+        return None
+    if store is None:
+        raise DataError(f"{where}: stream features read this source's events but no "
+                        f"online_store is set")
+    import os
+
+    import redis
+
+    from .._windows import OnlineWindows
+
+    password = os.environ.get(store["password_env"]) if store.get(
+        "password_env") else None
+    client = redis.Redis.from_url(store["url"], password=password, socket_timeout=30)
+    return OnlineWindows(client, mine, store["prefix"])
 
 
 def _infer(batch, decode, spec, rules, display) -> DataSchema | None:
@@ -299,7 +330,8 @@ def _infer(batch, decode, spec, rules, display) -> DataSchema | None:
 
 
 def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasures,
-               result: ConsumeResult, reasons: Counter, sampler=None) -> None:
+               result: ConsumeResult, reasons: Counter, sampler=None,
+               online=None) -> None:
     """Decode, drop redeliveries, validate, commit, dead-letter, acknowledge."""
     columns = list(validator.schema.columns)
     known = set(columns)
@@ -356,6 +388,13 @@ def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasure
 
             accepted, gone = without_erased(accepted, erasures, name)
             result.erased += gone
+        if online is not None and accepted.num_rows:
+            # before the commits: a crash after them drops the batch when it
+            # comes again, and adding an event twice changes nothing (by id)
+            cols = list(dict.fromkeys(c for w in online.windows
+                                      for c in (w.by, w.time, w.column) if c))
+            result.late += online.add(accepted.select(cols).to_pylist(),
+                                      accepted.column(MESSAGE_ID).to_pylist())
         meta = {"mlsd.load_id": load_id, "mlsd.rows_in": str(len(keep)),
                 "mlsd.broker": client.display}
         if rejected.num_rows:

@@ -412,12 +412,15 @@ def consumed_source(name: str, spec: BrokerSourceSpec, lake: Lake,
                     on_rows: Callable[[int], None] | None = None) -> LoadResult:
     """A broker source in a run: what `mlsd consume` has stored so far, as
     the dataset's current version (the run reads nothing from the broker)."""
-    if not lake.exists("sources", name):
-        raise DataError(f"source {name!r} reads a broker ({spec.kind}): nothing "
-                        f"consumed yet; run `mlsd consume {name}` first (it "
-                        f"stores the messages that runs then read)")
     if on_rows:
         on_rows(0)
+    if not lake.exists("sources", name):  # the table stage says so if it needs it
+        return LoadResult(
+            source=name, load_id="", dataset=f"sources/{name}", version=None,
+            quarantine_version=None, rows_in=0, rows_stored=0, rows_quarantined=0,
+            reasons={}, files=[], skipped=True, mode="append",
+            top_messages=[f"nothing consumed yet: `mlsd consume {name}` stores "
+                          f"the broker's messages"])
     last = lake.last_write("sources", name) or {}
     version = lake.version("sources", name)
     rows = lake.dataset("sources", name, version).count_rows()

@@ -68,7 +68,9 @@ def transform_for(spec: FeatureSpec, root: Path | None = None) -> Transform:
         settings["ngram_range"] = tuple(settings["ngram_range"])
     if kind in ("cross", "fourier"):
         return TRANSFORMS[kind](columns=list(spec.columns), **settings)
-    return TRANSFORMS[kind](column=spec.column, **settings)
+    # a stream feature is a number read from the column its window adds
+    column = spec.label if spec.agg is not None else spec.column
+    return TRANSFORMS[kind](column=column, **settings)
 
 
 class FeaturePipeline:

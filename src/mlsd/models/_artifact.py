@@ -60,6 +60,20 @@ def registered_digest(folder: Path) -> tuple[bool, str | None]:
     return True, entry["metadata"].get("digest")
 
 
+def with_windows(table: pa.Table, schema: dict[str, Any]) -> pa.Table:
+    """The stream features a table lacks, computed over its own rows as the
+    events (a file scored in batch: its rows are their own history); the
+    service brings them from the online store instead."""
+    windows = schema.get("windows") or []
+    if not windows:
+        return table
+    from ..features._stream import Window, batch_values
+
+    missing = [w for w in map(Window.from_dict, windows)
+               if w.name not in table.column_names]
+    return batch_values(table, missing) if missing else table
+
+
 def derive_columns(table: pa.Table, derive: dict[str, str]) -> pa.Table:
     """Add the spec's derived columns, computed as the load computed them
     (DuckDB, the same SQL), so served rows get what training rows had. The
@@ -284,6 +298,7 @@ class ModelArtifact:
         derive = self.input_schema.get("derive") or {}
         if derive:
             table = derive_columns(table, derive)
+        table = with_windows(table, self.input_schema)
         X = self.pipeline.apply(table)
         if self.objectives is not None:
             return self.objectives.score(X, weights)

@@ -43,9 +43,14 @@ def input_schema(spec: ProjectSpec, schema: DataSchema) -> dict[str, Any]:
     target = spec.problem.target
     targets = set(spec.problem.targets)  # several objectives: every label
     derived = dict(spec.transform.derive)
+    windows = {w.name: w for w in spec.windows}  # read from the online store
     cols = {c: t for c, t in schema.columns.items() if c not in targets
-            and c not in derived}
+            and c not in derived and c not in windows}
+    store = spec.online_store
     return {"columns": cols, "derive": derived,
+            "windows": [w.to_dict() for w in windows.values()],
+            "online_store": {"url": store.url, "password_env": store.password_env,
+                             "prefix": store.prefix or spec.name} if windows else None,
             "required": [c for c in spec.validate_.required if c in cols],
             "key": spec.key, "target": target,
             "targets": sorted(targets),

@@ -58,6 +58,7 @@ from pydantic import (
 )
 
 from .._threads import usable_cores
+from .._windows import Window
 from ..errors import ModelError
 from ..etl import PROVENANCE, arrow_type
 from ..formats import exported_name
@@ -205,6 +206,22 @@ def rows_to_arrow(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pa.Tabl
     return pa.Table.from_arrays(arrays, names=names)
 
 
+def online_windows(schema: dict[str, Any]):
+    """The online store a model's stream features are read from."""
+    import redis
+
+    from .._windows import OnlineWindows
+
+    store = schema["online_store"]
+    password = None
+    if store.get("password_env"):
+        password = os.environ.get(store["password_env"])
+    client = redis.Redis.from_url(store["url"], password=password,
+                                  socket_timeout=2)
+    return OnlineWindows(client, [Window.from_dict(d) for d in schema["windows"]],
+                         store["prefix"])
+
+
 def _without(row: Any, fields: tuple[str, ...]) -> Any:
     if not isinstance(row, dict):
         return row  # validation says what is wrong with it
@@ -243,7 +260,10 @@ class Served:
                                             *schema.get("targets", []),
                                             *PROVENANCE,
                                             *map(exported_name, PROVENANCE)]))
+        self.windows = [Window.from_dict(d) for d in schema.get("windows") or []]
+        self._online = None
         self.fast = (self.validator.row_path() and not schema.get("derive")
+                     and not self.windows
                      and artifact.objectives is None and artifact.intervals is None)
         self.pipeline = artifact.pipeline
         self.width = len(artifact.pipeline.names())
@@ -272,6 +292,29 @@ class Served:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
                     include_url=False)]) from None
         return [r.model_dump() for r in rows], many
+
+    def with_windows(self, table: pa.Table) -> pa.Table:
+        """The stream features of typed rows, from the online store by each
+        row's entity and time (no time: now), in one round trip."""
+        if self._online is None:
+            self._online = online_windows(self.artifact.input_schema)
+        now = datetime.now(UTC)
+        rows = []
+        for r in table.select(list(dict.fromkeys(
+                [c for w in self.windows for c in (w.by, w.time)]))).to_pylist():
+            rows.append({k: (now if v is None and any(k == w.time for w in
+                                                       self.windows) else v)
+                         for k, v in r.items()})
+        try:
+            values = self._online.values(rows)
+        except Exception as err:  # noqa: BLE001 - the store is down: say so
+            raise _Refused(503, ("online_store",), f"the online store cannot be "
+                           f"read: {type(err).__name__}", "unavailable") from None
+        for w in self.windows:
+            typ = pa.int64() if w.agg == "count" else pa.float64()
+            table = table.append_column(w.name, pa.array([v[w.name] for v in values],
+                                                         typ))
+        return table
 
     def fast_path(self, n: int, weights: str | None) -> bool:
         return self.fast and weights is None and n <= FAST_ROWS
@@ -387,6 +430,8 @@ class Served:
                       for i, found in sorted(reasons.items()) for c, rule, msg in found]
             if failed:
                 raise RequestValidationError(failed)
+            if self.windows:
+                table = self.with_windows(table)
         chosen = None
         if weights is not None:
             if artifact.objectives is None:

@@ -897,7 +897,7 @@ class FeatureSpec(_Strict):
         "back.")
     gap: str | float | None = Field(default=None, description="session: the "
                                     "longest pause inside a session.")
-    lateness: str | float = Field(default=0, description="Online: how far behind "
+    lateness: str | float = Field(default=0.0, description="Online: how far behind "
                                   "the newest event time seen an event may still "
                                   "arrive and count (later ones are dropped).")
 
@@ -926,7 +926,7 @@ class FeatureSpec(_Strict):
 
         for k in ("window", "gap", "lateness"):
             if getattr(self, k) is not None and not (k == "lateness"
-                                                     and self.lateness == 0):
+                                                     and self.lateness in (0, "0")):
                 seconds(getattr(self, k), k)
         return self
 

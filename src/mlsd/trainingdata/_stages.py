@@ -58,6 +58,8 @@ def _union_schema(ctx: RunContext) -> DataSchema:
         base = DataSchema(dict(cols))
         for f in Transformer(spec=spec.transform, schema=base).derived_fields():
             cols[f.name] = logical_type(f.type)
+    for w in spec.windows:  # stream features: added by the table stage
+        cols[w.name] = "int64" if w.agg == "count" else "float64"
     return DataSchema(cols)
 
 
@@ -69,6 +71,20 @@ def _check_table(ctx: RunContext) -> list[tuple[str, str]]:
                          f"in the data"))
     if spec.key and spec.key not in cols:
         problems.append(("dataset.key", f"column {spec.key!r} is not in the data"))
+    for i, f in enumerate(spec.features):
+        w = f.stream_window()
+        if w is None:
+            continue
+        for what, col in (("by", w.by), ("time", w.time), ("column", w.column)):
+            if col is not None and col not in cols:
+                problems.append((f"features[{i}].{what}", f"column {col!r} is not "
+                                 f"in the data"))
+        if w.time in cols and cols[w.time] != "timestamp":
+            problems.append((f"features[{i}].time", f"{w.time!r} is "
+                             f"{_type_name(cols[w.time])}, not a timestamp"))
+        if w.column in cols and cols[w.column] not in ("int64", "float64", "bool"):
+            problems.append((f"features[{i}].column", f"{w.agg} of {w.column!r} "
+                             f"needs numbers; it is {_type_name(cols[w.column])}"))
     target = spec.problem.target
     if spec.problem.task == "regression" and cols.get(target) not in (
             None, "int64", "float64"):
@@ -127,13 +143,26 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     by_name = {r.name: r for r in sources}
     missing = [n for n in spec.union if n not in by_name]
     if missing:
+        from ..spec import BrokerSourceSpec
+
+        brokers = [n for n in missing if isinstance(spec.sources[n], BrokerSourceSpec)]
         raise DataError(f"dataset.union: source(s) {missing} have no stored rows "
-                        f"yet (every row was quarantined?)")
+                        f"yet" + (f"; run `mlsd consume {brokers[0]}` first (it "
+                                  f"stores a broker's messages, which runs read)"
+                                  if brokers else " (every row was quarantined?)"))
     used = [by_name[n] for n in spec.union]
     engine = ctx.engine
+    windows = spec.windows
+    stored = [c for c in schema.columns if c not in {w.name for w in windows}]
     parts = [engine.to_arrow(engine.table("sources", r.name, r.version))
-             .select([*schema.columns, *PROVENANCE]) for r in used]
+             .select([*stored, *PROVENANCE]) for r in used]
     rows = pa.concat_tables(parts, promote_options="default")
+    if windows:
+        # stream features: each row's entity's earlier events, over every row
+        # (labelled or not: all are events), point in time by construction
+        from ..features._stream import batch_values
+
+        rows = batch_values(rows, windows)
     prepared = prepare_labels(ctx, rows)
     rows, labels_info = with_target(spec, ctx.lake, rows)
     if labels_info is not None:
@@ -154,6 +183,7 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     inputs = [r.node for r in used]
     write_id = digest({"inputs": inputs, "target": target, "key": spec.key,
                       "columns": schema.columns, "layout": TABLE_LAYOUT,
+                      "windows": [w.to_dict() for w in windows],
                       # what the policy gave, not what preparing it wrote
                       **({"labels": {k: v for k, v in labels_info.items()
                                      if k != "prepared"}} if labels_info else {})})
