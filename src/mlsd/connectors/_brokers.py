@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -273,6 +274,42 @@ class RedisStream:
             pass
 
 
+def gather(client, room: int, seconds: float, stop) -> list[Message]:
+    """A micro-batch: up to ``room`` messages, fetched until the first one is
+    ``seconds`` old (empty if none came for a moment, or ``stop`` is set)."""
+    batch = client.fetch(room, 0.2)
+    opened = time.monotonic()
+    while batch and len(batch) < room and not stop.is_set():
+        left = seconds - (time.monotonic() - opened)
+        if left <= 0:
+            break
+        batch += client.fetch(room - len(batch), min(0.2, left))
+    return batch
+
+
+@contextmanager
+def stop_on_signals(stop, enabled: bool, heard):
+    """While inside: SIGTERM and Ctrl-C set ``stop`` (the loop finishes its
+    batch: committed, acknowledged) and ``heard(name)`` is told; the previous
+    handlers come back after. Only in the main thread, and only if
+    ``enabled`` (a library caller keeps its own handlers)."""
+    import signal
+    import threading
+
+    previous = {}
+    if enabled and threading.current_thread() is threading.main_thread():
+        def halt(signum, _frame):
+            heard(signal.Signals(signum).name)
+            stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, halt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def open_broker(spec, where: str = "broker", prefetch: int | None = None):
     """The broker client a source spec (``BrokerSourceSpec``) describes."""
     if spec.kind == "rabbitmq":
@@ -286,4 +323,4 @@ def open_broker(spec, where: str = "broker", prefetch: int | None = None):
 
 
 __all__ = ["HEADER_PREFIX", "Message", "RabbitQueue", "RedisStream", "display_url",
-           "open_broker"]
+           "gather", "open_broker", "stop_on_signals"]

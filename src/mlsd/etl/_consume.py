@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import threading
 import time
 import uuid
@@ -203,8 +202,12 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
     or no message came for ``idle_seconds``. ``seed``: a reservoir's draws.
     ``windows``: stream features whose events this source holds, fed to
     ``online_store`` (a dict: url, password_env, prefix) as they come."""
-    from ..connectors._brokers import open_broker
+    from contextlib import ExitStack
+
+    from ..connectors._brokers import gather, open_broker, stop_on_signals
     from ._transform import Transformer
+
+    stack = ExitStack()
 
     where = f"source {name!r}"
     stop = stop or threading.Event()
@@ -213,15 +216,12 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
     result = ConsumeResult(source=name, broker=client.display)
     schema = load_schema(root, name)
     reasons: Counter[str] = Counter()
-    previous = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        def halt(signum, _frame):
-            result.stopped_by = signal.Signals(signum).name
-            stop.set()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, halt)
     started = time.monotonic()
+
+    def heard(signal_name: str) -> None:
+        result.stopped_by = signal_name
     try:
+        stack.enter_context(stop_on_signals(stop, handle_signals, heard))
         seen = recent_ids(lake, name, spec.dedupe_window)
         sampler = None
         if spec.reservoir is not None:
@@ -238,28 +238,14 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                 if room <= 0:
                     result.stopped_by = result.stopped_by or "max_messages"
                     break
-            batch = []
-            opened = None
-            while len(batch) < room and not stop.is_set():
-                wait = 0.2 if opened is None else max(
-                    0.0, min(0.2, spec.batch_seconds - (time.monotonic() - opened)))
-                got = client.fetch(room - len(batch), wait)
-                if got:
-                    opened = opened or time.monotonic()
-                    batch += got
-                    last_message = time.monotonic()
-                if opened is not None and time.monotonic() - opened >= \
-                        spec.batch_seconds:
-                    break
-                if opened is None and idle_seconds is not None and \
-                        time.monotonic() - last_message >= idle_seconds:
-                    break
+            batch = gather(client, room, spec.batch_seconds, stop)
             if not batch:
                 if idle_seconds is not None and \
                         time.monotonic() - last_message >= idle_seconds:
                     result.stopped_by = result.stopped_by or "idle"
                     break
                 continue
+            last_message = time.monotonic()
             if online is None and windows and schema is not None:
                 online = _online(windows, schema, online_store, where)
                 result.online = [w.name for w in online.windows] if online else []
@@ -282,8 +268,7 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
             if on_batch:
                 on_batch(result)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stack.close()
         client.close()
         result.seconds = round(time.monotonic() - started, 3)
     if stop.is_set() and not result.stopped_by:

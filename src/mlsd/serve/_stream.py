@@ -20,7 +20,6 @@ are answered twice (consumers keep the first by ``request_id``).
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     ``stop``, a signal (``handle_signals``), ``max_messages`` or
     ``idle_seconds`` without a message. ``resolve`` names the model to serve
     now (an alias's), checked every ``settings.reload_seconds``."""
-    from ..connectors._brokers import open_broker
+    from ..connectors._brokers import gather, open_broker, stop_on_signals
 
     settings = settings or ServeSpec()
     stop = stop or threading.Event()
@@ -72,49 +71,39 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     stats: dict[str, Any] = {"source": client.display, "messages": 0, "scored": 0,
                              "refused": 0, "batches": 0, "logged": 0, "swaps": 0,
                              "model_version": served.version, "stopped_by": ""}
-    previous = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-        def halt(signum, _frame):
-            stats["stopped_by"] = signal.Signals(signum).name
-            stop.set()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, halt)
     checked = last_message = time.monotonic()
+
+    def heard(signal_name: str) -> None:
+        stats["stopped_by"] = signal_name
     try:
-        while not stop.is_set():
-            if resolve is not None and settings.reload_seconds > 0 and \
-                    time.monotonic() - checked >= settings.reload_seconds:
-                checked = time.monotonic()
-                now = Path(resolve())
-                if now != folder:  # swapped between batches: none is lost
-                    served, folder = load(now), now
-                    stats["swaps"] += 1
-                    stats["model_version"] = served.version
-            room = stream.batch_rows
-            if max_messages is not None:
-                room = min(room, max_messages - stats["messages"])
-                if room <= 0:
-                    stats["stopped_by"] = stats["stopped_by"] or "max_messages"
-                    break
-            batch = client.fetch(room, 0.2)
-            opened = time.monotonic()
-            while batch and len(batch) < room and not stop.is_set() and \
-                    time.monotonic() - opened < stream.batch_seconds:
-                batch += client.fetch(room - len(batch), max(
-                    0.0, stream.batch_seconds - (time.monotonic() - opened)))
-            if not batch:
-                if idle_seconds is not None and \
-                        time.monotonic() - last_message >= idle_seconds:
-                    stats["stopped_by"] = stats["stopped_by"] or "idle"
-                    break
-                continue
-            last_message = time.monotonic()
-            _score_batch(batch, served, stream, client, writer, log, stats)
-            if on_batch:
-                on_batch(stats)
+        with stop_on_signals(stop, handle_signals, heard):
+            while not stop.is_set():
+                if resolve is not None and settings.reload_seconds > 0 and \
+                        time.monotonic() - checked >= settings.reload_seconds:
+                    checked = time.monotonic()
+                    now = Path(resolve())
+                    if now != folder:  # swapped between batches: none is lost
+                        served, folder = load(now), now
+                        stats["swaps"] += 1
+                        stats["model_version"] = served.version
+                room = stream.batch_rows
+                if max_messages is not None:
+                    room = min(room, max_messages - stats["messages"])
+                    if room <= 0:
+                        stats["stopped_by"] = stats["stopped_by"] or "max_messages"
+                        break
+                batch = gather(client, room, stream.batch_seconds, stop)
+                if not batch:
+                    if idle_seconds is not None and \
+                            time.monotonic() - last_message >= idle_seconds:
+                        stats["stopped_by"] = stats["stopped_by"] or "idle"
+                        break
+                    continue
+                last_message = time.monotonic()
+                _score_batch(batch, served, stream, client, writer, log, stats)
+                if on_batch:
+                    on_batch(stats)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         client.close()
     if stop.is_set() and not stats["stopped_by"]:
         stats["stopped_by"] = "stop"
