@@ -919,9 +919,11 @@ class FeatureSpec(_Strict):
                              f"(window, by, time)")
         if self.column is None and self.agg != "count":
             raise ValueError(f"agg: {self.agg} reads a `column` (count needs none)")
-        if (self.window_type == "session") != (self.gap is not None):
-            raise ValueError("gap: give it with window_type: session, and only "
-                             "then")
+        if self.window_type == "session" and self.gap is None:
+            raise ValueError("window_type: session needs `gap` (the longest pause "
+                             "inside a session, like 20m)")
+        if self.window_type != "session" and self.gap is not None:
+            raise ValueError("gap: applies only to window_type: session")
         from .._windows import seconds
 
         for k in ("window", "gap", "lateness"):
