@@ -52,18 +52,20 @@ class Window:
     kind: str = "sliding"
     gap: float | None = None  # seconds, session windows
     lateness: float = 0.0  # seconds
+    events: str | None = None  # the source holding the events (None: the rows)
 
     @property
     def name(self) -> str:
         """The column the feature adds: ``amount_sum_1h_by_user_id``."""
         what = "events" if self.agg == "count" and self.column is None else self.column
         kind = "" if self.kind == "sliding" else f"_{self.kind}"
-        return f"{what}_{self.agg}{kind}_{_span(self.window)}_by_{self.by}"
+        where = "" if self.events is None else f"_in_{self.events}"
+        return f"{what}_{self.agg}{kind}_{_span(self.window)}_by_{self.by}{where}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"column": self.column, "agg": self.agg, "window": self.window,
                 "by": self.by, "time": self.time, "kind": self.kind,
-                "gap": self.gap, "lateness": self.lateness}
+                "gap": self.gap, "lateness": self.lateness, "events": self.events}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Window:

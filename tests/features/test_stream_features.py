@@ -146,3 +146,90 @@ def test_stream_features_are_the_same_in_training_and_serving(tmp_path):
     proc = run_cli("predict", "--input", "data/events.csv", "--output", "scored.csv",
                    cwd=folder)
     assert "scored 1500" in proc.stdout
+
+
+def test_events_of_another_source_are_joined_point_in_time(tmp_path):
+    """Orders in a file, clicks on a stream: `events: clicks` joins each order
+    to its user's earlier clicks for training, and the service reads the same
+    counts from the store that consuming the clicks filled."""
+    require_service("Redis", 6379)
+    import redis
+
+    folder = tmp_path / "shop"
+    (folder / "data").mkdir(parents=True)
+    rng = random.Random(4)
+    t0 = datetime(2024, 6, 1, tzinfo=UTC)
+    clicks = sorted(({"click_id": f"c{i}", "user": f"u{rng.randrange(10)}",
+                      "at": (t0 + timedelta(seconds=rng.randrange(86400))).isoformat(),
+                      "dwell": round(rng.uniform(1, 60), 1)} for i in range(1200)),
+                    key=lambda c: c["at"])
+    orders = []
+    for i in range(300):
+        at = t0 + timedelta(seconds=rng.randrange(3600, 86400))
+        orders.append({"order_id": i, "user": f"u{rng.randrange(10)}",
+                       "at": at.isoformat(), "total": round(rng.uniform(5, 90), 2),
+                       "returned": str(rng.random() < 0.3).lower()})
+    with (folder / "data" / "orders.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(orders[0]))
+        w.writeheader()
+        w.writerows(orders)
+    stream = f"mlsd-test-{secrets.token_hex(4)}"
+    prefix = f"mlsd-test-{secrets.token_hex(4)}"
+    spec = {
+        "name": "shop", "problem": {"task": "binary", "target": "returned"},
+        "sources": {
+            "orders": {"path": "data/orders.csv", "key": "order_id"},
+            "clicks": {"broker": "redis://127.0.0.1:6379/0", "queue": stream,
+                       "id_field": "click_id", "batch_seconds": 0.3}},
+        "dataset": {"union": ["orders"]},
+        "features": [
+            {"column": "total"},
+            {"agg": "count", "window": "2h", "by": "user", "time": "at",
+             "events": "clicks", "lateness": "1d"},
+            {"column": "dwell", "agg": "mean", "window": "1h", "by": "user",
+             "time": "at", "events": "clicks", "lateness": "1d"}],
+        "online_store": {"prefix": prefix},
+    }
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        pipe = r.pipeline(transaction=False)
+        for c in clicks:
+            pipe.xadd(stream, {"payload": json.dumps(c)})
+        pipe.execute()
+        proj = Project.of(folder)
+        res = consume(proj, "clicks", idle_seconds=1.0)
+        assert res["stored"] == 1200 and len(res["online"]) == 2
+        summary = run(folder)
+        proj = Project.of(folder)
+        names = [w.name for w in proj.spec.windows]
+        assert names == ["events_count_2h_by_user_in_clicks",
+                         "dwell_mean_1h_by_user_in_clicks"]
+        training = {row["order_id"]: row for row in
+                    proj.lake.dataset("training", "shop").to_table().to_pylist()}
+        for row in list(training.values())[:50]:  # only earlier clicks count
+            want = [c for c in clicks if c["user"] == row["user"]
+                    and row["at"] - timedelta(hours=2)
+                    <= datetime.fromisoformat(c["at"]) < row["at"]]
+            assert row[names[0]] == len(want)
+        from mlsd.models import ModelArtifact
+        from mlsd.serve._app import Served, rows_to_arrow
+
+        served = Served(ModelArtifact.load(folder / summary["paths"]["model"]),
+                        proj.spec.serve)
+        asked = [o for o in orders if o["order_id"] in training][:100]
+        rows, _ = served.validate([{k: v for k, v in o.items() if k != "returned"}
+                                   for o in asked])
+        got = served.with_windows(rows_to_arrow(rows, served.artifact.input_schema))
+        for row in got.to_pylist():
+            want = training[row["order_id"]]
+            assert row[names[0]] == want[names[0]]
+            if want[names[1]] is None:
+                assert row[names[1]] is None
+            else:
+                assert row[names[1]] == pytest.approx(want[names[1]], rel=1e-9)
+    finally:
+        r.delete(stream, f"{stream}.dead")
+        for key in r.scan_iter(f"{prefix}:*"):
+            r.delete(key)
+        r.close()

@@ -246,9 +246,6 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                     break
                 continue
             last_message = time.monotonic()
-            if online is None and windows and schema is not None:
-                online = _online(windows, schema, online_store, where)
-                result.online = [w.name for w in online.windows] if online else []
             if schema is None or validator is None:
                 if schema is None:
                     schema = _infer(batch, decode, spec, rules, client.display)
@@ -262,6 +259,10 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                 validator = Validator(schema=schema, rules=rules,
                                       transform=transformer)
                 validator.check_rules(f"{where} (schemas/{name}.yaml)")
+                if windows:  # with the schema known: which windows it feeds
+                    online = _online(windows, schema, online_store, where, name)
+                    result.online = [w.name for w in online.windows] if online \
+                        else []
             _one_batch(batch, name, spec, client, decode, validator, lake, seen,
                        erasures, result, reasons, sampler, online)
             result.reasons = dict(reasons.most_common())
@@ -276,11 +277,12 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
     return result
 
 
-def _online(windows, schema: DataSchema, store: dict | None, where: str):
+def _online(windows, schema: DataSchema, store: dict | None, where: str,
+            source: str):
     """The online store fed with this source's events: the windows whose
     entity, time and value columns the source has (None: none has)."""
-    mine = [w for w in windows if all(c in schema.columns
-                                      for c in (w.by, w.time, w.column) if c)]
+    mine = [w for w in windows if w.events in (None, source) and all(
+        c in schema.columns for c in (w.by, w.time, w.column) if c)]
     if not mine:
         return None
     if store is None:

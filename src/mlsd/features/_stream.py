@@ -42,7 +42,7 @@ from .._windows import (
 )
 
 __all__ = ["AGGS", "KINDS", "OnlineWindows", "Window", "aggregate", "batch_values",
-           "seconds"]
+           "joined_values", "seconds"]
 
 def batch_values(table: pa.Table, windows: list[Window]) -> pa.Table:
     """``table`` with one column per window (its :attr:`Window.name`),
@@ -100,6 +100,81 @@ def batch_values(table: pa.Table, windows: list[Window]) -> pa.Table:
         typ = pa.int64() if w.agg == "count" else pa.float64()
         table = table.append_column(w.name, col.cast(typ))
     return table
+
+
+def joined_values(table: pa.Table, events: pa.Table, windows: list[Window]
+                  ) -> pa.Table:
+    """``table`` with one column per window, each row's value aggregating the
+    rows of ``events`` (another table: clicks for orders) of the same entity
+    before the row's time: a point-in-time range join (DuckDB), by the rules
+    of :func:`batch_values` (which it equals when ``events`` is ``table``)."""
+    import duckdb
+
+    if not windows:
+        return table
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads TO 1")
+        ordinal = "__mlsd_row"
+        con.register("rows_", table.append_column(
+            ordinal, pa.array(range(table.num_rows), pa.int64())))
+        con.register("events_", events)
+        for i, w in enumerate(windows):
+            con.execute(_join_sql(w, i, ordinal))
+        cols = ", ".join(f"w{i}.v AS w{i}" for i in range(len(windows)))
+        joins = " ".join(f"LEFT JOIN w{i} USING ({ordinal})"
+                         for i in range(len(windows)))
+        out = con.sql(f"SELECT {ordinal}, {cols} FROM rows_ {joins} "
+                      f"ORDER BY {ordinal}").to_arrow_table()
+    finally:
+        con.close()
+    for i, w in enumerate(windows):
+        col = out.column(f"w{i}")
+        if w.agg in ("count", "sum"):
+            col = col.fill_null(0)
+        typ = pa.int64() if w.agg == "count" else pa.float64()
+        table = table.append_column(w.name, col.cast(typ))
+    return table
+
+
+def _join_sql(w: Window, i: int, ordinal: str) -> str:
+    """A temporary table ``w{i}(ordinal, v)``: the window's value per row."""
+    by, t = _quote(w.by), _quote(w.time)
+    value = f"e.{t}" if w.column is None else f"e.{_quote(w.column)}"
+    fn = {"count": f"COUNT({value})", "sum": f"SUM({value})",
+          "mean": f"AVG({value})", "min": f"MIN({value})",
+          "max": f"MAX({value})"}[w.agg]
+    size = _us(w.window)
+    near = (f"e.{by} = r.{by} AND epoch_us(e.{t}) < epoch_us(r.{t}) AND "
+            f"epoch_us(e.{t}) >= ")
+    if w.kind == "sliding":
+        cond = near + f"epoch_us(r.{t}) - {size}"
+        source = "events_"
+    elif w.kind == "tumbling":
+        cond = near + f"(epoch_us(r.{t}) // {size}) * {size}"
+        source = "events_"
+    else:
+        # the events in sessions; a row's session is its last earlier event's
+        # when that one is at most `gap` before it
+        gap = _us(w.gap)
+        con_sessions = (
+            f"(SELECT *, SUM(__starts) OVER (PARTITION BY {by} ORDER BY {t} ROWS "
+            f"UNBOUNDED PRECEDING) AS __session FROM (SELECT *, CASE WHEN "
+            f"epoch_us({t}) - lag(epoch_us({t})) OVER (PARTITION BY {by} ORDER BY "
+            f"{t}) <= {gap} THEN 0 ELSE 1 END AS __starts FROM events_))")
+        return (
+            f"CREATE TEMP TABLE w{i} AS WITH s AS {con_sessions}, "
+            f"last AS (SELECT r.{ordinal}, r.{by} AS __by, r.{t} AS __t, "
+            f"e.__session, e.{t} AS __last FROM rows_ r ASOF LEFT JOIN s e "
+            f"ON e.{by} = r.{by} AND e.{t} < r.{t}) "
+            f"SELECT l.{ordinal}, {fn} AS v FROM last l LEFT JOIN s e ON "
+            f"e.{by} = l.__by AND e.__session = l.__session AND "
+            f"epoch_us(l.__t) - epoch_us(l.__last) <= {gap} AND "
+            f"epoch_us(e.{t}) < epoch_us(l.__t) AND "
+            f"epoch_us(e.{t}) >= epoch_us(l.__t) - {size} "
+            f"GROUP BY l.{ordinal}")
+    return (f"CREATE TEMP TABLE w{i} AS SELECT r.{ordinal}, {fn} AS v FROM rows_ r "
+            f"LEFT JOIN {source} e ON {cond} GROUP BY r.{ordinal}")
 
 
 def _quote(name: str) -> str:

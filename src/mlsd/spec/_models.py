@@ -897,6 +897,10 @@ class FeatureSpec(_Strict):
         "back.")
     gap: str | float | None = Field(default=None, description="session: the "
                                     "longest pause inside a session.")
+    events: str | None = Field(default=None, description="The source whose rows "
+                               "are the events (clicks for orders), joined to each "
+                               "row point in time by `by` and `time` (the same "
+                               "column names in both); default: the rows themselves.")
     lateness: str | float = Field(default=0.0, description="Online: how far behind "
                                   "the newest event time seen an event may still "
                                   "arrive and count (later ones are dropped).")
@@ -905,7 +909,7 @@ class FeatureSpec(_Strict):
     def _check_window(self) -> FeatureSpec:
         keys = ("window", "by", "time", "gap")
         if self.agg is None:
-            extra = [k for k in (*keys, "window_type", "lateness")
+            extra = [k for k in (*keys, "window_type", "lateness", "events")
                      if k in self.model_fields_set]
             if extra:
                 raise ValueError(f"{extra[0]}: applies to a stream feature (with "
@@ -943,7 +947,7 @@ class FeatureSpec(_Strict):
                       time=self.time, kind=self.window_type,
                       gap=None if self.gap is None else seconds(self.gap, "gap"),
                       lateness=0.0 if self.lateness in (0, "0") else
-                      seconds(self.lateness, "lateness"))
+                      seconds(self.lateness, "lateness"), events=self.events)
 
     @model_validator(mode="after")
     def _check_encode(self) -> FeatureSpec:
@@ -980,7 +984,7 @@ class FeatureSpec(_Strict):
                                 if self.columns is not None else ""))
         given = self.model_fields_set - {"column", "columns", "encode", "agg",
                                          "window", "by", "time", "window_type",
-                                         "gap", "lateness"}
+                                         "gap", "lateness", "events"}
         foreign = sorted(given - set(FEATURE_KEYS[kind]))
         if foreign:
             readers = [k for k, keys in FEATURE_KEYS.items() if foreign[0] in keys]
@@ -1836,6 +1840,10 @@ class ProjectSpec(_Strict):
                              "by their key: set `key` on the sources (or "
                              "dataset.key)")
         for i, f in enumerate(self.features):
+            if f.events is not None and f.events not in self.sources:
+                raise ValueError(f"features[{i}].events: unknown source "
+                                 f"{f.events!r}; sources are "
+                                 f"{', '.join(self.sources)}")
             if f.agg is not None and f.window_type == "session" and \
                     f.stream_window().gap > f.stream_window().window:
                 raise ValueError(f"features[{i}].gap: longer than its window")

@@ -75,16 +75,32 @@ def _check_table(ctx: RunContext) -> list[tuple[str, str]]:
         w = f.stream_window()
         if w is None:
             continue
-        for what, col in (("by", w.by), ("time", w.time), ("column", w.column)):
-            if col is not None and col not in cols:
+        ev = cols
+        if w.events is not None:
+            from ..etl import load_schema
+
+            frozen = load_schema(ctx.root, w.events)
+            ev = frozen.columns if frozen is not None else {}
+            if frozen is None:
+                problems.append((f"features[{i}].events", f"source {w.events!r} has "
+                                 f"no schema yet (schemas/{w.events}.yaml): consume "
+                                 f"or ingest it first"))
+                continue
+        for what, col, where in (("by", w.by, cols), ("time", w.time, cols),
+                                 ("by", w.by, ev), ("time", w.time, ev),
+                                 ("column", w.column, ev)):
+            if col is not None and col not in where:
+                place = "the data" if where is cols else f"source {w.events!r}"
                 problems.append((f"features[{i}].{what}", f"column {col!r} is not "
-                                 f"in the data"))
-        if w.time in cols and cols[w.time] != "timestamp":
-            problems.append((f"features[{i}].time", f"{w.time!r} is "
-                             f"{_type_name(cols[w.time])}, not a timestamp"))
-        if w.column in cols and cols[w.column] not in ("int64", "float64", "bool"):
+                                 f"in {place}"))
+        for where in (cols, ev):
+            if w.time in where and where[w.time] != "timestamp":
+                problems.append((f"features[{i}].time", f"{w.time!r} is "
+                                 f"{_type_name(where[w.time])}, not a timestamp"))
+        if w.column in ev and ev[w.column] not in ("int64", "float64", "bool"):
             problems.append((f"features[{i}].column", f"{w.agg} of {w.column!r} "
-                             f"needs numbers; it is {_type_name(cols[w.column])}"))
+                             f"needs numbers; it is {_type_name(ev[w.column])}"))
+    problems = list(dict.fromkeys(problems))
     target = spec.problem.target
     if spec.problem.task == "regression" and cols.get(target) not in (
             None, "int64", "float64"):
@@ -157,12 +173,28 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
     parts = [engine.to_arrow(engine.table("sources", r.name, r.version))
              .select([*stored, *PROVENANCE]) for r in used]
     rows = pa.concat_tables(parts, promote_options="default")
-    if windows:
+    own = [w for w in windows if w.events is None]
+    if own:
         # stream features: each row's entity's earlier events, over every row
         # (labelled or not: all are events), point in time by construction
         from ..features._stream import batch_values
 
-        rows = batch_values(rows, windows)
+        rows = batch_values(rows, own)
+    for source in dict.fromkeys(w.events for w in windows if w.events):
+        # events of another source (clicks for orders): a point-in-time join
+        from ..features._stream import joined_values
+
+        if source not in by_name:
+            raise DataError(f"features: events from source {source!r}, which has "
+                            f"no stored rows yet")
+        ref = by_name[source]
+        mine = [w for w in windows if w.events == source]
+        cols = list(dict.fromkeys(c for w in mine for c in (w.by, w.time, w.column)
+                                  if c))
+        events = engine.to_arrow(engine.table("sources", ref.name, ref.version)
+                                 .select(cols))
+        rows = joined_values(rows, events, mine)
+        used.append(ref)
     prepared = prepare_labels(ctx, rows)
     rows, labels_info = with_target(spec, ctx.lake, rows)
     if labels_info is not None:
