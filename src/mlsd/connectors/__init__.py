@@ -15,7 +15,8 @@ from .._lazy import attach
 # each kind loads on first use: reading a Parquet file imports neither
 # SQLAlchemy nor httpx (0.2 s of `mlsd audit`)
 _WHERE = {
-    "Message": "_brokers", "RabbitQueue": "_brokers", "RedisStream": "_brokers",
+    "KafkaTopic": "_brokers", "Message": "_brokers", "RabbitQueue": "_brokers",
+    "RedisStream": "_brokers",
     "open_broker": "_brokers",
     "BlobConnector": "_blobs", "copy_blob": "_blobs", "image_size": "_blobs",
     "prune_blobs": "_blobs",
@@ -25,6 +26,7 @@ _WHERE = {
 }
 __getattr__, __dir__ = attach(__name__, _WHERE)
 
-__all__ = ["BlobConnector", "FileConnector", "FileInfo", "Message", "RabbitQueue",
+__all__ = ["BlobConnector", "FileConnector", "FileInfo", "KafkaTopic", "Message",
+           "RabbitQueue",
            "RedisStream", "RestConnector", "SqlConnector", "WatermarkRange",
            "copy_blob", "image_size", "open_broker", "prune_blobs", "sha256_file"]

@@ -1,4 +1,4 @@
-"""Message brokers as sources: a RabbitMQ queue, a Redis stream.
+"""Message brokers as sources: a RabbitMQ queue, a Redis stream, a Kafka topic.
 
 One small interface for both, shaped by what exactly-once storage needs from
 a consumer (:mod:`mlsd.etl._consume`): fetch up to n messages, waiting at
@@ -274,6 +274,88 @@ class RedisStream:
             pass
 
 
+class KafkaTopic:
+    """A Kafka topic read by a consumer group (confluent-kafka), offsets
+    committed by hand: after a micro-batch's commit, one synchronous offset
+    commit of everything consumed (the batch). A consumer that dies before
+    it starts again from the last committed offsets (the batch comes again,
+    dropped by id). A message's id is its ``partition:offset`` (or a payload
+    field); dead letters and published answers go through a producer.
+
+    No Kafka server can run on the machines mlsd is tested on: the tests run
+    this class against mockafka's in-memory consumer and producer (passed as
+    ``clients``); the brokers tested on real servers are RabbitMQ and Redis."""
+
+    def __init__(self, url: str, topic: str, *, group: str = "mlsd",
+                 password_env: str | None = None, dead_letter: str | None = None,
+                 where: str = "broker", clients=None):
+        if clients is None:
+            try:
+                from confluent_kafka import Consumer, Producer
+            except ImportError:
+                raise _missing("confluent-kafka") from None
+            clients = (Consumer, Producer)
+        consumer_cls, producer_cls = clients
+        parts = urlsplit(url)
+        self.topic, self.dead_letter_queue = topic, dead_letter
+        self.display = f"{display_url(url)}#{topic}"
+        config = {"bootstrap.servers": parts.netloc.split("@")[-1] or
+                  "127.0.0.1:9092"}
+        password = _password(password_env, where)
+        if parts.username:
+            config |= {"security.protocol": "SASL_PLAINTEXT",
+                       "sasl.mechanisms": "PLAIN",
+                       "sasl.username": unquote(parts.username),
+                       "sasl.password": password or ""}
+        self._consumer = consumer_cls({**config, "group.id": group,
+                                       "enable.auto.commit": False,
+                                       "auto.offset.reset": "earliest"})
+        self._consumer.subscribe([topic])
+        self._producer = producer_cls(config)
+
+    def fetch(self, n: int, timeout: float) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        got = self._consumer.consume(num_messages=n, timeout=timeout)
+        out = []
+        for m in got:
+            if m.error() is not None:
+                raise DataError(f"{self.display}: {m.error()}")
+            where = f"{m.partition()}:{m.offset()}"
+            out.append(Message(body=m.value(), message_id=where, offset=where,
+                               tag=m, headers=dict(m.headers() or [])))
+        if not out:  # an in-memory client answers at once: do not spin
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        return out
+
+    def ack(self, messages: list[Message]) -> None:
+        if messages:
+            self._consumer.commit(asynchronous=False)
+
+    def publish(self, queue: str, items: list[tuple[bytes, dict[str, Any]]], *,
+                declare: bool = True) -> None:
+        for body, props in items:
+            self._producer.produce(queue, value=body, key=props.get("message_id"),
+                                   headers=[(k, str(v)) for k, v in props.items()
+                                            if v is not None])
+        self._producer.flush()
+
+    def dead_letter(self, items: list[tuple[Message, list[dict[str, Any]]]]) -> None:
+        for msg, reasons in items:
+            self._producer.produce(
+                self.dead_letter_queue, value=msg.body or b"", key=msg.message_id,
+                headers=[*msg.headers.items(),
+                         (f"{HEADER_PREFIX}reasons", json.dumps(reasons)),
+                         (f"{HEADER_PREFIX}topic", self.topic),
+                         (f"{HEADER_PREFIX}source", self.display)])
+        self._producer.flush()
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def gather(client, room: int, seconds: float, stop) -> list[Message]:
     """A micro-batch: up to ``room`` messages, fetched until the first one is
     ``seconds`` old (empty if none came for a moment, or ``stop`` is set)."""
@@ -316,11 +398,16 @@ def open_broker(spec, where: str = "broker", prefetch: int | None = None):
         return RabbitQueue(spec.broker, spec.queue, password_env=spec.password_env,
                            prefetch=prefetch or spec.batch_rows,
                            dead_letter=spec.dead_letter_queue, where=where)
+    if spec.kind == "kafka":
+        return KafkaTopic(spec.broker, spec.queue, group=spec.group,
+                          password_env=spec.password_env,
+                          dead_letter=spec.dead_letter_queue, where=where)
     return RedisStream(spec.broker, spec.queue, group=spec.group,
                        consumer=spec.consumer, password_env=spec.password_env,
                        payload_field=spec.payload_field,
                        dead_letter=spec.dead_letter_queue, where=where)
 
 
-__all__ = ["HEADER_PREFIX", "Message", "RabbitQueue", "RedisStream", "display_url",
+__all__ = ["HEADER_PREFIX", "KafkaTopic", "Message", "RabbitQueue", "RedisStream",
+           "display_url",
            "gather", "open_broker", "stop_on_signals"]

@@ -342,7 +342,7 @@ class BlobSourceSpec(_Strict):
     load: Literal["overwrite", "append", "upsert"] = "overwrite"
 
 
-BROKER_SCHEMES = ("rabbitmq", "amqp", "redis")
+BROKER_SCHEMES = ("rabbitmq", "amqp", "redis", "kafka")
 
 
 class StreamSampleSpec(_Strict):
@@ -375,10 +375,11 @@ class BrokerSourceSpec(_Strict):
                               "file, relative to the project.")
     message: str | None = Field(default=None, description="Protobuf: the message "
                                 "type (needed when the .proto defines several).")
-    id_from: Literal["message_id", "entry_id", "field"] | None = Field(
+    id_from: Literal["message_id", "entry_id", "offset", "field"] | None = Field(
         default=None, description="Where a message's id comes from, for "
         "exactly-once storage (a redelivered message is dropped by it): the AMQP "
-        "message_id property (RabbitMQ), the entry id (Redis), or a payload "
+        "message_id property (RabbitMQ), the entry id (Redis), partition:offset "
+        "(Kafka: offset), or a payload "
         "field (`id_field`). Required: a source without ids is refused.")
     id_field: str | None = Field(default=None, description="The payload field "
                                  "holding the message id (id_from: field).")
@@ -418,7 +419,7 @@ class BrokerSourceSpec(_Strict):
         scheme = v.split("://", 1)[0].lower() if "://" in v else ""
         if scheme not in BROKER_SCHEMES:
             raise ValueError(f"broker: unknown scheme {scheme or v!r}; expected "
-                             f"rabbitmq://... or redis://...")
+                             f"rabbitmq://..., redis://... or kafka://...")
         if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", v):
             raise ValueError("broker: the URL holds a password; name the "
                              "environment variable in `password_env` instead")
@@ -430,7 +431,8 @@ class BrokerSourceSpec(_Strict):
         if self.id_field and self.id_from in (None, "field"):
             object.__setattr__(self, "id_from", "field")
         if self.id_from is None:
-            native = "message_id" if kind == "rabbitmq" else "entry_id"
+            native = {"rabbitmq": "message_id", "kafka": "offset"}.get(kind,
+                                                                        "entry_id")
             raise ValueError(f"say where a message's id comes from: `id_from: "
                              f"{native}` or `id_field: FIELD` (exactly-once storage "
                              f"drops redeliveries by id)")
@@ -438,10 +440,12 @@ class BrokerSourceSpec(_Strict):
             raise ValueError("id_from 'field' needs `id_field`")
         if self.id_from == "message_id" and kind != "rabbitmq":
             raise ValueError("id_from 'message_id' is RabbitMQ's; a Redis stream "
-                             "has `entry_id` or `id_field`")
+                             "has `entry_id`, Kafka `offset`, both `id_field`")
         if self.id_from == "entry_id" and kind != "redis":
             raise ValueError("id_from 'entry_id' is a Redis stream's; RabbitMQ has "
-                             "`message_id` or `id_field`")
+                             "`message_id`, Kafka `offset`, both `id_field`")
+        if self.id_from == "offset" and kind != "kafka":
+            raise ValueError("id_from 'offset' is Kafka's (partition:offset)")
         if self.format == "avro" and not self.avro_schema:
             raise ValueError("format 'avro' needs `avro_schema` (the writer "
                              "schema's .avsc file): a message carries no schema")
@@ -451,7 +455,7 @@ class BrokerSourceSpec(_Strict):
 
     @property
     def kind(self) -> str:
-        """``rabbitmq`` or ``redis``."""
+        """``rabbitmq``, ``redis`` or ``kafka``."""
         scheme = self.broker.split("://", 1)[0].lower()
         return "rabbitmq" if scheme in ("rabbitmq", "amqp") else scheme
 
