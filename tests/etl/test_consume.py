@@ -317,3 +317,27 @@ def test_a_redis_entry_without_the_payload_field_is_kept_whole_with_the_reason(
     assert json.loads(row["raw"])["kind"] == "click"  # nothing lost
     dead = r.xrange(f"{stream}.dead")[0][1]
     assert dead[b"data"] == json.dumps(_event(1)).encode() and dead[b"kind"] == b"click"
+
+
+def test_protobuf_payloads_on_rabbitmq(tmp_path, rabbit):
+    """Each message one Protobuf message of the source's .proto, decoded by
+    the formats stage's own code; a payload that is not one is quarantined."""
+    from mlsd.formats._proto import message_class
+
+    queue, ch = rabbit
+    proj = _project(tmp_path / "p", broker=RABBIT, queue=queue, format="protobuf",
+                    proto="event.proto", message="Event", id_from="message_id",
+                    batch_seconds=0.3)
+    (proj.root / "event.proto").write_text(
+        'syntax = "proto3";\nmessage Event {\n  int64 event_id = 1;\n'
+        '  string user = 2;\n  optional double amount = 3;\n  bool bought = 4;\n}\n')
+    Event = message_class(proj.root / "event.proto", "Event")
+    bodies = [(Event(**_event(i)).SerializeToString(), f"m{i}") for i in range(40)]
+    bodies.append((b"\xff\xff\xff", "garbage"))
+    _publish_rabbit(ch, queue, bodies)
+    res = consume(proj, "events", idle_seconds=1.0)
+    assert (res["stored"], res["quarantined"]) == (40, 1)
+    rows = sorted(_stored(proj), key=lambda r: r["event_id"])
+    assert rows[3]["user"] == "u3" and rows[3]["amount"] == 3.0
+    (bad,) = _stored(proj, "quarantine")
+    assert "not a Protobuf Event" in bad["reasons"][0]["message"]

@@ -187,7 +187,7 @@ class _Decoder:
         try:
             return to_record(self.cls.FromString(body)), None, None
         except DecodeError as err:
-            return None, f"not a {self.cls.DESCRIPTOR.name} message: {err}", None
+            return None, f"not a Protobuf {self.cls.DESCRIPTOR.name}: {err}", None
 
 
 def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
