@@ -341,3 +341,20 @@ def test_protobuf_payloads_on_rabbitmq(tmp_path, rabbit):
     assert rows[3]["user"] == "u3" and rows[3]["amount"] == 3.0
     (bad,) = _stored(proj, "quarantine")
     assert "not a Protobuf Event" in bad["reasons"][0]["message"]
+
+
+def test_a_first_batch_with_nothing_readable_does_not_fix_an_empty_schema(
+        tmp_path, redis_stream):
+    stream, r = redis_stream
+    proj = _project(tmp_path / "p", broker=REDIS, queue=stream, id_from="entry_id",
+                    batch_seconds=0.2)
+    (proj.root / "schemas" / "events.yaml").unlink()  # to be inferred
+    r.xadd(stream, {"payload": b"{nope"})
+    sent = []
+
+    def then_a_good_one(res) -> None:  # after the first batch, in the same run
+        if not sent:
+            sent.append(r.xadd(stream, {"payload": json.dumps(_event(1))}))
+    res = consume(proj, "events", idle_seconds=1.0, on_batch=then_a_good_one)
+    assert (res["batches"], res["quarantined"], res["stored"]) == (2, 1, 1)
+    assert res["schema_frozen"]

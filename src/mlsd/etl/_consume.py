@@ -246,14 +246,12 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                     break
                 continue
             last_message = time.monotonic()
-            if schema is None or validator is None:
-                if schema is None:
-                    schema = _infer(batch, decode, spec, rules, client.display)
-                    if schema is not None and schema.origin.get("rows_sampled") != "0":
-                        save_schema(root, name, schema)
-                        result.schema_frozen = True
-                if schema is None:  # nothing readable yet: every message refused
-                    schema = DataSchema({}, {})
+            if schema is None:
+                schema = _infer(batch, decode, spec, rules, client.display)
+                if schema is not None:
+                    save_schema(root, name, schema)
+                    result.schema_frozen = True
+            if validator is None and schema is not None:
                 transformer = Transformer(spec=transform, schema=schema) \
                     if transform else None
                 validator = Validator(schema=schema, rules=rules,
@@ -263,8 +261,11 @@ def consume(name: str, spec, rules, *, root: Path, lake, catalog=None,
                     online = _online(windows, schema, online_store, where, name)
                     result.online = [w.name for w in online.windows] if online \
                         else []
-            _one_batch(batch, name, spec, client, decode, validator, lake, seen,
-                       erasures, result, reasons, sampler, online)
+            # nothing readable yet (no schema to infer): this batch's messages
+            # are refused with their decoding errors, the next batch infers
+            _one_batch(batch, name, spec, client, decode, validator or Validator(
+                schema=DataSchema({}, {}), rules=rules), lake, seen, erasures,
+                result, reasons, sampler, online)
             result.reasons = dict(reasons.most_common())
             if on_batch:
                 on_batch(result)
