@@ -14,9 +14,17 @@ producer process publishes ``--messages`` JSON messages to a fresh queue
 Messages/s run from the producer's start to the last message acknowledged
 (the consumer is connected first); the drain rate of a queue filled
 beforehand is measured too (``drain``: the consumer alone). Goal (issue 17):
-mlsd at least half the limit. The last line is one JSON object.
+mlsd at least half the limit.
 
-    python benchmarks/stream.py --messages 100000
+``--scoring``: stream scoring too (``mlsd serve --stream`` on the trained
+forum-spam example: request rows from a queue, answers published, every
+prediction logged), against the plain loop as a request/response loop
+(fetch, publish one answer a message, acknowledge: no decoding, no model).
+``--fault``: the consumer's fault test at this size
+(tests/etl/test_consume_faults.py: SIGKILLs while a producer sends; each
+message stored once). The last line is one JSON object.
+
+    python benchmarks/stream.py --messages 100000 --scoring --fault
 """
 
 from __future__ import annotations
@@ -179,12 +187,140 @@ def _through(kind: str, queue: str, n: int, consumer) -> float:
     return n / (end - started[0])
 
 
+def _scoring(kind: str, n: int, work: Path) -> dict:
+    """Stream scoring against the plain loop, on the trained example."""
+    import pyarrow.csv as pacsv
+    from _served import trained_example
+
+    from mlsd.pipeline import Project
+    from mlsd.serve._stream import project_stream
+
+    _, project = trained_example(work / "served", "mlsd-stream-bench-")
+    rows = pacsv.read_csv(project / "data" / "new_posts.csv").to_pylist()
+    bodies = [json.dumps(rows[i % len(rows)], default=str).encode() for i in range(n)]
+    qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(3)]
+    spec_file = project / "mlsd.yaml"
+    original = spec_file.read_text()
+    doc = yaml.safe_load(original)
+    doc.setdefault("serve", {})["stream"] = {
+        "broker": RABBIT if kind == "rabbitmq" else REDIS, "queue": qs[1],
+        "predictions": qs[2], "id_from": "message_id" if kind == "rabbitmq"
+        else "entry_id", "batch_rows": 500, "batch_seconds": 0.05}
+    try:
+        spec_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        for q in qs[:2]:
+            _publish_bodies(kind, q, bodies)
+        limit = _limit_reply(kind, qs[0], n, 500, f"{qs[0]}.out")
+        proj = Project.of(project)
+        t = time.perf_counter()
+        res = project_stream(proj, max_messages=n, idle_seconds=5)
+        mine = res["scored"] / (time.perf_counter() - t)
+    finally:
+        spec_file.write_text(original)
+        _drop(kind, [*qs, f"{qs[1]}.dead", f"{qs[0]}.out"])
+    return {"scoring_per_s": round(mine), "scoring_limit_per_s": round(limit),
+            "scoring_vs_limit": round(mine / limit, 3), "scored": res["scored"],
+            "logged": res["logged"]}
+
+
+def _limit_reply(kind: str, queue: str, n: int, batch: int, out: str) -> float:
+    """The broker's client alone as a request/response loop: fetch a batch,
+    publish one answer a message (its own body), acknowledge; no decoding."""
+    got = 0
+    t = time.perf_counter()
+    if kind == "rabbitmq":
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        ch, pub = conn.channel(), conn.channel()
+        pub.queue_declare(out, durable=True)
+        ch.basic_qos(prefetch_count=batch)
+        gen = ch.consume(queue, auto_ack=False, inactivity_timeout=5)
+        while got < n:
+            method, props, body = next(gen)
+            if method is None:
+                break
+            got += 1
+            pub.basic_publish("", out, body, pika.BasicProperties(
+                message_id=props.message_id, delivery_mode=2))
+            if got % batch == 0 or got == n:
+                pub.basic_qos(prefetch_count=0)  # as mlsd: all reached the queue
+                ch.basic_ack(method.delivery_tag, multiple=True)
+        seconds = time.perf_counter() - t
+        ch.cancel()
+        conn.close()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        r.xgroup_create(queue, "limit", id="0", mkstream=True)
+        while got < n:
+            resp = r.xreadgroup("limit", "c1", {queue: ">"}, count=batch, block=5000)
+            if not resp:
+                break
+            entries = resp[0][1]
+            pipe = r.pipeline(transaction=False)
+            for i, f in entries:
+                pipe.xadd(out, {"payload": f[b"payload"], "message_id": i})
+            pipe.execute()
+            r.xack(queue, "limit", *[i for i, _ in entries])
+            got += len(entries)
+        seconds = time.perf_counter() - t
+        r.close()
+    if got < n:
+        raise SystemExit(f"{kind}: the plain reply loop read {got} of {n}")
+    return n / seconds
+
+
+def _publish_bodies(kind: str, queue: str, bodies: list[bytes]) -> None:
+    if kind == "rabbitmq":
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        ch = conn.channel()
+        ch.queue_declare(queue, durable=True)
+        for i, b in enumerate(bodies):
+            ch.basic_publish("", queue, b, pika.BasicProperties(message_id=f"r{i}"))
+        conn.close()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        for start in range(0, len(bodies), 1000):
+            pipe = r.pipeline(transaction=False)
+            for b in bodies[start:start + 1000]:
+                pipe.xadd(queue, {"payload": b})
+            pipe.execute()
+        r.close()
+
+
+def _fault(n: int) -> dict:
+    """The consumer's fault test at this size (a pytest run)."""
+    import os
+    import subprocess
+    import sys
+
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p",
+                           "no:cacheprovider", "tests/etl/test_consume_faults.py"],
+                          cwd=Path(__file__).resolve().parents[1], text=True,
+                          capture_output=True,
+                          env={**os.environ, "MLSD_FAULT_MESSAGES": str(n)})
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    return {"fault_messages": n, "fault_exactly_once": proc.returncode == 0,
+            "fault_seconds": round(time.perf_counter() - t, 1), "fault_pytest": tail}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--batch-rows", type=int, default=5000,
                     help="messages per micro-batch (the source default)")
     ap.add_argument("--brokers", default="rabbitmq,redis")
+    ap.add_argument("--scoring", action="store_true",
+                    help="also stream scoring (mlsd serve --stream)")
+    ap.add_argument("--fault", action="store_true",
+                    help="also the SIGKILL fault test with --messages messages")
     a = ap.parse_args()
     results = {}
     n, b = a.messages, a.batch_rows
@@ -214,9 +350,23 @@ def main() -> None:
                   f"full queue: plain {drain_limit:8.0f}/s, mlsd {drain_mlsd:8.0f}/s "
                   f"({drain_mlsd / drain_limit:.2f}); publish alone {pub:8.0f}/s",
                   flush=True)
+        if a.scoring:
+            for kind in a.brokers.split(","):
+                sc = _scoring(kind, min(n, 20_000), Path(tmp))
+                results[kind].update(sc)
+                print(f"{kind:8s} stream scoring: plain loop "
+                      f"{sc['scoring_limit_per_s']}/s, mlsd serve --stream "
+                      f"{sc['scoring_per_s']}/s "
+                      f"({sc['scoring_vs_limit']:.2f} of the limit; "
+                      f"{sc['logged']} logged)", flush=True)
     summary = {"messages": n, "batch_rows": b, **results,
                "goal_half_the_limit": all(r["mlsd_vs_limit"] >= 0.5
                                           for r in results.values())}
+    if a.fault:
+        summary.update(_fault(n))
+        print(f"fault test, {n} messages: exactly once "
+              f"{summary['fault_exactly_once']} ({summary['fault_seconds']} s)",
+              flush=True)
     print(json.dumps(summary))
 
 

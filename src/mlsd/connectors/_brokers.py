@@ -150,17 +150,25 @@ class RabbitQueue:
     def publish(self, queue: str, items: list[tuple[bytes, dict[str, Any]]], *,
                 declare: bool = True) -> None:
         """Publish messages (body, properties: message_id, correlation_id,
-        headers) to a queue, each confirmed by the broker; the queue declared
-        (durable) first unless ``declare`` is false (a client's reply_to)."""
+        headers) to a queue; the queue declared (durable) first unless
+        ``declare`` is false (a client's reply_to). They go on a channel of
+        their own without publisher confirms (a confirm per message held
+        answers to ~1,000/s), then one synchronous call on that channel: the
+        broker handles a channel's methods in order, so when it answers, every
+        message has reached its queue (answers are at least once; a crash
+        before the requests' acknowledgement publishes them again)."""
         import pika
 
+        if self.__dict__.get("_pub") is None:
+            self._pub = self._conn.channel()
         declared = self.__dict__.setdefault("_declared", set())
         for body, props in items:
             if declare and queue not in declared:
-                self._ch.queue_declare(queue, durable=True)
+                self._pub.queue_declare(queue, durable=True)
                 declared.add(queue)
-            self._ch.basic_publish("", queue, body, pika.BasicProperties(
+            self._pub.basic_publish("", queue, body, pika.BasicProperties(
                 content_type="application/json", delivery_mode=2, **props))
+        self._pub.basic_qos(prefetch_count=0)  # the barrier (see above)
 
     def dead_letter(self, items: list[tuple[Message, list[dict[str, Any]]]]) -> None:
         """Publish refused messages to the dead-letter queue, each with its

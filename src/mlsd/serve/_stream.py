@@ -66,8 +66,14 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
         from ..trainingdata.labeling._natural import LOG_SCHEMA
         from ._log import LogWriter
 
+        # the REST service's log writer: batched commits in the background,
+        # never on the scoring path (a crash loses at most one batch)
         writer = LogWriter(Lake(root=log.lake_root), "predictions", log.name,
-                           LOG_SCHEMA, json_columns=("inputs", "outputs"))
+                           LOG_SCHEMA, batch_rows=log.batch_rows,
+                           flush_seconds=log.flush_seconds,
+                           retention_days=log.retention_days,
+                           time_column="predicted_at",
+                           json_columns=("inputs", "outputs")).start()
     stats: dict[str, Any] = {"source": client.display, "messages": 0, "scored": 0,
                              "refused": 0, "batches": 0, "logged": 0, "swaps": 0,
                              "model_version": served.version, "stopped_by": ""}
@@ -105,6 +111,9 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
                     on_batch(stats)
     finally:
         client.close()
+        if writer is not None:
+            writer.close()
+            stats["logged"] = writer.written
     if stop.is_set() and not stats["stopped_by"]:
         stats["stopped_by"] = "stop"
     return stats
@@ -115,6 +124,18 @@ def _request_id(msg, stream: StreamServeSpec, row: Any) -> str:
             row.get(stream.id_field) is not None:
         return str(row[stream.id_field])
     return msg.message_id or msg.correlation_id or _new_id()
+
+
+def _by_row(exc: RequestValidationError) -> dict[int, list]:
+    """A list's validation errors by row, each located as a one-row
+    request's would be (``["body", field]``)."""
+    bad: dict[int, list] = {}
+    for e in _errors(list(exc.errors())):
+        loc = e["loc"]
+        if len(loc) < 2 or not isinstance(loc[1], int):
+            raise exc  # not about one row: a bug, not a request's fault
+        bad.setdefault(loc[1], []).append({**e, "loc": ["body", *loc[2:]]})
+    return bad
 
 
 def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
@@ -138,21 +159,23 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
         if stream.id_from == "field" and stream.id_field not in \
                 served.artifact.input_schema["columns"]:  # an id, not an input
             body = {k: v for k, v in body.items() if k != stream.id_field}
-        try:
-            typed, _ = served.validate(body)
-        except RequestValidationError as exc:
-            answers.append((m, rid, {"error": _errors(list(exc.errors()))}))
-            continue
-        rows.append(typed[0])
+        rows.append(body)
         owners.append((m, rid))
+    while rows:  # typed together, as a list sent to POST /predict
+        try:
+            rows, _ = served.validate(rows)
+            break
+        except RequestValidationError as exc:
+            bad = _by_row(exc)
+            for i in sorted(bad):
+                answers.append((*owners[i], {"error": bad[i]}))
+            rows = [r for i, r in enumerate(rows) if i not in bad]
+            owners = [o for i, o in enumerate(owners) if i not in bad]
     while rows:  # the rows together, as a list sent to POST /predict
         try:
             preds, _ = served.score_table(rows, True, None)
         except RequestValidationError as exc:
-            bad: dict[int, list] = {}
-            for e in _errors(list(exc.errors())):
-                bad.setdefault(int(e["loc"][1]), []).append(
-                    {**e, "loc": ["body", *e["loc"][2:]]})
+            bad = _by_row(exc)
             for i in sorted(bad):
                 answers.append((*owners[i], {"error": bad[i]}))
             keep = [i for i in range(len(rows)) if i not in bad]
@@ -184,7 +207,6 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
         client.publish(queue, items, declare=declare)
     if logged:
         writer.add(logged)
-        stats["logged"] += writer.flush()  # committed before the acknowledgement
     client.ack(batch)
     stats["messages"] += len(batch)
     stats["scored"] += len(preds)

@@ -476,8 +476,9 @@ class StreamServeSpec(BrokerSourceSpec):
 
     predictions: str = Field(min_length=1, max_length=255, description="The "
                              "queue (Redis: stream) predictions are published to.")
-    batch_rows: int = Field(default=256, ge=1, le=100_000, description="Requests "
-                            "scored together, at most...")
+    batch_rows: int = Field(default=256, ge=1, le=10_000, description="Requests "
+                            "scored together, at most (a request of that many "
+                            "rows)...")
     batch_seconds: float = Field(default=0.05, gt=0, le=60, description="... and "
                                  "the longest a request waits for others.")
 
