@@ -9,8 +9,9 @@ checked by the spec's rules exactly as ``POST /predict`` does (the same
 each: to the message's ``reply_to`` with its ``correlation_id`` (RabbitMQ's
 request/response), else to ``predictions``. A row that fails gets an answer
 with the same details a 422 would carry. Predictions are logged to the lake's
-prediction log (the same rows the REST service writes; the request id is the
-message's id), committed before the batch is acknowledged.
+prediction log by the REST service's background writer (the same rows; the
+request id is the message's id; a crash loses at most one unwritten batch of
+the log, as for REST).
 
 Delivery is at least once: a crash after the answers were published and
 before the acknowledgement scores the batch again, and the same request ids
