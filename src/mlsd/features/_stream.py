@@ -47,16 +47,11 @@ __all__ = ["AGGS", "KINDS", "OnlineWindows", "Window", "aggregate", "batch_value
 def batch_values(table: pa.Table, windows: list[Window]) -> pa.Table:
     """``table`` with one column per window (its :attr:`Window.name`),
     computed over the table's own rows as the events (DuckDB)."""
-    import duckdb
 
     if not windows:
         return table
-    con = duckdb.connect()
+    con, ordinal = _numbered(table, "events")
     try:
-        con.execute("SET threads TO 1")
-        ordinal = "__mlsd_row"
-        con.register("events", table.append_column(
-            ordinal, pa.array(range(table.num_rows), pa.int64())))
         selects, frames = [], []
         for i, w in enumerate(windows):
             q = _quote
@@ -95,11 +90,7 @@ def batch_values(table: pa.Table, windows: list[Window]) -> pa.Table:
         out = con.sql(sql).to_arrow_table()
     finally:
         con.close()
-    for i, w in enumerate(windows):
-        col = out.column(f"w{i}")
-        typ = pa.int64() if w.agg == "count" else pa.float64()
-        table = table.append_column(w.name, col.cast(typ))
-    return table
+    return _appended(table, out, windows)
 
 
 def joined_values(table: pa.Table, events: pa.Table, windows: list[Window]
@@ -108,16 +99,11 @@ def joined_values(table: pa.Table, events: pa.Table, windows: list[Window]
     rows of ``events`` (another table: clicks for orders) of the same entity
     before the row's time: a point-in-time range join (DuckDB), by the rules
     of :func:`batch_values` (which it equals when ``events`` is ``table``)."""
-    import duckdb
 
     if not windows:
         return table
-    con = duckdb.connect()
+    con, ordinal = _numbered(table, "rows_")
     try:
-        con.execute("SET threads TO 1")
-        ordinal = "__mlsd_row"
-        con.register("rows_", table.append_column(
-            ordinal, pa.array(range(table.num_rows), pa.int64())))
         con.register("events_", events)
         for i, w in enumerate(windows):
             con.execute(_join_sql(w, i, ordinal))
@@ -128,13 +114,7 @@ def joined_values(table: pa.Table, events: pa.Table, windows: list[Window]
                       f"ORDER BY {ordinal}").to_arrow_table()
     finally:
         con.close()
-    for i, w in enumerate(windows):
-        col = out.column(f"w{i}")
-        if w.agg in ("count", "sum"):
-            col = col.fill_null(0)
-        typ = pa.int64() if w.agg == "count" else pa.float64()
-        table = table.append_column(w.name, col.cast(typ))
-    return table
+    return _appended(table, out, windows)
 
 
 def _join_sql(w: Window, i: int, ordinal: str) -> str:
@@ -175,6 +155,31 @@ def _join_sql(w: Window, i: int, ordinal: str) -> str:
             f"GROUP BY l.{ordinal}")
     return (f"CREATE TEMP TABLE w{i} AS SELECT r.{ordinal}, {fn} AS v FROM rows_ r "
             f"LEFT JOIN {source} e ON {cond} GROUP BY r.{ordinal}")
+
+
+def _numbered(table: pa.Table, name: str):
+    """A one-thread DuckDB connection with ``table`` registered as ``name``,
+    each row numbered (the ordinal's column name is returned too)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 1")
+    ordinal = "__mlsd_row"
+    con.register(name, table.append_column(
+        ordinal, pa.array(range(table.num_rows), pa.int64())))
+    return con, ordinal
+
+
+def _appended(table: pa.Table, out: pa.Table, windows: list[Window]) -> pa.Table:
+    """``table`` with the windows' values ``out`` holds (``w0``, ``w1``, ...,
+    in row order): counts and sums over no event are 0."""
+    for i, w in enumerate(windows):
+        col = out.column(f"w{i}")
+        if w.agg in ("count", "sum"):
+            col = col.fill_null(0)
+        typ = pa.int64() if w.agg == "count" else pa.float64()
+        table = table.append_column(w.name, col.cast(typ))
+    return table
 
 
 def _quote(name: str) -> str:
