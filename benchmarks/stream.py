@@ -75,30 +75,38 @@ def _publish(kind: str, queue: str, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def _limit(kind: str, queue: str, n: int, batch: int, ready=None) -> float:
-    """The broker's client alone: fetch, acknowledge, nothing else; the end
-    time (perf_counter) of the last acknowledgement."""
+def _limit(kind: str, queue: str, n: int, batch: int, ready=None,
+           out: str | None = None) -> tuple[float, float]:
+    """The broker's client alone: fetch, acknowledge each batch, nothing else
+    (with ``out``: also publish each message's body there as its answer, a
+    request/response loop). Messages/s, and the end time (perf_counter) of
+    the last acknowledgement."""
     got = 0
     if kind == "rabbitmq":
         import pika
 
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-        ch = conn.channel()
+        ch, pub = conn.channel(), conn.channel()
         ch.queue_declare(queue, durable=True)
+        if out:
+            pub.queue_declare(out, durable=True)
         ch.basic_qos(prefetch_count=batch)
         gen = ch.consume(queue, auto_ack=False, inactivity_timeout=5)
         if ready is not None:
             ready()
         t = time.perf_counter()
-        last = None
         while got < n:
-            method, _props, _body = next(gen)
+            method, props, body = next(gen)
             if method is None:
                 break
             got += 1
-            last = method.delivery_tag
+            if out:
+                pub.basic_publish("", out, body, pika.BasicProperties(
+                    message_id=props.message_id, delivery_mode=2))
             if got % batch == 0 or got == n:
-                ch.basic_ack(last, multiple=True)
+                if out:
+                    pub.basic_qos(prefetch_count=0)  # as mlsd: all reached out
+                ch.basic_ack(method.delivery_tag, multiple=True)
         seconds = time.perf_counter() - t
         ch.cancel()
         conn.close()
@@ -114,9 +122,14 @@ def _limit(kind: str, queue: str, n: int, batch: int, ready=None) -> float:
             resp = r.xreadgroup("limit", "c1", {queue: ">"}, count=batch, block=5000)
             if not resp:
                 break
-            ids = [i for i, _ in resp[0][1]]
-            got += len(ids)
-            r.xack(queue, "limit", *ids)
+            entries = resp[0][1]
+            if out:
+                pipe = r.pipeline(transaction=False)
+                for i, f in entries:
+                    pipe.xadd(out, {"payload": f[b"payload"], "message_id": i})
+                pipe.execute()
+            r.xack(queue, "limit", *[i for i, _ in entries])
+            got += len(entries)
         seconds = time.perf_counter() - t
         r.close()
     if got < n:
@@ -210,7 +223,7 @@ def _scoring(kind: str, n: int, work: Path) -> dict:
         spec_file.write_text(yaml.safe_dump(doc, sort_keys=False))
         for q in qs[:2]:
             _publish_bodies(kind, q, bodies)
-        limit = _limit_reply(kind, qs[0], n, 500, f"{qs[0]}.out")
+        limit, _ = _limit(kind, qs[0], n, 500, out=f"{qs[0]}.out")
         proj = Project.of(project)
         t = time.perf_counter()
         res = project_stream(proj, max_messages=n, idle_seconds=5)
@@ -221,55 +234,6 @@ def _scoring(kind: str, n: int, work: Path) -> dict:
     return {"scoring_per_s": round(mine), "scoring_limit_per_s": round(limit),
             "scoring_vs_limit": round(mine / limit, 3), "scored": res["scored"],
             "logged": res["logged"]}
-
-
-def _limit_reply(kind: str, queue: str, n: int, batch: int, out: str) -> float:
-    """The broker's client alone as a request/response loop: fetch a batch,
-    publish one answer a message (its own body), acknowledge; no decoding."""
-    got = 0
-    t = time.perf_counter()
-    if kind == "rabbitmq":
-        import pika
-
-        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-        ch, pub = conn.channel(), conn.channel()
-        pub.queue_declare(out, durable=True)
-        ch.basic_qos(prefetch_count=batch)
-        gen = ch.consume(queue, auto_ack=False, inactivity_timeout=5)
-        while got < n:
-            method, props, body = next(gen)
-            if method is None:
-                break
-            got += 1
-            pub.basic_publish("", out, body, pika.BasicProperties(
-                message_id=props.message_id, delivery_mode=2))
-            if got % batch == 0 or got == n:
-                pub.basic_qos(prefetch_count=0)  # as mlsd: all reached the queue
-                ch.basic_ack(method.delivery_tag, multiple=True)
-        seconds = time.perf_counter() - t
-        ch.cancel()
-        conn.close()
-    else:
-        import redis
-
-        r = redis.Redis.from_url(REDIS)
-        r.xgroup_create(queue, "limit", id="0", mkstream=True)
-        while got < n:
-            resp = r.xreadgroup("limit", "c1", {queue: ">"}, count=batch, block=5000)
-            if not resp:
-                break
-            entries = resp[0][1]
-            pipe = r.pipeline(transaction=False)
-            for i, f in entries:
-                pipe.xadd(out, {"payload": f[b"payload"], "message_id": i})
-            pipe.execute()
-            r.xack(queue, "limit", *[i for i, _ in entries])
-            got += len(entries)
-        seconds = time.perf_counter() - t
-        r.close()
-    if got < n:
-        raise SystemExit(f"{kind}: the plain reply loop read {got} of {n}")
-    return n / seconds
 
 
 def _publish_bodies(kind: str, queue: str, bodies: list[bytes]) -> None:

@@ -104,6 +104,20 @@ class OnlineWindows:
         self.r, self.windows, self.prefix = client, windows, prefix
         self.late = 0
 
+    @classmethod
+    def connect(cls, store: dict[str, Any], windows: list[Window], *,
+                timeout: float = 30.0) -> OnlineWindows:
+        """The store a spec's ``online_store`` (a dict: url, password_env,
+        prefix) names, for ``windows``."""
+        import os
+
+        import redis
+
+        env = store.get("password_env")
+        client = redis.Redis.from_url(store["url"], socket_timeout=timeout,
+                                      password=os.environ.get(env) if env else None)
+        return cls(client, windows, store["prefix"])
+
     def _key(self, w: Window, entity: Any) -> str:
         return f"{self.prefix}:win:{w.name}:{entity}"
 

@@ -130,6 +130,7 @@ class ConsumeResult:
     reasons: dict[str, int] = field(default_factory=dict)
     sampled: int | None = None  # a reservoir's rows, of `seen` valid ones
     seen: int | None = None
+    zero_weights: int = 0  # a weighted reservoir's missing or negative weights
     online: list[str] = field(default_factory=list)  # stream features fed
     late: int = 0  # events the online store dropped (behind its watermark)
 
@@ -289,16 +290,9 @@ def _online(windows, schema: DataSchema, store: dict | None, where: str,
     if store is None:
         raise DataError(f"{where}: stream features read this source's events but no "
                         f"online_store is set")
-    import os
-
-    import redis
-
     from .._windows import OnlineWindows
 
-    password = os.environ.get(store["password_env"]) if store.get(
-        "password_env") else None
-    client = redis.Redis.from_url(store["url"], password=password, socket_timeout=30)
-    return OnlineWindows(client, mine, store["prefix"])
+    return OnlineWindows.connect(store, mine)
 
 
 def _infer(batch, decode, spec, rules, display) -> DataSchema | None:
@@ -392,6 +386,7 @@ def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasure
                 sampler.add(accepted)
                 result.version = sampler.commit(lake, name, meta, ids)
             result.sampled, result.seen = sampler.kept, sampler.reservoir.seen
+            result.zero_weights = sampler.zero_weights
         elif accepted.num_rows:
             result.version = lake.append("sources", name, accepted, metadata=meta)
         bad = []

@@ -206,22 +206,6 @@ def rows_to_arrow(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pa.Tabl
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def online_windows(schema: dict[str, Any]):
-    """The online store a model's stream features are read from."""
-    import redis
-
-    from .._windows import OnlineWindows
-
-    store = schema["online_store"]
-    password = None
-    if store.get("password_env"):
-        password = os.environ.get(store["password_env"])
-    client = redis.Redis.from_url(store["url"], password=password,
-                                  socket_timeout=2)
-    return OnlineWindows(client, [Window.from_dict(d) for d in schema["windows"]],
-                         store["prefix"])
-
-
 def _without(row: Any, fields: tuple[str, ...]) -> Any:
     if not isinstance(row, dict):
         return row  # validation says what is wrong with it
@@ -297,14 +281,16 @@ class Served:
         """The stream features of typed rows, from the online store by each
         row's entity and time (no time: now), in one round trip."""
         if self._online is None:
-            self._online = online_windows(self.artifact.input_schema)
+            from .._windows import OnlineWindows
+
+            self._online = OnlineWindows.connect(
+                self.artifact.input_schema["online_store"], self.windows,
+                timeout=2)
         now = datetime.now(UTC)
-        rows = []
-        for r in table.select(list(dict.fromkeys(
-                [c for w in self.windows for c in (w.by, w.time)]))).to_pylist():
-            rows.append({k: (now if v is None and any(k == w.time for w in
-                                                       self.windows) else v)
-                         for k, v in r.items()})
+        times = {w.time for w in self.windows}
+        rows = [{k: now if v is None and k in times else v for k, v in r.items()}
+                for r in table.select(list(dict.fromkeys(
+                    c for w in self.windows for c in (w.by, w.time)))).to_pylist()]
         try:
             values = self._online.values(rows)
         except Exception as err:  # noqa: BLE001 - the store is down: say so
