@@ -5,7 +5,6 @@ consumer that feeds the store, the batch computation
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,18 +18,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def seconds(text: str | float | int, where: str) -> float:
-    """A duration: ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` or seconds."""
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
-        if not m:
-            raise SpecError(f"{where}: {text!r} is not a duration (like 30s, 15m, "
-                            f"1h, 7d)")
-        value = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if not value > 0 or not math.isfinite(value):
-        raise SpecError(f"{where}: a duration must be more than 0, got {text!r}")
-    return value
+    """A duration: ``90s``, ``15m``, ``1h``, ``7d``, ``2w``, or seconds (the
+    spec's own parser, ``period_seconds``; its errors named by ``where``)."""
+    from .spec._models import period_seconds
+
+    if isinstance(text, str) and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):
+        text = float(text)  # a number of seconds, written as text
+    try:
+        return period_seconds(text)
+    except ValueError:
+        raise SpecError(f"{where}: {text!r} is not a duration (like 30s, 15m, 1h, "
+                        f"7d) or a number of seconds above 0") from None
 
 
 def _span(s: float) -> str:
