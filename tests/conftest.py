@@ -48,3 +48,27 @@ def fresh_project(tmp_path, example_dir) -> Path:
     folder = tmp_path / "demo"
     shutil.copytree(example_dir, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """One Spark `local[2]` session for the whole suite (a JVM starts in
+    ~5 s). Skips without PySpark or Java, or fails under
+    MLSD_REQUIRE_SERVICES=1 (CI installs the `spark` extra)."""
+    import importlib.util
+
+    missing = None
+    if importlib.util.find_spec("pyspark") is None:
+        missing = "PySpark is not installed (pip install 'mlsd[spark]')"
+    elif shutil.which("java") is None:
+        missing = "Java is not installed (Spark needs Java 17)"
+    if missing:
+        if os.environ.get("MLSD_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{missing}, and MLSD_REQUIRE_SERVICES=1 asks for it")
+        pytest.skip(missing)
+    from mlsd.engine import SparkEngine
+    from mlsd.spec import EngineSpec
+
+    engine = SparkEngine(EngineSpec(kind="spark", master="local[2]"))
+    engine.session  # started once, here
+    return engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -155,6 +156,10 @@ def run_cmd(
         "this run only (repeatable; the value is YAML): "
         "--set imbalance.resample=smote. The file is left as it is; the run "
         "records the spec it used.")] = None,
+    engine: Annotated[str | None, typer.Option(
+        metavar="ENGINE", help="duckdb (in-process) or spark (engine.master, "
+        "e.g. local[4], or engine.remote sc://host:15002 in mlsd.yaml): where "
+        "files are read and validated.")] = None,
 ) -> None:
     """Run the stages: ingest, table, sample, split, features, train, audit,
     report.
@@ -165,11 +170,16 @@ def run_cmd(
       mlsd run --from features      # new features, same data and splits
       mlsd run --set imbalance.resample=smote --set "imbalance.compare=[tomek]"
       mlsd run --set "sample={method: stratified, n: 5000, by: author_country}"
+      mlsd run --engine spark       # files read as Spark tasks (engine: spark)
     """
     from ..pipeline import run
 
     lock_policy(no_wait)
     proj = project(config)
+    if engine is not None:
+        # the spec's other engine settings (master, conf) kept
+        chosen = {**proj.spec.engine.model_dump(), "kind": engine}
+        set_ = [f"engine={json.dumps(chosen)}", *(set_ or [])]
     if set_:
         proj = proj.with_overrides(set_)
     with RichReporter(err) as rep:
@@ -223,6 +233,8 @@ def print_summary(s: dict[str, Any]) -> None:
         out.print(sources_table(f"Data ({s['project']}, run {s['run_id']})",
                                 s["sources"], total=s["totals"]))
         print_hints(s["sources"])
+        if s.get("engine", "duckdb") != "duckdb":
+            out.print(f"Files read and validated on {s['engine']}.")
         if s["top_reasons"]:
             out.print("Top quarantine reasons: " + ", ".join(
                 f"{k} ({v})" for k, v in s["top_reasons"]))

@@ -2,12 +2,14 @@
 
 The interface is small: read a dataset version as an Ibis table, run aggregates,
 hand results back as Arrow. :class:`DuckDBEngine` (in-process) is the default;
-a Spark engine can implement the same methods for data that outgrows one machine.
+:class:`SparkEngine` runs mlsd's own functions of Arrow batches as Spark tasks
+(``mapInArrow``) when the data outgrows one machine (``engine: spark``).
 """
 
 from .._lazy import attach
 
-_WHERE = {"DuckDBEngine": "_duckdb"}  # ibis loads on first use
+# ibis and pyspark load on first use
+_WHERE = {"DuckDBEngine": "_duckdb", "SparkEngine": "_spark", "spark_session": "_spark"}
 __getattr__, __dir__ = attach(__name__, _WHERE)
 
-__all__ = ["DuckDBEngine"]
+__all__ = ["DuckDBEngine", "SparkEngine", "spark_session"]

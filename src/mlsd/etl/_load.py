@@ -182,6 +182,7 @@ def load_source(
     chunk_rows: int = 50_000,
     on_rows: Callable[[int], None] | None = None,
     transform: TransformSpec | None = None,
+    engine=None,
 ) -> LoadResult:
     """Extract, validate and store one source as one atomic lake commit.
 
@@ -191,7 +192,9 @@ def load_source(
     spooled first, then the quarantine is committed, then the data, whose commit
     carries the load id and the new watermark in its own metadata and so marks
     the load as done: a crash at any point leaves a state that a re-run completes
-    without repeating the load.
+    without repeating the load. With a Spark ``engine`` (a
+    :class:`mlsd.engine.SparkEngine`) a file source is read and validated as
+    Spark tasks, one file a task; what is stored is the same.
     """
     if isinstance(spec, BrokerSourceSpec):
         return consumed_source(name, spec, lake, on_rows)
@@ -201,6 +204,9 @@ def load_source(
                           unique_per_call=False)
     validator.check_rules(f"source {name!r} (schemas/{name}.yaml)")
     connector = connector_for(name, spec, root)
+    # engine: spark reads and validates files as Spark tasks (the rows settle
+    # here as they would locally); databases and APIs are read here
+    on_spark = engine is not None and type(connector) is FileConnector
     ident: dict[str, Any] = {
         "format": LOAD_FORMAT, "source": name,
         "read": spec.model_dump(mode="json", exclude={"password_env"}),
@@ -249,8 +255,8 @@ def load_source(
                 return _nothing_new(name, lake, catalog,
                                     FileInfo(connector.display, "", 0), None,
                                     frozen)
-        batches = connector.read(list(schema.columns), chunk_rows=chunk_rows,
-                                 only=infos)
+        batches = None if on_spark else connector.read(
+            list(schema.columns), chunk_rows=chunk_rows, only=infos)
     ident["inputs"] = [(f.path, f.sha256) for f in infos]
     ident["window"] = None if window is None else [str(window.low),
                                                    str(window.high)]
@@ -288,56 +294,47 @@ def load_source(
         constant=[SOURCE, SOURCE_SHA, LOAD_ID],
         raw_text=_csv_lines(spec, root) if isinstance(connector, FileConnector)
         else None)
+
+    def settle(info, n: int, out) -> None:
+        nonlocal rows_in, rows_ok, rows_bad, rows_erased
+        accepted, rejected = out.accepted, out.rejected
+        if erasures and accepted.num_rows:
+            accepted, gone = without_erased(accepted, erasures, name)
+            rows_erased += gone
+        if erasures and rejected.num_rows:  # nor kept in the quarantine
+            hit = rejected_matching(
+                rejected.to_pylist(), spec, schema, " OR ".join(
+                    f"({p})" for p in erasures), root=root,
+                null_values=rules.null_values)
+            if any(hit):
+                rejected = rejected.filter(pa.array([not h for h in hit]))
+                rows_erased += sum(hit)
+        rows_in += n
+        rows_ok += accepted.num_rows
+        rows_bad += rejected.num_rows
+        per_file[info.path] += n
+        spool.add(accepted, rejected)
+        if rejected.num_rows:
+            for row in rejected.column("reasons").to_pylist():
+                for r in row:
+                    reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
+                    if len(messages) < 10_000:
+                        messages[r["message"]] += 1
+        if on_rows:
+            on_rows(n)
+
     try:
-        with ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
-            # validation is mostly Arrow compute, which releases the GIL: batches
-            # are validated on worker threads while the next one is read, and
-            # spooled in their order
-            pending_out: deque = deque()
+        if on_spark:
+            from ._distributed import validated_on_spark
 
-            def settle(item) -> None:
-                nonlocal rows_in, rows_ok, rows_bad, rows_erased
-                info, n, future = item
-                out = future.result()
-                accepted, rejected = out.accepted, out.rejected
-                if erasures and accepted.num_rows:
-                    accepted, gone = without_erased(accepted, erasures, name)
-                    rows_erased += gone
-                if erasures and rejected.num_rows:  # nor kept in the quarantine
-                    hit = rejected_matching(
-                        rejected.to_pylist(), spec, schema, " OR ".join(
-                            f"({p})" for p in erasures), root=root,
-                        null_values=rules.null_values)
-                    if any(hit):
-                        rejected = rejected.filter(pa.array([not h for h in hit]))
-                        rows_erased += sum(hit)
-                rows_in += n
-                rows_ok += accepted.num_rows
-                rows_bad += rejected.num_rows
-                per_file[info.path] += n
-                spool.add(accepted, rejected)
-                if rejected.num_rows:
-                    for row in rejected.column("reasons").to_pylist():
-                        for r in row:
-                            reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
-                            if len(messages) < 10_000:
-                                messages[r["message"]] += 1
-                if on_rows:
-                    on_rows(n)
-
-            for info, raw in batches:
-                if not content_known:
-                    sink = pa.BufferOutputStream()
-                    with pa.ipc.new_stream(sink, raw.schema) as w:
-                        w.write_batch(raw)
-                    content.update(sink.getvalue().to_pybytes())
-                pending_out.append((info, raw.num_rows, pool.submit(
-                    validator.validate, raw, source=info.path, sha256=info.sha256,
-                    load_id=pending)))
-                while len(pending_out) > VALIDATE_THREADS:
-                    settle(pending_out.popleft())
-            while pending_out:
-                settle(pending_out.popleft())
+            validated = validated_on_spark(
+                engine, connector, infos, list(schema.columns), validator,
+                chunk_rows=chunk_rows, load_id=pending, folder=folder)
+        else:
+            validated = _validated_here(batches, validator, pending, None
+                                        if content_known else content)
+        for info, n, out in validated:
+            settle(info, n, out)
     except BaseException:
         spool.close()
         raise
@@ -406,6 +403,31 @@ def load_source(
         top_messages=[m for m, _ in messages.most_common(5)], mode=mode,
         watermark=None if new_watermark is None else str(new_watermark),
         rows_erased=rows_erased)
+
+
+def _validated_here(batches, validator: Validator, load_id: str, content
+                    ) -> Iterator[tuple[FileInfo, int, Any]]:
+    """``(file, rows read, validated batch)`` in read order, validated on
+    worker threads: validation is mostly Arrow compute, which releases the
+    GIL, so a batch is validated while the next one is read. ``content``: a
+    hash fed the raw batches (input known only once read)."""
+    with ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
+        in_flight: deque = deque()
+        for info, raw in batches:
+            if content is not None:
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, raw.schema) as w:
+                    w.write_batch(raw)
+                content.update(sink.getvalue().to_pybytes())
+            in_flight.append((info, raw.num_rows, pool.submit(
+                validator.validate, raw, source=info.path, sha256=info.sha256,
+                load_id=load_id)))
+            while len(in_flight) > VALIDATE_THREADS:
+                info, n, future = in_flight.popleft()
+                yield info, n, future.result()
+        while in_flight:
+            info, n, future = in_flight.popleft()
+            yield info, n, future.result()
 
 
 def consumed_source(name: str, spec: BrokerSourceSpec, lake: Lake,

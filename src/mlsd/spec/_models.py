@@ -1743,6 +1743,30 @@ class OnlineStoreSpec(_Strict):
                                "(default: the project's name).")
 
 
+class EngineSpec(_Strict):
+    """Where batch work runs: DuckDB in this process (the default), or Spark
+    when the data outgrows one machine (``pip install 'mlsd[spark]'``)."""
+
+    kind: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="duckdb (in-process) or spark (PySpark: "
+        "file sources are read and validated as Spark tasks, mlsd's own readers "
+        "and rules inside mapInArrow, and committed as one Delta transaction).")
+    master: str = Field(
+        default="local[2]", description="spark.master: local[N], spark://host:7077, "
+        "yarn, k8s://...; ignored with `remote`.")
+    remote: str | None = Field(
+        default=None, description="A Spark Connect server (sc://host:15002) "
+        "instead of a master; its workers need mlsd installed.")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="More Spark settings, e.g. "
+        "{spark.executor.memory: 4g}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
 
@@ -1773,6 +1797,9 @@ class ProjectSpec(_Strict):
     online_store: OnlineStoreSpec = Field(
         default_factory=OnlineStoreSpec, description="Stream features' online "
         "values: `mlsd consume` writes the events, the service reads them.")
+    engine: EngineSpec = Field(
+        default_factory=EngineSpec, description="Where batch work runs: `duckdb` "
+        "(default) or `spark` (`mlsd run --engine spark`).")
     seed: int = 42
     data_roots: list[str] = Field(
         default_factory=list,

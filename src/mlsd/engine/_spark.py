@@ -1,0 +1,130 @@
+"""The scale-out engine: mlsd's own code run as Spark tasks (PySpark).
+
+Spark distributes the work; mlsd keeps its promises. A stage hands the engine
+a list of *units* (a file to read, a range of rows to score) and a pure
+function of Arrow batches; the engine runs the function over the units as
+Spark tasks through ``mapInArrow`` (one unit a partition, so a failed task is
+retried on its own unit) and hands the small results back to the driver.
+The rows themselves never pass through the driver: tasks read their inputs
+and write their outputs next to the lake, where the driver commits them.
+
+One session a process, made on first use and shared (a JVM starts in ~5 s):
+``local[N]`` on this machine, a cluster's master, or a Spark Connect server
+(``remote: sc://host:15002``). Executors import mlsd, so on a cluster it must
+be installed there, and the lake must be on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import SpecError
+from ..spec import EngineSpec
+
+_sessions: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def spark_session(spec: EngineSpec):
+    """The process's Spark session for ``spec`` (made once, then shared)."""
+    key = (spec.remote, spec.master, tuple(sorted(spec.conf.items())))
+    with _lock:
+        found = _sessions.get(key)
+        if found is not None:
+            return found
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise SpecError("engine: spark needs PySpark and Java 17: pip install "
+                            "'mlsd[spark]'") from None
+        builder = SparkSession.builder.appName("mlsd")
+        local = spec.remote is None and spec.master.startswith("local")
+        if spec.remote is not None:
+            builder = builder.remote(spec.remote)
+        else:
+            builder = builder.master(spec.master)
+        defaults = {"spark.ui.showConsoleProgress": "false",  # Rich shows progress
+                    "spark.sql.execution.arrow.pyspark.enabled": "true",
+                    "spark.sql.session.timeZone": "UTC"}
+        if local:
+            # the Python workers are this interpreter (mlsd importable); a
+            # laptop's run opens no web UI port, binds to loopback and logs
+            # only Spark's errors
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            log4j = Path(__file__).with_name("log4j2.properties")
+            defaults |= {"spark.ui.enabled": "false",
+                         "spark.driver.extraJavaOptions":
+                             f"-Dlog4j2.configurationFile=file:{log4j}"}
+        for k, v in {**defaults, **spec.conf}.items():
+            builder = builder.config(k, v)
+        try:
+            session = builder.getOrCreate()
+        except Exception as err:  # noqa: BLE001 - Py4J's or the JVM's
+            raise SpecError(f"engine: cannot start Spark ({spec.remote or spec.master}"
+                            f"): {type(err).__name__}: {str(err)[:300]}") from None
+        if spec.remote is None:
+            session.sparkContext.setLogLevel("ERROR")
+        _sessions[key] = session
+        return session
+
+
+class SparkEngine:
+    """Runs functions of Arrow batches over units of work as Spark tasks.
+
+    Parameters
+    ----------
+    spec : EngineSpec
+        The project's ``engine:`` settings (master or remote, conf).
+    """
+
+    name = "spark"
+
+    def __init__(self, spec: EngineSpec | None = None):
+        self.spec = spec or EngineSpec(kind="spark")
+
+    @property
+    def session(self):
+        return spark_session(self.spec)
+
+    def describe(self) -> str:
+        return self.spec.remote or self.spec.master
+
+    def parallelism(self) -> int:
+        """How many tasks the cluster runs at once (a local[N] master: N)."""
+        if self.spec.remote is None:
+            return int(self.session.sparkContext.defaultParallelism)
+        value = self.session.conf.get("spark.default.parallelism", None)
+        return int(value) if value else 2
+
+    def map_units(self, units: list[Any],
+                  fn: Callable[[Any], Iterator[dict[str, Any]]],
+                  schema: pa.Schema) -> pa.Table:
+        """``fn(unit)`` for every unit, each unit its own Spark task; the rows
+        they yield (dicts of ``schema``) as one table, units in no set order.
+
+        ``fn`` and the units are shipped to the executors (cloudpickle): keep
+        them small (paths, specs as JSON), never rows.
+        """
+        if not units:
+            return schema.empty_table()
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                for i in batch.column("id").to_pylist():
+                    rows = list(fn(units[i]))
+                    if rows:
+                        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+        # spark.range with one partition a unit: unit i is task i, exactly
+        ids = self.session.range(0, len(units), 1, numPartitions=len(units))
+        out = ids.mapInArrow(run, from_arrow_schema(schema)).toArrow()
+        return out.cast(schema)

@@ -1,0 +1,54 @@
+"""The Spark engine runs a function over units, one Spark task a unit."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from mlsd.errors import SpecError
+from mlsd.spec import EngineSpec, ProjectSpec
+
+
+def test_every_unit_is_its_own_task_and_every_row_comes_back(spark_engine):
+    schema = pa.schema([("unit", pa.int64()), ("square", pa.int64()),
+                        ("pid", pa.int64())])
+
+    def task(unit):
+        for k in range(unit % 3):  # some units yield nothing, some several rows
+            yield {"unit": unit, "square": unit * unit + k, "pid": os.getpid()}
+
+    out = spark_engine.map_units(list(range(7)), task, schema)
+    assert out.schema == schema
+    got = sorted(zip(out.column("unit").to_pylist(), out.column("square").to_pylist(),
+                     strict=True))
+    assert got == sorted((u, u * u + k) for u in range(7) for k in range(u % 3))
+    assert os.getpid() not in out.column("pid").to_pylist()  # in Spark's workers
+    assert spark_engine.map_units([], task, schema).num_rows == 0
+
+
+def test_the_engine_is_a_spec_key_with_a_shorthand():
+    assert EngineSpec.model_validate("spark") == EngineSpec(kind="spark")
+    doc = {"name": "p", "problem": {"task": "binary", "target": "y"},
+           "sources": {"s": {"path": "s.csv"}}, "features": [{"column": "x"}],
+           "engine": {"kind": "spark", "master": "local[4]",
+                      "conf": {"spark.executor.memory": "2g"}}}
+    spec = ProjectSpec.model_validate(doc)
+    assert (spec.engine.kind, spec.engine.master) == ("spark", "local[4]")
+    default = ProjectSpec.model_validate({k: v for k, v in doc.items()
+                                          if k != "engine"})
+    assert default.engine.kind == "duckdb"
+    with pytest.raises(ValueError, match="engine.kind"):
+        ProjectSpec.model_validate({**doc, "engine": "sprak"})
+
+
+def test_without_pyspark_the_error_says_what_to_install(monkeypatch):
+    import sys
+
+    from mlsd.engine import _spark
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import fails
+    monkeypatch.setattr(_spark, "_sessions", {})
+    with pytest.raises(SpecError, match=r"pip install 'mlsd\[spark\]'"):
+        _spark.spark_session(EngineSpec(kind="spark", master="local[3]"))
