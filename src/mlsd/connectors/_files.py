@@ -187,6 +187,7 @@ class FileConnector:
         self, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
         strict: bool = True, required: list[str] | None = None,
         only: list[FileInfo] | None = None,
+        span: tuple[int | None, int] | None = None,
     ) -> Iterator[tuple[FileInfo, pa.RecordBatch]]:
         """Yield ``(file, raw batch)`` pairs holding ``columns``.
 
@@ -195,7 +196,11 @@ class FileConnector:
         unexpected ones. Without it (for scoring) other fields are ignored and
         absent ones are null, but the ``required`` columns must be there.
         ``only`` restricts the read to some of the files (already hashed).
+        ``span``: one CSV file's lines between two byte offsets (see
+        :func:`mlsd.formats.read_csv`); the generator then returns the number
+        the next line would have.
         """
+        after = None
         for info in (self.files() if only is None else only):
             p = Path(info.path)
             p = p if p.is_absolute() else self.root / p
@@ -232,8 +237,17 @@ class FileConnector:
             file_cols = [c for c in have if c not in parts]
             read_cols = file_cols if fmt.name == "csv" else [
                 c for c in columns if c not in parts]
-            for batch in fmt.read(p, self.options, columns=read_cols,
-                                  chunk_rows=chunk_rows, strict=strict):
+            if span is not None and fmt.name != "csv":
+                raise ValueError(f"{info.path}: only a CSV file is read in spans")
+            source = fmt.read(p, self.options, columns=read_cols,
+                              chunk_rows=chunk_rows, strict=strict,
+                              **({"span": span} if span is not None else {}))
+            while True:
+                try:
+                    batch = next(source)
+                except StopIteration as done:
+                    after = done.value
+                    break
                 for key, value in parts.items():
                     if key in columns:  # the folder's value, as text
                         batch = batch.append_column(key, pa.array(
@@ -248,3 +262,4 @@ class FileConnector:
                                                                 pa.string()))
                     batch = out
                 yield info, batch
+        return after

@@ -189,6 +189,7 @@ def read_csv(
     fast: bool = True,
     max_columns: int = MAX_COLUMNS,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    span: tuple[int | None, int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a CSV file.
 
@@ -196,17 +197,82 @@ def read_csv(
     header). A record with the wrong number of fields, or with bytes that are not
     valid in ``encoding``, is yielded with ``_error`` set and its values null, so
     the caller can quarantine it.
+
+    ``span``: only the lines from byte ``start`` (None: after the header) up
+    to byte ``end``, both at line starts (:func:`csv_spans` cuts them), for a
+    read split across tasks. Lines are then numbered from 0 unless ``start``
+    is None, and the generator returns the number the next line would have. A
+    span is read by the fast path alone: where a local read would switch to
+    the ``csv`` module (a quoted line break, bytes not valid UTF-8, ...),
+    :class:`CsvSpanUnsafe` is raised and the file must be read whole.
     """
-    yield from _iter_csv(Path(path), delimiter, encoding, chunk_rows,
-                         quotechar=quotechar, names=names, fast=fast,
-                         max_columns=max_columns, max_record_bytes=max_record_bytes)
+    return (yield from _iter_csv(
+        Path(path), delimiter, encoding, chunk_rows, quotechar=quotechar,
+        names=names, fast=fast, max_columns=max_columns,
+        max_record_bytes=max_record_bytes, span=span))
+
+
+class CsvSpanUnsafe(Exception):
+    """A span of a CSV file that only a read of the whole file parses as a
+    local read does (see :func:`read_csv`)."""
+
+
+def csv_spans(path: str | Path, n: int, *, delimiter: str = ",",
+              quotechar: str = '"', encoding: str = "utf-8",
+              header: bool = True) -> list[tuple[int | None, int]]:
+    """Cut a CSV file into at most ``n`` spans of whole lines, about as large
+    as each other, for :func:`read_csv`'s ``span``; one span (the whole file)
+    where a split cannot be read as a local read would (not UTF-8, a
+    delimiter or quote of several characters, no header line, a header line
+    with a quoted line break)."""
+    path = Path(path)
+    size = path.stat().st_size
+    whole: list[tuple[int | None, int]] = [(None, size)]
+    if n <= 1 or not header or len(delimiter) != 1 or len(quotechar) != 1 or \
+            encoding.replace("-", "").lower() not in ("utf8", "ascii"):
+        return whole
+    with path.open("rb") as fh:
+        first = fh.readline(MAX_RECORD_BYTES)
+        if not first.endswith(b"\n") or first.count(quotechar.encode()) % 2:
+            return whole
+        cuts = []
+        for k in range(1, n):
+            fh.seek(max(len(first), size * k // n) - 1)
+            fh.readline()  # to the end of the line the guess falls in
+            at = fh.tell()
+            if at < size and (not cuts or at > cuts[-1]):
+                cuts.append(at)
+    bounds = [None, *cuts], [*cuts, size]
+    return list(zip(*bounds, strict=True))
+
+
+class _Bounded(io.RawIOBase):
+    """A binary file seen up to byte ``end``: reads stop there."""
+
+    def __init__(self, fh, end: int):
+        self._fh, self._end = fh, end
+
+    def read(self, size: int = -1) -> bytes:
+        left = max(0, self._end - self._fh.tell())
+        return self._fh.read(left if size < 0 else min(size, left))
+
+    def readline(self, size: int = -1) -> bytes:
+        left = max(0, self._end - self._fh.tell())
+        return self._fh.readline(left if size < 0 else min(size, left))
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._fh.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
 
 
 def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
               header_only: bool = False, quotechar: str = '"',
               names: list[str] | None = None, fast: bool = True,
               max_columns: int = MAX_COLUMNS,
-              max_record_bytes: int = MAX_RECORD_BYTES):
+              max_record_bytes: int = MAX_RECORD_BYTES,
+              span: tuple[int | None, int] | None = None):
     try:
         fh = path.open("rb")
     except FileNotFoundError:
@@ -253,6 +319,10 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
         width = len(header)
         fast = fast and encoding.replace("-", "").lower() in ("utf8", "ascii") \
             and len(delimiter) == 1 and len(quotechar) == 1
+        if span is not None:
+            return (yield from _span(fh, span, header, delimiter, quotechar,
+                                     lines.next_line, fast, chunk_rows,
+                                     max_record_bytes))
         if fast:
             for batch in _parse_blocks(fh, header, delimiter, quotechar,
                                        lines.next_line, max_record_bytes):
@@ -307,6 +377,30 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
             yield builder.flush()
 
 
+def _span(fh, span: tuple[int | None, int], header: list[str], delimiter: str,
+          quotechar: str, after_header: int, fast: bool, chunk_rows: int,
+          max_record_bytes: int):
+    """The batches of one span (see :func:`read_csv`); returns the number the
+    line after it would have."""
+    start, end = span
+    if not fast or (start is not None and fh.tell() > start):
+        raise CsvSpanUnsafe("the fast path cannot read this file in spans")
+    if start is not None:
+        fh.seek(start)
+    line_no = after_header if start is None else 0
+    blocks = _parse_blocks(_Bounded(fh, end), header, delimiter, quotechar,
+                           line_no, max_record_bytes)
+    while True:
+        try:
+            batch = next(blocks)
+        except StopIteration as done:
+            return done.value
+        if isinstance(batch, _Fallback):
+            raise CsvSpanUnsafe("a line the fast path cannot parse alone")
+        for at in range(0, batch.num_rows, chunk_rows):
+            yield batch.slice(at, chunk_rows)
+
+
 class _Fallback(NamedTuple):
     """Where the fast path gave up: this block and the file after it go
     through the ``csv`` module; the block's first line is ``line_no``."""
@@ -345,7 +439,7 @@ def _parse_blocks(fh, header: list[str], delimiter: str, quotechar: str,
                         _fast_block, block, header, delimiter, quotechar,
                         max_record_bytes)))
                 if not in_flight:
-                    return
+                    return line_no  # the number the next line would have
                 block, end, future = in_flight.popleft()
                 if future is None:
                     fh.seek(end)

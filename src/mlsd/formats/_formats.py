@@ -44,13 +44,13 @@ class CsvFormat(Format):
                                              range(len(names))]
 
     def read(self, path, options, *, columns, chunk_rows=DEFAULT_CHUNK_ROWS,
-             strict=True):
-        yield from read_csv(path, delimiter=options.delimiter,
-                            quotechar=options.quotechar, encoding=options.encoding,
-                            chunk_rows=chunk_rows,
-                            names=None if options.header else columns,
-                            max_columns=options.max_columns,
-                            max_record_bytes=options.max_record_bytes)
+             strict=True, span=None):
+        return (yield from read_csv(
+            path, delimiter=options.delimiter, quotechar=options.quotechar,
+            encoding=options.encoding, chunk_rows=chunk_rows,
+            names=None if options.header else columns,
+            max_columns=options.max_columns,
+            max_record_bytes=options.max_record_bytes, span=span))
 
     def write(self, table, path, options):
         # pyarrow's writer is fast and quotes what needs quoting; timestamps come
