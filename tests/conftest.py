@@ -70,5 +70,5 @@ def spark_engine():
     from mlsd.spec import EngineSpec
 
     engine = SparkEngine(EngineSpec(kind="spark", master="local[2]"))
-    engine.session  # started once, here
+    assert engine.session is not None  # started once, here
     return engine
