@@ -4,6 +4,7 @@ local engine stores: the same rows, the same quarantine, the same load ids."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -64,7 +65,8 @@ def test_a_file_a_spark_task_cannot_read_is_named_as_locally(
     assert str(spark.value) == str(local.value)
 
 
-def _big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None):
+def _big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None,
+                     unique: bool = True):
     """A project whose one CSV file holds ``rows`` rows, some breaking a rule
     (type, range, a repeated key), and optionally a quoted line break."""
     import yaml
@@ -83,50 +85,93 @@ def _big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None):
         "name": "spans", "problem": {"task": "regression", "target": "x"},
         "sources": {"big": {"path": "data.csv", "key": "id"}},
         "validate": {"required": ["id"], "ranges": {"n": [0, None]},
-                     "unique": ["id"]},
+                     "unique": ["id"] if unique else []},
         "features": [{"column": "n"}]}))
     (folder / "schemas" / "big.yaml").write_text(yaml.safe_dump({"columns": {
         "id": "int64", "n": "int64", "x": "float64", "note": "string"}}))
 
 
+@pytest.mark.parametrize("unique", [True, False],
+                         ids=["a-rule-over-the-load-settles-on-the-driver",
+                              "the-tasks-write-the-stored-files"])
 @pytest.mark.parametrize("quoted_break_at", [None, 7_000],
                          ids=["spans", "a-quoted-line-break-reads-the-file-whole"])
 def test_a_large_csv_read_in_spans_keeps_every_line_number(
-        spark_engine, tmp_path, monkeypatch, quoted_break_at):
+        spark_engine, tmp_path, monkeypatch, quoted_break_at, unique):
     """A CSV file over SPAN_BYTES is cut at line breaks and read by several
-    tasks; each span's lines are numbered on from the span before, so rows,
-    quarantine (with the repeats over the whole load) and load id are those
-    of a local read. A quoted line break sends the file back to one task."""
+    tasks, each span numbered from the line breaks before it (counted by a
+    first job), so rows, quarantine and load id are those of a local read,
+    whether the driver settles the batches (a `unique` rule: repeats over the
+    whole load) or the tasks write the stored Parquet files themselves. A
+    quoted line break sends the file back to one task."""
+    from mlsd.engine import SparkEngine
     from mlsd.etl import _distributed
 
     monkeypatch.setattr(_distributed, "SPAN_BYTES", 40_000)  # ~13 spans
-    spans = []
-    real = _distributed._spans
-    monkeypatch.setattr(_distributed, "_spans",
-                        lambda c, info: spans.extend(real(c, info)) or real(c, info))
-    from mlsd.engine import SparkEngine
-
     jobs = []
     real_map = SparkEngine.map_units
     monkeypatch.setattr(SparkEngine, "map_units", lambda self, units, fn, schema:
                         jobs.append(len(units)) or real_map(self, units, fn, schema))
     here, there = tmp_path / "duckdb", tmp_path / "spark"
     for f in (here, there):
-        _big_csv_project(f, 20_000, quoted_break_at=quoted_break_at)
+        _big_csv_project(f, 20_000, quoted_break_at=quoted_break_at, unique=unique)
     local = run(here, until="ingest")
     spark = run(Project.of(there).with_overrides(["engine=spark"]), until="ingest")
-    assert len(spans) > 5
-    # the quoted line break: one more job, the file whole in one task
-    assert jobs == ([len(spans)] if quoted_break_at is None else [len(spans), 1])
+    # counting the spans' lines, reading them, and the file again whole
+    spans = jobs[1]
+    assert spans > 5
+    assert jobs == [spans - 1, spans] + ([] if quoted_break_at is None else [1])
     assert spark["totals"] == local["totals"]
+    assert spark["sources"][0]["reasons"] == local["sources"][0]["reasons"]
+    assert spark["sources"][0]["top_messages"] == local["sources"][0]["top_messages"]
     a, b = Project.of(here), Project.of(there)
     for area in ("sources", "quarantine"):
-        assert b.lake.read(area, "big").equals(a.lake.read(area, "big")), area
+        mine = b.lake.read(area, "big").sort_by("_line")
+        assert mine.equals(a.lake.read(area, "big").sort_by("_line")), area
         assert b.lake.last_write(area, "big")["mlsd.write_id"] == \
             a.lake.last_write(area, "big")["mlsd.write_id"]
     q = b.lake.read("quarantine", "big").to_pylist()
     text = (there / "data.csv").read_text().split("\n")
     for row in q:  # the line number points at the very line of the file
         assert text[row["_line"] - 1] == row["raw"], row
-    assert {r["reasons"][0]["rule"] for r in q} >= {"type", "range", "unique"}
+    rules = {r["reasons"][0]["rule"] for r in q}
+    assert rules >= ({"type", "range", "unique"} if unique else {"type", "range"})
     assert not list(there.rglob("j*-u*-b*.accepted"))
+    # every file in the tables' folders is in their versions: no spans' left
+    for area in ("sources", "quarantine"):
+        folder = b.lake.path(area, "big")
+        files = {p.name for p in folder.glob("*.parquet")}
+        actions = b.lake._table(area, "big").get_add_actions(flatten=True)
+        assert files == {Path(f).name for f in pa.table(actions).column("path")
+                         .to_pylist()}
+
+
+def test_a_recorded_erasure_holds_for_rows_spark_tasks_store(spark_engine,
+                                                             fresh_project):
+    """The tasks that write the stored files drop what `mlsd lake delete`
+    recorded: a re-export with the erased person's rows stores none of them,
+    as a local load (tests/security/test_sql_sandbox.py) does."""
+    import json
+
+    from tests._helpers import run_cli
+
+    on_spark = Project.of(fresh_project).with_overrides(["engine=spark"])
+    run(on_spark, until="ingest")
+    author = on_spark.lake.read("sources", "posts_log").column("author_id")[0].as_py()
+    run_cli("lake", "delete", "posts_log", "--where", f"author_id = '{author}'",
+            cwd=fresh_project)
+    data = fresh_project / "data"
+    shutil.copy(data / "posts_log.jsonl", data / "posts_log_2.jsonl")
+    spec = fresh_project / "mlsd.yaml"
+    spec.write_text(spec.read_text().replace("path: data/posts_log.jsonl",
+                                             "path: 'data/posts_log*.jsonl'"))
+    out = run(Project.of(fresh_project).with_overrides(["engine=spark"]),
+              until="ingest")
+    log = next(s for s in out["sources"] if s["source"] == "posts_log")
+    assert log["rows_erased"] >= 2
+    assert log["rows_in"] == log["rows_stored"] + log["rows_quarantined"] + \
+        log["rows_erased"]
+    stored = on_spark.lake.read("sources", "posts_log").column("author_id")
+    assert author not in stored.to_pylist()
+    assert json.dumps(author) not in "".join(
+        on_spark.lake.read("quarantine", "posts_log").column("raw").to_pylist())

@@ -187,7 +187,7 @@ class FileConnector:
         self, columns: list[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
         strict: bool = True, required: list[str] | None = None,
         only: list[FileInfo] | None = None,
-        span: tuple[int | None, int] | None = None,
+        span: tuple[int | None, int, int] | None = None,
     ) -> Iterator[tuple[FileInfo, pa.RecordBatch]]:
         """Yield ``(file, raw batch)`` pairs holding ``columns``.
 
@@ -196,9 +196,9 @@ class FileConnector:
         unexpected ones. Without it (for scoring) other fields are ignored and
         absent ones are null, but the ``required`` columns must be there.
         ``only`` restricts the read to some of the files (already hashed).
-        ``span``: one CSV file's lines between two byte offsets (see
-        :func:`mlsd.formats.read_csv`); the generator then returns the number
-        the next line would have.
+        ``span``: one CSV file's lines between two byte offsets, and the
+        first one's number (see :func:`mlsd.formats.read_csv`); the generator
+        then returns the number the next line would have.
         """
         after = None
         for info in (self.files() if only is None else only):

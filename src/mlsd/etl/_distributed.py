@@ -1,77 +1,173 @@
-"""Reading and validating a file source as Spark tasks (``engine: spark``).
+"""Reading, validating and storing a file source as Spark tasks (``engine:
+spark``).
 
 Spark's own readers cannot keep mlsd's promises (its CSV reader gives no line
 numbers, its permissive mode keeps no reason per row), so each task runs
 mlsd's reader and :class:`Validator` on one unit: a file, or a span of a large
-CSV file's lines (about ``SPAN_BYTES`` each, cut at line breaks). A task
-writes each validated batch, accepted and rejected rows apart, as Arrow IPC
-files in the load's scratch folder (next to the lake, on storage every node
-sees) and returns only their names and counts. The driver then takes the
-batches in file, span and batch order, the order a local load reads them in,
-numbers a span's lines from where the span before it ended, and settles them
-exactly as a local load does (erasures, the spool, repeats over the whole
-load, one commit each for the quarantine and the data): the same rows, the
-same quarantine, the same load id on either engine.
+CSV file's lines (about ``SPAN_BYTES`` each, cut at line breaks, numbered from
+the line breaks before them, which a first, cheap job counts).
 
-A span is read by mlsd's fast CSV path alone. Where a local read would switch
-to the ``csv`` module (a quoted line break, bytes that are not UTF-8), the
-span cannot know how the lines before it were parsed: its file is read again
-whole, as one task, and its spans' output is dropped.
+Two ways to store what the tasks validated:
+
+* :func:`store_on_spark`, for a load with no rule over the whole load: each
+  task drops what a recorded erasure covers and writes its accepted rows as
+  Parquet files in the dataset's folder and its rejected rows in the
+  quarantine's, and returns their names and its counts; the driver commits
+  each side as one Delta transaction. No row passes through the driver.
+* :func:`validated_on_spark`, when a rule needs every row at once (``unique``,
+  ``transform.dedupe``, an upsert's key): each task writes its validated
+  batches as Arrow IPC files in the load's scratch folder, and the driver takes
+  them in read order and settles them exactly as a local load does (the spool,
+  the repeats, one commit each).
+
+Either way the stored rows, the quarantine and the load id are those of a
+local load. A span is read by mlsd's fast CSV path alone: where a local read
+would switch to the ``csv`` module (a quoted line break, bytes that are not
+UTF-8), a span cannot know how the lines before it were parsed, so its file
+is read again whole, as one task, and the spans' output is dropped. The
+scratch folder and the lake must be on storage every node sees.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import DataError
-from ..formats import LINE, format_for
-from ..formats._csv import CsvSpanUnsafe, csv_spans
+from ..formats import format_for
+from ..formats._csv import CsvSpanUnsafe, count_lines, csv_spans
 from ._validate import QUARANTINE_SCHEMA, Validated
 
 SPAN_BYTES = 64 << 20  # a CSV file larger than this is read in spans this large
-
-RESULT = pa.schema([("unit", pa.int64()), ("batch", pa.int64()),
-                    ("rows", pa.int64()), ("accepted", pa.string()),
-                    ("rejected", pa.string()), ("next_line", pa.int64()),
-                    ("unsafe", pa.bool_()), ("error", pa.string())])
+MESSAGES = 10_000  # distinct quarantine messages counted, as a local load does
 
 _jobs = itertools.count()
 
 
-def _write(path: Path, batch: pa.RecordBatch) -> None:
+def _path(connector, info) -> Path:
+    p = Path(info.path)
+    return p if p.is_absolute() else connector.root / p
+
+
+def _units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | None]]:
+    """``(unit, file, span)`` in read order: a file whole, or a large CSV
+    file's spans, each with its first line's number."""
+    o = connector.options
+    cut: list[tuple[int, list]] = []
+    for i, info in enumerate(infos):
+        path = _path(connector, info)
+        if info.size > SPAN_BYTES and format_for(path, connector.format) == "csv":
+            spans = csv_spans(path, math.ceil(info.size / SPAN_BYTES),
+                              delimiter=o.delimiter, quotechar=o.quotechar,
+                              encoding=o.encoding, header=o.header)
+            if len(spans) > 1:
+                cut.append((i, spans))
+    counts: dict[tuple[int, int | None], int] = {}
+    if cut:  # the line breaks in every span, counted by a job of their own
+        pieces = [(i, start, end) for i, spans in cut for start, end in spans
+                  if end != spans[-1][1]]
+        schema = pa.schema([("file", pa.int64()), ("start", pa.int64()),
+                            ("lines", pa.int64())])
+        got = engine.map_units(pieces, lambda p: iter([{
+            "file": p[0], "start": -1 if p[1] is None else p[1],
+            "lines": count_lines(_path(connector, infos[p[0]]), p[1], p[2])}]),
+            schema).to_pylist()
+        counts = {(r["file"], None if r["start"] < 0 else r["start"]): r["lines"]
+                  for r in got}
+    spans_of = dict(cut)
+    units = []
+    for i, info in enumerate(infos):
+        if i not in spans_of:
+            units.append((len(units), info, None))
+            continue
+        first = 2  # the header is line 1 (csv_spans cuts no other file)
+        for start, end in spans_of[i]:
+            units.append((len(units), info, (start, end, first)))
+            first += counts.get((i, start), 0)
+    return units
+
+
+def _run(engine, units: list, task: Callable, schema: pa.Schema
+         ) -> tuple[list[dict], list]:
+    """The tasks' rows over ``units``; the files of a span that proved
+    unsafe read again whole (their spans' files removed). Raises the first
+    file's error, in read order, as a local load would."""
+    done = engine.map_units(units, task, schema).to_pylist()
+    unsafe = {units[r["unit"]][1].path for r in done if r["unsafe"]}
+    if unsafe:
+        for r in done:
+            if units[r["unit"]][1].path in unsafe:
+                for f in json.loads(r["files"] or "[]"):
+                    Path(f).unlink(missing_ok=True)
+        again, seen = [], set()
+        for _, info, _ in units:
+            if info.path in unsafe and info.path not in seen:
+                seen.add(info.path)
+                again.append((len(units) + len(again), info, None))
+        done = [r for r in done if units[r["unit"]][1].path not in unsafe]
+        done += engine.map_units(again, task, schema).to_pylist()
+        units = units + again
+    order: dict[str, int] = {}
+    for _, info, _ in units:
+        order.setdefault(info.path, len(order))
+    failed = sorted((r for r in done if r["error"]),
+                    key=lambda r: (order[units[r["unit"]][1].path], r["unit"]))
+    if failed:
+        for r in done:  # what the other tasks wrote is in no version: gone
+            for f in json.loads(r["files"] or "[]"):
+                Path(f).unlink(missing_ok=True)
+        raise DataError(failed[0]["error"])
+    key = {u: (order[info.path], span is not None, (span or (0,))[0] or 0)
+           for u, info, span in units}
+    done.sort(key=lambda r: (key[r["unit"]], r["batch"]))
+    return done, units
+
+
+def _guarded(work: Callable[[Any], Iterator[dict]], empty: dict
+             ) -> Callable[[Any], Iterator[dict]]:
+    """A task that reports an unsafe span or an mlsd error as a row (said on
+    the driver as a local load says it) instead of failing the job."""
+    def task(unit):
+        written: list[str] = []
+        try:
+            yield from work(unit, written)
+        except CsvSpanUnsafe:
+            yield {**empty, "unit": unit[0], "batch": 1 << 40, "unsafe": True,
+                   "files": json.dumps(written)}
+        except DataError as err:
+            yield {**empty, "unit": unit[0], "batch": 1 << 40, "error": str(err),
+                   "files": json.dumps(written)}
+    return task
+
+
+# -- the driver settles every batch (a rule over the whole load) -------------
+
+SCRATCH = pa.schema([("unit", pa.int64()), ("batch", pa.int64()),
+                     ("rows", pa.int64()), ("accepted", pa.string()),
+                     ("rejected", pa.string()), ("files", pa.string()),
+                     ("unsafe", pa.bool_()), ("error", pa.string())])
+
+
+def _write_ipc(path: Path, batch: pa.RecordBatch) -> None:
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as w:
         w.write_batch(batch)
 
 
-def _read(path: Path, shift: int) -> pa.RecordBatch:
+def _read_ipc(path: Path) -> pa.RecordBatch:
     with pa.OSFile(str(path), "rb") as source:
         reader = pa.ipc.open_file(source)
         batch = reader.get_batch(0) if reader.num_record_batches else \
             pa.RecordBatch.from_pylist([], schema=reader.schema)
     path.unlink()
-    if shift:
-        i = batch.schema.get_field_index(LINE)
-        batch = batch.set_column(i, LINE, pc.add(batch.column(i), shift))
     return batch
-
-
-def _spans(connector, info) -> list[tuple[int | None, int] | None]:
-    """The spans a file is read in: [None] (whole) unless a large CSV file."""
-    path = Path(info.path)
-    path = path if path.is_absolute() else connector.root / path
-    if info.size <= SPAN_BYTES or format_for(path, connector.format) != "csv":
-        return [None]
-    o = connector.options
-    spans = csv_spans(path, math.ceil(info.size / SPAN_BYTES), delimiter=o.delimiter,
-                      quotechar=o.quotechar, encoding=o.encoding, header=o.header)
-    return [None] if len(spans) == 1 else spans
 
 
 def validated_on_spark(engine, connector, infos: list, columns: list[str],
@@ -81,71 +177,134 @@ def validated_on_spark(engine, connector, infos: list, columns: list[str],
     files, read and validated by Spark tasks, in read order."""
     folder = Path(folder)
     job = next(_jobs)
+    empty = {"rows": 0, "accepted": None, "rejected": None, "files": None,
+             "unsafe": False, "error": None}
 
-    def task(unit: tuple[int, Any, tuple | None]) -> Iterator[dict[str, Any]]:
+    def work(unit, written: list[str]) -> Iterator[dict[str, Any]]:
         u, info, span = unit
-        batch = 0
-        stem = f"j{job}-u{u:06d}"
-        empty = {"rows": 0, "accepted": None, "rejected": None, "next_line": None,
-                 "unsafe": False, "error": None}
-        try:
-            reader = connector.read(columns, chunk_rows=chunk_rows, only=[info],
-                                    span=span)
-            while True:
-                try:
-                    _, raw = next(reader)
-                except StopIteration as done:
-                    yield {**empty, "unit": u, "batch": batch, "next_line": done.value}
-                    return
-                out = validator.validate(raw, source=info.path, sha256=info.sha256,
-                                         load_id=load_id)
-                name = f"{stem}-b{batch:06d}"
-                _write(folder / f"{name}.accepted", out.accepted)
-                if out.rejected.num_rows:
-                    _write(folder / f"{name}.rejected", out.rejected)
-                yield {**empty, "unit": u, "batch": batch, "rows": raw.num_rows,
-                       "accepted": f"{name}.accepted",
-                       "rejected": f"{name}.rejected" if out.rejected.num_rows
-                       else None}
-                batch += 1
-        except CsvSpanUnsafe:
-            yield {**empty, "unit": u, "batch": batch, "unsafe": True}
-        except DataError as err:  # said on the driver as a local load says it
-            yield {**empty, "unit": u, "batch": batch, "error": str(err)}
+        for b, (_, raw) in enumerate(connector.read(
+                columns, chunk_rows=chunk_rows, only=[info], span=span)):
+            out = validator.validate(raw, source=info.path, sha256=info.sha256,
+                                     load_id=load_id)
+            name = f"j{job}-u{u:06d}-b{b:06d}"
+            _write_ipc(folder / f"{name}.accepted", out.accepted)
+            written.append(str(folder / f"{name}.accepted"))
+            if out.rejected.num_rows:
+                _write_ipc(folder / f"{name}.rejected", out.rejected)
+                written.append(str(folder / f"{name}.rejected"))
+            yield {**empty, "unit": u, "batch": b, "rows": raw.num_rows,
+                   "accepted": f"{name}.accepted",
+                   "rejected": f"{name}.rejected" if out.rejected.num_rows
+                   else None, "files": json.dumps(written[-2:])}
 
-    units = [(i, info, span) for i, info in enumerate(infos)
-             for span in _spans(connector, info)]
-    units = [(u, info, span) for u, (_, info, span) in enumerate(units)]
-    done = engine.map_units(units, task, RESULT).to_pylist()
-    unsafe = {units[r["unit"]][1].path for r in done if r["unsafe"]}
-    if unsafe:  # those files again, whole, one task each
-        for r in done:
-            if units[r["unit"]][1].path in unsafe:
-                for name in (r["accepted"], r["rejected"]):
-                    if name:
-                        (folder / name).unlink(missing_ok=True)
-        again = [info for info in infos if info.path in unsafe]
-        extra = [(len(units) + k, info, None) for k, info in enumerate(again)]
-        done = [r for r in done if units[r["unit"]][1].path not in unsafe]
-        done += engine.map_units(extra, task, RESULT).to_pylist()
-        units = units + extra
-    failed = sorted((r for r in done if r["error"]), key=lambda r: r["unit"])
-    if failed:
-        raise DataError(failed[0]["error"])
-    order = {info.path: i for i, info in enumerate(infos)}
-    # read order: files, then spans (a whole-file redo has one), then batches
-    done.sort(key=lambda r: (order[units[r["unit"]][1].path],
-                             units[r["unit"]][2] is not None,
-                             (units[r["unit"]][2] or (0,))[0] or 0, r["batch"]))
-    after = 0  # the number of the line after the last span read
+    done, units = _run(engine, _units(engine, connector, infos),
+                       _guarded(work, empty), SCRATCH)
     for r in done:
-        _, info, span = units[r["unit"]]
-        later = span is not None and span[0] is not None  # numbered from 0
-        if r["accepted"] is None:  # the unit's end
-            after = after + r["next_line"] if later else (r["next_line"] or 0)
-            continue
-        shift = after if later else 0
-        accepted = _read(folder / r["accepted"], shift)
-        rejected = (_read(folder / r["rejected"], shift) if r["rejected"]
+        accepted = _read_ipc(folder / r["accepted"])
+        rejected = (_read_ipc(folder / r["rejected"]) if r["rejected"]
                     else pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA))
-        yield info, r["rows"], Validated(accepted, rejected)
+        yield units[r["unit"]][1], r["rows"], Validated(accepted, rejected)
+
+
+# -- the tasks store their rows (no rule over the whole load) ----------------
+
+STORED = pa.schema([("unit", pa.int64()), ("batch", pa.int64()),
+                    ("rows", pa.int64()), ("erased", pa.int64()),
+                    ("accepted", pa.string()), ("rejected", pa.string()),
+                    ("reasons", pa.string()), ("files", pa.string()),
+                    ("unsafe", pa.bool_()), ("error", pa.string())])
+
+
+@dataclass
+class Stored:
+    """What the tasks of :func:`store_on_spark` wrote and counted."""
+
+    rows_in: int = 0
+    rows_ok: int = 0
+    rows_bad: int = 0
+    rows_erased: int = 0
+    per_file: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    messages: Counter = field(default_factory=Counter)
+    accepted: list[dict] = field(default_factory=list)  # Parquet parts, in order
+    rejected: list[dict] = field(default_factory=list)
+
+
+def store_on_spark(engine, connector, infos: list, columns: list[str], validator,
+                   settle: Callable, *, chunk_rows: int, load_id: str,
+                   data_folder: Path, quarantine_folder: Path,
+                   file_rows: int) -> Stored:
+    """Read, validate and write ``infos``' files as Spark tasks: accepted rows
+    as Parquet parts of ``data_folder`` (about ``file_rows`` rows each),
+    rejected ones in ``quarantine_folder``, for :meth:`Lake.commit_parts`.
+    ``settle(validated) -> (accepted, rejected, erased)`` drops what recorded
+    erasures cover."""
+    from ..lake import write_part
+
+    empty = {"rows": 0, "erased": 0, "accepted": None, "rejected": None,
+             "reasons": None, "files": None, "unsafe": False, "error": None}
+    acc_schema = validator.output_schema()
+
+    def work(unit, written: list[str]) -> Iterator[dict[str, Any]]:
+        u, info, span = unit
+        held: list[pa.RecordBatch] = []
+        bad: list[pa.RecordBatch] = []
+        rows = erased = 0
+        reasons: Counter = Counter()
+        messages: Counter = Counter()
+        parts: list[dict] = []
+
+        def flush() -> None:
+            part = write_part(data_folder, pa.Table.from_batches(held, acc_schema))
+            held.clear()
+            if part is not None:
+                written.append(str(Path(data_folder) / part["path"]))
+                parts.append(part)
+
+        for _, raw in connector.read(columns, chunk_rows=chunk_rows, only=[info],
+                                     span=span):
+            accepted, rejected, gone = settle(validator.validate(
+                raw, source=info.path, sha256=info.sha256, load_id=load_id))
+            rows += raw.num_rows
+            erased += gone
+            held.append(accepted)
+            if sum(b.num_rows for b in held) >= file_rows:
+                flush()
+            if rejected.num_rows:
+                bad.append(rejected)
+                for row in rejected.column("reasons").to_pylist():
+                    for r in row:
+                        reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
+                        if len(messages) < MESSAGES:
+                            messages[r["message"]] += 1
+        flush()
+        quarantined = write_part(quarantine_folder,
+                                 pa.Table.from_batches(bad, QUARANTINE_SCHEMA))
+        if quarantined is not None:
+            written.append(str(Path(quarantine_folder) / quarantined["path"]))
+        yield {**empty, "unit": u, "batch": 0, "rows": rows, "erased": erased,
+               "accepted": json.dumps(parts),
+               "rejected": json.dumps([quarantined] if quarantined else []),
+               "reasons": json.dumps([reasons, messages]),
+               "files": json.dumps(written)}
+
+    Path(data_folder).mkdir(parents=True, exist_ok=True)
+    Path(quarantine_folder).mkdir(parents=True, exist_ok=True)
+    done, units = _run(engine, _units(engine, connector, infos),
+                       _guarded(work, empty), STORED)
+    out = Stored()
+    for r in done:
+        info = units[r["unit"]][1]
+        out.per_file[info.path] += r["rows"]
+        out.rows_in += r["rows"]
+        out.rows_erased += r["erased"]
+        out.accepted += json.loads(r["accepted"])
+        out.rejected += json.loads(r["rejected"])
+        reasons, messages = json.loads(r["reasons"])
+        out.reasons.update(reasons)
+        for m, n in messages.items():  # the first messages met, as locally
+            if m in out.messages or len(out.messages) < MESSAGES:
+                out.messages[m] += n
+    out.rows_ok = sum(p["rows"] for p in out.accepted)
+    out.rows_bad = sum(p["rows"] for p in out.rejected)
+    return out

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +282,6 @@ def load_source(
     # erasures recorded by `mlsd lake delete` hold for every later load: a
     # re-exported file with an erased person's rows does not bring them back
     erasures = [e["predicate"] for e in catalog.erasures(name)]
-    from ._quarantine import rejected_matching
     per_file: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     messages: Counter[str] = Counter()
@@ -289,72 +289,84 @@ def load_source(
     # rows carry the load id, which a database snapshot only has once read: they
     # are spooled with a placeholder that is filled in when committed
     pending = load_id or "pending"
-    spool = _spool.Spool(folder, acc_schema, QUARANTINE_SCHEMA, narrow=[
-        *rules.unique, *(transformer.narrow_columns() if transformer else [])],
-        constant=[SOURCE, SOURCE_SHA, LOAD_ID],
-        raw_text=_csv_lines(spec, root) if isinstance(connector, FileConnector)
-        else None)
+    stored = None
+    if on_spark and not rules.unique and not (
+            transformer is not None and transform.dedupe is not None):
+        # no rule over the whole load: the tasks write the stored files
+        # themselves, and the two commits below add them
+        from ._distributed import store_on_spark
 
-    def settle(info, n: int, out) -> None:
-        nonlocal rows_in, rows_ok, rows_bad, rows_erased
-        accepted, rejected = out.accepted, out.rejected
-        if erasures and accepted.num_rows:
-            accepted, gone = without_erased(accepted, erasures, name)
-            rows_erased += gone
-        if erasures and rejected.num_rows:  # nor kept in the quarantine
-            hit = rejected_matching(
-                rejected.to_pylist(), spec, schema, " OR ".join(
-                    f"({p})" for p in erasures), root=root,
-                null_values=rules.null_values)
-            if any(hit):
-                rejected = rejected.filter(pa.array([not h for h in hit]))
-                rows_erased += sum(hit)
-        rows_in += n
-        rows_ok += accepted.num_rows
-        rows_bad += rejected.num_rows
-        per_file[info.path] += n
-        spool.add(accepted, rejected)
-        if rejected.num_rows:
-            for row in rejected.column("reasons").to_pylist():
-                for r in row:
-                    reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
-                    if len(messages) < 10_000:
-                        messages[r["message"]] += 1
+        stored = store_on_spark(
+            engine, connector, infos, list(schema.columns), validator,
+            partial(unerased, erasures=erasures, name=name, spec=spec,
+                    schema=schema, root=root, null_values=rules.null_values),
+            chunk_rows=chunk_rows, load_id=pending,
+            data_folder=lake.path("sources", name),
+            quarantine_folder=lake.path("quarantine", name), file_rows=FILE_ROWS)
+        rows_in, rows_ok, rows_bad = stored.rows_in, stored.rows_ok, stored.rows_bad
+        rows_erased, per_file = stored.rows_erased, stored.per_file
+        reasons, messages = stored.reasons, stored.messages
         if on_rows:
-            on_rows(n)
+            on_rows(rows_in)
+    else:
+        spool = _spool.Spool(folder, acc_schema, QUARANTINE_SCHEMA, narrow=[
+            *rules.unique, *(transformer.narrow_columns() if transformer else [])],
+            constant=[SOURCE, SOURCE_SHA, LOAD_ID],
+            raw_text=_csv_lines(spec, root) if isinstance(connector, FileConnector)
+            else None)
 
-    try:
-        if on_spark:
-            from ._distributed import validated_on_spark
+        def settle(info, n: int, out) -> None:
+            nonlocal rows_in, rows_ok, rows_bad, rows_erased
+            accepted, rejected, gone = unerased(
+                out, erasures=erasures, name=name, spec=spec, schema=schema,
+                root=root, null_values=rules.null_values)
+            rows_erased += gone
+            rows_in += n
+            rows_ok += accepted.num_rows
+            rows_bad += rejected.num_rows
+            per_file[info.path] += n
+            spool.add(accepted, rejected)
+            if rejected.num_rows:
+                for row in rejected.column("reasons").to_pylist():
+                    for r in row:
+                        reasons[f"{r['column'] or '(record)'}: {r['rule']}"] += 1
+                        if len(messages) < 10_000:
+                            messages[r["message"]] += 1
+            if on_rows:
+                on_rows(n)
 
-            validated = validated_on_spark(
-                engine, connector, infos, list(schema.columns), validator,
-                chunk_rows=chunk_rows, load_id=pending, folder=folder)
-        else:
-            validated = _validated_here(batches, validator, pending, None
-                                        if content_known else content)
-        for info, n, out in validated:
-            settle(info, n, out)
-    except BaseException:
-        spool.close()
-        raise
-    finally:
-        if isinstance(connector, SqlConnector):
-            connector.close()
-    if rules.unique:
-        # a repeated key, over the whole load at once: the first valid row read
-        # wins (files in path order, lines in order)
-        moved = spool.move_repeats(rules.unique, first="__batch, __row",
-                                   rule="unique", load_id=pending,
-                                   message="repeats a row already loaded")
-        rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
-        if moved:
-            reasons[f"{rules.unique[0]}: unique"] += moved
-    if transformer is not None and transform.dedupe is not None:
-        moved = transformer.dedupe(spool, pending)
-        rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
-        if moved:
-            reasons[f"{transform.dedupe.key[0]}: dedupe"] += moved
+        try:
+            if on_spark:
+                from ._distributed import validated_on_spark
+
+                validated = validated_on_spark(
+                    engine, connector, infos, list(schema.columns), validator,
+                    chunk_rows=chunk_rows, load_id=pending, folder=folder)
+            else:
+                validated = _validated_here(batches, validator, pending, None
+                                            if content_known else content)
+            for info, n, out in validated:
+                settle(info, n, out)
+        except BaseException:
+            spool.close()
+            raise
+        finally:
+            if isinstance(connector, SqlConnector):
+                connector.close()
+        if rules.unique:
+            # a repeated key, over the whole load at once: the first valid row
+            # read wins (files in path order, lines in order)
+            moved = spool.move_repeats(rules.unique, first="__batch, __row",
+                                       rule="unique", load_id=pending,
+                                       message="repeats a row already loaded")
+            rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
+            if moved:
+                reasons[f"{rules.unique[0]}: unique"] += moved
+        if transformer is not None and transform.dedupe is not None:
+            moved = transformer.dedupe(spool, pending)
+            rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
+            if moved:
+                reasons[f"{transform.dedupe.key[0]}: dedupe"] += moved
     assert rows_in == rows_ok + rows_bad + rows_erased, "validation lost rows"
     if load_id is None:
         ident["content"] = content.hexdigest()
@@ -368,14 +380,23 @@ def load_source(
     meta = {"mlsd.load_id": load_id, "mlsd.rows_in": str(rows_in)}
     if new_watermark is not None:
         meta[WATERMARK] = encode_watermark(new_watermark)
-    q_version, _ = lake.write(
-        "quarantine", name, _with_load_id(spool.rejected(), pending, load_id),
-        schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
-        mode="overwrite" if mode == "overwrite" else "append")
-    spool.set_constant(LOAD_ID, load_id)
-    version, _ = lake.write(
-        "sources", name, Parts(acc_schema, spool.accepted_parts(FILE_ROWS)),
-        write_id=load_id, metadata=meta, mode=mode, key=key)
+    if stored is not None:
+        q_version, _ = lake.commit_parts(
+            "quarantine", name, stored.rejected, schema=QUARANTINE_SCHEMA,
+            write_id=load_id, metadata=meta,
+            mode="overwrite" if mode == "overwrite" else "append")
+        version, _ = lake.commit_parts(
+            "sources", name, stored.accepted, schema=acc_schema, write_id=load_id,
+            metadata=meta, mode=mode)
+    else:
+        q_version, _ = lake.write(
+            "quarantine", name, _with_load_id(spool.rejected(), pending, load_id),
+            schema=QUARANTINE_SCHEMA, write_id=load_id, metadata=meta,
+            mode="overwrite" if mode == "overwrite" else "append")
+        spool.set_constant(LOAD_ID, load_id)
+        version, _ = lake.write(
+            "sources", name, Parts(acc_schema, spool.accepted_parts(FILE_ROWS)),
+            write_id=load_id, metadata=meta, mode=mode, key=key)
     shutil.rmtree(folder, ignore_errors=True)
 
     data_node = catalog.add_dataset_version("sources", name, version,
@@ -456,6 +477,25 @@ def consumed_source(name: str, spec: BrokerSourceSpec, lake: Lake,
         files=[{"path": last.get("mlsd.broker", spec.queue), "sha256": "",
                 "size": 0, "rows": rows, "quarantined": quarantined}],
         skipped=True, mode="append")
+
+
+def unerased(out, *, erasures: list[str], name: str, spec, schema: DataSchema,
+             root: Path, null_values) -> tuple[pa.RecordBatch, pa.RecordBatch, int]:
+    """A validated batch's accepted and rejected rows without those a recorded
+    erasure covers (neither stored nor kept in the quarantine), and how many
+    went."""
+    accepted, rejected, gone = out.accepted, out.rejected, 0
+    if erasures and accepted.num_rows:
+        accepted, gone = without_erased(accepted, erasures, name)
+    if erasures and rejected.num_rows:
+        from ._quarantine import rejected_matching
+
+        hit = rejected_matching(rejected.to_pylist(), spec, schema, " OR ".join(
+            f"({p})" for p in erasures), root=root, null_values=null_values)
+        if any(hit):
+            rejected = rejected.filter(pa.array([not h for h in hit]))
+            gone += sum(hit)
+    return accepted, rejected, gone
 
 
 def without_erased(table: pa.Table, predicates: list[str], source: str

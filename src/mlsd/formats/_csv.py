@@ -189,7 +189,7 @@ def read_csv(
     fast: bool = True,
     max_columns: int = MAX_COLUMNS,
     max_record_bytes: int = MAX_RECORD_BYTES,
-    span: tuple[int | None, int] | None = None,
+    span: tuple[int | None, int, int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a CSV file.
 
@@ -198,13 +198,14 @@ def read_csv(
     valid in ``encoding``, is yielded with ``_error`` set and its values null, so
     the caller can quarantine it.
 
-    ``span``: only the lines from byte ``start`` (None: after the header) up
-    to byte ``end``, both at line starts (:func:`csv_spans` cuts them), for a
-    read split across tasks. Lines are then numbered from 0 unless ``start``
-    is None, and the generator returns the number the next line would have. A
-    span is read by the fast path alone: where a local read would switch to
-    the ``csv`` module (a quoted line break, bytes not valid UTF-8, ...),
-    :class:`CsvSpanUnsafe` is raised and the file must be read whole.
+    ``span``: ``(start, end, line)``, only the lines from byte ``start``
+    (None: after the header) up to byte ``end``, both at line starts
+    (:func:`csv_spans` cuts them), the first numbered ``line`` (ignored after
+    the header: known there), for a read split across tasks; the generator
+    then returns the number the next line would have. A span is read by the
+    fast path alone: where a local read would switch to the ``csv`` module (a
+    quoted line break, bytes not valid UTF-8, ...), :class:`CsvSpanUnsafe` is
+    raised and the file must be read whole.
     """
     return (yield from _iter_csv(
         Path(path), delimiter, encoding, chunk_rows, quotechar=quotechar,
@@ -246,6 +247,26 @@ def csv_spans(path: str | Path, n: int, *, delimiter: str = ",",
     return list(zip(*bounds, strict=True))
 
 
+def count_lines(path: str | Path, start: int | None, end: int) -> int:
+    """The line breaks between two byte offsets of a file (``start`` None:
+    from the end of its first line), to number a span's lines before it is
+    read (the first span's lines follow the header: line 2 on)."""
+    count = 0
+    with Path(path).open("rb") as fh:
+        if start is None:
+            fh.readline(MAX_RECORD_BYTES)
+        else:
+            fh.seek(start)
+        left = end - fh.tell()
+        while left > 0:
+            chunk = fh.read(min(left, BLOCK_BYTES))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            left -= len(chunk)
+    return count
+
+
 class _Bounded(io.RawIOBase):
     """A binary file seen up to byte ``end``: reads stop there."""
 
@@ -272,7 +293,7 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
               names: list[str] | None = None, fast: bool = True,
               max_columns: int = MAX_COLUMNS,
               max_record_bytes: int = MAX_RECORD_BYTES,
-              span: tuple[int | None, int] | None = None):
+              span: tuple[int | None, int, int] | None = None):
     try:
         fh = path.open("rb")
     except FileNotFoundError:
@@ -377,17 +398,17 @@ def _iter_csv(path: Path, delimiter: str, encoding: str, chunk_rows: int,
             yield builder.flush()
 
 
-def _span(fh, span: tuple[int | None, int], header: list[str], delimiter: str,
+def _span(fh, span: tuple[int | None, int, int], header: list[str], delimiter: str,
           quotechar: str, after_header: int, fast: bool, chunk_rows: int,
           max_record_bytes: int):
     """The batches of one span (see :func:`read_csv`); returns the number the
     line after it would have."""
-    start, end = span
+    start, end, first = span
     if not fast or (start is not None and fh.tell() > start):
         raise CsvSpanUnsafe("the fast path cannot read this file in spans")
     if start is not None:
         fh.seek(start)
-    line_no = after_header if start is None else 0
+    line_no = after_header if start is None else first
     blocks = _parse_blocks(_Bounded(fh, end), header, delimiter, quotechar,
                            line_no, max_record_bytes)
     while True:

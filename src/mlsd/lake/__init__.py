@@ -18,7 +18,7 @@ from ._paths import check_name, inside
 _WHERE = {"CHAMPION": "_catalog", "Catalog": "_catalog",
           "dataset_node": "_catalog", "now": "_catalog",
           "AREAS": "_delta", "FILE_ROWS": "_delta", "WRITE_ID": "_delta",
-          "Lake": "_delta", "Parts": "_delta"}
+          "Lake": "_delta", "Parts": "_delta", "write_part": "_delta"}
 __getattr__, __dir__ = attach(__name__, _WHERE)
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "dataset_node",
     "inside",
     "now",
+    "write_part",
 ]

@@ -228,16 +228,8 @@ class Lake:
         path.mkdir(parents=True, exist_ok=True)
 
         def write(part: Callable[[], pa.Table]) -> AddAction | None:
-            chunk = part()
-            if not chunk.num_rows:
-                return None
-            name = f"part-{uuid.uuid4().hex}.snappy.parquet"
-            pq.write_table(chunk, path / name, compression="snappy",
-                           row_group_size=chunk.num_rows,
-                           dictionary_pagesize_limit=DICTIONARY_BYTES)
-            st = (path / name).stat()
-            return AddAction(name, st.st_size, {}, int(st.st_mtime * 1000), True,
-                             json.dumps({"numRecords": chunk.num_rows}))
+            written = write_part(path, part())
+            return None if written is None else add_action(written)
 
         actions: list[AddAction | None] = []
         in_flight: deque = deque()
@@ -256,6 +248,39 @@ class Lake:
         else:
             table.create_write_transaction(actions, mode, schema,
                                            commit_properties=commit)
+
+    @_one_writer
+    def commit_parts(self, area: str, name: str, parts: list[dict[str, Any]], *,
+                     schema: pa.Schema, write_id: str, mode: str = "overwrite",
+                     metadata: dict[str, str] | None = None) -> tuple[int, bool]:
+        """Commit Parquet files already written in the dataset's folder by
+        :func:`write_part` (e.g. by Spark tasks), in their order, as one
+        transaction: :meth:`write`'s contract (``write_id``, ``overwrite`` or
+        ``append``) for rows that never passed through this process."""
+        existing = self._table(area, name) if self.exists(area, name) else None
+        last = _last_data_commit(existing) if existing is not None else None
+        if last is not None and last.get(WRITE_ID) == write_id:
+            return int(existing.version()), False
+        path = self.path(area, name)
+        props = {WRITE_ID: write_id, **(metadata or {})}
+        commit = CommitProperties(custom_metadata=props)
+        actions = [add_action(p) for p in parts]
+        if existing is None:
+            create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
+                                          actions, mode="overwrite",
+                                          commit_properties=commit)
+        elif pa.schema(existing.schema().to_arrow()).equals(schema):
+            existing.create_write_transaction(actions, mode, schema,
+                                              commit_properties=commit)
+        else:  # the schema changes: delta-rs rewrites the table's metadata
+            files = [str(path / p["path"]) for p in parts]
+            write_deltalake(str(path), pads.dataset(files, schema=schema)
+                            .scanner().to_reader(), mode=mode,
+                            schema_mode="overwrite" if mode == "overwrite" else None,
+                            commit_properties=commit)
+            for f in files:
+                Path(f).unlink(missing_ok=True)
+        return self._table(area, name).version(), True
 
     @_one_writer
     def append(self, area: str, name: str, table: pa.Table, *,
@@ -470,6 +495,26 @@ class Lake:
             return []
         return sorted(p.name for p in folder.iterdir()
                       if DeltaTable.is_deltatable(str(p)))
+
+
+def write_part(folder: Path, table: pa.Table) -> dict[str, Any] | None:
+    """Write ``table`` as one new Parquet file of a dataset's folder (one row
+    group, the lake's settings); what :meth:`Lake.commit_parts` needs to add
+    it (plain values: a Spark task returns them), or None for no rows."""
+    if not table.num_rows:
+        return None
+    name = f"part-{uuid.uuid4().hex}.snappy.parquet"
+    pq.write_table(table, Path(folder) / name, compression="snappy",
+                   row_group_size=table.num_rows,
+                   dictionary_pagesize_limit=DICTIONARY_BYTES)
+    st = (Path(folder) / name).stat()
+    return {"path": name, "size": st.st_size, "mtime": int(st.st_mtime * 1000),
+            "rows": table.num_rows}
+
+
+def add_action(part: dict[str, Any]) -> AddAction:
+    return AddAction(part["path"], part["size"], {}, part["mtime"], True,
+                     json.dumps({"numRecords": part["rows"]}))
 
 
 def _chunks(reader: pa.RecordBatchReader, rows: int
