@@ -16,6 +16,7 @@ query with SQL, batch scoring.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,8 +72,8 @@ _SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
 
 def run(project: Project | str | Path | None = None, *,
         reporter: Reporter | None = None, from_: str | None = None,
-        until: str | None = None, stages: tuple[Stage, ...] | list[Stage] = STAGES
-        ) -> dict[str, Any]:
+        until: str | None = None, stages: tuple[Stage, ...] | list[Stage] = STAGES,
+        engine: str | None = None) -> dict[str, Any]:
     """Run the stages on a project; return the run summary.
 
     Parameters
@@ -89,13 +90,21 @@ def run(project: Project | str | Path | None = None, *,
         Stop after this stage.
     stages : sequence of Stage
         The stages to run, in order (default :data:`STAGES`).
+    engine : str, optional
+        ``duckdb`` or ``spark``: the spec's ``engine.kind`` for this run (its
+        other engine settings kept), as ``mlsd run --engine``.
 
     Examples
     --------
     >>> import mlsd
     >>> summary = mlsd.run("demo")                       # doctest: +SKIP
     >>> summary = mlsd.run("demo", from_="features")     # doctest: +SKIP
+    >>> summary = mlsd.run("demo", engine="spark")       # doctest: +SKIP
     """
+    if engine is not None:
+        project = Project.of(project)
+        chosen = {**project.spec.engine.model_dump(), "kind": engine}
+        project = project.with_overrides([f"engine={json.dumps(chosen)}"])
     return execute(project, stages, from_=from_, until=until, reporter=reporter)
 
 
@@ -988,7 +997,7 @@ def track_run(project: Project | str | Path | None, run_id: str | None = None, *
 
 def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path, *,
                chunk_rows: int = 50_000, reporter: Reporter | None = None,
-               trust_unregistered: bool = False) -> dict[str, Any]:
+               trust_unregistered: bool = False, engine=None) -> dict[str, Any]:
     """Batch scoring: read a file of raw rows, write their predictions.
 
     Rows are validated against the model's input schema exactly as at serving
@@ -997,22 +1006,22 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     the key (when the input has it), the input file and line, and the
     prediction. A file that lacks most of the columns the model reads is
     refused, naming them; a result where most scored rows had no feature value
-    carries a warning.
+    carries a warning. With a Spark ``engine`` (:class:`mlsd.engine.SparkEngine`)
+    the rows are read, validated and scored by Spark tasks (a large CSV file in
+    spans), which write their parts next to the output; the output is the
+    same.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from .connectors import FileConnector
     from .etl import DataSchema
     from .models import ModelArtifact
-    from .models._artifact import row_validator
 
     rep = reporter or Reporter()
     artifact = ModelArtifact.load(Path(model_dir),
                                   trust_unregistered=trust_unregistered)
     ischema = artifact.input_schema
     schema = DataSchema(dict(ischema["columns"]))
-    validator = row_validator(ischema)  # the very one serving uses
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in OUTPUT_FORMATS:
         raise DataError(f"{output_path}: the output must end in "
@@ -1027,73 +1036,36 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
             f"columns model {artifact.model_id} reads are in this file (missing: "
             f"{', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}); "
             f"is it the right file? Its columns: {', '.join(sorted(have)[:15])}")
-    key = ischema.get("key")
-    label_type = pa.array(artifact.manifest["classes"] or [0.0]).type
     rejected_path = output_path.with_suffix(".rejected.parquet")
     n_in = n_ok = n_bad = n_empty = 0
     sink = _ScoreSink(output_path)
     rej_writer = None
+    scorer = _Scorer(Path(model_dir), trust_unregistered, reads)
+    if engine is not None:
+        scored = _scored_on_spark(engine, connector, list(schema.columns), ischema,
+                                  scorer, chunk_rows, output_path)
+    else:
+        scored = (scorer(raw, info) for info, raw in connector.read(
+            list(schema.columns), chunk_rows=chunk_rows, strict=False,
+            required=ischema["required"]))
     try:
         with rep.stage("score") as st:
-            for info, raw in connector.read(list(schema.columns), chunk_rows=chunk_rows,
-                                            strict=False, required=ischema["required"]):
-                out = validator.validate(raw, source=info.path, sha256=info.sha256,
-                                         load_id=artifact.model_id)
-                n_in += raw.num_rows
-                acc = out.accepted
-                present = [c for c in reads if c in acc.schema.names]
-                if present and acc.num_rows:
-                    has_value = pc.is_valid(acc.column(present[0]))
-                    for c in present[1:]:
-                        has_value = pc.or_(has_value, pc.is_valid(acc.column(c)))
-                    n_empty += acc.num_rows - int(pc.sum(has_value).as_py() or 0)
-                preds = artifact.decide(artifact.score(pa.Table.from_batches([acc])))
-                cols: dict[str, Any] = {}
-                if key and key in acc.schema.names:
-                    cols[key] = acc.column(key)
-                cols["_source"] = acc.column("_source")
-                cols["_line"] = acc.column("_line")
-                if artifact.objectives is not None:  # the combined score first
-                    cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
-                    for n in artifact.objectives.names:
-                        cols[n] = pa.array([p["objectives"][n] for p in preds],
-                                           pa.float64())
-                elif artifact.task == "binary":
-                    cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
-                    cols["label"] = pa.array([p["label"] for p in preds], label_type)
-                elif artifact.task == "multilabel":  # a score per label
-                    for c in artifact.manifest["classes"]:
-                        cols[f"score_{c}"] = pa.array([p["scores"][str(c)]
-                                                       for p in preds], pa.float64())
-                    sep = artifact.manifest.get("separator", "|")
-                    cols["labels"] = pa.array([sep.join(p["labels"]) for p in preds],
-                                              pa.string())
-                elif artifact.task == "multiclass":
-                    for c in artifact.manifest["classes"]:
-                        cols[f"score_{c}"] = pa.array([p["scores"][str(c)]
-                                                       for p in preds], pa.float64())
-                    cols["label"] = pa.array([p["label"] for p in preds], label_type)
-                else:
-                    cols["prediction"] = pa.array([p["value"] for p in preds],
-                                                  pa.float64())
-                    if artifact.intervals is not None:
-                        for side in ("lower", "upper"):
-                            cols[side] = pa.array([p[side] for p in preds],
-                                                  pa.float64())
-                cols["model_version"] = pa.array([artifact.model_id] * acc.num_rows,
-                                                 pa.string())
-                sink.write(pa.table(cols))
-                n_ok += acc.num_rows
-                if out.rejected.num_rows:
+            for rows, table, rejected, empty in scored:
+                n_in += rows
+                n_empty += empty
+                sink.write(table)
+                n_ok += table.num_rows
+                if rejected.num_rows:
                     if rej_writer is None:
                         import pyarrow.parquet as pq
 
                         from .etl import QUARANTINE_SCHEMA
 
                         rej_writer = pq.ParquetWriter(rejected_path, QUARANTINE_SCHEMA)
-                    rej_writer.write_batch(out.rejected)
-                    n_bad += out.rejected.num_rows
-                st.advance(raw.num_rows)
+                    rej_writer.write_table(rejected if isinstance(rejected, pa.Table)
+                                           else pa.Table.from_batches([rejected]))
+                    n_bad += rejected.num_rows
+                st.advance(rows)
     finally:
         sink.close()
         if rej_writer is not None:
@@ -1110,6 +1082,132 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
             "rejected": n_bad, "rows_without_features": n_empty,
             "warnings": warnings, "output": str(output_path),
             "rejected_output": str(rejected_path) if n_bad else None}
+
+
+class _Scorer:
+    """One raw batch to (rows read, predictions table, rejected rows, scored
+    rows without any feature value), by serving's validator and the model;
+    the artifact is loaded once a process (Spark tasks call it too)."""
+
+    _loaded: dict[tuple, Any] = {}
+
+    def __init__(self, model_dir: Path, trust: bool, reads: list[str]):
+        self.model_dir, self.trust, self.reads = model_dir, trust, reads
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model_dir": self.model_dir, "trust": self.trust,
+                "reads": self.reads}
+
+    def _model(self):
+        key = (str(self.model_dir), self.trust)
+        found = _Scorer._loaded.get(key)
+        if found is None:
+            from .models import ModelArtifact
+            from .models._artifact import row_validator
+
+            artifact = ModelArtifact.load(self.model_dir,
+                                          trust_unregistered=self.trust)
+            found = _Scorer._loaded[key] = (artifact,
+                                            row_validator(artifact.input_schema))
+        return found
+
+    def __call__(self, raw, info) -> tuple[int, Any, Any, int]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        artifact, validator = self._model()
+        out = validator.validate(raw, source=info.path, sha256=info.sha256,
+                                 load_id=artifact.model_id)
+        acc = out.accepted
+        empty = 0
+        present = [c for c in self.reads if c in acc.schema.names]
+        if present and acc.num_rows:
+            has_value = pc.is_valid(acc.column(present[0]))
+            for c in present[1:]:
+                has_value = pc.or_(has_value, pc.is_valid(acc.column(c)))
+            empty = acc.num_rows - int(pc.sum(has_value).as_py() or 0)
+        preds = artifact.decide(artifact.score(pa.Table.from_batches([acc])))
+        key = artifact.input_schema.get("key")
+        label_type = pa.array(artifact.manifest["classes"] or [0.0]).type
+        cols: dict[str, Any] = {}
+        if key and key in acc.schema.names:
+            cols[key] = acc.column(key)
+        cols["_source"] = acc.column("_source")
+        cols["_line"] = acc.column("_line")
+        if artifact.objectives is not None:  # the combined score first
+            cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
+            for n in artifact.objectives.names:
+                cols[n] = pa.array([p["objectives"][n] for p in preds], pa.float64())
+        elif artifact.task == "binary":
+            cols["score"] = pa.array([p["score"] for p in preds], pa.float64())
+            cols["label"] = pa.array([p["label"] for p in preds], label_type)
+        elif artifact.task == "multilabel":  # a score per label
+            for c in artifact.manifest["classes"]:
+                cols[f"score_{c}"] = pa.array([p["scores"][str(c)] for p in preds],
+                                              pa.float64())
+            sep = artifact.manifest.get("separator", "|")
+            cols["labels"] = pa.array([sep.join(p["labels"]) for p in preds],
+                                      pa.string())
+        elif artifact.task == "multiclass":
+            for c in artifact.manifest["classes"]:
+                cols[f"score_{c}"] = pa.array([p["scores"][str(c)] for p in preds],
+                                              pa.float64())
+            cols["label"] = pa.array([p["label"] for p in preds], label_type)
+        else:
+            cols["prediction"] = pa.array([p["value"] for p in preds], pa.float64())
+            if artifact.intervals is not None:
+                for side in ("lower", "upper"):
+                    cols[side] = pa.array([p[side] for p in preds], pa.float64())
+        cols["model_version"] = pa.array([artifact.model_id] * acc.num_rows,
+                                         pa.string())
+        return raw.num_rows, pa.table(cols), out.rejected, empty
+
+
+def _scored_on_spark(engine, connector, columns: list[str], ischema: dict,
+                     scorer: _Scorer, chunk_rows: int, output_path: Path):
+    """What :class:`_Scorer` gives for each batch of the input, computed by
+    Spark tasks (a file, or a large CSV file's spans, a task), which write
+    their parts in a scratch folder beside the output; in read order."""
+    import json
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .etl._distributed import guarded, plan_units, run_units
+
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".mlsd-score-", dir=output_path.parent))
+    schema = pa.schema([("unit", pa.int64()), ("batch", pa.int64()),
+                        ("rows", pa.int64()), ("empty", pa.int64()),
+                        ("files", pa.string()), ("unsafe", pa.bool_()),
+                        ("error", pa.string())])
+    empty = {"rows": 0, "empty": 0, "files": None, "unsafe": False, "error": None}
+
+    def work(unit, written: list[str]):
+        u, info, span = unit
+        for b, (_, raw) in enumerate(connector.read(
+                columns, chunk_rows=chunk_rows, strict=False,
+                required=ischema["required"], span=span)):
+            rows, table, rejected, none = scorer(raw, info)
+            names = [str(scratch / f"u{u:06d}-b{b:06d}.{kind}.parquet")
+                     for kind in ("scored", "rejected")]
+            pq.write_table(table, names[0])
+            pq.write_table(pa.Table.from_batches([rejected]), names[1])
+            written += names
+            yield {**empty, "unit": u, "batch": b, "rows": rows, "empty": none,
+                   "files": json.dumps(names)}
+
+    try:
+        done, _ = run_units(engine, plan_units(engine, connector, connector.files()),
+                            guarded(work, empty), schema)
+        for r in done:
+            scored, rejected = json.loads(r["files"])
+            yield (r["rows"], pq.read_table(scored), pq.read_table(rejected),
+                   r["empty"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class _ScoreSink:

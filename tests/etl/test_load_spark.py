@@ -27,8 +27,8 @@ def test_the_example_ingested_on_spark_is_stored_as_on_duckdb(
     shutil.copytree(example_dir, here)
     shutil.copytree(example_dir, there)
     local = run(here, until="ingest")
+    spark = run(there, until="ingest", engine="spark")  # as `mlsd run --engine`
     on_spark = Project.of(there).with_overrides(["engine=spark"])
-    spark = run(on_spark, until="ingest")
 
     assert local["engine"] == "duckdb" and spark["engine"] == "spark local[2]"
     assert spark["totals"] == local["totals"]
@@ -175,3 +175,34 @@ def test_a_recorded_erasure_holds_for_rows_spark_tasks_store(spark_engine,
     assert author not in stored.to_pylist()
     assert json.dumps(author) not in "".join(
         on_spark.lake.read("quarantine", "posts_log").column("raw").to_pylist())
+
+
+def test_an_unknown_engine_is_named_before_anything_runs(fresh_project):
+    from tests._helpers import run_cli
+
+    proc = run_cli("run", "--engine", "sprak", cwd=fresh_project, check=False)
+    assert proc.returncode == 2
+    assert "engine.kind: Input should be 'duckdb' or 'spark'" in proc.stderr
+    assert not (fresh_project / ".mlsd" / "lake").exists()
+
+
+def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
+        spark_engine, ran_project, tmp_path):
+    """The forum-spam example run on Spark: the same stored rows (above), and
+    so the same split, feature state and model metrics as the DuckDB run."""
+    import json
+
+    folder, local = ran_project
+    there = tmp_path / "spark"
+    shutil.copytree(folder, there, ignore=shutil.ignore_patterns(".mlsd"))
+    spark = run(there, engine="spark")
+    assert spark["engine"] == "spark local[2]" and local["engine"] == "duckdb"
+    assert spark["totals"] == local["totals"]
+    assert spark["split"] == local["split"]
+    assert spark["model"]["metrics"] == local["model"]["metrics"]
+
+    def state(project_dir, summary) -> dict:
+        model = Project.of(project_dir).find_model(summary["model"]["model_id"])
+        return json.loads((model / "features.json").read_text())
+
+    assert state(there, spark) == state(folder, local)

@@ -415,19 +415,31 @@ def predict(
     model: ModelOpt = None,
     as_json: JsonOpt = False,
     trust_unregistered: TrustOpt = False,
+    engine: Annotated[str | None, typer.Option(
+        metavar="ENGINE", help="duckdb (here) or spark (the rows read, checked "
+        "and scored as Spark tasks; default: the spec's engine).")] = None,
 ) -> None:
     """Score a file of raw rows with a model (the same path as serving).
 
     Examples:
       mlsd predict --input data/new_posts.csv --output scored.parquet
       mlsd predict -i new.jsonl -o scored.csv
+      mlsd predict -i huge.csv -o scored.parquet --engine spark
     """
     from ..pipeline import score_file
 
-    folder = project(config).find_model(model)
+    proj = project(config)
+    folder = proj.find_model(model)
+    spark = None
+    if (engine or proj.spec.engine.kind) == "spark":
+        from ..engine import SparkEngine
+
+        spark = SparkEngine(proj.spec.engine.model_copy(update={"kind": "spark"}))
+    elif engine not in (None, "duckdb"):
+        raise MlsdError(f"--engine {engine!r}: expected duckdb or spark")
     with RichReporter(err) as rep:
         res = score_file(folder, input, output, reporter=rep,
-                         trust_unregistered=trust_unregistered)
+                         trust_unregistered=trust_unregistered, engine=spark)
 
     def show(res: dict[str, Any]) -> None:
         out.print(f"scored {res['scored']} of {res['rows_in']} rows with model "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -176,14 +175,10 @@ def run_cmd(
 
     lock_policy(no_wait)
     proj = project(config)
-    if engine is not None:
-        # the spec's other engine settings (master, conf) kept
-        chosen = {**proj.spec.engine.model_dump(), "kind": engine}
-        set_ = [f"engine={json.dumps(chosen)}", *(set_ or [])]
     if set_:
         proj = proj.with_overrides(set_)
     with RichReporter(err) as rep:
-        summary = run(proj, reporter=rep, from_=from_, until=until)
+        summary = run(proj, reporter=rep, from_=from_, until=until, engine=engine)
     emit(summary, as_json, print_summary)
 
 

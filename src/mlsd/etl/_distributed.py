@@ -57,7 +57,7 @@ def _path(connector, info) -> Path:
     return p if p.is_absolute() else connector.root / p
 
 
-def _units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | None]]:
+def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | None]]:
     """``(unit, file, span)`` in read order: a file whole, or a large CSV
     file's spans, each with its first line's number."""
     o = connector.options
@@ -95,7 +95,7 @@ def _units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | None]
     return units
 
 
-def _run(engine, units: list, task: Callable, schema: pa.Schema
+def run_units(engine, units: list, task: Callable, schema: pa.Schema
          ) -> tuple[list[dict], list]:
     """The tasks' rows over ``units``; the files of a span that proved
     unsafe read again whole (their spans' files removed). Raises the first
@@ -131,7 +131,7 @@ def _run(engine, units: list, task: Callable, schema: pa.Schema
     return done, units
 
 
-def _guarded(work: Callable[[Any], Iterator[dict]], empty: dict
+def guarded(work: Callable[[Any], Iterator[dict]], empty: dict
              ) -> Callable[[Any], Iterator[dict]]:
     """A task that reports an unsafe span or an mlsd error as a row (said on
     the driver as a local load says it) instead of failing the job."""
@@ -197,8 +197,8 @@ def validated_on_spark(engine, connector, infos: list, columns: list[str],
                    "rejected": f"{name}.rejected" if out.rejected.num_rows
                    else None, "files": json.dumps(written[-2:])}
 
-    done, units = _run(engine, _units(engine, connector, infos),
-                       _guarded(work, empty), SCRATCH)
+    done, units = run_units(engine, plan_units(engine, connector, infos),
+                       guarded(work, empty), SCRATCH)
     for r in done:
         accepted = _read_ipc(folder / r["accepted"])
         rejected = (_read_ipc(folder / r["rejected"]) if r["rejected"]
@@ -290,8 +290,8 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
 
     Path(data_folder).mkdir(parents=True, exist_ok=True)
     Path(quarantine_folder).mkdir(parents=True, exist_ok=True)
-    done, units = _run(engine, _units(engine, connector, infos),
-                       _guarded(work, empty), STORED)
+    done, units = run_units(engine, plan_units(engine, connector, infos),
+                       guarded(work, empty), STORED)
     out = Stored()
     for r in done:
         info = units[r["unit"]][1]
