@@ -168,6 +168,12 @@ def test_a_recorded_erasure_holds_for_rows_spark_tasks_store(spark_engine,
     out = run(Project.of(fresh_project).with_overrides(["engine=spark"]),
               until="ingest")
     log = next(s for s in out["sources"] if s["source"] == "posts_log")
+    import hashlib
+
+    # two files: hashed by a Spark job, one task each
+    assert {(f["path"], f["sha256"]) for f in log["files"]} == {
+        (f"data/{n}", hashlib.sha256((data / n).read_bytes()).hexdigest())
+        for n in ("posts_log.jsonl", "posts_log_2.jsonl")}
     assert log["rows_erased"] >= 2
     assert log["rows_in"] == log["rows_stored"] + log["rows_quarantined"] + \
         log["rows_erased"]

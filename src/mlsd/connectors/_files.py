@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -151,15 +151,19 @@ class FileConnector:
         except ValueError:
             return str(p)
 
-    def files(self) -> list[FileInfo]:
-        """The files behind the source, each with its sha256 and size."""
-        out = []
-        for p in self._resolve():
-            size = p.stat().st_size
-            if size == 0:
+    def files(self, hashes: Callable[[list[Path]], list[str]] | None = None
+              ) -> list[FileInfo]:
+        """The files behind the source, each with its sha256 and size.
+        ``hashes``: what computes the files' sha256 (default: one after the
+        other, here; a Spark engine hashes many files at once)."""
+        paths = self._resolve()
+        for p in paths:
+            if p.stat().st_size == 0:
                 raise DataError(f"{self._display(p)}: the file is empty")
-            out.append(FileInfo(self._display(p), sha256_file(p), size))
-        return out
+        digests = hashes(paths) if hashes is not None and len(paths) > 1 else [
+            sha256_file(p) for p in paths]
+        return [FileInfo(self._display(p), d, p.stat().st_size)
+                for p, d in zip(paths, digests, strict=True)]
 
     def columns(self) -> list[str]:
         """The field names of the first file (CSV header, JSON keys, schema)."""

@@ -57,6 +57,19 @@ def _path(connector, info) -> Path:
     return p if p.is_absolute() else connector.root / p
 
 
+def file_hashes(engine) -> Callable[[list[Path]], list[str]]:
+    """For :meth:`FileConnector.files`: the files' sha256, one task a file."""
+    def hashes(paths: list[Path]) -> list[str]:
+        from ..connectors._files import sha256_file
+
+        schema = pa.schema([("i", pa.int64()), ("sha256", pa.string())])
+        got = engine.map_units(list(enumerate(paths)), lambda u: iter([
+            {"i": u[0], "sha256": sha256_file(u[1])}]), schema).to_pylist()
+        found = {r["i"]: r["sha256"] for r in got}
+        return [found[i] for i in range(len(paths))]
+    return hashes
+
+
 def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | None]]:
     """``(unit, file, span)`` in read order: a file whole, or a large CSV
     file's spans, each with its first line's number."""

@@ -245,7 +245,12 @@ def load_source(
         infos = [connector.info()]
         batches = connector.read(list(schema.columns), chunk_rows=chunk_rows)
     else:
-        infos = connector.files()
+        if on_spark:  # many files are hashed at once, one task each
+            from ._distributed import file_hashes
+
+            infos = connector.files(file_hashes(engine))
+        else:
+            infos = connector.files()
         if mode == "append" and last is not None:
             # append: each file (by content) is loaded once; only new ones now
             done_files = catalog.loaded_files(name)
