@@ -128,3 +128,88 @@ class SparkEngine:
         ids = self.session.range(0, len(units), 1, numPartitions=len(units))
         out = ids.mapInArrow(run, from_arrow_schema(schema)).toArrow()
         return out.cast(schema)
+
+    def frame(self, lake, area: str, name: str, version: int | None = None):
+        """One version of a lake dataset as a Spark DataFrame: its Parquet
+        files, read by Spark (Delta's Spark package, which fetches jars at
+        run time, is not needed: ``deltalake`` names the version's files)."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        arrow, uris = lake.files(area, name, version)
+        schema = from_arrow_schema(arrow)
+        if not uris:
+            return self.session.createDataFrame([], schema)
+        return self.session.read.schema(schema).parquet(*uris)
+
+    def write_parts(self, frame, folder, schema: pa.Schema, *,
+                    row_column: str | None = None, file_rows: int = 512 * 1024
+                    ) -> list[dict[str, Any]]:
+        """Write a DataFrame as Parquet parts of a lake dataset's ``folder``
+        (tasks write them; :meth:`Lake.commit_parts` adds them), in the
+        frame's order. ``row_column``: each row's position in that order
+        (0, 1, ...), numbered from the partitions' sizes."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        from ..lake import write_part
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        folder = str(folder)
+        offsets: dict[int, int] = {}
+        if row_column is not None:
+            # a partition's rows are numbered from the rows of the partitions
+            # before it: monotonically_increasing_id holds the partition in its
+            # upper bits; the frame is kept so both passes see the same rows
+            frame = frame.withColumn("__mid", F.monotonically_increasing_id()
+                                     ).persist()
+            sizes = frame.groupBy(F.shiftright("__mid", 33).alias("p")).count()
+            at = 0
+            for r in sorted(sizes.collect(), key=lambda r: r["p"]):
+                offsets[int(r["p"])], at = at, at + int(r["count"])
+        out = pa.schema([("p", pa.int64()), ("seq", pa.int64()), ("path", pa.string()),
+                         ("size", pa.int64()), ("mtime", pa.int64()),
+                         ("rows", pa.int64())])
+
+        def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            held: list[pa.RecordBatch] = []
+            seq = 0
+            part = -1
+
+            def flush():
+                nonlocal seq
+                t = pa.Table.from_batches(held) if held else None
+                held.clear()
+                if t is None or not t.num_rows:
+                    return None
+                if row_column is not None:
+                    import pyarrow.compute as pc
+
+                    mid = t.column("__mid")
+                    rows = pc.add(pc.bit_wise_and(mid, (1 << 33) - 1), offsets[part])
+                    t = t.drop_columns(["__mid"]).append_column(row_column, rows)
+                written = write_part(folder, t.select(schema.names).cast(schema))
+                seq += 1
+                return pa.RecordBatch.from_pylist([{"p": part, "seq": seq, **written}],
+                                                  schema=out)
+
+            for b in batches:
+                if not b.num_rows:
+                    continue
+                if part < 0:
+                    part = (b.column("__mid")[0].as_py() >> 33) if row_column \
+                        else 0
+                held.append(b)
+                if sum(x.num_rows for x in held) >= file_rows:
+                    if (done := flush()) is not None:
+                        yield done
+            if (done := flush()) is not None:
+                yield done
+
+        try:
+            got = frame.mapInArrow(task, from_arrow_schema(out)).toArrow().to_pylist()
+        finally:
+            if row_column is not None:
+                frame.unpersist()
+        if row_column is not None:  # the frame's order
+            got.sort(key=lambda r: (r["p"], r["seq"]))
+        return [{k: r[k] for k in ("path", "size", "mtime", "rows")} for r in got]

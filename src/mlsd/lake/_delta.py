@@ -483,6 +483,13 @@ class Lake:
                     f"vacuum`, or a vacuum past the retention)") from None
             raise
 
+    def files(self, area: str, name: str, version: int | None = None
+              ) -> tuple[pa.Schema, list[str]]:
+        """One version's schema and data files (URIs), for an engine that
+        reads Parquet itself (Spark)."""
+        table = self._table(area, name, version)
+        return pa.schema(table.schema().to_arrow()), list(table.file_uris())
+
     def dataset(self, area: str, name: str, version: int | None = None
                 ) -> pads.Dataset:
         """One version as a pyarrow dataset (lazy; keeps filter pushdown)."""

@@ -167,8 +167,10 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
                                   f"stores a broker's messages, which runs read)"
                                   if brokers else " (every row was quarantined?)"))
     used = [by_name[n] for n in spec.union]
-    engine = ctx.engine
     windows = spec.windows
+    if spec.engine.kind == "spark" and not windows and not spec.labels.from_store:
+        return _table_on_spark(ctx, schema, used)
+    engine = ctx.engine
     stored = [c for c in schema.columns if c not in {w.name for w in windows}]
     parts = [engine.to_arrow(engine.table("sources", r.name, r.version))
              .select([*stored, *PROVENANCE]) for r in used]
@@ -236,9 +238,89 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
         outputs={"training": ref}, used={"sources": used},
         summary={"training": {"dataset": ref.dataset, "version": version,
                               "rows": rows.num_rows, "unlabelled": unlabelled,
-                              "labels": labels_info},
+                              "labels": labels_info, "engine": "duckdb"},
                  "label_agreement": agreement},
         note=f"{rows.num_rows} labelled rows -> {ref.dataset}@{version}"
+             + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
+
+
+def _table_on_spark(ctx: RunContext, schema: DataSchema, used: list[DatasetRef]
+                    ) -> StageResult:
+    """The training table built by Spark (``engine: spark``): the sources'
+    stored files read by Spark, unioned, the labelled rows kept, ordered as
+    the local table is (by key, else by file and line; ties in union order)
+    and numbered, then written by Spark tasks as the table's Parquet files and
+    committed as one Delta transaction. Stream features and a label policy
+    are built on the driver (the local path)."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from ..engine import SparkEngine
+    from ..etl import PROVENANCE
+
+    spec = ctx.spec
+    engine: SparkEngine = ctx.cache.setdefault(("engine", "spark"),
+                                               SparkEngine(spec.engine))
+    stored = list(schema.columns)
+    # the local table's schema: the sources' own, promoted as concat_tables does
+    own = [ctx.lake.files("sources", r.name, r.version)[0] for r in used]
+    arrow = pa.unify_schemas([pa.schema([s.field(c) for c in [*stored, *PROVENANCE]
+                                         if c in s.names]) for s in own],
+                             promote_options="default")
+    arrow = pa.schema([arrow.field(c) for c in [*stored, *PROVENANCE]]).append(
+        pa.field(ROW, pa.int64()))
+    frames = []
+    for i, r in enumerate(used):
+        f = engine.frame(ctx.lake, "sources", r.name, r.version)
+        frames.append(f.select(*[
+            F.col(c) if c in f.columns else F.lit(None).cast(
+                from_arrow_type(arrow.field(c).type)).alias(c)
+            for c in [*stored, *PROVENANCE]], F.lit(i).alias("__union")))
+    rows = frames[0]
+    for f in frames[1:]:
+        rows = rows.unionByName(f)
+    target = spec.problem.target
+    total = rows.count()
+    labelled = rows.filter(F.col(target).isNotNull())
+    n = labelled.count()
+    if n == 0:
+        raise DataError("no labelled row to train on: every row was quarantined or "
+                        f"has no {target!r}")
+    # the local order: a stable sort by key (ties in union order, then in
+    # stored order: files by path, lines in order), else by file and line
+    order = [F.asc_nulls_last(spec.key)] if spec.key else []
+    order += [F.asc("__union"), F.asc_nulls_last("_source"),
+              F.asc_nulls_last("_line")]
+    write_id = digest({"inputs": [r.node for r in used], "target": target,
+                       "key": spec.key, "columns": schema.columns,
+                       "layout": TABLE_LAYOUT, "windows": []})
+    name = spec.name
+    last = ctx.lake.last_write("training", name) if ctx.lake.exists(
+        "training", name) else None
+    if last is not None and last.get("mlsd.write_id") == write_id:
+        version = ctx.lake.version("training", name)  # the same rows: no work
+    else:
+        parts = engine.write_parts(labelled.orderBy(*order),
+                                   ctx.lake.path("training", name), arrow,
+                                   row_column=ROW)
+        version, _ = ctx.lake.commit_parts("training", name, parts, schema=arrow,
+                                           write_id=write_id)
+    unlabelled = total - n
+    lineage = [{"dataset": r.dataset, "version": r.version,
+                "rows": r.meta.get("rows_stored", r.rows),
+                "load_id": r.meta.get("load_id"), "files": r.meta.get("files", [])}
+               for r in used]
+    ref = DatasetRef(area="training", name=name, version=version, rows=n,
+                     write_id=write_id,
+                     meta={"unlabelled": unlabelled, "sources": lineage})
+    return StageResult(
+        outputs={"training": ref}, used={"sources": used},
+        summary={"training": {"dataset": ref.dataset, "version": version,
+                              "rows": n, "unlabelled": unlabelled, "labels": None,
+                              "engine": f"spark {engine.describe()}"},
+                 "label_agreement": _store_agreement(ctx)},
+        note=f"{n} labelled rows -> {ref.dataset}@{version} (built on Spark)"
              + (f" ({unlabelled} without a label left out)" if unlabelled else ""))
 
 
