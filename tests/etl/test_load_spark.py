@@ -234,3 +234,37 @@ def _close(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == pytest.approx(b, rel=1e-12, abs=1e-300)
     return a == b
+
+
+@pytest.mark.parametrize("split", [
+    "{strategy: stratified, test: 0.2, valid: 0.1}",  # random: the same hashes
+    "{strategy: group, group: author_id, test: 0.2}"])
+def test_hash_splits_computed_on_spark_place_every_row_as_locally(
+        spark_engine, example_dir, tmp_path, split):
+    """The split's per-row hashes (of the key, or of the group) computed by
+    Spark tasks and its duplicate leaders by a Spark window: every row in the
+    same split, the same duplicates placed together, the same cuts."""
+    import csv
+    import io
+
+    here, there = tmp_path / "duckdb", tmp_path / "spark"
+    shutil.copytree(example_dir, here)
+    path = here / "data" / "posts_export.csv"
+    records = list(csv.reader(io.StringIO(path.read_text())))
+    copies = [[f"{r[0]}-again", *r[1:]] for r in records[1:41]]  # all but the key
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(copies)
+    with path.open("a") as fh:
+        fh.write(out.getvalue())
+    shutil.copytree(here, there)
+    local = run(Project.of(here).with_overrides([f"split={split}"]), until="split")
+    spark = run(Project.of(there).with_overrides([f"split={split}"]),
+                until="split", engine="spark")
+    assert spark["split"] == local["split"]
+    if "group" not in split:
+        assert local["split"]["duplicates_placed_together"] > 0  # the example's
+    name = local["split"]["dataset"].split("/")[1]
+    a, b = Project.of(here).lake, Project.of(there).lake
+    assert b.read("splits", name).equals(a.read("splits", name))
+    assert b.last_write("splits", name)["mlsd.split_cuts"] == \
+        a.last_write("splits", name)["mlsd.split_cuts"]

@@ -209,7 +209,8 @@ def _gap_units(table: pa.Table, spec: SplitSpec) -> float:
 
 
 def split_rows(table: pa.Table, spec: SplitSpec, *, target: str, seed: int,
-               key: str | None = None, cuts: dict[str, Any] | None = None
+               key: str | None = None, cuts: dict[str, Any] | None = None,
+               units: np.ndarray | None = None, leaders: np.ndarray | None = None
                ) -> SplitResult:
     """Place every row of ``table`` in train, valid or test (or in no split:
     ``gap``, ``late``), by a deterministic strategy.
@@ -229,6 +230,11 @@ def split_rows(table: pa.Table, spec: SplitSpec, *, target: str, seed: int,
     cuts : dict, optional
         The cuts an earlier split with the same settings recorded
         (``SplitResult.cuts``); rows are placed by them, so none moves.
+    units, leaders : np.ndarray, optional
+        What an engine computed over the whole table (``engine: spark``): each
+        row's :func:`stable_unit` (of its id; of its group for a group split)
+        and :func:`duplicate_leaders`; ``table`` then needs only the target
+        and time columns.
     """
     import numpy as np
 
@@ -238,8 +244,9 @@ def split_rows(table: pa.Table, spec: SplitSpec, *, target: str, seed: int,
     cuts = dict(cuts or {})
     reused = bool(cuts)
     if spec.strategy in ("random", "stratified"):
-        u = stable_unit(_row_ids(table, key), seed)
-        leaders = duplicate_leaders(table, key)
+        u = stable_unit(_row_ids(table, key), seed) if units is None else units
+        if leaders is None:
+            leaders = duplicate_leaders(table, key)
         u = u[leaders]
         dups = int((leaders != np.arange(n)).sum())
         if spec.strategy == "random":
@@ -251,10 +258,11 @@ def split_rows(table: pa.Table, spec: SplitSpec, *, target: str, seed: int,
         return SplitResult(labels, {"classes": classes}, reused, dups)
     if spec.strategy == "group":
         col = spec.group
-        if col not in table.column_names:
+        if units is None and col not in table.column_names:
             raise DataError(f"split.group: column {col!r} is not in the data")
-        return SplitResult(_by_unit(stable_unit(table.column(col).to_pylist(), seed),
-                                    spec.test, spec.test + spec.valid))
+        if units is None:
+            units = stable_unit(table.column(col).to_pylist(), seed)
+        return SplitResult(_by_unit(units, spec.test, spec.test + spec.valid))
     t = _time_values(table, spec.time)
     gap = _gap_units(table, spec)
     if spec.strategy == "time":

@@ -501,11 +501,103 @@ def assigned_splits(ctx: RunContext, training: DatasetRef
         spec = ctx.spec
         settings = digest({**_split_settings(ctx),
                            "split": spec.split.model_dump(mode="json")})
-        result = split_rows(training_table(ctx, training), spec.split,
+        units = leaders = None
+        if spec.engine.kind == "spark":
+            units, leaders = _split_hashes_on_spark(ctx, training)
+        result = split_rows(rows_to_split(ctx, training), spec.split,
                             target=spec.problem.target, seed=spec.seed,
-                            key=spec.key, cuts=_recorded_cuts(ctx, settings))
+                            key=spec.key, cuts=_recorded_cuts(ctx, settings),
+                            units=units, leaders=leaders)
         return settings, result
     return ctx.memo(("trainingdata.assigned", training.node), make)
+
+
+def rows_to_split(ctx: RunContext, training: DatasetRef) -> pa.Table:
+    """What the split reads of the training table, in ``_row`` order: all of
+    it (kept for the stages after it); on Spark, whose jobs computed the
+    hashes over every column, only the ids, target, time, group and label
+    source columns."""
+    if ctx.spec.engine.kind != "spark":
+        return training_table(ctx, training)
+    import numpy as np
+    import pyarrow as pa
+
+    from .labeling._policy import LABEL_FROM
+
+    def read() -> pa.Table:
+        spec = ctx.spec
+        have = ctx.lake.files("training", training.name, training.version)[0].names
+        wanted = [*([spec.key] if spec.key else ["_source", "_line"]), ROW,
+                  spec.problem.target, spec.split.time, spec.split.group, LABEL_FROM]
+        t = ctx.lake.read("training", training.name, training.version,
+                          columns=[c for c in dict.fromkeys(wanted) if c in have])
+        return t.take(pa.array(np.argsort(t.column(ROW).to_numpy(), kind="stable")))
+    return ctx.memo(("trainingdata.split_table", training.node), read)
+
+
+def _split_hashes_on_spark(ctx: RunContext, training: DatasetRef
+                           ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Spark jobs over the whole training table, for the split: each row's
+    :func:`stable_unit` (of its id, or of its group) computed by tasks, and
+    each row's duplicate leader (the first row, by ``_row``, holding the same
+    values in every column but the key and provenance), by a window over those
+    columns. In ``_row`` order; None where the strategy needs neither."""
+    import numpy as np
+    import pyarrow as pa
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from ..engine import SparkEngine
+    from ..etl import PROVENANCE
+    from ._split import stable_unit
+
+    spec, strategy = ctx.spec, ctx.spec.split.strategy
+    if strategy not in ("random", "stratified", "group"):
+        return None, None
+    engine: SparkEngine = ctx.cache.setdefault(("engine", "spark"),
+                                               SparkEngine(spec.engine))
+    frame = engine.frame(ctx.lake, "training", training.name, training.version)
+    seed, key, group = spec.seed, spec.key, spec.split.group
+    if strategy == "group":
+        if group not in frame.columns:
+            raise DataError(f"split.group: column {group!r} is not in the data")
+        cols = [group]
+    elif key:
+        if key not in frame.columns:
+            raise DataError(f"split: key column {key!r} is not in the data")
+        if frame.filter(F.col(key).isNull()).limit(1).count():
+            raise DataError(f"split: key column {key!r} has missing values")
+        cols = [key]
+    else:
+        cols = ["_source", "_line"]
+    out = pa.schema([(ROW, pa.int64()), ("u", pa.float64())])
+
+    def units_of(batches):
+        for b in batches:
+            if strategy == "group" or key:
+                values = b.column(cols[0]).to_pylist()
+            else:  # as _row_ids: file and line
+                values = [f"{s}:{n}" for s, n in zip(
+                    b.column("_source").to_pylist(), b.column("_line").to_pylist(),
+                    strict=True)]
+            yield pa.RecordBatch.from_arrays(
+                [b.column(ROW), pa.array(stable_unit(values, seed))], schema=out)
+
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    got = frame.select(ROW, *cols).mapInArrow(units_of, from_arrow_schema(out)
+                                              ).toArrow().sort_by(ROW)
+    units = got.column("u").to_numpy()
+    leaders = None
+    if strategy != "group":
+        content = [c for c in frame.columns if c not in {*PROVENANCE, ROW, key}]
+        if content:
+            lead = frame.select(ROW, F.min(ROW).over(Window.partitionBy(*content))
+                                .alias("leader")).toArrow().sort_by(ROW)
+            leaders = lead.column("leader").to_numpy()
+        else:
+            leaders = np.arange(len(units))
+    return units, leaders
 
 
 def _time_text(value: float, is_timestamp: bool) -> str:
@@ -539,7 +631,7 @@ def split(ctx: RunContext, training: DatasetRef, sample: list[DatasetRef]
     from .labeling._policy import LABEL_FROM
 
     spec = ctx.spec
-    rows = training_table(ctx, training)
+    rows = rows_to_split(ctx, training)
     target = spec.problem.target
     settings, result = assigned_splits(ctx, training)
     splits = result.labels
