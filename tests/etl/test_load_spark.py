@@ -66,7 +66,7 @@ def test_a_file_a_spark_task_cannot_read_is_named_as_locally(
 
 
 def _big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None,
-                     unique: bool = True):
+                     rule: str = "unique"):
     """A project whose one CSV file holds ``rows`` rows, some breaking a rule
     (type, range, a repeated key), and optionally a quoted line break."""
     import yaml
@@ -85,25 +85,28 @@ def _big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None,
         "name": "spans", "problem": {"task": "regression", "target": "x"},
         "sources": {"big": {"path": "data.csv", "key": "id"}},
         "validate": {"required": ["id"], "ranges": {"n": [0, None]},
-                     "unique": ["id"] if unique else []},
+                     "unique": ["id"] if rule == "unique" else []},
+        **({"transform": {"dedupe": {"key": ["id"]}}} if rule == "dedupe" else {}),
         "features": [{"column": "n"}]}))
     (folder / "schemas" / "big.yaml").write_text(yaml.safe_dump({"columns": {
         "id": "int64", "n": "int64", "x": "float64", "note": "string"}}))
 
 
-@pytest.mark.parametrize("unique", [True, False],
-                         ids=["a-rule-over-the-load-settles-on-the-driver",
-                              "the-tasks-write-the-stored-files"])
+@pytest.mark.parametrize("rule", ["unique", "none", "dedupe"],
+                         ids=["a-unique-key-ranked-by-a-spark-window",
+                              "the-tasks-write-the-stored-files",
+                              "a-dedupe-settles-on-the-driver"])
 @pytest.mark.parametrize("quoted_break_at", [None, 7_000],
                          ids=["spans", "a-quoted-line-break-reads-the-file-whole"])
 def test_a_large_csv_read_in_spans_keeps_every_line_number(
-        spark_engine, tmp_path, monkeypatch, quoted_break_at, unique):
+        spark_engine, tmp_path, monkeypatch, quoted_break_at, rule):
     """A CSV file over SPAN_BYTES is cut at line breaks and read by several
     tasks, each span numbered from the line breaks before it (counted by a
-    first job), so rows, quarantine and load id are those of a local read,
-    whether the driver settles the batches (a `unique` rule: repeats over the
-    whole load) or the tasks write the stored Parquet files themselves. A
-    quoted line break sends the file back to one task."""
+    first job), so rows (in the same order), quarantine and load id are those
+    of a local read, whether the tasks write the stored Parquet files (a
+    `unique` key's repeats found by a Spark window in between) or the driver
+    settles the batches (a dedupe). A quoted line break sends the file back
+    to one task."""
     from mlsd.engine import SparkEngine
     from mlsd.etl import _distributed
 
@@ -114,28 +117,30 @@ def test_a_large_csv_read_in_spans_keeps_every_line_number(
                         jobs.append(len(units)) or real_map(self, units, fn, schema))
     here, there = tmp_path / "duckdb", tmp_path / "spark"
     for f in (here, there):
-        _big_csv_project(f, 20_000, quoted_break_at=quoted_break_at, unique=unique)
+        _big_csv_project(f, 20_000, quoted_break_at=quoted_break_at, rule=rule)
     local = run(here, until="ingest")
     spark = run(Project.of(there).with_overrides(["engine=spark"]), until="ingest")
-    # counting the spans' lines, reading them, and the file again whole
+    # counting the spans' lines, reading them, the file again whole, and
+    # (a unique key) writing each staged part without its repeats
     spans = jobs[1]
     assert spans > 5
-    assert jobs == [spans - 1, spans] + ([] if quoted_break_at is None else [1])
+    assert jobs[:len(jobs) - (rule == "unique")] == [spans - 1, spans] + (
+        [] if quoted_break_at is None else [1])
     assert spark["totals"] == local["totals"]
     assert spark["sources"][0]["reasons"] == local["sources"][0]["reasons"]
     assert spark["sources"][0]["top_messages"] == local["sources"][0]["top_messages"]
     a, b = Project.of(here), Project.of(there)
     for area in ("sources", "quarantine"):
-        mine = b.lake.read(area, "big").sort_by("_line")
-        assert mine.equals(a.lake.read(area, "big").sort_by("_line")), area
+        assert b.lake.read(area, "big").equals(a.lake.read(area, "big")), area
         assert b.lake.last_write(area, "big")["mlsd.write_id"] == \
             a.lake.last_write(area, "big")["mlsd.write_id"]
     q = b.lake.read("quarantine", "big").to_pylist()
     text = (there / "data.csv").read_text().split("\n")
     for row in q:  # the line number points at the very line of the file
         assert text[row["_line"] - 1] == row["raw"], row
+    assert not list((there / ".mlsd" / "lake" / "tmp").rglob("*.parquet"))
     rules = {r["reasons"][0]["rule"] for r in q}
-    assert rules >= ({"type", "range", "unique"} if unique else {"type", "range"})
+    assert rules >= {"type", "range", *({rule} - {"none"})}
     assert not list(there.rglob("j*-u*-b*.accepted"))
     # every file in the tables' folders is in their versions: no spans' left
     for area in ("sources", "quarantine"):

@@ -60,7 +60,12 @@ def spark_session(spec: EngineSpec):
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             log4j = Path(__file__).with_name("log4j2.properties")
-            defaults |= {"spark.ui.enabled": "false",
+            # a shuffle in as many pieces as the cores can take at once (twice),
+            # not Spark's 200, which on one machine cost more than they share
+            cores = spec.master[6:-1] if spec.master.startswith("local[") else "1"
+            cores = (os.cpu_count() or 2) if cores == "*" else int(cores)
+            defaults |= {"spark.sql.shuffle.partitions": str(2 * int(cores)),
+                         "spark.ui.enabled": "false",
                          "spark.driver.extraJavaOptions":
                              f"-Dlog4j2.configurationFile=file:{log4j}"}
         for k, v in {**defaults, **spec.conf}.items():
@@ -145,9 +150,10 @@ class SparkEngine:
                     row_column: str | None = None, file_rows: int = 512 * 1024
                     ) -> list[dict[str, Any]]:
         """Write a DataFrame as Parquet parts of a lake dataset's ``folder``
-        (tasks write them; :meth:`Lake.commit_parts` adds them), in the
-        frame's order. ``row_column``: each row's position in that order
-        (0, 1, ...), numbered from the partitions' sizes."""
+        (tasks write them; :meth:`Lake.commit_parts` adds them, in the
+        frame's order; extra columns are left out). ``row_column``: each
+        row's position in that order (0, 1, ...), numbered from the
+        partitions' sizes."""
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -156,12 +162,13 @@ class SparkEngine:
         Path(folder).mkdir(parents=True, exist_ok=True)
         folder = str(folder)
         offsets: dict[int, int] = {}
+        # monotonically_increasing_id holds the partition in its upper bits:
+        # parts are put back in partition order, and a partition's rows are
+        # numbered from the rows of the partitions before it (the frame is then
+        # kept, so both passes see the same rows)
+        frame = frame.withColumn("__mid", F.monotonically_increasing_id())
         if row_column is not None:
-            # a partition's rows are numbered from the rows of the partitions
-            # before it: monotonically_increasing_id holds the partition in its
-            # upper bits; the frame is kept so both passes see the same rows
-            frame = frame.withColumn("__mid", F.monotonically_increasing_id()
-                                     ).persist()
+            frame = frame.persist()
             sizes = frame.groupBy(F.shiftright("__mid", 33).alias("p")).count()
             at = 0
             for r in sorted(sizes.collect(), key=lambda r: r["p"]):
@@ -186,7 +193,7 @@ class SparkEngine:
 
                     mid = t.column("__mid")
                     rows = pc.add(pc.bit_wise_and(mid, (1 << 33) - 1), offsets[part])
-                    t = t.drop_columns(["__mid"]).append_column(row_column, rows)
+                    t = t.append_column(row_column, rows)
                 written = write_part(folder, t.select(schema.names).cast(schema))
                 seq += 1
                 return pa.RecordBatch.from_pylist([{"p": part, "seq": seq, **written}],
@@ -196,8 +203,7 @@ class SparkEngine:
                 if not b.num_rows:
                     continue
                 if part < 0:
-                    part = (b.column("__mid")[0].as_py() >> 33) if row_column \
-                        else 0
+                    part = b.column("__mid")[0].as_py() >> 33
                 held.append(b)
                 if sum(x.num_rows for x in held) >= file_rows:
                     if (done := flush()) is not None:
@@ -210,6 +216,5 @@ class SparkEngine:
         finally:
             if row_column is not None:
                 frame.unpersist()
-        if row_column is not None:  # the frame's order
-            got.sort(key=lambda r: (r["p"], r["seq"]))
+        got.sort(key=lambda r: (r["p"], r["seq"]))  # the frame's order
         return [{k: r[k] for k in ("path", "size", "mtime", "rows")} for r in got]

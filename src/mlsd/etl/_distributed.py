@@ -246,20 +246,36 @@ class Stored:
 def store_on_spark(engine, connector, infos: list, columns: list[str], validator,
                    settle: Callable, *, chunk_rows: int, load_id: str,
                    data_folder: Path, quarantine_folder: Path,
-                   file_rows: int) -> Stored:
+                   file_rows: int, unique: list[str] | None = None,
+                   scratch: Path | None = None,
+                   raw_text: Callable | None = None) -> Stored:
     """Read, validate and write ``infos``' files as Spark tasks: accepted rows
     as Parquet parts of ``data_folder`` (about ``file_rows`` rows each),
     rejected ones in ``quarantine_folder``, for :meth:`Lake.commit_parts`.
     ``settle(validated) -> (accepted, rejected, erased)`` drops what recorded
-    erasures cover."""
+    erasures cover.
+
+    ``unique``: a key no two stored rows may share, over the whole load (the
+    first row read wins, as in a local load). The tasks then stage their
+    accepted rows in ``scratch`` with their place in the read order; a Spark
+    window ranks each key's rows, the first ones are written to
+    ``data_folder`` by tasks, and the others (few) become quarantine rows
+    here, their raw records by ``raw_text`` (CSV lines) or as JSON."""
+    import numpy as np
+
     from ..lake import write_part
 
     empty = {"rows": 0, "erased": 0, "accepted": None, "rejected": None,
              "reasons": None, "files": None, "unsafe": False, "error": None}
     acc_schema = validator.output_schema()
+    where = ["__file", "__span", "__batch", "__row"]  # the read order
+    staged = pa.schema([*acc_schema, *(pa.field(c, pa.int64()) for c in where)])
+    file_of = {info.path: i for i, info in enumerate(infos)}
+    target = Path(scratch) if unique else Path(data_folder)
 
     def work(unit, written: list[str]) -> Iterator[dict[str, Any]]:
         u, info, span = unit
+        batch_no = 0
         held: list[pa.RecordBatch] = []
         bad: list[pa.RecordBatch] = []
         rows = erased = 0
@@ -268,10 +284,11 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
         parts: list[dict] = []
 
         def flush() -> None:
-            part = write_part(data_folder, pa.Table.from_batches(held, acc_schema))
+            part = write_part(target, pa.Table.from_batches(
+                held, staged if unique else acc_schema))
             held.clear()
             if part is not None:
-                written.append(str(Path(data_folder) / part["path"]))
+                written.append(str(target / part["path"]))
                 parts.append(part)
 
         for _, raw in connector.read(columns, chunk_rows=chunk_rows, only=[info],
@@ -280,6 +297,15 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
                 raw, source=info.path, sha256=info.sha256, load_id=load_id))
             rows += raw.num_rows
             erased += gone
+            if unique:
+                n = accepted.num_rows
+                for c, v in zip(where[:3], (file_of[info.path],
+                                            (span[0] or 0) if span else 0,
+                                            batch_no), strict=True):
+                    accepted = accepted.append_column(c, pa.array(np.full(n, v)))
+                accepted = accepted.append_column(
+                    "__row", pa.array(np.arange(n, dtype=np.int64)))
+            batch_no += 1
             held.append(accepted)
             if sum(b.num_rows for b in held) >= file_rows:
                 flush()
@@ -303,6 +329,7 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
 
     Path(data_folder).mkdir(parents=True, exist_ok=True)
     Path(quarantine_folder).mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     done, units = run_units(engine, plan_units(engine, connector, infos),
                        guarded(work, empty), STORED)
     out = Stored()
@@ -318,6 +345,90 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
         for m, n in messages.items():  # the first messages met, as locally
             if m in out.messages or len(out.messages) < MESSAGES:
                 out.messages[m] += n
+    if unique:
+        moved = _first_of_each_key(engine, out, unique, where, target, data_folder,
+                                   quarantine_folder, acc_schema, file_rows,
+                                   load_id=load_id, raw_text=raw_text)
+        if moved:
+            out.reasons[f"{unique[0]}: unique"] += moved
     out.rows_ok = sum(p["rows"] for p in out.accepted)
     out.rows_bad = sum(p["rows"] for p in out.rejected)
     return out
+
+
+def _first_of_each_key(engine, out: Stored, unique: list[str], where: list[str],
+                       scratch: Path, data_folder: Path, quarantine_folder: Path,
+                       acc_schema: pa.Schema, file_rows: int, *, load_id: str,
+                       raw_text: Callable | None) -> int:
+    """The staged rows (``out.accepted``, in ``scratch``, in read order)
+    ranked by key: a Spark window over the key and read-order columns alone
+    finds the rows that repeat an earlier one; tasks then write each staged
+    part without them to ``data_folder`` (the same order, no shuffle of the
+    rows) and set them apart, and they become quarantine rows here (rule
+    ``unique``, their raw records by ``raw_text`` or as JSON). How many were
+    moved."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from ..lake import write_part
+    from ._spool import PLACE, moved_rows
+
+    staged = out.accepted
+    out.accepted = []
+    if not staged:
+        return 0
+    files = [str(scratch / p["path"]) for p in staged]
+    narrow = engine.session.read.parquet(*files).select(*unique, *where)
+    repeats = narrow.withColumn("__rank", F.row_number().over(
+        Window.partitionBy(*unique).orderBy(*where))).filter(
+        F.col("__rank") > 1).select(*where).toArrow()
+    gone: dict[tuple[int, int, int], np.ndarray] = {}
+    if repeats.num_rows:
+        cols = [repeats.column(c).to_numpy() for c in where]
+        order = np.lexsort(cols[::-1])
+        cols = [c[order] for c in cols]
+        keys = np.stack(cols[:3], axis=1)
+        cut = np.flatnonzero((np.diff(keys, axis=0) != 0).any(axis=1)) + 1
+        for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(order)], strict=True):
+            gone[tuple(int(x) for x in keys[lo])] = cols[3][lo:hi]
+    result = pa.schema([("i", pa.int64()), ("kept", pa.string()),
+                        ("moved", pa.string())])
+
+    def task(unit: tuple[int, str]) -> Iterator[dict[str, Any]]:
+        i, path = unit
+        t = pq.read_table(path)
+        drop = np.zeros(t.num_rows, dtype=bool)
+        if gone:
+            f, sp, b, r = (t.column(c).to_numpy() for c in where)
+            for key in set(zip(f.tolist(), sp.tolist(), b.tolist(), strict=True)):
+                rows = gone.get(key)
+                if rows is not None:
+                    here = (f == key[0]) & (sp == key[1]) & (b == key[2])
+                    drop |= here & np.isin(r, rows)
+        kept = write_part(data_folder, t.filter(pa.array(~drop))
+                          .select(acc_schema.names).cast(acc_schema))
+        moved = None
+        if drop.any():
+            moved = f"{path}.moved.parquet"
+            pq.write_table(t.filter(pa.array(drop)).select(acc_schema.names), moved)
+        Path(path).unlink(missing_ok=True)
+        yield {"i": i, "kept": json.dumps(kept), "moved": moved}
+
+    done = sorted(engine.map_units(list(enumerate(files)), task, result).to_pylist(),
+                  key=lambda r: r["i"])
+    out.accepted = [p for r in done if (p := json.loads(r["kept"]))]
+    parts = [r["moved"] for r in done if r["moved"]]
+    if not parts:
+        return 0
+    moved = pa.concat_tables([pq.read_table(p) for p in parts]).cast(acc_schema)
+    for p in parts:
+        Path(p).unlink(missing_ok=True)
+    data_cols = [c for c in acc_schema.names if not c.startswith("_")]
+    table = moved_rows(moved.select(list(PLACE)), lambda: moved.select(data_cols),
+                       key=unique, rule="unique",
+                       message="repeats a row already loaded", load_id=load_id,
+                       raw_text=raw_text, schema=QUARANTINE_SCHEMA)
+    out.rejected.append(write_part(quarantine_folder, table))
+    return table.num_rows

@@ -295,10 +295,11 @@ def load_source(
     # are spooled with a placeholder that is filled in when committed
     pending = load_id or "pending"
     stored = None
-    if on_spark and not rules.unique and not (
+    if on_spark and mode != "upsert" and not (
             transformer is not None and transform.dedupe is not None):
-        # no rule over the whole load: the tasks write the stored files
-        # themselves, and the two commits below add them
+        # the tasks write the stored files themselves (a `unique` key ranked
+        # by a Spark window between the two), and the two commits below add
+        # them; an upsert's merge and a dedupe settle on the driver
         from ._distributed import store_on_spark
 
         stored = store_on_spark(
@@ -307,7 +308,9 @@ def load_source(
                     schema=schema, root=root, null_values=rules.null_values),
             chunk_rows=chunk_rows, load_id=pending,
             data_folder=lake.path("sources", name),
-            quarantine_folder=lake.path("quarantine", name), file_rows=FILE_ROWS)
+            quarantine_folder=lake.path("quarantine", name), file_rows=FILE_ROWS,
+            unique=list(rules.unique), scratch=folder,
+            raw_text=_csv_lines(spec, root))
         rows_in, rows_ok, rows_bad = stored.rows_in, stored.rows_ok, stored.rows_bad
         rows_erased, per_file = stored.rows_erased, stored.per_file
         reasons, messages = stored.reasons, stored.messages

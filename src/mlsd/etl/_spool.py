@@ -116,8 +116,6 @@ class Spool:
         table only (it spills to disk beyond its memory limit); the moved rows
         are then read back from their batches alone.
         """
-        from ..formats import to_text
-
         if not self._narrow:
             return 0
         narrow = pa.Table.from_batches(self._narrow)
@@ -151,26 +149,13 @@ class Spool:
             old = self._dropped.get(b)
             self._dropped[b] = rows if old is None else np.union1d(old, rows)
         moved = self._take(groups, [*PLACE])
-        raw = self._raw_text(moved) if self._raw_text else None
-        if raw is None:
-            data_cols = [c for c in self.accepted_schema.names
-                         if not c.startswith("_")]
-            raw = pa.array([to_text(r) for r in
-                            self._take(groups, data_cols).to_pylist()], pa.string())
-        n = moved.num_rows
-        reason = {"column": key[0], "rule": rule,
-                  "message": f"{', '.join(key)}: {message}"}
-        reasons = pa.ListArray.from_arrays(
-            pa.array(np.arange(n + 1, dtype=np.int32)),
-            pa.array([reason], self.rejected_schema.field("reasons").type.value_type
-                     ).take(pa.array(np.zeros(n, np.int32))))
-        out = pa.Table.from_arrays(
-            [moved.column("_source"), moved.column("_source_sha256"),
-             moved.column("_line"), constant_text(load_id, n), raw, reasons],
-            schema=self.rejected_schema)
+        data_cols = [c for c in self.accepted_schema.names if not c.startswith("_")]
+        out = moved_rows(moved, lambda: self._take(groups, data_cols), key=key,
+                         rule=rule, message=message, load_id=load_id,
+                         raw_text=self._raw_text, schema=self.rejected_schema)
         for batch in out.to_batches(max_chunksize=50_000):
             self._rej.write_batch(batch)
-        return n
+        return out.num_rows
 
     def _take(self, groups: list[tuple[int, np.ndarray]], columns: list[str]
               ) -> pa.Table:
@@ -259,6 +244,31 @@ class Spool:
         """The rejected batches, the moved repeats last."""
         self.close()
         yield from _batches(self.folder / REJECTED)
+
+
+def moved_rows(moved: pa.Table, values: Callable[[], pa.Table], *, key: list[str],
+               rule: str, message: str, load_id: str,
+               raw_text: Callable[[pa.Table], pa.Array | None] | None,
+               schema: pa.Schema) -> pa.Table:
+    """Accepted rows a repeat check moved out (``moved``: where each was read,
+    ``PLACE``), as quarantine rows: their raw records (``raw_text``; else
+    ``values()``, the data columns, as JSON) and one reason each."""
+    from ..formats import to_text
+
+    raw = raw_text(moved) if raw_text else None
+    if raw is None:
+        raw = pa.array([to_text(r) for r in values().to_pylist()], pa.string())
+    n = moved.num_rows
+    reason = {"column": key[0], "rule": rule,
+              "message": f"{', '.join(key)}: {message}"}
+    reasons = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32)),
+        pa.array([reason], schema.field("reasons").type.value_type
+                 ).take(pa.array(np.zeros(n, np.int32))))
+    return pa.Table.from_arrays(
+        [moved.column("_source"), moved.column("_source_sha256"),
+         moved.column("_line"), constant_text(load_id, n), raw, reasons],
+        schema=schema)
 
 
 def constant_text(value: str | None, n: int) -> pa.Array:
