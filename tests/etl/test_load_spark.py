@@ -219,6 +219,10 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
         theirs.last_write("training", name)["mlsd.write_id"]
     assert spark["split"] == local["split"]
     assert spark["model"]["metrics"] == local["model"]["metrics"]
+    fit = spark["fit"]  # the run says where the model was fitted, on what
+    assert (fit["on"], fit["engine"], fit["from"]) == (
+        "driver", "spark", "the whole train split")
+    assert fit["rows"] == spark["split"]["sizes"]["train"] and fit["matrix_mib"] > 0
 
     def state(project_dir, summary) -> dict:
         model = Project.of(project_dir).find_model(summary["model"]["model_id"])

@@ -545,6 +545,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     return StageResult(
         outputs={"model": ref},
         summary={
+            "fit": _fit_summary(ctx, X[TRAIN]),
             "split": {"positive_rate": positive_rate},
             "augment": {"rows": augmented or None, "robustness": robust},
             "slices": slices,
@@ -564,6 +565,19 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
             "paths": {"model": rel, "feature_state": f"{rel}/features.json"}},
         note=f"{model_id}: test {primary} "
              f"{result.metrics['model']['test'].get(primary)}")
+
+
+def _fit_summary(ctx: RunContext, X) -> dict[str, Any]:
+    """Where the model was fitted and on what: training runs on the driver
+    (whatever the engine) from the train split, or from the spec's sample of
+    it, with its feature matrix in memory."""
+    data = [getattr(X, a) for a in ("data", "indices", "indptr") if hasattr(X, a)]
+    size = sum(a.nbytes for a in data) if data else int(getattr(X, "nbytes", 0))
+    return {"on": "driver", "engine": ctx.spec.engine.kind,
+            "rows": int(X.shape[0]), "inputs": int(X.shape[1]),
+            "matrix_mib": round(size / 2**20, 1),
+            "from": "a sample of the train split" if ctx.spec.sample is not None
+            else "the whole train split"}
 
 
 def prune_stage(*, tolerance: float | None = None,
