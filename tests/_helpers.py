@@ -40,6 +40,20 @@ def copy_project(src: Path, dst: Path) -> Path:
     return dst
 
 
+def erase_and_reexport(project: Path, author: str) -> Path:
+    """Erase an author of the example's posts_log (`mlsd lake delete`), then
+    re-export the log: the same rows in a second file, which the spec now
+    reads through a glob. The data folder."""
+    run_cli("lake", "delete", "posts_log", "--where", f"author_id = '{author}'",
+            cwd=project)
+    data = project / "data"
+    shutil.copy(data / "posts_log.jsonl", data / "posts_log_2.jsonl")
+    spec = project / "mlsd.yaml"
+    spec.write_text(spec.read_text().replace("path: data/posts_log.jsonl",
+                                             "path: 'data/posts_log*.jsonl'"))
+    return data
+
+
 def require_service(name: str, port: int, host: str = "127.0.0.1") -> None:
     """Skip when a server is not answering, or fail under MLSD_REQUIRE_SERVICES=1."""
     import socket

@@ -50,11 +50,9 @@ def fresh_project(tmp_path, example_dir) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def spark_engine():
-    """One Spark `local[2]` session for the whole suite (a JVM starts in
-    ~5 s). Skips without PySpark or Java, or fails under
-    MLSD_REQUIRE_SERVICES=1 (CI installs the `spark` extra)."""
+def _need_spark() -> None:
+    """Skip without PySpark or Java, or fail under MLSD_REQUIRE_SERVICES=1
+    (CI installs the `spark` extra)."""
     import importlib.util
 
     missing = None
@@ -66,6 +64,56 @@ def spark_engine():
         if os.environ.get("MLSD_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{missing}, and MLSD_REQUIRE_SERVICES=1 asks for it")
         pytest.skip(missing)
+
+
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory):
+    """A Spark Connect server (`local[2]` behind it) started from PySpark's
+    own scripts for the tests that need one; its address (sc://...)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    _need_spark()
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    work = tmp_path_factory.mktemp("spark-connect")
+    env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable,
+           "SPARK_LOG_DIR": str(work / "logs"), "SPARK_PID_DIR": str(work / "pids"),
+           "SPARK_LOCAL_IP": "127.0.0.1"}
+    subprocess.run(["bash", str(home / "sbin" / "start-connect-server.sh"),
+                    "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+                    "--conf", f"spark.connect.grpc.binding.port={port}"],
+                   env=env, check=True, capture_output=True, timeout=60)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    logs = "".join(p.read_text()[-2000:]
+                                   for p in (work / "logs").glob("*.out"))
+                    pytest.fail(f"the Spark Connect server did not start:\n{logs}")
+                time.sleep(0.5)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", str(home / "sbin" / "stop-connect-server.sh")],
+                       env=env, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """One Spark `local[2]` session for the whole suite (a JVM starts in
+    ~5 s). Skips without PySpark or Java, or fails under
+    MLSD_REQUIRE_SERVICES=1 (CI installs the `spark` extra)."""
+    _need_spark()
     from mlsd.engine import SparkEngine
     from mlsd.spec import EngineSpec
 

@@ -41,6 +41,15 @@ def test_the_engine_is_a_spec_key_with_a_shorthand():
     assert default.engine.kind == "duckdb"
     with pytest.raises(ValueError, match="engine.kind"):
         ProjectSpec.model_validate({**doc, "engine": "sprak"})
+    for master in ("local", "local[*]", "local[4, 2]", "spark://head:7077", "yarn",
+                   "k8s://https://k8s:6443"):
+        assert EngineSpec(kind="spark", master=master).master == master
+    for master in ("local[two]", "nonsense", "local[0]"):
+        with pytest.raises(ValueError, match="is not a Spark master"):
+            ProjectSpec.model_validate({**doc, "engine": {"kind": "spark",
+                                                          "master": master}})
+    with pytest.raises(ValueError, match="starts with sc://"):
+        EngineSpec(kind="spark", remote="http://host:15002")
 
 
 def test_without_pyspark_the_error_says_what_to_install(monkeypatch):
@@ -52,3 +61,21 @@ def test_without_pyspark_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(_spark, "_sessions", {})
     with pytest.raises(SpecError, match=r"pip install 'mlsd\[spark\]'"):
         _spark.spark_session(EngineSpec(kind="spark", master="local[3]"))
+
+
+def test_a_spark_connect_address_nobody_answers_is_said_at_once(monkeypatch):
+    import socket
+    import time
+
+    from mlsd.engine import _spark
+
+    with socket.socket() as s:  # a free port, closed again: nobody listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(_spark, "_sessions", {})
+    t = time.perf_counter()
+    with pytest.raises(SpecError, match=f"no Spark Connect server answers at "
+                                        f"127.0.0.1:{port}"):
+        _spark.spark_session(EngineSpec(kind="spark",
+                                        remote=f"sc://127.0.0.1:{port}"))
+    assert time.perf_counter() - t < 10  # not the client's minutes of retries

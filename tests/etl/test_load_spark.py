@@ -158,18 +158,12 @@ def test_a_recorded_erasure_holds_for_rows_spark_tasks_store(spark_engine,
     as a local load (tests/security/test_sql_sandbox.py) does."""
     import json
 
-    from tests._helpers import run_cli
+    from tests._helpers import erase_and_reexport
 
     on_spark = Project.of(fresh_project).with_overrides(["engine=spark"])
     run(on_spark, until="ingest")
     author = on_spark.lake.read("sources", "posts_log").column("author_id")[0].as_py()
-    run_cli("lake", "delete", "posts_log", "--where", f"author_id = '{author}'",
-            cwd=fresh_project)
-    data = fresh_project / "data"
-    shutil.copy(data / "posts_log.jsonl", data / "posts_log_2.jsonl")
-    spec = fresh_project / "mlsd.yaml"
-    spec.write_text(spec.read_text().replace("path: data/posts_log.jsonl",
-                                             "path: 'data/posts_log*.jsonl'"))
+    data = erase_and_reexport(fresh_project, author)
     out = run(Project.of(fresh_project).with_overrides(["engine=spark"]),
               until="ingest")
     log = next(s for s in out["sources"] if s["source"] == "posts_log")
@@ -277,3 +271,30 @@ def test_hash_splits_computed_on_spark_place_every_row_as_locally(
     assert b.read("splits", name).equals(a.read("splits", name))
     assert b.last_write("splits", name)["mlsd.split_cuts"] == \
         a.last_write("splits", name)["mlsd.split_cuts"]
+
+
+def test_the_same_run_through_a_spark_connect_server(spark_connect, example_dir,
+                                                      tmp_path):
+    """`engine.remote: sc://...`: ingest, training table and a hash split run
+    through a Spark Connect server, and store what a local run stores."""
+    here, there = tmp_path / "duckdb", tmp_path / "connect"
+    shutil.copytree(example_dir, here)
+    shutil.copytree(example_dir, there)
+    import json
+
+    from tests._helpers import run_cli
+
+    split = "split={strategy: stratified, test: 0.2}"
+    local = run(Project.of(here).with_overrides([split]), until="split")
+    # a process of its own: PySpark allows no Connect session beside the
+    # suite's local one
+    remote = json.loads(run_cli(
+        "run", "--until", "split", "--json", "--set", split, "--set",
+        f"engine={{kind: spark, remote: '{spark_connect}'}}", cwd=there).stdout)
+    assert remote["engine"] == f"spark {spark_connect}"
+    assert remote["totals"] == local["totals"] and remote["split"] == local["split"]
+    a, b = Project.of(here).lake, Project.of(there).lake
+    name = local["split"]["dataset"].split("/")[1]
+    for area, dataset in (("sources", "posts_export"), ("quarantine", "posts_log"),
+                          ("training", name), ("splits", name)):
+        assert b.read(area, dataset).equals(a.read(area, dataset)), area

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from mlsd.errors import ModelError, SpecError
-from tests._helpers import run_cli
+from tests._helpers import erase_and_reexport, run_cli
 
 READ_FILE = "(SELECT content FROM read_text('/etc/hostname'))"
 
@@ -209,7 +209,6 @@ def test_lineage_says_which_versions_held_erased_rows(ran_project, tmp_path):
 def test_an_erasure_also_keeps_new_quarantined_records_out(fresh_project):
     """A record of the erased person that fails validation in a later load is
     not kept in the quarantine either."""
-    import shutil
 
     from mlsd.runtime import Project
 
@@ -222,13 +221,7 @@ def test_an_erasure_also_keeps_new_quarantined_records_out(fresh_project):
         except (ValueError, KeyError, TypeError):
             continue  # a record that is not JSON, or has no author
     author = authors[0]
-    run_cli("lake", "delete", "posts_log", "--where", f"author_id = '{author}'",
-            cwd=fresh_project)
-    data = fresh_project / "data"
-    shutil.copy(data / "posts_log.jsonl", data / "posts_log_2.jsonl")
-    spec = fresh_project / "mlsd.yaml"
-    spec.write_text(spec.read_text().replace("path: data/posts_log.jsonl",
-                                             "path: 'data/posts_log*.jsonl'"))
+    erase_and_reexport(fresh_project, author)
     run_cli("ingest", cwd=fresh_project)
     left = [r for r in project.lake.read("quarantine", "posts_log").to_pylist()
             if author in r["raw"]]

@@ -47,12 +47,14 @@ def spark_session(spec: EngineSpec):
         builder = SparkSession.builder.appName("mlsd")
         local = spec.remote is None and spec.master.startswith("local")
         if spec.remote is not None:
+            _answers(spec.remote)
             builder = builder.remote(spec.remote)
         else:
             builder = builder.master(spec.master)
-        defaults = {"spark.ui.showConsoleProgress": "false",  # Rich shows progress
-                    "spark.sql.execution.arrow.pyspark.enabled": "true",
-                    "spark.sql.session.timeZone": "UTC"}
+        defaults = {"spark.sql.session.timeZone": "UTC"}
+        if spec.remote is None:  # a Connect server's own settings are its own
+            defaults |= {"spark.ui.showConsoleProgress": "false",  # Rich shows it
+                         "spark.sql.execution.arrow.pyspark.enabled": "true"}
         if local:
             # the Python workers are this interpreter (mlsd importable); a
             # laptop's run opens no web UI port, binds to loopback and logs
@@ -62,7 +64,8 @@ def spark_session(spec: EngineSpec):
             log4j = Path(__file__).with_name("log4j2.properties")
             # a shuffle in as many pieces as the cores can take at once (twice),
             # not Spark's 200, which on one machine cost more than they share
-            cores = spec.master[6:-1] if spec.master.startswith("local[") else "1"
+            cores = spec.master[6:-1].split(",")[0] if spec.master.startswith(
+                "local[") else "1"
             cores = (os.cpu_count() or 2) if cores == "*" else int(cores)
             defaults |= {"spark.sql.shuffle.partitions": str(2 * int(cores)),
                          "spark.ui.enabled": "false",
@@ -79,6 +82,23 @@ def spark_session(spec: EngineSpec):
             session.sparkContext.setLogLevel("ERROR")
         _sessions[key] = session
         return session
+
+
+def _answers(remote: str, timeout: float = 5.0) -> None:
+    """Raise a clear error unless something listens at a Spark Connect
+    address: its client would otherwise retry, silent, for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(remote.split(";")[0].replace("sc://", "http://", 1))
+    host, port = where.hostname or "localhost", where.port or 15002
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise SpecError(f"engine.remote: no Spark Connect server answers at "
+                        f"{host}:{port} ({err.strerror or err}); start one "
+                        f"(sbin/start-connect-server.sh) or set engine.master "
+                        f"instead") from None
 
 
 class SparkEngine:

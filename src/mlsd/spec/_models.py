@@ -1766,6 +1766,26 @@ class EngineSpec(_Strict):
     def _shorthand(cls, data: Any) -> Any:
         return {"kind": data} if isinstance(data, str) else data
 
+    @field_validator("master")
+    @classmethod
+    def _master(cls, v: str) -> str:
+        # Spark's own forms: a wrong one would otherwise surface as the JVM's
+        # stack trace when the session starts
+        if not re.fullmatch(r"local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|"
+                            r"local-cluster\[\d+,\s*\d+,\s*\d+\]|yarn|"
+                            r"(spark|k8s|mesos)://\S+", v):
+            raise ValueError(f"{v!r} is not a Spark master: local, local[N], "
+                             f"local[*], spark://host:7077, yarn or k8s://...")
+        return v
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("sc://"):
+            raise ValueError(f"{v!r}: a Spark Connect address starts with sc:// "
+                             f"(sc://host:15002)")
+        return v
+
 
 class ProjectSpec(_Strict):
     """The whole project file, ``mlsd.yaml``."""
