@@ -1040,7 +1040,7 @@ def score_file(model_dir: Path, input_path: str | Path, output_path: str | Path,
     n_in = n_ok = n_bad = n_empty = 0
     sink = _ScoreSink(output_path)
     rej_writer = None
-    scorer = _Scorer(Path(model_dir), trust_unregistered, reads)
+    scorer = _Scorer(Path(model_dir), trust_unregistered, reads, artifact)
     if engine is not None:
         scored = _scored_on_spark(engine, connector, list(schema.columns), ischema,
                                   scorer, chunk_rows, output_path)
@@ -1089,24 +1089,33 @@ class _Scorer:
     rows without any feature value), by serving's validator and the model;
     the artifact is loaded once a process (Spark tasks call it too)."""
 
-    _loaded: dict[tuple, Any] = {}
+    _loaded: dict[tuple, Any] = {}  # in a Spark worker: the model it loaded
 
-    def __init__(self, model_dir: Path, trust: bool, reads: list[str]):
+    def __init__(self, model_dir: Path, trust: bool, reads: list[str],
+                 artifact=None):
+        from .models._artifact import row_validator
+
         self.model_dir, self.trust, self.reads = model_dir, trust, reads
+        # here: the artifact already loaded, and the validator serving uses
+        self._here = None if artifact is None else (
+            artifact, row_validator(artifact.input_schema))
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:  # what a Spark task receives
         return {"model_dir": self.model_dir, "trust": self.trust,
-                "reads": self.reads}
+                "reads": self.reads, "_here": None}
 
     def _model(self):
+        if self._here is not None:
+            return self._here
         key = (str(self.model_dir), self.trust)
         found = _Scorer._loaded.get(key)
-        if found is None:
+        if found is None:  # loaded (digests checked) once a worker process
             from .models import ModelArtifact
             from .models._artifact import row_validator
 
             artifact = ModelArtifact.load(self.model_dir,
                                           trust_unregistered=self.trust)
+            _Scorer._loaded.clear()  # one model at a time
             found = _Scorer._loaded[key] = (artifact,
                                             row_validator(artifact.input_schema))
         return found

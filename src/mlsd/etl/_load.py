@@ -194,8 +194,9 @@ def load_source(
     carries the load id and the new watermark in its own metadata and so marks
     the load as done: a crash at any point leaves a state that a re-run completes
     without repeating the load. With a Spark ``engine`` (a
-    :class:`mlsd.engine.SparkEngine`) a file source is read and validated as
-    Spark tasks, one file a task; what is stored is the same.
+    :class:`mlsd.engine.SparkEngine`) a file source is read, validated and
+    written by Spark tasks (a file, or a large CSV file's span, a task; see
+    :mod:`mlsd.etl._distributed`); what is stored is the same.
     """
     if isinstance(spec, BrokerSourceSpec):
         return consumed_source(name, spec, lake, on_rows)
