@@ -200,15 +200,15 @@ def validated_on_spark(engine, connector, infos: list, columns: list[str],
             out = validator.validate(raw, source=info.path, sha256=info.sha256,
                                      load_id=load_id)
             name = f"j{job}-u{u:06d}-b{b:06d}"
-            _write_ipc(folder / f"{name}.accepted", out.accepted)
-            written.append(str(folder / f"{name}.accepted"))
+            mine = [f"{name}.accepted"] + (
+                [f"{name}.rejected"] if out.rejected.num_rows else [])
+            _write_ipc(folder / mine[0], out.accepted)
             if out.rejected.num_rows:
-                _write_ipc(folder / f"{name}.rejected", out.rejected)
-                written.append(str(folder / f"{name}.rejected"))
+                _write_ipc(folder / mine[1], out.rejected)
+            written += [str(folder / f) for f in mine]
             yield {**empty, "unit": u, "batch": b, "rows": raw.num_rows,
-                   "accepted": f"{name}.accepted",
-                   "rejected": f"{name}.rejected" if out.rejected.num_rows
-                   else None, "files": json.dumps(written[-2:])}
+                   "accepted": mine[0], "rejected": mine[1] if len(mine) > 1
+                   else None, "files": json.dumps([str(folder / f) for f in mine])}
 
     done, units = run_units(engine, plan_units(engine, connector, infos),
                        guarded(work, empty), SCRATCH)
