@@ -66,3 +66,38 @@ def test_files_that_cannot_be_cut_are_one_span(tmp_path):
     assert csv_spans(path, 4, encoding="latin-1") == [(None, path.stat().st_size)]
     assert csv_spans(path, 4, header=False) == [(None, path.stat().st_size)]
     assert len(csv_spans(path, 4, delimiter=";")) == 4
+
+
+json_line = st.one_of(
+    st.fixed_dictionaries({"a": st.integers(), "b": st.text(max_size=5)}).map(
+        lambda d: __import__("json").dumps(d)),
+    st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=8),
+    st.just(""))
+
+
+@given(lines=st.lists(json_line, min_size=1, max_size=60), n=st.integers(1, 9),
+       last_eol=st.booleans())
+def test_jsonl_spans_read_what_one_read_does(tmp_path_factory, lines, n, last_eol):
+    """Any line break cuts a JSONL file (a JSON line holds none): spans read
+    what one read does, numbered from the line breaks before them."""
+    from mlsd.formats._csv import line_spans
+    from mlsd.formats._jsonl import read_jsonl
+
+    path = tmp_path_factory.mktemp("jsonl") / "f.jsonl"
+    text = "\n".join(lines) + ("\n" if last_eol else "")
+    path.write_bytes(text.encode())
+    if not any(x.strip() for x in lines):
+        return  # an empty file is an error of the whole file
+    whole = [r for b in read_jsonl(path, columns=["a", "b"], chunk_rows=7)
+             for r in b.to_pylist()]
+    rows, first = [], 1
+    for start, end in line_spans(path, n):
+        gen = read_jsonl(path, columns=["a", "b"], chunk_rows=7,
+                         span=(start, end, first))
+        while True:
+            try:
+                rows += next(gen).to_pylist()
+            except StopIteration:
+                break
+        first += count_lines(path, start, end)
+    assert rows == whole

@@ -4,8 +4,8 @@ spark``).
 Spark's own readers cannot keep mlsd's promises (its CSV reader gives no line
 numbers, its permissive mode keeps no reason per row), so each task runs
 mlsd's reader and :class:`Validator` on one unit: a file, or a span of a large
-CSV file's lines (about ``SPAN_BYTES`` each, cut at line breaks, numbered from
-the line breaks before them, which a first, cheap job counts).
+CSV or JSONL file's lines (about ``SPAN_BYTES`` each, cut at line breaks,
+numbered from the line breaks before them, which a first, cheap job counts).
 
 Two ways to store what the tasks validated:
 
@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from ..errors import DataError
 from ..formats import format_for
-from ..formats._csv import CsvSpanUnsafe, count_lines, csv_spans
+from ..formats._csv import CsvSpanUnsafe, count_lines, csv_spans, line_spans
 from ._validate import QUARANTINE_SCHEMA, Validated
 
 SPAN_BYTES = 64 << 20  # a CSV file larger than this is read in spans this large
@@ -75,14 +75,24 @@ def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | N
     file's spans, each with its first line's number."""
     o = connector.options
     cut: list[tuple[int, list]] = []
+    firsts: dict[int, int] = {}
     for i, info in enumerate(infos):
         path = _path(connector, info)
-        if info.size > SPAN_BYTES and format_for(path, connector.format) == "csv":
-            spans = csv_spans(path, math.ceil(info.size / SPAN_BYTES),
-                              delimiter=o.delimiter, quotechar=o.quotechar,
+        kind = format_for(path, connector.format)
+        if info.size <= SPAN_BYTES or kind not in ("csv", "jsonl"):
+            continue
+        n = math.ceil(info.size / SPAN_BYTES)
+        if kind == "csv":
+            spans = csv_spans(path, n, delimiter=o.delimiter, quotechar=o.quotechar,
                               encoding=o.encoding, header=o.header)
-            if len(spans) > 1:
-                cut.append((i, spans))
+            firsts[i] = 2  # the header is line 1 (csv_spans cuts no other file)
+        elif o.encoding.replace("-", "").lower() in ("utf8", "ascii", "latin1"):
+            spans = line_spans(path, n)  # a byte 10 is a line break there
+            firsts[i] = 1
+        else:
+            continue
+        if len(spans) > 1:
+            cut.append((i, spans))
     counts: dict[tuple[int, int | None], int] = {}
     if cut:  # the line breaks in every span, counted by a job of their own
         pieces = [(i, start, end) for i, spans in cut for start, end in spans
@@ -101,7 +111,7 @@ def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | N
         if i not in spans_of:
             units.append((len(units), info, None))
             continue
-        first = 2  # the header is line 1 (csv_spans cuts no other file)
+        first = firsts[i]
         for start, end in spans_of[i]:
             units.append((len(units), info, (start, end, first)))
             first += counts.get((i, start), 0)

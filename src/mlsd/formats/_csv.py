@@ -236,15 +236,31 @@ def csv_spans(path: str | Path, n: int, *, delimiter: str = ",",
         first = fh.readline(MAX_RECORD_BYTES)
         if not first.endswith(b"\n") or first.count(quotechar.encode()) % 2:
             return whole
-        cuts = []
-        for k in range(1, n):
-            fh.seek(max(len(first), size * k // n) - 1)
-            fh.readline()  # to the end of the line the guess falls in
-            at = fh.tell()
-            if at < size and (not cuts or at > cuts[-1]):
-                cuts.append(at)
+        cuts = _cuts(fh, size, n, len(first))
     bounds = [None, *cuts], [*cuts, size]
     return list(zip(*bounds, strict=True))
+
+
+def line_spans(path: str | Path, n: int) -> list[tuple[int, int]]:
+    """Cut a file of lines (JSONL: no record holds a raw line break) into at
+    most ``n`` spans of whole lines, ``(start, end)`` byte offsets."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        cuts = _cuts(fh, size, max(1, n), 0)
+    return list(zip([0, *cuts], [*cuts, size], strict=True))
+
+
+def _cuts(fh, size: int, n: int, floor: int) -> list[int]:
+    """Line starts near ``size * k / n`` (k = 1 .. n-1), past ``floor``."""
+    cuts: list[int] = []
+    for k in range(1, n):
+        fh.seek(max(floor, size * k // n, 1) - 1)
+        fh.readline()  # to the end of the line the guess falls in
+        at = fh.tell()
+        if at < size and (not cuts or at > cuts[-1]):
+            cuts.append(at)
+    return cuts
 
 
 def count_lines(path: str | Path, start: int | None, end: int) -> int:

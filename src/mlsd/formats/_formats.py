@@ -69,10 +69,10 @@ class JsonlFormat(Format):
                                   flatten_nested=options.nested == "flatten")
 
     def read(self, path, options, *, columns, chunk_rows=DEFAULT_CHUNK_ROWS,
-             strict=True):
-        yield from read_jsonl(path, columns=columns, encoding=options.encoding,
-                              chunk_rows=chunk_rows, strict=strict,
-                              flatten_nested=options.nested == "flatten")
+             strict=True, span=None):
+        return (yield from read_jsonl(
+            path, columns=columns, encoding=options.encoding, chunk_rows=chunk_rows,
+            strict=strict, flatten_nested=options.nested == "flatten", span=span))
 
     def write(self, table, path, options):
         with path.open("w", encoding="utf-8") as fh:

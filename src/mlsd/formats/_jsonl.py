@@ -53,19 +53,29 @@ def read_jsonl(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     strict: bool = True,
     flatten_nested: bool = False,
+    span: tuple[int, int, int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield raw batches of at most ``chunk_rows`` records from a JSONL file.
 
     A line that is not a JSON object, or (with ``strict``) has fields not in
     ``columns``, is yielded with ``_error`` set so the caller can quarantine it;
-    missing fields are null.
+    missing fields are null. ``span``: ``(start, end, line)``, only the lines
+    from byte ``start`` to byte ``end`` (both at line starts: a JSON line
+    holds no raw line break, so any line break is a place to cut), the first
+    numbered ``line``, for a read split across tasks; the generator then
+    returns the number the next line would have.
     """
     path = Path(path)
     builder = RawBatchBuilder(columns)
     known = set(columns)
-    any_line = False
+    any_line = span is not None  # a span of blank lines is no empty file
+    number = 0
     with open_bytes(path) as fh:
-        for number, line in enumerate(fh, start=1):
+        lines = enumerate(fh, start=1)
+        if span is not None:
+            fh.seek(span[0])
+            lines = enumerate(_until(fh, span[1]), start=span[2])
+        for number, line in lines:
             if not line.strip():
                 continue
             any_line = True
@@ -105,3 +115,13 @@ def read_jsonl(
         raise DataError(f"{path}: the file is empty (no JSON record)")
     if len(builder):
         yield builder.flush()
+    return number + 1 if span is None or number else span[2]
+
+
+def _until(fh, end: int) -> Iterator[bytes]:
+    """The lines of a binary file from where it is up to byte ``end``."""
+    while fh.tell() < end:
+        line = fh.readline()
+        if not line:
+            return
+        yield line
