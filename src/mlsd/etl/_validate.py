@@ -77,19 +77,23 @@ def _raw_text(raw: pa.RecordBatch, idx: np.ndarray) -> pa.Array:
     return pa.array(values, pa.string())
 
 
-def _bound(value: float, whole: bool, *, up: bool) -> float | int:
-    """A range bound to compare an integer column with exactly: Arrow casts
-    the integers to doubles for a float bound and refuses those past 2**53
-    (an int64 column holding 2**53 + 1 stopped the validator). For integers,
-    v < 2.5 is v < 3 and v > 2.5 is v > 2; bounds past int64 are clamped."""
-    if not whole:
-        return value
-    if math.isnan(value):  # no integer compares true with it
-        return value
-    if math.isinf(value):
-        return 2**63 - 1 if value > 0 else -(2**63)
-    edge = math.ceil(value) if up else math.floor(value)
-    return max(-(2**63), min(2**63 - 1, edge))
+def _beyond(vals: pa.Array, bound: float, *, below: bool) -> pa.Array:
+    """``vals < bound`` (``below``) or ``vals > bound``, exactly for an integer
+    column: Arrow casts the integers to doubles for a float bound and refuses
+    those past 2**53 (an int64 column holding 2**53 + 1 stopped the
+    validator), so the bound becomes an integer (v < 2.5 is v < 3, v > 2.5 is
+    v > 2), and a bound past int64's range holds for every value or for none."""
+    if not pa.types.is_integer(vals.type) or math.isnan(bound):
+        return pc.less(vals, bound) if below else pc.greater(vals, bound)
+    every, none = pc.is_valid(vals), pa.array([False] * len(vals))
+    if math.isinf(bound):
+        return every if (bound > 0) == below else none
+    edge = math.ceil(bound) if below else math.floor(bound)
+    if edge > 2**63 - 1:
+        return every if below else none
+    if edge < -(2**63):
+        return none if below else every
+    return pc.less(vals, edge) if below else pc.greater(vals, edge)
 
 
 def _flag(reasons: Reasons, mask: np.ndarray, values: pa.Array, col: str,
@@ -238,13 +242,11 @@ class Validator:
                 if typ == "timestamp":
                     vals = pc.cast(values, pa.int64())
                 out = np.zeros(n, dtype=bool)
-                whole = pa.types.is_integer(vals.type)
                 if lo is not None:
-                    out |= np.asarray(pc.less(vals, _bound(lo * scale, whole, up=True))
+                    out |= np.asarray(_beyond(vals, lo * scale, below=True)
                                       .fill_null(False))
                 if hi is not None:
-                    out |= np.asarray(pc.greater(vals, _bound(hi * scale, whole,
-                                                              up=False))
+                    out |= np.asarray(_beyond(vals, hi * scale, below=False)
                                       .fill_null(False))
                 _flag(reasons, out, values, col, "range", f"outside [{lo}, {hi}]")
             if col in self.rules.allowed:
