@@ -306,3 +306,45 @@ def test_the_same_run_through_a_spark_connect_server(spark_connect, example_dir,
     for area, dataset in (("sources", "posts_export"), ("quarantine", "posts_log"),
                           ("training", name), ("splits", name)):
         assert b.read(area, dataset).equals(a.read(area, dataset)), area
+
+
+def test_a_large_parquet_file_is_read_in_runs_of_row_groups(spark_engine, tmp_path,
+                                                            monkeypatch):
+    """A Parquet file over SPAN_BYTES is read by a task per run of row groups,
+    each numbered from its footer (no counting job): the same rows, order,
+    record numbers and quarantine as a local read."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    from mlsd.engine import SparkEngine
+    from mlsd.etl import _distributed
+
+    jobs = []
+    real_map = SparkEngine.map_units
+    monkeypatch.setattr(SparkEngine, "map_units", lambda self, units, fn, schema:
+                        jobs.append(len(units)) or real_map(self, units, fn, schema))
+    n = 30_000
+    table = pa.table({"id": pa.array(range(n), pa.int64()),
+                      "n": pa.array([-4 if i % 83 == 7 else i % 1000
+                                     for i in range(n)], pa.int64()),
+                      "x": pa.array([i / 7 for i in range(n)])})
+    for folder in (tmp_path / "duckdb", tmp_path / "spark"):
+        (folder / "schemas").mkdir(parents=True)
+        pq.write_table(table, folder / "data.parquet", row_group_size=1_000)
+        (folder / "mlsd.yaml").write_text(yaml.safe_dump({
+            "name": "groups", "problem": {"task": "regression", "target": "x"},
+            "sources": {"big": {"path": "data.parquet"}},
+            "validate": {"ranges": {"n": [0, None]}},
+            "features": [{"column": "n"}]}))
+    size = (tmp_path / "spark" / "data.parquet").stat().st_size
+    monkeypatch.setattr(_distributed, "SPAN_BYTES", size // 6)
+    local = run(tmp_path / "duckdb", until="ingest")
+    spark = run(tmp_path / "spark", until="ingest", engine="spark")
+    assert len(jobs) == 1 and jobs[0] >= 5  # one job, a task a run of groups
+    assert spark["totals"] == local["totals"]
+    assert spark["totals"]["rows_quarantined"] == len(range(7, n, 83))
+    a, b = Project.of(tmp_path / "duckdb").lake, Project.of(tmp_path / "spark").lake
+    for area in ("sources", "quarantine"):
+        assert b.read(area, "big").equals(a.read(area, "big")), area
+    lines = b.read("sources", "big").column("_line").to_pylist()
+    assert lines[:2] == [1, 2] and lines[-1] == n  # records numbered from 1

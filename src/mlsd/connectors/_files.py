@@ -241,9 +241,9 @@ class FileConnector:
             file_cols = [c for c in have if c not in parts]
             read_cols = file_cols if fmt.name == "csv" else [
                 c for c in columns if c not in parts]
-            if span is not None and fmt.name not in ("csv", "jsonl"):
-                raise ValueError(f"{info.path}: only CSV and JSONL files are read "
-                                 f"in spans")
+            if span is not None and fmt.name not in ("csv", "jsonl", "parquet"):
+                raise ValueError(f"{info.path}: only CSV, JSONL and Parquet files "
+                                 f"are read in spans")
             source = fmt.read(p, self.options, columns=read_cols,
                               chunk_rows=chunk_rows, strict=strict,
                               **({"span": span} if span is not None else {}))

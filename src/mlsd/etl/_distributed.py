@@ -4,8 +4,9 @@ spark``).
 Spark's own readers cannot keep mlsd's promises (its CSV reader gives no line
 numbers, its permissive mode keeps no reason per row), so each task runs
 mlsd's reader and :class:`Validator` on one unit: a file, or a span of a large
-CSV or JSONL file's lines (about ``SPAN_BYTES`` each, cut at line breaks,
-numbered from the line breaks before them, which a first, cheap job counts).
+file: a CSV or JSONL file's lines (about ``SPAN_BYTES`` each, cut at line
+breaks, numbered from the line breaks before them, which a first, cheap job
+counts), a Parquet file's row groups (numbered by its footer).
 
 Two ways to store what the tasks validated:
 
@@ -76,10 +77,18 @@ def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | N
     o = connector.options
     cut: list[tuple[int, list]] = []
     firsts: dict[int, int] = {}
+    ready: dict[int, list] = {}  # spans numbered already (Parquet row groups)
     for i, info in enumerate(infos):
         path = _path(connector, info)
         kind = format_for(path, connector.format)
-        if info.size <= SPAN_BYTES or kind not in ("csv", "jsonl"):
+        if info.size <= SPAN_BYTES or kind not in ("csv", "jsonl", "parquet"):
+            continue
+        if kind == "parquet":  # runs of row groups, numbered by the footer
+            from ..formats import get_format
+
+            groups = get_format("parquet").spans(path, SPAN_BYTES)
+            if len(groups) > 1:
+                ready[i] = groups
             continue
         n = math.ceil(info.size / SPAN_BYTES)
         if kind == "csv":
@@ -108,6 +117,9 @@ def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | N
     spans_of = dict(cut)
     units = []
     for i, info in enumerate(infos):
+        if i in ready:
+            units += [(len(units) + k, info, span) for k, span in enumerate(ready[i])]
+            continue
         if i not in spans_of:
             units.append((len(units), info, None))
             continue

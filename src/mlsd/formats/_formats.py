@@ -158,8 +158,24 @@ class ParquetFormat(Format):
     def columns(self, path, options):
         return list(self.arrow_types(path, options))
 
+    def spans(self, path: Path, size: int) -> list[tuple[int, int, int]]:
+        """The file's row groups in runs of about ``size`` bytes, as
+        ``(first group, end group, first record's number)`` for ``read``'s
+        ``span``: the footer alone says where each starts."""
+        meta = self._file(path).metadata
+        spans, first, record, held = [], 0, 1, 0
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            held += sum(rg.column(c).total_compressed_size
+                        for c in range(rg.num_columns))
+            if held >= size or g == meta.num_row_groups - 1:
+                spans.append((first, g + 1, record))
+                record += sum(meta.row_group(k).num_rows for k in range(first, g + 1))
+                first, held = g + 1, 0
+        return spans
+
     def read(self, path, options, *, columns, chunk_rows=DEFAULT_CHUNK_ROWS,
-             strict=True):
+             strict=True, span=None):
         f = self._file(path)
         have = f.schema_arrow.names
         extra = [c for c in have if c not in columns]
@@ -168,9 +184,11 @@ class ParquetFormat(Format):
                             f"schema (edit the schema file if the data changed on "
                             f"purpose)")
         present = [c for c in columns if c in have]
-        start = 1
+        start = 1 if span is None else span[2]
+        groups = None if span is None else list(range(span[0], span[1]))
         try:
-            for batch in f.iter_batches(batch_size=chunk_rows, columns=present):
+            for batch in f.iter_batches(batch_size=chunk_rows, columns=present,
+                                        row_groups=groups):
                 n = batch.num_rows
                 arrays = [batch.column(c) if c in present else pa.nulls(n, pa.string())
                           for c in columns]
@@ -182,6 +200,7 @@ class ParquetFormat(Format):
         except (pa.ArrowInvalid, OSError) as err:
             raise DataError(f"{path}: the Parquet file is damaged after row "
                             f"{start - 1}: {err}") from None
+        return start
 
     def write(self, table, path, options):
         pq.write_table(table, path)
