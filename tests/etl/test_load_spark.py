@@ -348,3 +348,21 @@ def test_a_large_parquet_file_is_read_in_runs_of_row_groups(spark_engine, tmp_pa
         assert b.read(area, "big").equals(a.read(area, "big")), area
     lines = b.read("sources", "big").column("_line").to_pylist()
     assert lines[:2] == [1, 2] and lines[-1] == n  # records numbered from 1
+
+
+def test_without_a_key_the_training_table_is_ordered_by_file_and_line(
+        spark_engine, example_dir, tmp_path):
+    """No key: the training table is in file and line order across its
+    sources (not in union order), on Spark as locally."""
+    sets = ["dataset={union: [posts_log, posts_export]}",  # union order != paths
+            "sources.posts_export.key=null", "sources.posts_log.key=null"]
+    here, there = tmp_path / "duckdb", tmp_path / "spark"
+    shutil.copytree(example_dir, here)
+    shutil.copytree(example_dir, there)
+    local = run(Project.of(here).with_overrides(sets), until="table")
+    spark = run(Project.of(there).with_overrides(sets), until="table", engine="spark")
+    assert spark["training"]["engine"] == "spark local[2]"
+    name = local["training"]["dataset"].split("/")[1]
+    mine = Project.of(there).lake.read("training", name)
+    assert mine.equals(Project.of(here).lake.read("training", name))
+    assert mine.column("_source")[0].as_py().endswith("posts_export.csv")

@@ -289,9 +289,10 @@ def _table_on_spark(ctx: RunContext, schema: DataSchema, used: list[DatasetRef]
                         f"has no {target!r}")
     # the local order: a stable sort by key (ties in union order, then in
     # stored order: files by path, lines in order), else by file and line
-    order = [F.asc_nulls_last(spec.key)] if spec.key else []
-    order += [F.asc("__union"), F.asc_nulls_last("_source"),
-              F.asc_nulls_last("_line")]
+    # (ties in union order)
+    place = [F.asc_nulls_last("_source"), F.asc_nulls_last("_line")]
+    order = ([F.asc_nulls_last(spec.key), F.asc("__union"), *place] if spec.key
+             else [*place, F.asc("__union")])
     write_id = digest({"inputs": [r.node for r in used], "target": target,
                        "key": spec.key, "columns": schema.columns,
                        "layout": TABLE_LAYOUT, "windows": []})
