@@ -41,3 +41,26 @@ def test_batch_scoring_on_spark_writes_what_local_scoring_writes(
     assert pq.read_table(tmp_path / "there.rejected.parquet").equals(
         pq.read_table(tmp_path / "here.rejected.parquet"))
     assert not list(tmp_path.glob(".mlsd-score-*"))  # the tasks' parts are gone
+
+
+def test_mlsd_predict_takes_the_engine_from_the_command_or_the_spec(
+        spark_engine, ran_project, tmp_path):  # spark_engine: skip without Spark
+    """`mlsd predict --engine spark` (its own process, its own local session)
+    scores as the local command does; a wrong engine name is refused."""
+    import json
+
+    from tests._helpers import run_cli
+
+    folder, _ = ran_project
+    inp = folder / "data" / "new_posts.csv"
+    here = json.loads(run_cli("predict", "-i", str(inp), "-o", str(tmp_path / "a.csv"),
+                              "--json", cwd=folder).stdout)
+    there = json.loads(run_cli("predict", "-i", str(inp), "-o",
+                               str(tmp_path / "b.csv"), "--engine", "spark",
+                               "--json", cwd=folder).stdout)
+    assert {k: v for k, v in there.items() if "output" not in k} == \
+        {k: v for k, v in here.items() if "output" not in k}
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    bad = run_cli("predict", "-i", str(inp), "-o", str(tmp_path / "c.csv"),
+                  "--engine", "sprak", cwd=folder, check=False)
+    assert bad.returncode == 2 and "expected duckdb or spark" in bad.stderr
