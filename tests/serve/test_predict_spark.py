@@ -43,7 +43,7 @@ def test_batch_scoring_on_spark_writes_what_local_scoring_writes(
     assert not list(tmp_path.glob(".mlsd-score-*"))  # the tasks' parts are gone
 
 
-def test_mlsd_predict_takes_the_engine_from_the_command_or_the_spec(
+def test_mlsd_predict_on_spark_from_the_command_line(
         spark_engine, ran_project, tmp_path):  # spark_engine: skip without Spark
     """`mlsd predict --engine spark` (its own process, its own local session)
     scores as the local command does; a wrong engine name is refused."""
