@@ -1184,7 +1184,7 @@ def _scored_on_spark(engine, connector, columns: list[str], ischema: dict,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .etl._distributed import guarded, plan_units, run_units
+    from .etl._distributed import file_hashes, guarded, plan_units, run_units
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".mlsd-score-", dir=output_path.parent))
@@ -1209,7 +1209,8 @@ def _scored_on_spark(engine, connector, columns: list[str], ischema: dict,
                    "files": json.dumps(names)}
 
     try:
-        done, _ = run_units(engine, plan_units(engine, connector, connector.files()),
+        infos = connector.files(file_hashes(engine))
+        done, _ = run_units(engine, plan_units(engine, connector, infos),
                             guarded(work, empty), schema)
         for r in done:
             scored, rejected = json.loads(r["files"])

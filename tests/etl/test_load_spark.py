@@ -16,18 +16,25 @@ from mlsd.runtime import Project
 pytestmark = pytest.mark.slow
 
 
+def _jobs(monkeypatch) -> list[int]:
+    """The units of every Spark job the engine runs from now on, in order."""
+    from mlsd.engine import SparkEngine
+
+    jobs: list[int] = []
+    real_map = SparkEngine.map_units
+    monkeypatch.setattr(SparkEngine, "map_units", lambda self, units, fn, schema:
+                        jobs.append(len(units)) or real_map(self, units, fn, schema))
+    return jobs
+
+
 def test_the_example_ingested_on_spark_is_stored_as_on_duckdb(
         spark_engine, example_dir, tmp_path, monkeypatch):
     """In spans: the JSONL log's (any line break cuts it), the CSV export's
     (its quoted line breaks send it back to one task)."""
-    from mlsd.engine import SparkEngine
     from mlsd.etl import _distributed
 
     monkeypatch.setattr(_distributed, "SPAN_BYTES", 150_000)
-    jobs = []
-    real_map = SparkEngine.map_units
-    monkeypatch.setattr(SparkEngine, "map_units", lambda self, units, fn, schema:
-                        jobs.append(len(units)) or real_map(self, units, fn, schema))
+    jobs = _jobs(monkeypatch)
     here, there = tmp_path / "duckdb", tmp_path / "spark"
     shutil.copytree(example_dir, here)
     shutil.copytree(example_dir, there)
@@ -115,14 +122,10 @@ def test_a_large_csv_read_in_spans_keeps_every_line_number(
     `unique` key's repeats found by a Spark window in between) or the driver
     settles the batches (a dedupe). A quoted line break sends the file back
     to one task."""
-    from mlsd.engine import SparkEngine
     from mlsd.etl import _distributed
 
     monkeypatch.setattr(_distributed, "SPAN_BYTES", 40_000)  # ~13 spans
-    jobs = []
-    real_map = SparkEngine.map_units
-    monkeypatch.setattr(SparkEngine, "map_units", lambda self, units, fn, schema:
-                        jobs.append(len(units)) or real_map(self, units, fn, schema))
+    jobs = _jobs(monkeypatch)
     here, there = tmp_path / "duckdb", tmp_path / "spark"
     for f in (here, there):
         _big_csv_project(f, 20_000, quoted_break_at=quoted_break_at, rule=rule)
@@ -316,13 +319,9 @@ def test_a_large_parquet_file_is_read_in_runs_of_row_groups(spark_engine, tmp_pa
     import pyarrow.parquet as pq
     import yaml
 
-    from mlsd.engine import SparkEngine
     from mlsd.etl import _distributed
 
-    jobs = []
-    real_map = SparkEngine.map_units
-    monkeypatch.setattr(SparkEngine, "map_units", lambda self, units, fn, schema:
-                        jobs.append(len(units)) or real_map(self, units, fn, schema))
+    jobs = _jobs(monkeypatch)
     n = 30_000
     table = pa.table({"id": pa.array(range(n), pa.int64()),
                       "n": pa.array([-4 if i % 83 == 7 else i % 1000

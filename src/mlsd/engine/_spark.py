@@ -67,7 +67,7 @@ def spark_session(spec: EngineSpec):
             cores = spec.master[6:-1].split(",")[0] if spec.master.startswith(
                 "local[") else "1"
             cores = (os.cpu_count() or 2) if cores == "*" else int(cores)
-            defaults |= {"spark.sql.shuffle.partitions": str(2 * int(cores)),
+            defaults |= {"spark.sql.shuffle.partitions": str(2 * cores),
                          "spark.ui.enabled": "false",
                          "spark.driver.extraJavaOptions":
                              f"-Dlog4j2.configurationFile=file:{log4j}"}

@@ -43,7 +43,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import DataError
-from ..formats import format_for
+from ..formats import format_for, get_format
 from ..formats._csv import CsvSpanUnsafe, count_lines, csv_spans, line_spans
 from ._validate import QUARANTINE_SCHEMA, Validated
 
@@ -84,8 +84,6 @@ def plan_units(engine, connector, infos: list) -> list[tuple[int, Any, tuple | N
         if info.size <= SPAN_BYTES or kind not in ("csv", "jsonl", "parquet"):
             continue
         if kind == "parquet":  # runs of row groups, numbered by the footer
-            from ..formats import get_format
-
             groups = get_format("parquet").spans(path, SPAN_BYTES)
             if len(groups) > 1:
                 ready[i] = groups

@@ -25,28 +25,17 @@ def load_sources(ctx: RunContext, names: list[str] | None = None
         raise SpecError(f"unknown source(s) {unknown}; sources are "
                         f"{', '.join(spec.sources)}")
     results = []
-    engine = read_engine(ctx)
     for name in names:
         with ctx.reporter.stage(f"ingest {name}") as st:
             res = load_source(name, spec.sources[name], spec.validate_,
                               root=ctx.root, lake=ctx.lake, catalog=ctx.catalog,
                               run_id=ctx.run_id, on_rows=st.advance,
-                              transform=spec.transform, engine=engine)
+                              transform=spec.transform, engine=ctx.spark)
             st.note(f"{res.rows_in} read, {res.rows_stored} stored, "
                     f"{res.rows_quarantined} quarantined"
                     + (" (nothing new: no new version)" if res.skipped else ""))
         results.append(res)
     return results
-
-
-def read_engine(ctx: RunContext):
-    """The Spark engine when the spec says ``engine: spark`` (files are then
-    read and validated as Spark tasks), else None (here, on threads)."""
-    if ctx.spec.engine.kind != "spark":
-        return None
-    from ..engine import SparkEngine
-
-    return ctx.cache.setdefault(("engine", "spark"), SparkEngine(ctx.spec.engine))
 
 
 def load_summary(loads: list[LoadResult]) -> dict[str, Any]:
@@ -94,8 +83,8 @@ def ingest(ctx: RunContext) -> StageResult:
     quarantine = [r for r in (_ref("quarantine", x, x.quarantine_version)
                               for x in loads) if r]
     summary = load_summary(loads)
-    summary["engine"] = ("duckdb" if ctx.spec.engine.kind == "duckdb" else
-                         f"spark {read_engine(ctx).describe()}")
+    summary["engine"] = ("duckdb" if ctx.spark is None else
+                         f"spark {ctx.spark.describe()}")
     totals = summary["totals"]
     return StageResult(
         outputs={"sources": sources, "quarantine": quarantine},

@@ -239,15 +239,8 @@ class Lake:
                     actions.append(in_flight.popleft().result())
                 in_flight.append(pool.submit(write, part))
             actions += [f.result() for f in in_flight]
-        actions = [a for a in actions if a is not None]
-        commit = CommitProperties(custom_metadata=props)
-        if table is None:
-            create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
-                                          actions, mode="overwrite",
-                                          commit_properties=commit)
-        else:
-            table.create_write_transaction(actions, mode, schema,
-                                           commit_properties=commit)
+        _add_files(path, table, [a for a in actions if a is not None], schema,
+                   mode=mode, props=props)
 
     @_one_writer
     def commit_parts(self, area: str, name: str, parts: list[dict[str, Any]], *,
@@ -263,21 +256,15 @@ class Lake:
             return int(existing.version()), False
         path = self.path(area, name)
         props = {WRITE_ID: write_id, **(metadata or {})}
-        commit = CommitProperties(custom_metadata=props)
-        actions = [add_action(p) for p in parts]
-        if existing is None:
-            create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
-                                          actions, mode="overwrite",
-                                          commit_properties=commit)
-        elif pa.schema(existing.schema().to_arrow()).equals(schema):
-            existing.create_write_transaction(actions, mode, schema,
-                                              commit_properties=commit)
+        if existing is None or pa.schema(existing.schema().to_arrow()).equals(schema):
+            _add_files(path, existing, [add_action(p) for p in parts], schema,
+                       mode=mode, props=props)
         else:  # the schema changes: delta-rs rewrites the table's metadata
             files = [str(path / p["path"]) for p in parts]
             write_deltalake(str(path), pads.dataset(files, schema=schema)
                             .scanner().to_reader(), mode=mode,
                             schema_mode="overwrite" if mode == "overwrite" else None,
-                            commit_properties=commit)
+                            commit_properties=CommitProperties(custom_metadata=props))
             for f in files:
                 Path(f).unlink(missing_ok=True)
         return self._table(area, name).version(), True
@@ -517,6 +504,20 @@ def write_part(folder: Path, table: pa.Table) -> dict[str, Any] | None:
     st = (Path(folder) / name).stat()
     return {"path": name, "size": st.st_size, "mtime": int(st.st_mtime * 1000),
             "rows": table.num_rows}
+
+
+def _add_files(path: Path, table: DeltaTable | None, actions: list[AddAction],
+               schema: pa.Schema, *, mode: str, props: dict[str, str]) -> None:
+    """Add written files to a table (made by this commit if ``table`` is None)
+    as one transaction."""
+    commit = CommitProperties(custom_metadata=props)
+    if table is None:
+        create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
+                                      actions, mode="overwrite",
+                                      commit_properties=commit)
+    else:
+        table.create_write_transaction(actions, mode, schema,
+                                       commit_properties=commit)
 
 
 def add_action(part: dict[str, Any]) -> AddAction:

@@ -89,6 +89,16 @@ class RunContext:
         return DuckDBEngine(lake=self.lake,
                             threads=self.spec.model.threads or usable_cores())
 
+    @cached_property
+    def spark(self):
+        """The run's Spark engine when the spec says ``engine: spark``, else
+        None (the session itself starts on first use)."""
+        if self.spec.engine.kind != "spark":
+            return None
+        from ..engine import SparkEngine
+
+        return SparkEngine(self.spec.engine)
+
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, computed once per run for ``key``.
 

@@ -168,7 +168,7 @@ def table(ctx: RunContext, sources: list[DatasetRef]) -> StageResult:
                                   if brokers else " (every row was quarantined?)"))
     used = [by_name[n] for n in spec.union]
     windows = spec.windows
-    if spec.engine.kind == "spark" and not windows and not spec.labels.from_store:
+    if ctx.spark is not None and not windows and not spec.labels.from_store:
         return _table_on_spark(ctx, schema, used)
     engine = ctx.engine
     stored = [c for c in schema.columns if c not in {w.name for w in windows}]
@@ -256,12 +256,10 @@ def _table_on_spark(ctx: RunContext, schema: DataSchema, used: list[DatasetRef]
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_type
 
-    from ..engine import SparkEngine
     from ..etl import PROVENANCE
 
     spec = ctx.spec
-    engine: SparkEngine = ctx.cache.setdefault(("engine", "spark"),
-                                               SparkEngine(spec.engine))
+    engine = ctx.spark
     stored = list(schema.columns)
     # the local table's schema: the sources' own, promoted as concat_tables does
     own = [ctx.lake.files("sources", r.name, r.version)[0] for r in used]
@@ -281,9 +279,10 @@ def _table_on_spark(ctx: RunContext, schema: DataSchema, used: list[DatasetRef]
     for f in frames[1:]:
         rows = rows.unionByName(f)
     target = spec.problem.target
-    total = rows.count()
+    counts = rows.agg(F.count(F.lit(1)).alias("all"),  # one pass for both
+                      F.count(target).alias("labelled")).collect()[0]
+    total, n = int(counts["all"]), int(counts["labelled"])
     labelled = rows.filter(F.col(target).isNotNull())
-    n = labelled.count()
     if n == 0:
         raise DataError("no labelled row to train on: every row was quarantined or "
                         f"has no {target!r}")
@@ -503,7 +502,7 @@ def assigned_splits(ctx: RunContext, training: DatasetRef
         settings = digest({**_split_settings(ctx),
                            "split": spec.split.model_dump(mode="json")})
         units = leaders = None
-        if spec.engine.kind == "spark":
+        if ctx.spark is not None:
             units, leaders = _split_hashes_on_spark(ctx, training)
         result = split_rows(rows_to_split(ctx, training), spec.split,
                             target=spec.problem.target, seed=spec.seed,
@@ -518,7 +517,7 @@ def rows_to_split(ctx: RunContext, training: DatasetRef) -> pa.Table:
     it (kept for the stages after it); on Spark, whose jobs computed the
     hashes over every column, only the ids, target, time, group and label
     source columns."""
-    if ctx.spec.engine.kind != "spark":
+    if ctx.spark is None:
         return training_table(ctx, training)
     import numpy as np
     import pyarrow as pa
@@ -548,15 +547,13 @@ def _split_hashes_on_spark(ctx: RunContext, training: DatasetRef
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from ..engine import SparkEngine
     from ..etl import PROVENANCE
     from ._split import stable_unit
 
     spec, strategy = ctx.spec, ctx.spec.split.strategy
     if strategy not in ("random", "stratified", "group"):
         return None, None
-    engine: SparkEngine = ctx.cache.setdefault(("engine", "spark"),
-                                               SparkEngine(spec.engine))
+    engine = ctx.spark
     frame = engine.frame(ctx.lake, "training", training.name, training.version)
     seed, key, group = spec.seed, spec.key, spec.split.group
     if strategy == "group":
