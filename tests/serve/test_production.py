@@ -82,6 +82,39 @@ def test_any_row_gets_the_same_answer_or_the_same_422_on_both_paths(served, row)
     assert fast[0]["score"] == pytest.approx(table[0]["score"], abs=1e-12)
 
 
+@given(st.fixed_dictionaries({
+    "post_id": texts, "text": texts, "likes": st.one_of(ints, st.floats(), st.text(
+        max_size=5)), "created_at": st.one_of(st.none(), st.text(max_size=12),
+                                             st.datetimes().map(str)),
+    "is_spam": st.one_of(st.none(), st.booleans()), "_source": texts}),
+    st.sampled_from(["is_spam", "_source", "author_id", "nope"]))
+def test_a_row_typed_from_its_json_is_the_row_validate_types(served, row, drop):
+    """`mlsd serve --stream` types each message straight from its bytes:
+    the same row as the REST way (parse, drop the label and provenance,
+    validate), or a refusal wherever that way refuses."""
+    from fastapi.exceptions import RequestValidationError
+    from pydantic import ValidationError
+
+    row = {k: v for k, v in row.items() if k != drop}
+    body = json.dumps(row)
+    try:
+        want = served.validate(json.loads(body))[0][0]
+    except RequestValidationError:
+        with pytest.raises(ValidationError):
+            served.row_from_json(body)
+        return
+    assert served.row_from_json(body) == want
+    assert list(served.row_from_json(body)) == list(want)  # the same order
+
+
+def test_a_message_that_is_no_row_is_refused_from_its_json(served):
+    from pydantic import ValidationError
+
+    for body in (b"[1, 2]", b"not json", b'{"text": "x"', b"7", b'{"zzz": 1}'):
+        with pytest.raises(ValidationError):
+            served.row_from_json(body)
+
+
 def test_predictions_and_feedback_are_logged_and_become_natural_labels(project):
     rows, extra = _rows(project.root, 31)[:30], _rows(project.root, 31)[30]
     settings = project.spec.serve.model_copy(update={"log_flush_seconds": 0.2})

@@ -252,6 +252,28 @@ class Served:
         self.pipeline = artifact.pipeline
         self.width = len(artifact.pipeline.names())
         self.blocks = artifact.pipeline.block_slices()
+        self._from_json: TypeAdapter | None = None
+
+    def row_from_json(self, body: bytes | str) -> dict[str, Any]:
+        """One row typed straight from its JSON text, as :meth:`validate`
+        types it once parsed (the same model; the ignored fields accepted and
+        dropped), in one pass of pydantic-core: half the time of parsing with
+        ``json`` and then validating. Raises ``ValidationError`` (bad JSON, not
+        an object, a bad field): the caller then takes the way that says which
+        and why as a request would."""
+        if self._from_json is None:
+            cols = self.artifact.input_schema["columns"]
+            extra: dict[str, Any] = {}
+            for c in self.ignored:
+                if c not in cols:  # under a name no input has
+                    name = f"ignored_{len(extra)}"
+                    while name in self.Row.model_fields:
+                        name += "_"
+                    extra[name] = (Any, Field(None, alias=c, exclude=True))
+            self._from_json = TypeAdapter(create_model(
+                "InputRowMessage", __base__=self.Row, **extra))
+        adapter = self._from_json
+        return adapter.dump_python(adapter.validate_json(body))
 
     def validate(self, body: Any) -> tuple[list[dict[str, Any]], bool]:
         """The request's rows (one or a list), typed by the request model;

@@ -19,7 +19,6 @@ than it (the log holds raw inputs) when the writer starts and then hourly.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -28,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+from pydantic_core import to_json
 
 from ..errors import LakeError
 
@@ -95,7 +95,7 @@ class LogWriter:
         for c in self.json_columns:
             for r in rows:
                 if not isinstance(r[c], str | None):
-                    r[c] = json.dumps(r[c], default=str, separators=(",", ":"))
+                    r[c] = json_text(r[c])
         table = pa.Table.from_pylist(rows, schema=self.schema)
         for attempt in range(RETRIES):
             try:
@@ -156,6 +156,13 @@ class LogWriter:
                 "commits": self.commits, "dropped": self.dropped,
                 "retries": self.retries, "failures": self.failures,
                 "last_error": self.last_error}
+
+
+def json_text(value: Any) -> str:
+    """``value`` as compact JSON, anything JSON has no type for as its text
+    (pydantic-core's Rust encoder: a fifth of ``json.dumps``'s time on a
+    logged row, which the writer thread would otherwise hold the GIL for)."""
+    return to_json(value, fallback=str).decode()
 
 
 def log_row(request_id: str, item: str | None, model_version: str,

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from pydantic_core import to_json
 
 from ..models import ModelArtifact
 from ..spec import ServeSpec, StreamServeSpec
@@ -143,8 +145,16 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
                  log: ServiceLog | None, stats: dict[str, Any]) -> None:
     """Type, check and score a batch; answer each message; log; acknowledge."""
     answers: list[tuple[Any, str, dict[str, Any]]] = []
-    rows, owners = [], []
+    typed, typed_owners = [], []  # rows typed straight from their JSON
+    rows, owners = [], []  # the others: parsed, then typed together
     for m in batch:
+        if stream.id_from != "field" and m.body:
+            try:
+                typed.append(served.row_from_json(m.body))
+                typed_owners.append((m, _request_id(m, stream, None)))
+                continue
+            except ValidationError:
+                pass  # the way below says what is wrong, as a request's 422
         try:
             body = json.loads(m.body or b"")
         except ValueError as err:
@@ -172,6 +182,7 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
                 answers.append((*owners[i], {"error": bad[i]}))
             rows = [r for i, r in enumerate(rows) if i not in bad]
             owners = [o for i, o in enumerate(owners) if i not in bad]
+    rows, owners = typed + rows, typed_owners + owners
     while rows:  # the rows together, as a list sent to POST /predict
         try:
             preds, _ = served.score_table(rows, True, None)
@@ -197,8 +208,8 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
                                   served.version, row, pred, now))
     by_queue: dict[tuple[str, bool], list] = {}
     for m, rid, doc in answers:
-        body = json.dumps({"request_id": rid, "model_version": served.version, **doc},
-                          separators=(",", ":"), default=str).encode()
+        body = to_json({"request_id": rid, "model_version": served.version, **doc},
+                       fallback=str)
         props = {"message_id": rid}
         if m.correlation_id is not None:
             props["correlation_id"] = m.correlation_id
