@@ -115,3 +115,77 @@ def test_rows_from_a_redis_stream_by_the_command(project):
         r.close()
     log = proj.lake.dataset("predictions", proj.spec.name).to_table()
     assert log.num_rows == 12
+
+
+def test_two_scoring_processes_share_a_redis_stream(project):
+    """`mlsd serve --stream --workers 2`: two consumers of the group, each
+    request answered once, every prediction logged, the figures summed."""
+    require_service("Redis", 6379)
+    import redis
+
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    requests, predictions = (f"mlsd-test-{secrets.token_hex(4)}" for _ in range(2))
+    proj = _with_stream(project, broker="redis://127.0.0.1:6379/0", queue=requests,
+                        predictions=predictions, id_from="entry_id", batch_rows=20)
+    rows = _rows(proj.root, 200)
+    try:
+        pipe = r.pipeline(transaction=False)
+        for i in range(1200):
+            pipe.xadd(requests, {"payload": json.dumps(rows[i % len(rows)])})
+        sent = [i.decode() for i in pipe.execute()]
+        proc = run_cli("serve", "--stream", "--workers", "2", "--idle-seconds", "2",
+                       cwd=proj.root)
+        res = json.loads(proc.stdout)
+        assert res["scored"] == 1200 and res["messages"] == 1200
+        assert [w["source"] for w in res["workers"]] == [f"redis://127.0.0.1:6379/0#"
+                                                         f"{requests}"] * 2
+        assert sum(w["scored"] for w in res["workers"]) == 1200
+        answered = [f[b"request_id"].decode() if b"request_id" in f else
+                    json.loads(f[b"payload"])["request_id"]
+                    for _, f in r.xrange(predictions)]
+        assert sorted(answered) == sorted(sent)  # each once
+        consumers = {c["name"].decode(): c for c in r.xinfo_consumers(requests, "mlsd")}
+        assert set(consumers) == {"mlsd-1", "mlsd-1.2"}
+        assert all(c["pending"] == 0 for c in consumers.values())
+    finally:
+        r.delete(requests, predictions, f"{requests}.dead")
+        r.close()
+    log = proj.lake.dataset("predictions", proj.spec.name).to_table()
+    assert log.num_rows == 1200
+    assert sorted(log.column("request_id").to_pylist()) == sorted(sent)
+
+
+def test_a_redis_consumer_takes_over_what_a_gone_one_left_unacknowledged():
+    """Entries a consumer of the group was given and never acknowledged (it
+    died; it is not started again) are taken over once idle long enough."""
+    require_service("Redis", 6379)
+    import time
+
+    import redis
+
+    from mlsd.connectors._brokers import RedisStream
+
+    url, stream = "redis://127.0.0.1:6379/0", f"mlsd-test-{secrets.token_hex(4)}"
+    r = redis.Redis.from_url(url)
+    try:
+        ids = [r.xadd(stream, {"payload": json.dumps({"n": i})}).decode()
+               for i in range(5)]
+        gone = RedisStream(url, stream, consumer="gone")
+        assert [m.message_id for m in gone.fetch(3, 0.1)] == ids[:3]
+        gone.close()  # died without acknowledging
+        time.sleep(0.6)
+        busy = RedisStream(url, stream, consumer="busy", claim_idle_seconds=30)
+        assert [m.message_id for m in busy.fetch(10, 0.1)] == ids[3:]  # not idle yet
+        late = RedisStream(url, stream, consumer="late", claim_idle_seconds=0.5)
+        got = late.fetch(10, 0.1)
+        assert [m.message_id for m in got] == ids[:3]
+        late.ack(got)
+        assert late.fetch(10, 0.1) == []
+        pending = r.xpending(stream, "mlsd")
+        assert pending["pending"] == 2  # the busy one's two, still its own
+        assert {c["name"]: c["pending"] for c in pending["consumers"]} == {b"busy": 2}
+        late.close()
+        busy.close()
+    finally:
+        r.delete(stream)
+        r.close()

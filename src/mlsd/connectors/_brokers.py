@@ -198,13 +198,16 @@ class RedisStream:
 
     The group is created at the stream's start if missing. A consumer first
     takes back its own delivered but unacknowledged entries (a crash between
-    a commit and its XACK, or before the commit), then new ones; after a
-    commit one XACK acknowledges the batch."""
+    a commit and its XACK, or before the commit), then those another consumer
+    of the group has held unacknowledged for ``claim_idle_seconds`` (one that
+    died or is no longer started: fewer workers than before, a new name;
+    XAUTOCLAIM), then new ones; after a commit one XACK acknowledges the
+    batch."""
 
     def __init__(self, url: str, stream: str, *, group: str = "mlsd",
                  consumer: str = "mlsd-1", password_env: str | None = None,
                  payload_field: str = "payload", dead_letter: str | None = None,
-                 where: str = "broker"):
+                 where: str = "broker", claim_idle_seconds: float = 60.0):
         try:
             import redis
         except ImportError:
@@ -224,6 +227,8 @@ class RedisStream:
             raise DataError(f"{where}: cannot connect to {self.display}: "
                             f"{type(err).__name__} {err}") from None
         self._pending: str | None = "0"  # our own unacknowledged entries first
+        self._claim: str | None = "0-0"  # then the idle ones of others
+        self._claim_ms = max(0, int(claim_idle_seconds * 1000))
 
     def fetch(self, n: int, timeout: float) -> list[Message]:
         if self._pending is not None:
@@ -234,6 +239,14 @@ class RedisStream:
                 self._pending = entries[-1][0].decode()
                 return [self._message(i, f) for i, f in entries]
             self._pending = None
+        while self._claim is not None:
+            got = self._r.xautoclaim(self.stream, self.group, self.consumer,
+                                     self._claim_ms, start_id=self._claim, count=n)
+            after = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
+            self._claim = None if after == "0-0" else after
+            entries = [(i, f) for i, f in got[1] if i is not None]
+            if entries:
+                return [self._message(i, f) for i, f in entries]
         got = self._r.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                  count=n, block=max(1, int(timeout * 1000)))
         return [self._message(i, f) for i, f in (got[0][1] if got else [])]
@@ -413,7 +426,8 @@ def open_broker(spec, where: str = "broker", prefetch: int | None = None):
     return RedisStream(spec.broker, spec.queue, group=spec.group,
                        consumer=spec.consumer, password_env=spec.password_env,
                        payload_field=spec.payload_field,
-                       dead_letter=spec.dead_letter_queue, where=where)
+                       dead_letter=spec.dead_letter_queue, where=where,
+                       claim_idle_seconds=spec.claim_idle_seconds)
 
 
 __all__ = ["HEADER_PREFIX", "KafkaTopic", "Message", "RabbitQueue", "RedisStream",

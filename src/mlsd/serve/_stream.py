@@ -20,6 +20,7 @@ are answered twice (consumers keep the first by ``request_id``).
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -44,11 +45,13 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
                  max_messages: int | None = None, idle_seconds: float | None = None,
                  stop: threading.Event | None = None, handle_signals: bool = False,
                  on_batch: Callable[[dict[str, Any]], None] | None = None,
+                 on_ready: Callable[[], None] | None = None,
                  broker=None) -> dict[str, Any]:
     """Score the rows arriving on ``stream.queue`` (see the module) until
     ``stop``, a signal (``handle_signals``), ``max_messages`` or
     ``idle_seconds`` without a message. ``resolve`` names the model to serve
-    now (an alias's), checked every ``settings.reload_seconds``."""
+    now (an alias's), checked every ``settings.reload_seconds``; ``on_ready``
+    is called once the model is loaded and the broker answers."""
     from ..connectors._brokers import gather, open_broker, stop_on_signals
 
     settings = settings or ServeSpec()
@@ -62,6 +65,8 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
         return served
 
     served, folder = load(Path(model_dir)), Path(model_dir)
+    gc.collect()
+    gc.freeze()  # what is loaded now stays: out of the collector's walks
     client = broker or open_broker(stream, where="serve.stream")
     writer = None
     if log is not None:
@@ -80,6 +85,8 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     stats: dict[str, Any] = {"source": client.display, "messages": 0, "scored": 0,
                              "refused": 0, "batches": 0, "logged": 0, "swaps": 0,
                              "model_version": served.version, "stopped_by": ""}
+    if on_ready is not None:
+        on_ready()
     checked = last_message = time.monotonic()
 
     def heard(signal_name: str) -> None:
@@ -232,7 +239,8 @@ def project_stream(project, model: str | None = None,
     """`mlsd serve --stream` in a project: the model ``model`` names (default
     serve.model, else the champion, else the latest), ``serve.stream``'s
     broker, the project's prediction log, the model swapped when the alias
-    moves. ``kwargs`` go to :func:`serve_stream`."""
+    moves; ``serve.workers`` scoring processes. ``kwargs`` go to
+    :func:`serve_stream` (``max_messages`` is shared among the workers)."""
     from ..errors import SpecError
     from ._app import project_log
 
@@ -241,9 +249,102 @@ def project_stream(project, model: str | None = None,
         raise SpecError("serve.stream: no broker to score from; add serve.stream "
                         "(broker, queue, predictions, id_from) to mlsd.yaml")
     folder, _ = project.which_model(model)
+    if settings.workers > 1:
+        return _with_workers(project, model, settings, trust_unregistered, **kwargs)
     fixed = model is not None and Path(model).expanduser().is_dir()
     return serve_stream(folder, settings.stream, settings,
                         log=project_log(project, settings),
                         trust_unregistered=trust_unregistered,
                         resolve=None if fixed else (
                             lambda: project.which_model(model)[0]), **kwargs)
+
+
+SUMMED = ("messages", "scored", "refused", "batches", "logged", "swaps")
+
+
+def _as_worker(settings: ServeSpec, k: int) -> ServeSpec:
+    """Worker ``k``'s settings (0 is the first): one process, and on Redis a
+    consumer of its own in the group (the first keeps the configured name, so
+    a restart with one worker takes back what it left)."""
+    stream = settings.stream
+    if k:
+        stream = stream.model_copy(update={"consumer": f"{stream.consumer}.{k + 1}"})
+    return settings.model_copy(update={"workers": 1, "stream": stream})
+
+
+def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
+                  max_messages: int | None = None, stop: threading.Event | None = None,
+                  handle_signals: bool = False, **kwargs) -> dict[str, Any]:
+    """``settings.workers`` scoring processes on the same queue: this one and
+    ``workers - 1`` started here (each loads the model, logs its own batches,
+    and is a consumer of its own: RabbitMQ and Kafka share a queue's messages
+    among consumers, Redis among a group's consumers). Python scores one batch
+    at a time per process, so processes are how stream scoring uses more
+    than one core. A stop (signal, ``stop``) is passed on; the workers'
+    figures are summed."""
+    import multiprocessing
+
+    from ..errors import MlsdError
+
+    n = settings.workers
+    shares = [None] * n if max_messages is None else \
+        [max_messages // n + (k < max_messages % n) for k in range(n)]
+    conf = {"config": str(project.spec_path), "set": project.overrides,
+            "model": model, "trust": trust,
+            # what a worker can take (a callback or a client stays here)
+            "kwargs": {"idle_seconds": kwargs.get("idle_seconds")}}
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+    results = ctx.Queue()
+    ready = [ctx.Event() for _ in range(1, n)]
+    procs = [ctx.Process(target=_worker_main, name=f"mlsd-stream-{k + 1}",
+                         args=(conf, _as_worker(settings, k).model_dump(mode="json"),
+                               shares[k], k, results, ready[k - 1]))
+             for k in range(1, n)]
+    for p in procs:
+        p.start()
+    stop = stop or threading.Event()
+    try:
+        # all start together: a worker still loading would leave its share of
+        # the first batches to the others
+        for p, r in zip(procs, ready, strict=True):
+            while not r.wait(0.1) and p.is_alive() and not stop.is_set():
+                pass
+        mine = project_stream(project, model, _as_worker(settings, 0),
+                              trust_unregistered=trust, max_messages=shares[0],
+                              stop=stop, handle_signals=handle_signals, **kwargs)
+    finally:
+        if stop.is_set():  # a signal or the caller: every worker drains
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()  # SIGTERM: the batch in hand is finished
+        for p in procs:
+            p.join()
+    others = {}
+    while len(others) < len(procs) and not results.empty():
+        k, res = results.get()
+        others[k] = res
+    failed = [p.name for k, p in enumerate(procs, 1) if k not in others]
+    if failed:
+        raise MlsdError(f"serve --stream: worker {', '.join(failed)} ended without "
+                        f"its figures (exit code "
+                        f"{', '.join(str(p.exitcode) for p in procs)}); see its "
+                        f"error above")
+    every = [mine, *(others[k] for k in sorted(others))]
+    merged = {**mine, **{k: sum(w[k] for w in every) for k in SUMMED},
+              "workers": [{k: w[k] for k in ("source", "stopped_by", *SUMMED)}
+                          for w in every]}
+    return merged
+
+
+def _worker_main(conf: dict[str, Any], settings: dict[str, Any],
+                 max_messages: int | None, k: int, results, ready) -> None:
+    """A scoring process started by :func:`_with_workers`: the project as the
+    first process read it, its own consumer, its own prediction log writer."""
+    from ..runtime import Project
+
+    proj = Project(spec_path=Path(conf["config"]), overrides=conf["set"])
+    spec = type(proj.spec.serve).model_validate(settings)
+    res = project_stream(proj, conf["model"], spec, trust_unregistered=conf["trust"],
+                         max_messages=max_messages, handle_signals=True,
+                         on_ready=ready.set, **conf["kwargs"])
+    results.put((k, res))

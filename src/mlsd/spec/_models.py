@@ -392,6 +392,11 @@ class BrokerSourceSpec(_Strict):
                           "consumer's name in the group; a restarted consumer "
                           "with the same name takes its unacknowledged entries "
                           "again.")
+    claim_idle_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="Redis: entries another "
+        "consumer of the group has held this long without acknowledging them "
+        "are taken over at start (a consumer that died and is not started "
+        "again: fewer workers, a new name). Longer than a batch takes.")
     batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="A micro-"
                             "batch is committed when it holds this many messages...")
     batch_seconds: float = Field(default=5.0, gt=0, le=3600, description="... or "
