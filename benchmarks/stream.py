@@ -137,6 +137,84 @@ def _limit(kind: str, queue: str, n: int, batch: int, ready=None,
     return n / seconds, time.perf_counter()
 
 
+def _reply_client(kind: str, queue: str, out: str, batch: int, name: str, go,
+                  results) -> None:
+    """One of several plain request/response loops on one queue (a process):
+    fetch a batch, publish each body as its answer, acknowledge; until the
+    queue has been empty a second. Puts (messages, perf_counter of the last
+    acknowledgement): one clock for every process of the machine."""
+    got, last = 0, 0.0
+    if kind == "rabbitmq":
+        import pika
+
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+        ch, pub = conn.channel(), conn.channel()
+        pub.queue_declare(out, durable=True)
+        ch.basic_qos(prefetch_count=batch)
+        go.wait()
+        held = 0
+        for method, props, body in ch.consume(queue, auto_ack=False,
+                                              inactivity_timeout=1):
+            if method is None:
+                break
+            pub.basic_publish("", out, body, pika.BasicProperties(
+                message_id=props.message_id, delivery_mode=2))
+            held += 1
+            if held == batch or ch.get_waiting_message_count() == 0:
+                pub.basic_qos(prefetch_count=0)
+                ch.basic_ack(method.delivery_tag, multiple=True)
+                got, held, last = got + held, 0, time.perf_counter()
+        ch.cancel()
+        conn.close()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        go.wait()
+        while True:
+            resp = r.xreadgroup("limit", name, {queue: ">"}, count=batch, block=1000)
+            if not resp:
+                break
+            entries = resp[0][1]
+            pipe = r.pipeline(transaction=False)
+            for i, f in entries:
+                pipe.xadd(out, {"payload": f[b"payload"], "message_id": i})
+            pipe.execute()
+            r.xack(queue, "limit", *[i for i, _ in entries])
+            got, last = got + len(entries), time.perf_counter()
+        r.close()
+    results.put((got, last))
+
+
+def _limit_clients(kind: str, queue: str, n: int, batch: int, clients: int) -> float:
+    """The plain request/response loop in ``clients`` processes at once (as
+    many as mlsd's workers): messages/s from the start signal to the last
+    acknowledgement."""
+    ctx = multiprocessing.get_context("spawn")
+    go, results = ctx.Event(), ctx.Queue()
+    if kind == "redis":
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        r.xgroup_create(queue, "limit", id="0", mkstream=True)
+        r.close()
+    procs = [ctx.Process(target=_reply_client, args=(kind, queue, f"{queue}.out", batch,
+                                                     f"c{k}", go, results))
+             for k in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)  # connected and waiting
+    t = time.perf_counter()
+    go.set()
+    done = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    read = sum(g for g, _ in done)
+    if read != n:
+        raise SystemExit(f"{kind}: {clients} plain loops read {read} of {n}")
+    return n / (max(last for _, last in done) - t)
+
+
 def _mlsd(kind: str, queue: str, n: int, batch: int, work: Path, ready=None
           ) -> tuple[float, dict, float]:
     from mlsd.pipeline import Project, consume
@@ -200,19 +278,6 @@ def _through(kind: str, queue: str, n: int, consumer) -> float:
     return n / (end - started[0])
 
 
-def _answer_rate(r, stream: str, n: int) -> float:
-    """Answers a second on a Redis stream, from the server's own clock (its
-    entry ids are milliseconds): the answers after the first millisecond's,
-    over the time from that one to the last. Startup is left out, for the
-    plain loop as for mlsd's workers."""
-    ids = [int(i.split(b"-")[0]) for i, _ in r.xrange(stream)]
-    if len(ids) < n:
-        raise SystemExit(f"redis: {len(ids)} answers of {n} on {stream}")
-    first, last = min(ids), max(ids)
-    later = sum(1 for i in ids if i > first)
-    return later / max(last - first, 1) * 1000
-
-
 def _scoring(kind: str, n: int, work: Path, workers: int = 1) -> dict:
     """Stream scoring against the plain loop, on the trained example."""
     import pyarrow.csv as pacsv
@@ -224,7 +289,7 @@ def _scoring(kind: str, n: int, work: Path, workers: int = 1) -> dict:
     _, project = trained_example(work / "served", "mlsd-stream-bench-")
     rows = pacsv.read_csv(project / "data" / "new_posts.csv").to_pylist()
     bodies = [json.dumps(rows[i % len(rows)], default=str).encode() for i in range(n)]
-    qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(3)]
+    qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(4)]
     spec_file = project / "mlsd.yaml"
     original = spec_file.read_text()
     doc = yaml.safe_load(original)
@@ -235,25 +300,26 @@ def _scoring(kind: str, n: int, work: Path, workers: int = 1) -> dict:
         else "entry_id", "batch_rows": 500, "batch_seconds": 0.05}
     try:
         spec_file.write_text(yaml.safe_dump(doc, sort_keys=False))
-        for q in qs[:2]:
+        for q in (qs[0], qs[1], qs[3]):
             _publish_bodies(kind, q, bodies)
         limit, _ = _limit(kind, qs[0], n, 500, out=f"{qs[0]}.out")
+        limit_n = limit if workers == 1 else _limit_clients(kind, qs[3], n, 500,
+                                                            workers)
         proj = Project.of(project)
-        t = time.perf_counter()
-        res = project_stream(proj, max_messages=n, idle_seconds=5)
-        mine = res["scored"] / (time.perf_counter() - t)
-        if kind == "redis":  # both from the answers' own times: no startup
-            import redis
-
-            r = redis.Redis.from_url(REDIS)
-            limit, mine = _answer_rate(r, f"{qs[0]}.out", n), _answer_rate(r, qs[2], n)
-            r.close()
+        ready: list[float] = []
+        res = project_stream(proj, max_messages=n, idle_seconds=5,
+                             on_ready=lambda: ready.append(time.perf_counter()))
+        # from every worker loaded and connected to the last one's end
+        mine = res["scored"] / (time.perf_counter() - ready[0])
     finally:
         spec_file.write_text(original)
-        _drop(kind, [*qs, f"{qs[1]}.dead", f"{qs[0]}.out"])
+        _drop(kind, [*qs, f"{qs[1]}.dead", f"{qs[0]}.out", f"{qs[3]}.out"])
     return {"scoring_per_s": round(mine), "scoring_limit_per_s": round(limit),
-            "scoring_vs_limit": round(mine / limit, 3), "scored": res["scored"],
-            "logged": res["logged"], "scoring_workers": workers}
+            "scoring_vs_limit": round(mine / limit, 3),
+            "scoring_workers": workers,
+            "scoring_limit_same_processes_per_s": round(limit_n),
+            "scoring_vs_limit_same_processes": round(mine / limit_n, 3),
+            "scored": res["scored"], "logged": res["logged"]}
 
 
 def _publish_bodies(kind: str, queue: str, bodies: list[bytes]) -> None:
@@ -345,10 +411,12 @@ def main() -> None:
                 sc = _scoring(kind, min(n, a.scoring_messages), Path(tmp), a.workers)
                 results.setdefault(kind, {}).update(sc)
                 print(f"{kind:8s} stream scoring: plain loop "
-                      f"{sc['scoring_limit_per_s']}/s, mlsd serve --stream "
-                      f"{sc['scoring_per_s']}/s with {a.workers} worker(s) "
-                      f"({sc['scoring_vs_limit']:.2f} of the limit; "
-                      f"{sc['logged']} logged)", flush=True)
+                      f"{sc['scoring_limit_per_s']}/s (in {a.workers} processes: "
+                      f"{sc['scoring_limit_same_processes_per_s']}/s), mlsd serve "
+                      f"--stream --workers {a.workers} {sc['scoring_per_s']}/s "
+                      f"({sc['scoring_vs_limit']:.2f} of the limit, "
+                      f"{sc['scoring_vs_limit_same_processes']:.2f} of the loop in as "
+                      f"many processes; {sc['logged']} logged)", flush=True)
     summary = {"messages": n, "batch_rows": b, **results,
                "goal_half_the_limit": all(r[k] >= 0.5 for r in results.values()
                                           for k in ("mlsd_vs_limit",
