@@ -189,3 +189,99 @@ def test_a_redis_consumer_takes_over_what_a_gone_one_left_unacknowledged():
     finally:
         r.delete(stream)
         r.close()
+
+
+def test_sigterm_drains_every_scoring_process_on_rabbitmq(project):
+    """`mlsd serve --stream --workers 2` on one RabbitMQ queue, stopped by a
+    SIGTERM to the command: both workers finish the batch in hand, what was
+    answered was acknowledged, the rest waits in the queue; nothing twice,
+    nothing lost."""
+    require_service("RabbitMQ", 5672)
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pika
+
+    requests, predictions = (f"mlsd-test-{secrets.token_hex(4)}" for _ in range(2))
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    ch = conn.channel()
+    ch.queue_declare(requests, durable=True)
+    proj = _with_stream(project, broker="rabbitmq://guest@127.0.0.1:5672/",
+                        queue=requests, predictions=predictions,
+                        id_from="message_id", batch_rows=50, batch_seconds=0.05)
+    rows = _rows(proj.root, 100)
+    n = 20_000
+    try:
+        for i in range(n):
+            ch.basic_publish("", requests, json.dumps(rows[i % len(rows)]).encode(),
+                             pika.BasicProperties(message_id=f"r{i}"))
+        proc = subprocess.Popen([sys.executable, "-m", "mlsd", "serve", "--stream",
+                                 "--workers", "2"], cwd=proj.root, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "NO_COLOR": "1"})
+        ch.queue_declare(predictions, durable=True)
+        deadline = time.monotonic() + 120
+        while _queue_depth(ch, predictions) < 500 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        res = json.loads(out)
+        assert res["stopped_by"] == "SIGTERM"
+        assert [w["stopped_by"] for w in res["workers"]] == ["SIGTERM", "SIGTERM"]
+        assert all(w["scored"] > 0 for w in res["workers"])
+        answered = [d["request_id"] for _, d in _drain(ch, predictions)]
+        assert len(answered) == len(set(answered)) == res["scored"] < n
+        assert _queue_depth(ch, requests) == n - res["scored"]  # the rest waits
+    finally:
+        ch.queue_delete(requests)
+        ch.queue_delete(predictions)
+        conn.close()
+
+
+def test_a_scoring_worker_stops_when_its_parent_is_killed(project):
+    """SIGKILL to `mlsd serve --stream --workers 2` (no handler runs): the
+    worker it started notices it is orphaned and stops after its batch,
+    rather than scoring on unsupervised."""
+    require_service("Redis", 6379)
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import redis
+
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    requests, predictions = (f"mlsd-test-{secrets.token_hex(4)}" for _ in range(2))
+    proj = _with_stream(project, broker="redis://127.0.0.1:6379/0", queue=requests,
+                        predictions=predictions, id_from="entry_id", batch_rows=20)
+    row = json.dumps(_rows(proj.root, 1)[0])
+    try:
+        r.xadd(requests, {"payload": row})
+        proc = subprocess.Popen([sys.executable, "-m", "mlsd", "serve", "--stream",
+                                 "--workers", "2"], cwd=proj.root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while r.xlen(predictions) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+        workers = [int(c) for c in children.split()
+                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(workers) == 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{workers[0]}").exists()
+    finally:
+        for pid in locals().get("workers", []):
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+        r.delete(requests, predictions, f"{requests}.dead")
+        r.close()

@@ -51,7 +51,8 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     ``stop``, a signal (``handle_signals``), ``max_messages`` or
     ``idle_seconds`` without a message. ``resolve`` names the model to serve
     now (an alias's), checked every ``settings.reload_seconds``; ``on_ready``
-    is called once the model is loaded and the broker answers."""
+    is called once the model is loaded and the broker answers, before the
+    first fetch (it may wait; a signal meanwhile sets ``stop``)."""
     from ..connectors._brokers import gather, open_broker, stop_on_signals
 
     settings = settings or ServeSpec()
@@ -85,14 +86,15 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     stats: dict[str, Any] = {"source": client.display, "messages": 0, "scored": 0,
                              "refused": 0, "batches": 0, "logged": 0, "swaps": 0,
                              "model_version": served.version, "stopped_by": ""}
-    if on_ready is not None:
-        on_ready()
     checked = last_message = time.monotonic()
 
     def heard(signal_name: str) -> None:
         stats["stopped_by"] = signal_name
     try:
         with stop_on_signals(stop, handle_signals, heard):
+            if on_ready is not None:  # a signal meanwhile is heard: stop is set
+                on_ready()
+                checked = last_message = time.monotonic()
             while not stop.is_set():
                 if resolve is not None and settings.reload_seconds > 0 and \
                         time.monotonic() - checked >= settings.reload_seconds:
@@ -274,51 +276,68 @@ def _as_worker(settings: ServeSpec, k: int) -> ServeSpec:
 
 def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
                   max_messages: int | None = None, stop: threading.Event | None = None,
-                  handle_signals: bool = False, **kwargs) -> dict[str, Any]:
+                  handle_signals: bool = False,
+                  on_ready: Callable[[], None] | None = None,
+                  **kwargs) -> dict[str, Any]:
     """``settings.workers`` scoring processes on the same queue: this one and
     ``workers - 1`` started here (each loads the model, logs its own batches,
     and is a consumer of its own: RabbitMQ and Kafka share a queue's messages
     among consumers, Redis among a group's consumers). Python scores one batch
     at a time per process, so processes are how stream scoring uses more
-    than one core. A stop (signal, ``stop``) is passed on; the workers'
-    figures are summed."""
+    than one core. They start fetching together, once every one has loaded
+    the model; a stop (a signal here, ``stop``) is passed on to every worker,
+    which finishes its batch; a worker whose parent is gone stops too. The
+    workers' figures are summed."""
     import multiprocessing
+    import os
 
+    from ..connectors._brokers import stop_on_signals
     from ..errors import MlsdError
 
     n = settings.workers
     shares = [None] * n if max_messages is None else \
         [max_messages // n + (k < max_messages % n) for k in range(n)]
     conf = {"config": str(project.spec_path), "set": project.overrides,
-            "model": model, "trust": trust,
+            "model": model, "trust": trust, "parent": os.getpid(),
             # what a worker can take (a callback or a client stays here)
             "kwargs": {"idle_seconds": kwargs.get("idle_seconds")}}
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    results = ctx.Queue()
+    results, go = ctx.Queue(), ctx.Event()
     ready = [ctx.Event() for _ in range(1, n)]
     procs = [ctx.Process(target=_worker_main, name=f"mlsd-stream-{k + 1}",
                          args=(conf, _as_worker(settings, k).model_dump(mode="json"),
-                               shares[k], k, results, ready[k - 1]))
+                               shares[k], k, results, ready[k - 1], go))
              for k in range(1, n)]
-    for p in procs:
-        p.start()
     stop = stop or threading.Event()
-    try:
-        # all start together: a worker still loading would leave its share of
-        # the first batches to the others
+    heard: list[str] = []
+
+    def all_ready() -> None:
+        # a worker still loading would leave its share of the first batches
+        # to the others: every one is ready, then all fetch
         for p, r in zip(procs, ready, strict=True):
             while not r.wait(0.1) and p.is_alive() and not stop.is_set():
                 pass
-        mine = project_stream(project, model, _as_worker(settings, 0),
-                              trust_unregistered=trust, max_messages=shares[0],
-                              stop=stop, handle_signals=handle_signals, **kwargs)
-    finally:
-        if stop.is_set():  # a signal or the caller: every worker drains
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()  # SIGTERM: the batch in hand is finished
+        go.set()
+        if on_ready is not None:
+            on_ready()
+    with stop_on_signals(stop, handle_signals, heard.append):
         for p in procs:
-            p.join()
+            p.start()
+        try:
+            mine = project_stream(project, model, _as_worker(settings, 0),
+                                  trust_unregistered=trust, max_messages=shares[0],
+                                  stop=stop, on_ready=all_ready, **kwargs)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            go.set()
+            if stop.is_set():  # a signal or the caller: every worker drains
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()  # SIGTERM: the batch in hand is finished
+            for p in procs:
+                p.join()
     others = {}
     while len(others) < len(procs) and not results.empty():
         k, res = results.get()
@@ -330,21 +349,41 @@ def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
                         f"{', '.join(str(p.exitcode) for p in procs)}); see its "
                         f"error above")
     every = [mine, *(others[k] for k in sorted(others))]
-    merged = {**mine, **{k: sum(w[k] for w in every) for k in SUMMED},
-              "workers": [{k: w[k] for k in ("source", "stopped_by", *SUMMED)}
-                          for w in every]}
-    return merged
+    if heard:
+        mine["stopped_by"] = heard[0]
+    return {**mine, **{k: sum(w[k] for w in every) for k in SUMMED},
+            "workers": [{k: w[k] for k in ("source", "stopped_by", *SUMMED)}
+                        for w in every]}
 
 
 def _worker_main(conf: dict[str, Any], settings: dict[str, Any],
-                 max_messages: int | None, k: int, results, ready) -> None:
+                 max_messages: int | None, k: int, results, ready, go) -> None:
     """A scoring process started by :func:`_with_workers`: the project as the
-    first process read it, its own consumer, its own prediction log writer."""
+    first process read it, its own consumer, its own prediction log writer;
+    it fetches once every worker is ready, and stops if its parent is gone."""
+    import os
+
     from ..runtime import Project
 
+    stop = threading.Event()
+
+    def orphaned() -> bool:
+        if os.getppid() != conf["parent"]:
+            stop.set()
+        return stop.is_set()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            orphaned()
+
+    def wait_for_all() -> None:
+        ready.set()
+        while not go.wait(0.2) and not orphaned():
+            pass
+    threading.Thread(target=watch, name="mlsd-parent-watch", daemon=True).start()
     proj = Project(spec_path=Path(conf["config"]), overrides=conf["set"])
     spec = type(proj.spec.serve).model_validate(settings)
     res = project_stream(proj, conf["model"], spec, trust_unregistered=conf["trust"],
-                         max_messages=max_messages, handle_signals=True,
-                         on_ready=ready.set, **conf["kwargs"])
+                         max_messages=max_messages, handle_signals=True, stop=stop,
+                         on_ready=wait_for_all, **conf["kwargs"])
     results.put((k, res))
