@@ -433,3 +433,27 @@ def test_progress_names_are_never_cut_on_a_narrow_terminal(tmp_path):
     assert any(f"ingest {name}" in ln for ln in drawn), drawn
     table = [ln for ln in text.splitlines() if ln.startswith("│ a_rather")]
     assert table and name in table[0] and " 40 " in table[0], table
+
+
+def test_the_run_summary_says_the_top_quarantine_reasons_on_either_engine(ran_project):
+    """The printed summary names the top quarantine reasons (a Spark run's
+    lines once hid them on DuckDB), and on Spark where each part ran."""
+    from mlsd.cli._common import out
+    from mlsd.cli._run import print_summary
+
+    _, summary = ran_project
+    assert summary["top_reasons"]
+    with out.capture() as cap:
+        print_summary(summary)
+    text = cap.get()
+    assert "Top quarantine reasons:" in text and "on spark" not in text
+    on_spark = {**summary, "engine": "spark local[2]",
+                "features": {**summary["features"], "analysed_on": "spark local[2]"},
+                "fit": {**summary["fit"], "engine": "spark"}}
+    with out.capture() as cap:
+        print_summary(on_spark)
+    text = cap.get()
+    for line in ("Top quarantine reasons:",
+                 "Files read and validated on spark local[2]",
+                 "Features analysed on spark local[2]", "Model fitted on the driver"):
+        assert line in text

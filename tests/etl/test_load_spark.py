@@ -223,6 +223,9 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     assert mine.last_write("training", name)["mlsd.write_id"] == \
         theirs.last_write("training", name)["mlsd.write_id"]
     assert spark["split"] == local["split"]
+    # the features analysed by Spark (Ibis's PySpark backend) on the train split
+    assert spark["features"]["analysed_on"] == "spark local[2]"
+    assert local["features"]["analysed_on"] == "duckdb"
     assert spark["model"]["metrics"] == local["model"]["metrics"]
     fit = spark["fit"]  # the run says where the model was fitted, on what
     assert (fit["on"], fit["engine"], fit["from"]) == (

@@ -230,13 +230,15 @@ def print_summary(s: dict[str, Any]) -> None:
         print_hints(s["sources"])
         if s.get("engine", "duckdb") != "duckdb":
             out.print(f"Files read and validated on {s['engine']}.")
+        if s["top_reasons"]:
+            out.print("Top quarantine reasons: " + ", ".join(
+                f"{k} ({v})" for k, v in s["top_reasons"]))
+    if (on := (s.get("features") or {}).get("analysed_on", "duckdb")) != "duckdb":
+        out.print(f"Features analysed on {on}.")
     if (fit := s.get("fit")) and fit.get("engine") != "duckdb":
         out.print(f"Model fitted on the driver: {fit['rows']:,} rows x "
                   f"{fit['inputs']:,} inputs ({fit['matrix_mib']} MiB), from "
                   f"{fit['from']}.")
-        if s["top_reasons"]:
-            out.print("Top quarantine reasons: " + ", ".join(
-                f"{k} ({v})" for k, v in s["top_reasons"]))
     if s.get("sample"):
         sm = s["sample"]
         out.print(f"Sample ({sm['method']}): {sm['rows']} of {sm['population']} "

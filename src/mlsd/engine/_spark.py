@@ -16,6 +16,7 @@ be installed there, and the lake must be on storage every node sees.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -28,6 +29,7 @@ import pyarrow as pa
 from ..errors import SpecError
 from ..spec import EngineSpec
 
+_views = itertools.count()
 _sessions: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
@@ -154,6 +156,17 @@ class SparkEngine:
         out = ids.mapInArrow(run, from_arrow_schema(schema)).toArrow()
         return out.cast(schema)
 
+    @property
+    def ibis(self) -> SparkIbis:
+        """The features' engine interface (``aggregate``, ``to_arrow``,
+        ``from_arrow``, ``batches``, ``forget``) on this session, through
+        Ibis's PySpark backend: the analyzers' Ibis expressions run as Spark
+        SQL unchanged."""
+        found = self.__dict__.get("_ibis")
+        if found is None:
+            found = self._ibis = SparkIbis(self.session)
+        return found
+
     def frame(self, lake, area: str, name: str, version: int | None = None):
         """One version of a lake dataset as a Spark DataFrame: its Parquet
         files, read by Spark (Delta's Spark package, which fetches jars at
@@ -238,3 +251,50 @@ class SparkEngine:
                 frame.unpersist()
         got.sort(key=lambda r: (r["p"], r["seq"]))  # the frame's order
         return [{k: r[k] for k in ("path", "size", "mtime", "rows")} for r in got]
+
+
+class SparkIbis:
+    """:class:`~mlsd.engine.DuckDBEngine`'s Ibis interface on a Spark session
+    (Ibis's PySpark backend): the feature analyzers' expressions compile to
+    Spark SQL (quantiles to Spark's exact ``percentile``, as DuckDB's
+    ``quantile_cont``). A DataFrame becomes an Ibis table as a temporary view
+    (:meth:`from_frame`); rows keep the DataFrame's order in
+    :meth:`batches` (Spark keeps a sort's order through projections)."""
+
+    name = "spark"
+    supports_streaming = True
+
+    def __init__(self, session):
+        import ibis
+
+        self.session = session
+        self.con = ibis.pyspark.connect(session)
+
+    def from_frame(self, frame):
+        """A Spark DataFrame as an Ibis table (a temporary view)."""
+        view = f"mlsd_{os.getpid()}_{next(_views)}"
+        frame.createOrReplaceTempView(view)
+        return self.con.table(view)
+
+    def from_arrow(self, table: pa.Table):
+        """An Arrow table (small: it goes through the driver) as an Ibis table."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return self.from_frame(self.session.createDataFrame(
+            table, schema=from_arrow_schema(table.schema)))
+
+    def forget(self, table) -> None:
+        name = table.get_name()
+        if name.startswith("mlsd_"):
+            self.session.catalog.dropTempView(name)
+
+    def to_arrow(self, expr) -> pa.Table:
+        return self.con.to_pyarrow(expr)
+
+    def batches(self, expr, rows: int = 65_536):
+        return self.con.to_pyarrow_batches(expr, chunk_size=rows)
+
+    def aggregate(self, table, **metrics) -> dict[str, Any]:
+        if not metrics:
+            return {}
+        return self.to_arrow(table.aggregate(**metrics)).to_pylist()[0]

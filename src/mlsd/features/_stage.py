@@ -158,6 +158,25 @@ def feature_table(pipeline: FeaturePipeline, train, shares: dict[str, float]
     return out
 
 
+def _train_rows(ctx: RunContext, training: DatasetRef, splits: DatasetRef, parts):
+    """The engine the features are analysed on, and the train split's rows as
+    its Ibis table, in ``_row`` order. On Spark: the training table's files
+    and the split's, joined by Spark (Ibis's PySpark backend then runs the
+    analyzers' expressions there); else the rows in memory on DuckDB."""
+    if ctx.spark is None:
+        return ctx.engine, ctx.engine.from_arrow(parts[TRAIN])
+    from pyspark.sql import functions as F
+
+    from ..trainingdata import ROW, SPLIT
+
+    spark = ctx.spark
+    rows = spark.frame(ctx.lake, training.area, training.name, training.version)
+    chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version)
+    train = rows.join(chosen.where(F.col(SPLIT) == TRAIN).select(ROW), ROW,
+                      "left_semi").orderBy(ROW)
+    return spark.ibis, spark.ibis.from_frame(train)
+
+
 @stage(writes={"features": "memory"}, settings=_settings, check=_check)
 def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
              ) -> StageResult:
@@ -168,10 +187,10 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
 
     spec = ctx.spec
     _, _, parts = split_parts(ctx, training, splits)
-    table = ctx.engine.from_arrow(parts[TRAIN])
+    engine, table = _train_rows(ctx, training, splits, parts)
     keep, dropped = list(spec.features), []
     limit = spec.feature_policy.drop_missing_above
-    shares = missing_shares(ctx.engine, table,
+    shares = missing_shares(engine, table,
                             list(dict.fromkeys(c for f in keep for c in f.inputs)))
     if limit is not None:
         from ._pipeline import feature_labels
@@ -192,7 +211,8 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
             raise SpecError(f"feature_policy.drop_missing_above: {limit} leaves out "
                             f"every feature")
     pipeline = FeaturePipeline(transforms=[transform_for(f, ctx.root) for f in keep])
-    pipeline.analyze(ctx.engine, table, target=_target(ctx))
+    pipeline.analyze(engine, table, target=_target(ctx))
+    engine.forget(table)
     X = feature_matrices(ctx, pipeline, training, splits)
     table = feature_table(pipeline, parts[TRAIN], shares)
     # the missing share of each column in every split (train decides; valid and
@@ -206,12 +226,16 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
         row["missing_by_split"] = {name: round(max(v[c] for c in row["columns"]), 4)
                                    for name, v in by_split.items()}
     note = f"{X[TRAIN].shape[1]} inputs from {len(pipeline.columns)} columns"
+    if engine is not ctx.engine:
+        note += f", analysed on {ctx.spark.name} {ctx.spark.describe()}"
     if dropped:
         note += f"; left out {', '.join(d['feature'] for d in dropped)} (missing)"
     return StageResult(
         outputs={"features": pipeline}, note=note,
         summary={"features": {
             "inputs": int(X[TRAIN].shape[1]), "dropped": dropped, "table": table,
+            "analysed_on": "duckdb" if ctx.spark is None else
+            f"{ctx.spark.name} {ctx.spark.describe()}",
             "notes": pipeline.notes(),
             "missing_share": {c: round(v, 4) for c, v in shares.items()},
             "missing_by_split": {name: {c: round(x, 4) for c, x in v.items()}

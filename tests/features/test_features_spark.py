@@ -1,0 +1,88 @@
+"""The feature analyzers on Spark (Ibis's PySpark backend) learn the state
+they learn on DuckDB, from the same rows: quantiles, means, vocabularies,
+category counts with ties and missing values, hashed n-gram reports,
+out-of-fold target statistics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mlsd.engine import DuckDBEngine
+from mlsd.features._base import Target
+from mlsd.features._pipeline import FeaturePipeline, transform_for
+from mlsd.spec import parse_spec
+from tests.etl.test_load_spark import _close
+
+pytestmark = pytest.mark.slow
+
+FEATURES = [
+    {"column": "n"},
+    {"column": "n", "encode": "bins", "strategy": "quantile", "bins": 4},
+    {"column": "m", "encode": "bins", "bins": 3, "output": "ordinal"},
+    {"column": "c", "encode": "onehot", "max_categories": 3},
+    {"column": "c", "encode": "frequency"},
+    {"column": "c", "encode": "ordinal"},
+    {"column": "c", "encode": "target", "folds": 3, "smoothing": 2},
+    {"column": "c", "encode": "hashing", "buckets": 16},
+    {"columns": ["c", "d"], "encode": "cross", "buckets": 32},
+    {"columns": ["n", "c"], "encode": "cross", "bins": 3, "buckets": 32},
+    {"columns": ["n", "m"], "encode": "cross"},
+    {"columns": ["n", "m"], "encode": "fourier", "dim": 4},
+    {"column": "at", "encode": "periodic", "period": "24h", "harmonics": 2},
+    {"column": "at", "encode": ["hour", "weekday"]},
+    {"column": "txt", "encode": "tfidf", "max_features": 30, "min_df": 2},
+    {"column": "txt", "encode": "hashed_ngrams", "buckets": 64},
+]
+
+
+def _rows(n: int = 600) -> pa.Table:
+    rng = np.random.default_rng(7)
+    cats = ["a", "b", "c", "d", None]  # ties among the counts below, and missing
+    words = ["free", "crypto", "offer", "meeting", "notes", "Ünïcode", "x"]
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return pa.table({
+        "_row": pa.array(np.arange(n), pa.int64()),
+        "n": pa.array([None if i % 17 == 0 else float(rng.integers(0, 50))
+                       for i in range(n)], pa.float64()),
+        "m": pa.array(rng.normal(size=n)),
+        "c": pa.array([cats[i % 5] if i % 7 else cats[i % 3] for i in range(n)]),
+        "d": pa.array([("u", "v")[i % 2] for i in range(n)]),
+        "at": pa.array([start + timedelta(minutes=37 * i) for i in range(n)],
+                       pa.timestamp("us", tz="UTC")),
+        "txt": pa.array([" ".join(rng.choice(words, size=rng.integers(0, 6)))
+                         if i % 11 else None for i in range(n)]),
+        "y": pa.array([bool(i % 3 == 0) for i in range(n)]),
+    })
+
+
+def _pipeline(features) -> FeaturePipeline:
+    spec = parse_spec({"name": "t", "problem": {"task": "binary", "target": "y"},
+                       "sources": {"s": {"path": "s.csv"}}, "features": features})
+    return FeaturePipeline(transforms=[transform_for(f, None) for f in spec.features])
+
+
+def _state(pipeline: FeaturePipeline) -> dict:
+    return json.loads(pipeline.to_json())
+
+
+def test_every_feature_kind_learns_the_same_state_on_spark(spark_engine):
+    rows = _rows()
+    target = Target(column="y", task="binary", positive=True)
+    local = _pipeline(FEATURES)
+    duck = DuckDBEngine()
+    local.analyze(duck, duck.from_arrow(rows), target=target)
+    there = _pipeline(FEATURES)
+    ibis_spark = spark_engine.ibis
+    table = ibis_spark.from_arrow(rows)
+    there.analyze(ibis_spark, table, target=target)
+    ibis_spark.forget(table)
+    assert _close(_state(there), _state(local))
+    # and so the same matrix, out-of-fold target values included
+    a = local.apply(rows, training=True)
+    b = there.apply(rows, training=True)
+    assert a.shape == b.shape and abs(a - b).max() < 1e-9
