@@ -455,5 +455,6 @@ def test_the_run_summary_says_the_top_quarantine_reasons_on_either_engine(ran_pr
     text = cap.get()
     for line in ("Top quarantine reasons:",
                  "Files read and validated on spark local[2]",
-                 "Features analysed on spark local[2]", "Model fitted on the driver"):
+                 "Features analysed and applied on spark local[2]",
+                 "Model fitted on the driver"):
         assert line in text

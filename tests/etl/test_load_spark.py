@@ -226,6 +226,9 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     # the features analysed by Spark (Ibis's PySpark backend) on the train split
     assert spark["features"]["analysed_on"] == "spark local[2]"
     assert local["features"]["analysed_on"] == "duckdb"
+    # and applied by Spark tasks: the same matrices, so the same model
+    assert spark["features"]["applied_on"] == "spark local[2]"
+    assert spark["features"]["inputs"] == local["features"]["inputs"]
     assert spark["model"]["metrics"] == local["model"]["metrics"]
     fit = spark["fit"]  # the run says where the model was fitted, on what
     assert (fit["on"], fit["engine"], fit["from"]) == (

@@ -234,7 +234,7 @@ def print_summary(s: dict[str, Any]) -> None:
             out.print("Top quarantine reasons: " + ", ".join(
                 f"{k} ({v})" for k, v in s["top_reasons"]))
     if (on := (s.get("features") or {}).get("analysed_on", "duckdb")) != "duckdb":
-        out.print(f"Features analysed on {on}.")
+        out.print(f"Features analysed and applied on {on}.")
     if (fit := s.get("fit")) and fit.get("engine") != "duckdb":
         out.print(f"Model fitted on the driver: {fit['rows']:,} rows x "
                   f"{fit['inputs']:,} inputs ({fit['matrix_mib']} MiB), from "

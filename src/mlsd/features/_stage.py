@@ -27,9 +27,72 @@ def feature_matrices(ctx: RunContext, pipeline: FeaturePipeline,
         fitted = pipeline
         if pipeline.supervised and not pipeline.has_training_state:
             fitted = _refit(ctx, pipeline, parts[TRAIN])
+        if ctx.spark is not None:
+            return _apply_on_spark(ctx, fitted, training, splits,
+                                   {p: t.num_rows for p, t in parts.items()})
         return {p: fitted.apply(t, training=p == TRAIN) for p, t in parts.items()}
     return ctx.memo(("features.matrices", pipeline.digest(), training.node,
                      splits.node), make)
+
+
+def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
+                    training: DatasetRef, splits: DatasetRef, sizes: dict[str, int]
+                    ) -> dict[str, sp.csr_matrix]:
+    """Every split's matrix made by Spark tasks: the training table's files
+    joined with the split by Spark, each task applying the fitted pipeline
+    (shipped to it, out-of-fold statistics included: a training row's fold
+    comes from its ``_row``) to its Arrow batches, split by split; the sparse
+    rows come back as Arrow lists and are put in ``_row`` order, the order of
+    the local matrices."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import scipy.sparse as sp
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from ..errors import DataError
+    from ..trainingdata import ROW, SPLIT
+
+    spark = ctx.spark
+    cols = list(dict.fromkeys([*pipeline.columns, ROW]))
+    rows = spark.frame(ctx.lake, training.area, training.name, training.version)
+    chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version)
+    frame = rows.select(*cols).join(chosen.select(ROW, SPLIT), ROW)
+    out = pa.schema([(ROW, pa.int64()), (SPLIT, pa.string()),
+                     ("j", pa.list_(pa.int32())), ("x", pa.list_(pa.float64()))])
+    names = list(sizes)
+
+    def task(batches):
+        for batch in batches:
+            t = pa.Table.from_batches([batch])
+            for name in names:
+                part = t.filter(pc.equal(t[SPLIT], name))
+                if not part.num_rows:
+                    continue
+                X = pipeline.apply(part, training=name == TRAIN).tocsr()
+                X.sort_indices()
+                indptr = pa.array(X.indptr.astype(np.int32))
+                j = pa.array(X.indices.astype(np.int32))
+                yield pa.RecordBatch.from_arrays([
+                    part[ROW].combine_chunks(), part[SPLIT].combine_chunks(),
+                    pa.ListArray.from_arrays(indptr, j),
+                    pa.ListArray.from_arrays(indptr, pa.array(X.data))], schema=out)
+    got = frame.mapInArrow(task, from_arrow_schema(out)).toArrow()
+    width = len(pipeline.names())
+    matrices = {}
+    for name in names:
+        part = got.filter(pc.equal(got[SPLIT], name))
+        part = part.take(pc.sort_indices(part, [(ROW, "ascending")]))
+        if part.num_rows != sizes[name]:
+            raise DataError(f"features: Spark gave {part.num_rows} rows of the "
+                            f"{name} split, which has {sizes[name]}")
+        j = part["j"].combine_chunks()
+        x = part["x"].combine_chunks()
+        indptr = np.asarray(j.offsets) - j.offsets[0].as_py()
+        matrices[name] = sp.csr_matrix(
+            (np.asarray(x.flatten(), np.float64), np.asarray(j.flatten(), np.int32),
+             indptr), shape=(part.num_rows, width))
+    return matrices
 
 
 def _target(ctx: RunContext):
@@ -227,7 +290,7 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
                                    for name, v in by_split.items()}
     note = f"{X[TRAIN].shape[1]} inputs from {len(pipeline.columns)} columns"
     if engine is not ctx.engine:
-        note += f", analysed on {ctx.spark.name} {ctx.spark.describe()}"
+        note += f", analysed and applied on {ctx.spark.name} {ctx.spark.describe()}"
     if dropped:
         note += f"; left out {', '.join(d['feature'] for d in dropped)} (missing)"
     return StageResult(
@@ -235,6 +298,8 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
         summary={"features": {
             "inputs": int(X[TRAIN].shape[1]), "dropped": dropped, "table": table,
             "analysed_on": "duckdb" if ctx.spark is None else
+            f"{ctx.spark.name} {ctx.spark.describe()}",
+            "applied_on": "driver" if ctx.spark is None else
             f"{ctx.spark.name} {ctx.spark.describe()}",
             "notes": pipeline.notes(),
             "missing_share": {c: round(v, 4) for c, v in shares.items()},
