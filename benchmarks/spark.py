@@ -17,7 +17,15 @@ any timing (its start is printed apart: a cluster's session outlives a load).
 Both engines' stored rows are checked equal at the smallest size. Prints
 rows/s per engine, size and variant; the last line is one JSON object.
 
+``--features``: instead, after one ingest per engine, the stages after it up
+to the features (the training table, the split, the feature analysis and
+apply) on each engine, timed per stage from the run summary, on features of
+every family (numbers, a one-hot, a hashed e-mail, hashed n-grams of a text,
+time parts; target ``f0``); the matrices' widths and the models' inputs are
+checked equal.
+
     python benchmarks/spark.py --rows 1000000,3000000,10000000
+    python benchmarks/spark.py --features --rows 1000000,3000000
 """
 
 from __future__ import annotations
@@ -50,6 +58,46 @@ def _project(folder: Path, csv: Path, engine: str, unique: bool) -> Path:
     return folder
 
 
+FEATURES = [{"column": "i1"}, {"column": "f1"}, {"column": "c1", "encode": "onehot"},
+            {"column": "e0", "encode": "hashing", "buckets": 1024},
+            {"column": "s0", "encode": "hashed_ngrams", "buckets": 4096},
+            {"column": "t0", "encode": ["hour", "weekday"]}]
+STAGES = ("table", "split", "features")
+
+
+def _features(work: Path, csv: Path, n: int) -> dict:
+    """The training table, split and features on each engine (after one
+    ingest, not timed): seconds per stage."""
+    from mlsd.pipeline import run
+
+    row: dict = {}
+    inputs = {}
+    for kind in ("duckdb", "spark"):
+        folder = _project(work / f"{kind}-features", csv, kind, unique=False)
+        doc = yaml.safe_load((folder / "mlsd.yaml").read_text())
+        doc["features"] = FEATURES
+        (folder / "mlsd.yaml").write_text(yaml.safe_dump(doc))
+        run(folder, until="ingest")
+        summary = run(folder, until="features")
+        took = {e["stage"]: e["seconds"] for e in summary["stages"]
+                if e["stage"] in STAGES}
+        inputs[kind] = summary["features"]["inputs"]
+        for stage in STAGES:
+            row[f"{kind}_{stage}_seconds"] = took.get(stage)
+        row[f"{kind}_seconds"] = round(sum(v or 0 for v in took.values()), 2)
+        shutil.rmtree(folder, ignore_errors=True)
+    if inputs["duckdb"] != inputs["spark"]:
+        raise SystemExit(f"{n} rows: the engines' matrices differ: {inputs}")
+    row["spark_vs_duckdb"] = round(row["duckdb_seconds"] / row["spark_seconds"], 2)
+    def each(kind: str) -> str:
+        parts = ", ".join(f"{st} {row[kind + '_' + st + '_seconds']}" for st in STAGES)
+        return f"{row[kind + '_seconds']:6.1f} s ({parts})"
+    print(f"{n:>11,} rows, training+split+features: duckdb {each('duckdb')}, "
+          f"spark local[2] {each('spark')}: {row['spark_vs_duckdb']:.2f}x",
+          file=sys.stderr, flush=True)
+    return row
+
+
 def _ingest(folder: Path) -> tuple[float, dict]:
     from mlsd.pipeline import run
 
@@ -63,6 +111,8 @@ def main() -> None:
     ap.add_argument("--rows", default="1000000,3000000,10000000",
                     help="comma-separated sizes (rows)")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--features", action="store_true",
+                    help="time the training table, split and features instead")
     a = ap.parse_args()
     sizes = [int(x) for x in a.rows.split(",")]
     work = a.work or Path(tempfile.mkdtemp(prefix="mlsd-spark-bench-"))
@@ -87,6 +137,9 @@ def main() -> None:
             print(f"{n:,} rows ({csv.stat().st_size / 2**20:,.0f} MiB) written in "
                   f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         row: dict = {"mib": round(csv.stat().st_size / 2**20)}
+        if a.features:
+            results["sizes"][n] = {**row, **_features(work, csv, n)}
+            continue
         for unique in (True, False):
             variant = "unique" if unique else "no-unique"
             totals = {}

@@ -229,6 +229,8 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     # and applied by Spark tasks: the same matrices, so the same model
     assert spark["features"]["applied_on"] == "spark local[2]"
     assert spark["features"]["inputs"] == local["features"]["inputs"]
+    # the tasks' files were read and removed
+    assert not list((there / ".mlsd" / "lake" / "tmp").glob("features-*"))
     assert spark["model"]["metrics"] == local["model"]["metrics"]
     fit = spark["fit"]  # the run says where the model was fitted, on what
     assert (fit["on"], fit["engine"], fit["from"]) == (

@@ -156,6 +156,45 @@ class SparkEngine:
         out = ids.mapInArrow(run, from_arrow_schema(schema)).toArrow()
         return out.cast(schema)
 
+    def gather(self, frame, fn: Callable[[pa.Table], pa.Table | None],
+               schema: pa.Schema, folder: Path) -> pa.Table:
+        """``fn`` of each of ``frame``'s Arrow batches, run by Spark tasks,
+        whose outputs the tasks write as Arrow IPC files in ``folder`` (which
+        every node must see) and which are read here, then deleted: large
+        outputs never pass through the JVM driver's memory (collecting 3
+        million rows of features that way lost task results past its heap).
+        Rows come in no set order: ``fn`` keeps what orders them."""
+        import shutil
+        import uuid
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        job = uuid.uuid4().hex[:12]
+
+        def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from pyspark import TaskContext
+
+            part = TaskContext.get().partitionId()
+            for i, batch in enumerate(batches):
+                out = fn(pa.Table.from_batches([batch]))
+                if out is None or not out.num_rows:
+                    continue
+                path = folder / f"{job}-p{part:06d}-b{i:06d}.arrow"
+                with pa.OSFile(str(path), "wb") as sink, \
+                        pa.ipc.new_file(sink, out.schema) as w:
+                    w.write_table(out.cast(schema))
+                yield pa.RecordBatch.from_pydict({"path": [path.name]})
+        try:
+            names = frame.mapInArrow(task, "path string").toArrow().column(
+                "path").to_pylist()
+            parts = []
+            for name in names:
+                with pa.memory_map(str(folder / name)) as source:
+                    parts.append(pa.ipc.open_file(source).read_all())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return pa.concat_tables(parts) if parts else schema.empty_table()
+
     @property
     def ibis(self) -> SparkIbis:
         """The features' engine interface (``aggregate``, ``to_arrow``,

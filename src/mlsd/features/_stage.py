@@ -42,13 +42,15 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
     joined with the split by Spark, each task applying the fitted pipeline
     (shipped to it, out-of-fold statistics included: a training row's fold
     comes from its ``_row``) to its Arrow batches, split by split; the sparse
-    rows come back as Arrow lists and are put in ``_row`` order, the order of
-    the local matrices."""
+    rows come back as Arrow lists in files the tasks write (not through the
+    JVM driver) and are put in ``_row`` order, the order of the local
+    matrices."""
+    import uuid
+
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import scipy.sparse as sp
-    from pyspark.sql.pandas.types import from_arrow_schema
 
     from ..errors import DataError
     from ..trainingdata import ROW, SPLIT
@@ -59,25 +61,29 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
     chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version)
     frame = rows.select(*cols).join(chosen.select(ROW, SPLIT), ROW)
     out = pa.schema([(ROW, pa.int64()), (SPLIT, pa.string()),
-                     ("j", pa.list_(pa.int32())), ("x", pa.list_(pa.float64()))])
+                     ("j", pa.large_list(pa.int32())),
+                     ("x", pa.large_list(pa.float64()))])
     names = list(sizes)
 
-    def task(batches):
-        for batch in batches:
-            t = pa.Table.from_batches([batch])
-            for name in names:
-                part = t.filter(pc.equal(t[SPLIT], name))
-                if not part.num_rows:
-                    continue
-                X = pipeline.apply(part, training=name == TRAIN).tocsr()
-                X.sort_indices()
-                indptr = pa.array(X.indptr.astype(np.int32))
-                j = pa.array(X.indices.astype(np.int32))
-                yield pa.RecordBatch.from_arrays([
-                    part[ROW].combine_chunks(), part[SPLIT].combine_chunks(),
-                    pa.ListArray.from_arrays(indptr, j),
-                    pa.ListArray.from_arrays(indptr, pa.array(X.data))], schema=out)
-    got = frame.mapInArrow(task, from_arrow_schema(out)).toArrow()
+    def apply(t: pa.Table) -> pa.Table:
+        done = []
+        for name in names:
+            part = t.filter(pc.equal(t[SPLIT], name))
+            if not part.num_rows:
+                continue
+            X = pipeline.apply(part, training=name == TRAIN).tocsr()
+            X.sort_indices()
+            indptr = pa.array(X.indptr.astype(np.int64))
+            j = pa.array(X.indices.astype(np.int32))
+            done.append(pa.table([
+                part[ROW].combine_chunks(), part[SPLIT].combine_chunks(),
+                pa.LargeListArray.from_arrays(indptr, j),
+                pa.LargeListArray.from_arrays(indptr, pa.array(X.data))], schema=out))
+        return pa.concat_tables(done) if done else None
+    # through files in the lake's scratch folder, not a collect: the matrices
+    # of millions of rows outgrow the JVM driver's heap
+    got = spark.gather(frame, apply, out,
+                       ctx.lake.root / "tmp" / f"features-{uuid.uuid4().hex[:12]}")
     width = len(pipeline.names())
     matrices = {}
     for name in names:
