@@ -143,3 +143,20 @@ def diabetes_project(folder: Path) -> Path:
     load_diabetes(as_frame=True).frame.to_csv(data, index=False)
     mlsd.init(folder / "proj", str(data), target="target")
     return folder / "proj"
+
+
+def stop_with_sigterm(proc: subprocess.Popen, ready, *, wait: float = 120) -> dict:
+    """Once ``ready()`` holds (or ``wait`` seconds passed), SIGTERM to
+    ``proc``, a command printing its JSON result: that result, the command
+    having ended cleanly (exit 0) within a minute."""
+    import json
+    import signal
+    import time
+
+    deadline = time.monotonic() + wait
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out)

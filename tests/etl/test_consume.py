@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import yaml
 
 from mlsd.errors import DataError
 from mlsd.pipeline import Project, consume, ingest, run
-from tests._helpers import require_service, run_cli
+from tests._helpers import require_service, run_cli, stop_with_sigterm
 
 RABBIT = "rabbitmq://guest@127.0.0.1:5672/"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -234,13 +232,7 @@ def test_sigterm_commits_and_acknowledges_what_was_fetched(tmp_path, rabbit):
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     # the batch never fills (100,000 rows, 10 minutes): only the signal ends it
-    deadline = time.monotonic() + 60
-    while _queue_unacked(ch, queue) < 500 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
-    res = json.loads(stdout)
+    res = stop_with_sigterm(proc, lambda: _queue_unacked(ch, queue) >= 500, wait=60)
     assert res["stopped_by"] == "SIGTERM" and res["stored"] == 500
     assert len(_stored(proj)) == 500 and _queue_depth(ch, queue) == 0
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from mlsd.pipeline import Project
 from mlsd.serve import create_app
 from mlsd.serve._stream import project_stream
-from tests._helpers import require_service, run_cli
+from tests._helpers import require_service, run_cli, stop_with_sigterm
 from tests.serve.test_production import _rows
 
 pytestmark = pytest.mark.slow
@@ -198,10 +198,8 @@ def test_sigterm_drains_every_scoring_process_on_rabbitmq(project):
     nothing lost."""
     require_service("RabbitMQ", 5672)
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     import pika
 
@@ -223,13 +221,7 @@ def test_sigterm_drains_every_scoring_process_on_rabbitmq(project):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "NO_COLOR": "1"})
         ch.queue_declare(predictions, durable=True)
-        deadline = time.monotonic() + 120
-        while _queue_depth(ch, predictions) < 500 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        res = json.loads(out)
+        res = stop_with_sigterm(proc, lambda: _queue_depth(ch, predictions) >= 500)
         assert res["stopped_by"] == "SIGTERM"
         assert [w["stopped_by"] for w in res["workers"]] == ["SIGTERM", "SIGTERM"]
         assert all(w["scored"] > 0 for w in res["workers"])
