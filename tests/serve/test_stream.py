@@ -5,6 +5,7 @@ the same prediction log."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 
 import pytest
@@ -275,5 +276,44 @@ def test_a_scoring_worker_stops_when_its_parent_is_killed(project):
         for pid in locals().get("workers", []):
             if Path(f"/proc/{pid}").exists():
                 os.kill(pid, signal.SIGKILL)
+        r.delete(requests, predictions, f"{requests}.dead")
+        r.close()
+
+
+def test_a_killed_scoring_worker_stops_the_command_with_an_error(project):
+    """One of `mlsd serve --stream --workers 2`'s processes killed (SIGKILL):
+    the command stops the other after its batch and fails, naming it, rather
+    than score on with half its workers unnoticed."""
+    require_service("Redis", 6379)
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import redis
+
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    requests, predictions = (f"mlsd-test-{secrets.token_hex(4)}" for _ in range(2))
+    proj = _with_stream(project, broker="redis://127.0.0.1:6379/0", queue=requests,
+                        predictions=predictions, id_from="entry_id", batch_rows=20)
+    try:
+        r.xadd(requests, {"payload": json.dumps(_rows(proj.root, 1)[0])})
+        proc = subprocess.Popen([sys.executable, "-m", "mlsd", "serve", "--stream",
+                                 "--workers", "2"], cwd=proj.root, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while r.xlen(predictions) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+        worker = next(int(c) for c in children.split()
+                      if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text())
+        os.kill(worker, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in err, err  # mlsd's error
+        assert "worker mlsd-stream-2 (exit code -9) ended on its own" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         r.delete(requests, predictions, f"{requests}.dead")
         r.close()

@@ -286,8 +286,9 @@ def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
     at a time per process, so processes are how stream scoring uses more
     than one core. They start fetching together, once every one has loaded
     the model; a stop (a signal here, ``stop``) is passed on to every worker,
-    which finishes its batch; a worker whose parent is gone stops too. The
-    workers' figures are summed."""
+    which finishes its batch; a worker whose parent is gone stops too, and a
+    worker that ends on its own (a crash, a kill) stops them all and the call
+    fails. The workers' figures are summed."""
     import multiprocessing
     import os
 
@@ -320,9 +321,23 @@ def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
         go.set()
         if on_ready is not None:
             on_ready()
+    lost: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        # a worker that ends on its own before a stop (a crash, a kill)
+        # stops them all: the command then fails, naming it, so whatever
+        # supervises it restarts the whole set rather than run short
+        while not done.wait(0.5) and not stop.is_set():
+            for p in procs:
+                if p.exitcode not in (None, 0) and not stop.is_set():
+                    lost.append(f"{p.name} (exit code {p.exitcode})")
+                    stop.set()
+                    return
     with stop_on_signals(stop, handle_signals, heard.append):
         for p in procs:
             p.start()
+        threading.Thread(target=watch, name="mlsd-stream-watch", daemon=True).start()
         try:
             mine = project_stream(project, model, _as_worker(settings, 0),
                                   trust_unregistered=trust, max_messages=shares[0],
@@ -338,6 +353,11 @@ def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
                         p.terminate()  # SIGTERM: the batch in hand is finished
             for p in procs:
                 p.join()
+    done.set()  # the watch ends
+    if lost:
+        raise MlsdError(f"serve --stream: worker {lost[0]} ended on its own; every "
+                        f"worker was stopped after its batch (what they answered "
+                        f"is acknowledged, the rest waits in the queue)")
     others = {}
     while len(others) < len(procs) and not results.empty():
         k, res = results.get()
