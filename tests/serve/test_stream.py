@@ -88,6 +88,16 @@ def test_rows_from_rabbitmq_get_the_rest_answers_and_are_logged(project):
     assert sorted(r["request_id"] for r in log) == sorted(f"r{i}" for i in range(30))
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The scoring processes `mlsd serve --stream --workers` (process ``pid``)
+    started (multiprocessing's spawned children, not its resource tracker)."""
+    from pathlib import Path
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+
+
 def _queue_depth(ch, queue: str) -> int:
     return ch.queue_declare(queue, passive=True).method.message_count
 
@@ -262,9 +272,7 @@ def test_a_scoring_worker_stops_when_its_parent_is_killed(project):
         deadline = time.monotonic() + 120
         while r.xlen(predictions) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
-        workers = [int(c) for c in children.split()
-                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        workers = _workers_of(proc.pid)
         assert len(workers) == 1
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -289,7 +297,6 @@ def test_a_killed_scoring_worker_stops_the_command_with_an_error(project):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     import redis
 
@@ -305,10 +312,7 @@ def test_a_killed_scoring_worker_stops_the_command_with_an_error(project):
         deadline = time.monotonic() + 120
         while r.xlen(predictions) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
-        worker = next(int(c) for c in children.split()
-                      if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text())
-        os.kill(worker, signal.SIGKILL)
+        os.kill(_workers_of(proc.pid)[0], signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2 and "Traceback" not in err, err  # mlsd's error
         assert "worker mlsd-stream-2 (exit code -9) ended on its own" in err

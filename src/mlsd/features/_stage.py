@@ -56,10 +56,8 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
     from ..trainingdata import ROW, SPLIT
 
     spark = ctx.spark
-    cols = list(dict.fromkeys([*pipeline.columns, ROW]))
-    rows = spark.frame(ctx.lake, training.area, training.name, training.version)
-    chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version)
-    frame = rows.select(*cols).join(chosen.select(ROW, SPLIT), ROW)
+    frame = _rows_with_split(ctx, training, splits,
+                             list(dict.fromkeys([*pipeline.columns, ROW])))
     out = pa.schema([(ROW, pa.int64()), (SPLIT, pa.string()),
                      ("j", pa.large_list(pa.int32())),
                      ("x", pa.large_list(pa.float64()))])
@@ -238,12 +236,23 @@ def _train_rows(ctx: RunContext, training: DatasetRef, splits: DatasetRef, parts
 
     from ..trainingdata import ROW, SPLIT
 
+    frame = _rows_with_split(ctx, training, splits)
+    train = frame.where(F.col(SPLIT) == TRAIN).drop(SPLIT).orderBy(ROW)
+    return ctx.spark.ibis, ctx.spark.ibis.from_frame(train)
+
+
+def _rows_with_split(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                     columns: list[str] | None = None):
+    """The training table's rows (``columns`` of them) with each one's split
+    (``_split``), joined by Spark from both datasets' files."""
+    from ..trainingdata import ROW, SPLIT
+
     spark = ctx.spark
     rows = spark.frame(ctx.lake, training.area, training.name, training.version)
     chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version)
-    train = rows.join(chosen.where(F.col(SPLIT) == TRAIN).select(ROW), ROW,
-                      "left_semi").orderBy(ROW)
-    return spark.ibis, spark.ibis.from_frame(train)
+    if columns is not None:
+        rows = rows.select(*columns)
+    return rows.join(chosen.select(ROW, SPLIT), ROW)
 
 
 @stage(writes={"features": "memory"}, settings=_settings, check=_check)
