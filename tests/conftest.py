@@ -13,6 +13,12 @@ from hypothesis import settings
 from mlsd.examples import write
 from tests._helpers import run_cli
 
+# the commands' width is their own default (120 columns off a terminal), not
+# the 80 that pytest-xdist's workers inherit in COLUMNS: the tests read lines
+# the commands print (mlsd.cli makes its consoles at its import, after this)
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 # Hypothesis: a lighter profile on CI (2 cores, 20 minutes for everything)
 settings.register_profile("ci", max_examples=40, deadline=None)
 settings.register_profile("dev", max_examples=150, deadline=None)
@@ -88,6 +94,9 @@ def spark_connect(tmp_path_factory):
            "SPARK_LOCAL_IP": "127.0.0.1"}
     subprocess.run(["bash", str(home / "sbin" / "start-connect-server.sh"),
                     "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+                    # as an operator sizes a server: Spark's default 200 shuffle
+                    # pieces made this test's run 42 s instead of 19 s
+                    "--conf", "spark.sql.shuffle.partitions=4",
                     "--conf", f"spark.connect.grpc.binding.port={port}"],
                    env=env, check=True, capture_output=True, timeout=60)
     try:

@@ -44,23 +44,31 @@ def test_batch_scoring_on_spark_writes_what_local_scoring_writes(
 
 
 def test_mlsd_predict_on_spark_from_the_command_line(
-        spark_engine, ran_project, tmp_path):  # spark_engine: skip without Spark
-    """`mlsd predict --engine spark` (its own process, its own local session)
-    scores as the local command does; a wrong engine name is refused."""
+        spark_engine, ran_project, tmp_path, monkeypatch):
+    """`mlsd predict --engine spark` scores as the local command does; a
+    wrong engine name is refused. In process, so on the suite's Spark session
+    (a command of its own would start a JVM: 15 s more; a fresh process's
+    session is the Spark Connect test's, tests/etl/test_load_spark.py)."""
     import json
 
-    from tests._helpers import run_cli
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
 
     folder, _ = ran_project
-    inp = folder / "data" / "new_posts.csv"
-    here = json.loads(run_cli("predict", "-i", str(inp), "-o", str(tmp_path / "a.csv"),
-                              "--json", cwd=folder).stdout)
-    there = json.loads(run_cli("predict", "-i", str(inp), "-o",
-                               str(tmp_path / "b.csv"), "--engine", "spark",
-                               "--json", cwd=folder).stdout)
+    monkeypatch.chdir(folder)
+    inp = str(folder / "data" / "new_posts.csv")
+
+    def predict(out: str, *more: str):
+        return CliRunner().invoke(app, ["predict", "-i", inp, "-o",
+                                        str(tmp_path / out), *more])
+
+    here, there = predict("a.csv", "--json"), predict("b.csv", "--engine", "spark",
+                                                      "--json")
+    assert here.exit_code == 0 and there.exit_code == 0, here.output + there.output
+    here, there = json.loads(here.stdout), json.loads(there.stdout)
     assert {k: v for k, v in there.items() if "output" not in k} == \
         {k: v for k, v in here.items() if "output" not in k}
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
-    bad = run_cli("predict", "-i", str(inp), "-o", str(tmp_path / "c.csv"),
-                  "--engine", "sprak", cwd=folder, check=False)
-    assert bad.returncode == 2 and "expected duckdb or spark" in bad.stderr
+    bad = predict("c.csv", "--engine", "sprak")  # `mlsd` prints it, exit 2
+    assert "--engine 'sprak': expected duckdb or spark" in str(bad.exception)
