@@ -241,8 +241,11 @@ def print_summary(s: dict[str, Any]) -> None:
                   f"{fit['from']}.")
     if s.get("sample"):
         sm = s["sample"]
-        out.print(f"Sample ({sm['method']}): {sm['rows']} of {sm['population']} "
-                  f"train rows, effective size {sm['effective_size']}"
+        on = sm.get("drawn_on", "duckdb")
+        out.print(f"Sample ({sm['method']}"
+                  f"{'' if on == 'duckdb' else ', drawn on ' + on}): {sm['rows']} "
+                  f"of {sm['population']} train rows, effective size "
+                  f"{sm['effective_size']}"
                   + (f"; {len(sm['warnings'])} bias warning(s), first: "
                      f"{sm['warnings'][0]}" if sm["warnings"] else ""))
     if "split" in s:

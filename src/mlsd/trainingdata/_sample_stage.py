@@ -70,23 +70,38 @@ def sample(ctx: RunContext, training: DatasetRef) -> StageResult:
     spec's ``sample`` method, as ``samples/NAME`` with each row's weight and a
     bias report (nothing without a ``sample:`` section). Valid and test rows
     are never sampled."""
+    import numpy as np
     import pyarrow as pa
 
     from ._sampling import draw
+    from ._sampling_spark import draw_on_spark, on_spark
 
     spec = ctx.spec
     if spec.sample is None:
         return StageResult(outputs={"sample": []})
     _, assigned = assigned_splits(ctx, training)
-    population = training_table(ctx, training).filter(
-        pa.array(assigned.labels == TRAIN))
     edges, edges_ref = _edges(ctx)
-    drawn = draw(population, spec.sample, seed=spec.seed, key=spec.key,
-                 target=spec.problem.target, order=[ROW], edges=edges,
-                 report_columns=_report_columns(ctx))
+    if ctx.spark is not None and on_spark(spec.sample):
+        # Spark jobs over the training table's files: only the drawn rows
+        # come to the driver
+        train_rows = np.flatnonzero(assigned.labels == TRAIN)
+        drawn = draw_on_spark(
+            _train_frame(ctx, training, train_rows), spec.sample, seed=spec.seed,
+            key=spec.key, target=spec.problem.target, order=[ROW],
+            schema=ctx.lake.files("training", training.name, training.version)[0],
+            report_columns=_report_columns(ctx))
+        drawn_on = f"spark {ctx.spark.describe()}"
+    else:
+        population = training_table(ctx, training).filter(
+            pa.array(assigned.labels == TRAIN))
+        train_rows = population.column(ROW).to_numpy()
+        drawn = draw(population, spec.sample, seed=spec.seed, key=spec.key,
+                     target=spec.problem.target, order=[ROW], edges=edges,
+                     report_columns=_report_columns(ctx))
+        drawn_on = "duckdb"
     write_id = digest({"inputs": [training.node], "settings": drawn.settings,
                        "seed": drawn.seed, "edges": edges_ref,
-                       "train_rows": digest(population.column(ROW).to_pylist())})
+                       "train_rows": digest([int(r) for r in train_rows])})
     version, _ = ctx.lake.write("samples", spec.name, drawn.rows, write_id=write_id)
     info = drawn.summary()
     lineage = {k: info[k] for k in ("method", "settings", "seed", "population",
@@ -101,11 +116,27 @@ def sample(ctx: RunContext, training: DatasetRef) -> StageResult:
         note += f"; {len(info['warnings'])} bias warning(s)"
     return StageResult(
         outputs={"sample": [ref]}, note=note,
-        summary={"sample": {**info, "dataset": ref.dataset, "version": version,
+        summary={"sample": {**info, "drawn_on": drawn_on, "dataset": ref.dataset,
+                            "version": version,
                             "input": {"dataset": training.dataset,
                                       "version": training.version,
                                       "split": "train"},
                             "edges": edges_ref}})
+
+
+def _train_frame(ctx: RunContext, training: DatasetRef, train_rows):
+    """The train side of the split as a Spark DataFrame: the training table's
+    files joined with the train rows' numbers (the split is not stored yet:
+    the sample comes before it)."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    spark = ctx.spark
+    rows = spark.frame(ctx.lake, "training", training.name, training.version)
+    train = spark.session.createDataFrame(pa.table({ROW: pa.array(
+        train_rows, pa.int64())}), schema=f"{ROW} long")
+    return rows.join(F.broadcast(train) if len(train_rows) < 1_000_000 else train,
+                     ROW, "left_semi").select(*rows.columns)
 
 
 def _report_columns(ctx: RunContext) -> list[str]:

@@ -162,6 +162,38 @@ class _Population:
                ) -> pa.RecordBatchReader:
         return self._run(query, what, lambda rel: rel.to_arrow_reader(STREAM_ROWS))
 
+    def numbers(self, kinds: dict[str, str]) -> dict[str, tuple]:
+        """Mean, spread, quantiles and missing share of every numeric and
+        time column (``kinds``) of the population, in one scan."""
+        if not kinds:
+            return {}
+        qs = ", ".join(str(q) for q in QUANTILES)
+        # exact quantiles sort each column: beyond a million rows, DuckDB's
+        # t-digest (within a fraction of a percent in rank) does for a report
+        quantile = "quantile_cont" if self.rows <= EXACT_QUANTILES else \
+            "approx_quantile"
+        parts = []
+        for c, kind in kinds.items():
+            col = _q(c)
+            v = f"epoch_us({col})::DOUBLE / 1e6" if kind == "time" else \
+                f"{col}::DOUBLE"
+            parts += [f"avg({v})", f"stddev_pop({v})", f"{quantile}({v}, [{qs}])",
+                      f"avg(({col} IS NULL)::INT)"]
+        r = self.one(f"SELECT {', '.join(parts)} FROM population")
+        return {c: tuple(r[4 * i:4 * i + 4]) for i, c in enumerate(kinds)}
+
+    def distinct(self, c: str) -> tuple[int, int]:
+        """A column's distinct values (missing counts as one) and the rows."""
+        col = _q(c)
+        return self.one(f"SELECT count(DISTINCT {col}) + max(({col} IS NULL)::INT), "
+                        f"count(*) FROM population")
+
+    def most_common(self, c: str, limit: int) -> pa.Table:
+        """A column's ``limit`` most common values as text (``v``, missing as
+        null) with their rows (``n``); ties by value."""
+        return self.table(f"SELECT CAST({_q(c)} AS VARCHAR) AS v, count(*) AS n FROM "
+                          f"population GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}")
+
     def close(self) -> None:
         self.con.close()
 
@@ -236,8 +268,6 @@ def draw(source: Any, spec: SampleSpec, *, seed: int, key: str | None = None,
     ...        key=lambda r: r["c"])
     [{'c': 'a', 'c_count': 90}, {'c': 'b', 'c_count': 10}]
     """
-    import numpy as np
-    import pyarrow as pa
 
     seed = spec.seed if spec.seed is not None else seed
     pop = _Population(source, key=key, seed=seed, order=order, threads=threads)
@@ -247,25 +277,38 @@ def draw(source: Any, spec: SampleSpec, *, seed: int, key: str | None = None,
             raise DataError("sample: the population has no row")
         rows, weights, notes = _METHODS[spec.method](pop, spec, n_pop, target=target,
                                                     edges=edges)
-        if rows.num_rows == 0:
-            raise DataError(f"sample ({spec.method}): no row was drawn"
-                            + (f" ({'; '.join(notes)})" if notes else ""))
-        keep = [c for c in rows.column_names if c != POS and not c.startswith("__")]
-        rows = _as_population(rows.select(keep), source.schema)
-        if weights is None:
-            weights = np.ones(rows.num_rows)
-        rows = rows.append_column(WEIGHT, pa.array(np.asarray(weights, dtype=float)))
-        w = rows.column(WEIGHT).to_numpy()
-        ess = float(w.sum() ** 2 / (w ** 2).sum())
-        cols = [c for c in pop.columns if c not in BOOKKEEPING and c != key][
-            :40] if report_columns is None else report_columns
-        report = bias_report(pop, rows, cols, ess=ess)
+        return finish(pop, spec, rows, weights, notes, schema=source.schema,
+                      seed=seed, key=key, report_columns=report_columns)
     finally:
         pop.close()
+
+
+def finish(pop: Any, spec: SampleSpec, rows: pa.Table, weights: Any,
+           notes: list[str], *, schema: pa.Schema, seed: int, key: str | None,
+           report_columns: list[str] | None) -> Sample:
+    """The drawn rows as a :class:`Sample`: the population's column types,
+    each row's weight, the effective size and the bias report (``pop``: the
+    population's figures, on DuckDB or on Spark)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if rows.num_rows == 0:
+        raise DataError(f"sample ({spec.method}): no row was drawn"
+                        + (f" ({'; '.join(notes)})" if notes else ""))
+    keep = [c for c in rows.column_names if c != POS and not c.startswith("__")]
+    rows = _as_population(rows.select(keep), schema)
+    if weights is None:
+        weights = np.ones(rows.num_rows)
+    rows = rows.append_column(WEIGHT, pa.array(np.asarray(weights, dtype=float)))
+    w = rows.column(WEIGHT).to_numpy()
+    ess = float(w.sum() ** 2 / (w ** 2).sum())
+    cols = [c for c in pop.columns if c not in BOOKKEEPING and c != key][
+        :40] if report_columns is None else report_columns
+    report = bias_report(pop, rows, cols, ess=ess)
     settings = spec.model_dump(mode="json", by_alias=True, exclude_none=True,
                                exclude_defaults=True)
     return Sample(rows=rows, method=spec.method, settings=settings, seed=seed,
-                  population=n_pop, ess=ess, notes=notes, report=report)
+                  population=pop.rows, ess=ess, notes=notes, report=report)
 
 
 def _as_population(rows: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -477,15 +520,30 @@ def _smallest_per_group(pop: _Population, by: str, sizes: dict, alloc: dict
 def _stratified(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
                 **_) -> tuple:
     """stratified: per stratum, the rows with the smallest seeded hash."""
-    import numpy as np
 
     by = _strata(pop, spec, target)
     counts = pop.table(f"SELECT {_q(by)} AS s, count(*) AS n FROM population "
                        f"GROUP BY 1")
-    sizes = dict(zip(counts.column("s").to_pylist(), counts.column("n").to_pylist(),
-                     strict=True))
+    sizes = strata_sizes(counts.column("s").to_pylist(), counts.column("n").to_pylist())
     alloc = allocate(sizes, _size(spec, n_pop), spec.allocation)
     rows = _smallest_per_group(pop, by, sizes, alloc)
+    weights, notes = stratified_weights(spec, by, sizes, alloc, rows)
+    return rows, weights, notes
+
+
+def strata_sizes(values: list, counts: list) -> dict[Any, int]:
+    """Rows per stratum, the strata in their values' order (missing last):
+    the allocation's remainders then break ties alike on every engine."""
+    return dict(sorted(zip(values, counts, strict=True),
+                       key=lambda kv: (kv[0] is None, kv[0] if kv[0] is not None
+                                       else 0)))
+
+
+def stratified_weights(spec: SampleSpec, by: str, sizes: dict, alloc: dict,
+                       rows: pa.Table) -> tuple[Any, list[str]]:
+    """A stratified sample's training weights (when it reweights) and notes."""
+    import numpy as np
+
     weights = None
     if spec.reweights:  # N_h / n_h: each drawn row stands for its stratum's rows
         s = rows.column(by).to_pylist()
@@ -502,7 +560,7 @@ def _stratified(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
         notes.append(f"the shares of {by!r} differ from the population's by "
                      f"design (equal allocation; reweight: true would give each "
                      f"row its stratum's weight)")
-    return rows, weights, notes
+    return weights, notes
 
 
 def _positive_weights(pop: _Population, expr: str, what: str, where: str = ""
@@ -818,8 +876,7 @@ def bias_report(pop: _Population, rows: pa.Table, columns: list[str], *,
     schema = rows.schema
     kinds = {c: _kind(schema.field(c).type) for c in columns if c in schema.names}
     kinds = {c: k for c, k in kinds.items() if k is not None}
-    numbers = _population_numbers(pop, {c: k for c, k in kinds.items()
-                                        if k != "categorical"})
+    numbers = pop.numbers({c: k for c, k in kinds.items() if k != "categorical"})
     for c, kind in kinds.items():
         entry = (_numeric_bias(numbers[c], rows, c, weights, n_eff, kind)
                  if kind != "categorical"
@@ -828,26 +885,6 @@ def bias_report(pop: _Population, rows: pa.Table, columns: list[str], *,
         warnings += [f"{c}: {f}" for f in entry["flags"]]
         out.append(entry)
     return {"bias": out, "warnings": warnings, "weighted": bool(weighted)}
-
-
-def _population_numbers(pop: _Population, kinds: dict[str, str]
-                        ) -> dict[str, tuple]:
-    """Mean, spread, quantiles and missing share of every numeric and time
-    column of the population, in one scan."""
-    if not kinds:
-        return {}
-    qs = ", ".join(str(q) for q in QUANTILES)
-    # exact quantiles sort each column: beyond a million rows, DuckDB's
-    # t-digest (within a fraction of a percent in rank) does for a report
-    quantile = "quantile_cont" if pop.rows <= EXACT_QUANTILES else "approx_quantile"
-    parts = []
-    for c, kind in kinds.items():
-        col = _q(c)
-        v = f"epoch_us({col})::DOUBLE / 1e6" if kind == "time" else f"{col}::DOUBLE"
-        parts += [f"avg({v})", f"stddev_pop({v})", f"{quantile}({v}, [{qs}])",
-                  f"avg(({col} IS NULL)::INT)"]
-    r = pop.one(f"SELECT {', '.join(parts)} FROM population")
-    return {c: tuple(r[4 * i:4 * i + 4]) for i, c in enumerate(kinds)}
 
 
 def _numeric_bias(stats: tuple, rows: pa.Table, c: str, w: np.ndarray,
@@ -921,9 +958,7 @@ def _categorical_bias(pop: _Population, rows: pa.Table, c: str, w: np.ndarray,
                       n_eff: float) -> dict[str, Any]:
     import numpy as np
 
-    col = _q(c)
-    distinct, total = pop.one(f"SELECT count(DISTINCT {col}) + max(({col} IS NULL)"
-                              f"::INT), count(*) FROM population")
+    distinct, total = pop.distinct(c)
     if distinct > max(MAX_CATEGORIES, total // 2):
         # an identifier or free text: shares of values seen once say nothing
         return {"population": {"categories": int(distinct), "rows": int(total)},
@@ -932,8 +967,7 @@ def _categorical_bias(pop: _Population, rows: pa.Table, c: str, w: np.ndarray,
                 "text: most values occur once)", "total_variation": None,
                 "flags": []}
     limit = MAX_CATEGORIES if distinct <= MAX_CATEGORIES else 20
-    counts = pop.table(f"SELECT CAST({col} AS VARCHAR) AS v, count(*) AS n FROM "
-                       f"population GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}")
+    counts = pop.most_common(c, limit)
     values = rows.column(c).to_pylist()
     s_share: dict[Any, float] = {}
     for v, wi in zip(values, w, strict=True):

@@ -1,0 +1,182 @@
+"""Sampling as Spark jobs: the probability methods that rank rows by their
+seeded unit (``random`` without replacement, ``stratified``), and the bias
+report's population figures, over a Spark DataFrame of the train rows.
+
+Each row's unit is :func:`._sampling.unit_expression` evaluated by DuckDB
+inside the Spark tasks (``mapInArrow``), so a row gets the very number it
+gets on DuckDB and the sample is the same rows; Spark then keeps the ``n``
+smallest (or the ``n_h`` smallest of each stratum, by a window) and only the
+drawn rows come to the driver. The other methods (weights, expressions, a
+reservoir, keys, a graph) run on the driver's DuckDB as before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import DataError
+from ..spec import SampleSpec
+from ._sampling import (
+    EXACT_QUANTILES,
+    QUANTILES,
+    Sample,
+    _size,
+    allocate,
+    finish,
+    strata_sizes,
+    stratified_weights,
+    unit_expression,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+UNIT = "__u"
+
+
+def on_spark(spec: SampleSpec) -> bool:
+    """Whether ``spec``'s method is drawn by Spark jobs."""
+    return (spec.method == "random" and not spec.replace) or \
+        spec.method == "stratified"
+
+
+class SparkPopulation:
+    """The population as a Spark DataFrame, with its identity and order (as
+    :class:`._sampling._Population` has them on DuckDB) and the bias
+    report's figures computed by Spark."""
+
+    def __init__(self, frame, *, key: str | None, seed: int, order: list[str]):
+        names = list(frame.columns)
+        if key and key not in names:
+            raise DataError(f"sample: key column {key!r} is not in the data")
+        if key:
+            self.ident = [key]
+        elif {"_source", "_line"} <= set(names):
+            self.ident = ["_source", "_line"]
+        elif "_row" in names:
+            self.ident = ["_row"]
+        else:
+            raise DataError("sample: the rows have no identity (no key, `_row`, or "
+                            "source and line): give `key`")
+        self.frame, self.names, self.columns = frame, names, names
+        self.order, self.seed = order, seed
+        self.rows = 0
+
+    def with_units(self):
+        """The rows with their seeded unit (``__u``), computed by DuckDB in
+        the tasks: the same number for the same row as on the driver."""
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        order, ident, seed = self.order, self.ident, self.seed
+        out = pa.schema([*(pa.field(c, pa.int64()) for c in order),
+                         (UNIT, pa.float64())])
+        expr = unit_expression(ident, f"{int(seed)}::BIGINT")
+        cols = ", ".join('"' + c.replace('"', '""') + '"' for c in order)
+
+        def units(batches):
+            import duckdb
+
+            con = duckdb.connect(config={"threads": 1})
+            try:
+                for b in batches:
+                    con.register("b", b)
+                    t = con.sql(f"SELECT {cols}, {expr} AS {UNIT} FROM b"
+                                ).to_arrow_table()
+                    con.unregister("b")
+                    yield from t.cast(out).to_batches()
+            finally:
+                con.close()
+
+        picked = self.frame.select(*dict.fromkeys([*order, *ident])).mapInArrow(
+            units, from_arrow_schema(out))
+        return self.frame.join(picked, order)
+
+    def collect(self, frame) -> pa.Table:
+        """Drawn rows to the driver, in the order as given."""
+        t = frame.toArrow()
+        first = [c for c in self.names if c in t.column_names]  # as the lake has them
+        t = t.select([*first, *(c for c in t.column_names if c not in first)])
+        return t.sort_by([(c, "ascending") for c in self.order])
+
+    def numbers(self, kinds: dict[str, str]) -> dict[str, tuple]:
+        from pyspark.sql import functions as F
+
+        if not kinds:
+            return {}
+        exact = self.rows <= EXACT_QUANTILES
+        parts = []
+        for c, kind in kinds.items():
+            col = F.col(c)
+            v = (F.unix_micros(col).cast("double") / 1e6) if kind == "time" \
+                else col.cast("double")
+            q = F.percentile(v, list(QUANTILES)) if exact else \
+                F.percentile_approx(v, list(QUANTILES), 10_000)
+            parts += [F.avg(v), F.stddev_pop(v), q,
+                      F.avg(col.isNull().cast("int"))]
+        r = self.frame.agg(*parts).collect()[0]
+        values = [list(x) if isinstance(x, list | tuple) else x for x in r]
+        return {c: tuple(values[4 * i:4 * i + 4]) for i, c in enumerate(kinds)}
+
+    def distinct(self, c: str) -> tuple[int, int]:
+        from pyspark.sql import functions as F
+
+        r = self.frame.agg(F.countDistinct(c), F.max(F.col(c).isNull().cast("int")),
+                           F.count(F.lit(1))).collect()[0]
+        return int(r[0]) + int(r[1] or 0), int(r[2])
+
+    def most_common(self, c: str, limit: int) -> pa.Table:
+        from pyspark.sql import functions as F
+
+        counts = (self.frame.select(F.col(c).cast("string").alias("v"))
+                  .groupBy("v").agg(F.count(F.lit(1)).alias("n"))
+                  .orderBy(F.desc("n"), F.asc_nulls_last("v")).limit(limit))
+        return counts.toArrow()
+
+
+def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
+                  target: str | None, order: list[str], schema: pa.Schema,
+                  report_columns: list[str] | None) -> Sample:
+    """:func:`._sampling.draw` for the methods :func:`on_spark` names, over a
+    Spark DataFrame of the population (``schema``: its lake types)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    seed = spec.seed if spec.seed is not None else seed
+    pop = SparkPopulation(frame, key=key, seed=seed, order=order)
+    n_pop = pop.rows = int(frame.count())
+    if n_pop == 0:
+        raise DataError("sample: the population has no row")
+    n = _size(spec, n_pop)
+    weights, notes = None, []
+    if spec.method == "random":
+        rows = pop.collect(pop.with_units().orderBy(UNIT).limit(n))
+        if n > n_pop:
+            notes = [f"the population holds {n_pop} rows, fewer than {n}: all kept"]
+    else:
+        by = spec.by or target
+        if not by:
+            from ..errors import SpecError
+
+            raise SpecError("sample.by: name the column of the strata (the target "
+                            "is the default, and none was given)")
+        if by not in pop.names:
+            from ..errors import SpecError
+
+            raise SpecError(f"sample.by: column {by!r} is not in the data")
+        counts = frame.groupBy(by).agg(F.count(F.lit(1)).alias("n")).toArrow()
+        sizes = strata_sizes(counts.column(by).to_pylist(),
+                             counts.column("n").to_pylist())
+        alloc = allocate(sizes, n, spec.allocation)
+        rank = F.row_number().over(Window.partitionBy(by).orderBy(UNIT))
+        ranked = pop.with_units().withColumn("__i", rank)
+        quota = frame.sparkSession.createDataFrame(
+            [(k, v) for k, v in alloc.items()],
+            schema=f"`{by}` {dict(frame.dtypes)[by]}, __k long").withColumnRenamed(
+            by, "__s")
+        chosen = ranked.join(F.broadcast(quota), ranked[by].eqNullSafe(quota["__s"])
+                             ).where(F.col("__i") <= F.col("__k"))
+        rows = pop.collect(chosen.drop("__s", "__k", "__i"))
+        weights, notes = stratified_weights(spec, by, sizes, alloc, rows)
+    return finish(pop, spec, rows, weights, notes, schema=schema, seed=seed,
+                  key=key, report_columns=report_columns)

@@ -1,0 +1,66 @@
+"""The sample stage on Spark: random and stratified samples drawn by Spark
+jobs (each row's unit computed by DuckDB in the tasks) are the rows, weights
+and bias report a DuckDB run draws."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mlsd.pipeline import run
+from mlsd.runtime import Project
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("sample", [
+    "{method: random, n: 700}",
+    "{method: stratified, fraction: 0.1, allocation: equal, reweight: true}",
+    "{method: stratified, n: 900, by: author_country, seed: 11}"])
+def test_a_sample_drawn_on_spark_is_the_one_drawn_on_duckdb(
+        spark_engine, example_dir, tmp_path, sample):
+    here, there = tmp_path / "duckdb", tmp_path / "spark"
+    shutil.copytree(example_dir, here)
+    shutil.copytree(example_dir, there)
+    sets = [f"sample={sample}"]
+    local = run(Project.of(here).with_overrides(sets), until="sample")
+    spark = run(Project.of(there).with_overrides(sets), until="sample",
+                engine="spark")
+    a, b = local["sample"], spark["sample"]
+    assert a["drawn_on"] == "duckdb" and b["drawn_on"] == "spark local[2]"
+    assert a["rows"] > 0
+    # the same summary (sizes, weights, effective size, notes, bias report)
+    drop = ("drawn_on",)
+    assert {k: v for k, v in b.items() if k not in drop} == \
+        {k: v for k, v in a.items() if k not in drop}
+    name = a["dataset"].split("/")[1]
+    mine, theirs = Project.of(there).lake, Project.of(here).lake
+    assert mine.read("samples", name).equals(theirs.read("samples", name))
+    assert mine.last_write("samples", name)["mlsd.write_id"] == \
+        theirs.last_write("samples", name)["mlsd.write_id"]
+
+
+def test_a_method_spark_does_not_draw_runs_on_the_driver(spark_engine, example_dir,
+                                                         tmp_path):
+    there = tmp_path / "spark"
+    shutil.copytree(example_dir, there)
+    s = run(Project.of(there).with_overrides(
+        ["sample={method: weighted, n: 300, weights: likes + 1}"]),
+        until="sample", engine="spark")
+    assert s["sample"]["drawn_on"] == "duckdb" and s["sample"]["rows"] == 300
+
+
+def test_the_command_says_where_the_sample_was_drawn(spark_engine, example_dir,
+                                                    tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    there = tmp_path / "spark"
+    shutil.copytree(example_dir, there)
+    monkeypatch.chdir(there)
+    r = CliRunner().invoke(app, ["run", "--until", "sample", "--engine", "spark",
+                                 "--set", "sample={method: random, fraction: 0.05}"])
+    assert r.exit_code == 0, r.output
+    assert "Sample (random, drawn on spark local[2]): " in r.output
