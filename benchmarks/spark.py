@@ -24,8 +24,14 @@ every family (numbers, a one-hot, a hashed e-mail, hashed n-grams of a text,
 time parts; target ``f0``); the matrices' widths and the models' inputs are
 checked equal.
 
+``--sample SPEC``: with ``--features``, the spec's ``sample:`` too (e.g.
+``"{method: stratified, fraction: 0.1, by: c1}"``), its stage timed on each
+engine and the two samples' sizes and effective sizes checked equal.
+
     python benchmarks/spark.py --rows 1000000,3000000,10000000
     python benchmarks/spark.py --features --rows 1000000,3000000
+    python benchmarks/spark.py --features --rows 1000000 \
+        --sample "{method: stratified, fraction: 0.1, by: c1}"
 """
 
 from __future__ import annotations
@@ -65,34 +71,44 @@ FEATURES = [{"column": "i1"}, {"column": "f1"}, {"column": "c1", "encode": "oneh
 STAGES = ("table", "split", "features")
 
 
-def _features(work: Path, csv: Path, n: int) -> dict:
-    """The training table, split and features on each engine (after one
-    ingest, not timed): seconds per stage."""
+def _features(work: Path, csv: Path, n: int, sample: str | None = None) -> dict:
+    """The training table, split and features (and the sample, given one) on
+    each engine (after one ingest, not timed): seconds per stage."""
     from mlsd.pipeline import run
 
+    stages = ("table", "sample", "split", "features") if sample else STAGES
     row: dict = {}
-    inputs = {}
+    inputs, drawn = {}, {}
     for kind in ("duckdb", "spark"):
         folder = _project(work / f"{kind}-features", csv, kind, unique=False)
         doc = yaml.safe_load((folder / "mlsd.yaml").read_text())
         doc["features"] = FEATURES
+        if sample:
+            doc["sample"] = yaml.safe_load(sample)
         (folder / "mlsd.yaml").write_text(yaml.safe_dump(doc))
         run(folder, until="ingest")
         summary = run(folder, until="features")
         took = {e["stage"]: e["seconds"] for e in summary["stages"]
-                if e["stage"] in STAGES}
+                if e["stage"] in stages}
         inputs[kind] = summary["features"]["inputs"]
-        for stage in STAGES:
+        if sample:
+            s = summary["sample"]
+            drawn[kind] = (s["rows"], s["effective_size"], len(s["warnings"]))
+            row[f"{kind}_sample_drawn_on"] = s["drawn_on"]
+        for stage in stages:
             row[f"{kind}_{stage}_seconds"] = took.get(stage)
         row[f"{kind}_seconds"] = round(sum(v or 0 for v in took.values()), 2)
         shutil.rmtree(folder, ignore_errors=True)
     if inputs["duckdb"] != inputs["spark"]:
         raise SystemExit(f"{n} rows: the engines' matrices differ: {inputs}")
+    if drawn and drawn["duckdb"] != drawn["spark"]:
+        raise SystemExit(f"{n} rows: the engines' samples differ: {drawn}")
     row["spark_vs_duckdb"] = round(row["duckdb_seconds"] / row["spark_seconds"], 2)
+
     def each(kind: str) -> str:
-        parts = ", ".join(f"{st} {row[kind + '_' + st + '_seconds']}" for st in STAGES)
+        parts = ", ".join(f"{st} {row[kind + '_' + st + '_seconds']}" for st in stages)
         return f"{row[kind + '_seconds']:6.1f} s ({parts})"
-    print(f"{n:>11,} rows, training+split+features: duckdb {each('duckdb')}, "
+    print(f"{n:>11,} rows, {'+'.join(stages)}: duckdb {each('duckdb')}, "
           f"spark local[2] {each('spark')}: {row['spark_vs_duckdb']:.2f}x",
           file=sys.stderr, flush=True)
     return row
@@ -113,6 +129,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--features", action="store_true",
                     help="time the training table, split and features instead")
+    ap.add_argument("--sample", default=None,
+                    help="with --features: a sample: section to draw and time too")
     a = ap.parse_args()
     sizes = [int(x) for x in a.rows.split(",")]
     work = a.work or Path(tempfile.mkdtemp(prefix="mlsd-spark-bench-"))
@@ -138,7 +156,7 @@ def main() -> None:
                   f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         row: dict = {"mib": round(csv.stat().st_size / 2**20)}
         if a.features:
-            results["sizes"][n] = {**row, **_features(work, csv, n)}
+            results["sizes"][n] = {**row, **_features(work, csv, n, a.sample)}
             continue
         for unique in (True, False):
             variant = "unique" if unique else "no-unique"

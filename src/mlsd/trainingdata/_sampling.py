@@ -182,11 +182,15 @@ class _Population:
         r = self.one(f"SELECT {', '.join(parts)} FROM population")
         return {c: tuple(r[4 * i:4 * i + 4]) for i, c in enumerate(kinds)}
 
-    def distinct(self, c: str) -> tuple[int, int]:
-        """A column's distinct values (missing counts as one) and the rows."""
-        col = _q(c)
-        return self.one(f"SELECT count(DISTINCT {col}) + max(({col} IS NULL)::INT), "
-                        f"count(*) FROM population")
+    def distinct(self, columns: list[str]) -> dict[str, tuple[int, int]]:
+        """Each column's distinct values (missing counts as one) and the
+        rows, in one scan."""
+        if not columns:
+            return {}
+        parts = [f"count(DISTINCT {_q(c)}) + max(({_q(c)} IS NULL)::INT)"
+                 for c in columns]
+        r = self.one(f"SELECT count(*), {', '.join(parts)} FROM population")
+        return {c: (int(r[1 + i]), int(r[0])) for i, c in enumerate(columns)}
 
     def most_common(self, c: str, limit: int) -> pa.Table:
         """A column's ``limit`` most common values as text (``v``, missing as
@@ -268,7 +272,6 @@ def draw(source: Any, spec: SampleSpec, *, seed: int, key: str | None = None,
     ...        key=lambda r: r["c"])
     [{'c': 'a', 'c_count': 90}, {'c': 'b', 'c_count': 10}]
     """
-
     seed = spec.seed if spec.seed is not None else seed
     pop = _Population(source, key=key, seed=seed, order=order, threads=threads)
     try:
@@ -520,7 +523,6 @@ def _smallest_per_group(pop: _Population, by: str, sizes: dict, alloc: dict
 def _stratified(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
                 **_) -> tuple:
     """stratified: per stratum, the rows with the smallest seeded hash."""
-
     by = _strata(pop, spec, target)
     counts = pop.table(f"SELECT {_q(by)} AS s, count(*) AS n FROM population "
                        f"GROUP BY 1")
@@ -877,10 +879,11 @@ def bias_report(pop: _Population, rows: pa.Table, columns: list[str], *,
     kinds = {c: _kind(schema.field(c).type) for c in columns if c in schema.names}
     kinds = {c: k for c, k in kinds.items() if k is not None}
     numbers = pop.numbers({c: k for c, k in kinds.items() if k != "categorical"})
+    distinct = pop.distinct([c for c, k in kinds.items() if k == "categorical"])
     for c, kind in kinds.items():
         entry = (_numeric_bias(numbers[c], rows, c, weights, n_eff, kind)
                  if kind != "categorical"
-                 else _categorical_bias(pop, rows, c, weights, n_eff))
+                 else _categorical_bias(pop, rows, c, weights, n_eff, *distinct[c]))
         entry.update(column=c, kind=kind)
         warnings += [f"{c}: {f}" for f in entry["flags"]]
         out.append(entry)
@@ -955,10 +958,9 @@ def _fmt(v: float, kind: str) -> str:
 
 
 def _categorical_bias(pop: _Population, rows: pa.Table, c: str, w: np.ndarray,
-                      n_eff: float) -> dict[str, Any]:
+                      n_eff: float, distinct: int, total: int) -> dict[str, Any]:
     import numpy as np
 
-    distinct, total = pop.distinct(c)
     if distinct > max(MAX_CATEGORIES, total // 2):
         # an identifier or free text: shares of values seen once say nothing
         return {"population": {"categories": int(distinct), "rows": int(total)},

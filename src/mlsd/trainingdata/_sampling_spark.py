@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 UNIT = "__u"
+SPARK_EXACT_QUANTILES = 100_000  # beyond: Spark's percentile_approx (1e-4 in rank)
 
 
 def on_spark(spec: SampleSpec) -> bool:
@@ -62,9 +63,10 @@ class SparkPopulation:
         self.order, self.seed = order, seed
         self.rows = 0
 
-    def with_units(self):
-        """The rows with their seeded unit (``__u``), computed by DuckDB in
-        the tasks: the same number for the same row as on the driver."""
+    def units(self):
+        """Every row's order columns and seeded unit (``__u``), computed by
+        DuckDB in the tasks: the same number for the same row as on the
+        driver. Only the identity columns go through Python."""
         import pyarrow as pa
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -88,15 +90,16 @@ class SparkPopulation:
             finally:
                 con.close()
 
-        picked = self.frame.select(*dict.fromkeys([*order, *ident])).mapInArrow(
+        return self.frame.select(*dict.fromkeys([*order, *ident])).mapInArrow(
             units, from_arrow_schema(out))
-        return self.frame.join(picked, order)
 
-    def collect(self, frame) -> pa.Table:
-        """Drawn rows to the driver, in the order as given."""
-        t = frame.toArrow()
-        first = [c for c in self.names if c in t.column_names]  # as the lake has them
-        t = t.select([*first, *(c for c in t.column_names if c not in first)])
+    def rows_of(self, chosen) -> pa.Table:
+        """The rows whose order columns ``chosen`` (a small DataFrame) holds,
+        to the driver, in the order as given."""
+        from pyspark.sql import functions as F
+
+        t = self.frame.join(F.broadcast(chosen), self.order, "left_semi").toArrow()
+        t = t.select([c for c in self.names if c in t.column_names])
         return t.sort_by([(c, "ascending") for c in self.order])
 
     def numbers(self, kinds: dict[str, str]) -> dict[str, tuple]:
@@ -104,7 +107,10 @@ class SparkPopulation:
 
         if not kinds:
             return {}
-        exact = self.rows <= EXACT_QUANTILES
+        # Spark's exact percentile keeps every distinct value per task: 12 s
+        # against 2.6 s for its summary on a million rows of three columns
+        # (local[2]); exact as DuckDB up to SPARK_EXACT_QUANTILES rows
+        exact = self.rows <= min(EXACT_QUANTILES, SPARK_EXACT_QUANTILES)
         parts = []
         for c, kind in kinds.items():
             col = F.col(c)
@@ -118,12 +124,16 @@ class SparkPopulation:
         values = [list(x) if isinstance(x, list | tuple) else x for x in r]
         return {c: tuple(values[4 * i:4 * i + 4]) for i, c in enumerate(kinds)}
 
-    def distinct(self, c: str) -> tuple[int, int]:
+    def distinct(self, columns: list[str]) -> dict[str, tuple[int, int]]:
         from pyspark.sql import functions as F
 
-        r = self.frame.agg(F.countDistinct(c), F.max(F.col(c).isNull().cast("int")),
-                           F.count(F.lit(1))).collect()[0]
-        return int(r[0]) + int(r[1] or 0), int(r[2])
+        if not columns:
+            return {}
+        parts = [x for c in columns for x in (
+            F.countDistinct(c), F.max(F.col(c).isNull().cast("int")))]
+        r = self.frame.agg(F.count(F.lit(1)), *parts).collect()[0]
+        return {c: (int(r[1 + 2 * i]) + int(r[2 + 2 * i] or 0), int(r[0]))
+                for i, c in enumerate(columns)}
 
     def most_common(self, c: str, limit: int) -> pa.Table:
         from pyspark.sql import functions as F
@@ -150,7 +160,7 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
     n = _size(spec, n_pop)
     weights, notes = None, []
     if spec.method == "random":
-        rows = pop.collect(pop.with_units().orderBy(UNIT).limit(n))
+        rows = pop.rows_of(pop.units().orderBy(UNIT).limit(n).select(*order))
         if n > n_pop:
             notes = [f"the population holds {n_pop} rows, fewer than {n}: all kept"]
     else:
@@ -168,15 +178,18 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         sizes = strata_sizes(counts.column(by).to_pylist(),
                              counts.column("n").to_pylist())
         alloc = allocate(sizes, n, spec.allocation)
+        # the strata's column beside each unit (a join of narrow columns),
+        # ranked by unit within its stratum
         rank = F.row_number().over(Window.partitionBy(by).orderBy(UNIT))
-        ranked = pop.with_units().withColumn("__i", rank)
+        ranked = pop.units().join(frame.select(*order, by), order).withColumn(
+            "__i", rank)
         quota = frame.sparkSession.createDataFrame(
             [(k, v) for k, v in alloc.items()],
             schema=f"`{by}` {dict(frame.dtypes)[by]}, __k long").withColumnRenamed(
             by, "__s")
         chosen = ranked.join(F.broadcast(quota), ranked[by].eqNullSafe(quota["__s"])
-                             ).where(F.col("__i") <= F.col("__k"))
-        rows = pop.collect(chosen.drop("__s", "__k", "__i"))
+                             ).where(F.col("__i") <= F.col("__k")).select(*order)
+        rows = pop.rows_of(chosen)
         weights, notes = stratified_weights(spec, by, sizes, alloc, rows)
     return finish(pop, spec, rows, weights, notes, schema=schema, seed=seed,
                   key=key, report_columns=report_columns)
