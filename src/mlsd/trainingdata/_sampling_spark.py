@@ -21,6 +21,7 @@ from ._sampling import (
     QUANTILES,
     Sample,
     _size,
+    _strata,
     allocate,
     finish,
     strata_sizes,
@@ -151,6 +152,7 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
     Spark DataFrame of the population (``schema``: its lake types)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StructField, StructType
 
     seed = spec.seed if spec.seed is not None else seed
     pop = SparkPopulation(frame, key=key, seed=seed, order=order)
@@ -164,16 +166,7 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         if n > n_pop:
             notes = [f"the population holds {n_pop} rows, fewer than {n}: all kept"]
     else:
-        by = spec.by or target
-        if not by:
-            from ..errors import SpecError
-
-            raise SpecError("sample.by: name the column of the strata (the target "
-                            "is the default, and none was given)")
-        if by not in pop.names:
-            from ..errors import SpecError
-
-            raise SpecError(f"sample.by: column {by!r} is not in the data")
+        by = _strata(pop, spec, target)
         counts = frame.groupBy(by).agg(F.count(F.lit(1)).alias("n")).toArrow()
         sizes = strata_sizes(counts.column(by).to_pylist(),
                              counts.column("n").to_pylist())
@@ -184,9 +177,9 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         ranked = pop.units().join(frame.select(*order, by), order).withColumn(
             "__i", rank)
         quota = frame.sparkSession.createDataFrame(
-            [(k, v) for k, v in alloc.items()],
-            schema=f"`{by}` {dict(frame.dtypes)[by]}, __k long").withColumnRenamed(
-            by, "__s")
+            list(alloc.items()), schema=StructType([
+                StructField("__s", frame.schema[by].dataType),
+                StructField("__k", LongType())]))
         chosen = ranked.join(F.broadcast(quota), ranked[by].eqNullSafe(quota["__s"])
                              ).where(F.col("__i") <= F.col("__k")).select(*order)
         rows = pop.rows_of(chosen)
