@@ -294,8 +294,9 @@ def test_hash_splits_computed_on_spark_place_every_row_as_locally(
 
 def test_the_same_run_through_a_spark_connect_server(spark_connect, example_dir,
                                                       tmp_path):
-    """`engine.remote: sc://...`: ingest, training table and a hash split run
-    through a Spark Connect server, and store what a local run stores."""
+    """`engine.remote: sc://...`: ingest, training table, a stratified sample
+    and a hash split run through a Spark Connect server, and store what a
+    local run stores."""
     here, there = tmp_path / "duckdb", tmp_path / "connect"
     shutil.copytree(example_dir, here)
     shutil.copytree(example_dir, there)
@@ -304,18 +305,22 @@ def test_the_same_run_through_a_spark_connect_server(spark_connect, example_dir,
     from tests._helpers import run_cli
 
     split = "split={strategy: stratified, test: 0.2}"
-    local = run(Project.of(here).with_overrides([split]), until="split")
+    sample = "sample={method: stratified, fraction: 0.3, by: author_country}"
+    local = run(Project.of(here).with_overrides([split, sample]), until="split")
     # a process of its own: PySpark allows no Connect session beside the
     # suite's local one
     remote = json.loads(run_cli(
-        "run", "--until", "split", "--json", "--set", split, "--set",
-        f"engine={{kind: spark, remote: '{spark_connect}'}}", cwd=there).stdout)
+        "run", "--until", "split", "--json", "--set", split, "--set", sample,
+        "--set", f"engine={{kind: spark, remote: '{spark_connect}'}}",
+        cwd=there).stdout)
     assert remote["engine"] == f"spark {spark_connect}"
     assert remote["totals"] == local["totals"] and remote["split"] == local["split"]
+    assert remote["sample"]["drawn_on"] == f"spark {spark_connect}"
+    assert remote["sample"]["bias"] == local["sample"]["bias"]
     a, b = Project.of(here).lake, Project.of(there).lake
     name = local["split"]["dataset"].split("/")[1]
     for area, dataset in (("sources", "posts_export"), ("quarantine", "posts_log"),
-                          ("training", name), ("splits", name)):
+                          ("training", name), ("samples", name), ("splits", name)):
         assert b.read(area, dataset).equals(a.read(area, dataset)), area
 
 
