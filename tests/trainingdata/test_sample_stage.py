@@ -191,3 +191,22 @@ def test_every_method_from_the_spec_of_the_example(fresh_project, sample):
                    ) < 2 and spam["sample"] > 2 * spam["population"]
     if sample["method"] == "random":  # drawn with replacement: draws, not rows
         assert got["drawn"] == round(0.3 * got["population"]) > got["rows"]
+
+
+def test_the_run_prints_the_samples_notes(example_dir, tmp_path, monkeypatch):
+    """A stratified sample by a number (more strata than drawn rows) runs,
+    and `mlsd run` prints why its allocation is mostly rounding."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mlsd.cli import app
+
+    folder = tmp_path / "p"
+    shutil.copytree(example_dir, folder)
+    monkeypatch.chdir(folder)
+    r = CliRunner().invoke(app, ["run", "--until", "sample", "--set",
+                                 "sample={method: stratified, n: 50, by: views}"])
+    assert r.exit_code == 0, r.output
+    assert "Sample (stratified): 50 of " in r.output
+    assert "note: 'views' has " in r.output and "strata for 50 drawn rows" in r.output

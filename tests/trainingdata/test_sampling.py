@@ -162,6 +162,20 @@ def test_stratified_sample_keeps_proportions_and_equal_allocation():
         assert abs(w[c == k].sum() / w.sum() - p) < 1e-9
 
 
+def test_strata_of_a_column_of_many_values_are_named_as_rounding():
+    """Stratifying by a number or an identifier (more strata than drawn rows)
+    works, and the sample says its allocation is mostly rounding; a column
+    of few values says nothing of the kind."""
+    pop = _population(2000)
+    many = draw(pop, SampleSpec(method="stratified", n=100, by="x"), seed=1,
+                key="id")
+    assert many.rows.num_rows == 100
+    assert any("strata for 100 drawn rows" in n for n in many.notes), many.notes
+    few = draw(pop, SampleSpec(method="stratified", n=100, by="c"), seed=1,
+               key="id")
+    assert not any("strata for" in n for n in few.notes), few.notes
+
+
 def test_stratified_threshold_pass_equals_the_full_ranking(monkeypatch):
     """The fast path (rank only the rows under each stratum's share plus a
     margin) and ranking every row give the same sample."""

@@ -248,6 +248,8 @@ def print_summary(s: dict[str, Any]) -> None:
                   f"{sm['effective_size']}"
                   + (f"; {len(sm['warnings'])} bias warning(s), first: "
                      f"{sm['warnings'][0]}" if sm["warnings"] else ""))
+        for note in sm.get("notes") or []:
+            out.print(f"  note: {note}")
     if "split" in s:
         sp = s["split"]
         sizes = ", ".join(f"{k} {v}" for k, v in sp["sizes"].items())

@@ -558,6 +558,12 @@ def stratified_weights(spec: SampleSpec, by: str, sizes: dict, alloc: dict,
         listed = ", ".join(f"{k} ({sizes[k]})" for k in small[:12])
         notes.append(f"{len(small)} strata hold fewer rows than an equal share and "
                      f"are kept whole: {listed}{', ...' if len(small) > 12 else ''}")
+    drawn = sum(alloc.values())
+    if len(sizes) > drawn:  # a column of many values: an identifier, a number
+        notes.append(f"{by!r} has {len(sizes)} strata for {drawn} drawn rows, fewer "
+                     f"than one row a stratum, so the allocation is mostly "
+                     f"rounding: stratify by a column of fewer values (a category, "
+                     f"or a binned number)")
     if spec.allocation == "equal" and not spec.reweights:
         notes.append(f"the shares of {by!r} differ from the population's by "
                      f"design (equal allocation; reweight: true would give each "
