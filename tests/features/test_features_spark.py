@@ -86,3 +86,62 @@ def test_every_feature_kind_learns_the_same_state_on_spark(spark_engine):
     a = local.apply(rows, training=True)
     b = there.apply(rows, training=True)
     assert a.shape == b.shape and abs(a - b).max() < 1e-9
+
+
+def test_matrices_the_driver_has_no_memory_for_are_refused_with_a_sample_to_draw(
+        spark_engine, example_dir, tmp_path, monkeypatch):
+    """Before the driver reads the matrices Spark made, their size is weighed
+    against the memory it has free: too much is a clear error (not the
+    kernel's silent kill) naming a sample that would fit; the tasks' files
+    are removed all the same."""
+    import shutil
+
+    from mlsd import _memory
+    from mlsd.errors import DataError
+    from mlsd.features._stage import READ_FACTOR
+    from mlsd.pipeline import run
+    from mlsd.runtime import Project
+
+    folder = tmp_path / "p"
+    shutil.copytree(example_dir, folder)
+
+    def short() -> int:  # 70% of what the tasks' files need once read
+        files = (Project.of(folder).lake.root / "tmp").glob("features-*/*.arrow")
+        return int(0.7 * READ_FACTOR * sum(f.stat().st_size for f in files))
+    monkeypatch.setattr(_memory, "available_bytes", short)
+    with pytest.raises(DataError) as err:
+        run(Project.of(folder), until="features", engine="spark")
+    text = str(err.value)
+    assert text.startswith("features: the matrices Spark made for the ")
+    assert "iB free: draw a sample of the train split to fit on, e.g. " \
+        "`sample: {method: random, fraction: 0." in text
+    scratch = Project.of(folder).lake.root / "tmp"
+    assert scratch.is_dir() and not list(scratch.glob("features-*"))
+    # with the memory it needs, the same run goes through
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 1 << 40)
+    assert run(Project.of(folder), until="features", engine="spark")[
+        "features"]["applied_on"] == "spark local[2]"
+
+
+def test_free_memory_is_the_smaller_of_the_machine_and_its_cgroup(tmp_path):
+    from mlsd._memory import available_bytes, readable
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "meminfo").write_text(
+        "MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
+    assert available_bytes(tmp_path) == 8_000_000 * 1024
+    v2 = tmp_path / "sys" / "fs" / "cgroup"
+    v2.mkdir(parents=True)
+    (v2 / "memory.max").write_text("max\n")  # no limit: the machine's
+    assert available_bytes(tmp_path) == 8_000_000 * 1024
+    (v2 / "memory.max").write_text(f"{2 * 2**30}\n")
+    (v2 / "memory.current").write_text(f"{2**30}\n")
+    assert available_bytes(tmp_path) == 2**30  # a container's room
+    (v2 / "memory.max").unlink()
+    (v2 / "memory").mkdir()
+    (v2 / "memory" / "memory.limit_in_bytes").write_text(f"{3 * 2**30}\n")
+    (v2 / "memory" / "memory.usage_in_bytes").write_text(f"{2**30}\n")
+    assert available_bytes(tmp_path) == 2 * 2**30  # cgroup v1
+    assert available_bytes(tmp_path / "nowhere") is None
+    assert [readable(b) for b in (512, 3 * 2**20, 1.5 * 2**30)] == [
+        "512 bytes", "3 MiB", "1.5 GiB"]

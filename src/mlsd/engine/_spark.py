@@ -157,13 +157,16 @@ class SparkEngine:
         return out.cast(schema)
 
     def gather(self, frame, fn: Callable[[pa.Table], pa.Table | None],
-               schema: pa.Schema, folder: Path) -> pa.Table:
+               schema: pa.Schema, folder: Path,
+               before_read: Callable[[int], None] | None = None) -> pa.Table:
         """``fn`` of each of ``frame``'s Arrow batches, run by Spark tasks,
         whose outputs the tasks write as Arrow IPC files in ``folder`` (which
         every node must see) and which are read here, then deleted: large
         outputs never pass through the JVM driver's memory (collecting 3
         million rows of features that way lost task results past its heap).
-        Rows come in no set order: ``fn`` keeps what orders them."""
+        ``before_read`` is given the files' bytes first (it may raise: the
+        files are removed all the same). Rows come in no set order: ``fn``
+        keeps what orders them."""
         import shutil
         import uuid
 
@@ -187,6 +190,8 @@ class SparkEngine:
         try:
             names = frame.mapInArrow(task, "path string").toArrow().column(
                 "path").to_pylist()
+            if before_read is not None:
+                before_read(sum((folder / name).stat().st_size for name in names))
             parts = []
             for name in names:
                 with pa.memory_map(str(folder / name)) as source:

@@ -81,7 +81,8 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
     # through files in the lake's scratch folder, not a collect: the matrices
     # of millions of rows outgrow the JVM driver's heap
     got = spark.gather(frame, apply, out,
-                       ctx.lake.root / "tmp" / f"features-{uuid.uuid4().hex[:12]}")
+                       ctx.lake.root / "tmp" / f"features-{uuid.uuid4().hex[:12]}",
+                       before_read=lambda nbytes: _fits_the_driver(ctx, nbytes, sizes))
     width = len(pipeline.names())
     matrices = {}
     for name in names:
@@ -97,6 +98,39 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
             (np.asarray(x.flatten(), np.float64), np.asarray(j.flatten(), np.int32),
              indptr), shape=(part.num_rows, width))
     return matrices
+
+
+READ_FACTOR = 2.0  # the tasks' files read, then the matrices made of them
+
+
+def _fits_the_driver(ctx: RunContext, nbytes: int, sizes: dict[str, int]) -> None:
+    """Refuse, before reading them, feature matrices the driver has no memory
+    for (the kernel would kill it without a word), and say what sample of the
+    train split would fit."""
+    from .._memory import available_bytes, readable
+    from ..errors import DataError
+
+    room = available_bytes()
+    need = READ_FACTOR * nbytes
+    if room is None or need <= room:
+        return
+    share = sizes.get(TRAIN, 0) / max(1, sum(sizes.values()))
+    # the train split's part shrinks with a sample; valid and test stay whole
+    fraction = (0.8 * room - need * (1 - share)) / max(need * share, 1.0)
+    now = ctx.spec.sample
+    if now is not None and now.fraction is not None:
+        fraction *= now.fraction
+    advice = (f"draw a sample of the train split to fit on, e.g. `sample: {{method: "
+              f"random, fraction: {float(f'{fraction:.2g}')}}}` in mlsd.yaml (or a "
+              f"stratified one), or run the driver where it has more memory"
+              if fraction >= 0.001 else
+              "the valid and test splits alone are more than it can hold: run the "
+              "driver where it has more memory")
+    rows = sum(sizes.values())
+    raise DataError(f"features: the matrices Spark made for the {rows:,} rows take "
+                    f"{readable(nbytes)} in their files, about {readable(need)} "
+                    f"once read on the driver, which has {readable(room)} free: "
+                    f"{advice}")
 
 
 def _target(ctx: RunContext):
