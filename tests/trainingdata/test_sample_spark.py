@@ -14,16 +14,17 @@ from mlsd.runtime import Project
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("sample", [
-    "{method: random, n: 700}",
-    "{method: stratified, fraction: 0.1, allocation: equal, reweight: true}",
-    "{method: stratified, n: 900, by: author_country, seed: 11}"])
+@pytest.mark.parametrize("sample, unkeyed", [
+    ("{method: random, n: 700}", False),
+    ("{method: random, fraction: 0.05}", True),  # rows known by file and line
+    ("{method: stratified, fraction: 0.1, allocation: equal, reweight: true}", False),
+    ("{method: stratified, n: 900, by: author_country, seed: 11}", False)])
 def test_a_sample_drawn_on_spark_is_the_one_drawn_on_duckdb(
-        spark_engine, example_dir, tmp_path, sample):
+        spark_engine, example_dir, tmp_path, sample, unkeyed):
     here, there = tmp_path / "duckdb", tmp_path / "spark"
     shutil.copytree(example_dir, here)
     shutil.copytree(example_dir, there)
-    sets = [f"sample={sample}"]
+    sets = [f"sample={sample}", *(["dataset.key=null"] if unkeyed else [])]
     local = run(Project.of(here).with_overrides(sets), until="sample")
     spark = run(Project.of(there).with_overrides(sets), until="sample",
                 engine="spark")
