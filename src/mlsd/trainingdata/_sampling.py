@@ -94,20 +94,7 @@ class _Population:
         self.names = names
         self.source = source
         self.key = key
-        if key and key not in names:
-            raise DataError(f"sample: key column {key!r} is not in the data")
-        if key:
-            ident = [key]
-        elif {"_source", "_line"} <= set(names):  # stays when rows are added
-            ident = ["_source", "_line"]
-        elif "_row" in names:
-            ident = ["_row"]
-        elif POS in names:
-            ident = [POS]
-        else:
-            raise DataError("sample: the rows have no identity (no key, `_row`, or "
-                            "source and line): give `key`")
-        self.ident = ident
+        self.ident = ident = identity(names, key)
         self.order = order or ([c for c in ("_row",) if c in names]
                                or [c for c in ("_source", "_line") if c in names]
                                or ([POS] if POS in names else ident))
@@ -200,6 +187,20 @@ class _Population:
 
     def close(self) -> None:
         self.con.close()
+
+
+def identity(names: list[str], key: str | None) -> list[str]:
+    """The columns that name a row: the key, else its file and line (which
+    stay when rows are added), else ``_row``, else its position."""
+    if key and key not in names:
+        raise DataError(f"sample: key column {key!r} is not in the data")
+    if key:
+        return [key]
+    for ident in (["_source", "_line"], ["_row"], [POS]):
+        if set(ident) <= set(names):
+            return ident
+    raise DataError("sample: the rows have no identity (no key, `_row`, or source "
+                    "and line): give `key`")
 
 
 def unit_expression(columns: list[str], seed_sql: str) -> str:

@@ -24,6 +24,7 @@ from ._sampling import (
     _strata,
     allocate,
     finish,
+    identity,
     strata_sizes,
     stratified_weights,
     unit_expression,
@@ -49,17 +50,7 @@ class SparkPopulation:
 
     def __init__(self, frame, *, key: str | None, seed: int, order: list[str]):
         names = list(frame.columns)
-        if key and key not in names:
-            raise DataError(f"sample: key column {key!r} is not in the data")
-        if key:
-            self.ident = [key]
-        elif {"_source", "_line"} <= set(names):
-            self.ident = ["_source", "_line"]
-        elif "_row" in names:
-            self.ident = ["_row"]
-        else:
-            raise DataError("sample: the rows have no identity (no key, `_row`, or "
-                            "source and line): give `key`")
+        self.ident = identity(names, key)
         self.frame, self.names, self.columns = frame, names, names
         self.order, self.seed = order, seed
         self.rows = 0
