@@ -147,7 +147,15 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
 
     seed = spec.seed if spec.seed is not None else seed
     pop = SparkPopulation(frame, key=key, seed=seed, order=order)
-    n_pop = pop.rows = int(frame.count())
+    if spec.method == "stratified":  # the strata's sizes add up to the rows
+        by = _strata(pop, spec, target)
+        counts = frame.groupBy(by).agg(F.count(F.lit(1)).alias("n")).toArrow()
+        sizes = strata_sizes(counts.column(by).to_pylist(),
+                             counts.column("n").to_pylist())
+        n_pop = sum(sizes.values())
+    else:
+        n_pop = int(frame.count())
+    pop.rows = n_pop
     if n_pop == 0:
         raise DataError("sample: the population has no row")
     n = _size(spec, n_pop)
@@ -157,10 +165,6 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         if n > n_pop:
             notes = [f"the population holds {n_pop} rows, fewer than {n}: all kept"]
     else:
-        by = _strata(pop, spec, target)
-        counts = frame.groupBy(by).agg(F.count(F.lit(1)).alias("n")).toArrow()
-        sizes = strata_sizes(counts.column(by).to_pylist(),
-                             counts.column("n").to_pylist())
         alloc = allocate(sizes, n, spec.allocation)
         # the strata's column beside each unit (a join of narrow columns),
         # ranked by unit within its stratum
