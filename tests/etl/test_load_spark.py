@@ -204,15 +204,33 @@ def test_an_unknown_engine_is_named_before_anything_runs(fresh_project):
 
 
 def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
-        spark_engine, ran_project, tmp_path):
+        spark_engine, ran_project, tmp_path, monkeypatch):
     """The forum-spam example run on Spark: the same stored rows (above), and
-    so the same split, feature state and model metrics as the DuckDB run."""
+    so the same split, feature state and model metrics as the DuckDB run; the
+    features and the model read only the training table's labels on the
+    driver, never its raw inputs (Spark holds those)."""
     import json
+    import traceback
+
+    from mlsd.lake import Lake
 
     folder, local = ran_project
     there = tmp_path / "spark"
     shutil.copytree(folder, there, ignore=shutil.ignore_patterns(".mlsd"))
+    read, whole_by = Lake.read, []
+
+    def reading(self, area, name, version=None, columns=None):
+        if area == "training" and columns is None:
+            whole_by.append({Path(f.filename).parent.name + "/" + Path(f.filename).name
+                             for f in traceback.extract_stack()})
+        return read(self, area, name, version, columns)
+    monkeypatch.setattr(Lake, "read", reading)
     spark = run(there, engine="spark")
+    monkeypatch.setattr(Lake, "read", read)
+    # the audit (after the model) is the one stage that reads every column
+    assert whole_by and all("audit/_stage.py" in stack for stack in whole_by)
+    assert not any("features/_stage.py" in s or "models/_stage.py" in s
+                   for s in whole_by)
     assert spark["engine"] == "spark local[2]" and local["engine"] == "duckdb"
     assert spark["totals"] == local["totals"]
     # the training table built by Spark: the same rows in the same order
@@ -234,10 +252,24 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     scratch = Project.of(there).lake.root / "tmp"
     assert scratch.is_dir() and not list(scratch.glob("features-*"))
     assert spark["model"]["metrics"] == local["model"]["metrics"]
+    # the robustness check read its 1,000 test rows alone on Spark's driver,
+    # and perturbed the same rows the DuckDB run took from memory
+    robust = spark["augment"]["robustness"]
+    assert robust["rows"] == 1000 and robust == local["augment"]["robustness"]
     fit = spark["fit"]  # the run says where the model was fitted, on what
     assert (fit["on"], fit["engine"], fit["from"]) == (
         "driver", "spark", "the whole train split")
     assert fit["rows"] == spark["split"]["sizes"]["train"] and fit["matrix_mib"] > 0
+    # the driver read the labels, the split's time and the numbers the
+    # robustness check scales its noise by: not the text, ids or country
+    assert sorted(fit["table_columns"]["read"]) == [
+        "author_account_age_days", "author_posts_before", "created_at", "dislikes",
+        "is_spam", "likes", "views"]
+    assert fit["table_columns"]["of"] > len(fit["table_columns"]["read"])
+    assert local["fit"]["table_columns"]["read"] == fit["table_columns"]["read"]
+    report = (there / ".mlsd" / "reports").glob("*.html")
+    html = max(report, key=lambda f: f.stat().st_mtime).read_text()
+    assert "columns the driver read <code>" in html and "never the raw inputs" in html
 
     def state(project_dir, summary) -> dict:
         model = Project.of(project_dir).find_model(summary["model"]["model_id"])

@@ -236,9 +236,13 @@ def print_summary(s: dict[str, Any]) -> None:
     if (on := (s.get("features") or {}).get("analysed_on", "duckdb")) != "duckdb":
         out.print(f"Features analysed and applied on {on}.")
     if (fit := s.get("fit")) and fit.get("engine") != "duckdb":
+        cols = fit.get("table_columns") or {}
+        read = (f"; it read {len(cols['read'])} of the training table's "
+                f"{cols['of']} columns: {', '.join(cols['read']) or 'none'}"
+                if cols and len(cols["read"]) < cols["of"] else "")
         out.print(f"Model fitted on the driver: {fit['rows']:,} rows x "
                   f"{fit['inputs']:,} inputs ({fit['matrix_mib']} MiB), from "
-                  f"{fit['from']}.")
+                  f"{fit['from']}{read}.")
     if s.get("sample"):
         sm = s["sample"]
         on = sm.get("drawn_on", "duckdb")

@@ -8,6 +8,7 @@ from ..runtime import DatasetRef, RunContext, StageResult, stage
 from ..trainingdata import TRAIN, schema_files, split_parts, union_schema
 
 if TYPE_CHECKING:  # the stage's declaration loads without ibis and SciPy
+    import pyarrow as pa
     import scipy.sparse as sp
 
     from ._pipeline import FeaturePipeline
@@ -23,10 +24,10 @@ def feature_matrices(ctx: RunContext, pipeline: FeaturePipeline,
     pipeline's one ``apply`` (the train rows with their out-of-fold target
     encodings); computed once per run for the same state and dataset versions."""
     def make() -> dict[str, sp.csr_matrix]:
-        _, _, parts = split_parts(ctx, training, splits)
+        parts = _parts_here(ctx, training, splits)
         fitted = pipeline
         if pipeline.supervised and not pipeline.has_training_state:
-            fitted = _refit(ctx, pipeline, parts[TRAIN])
+            fitted = _refit(ctx, pipeline, *_train_rows(ctx, training, splits, parts))
         if ctx.spark is not None:
             return _apply_on_spark(ctx, fitted, training, splits,
                                    {p: t.num_rows for p, t in parts.items()})
@@ -140,15 +141,17 @@ def _target(ctx: RunContext):
     return Target(column=p.target, task=p.task, positive=p.positive)
 
 
-def _refit(ctx: RunContext, pipeline: FeaturePipeline, train) -> FeaturePipeline:
+def _refit(ctx: RunContext, pipeline: FeaturePipeline, engine, train
+           ) -> FeaturePipeline:
     """A pipeline read from a model (no out-of-fold statistics, which are not
-    saved) analysed again on the same training rows, for their out-of-fold
-    values; the analysis is deterministic, so its state must be the saved one."""
+    saved) analysed again on the same training rows (``train`` on ``engine``:
+    :func:`_train_rows`), for their out-of-fold values; the analysis is
+    deterministic, so its state must be the saved one."""
     from ..errors import DataError
     from ._pipeline import FeaturePipeline
 
     fresh = FeaturePipeline.from_json(pipeline.to_json())
-    fresh.analyze(ctx.engine, ctx.engine.from_arrow(train), target=_target(ctx))
+    fresh.analyze(engine, train, target=_target(ctx))
     if fresh.digest() != pipeline.digest():
         raise DataError("features: analysing the training rows again gave another "
                         "state than the model's; run `mlsd run --from features`")
@@ -275,6 +278,47 @@ def _train_rows(ctx: RunContext, training: DatasetRef, splits: DatasetRef, parts
     return ctx.spark.ibis, ctx.spark.ibis.from_frame(train)
 
 
+def _parts_here(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+                ) -> dict[str, pa.Table]:
+    """The rows of each split as the driver needs them: whole on DuckDB (the
+    analysis and the apply run on them), the row numbers alone on Spark (which
+    holds the rows; the driver needs only each split's size)."""
+    return split_parts(ctx, training, splits,
+                       None if ctx.spark is None else [])[2]
+
+
+def _first_train_rows(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                      parts: dict[str, pa.Table], columns: list[str]) -> pa.Table:
+    """The first :data:`COST_ROWS` train rows (``columns``), which the feature
+    table times through each feature's one-row apply: from memory on DuckDB,
+    from Spark (those rows alone) on Spark."""
+    if ctx.spark is None:
+        return parts[TRAIN].slice(0, COST_ROWS).select(columns)
+    from pyspark.sql import functions as F
+
+    from ..trainingdata import ROW, SPLIT
+
+    frame = _rows_with_split(ctx, training, splits, [ROW, *columns])
+    return (frame.where(F.col(SPLIT) == TRAIN).orderBy(ROW).limit(COST_ROWS)
+            .select(*columns).toArrow())
+
+
+def _split_missing(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                   parts: dict[str, pa.Table], name: str, columns: list[str]
+                   ) -> dict[str, float]:
+    """The missing share of ``columns`` in the split ``name``: on the rows in
+    memory on DuckDB, by a Spark aggregate on Spark."""
+    if ctx.spark is None:
+        return missing_shares(ctx.engine, ctx.engine.from_arrow(parts[name]), columns)
+    from pyspark.sql import functions as F
+
+    from ..trainingdata import ROW, SPLIT
+
+    frame = _rows_with_split(ctx, training, splits, [ROW, *columns])
+    part = frame.where(F.col(SPLIT) == name).drop(SPLIT)
+    return missing_shares(ctx.spark.ibis, ctx.spark.ibis.from_frame(part), columns)
+
+
 def _rows_with_split(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                      columns: list[str] | None = None):
     """The training table's rows (``columns`` of them) with each one's split
@@ -298,7 +342,7 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     from ._pipeline import FeaturePipeline, transform_for
 
     spec = ctx.spec
-    _, _, parts = split_parts(ctx, training, splits)
+    parts = _parts_here(ctx, training, splits)
     engine, table = _train_rows(ctx, training, splits, parts)
     keep, dropped = list(spec.features), []
     limit = spec.feature_policy.drop_missing_above
@@ -326,13 +370,14 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     pipeline.analyze(engine, table, target=_target(ctx))
     engine.forget(table)
     X = feature_matrices(ctx, pipeline, training, splits)
-    table = feature_table(pipeline, parts[TRAIN], shares)
+    table = feature_table(pipeline, _first_train_rows(
+        ctx, training, splits, parts, pipeline.columns), shares)
     # the missing share of each column in every split (train decides; valid and
     # test show whether serving will see the same gaps)
     by_split = {TRAIN: shares}
-    for name, rows in parts.items():
+    for name in parts:
         if name != TRAIN:
-            by_split[name] = missing_shares(ctx.engine, ctx.engine.from_arrow(rows),
+            by_split[name] = _split_missing(ctx, training, splits, parts, name,
                                             list(shares))
     for row in table:
         row["missing_by_split"] = {name: round(max(v[c] for c in row["columns"]), 4)

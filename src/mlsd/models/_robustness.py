@@ -37,6 +37,16 @@ def decisions(task: str, scores: np.ndarray, threshold: Any
     return scores
 
 
+def perturbed_rows(n: int, rows: int, seed: int) -> np.ndarray | None:
+    """The positions (sorted) of the test rows the check perturbs, a seeded
+    choice of ``rows`` of the ``n``; None: all of them."""
+    import numpy as np
+
+    if n <= rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, rows, replace=False))
+
+
 def robustness(learner: Learner, pipeline: FeaturePipeline, test: pa.Table,
                train: pa.Table, spec: RobustnessSpec, *, task: str, target: str,
                threshold: Any, seed: int, root: Any = None
@@ -52,10 +62,9 @@ def robustness(learner: Learner, pipeline: FeaturePipeline, test: pa.Table,
 
     if test.num_rows == 0:
         return None
-    rng = np.random.default_rng(seed)
-    if test.num_rows > spec.rows:
-        test = test.take(pa.array(np.sort(rng.choice(test.num_rows, spec.rows,
-                                                      replace=False))))
+    chosen = perturbed_rows(test.num_rows, spec.rows, seed)
+    if chosen is not None:
+        test = test.take(pa.array(chosen))
     numbers = sorted({c for t in pipeline.transforms if t.kind in NUMBER_KINDS
                       for c in t.inputs if c in test.column_names
                       and (pa.types.is_integer(test.schema.field(c).type)

@@ -19,6 +19,7 @@ from ..trainingdata import TRAIN, split_parts, union_schema
 
 if TYPE_CHECKING:  # the stage's declaration loads without LightGBM and sklearn
     import numpy as np
+    import pyarrow as pa
     import scipy.sparse as sp
 
     from ..etl import DataSchema
@@ -89,6 +90,59 @@ def serving_rules(spec: ProjectSpec, cols: dict[str, Any]) -> dict[str, Any]:
             "checks": checks}
 
 
+def label_columns(ctx: RunContext) -> list[str] | None:
+    """The training table's columns the models stage reads beside the
+    feature matrices (labels, objectives, label confidences, the time of a
+    time split, slice columns, the numbers whose spread the robustness check
+    scales its noise by); None when it needs every raw row (augmentation or
+    SMOTENC made from the train split, slices defined by SQL). The driver of
+    a Spark run then never holds the raw inputs, often most of the table,
+    just to read the labels; the robustness check reads its few test rows
+    alone (:func:`_robust_test_rows`)."""
+    from ..trainingdata import RAW_RESAMPLERS
+    from ..trainingdata.labeling._policy import LABEL_CONFIDENCE
+    from ._registry import time_column
+    from ._robustness import NUMBER_KINDS
+
+    spec = ctx.spec
+    aug, problem = spec.augment, spec.problem
+    resamplers = {spec.imbalance.resample, *spec.imbalance.compare}
+    if (aug.noise is not None or aug.text is not None or aug.templates is not None
+            or isinstance(spec.evaluation.slices, dict)
+            or (problem.task != "regression"
+                and resamplers & {*RAW_RESAMPLERS, "smote"})):
+        return None
+    numbers = [c for f in spec.features if f.kind in NUMBER_KINDS for c in f.inputs] \
+        if aug.robustness is not None else []
+    return list(dict.fromkeys([
+        problem.target, *(o.target for o in (problem.objectives or {}).values()),
+        LABEL_CONFIDENCE, *([t] if (t := time_column(spec)) else []),
+        *spec.evaluation.slices, *numbers]))
+
+
+def _robust_test_rows(ctx: RunContext, training: DatasetRef, parts: dict,
+                      columns: list[str]) -> pa.Table:
+    """The test rows the robustness check perturbs, with ``columns``: the
+    test split in memory when it holds them, else the check's own seeded
+    choice of rows read alone from the lake (a scan that keeps only them)."""
+    import pyarrow.compute as pc
+
+    from ..trainingdata import ROW
+    from ._robustness import perturbed_rows
+
+    test = parts["test"]
+    if all(c in test.column_names for c in columns):
+        return test
+    chosen = perturbed_rows(test.num_rows, ctx.spec.augment.robustness.rows,
+                            ctx.spec.seed)
+    wanted = test.column(ROW) if chosen is None else test.column(ROW).take(chosen)
+    have = ctx.lake.dataset(training.area, training.name, training.version)
+    rows = have.to_table(columns=[c for c in dict.fromkeys([ROW, *columns])
+                                  if c in have.schema.names],
+                         filter=pc.field(ROW).isin(wanted.combine_chunks()))
+    return rows.take(pc.sort_indices(rows, [(ROW, "ascending")]))
+
+
 def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
                       training: DatasetRef, splits: DatasetRef
                       ) -> tuple[dict[str, sp.csr_matrix], dict[str, np.ndarray]]:
@@ -99,7 +153,7 @@ def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
 
     def make():
         problem = ctx.spec.problem
-        _, _, parts = split_parts(ctx, training, splits)
+        _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
         X = dict(feature_matrices(ctx, pipeline, training, splits))
         y = {}
         for p in parts:
@@ -158,7 +212,7 @@ def train_weights(ctx: RunContext, classes: list, training: DatasetRef,
     from ..trainingdata.labeling._policy import LABEL_CONFIDENCE
     from ._train import labels_of
 
-    _, _, parts = split_parts(ctx, training, splits)
+    _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
     train = parts[TRAIN]
     spec = ctx.spec
     soft = spec.labels.weigh_by_confidence and LABEL_CONFIDENCE in train.column_names
@@ -401,7 +455,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
 
     spec, problem = ctx.spec, ctx.spec.problem
     pipeline = features
-    _, _, parts = split_parts(ctx, training, splits)
+    _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
     target = problem.target
     classes, _ = encode_target(problem, parts[TRAIN].column(target).to_pylist())
     X, y = labelled_matrices(ctx, pipeline, classes, training, splits)
@@ -438,7 +492,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     if spec.augment.robustness is not None:
         from ._robustness import robustness
 
-        robust = robustness(result.learner, pipeline, parts["test"], parts[TRAIN],
+        robust = robustness(result.learner, pipeline, _robust_test_rows(
+            ctx, training, parts, [*pipeline.columns, target]), parts[TRAIN],
                             spec.augment.robustness, task=problem.task,
                             target=target, threshold=result.threshold,
                             seed=spec.seed, root=ctx.root)
@@ -545,7 +600,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     return StageResult(
         outputs={"model": ref},
         summary={
-            "fit": _fit_summary(ctx, X[TRAIN]),
+            "fit": _fit_summary(ctx, X[TRAIN], training),
             "split": {"positive_rate": positive_rate},
             "augment": {"rows": augmented or None, "robustness": robust},
             "slices": slices,
@@ -567,13 +622,20 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
              f"{result.metrics['model']['test'].get(primary)}")
 
 
-def _fit_summary(ctx: RunContext, X) -> dict[str, Any]:
+def _fit_summary(ctx: RunContext, X, training: DatasetRef) -> dict[str, Any]:
     """Where the model was fitted and on what: training runs on the driver
     (whatever the engine) from the train split, or from the spec's sample of
-    it, with its feature matrix in memory."""
+    it, with its feature matrix in memory; and which of the training table's
+    columns the driver read beside it (:func:`label_columns`)."""
     data = [getattr(X, a) for a in ("data", "indices", "indptr") if hasattr(X, a)]
     size = sum(a.nbytes for a in data) if data else int(getattr(X, "nbytes", 0))
+    names = [c for c in ctx.lake.dataset(training.area, training.name,
+                                         training.version).schema.names
+             if not c.startswith("_")]
+    wanted = label_columns(ctx)
+    read = names if wanted is None else [c for c in names if c in wanted]
     return {"on": "driver", "engine": ctx.spec.engine.kind,
+            "table_columns": {"read": read, "of": len(names)},
             "rows": int(X.shape[0]), "inputs": int(X.shape[1]),
             "matrix_mib": round(size / 2**20, 1),
             "from": "a sample of the train split" if ctx.spec.sample is not None
@@ -600,7 +662,7 @@ def prune_stage(*, tolerance: float | None = None,
         from ._train import encode_target
 
         spec, problem = ctx.spec, ctx.spec.problem
-        _, _, parts = split_parts(ctx, training, splits)
+        _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
         classes, _ = encode_target(problem,
                                    parts[TRAIN].column(problem.target).to_pylist())
         X, y = labelled_matrices(ctx, features, classes, training, splits)
@@ -650,7 +712,7 @@ def search_stage(*, trials: int | None = None, seconds: float | None = None):
         from ._train import Augmented, encode_target
 
         spec, problem = ctx.spec, ctx.spec.problem
-        _, _, parts = split_parts(ctx, training, splits)
+        _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
         classes, _ = encode_target(problem,
                                    parts[TRAIN].column(problem.target).to_pylist())
         X, y = labelled_matrices(ctx, features, classes, training, splits)

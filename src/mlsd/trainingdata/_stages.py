@@ -429,18 +429,35 @@ def _store_agreement(ctx: RunContext) -> dict[str, Any] | None:
     return res
 
 
-def training_table(ctx: RunContext, training: DatasetRef) -> pa.Table:
-    """The training table of ``training``, in its ``_row`` order."""
+def training_table(ctx: RunContext, training: DatasetRef,
+                   columns: list[str] | None = None) -> pa.Table:
+    """The training table of ``training``, in its ``_row`` order; with
+    ``columns``, only those of them it has (and ``_row``), read alone from the
+    lake unless the whole table is in memory already."""
     import numpy as np
     import pyarrow as pa
 
-    def read() -> pa.Table:
-        t = ctx.read(training)
+    def ordered(t: pa.Table) -> pa.Table:
         rows = t.column(ROW).to_numpy()
         if len(rows) and not (np.diff(rows) > 0).all():
             t = t.take(pa.array(np.argsort(rows, kind="stable")))
         return t
-    return ctx.memo(("trainingdata.table", training.node), read)
+
+    whole = ("trainingdata.table", training.node)
+    if columns is None:
+        return ctx.memo(whole, lambda: ordered(ctx.read(training)))
+    if whole in ctx.cache or ("dataset", training.node) in ctx.cache:
+        t = training_table(ctx, training)
+        return t.select([c for c in dict.fromkeys([ROW, *columns])
+                         if c in t.column_names])
+
+    def narrow() -> pa.Table:
+        have = set(ctx.lake.dataset(training.area, training.name,
+                                    training.version).schema.names)
+        wanted = [c for c in dict.fromkeys([ROW, *columns]) if c in have]
+        return ordered(ctx.lake.read(training.area, training.name, training.version,
+                                     columns=wanted))
+    return ctx.memo(("trainingdata.table", training.node, tuple(columns)), narrow)
 
 
 def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
@@ -723,20 +740,34 @@ def _train_on_sample(ctx: RunContext, sample: DatasetRef, splits: np.ndarray
     return splits, weights
 
 
-def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                columns: list[str] | None = None
                 ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
     """The training table, each row's split, and the rows of each split, read
-    by version (once per run)."""
-    return ctx.memo(("trainingdata.parts", training.node, splits.node),
-                    lambda: _parts(ctx, training, splits))
+    by version (once per run). With ``columns``, the tables hold only those
+    columns (and ``_row``, and ``_weight`` when the split weighs rows): a
+    stage that needs the labels but not the raw inputs reads no more than it
+    needs (on a Spark run, the driver never holds the whole table for it)."""
+    key = ("trainingdata.parts", training.node, splits.node)
+    if columns is None or key in ctx.cache:
+        rows, labels, parts = ctx.memo(key, lambda: _parts(
+            ctx, training, splits, training_table(ctx, training)))
+        if columns is None:
+            return rows, labels, parts
+
+        def cut(t: pa.Table) -> pa.Table:
+            return t.select([c for c in dict.fromkeys([ROW, *columns, WEIGHT])
+                             if c in t.column_names])
+        return cut(rows), labels, {p: cut(t) for p, t in parts.items()}
+    return ctx.memo((*key, tuple(columns)), lambda: _parts(
+        ctx, training, splits, training_table(ctx, training, columns)))
 
 
-def _parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+def _parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef, rows: pa.Table
            ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
     import numpy as np
     import pyarrow as pa
 
-    rows = training_table(ctx, training)
     assigned = ctx.read(splits)
     order = assigned.column(ROW).to_numpy()
     if len(order) != rows.num_rows or not np.array_equal(
