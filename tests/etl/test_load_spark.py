@@ -271,6 +271,20 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     html = max(report, key=lambda f: f.stat().st_mtime).read_text()
     assert "columns the driver read <code>" in html and "never the raw inputs" in html
 
+    # a stage that still reads the whole table on the driver (the audit)
+    # first weighs it against the memory the driver has free
+    from mlsd import _memory
+
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 100_000)
+    with pytest.raises(DataError) as err:
+        run(there, from_="audit", engine="spark")
+    assert str(err.value).startswith(f"{spark['training']['dataset']}@")
+    assert "reads every row and column of the training table on the driver, " \
+        "about 1." in str(err.value)
+    assert "iB once read, and the driver has 97.7 KiB free" in str(err.value)
+    assert "run `mlsd run --until train`" in str(err.value)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 1 << 40)
+
     def state(project_dir, summary) -> dict:
         model = Project.of(project_dir).find_model(summary["model"]["model_id"])
         return json.loads((model / "features.json").read_text())

@@ -445,7 +445,11 @@ def training_table(ctx: RunContext, training: DatasetRef,
 
     whole = ("trainingdata.table", training.node)
     if columns is None:
-        return ctx.memo(whole, lambda: ordered(ctx.read(training)))
+        def read() -> pa.Table:
+            if ctx.spark is not None and ("dataset", training.node) not in ctx.cache:
+                _fits_the_driver(ctx, training)
+            return ordered(ctx.read(training))
+        return ctx.memo(whole, read)
     if whole in ctx.cache or ("dataset", training.node) in ctx.cache:
         t = training_table(ctx, training)
         return t.select([c for c in dict.fromkeys([ROW, *columns])
@@ -458,6 +462,36 @@ def training_table(ctx: RunContext, training: DatasetRef,
         return ordered(ctx.lake.read(training.area, training.name, training.version,
                                      columns=wanted))
     return ctx.memo(("trainingdata.table", training.node, tuple(columns)), narrow)
+
+
+def _fits_the_driver(ctx: RunContext, training: DatasetRef) -> None:
+    """On a Spark run, refuse to read the whole training table on the driver
+    past the memory it has free (the kernel would kill it without a word):
+    its size once read is taken from the Parquet footers (each column chunk's
+    uncompressed size), before any row is read."""
+    import pyarrow.parquet as pq
+
+    from .._memory import available_bytes, readable
+
+    room = available_bytes()
+    if room is None:
+        return
+    _, files = ctx.lake.files(training.area, training.name, training.version)
+    need = 0
+    for f in files:
+        meta = pq.ParquetFile(f.removeprefix("file://")).metadata
+        need += sum(meta.row_group(g).total_byte_size
+                    for g in range(meta.num_row_groups))
+    if need <= room:
+        return
+    raise DataError(
+        f"{training.dataset}@{training.version}: this stage reads every row and column "
+        f"of the training table on the driver, about {readable(need)} once read, and "
+        f"the driver has {readable(room)} free. On Spark, the features, the sample "
+        f"(random, stratified) and the model read far less; the stages that still read "
+        f"it all are the audit, the registry's comparison and the other sampling "
+        f"methods: run `mlsd run --until train`, or the driver where it has more "
+        f"memory")
 
 
 def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
