@@ -18,7 +18,11 @@ pytestmark = pytest.mark.slow
     ("{method: random, n: 700}", False),
     ("{method: random, fraction: 0.05}", True),  # rows known by file and line
     ("{method: stratified, fraction: 0.1, allocation: equal, reweight: true}", False),
-    ("{method: stratified, n: 900, by: author_country, seed: 11}", False)])
+    ("{method: stratified, n: 900, by: author_country, seed: 11}", False),
+    ("{method: weighted, n: 500, weights: likes + 1}", False),
+    # weights of 0 and missing ones (views is null on some rows), reweighted
+    ("{method: weighted, fraction: 0.08, weights: 'greatest(views - 100, 0)', "
+     "reweight: true}", True)])
 def test_a_sample_drawn_on_spark_is_the_one_drawn_on_duckdb(
         spark_engine, example_dir, tmp_path, sample, unkeyed):
     here, there = tmp_path / "duckdb", tmp_path / "spark"
@@ -47,9 +51,25 @@ def test_a_method_spark_does_not_draw_runs_on_the_driver(spark_engine, example_d
     there = tmp_path / "spark"
     shutil.copytree(example_dir, there)
     s = run(Project.of(there).with_overrides(
-        ["sample={method: weighted, n: 300, weights: likes + 1}"]),
+        ["sample={method: reservoir, n: 300}"]),
         until="sample", engine="spark")
     assert s["sample"]["drawn_on"] == "duckdb" and s["sample"]["rows"] == 300
+
+
+def test_a_bad_weight_on_spark_names_its_row(spark_engine, example_dir, tmp_path):
+    from mlsd.errors import DataError
+
+    there = tmp_path / "spark"
+    shutil.copytree(example_dir, there)
+    with pytest.raises(DataError) as err:
+        run(Project.of(there).with_overrides(
+            ["sample={method: weighted, n: 300, weights: likes - 3}"]),
+            until="sample", engine="spark")
+    text = str(err.value)
+    assert text.startswith("sample.weights: the weight of the row {'post_id': 'p")
+    assert text.endswith(" is -3.0; weights must be finite and >= 0") or \
+        text.endswith(" is -2.0; weights must be finite and >= 0") or \
+        text.endswith(" is -1.0; weights must be finite and >= 0")
 
 
 def test_the_command_says_where_the_sample_was_drawn(spark_engine, example_dir,
