@@ -22,7 +22,16 @@ pytestmark = pytest.mark.slow
     ("{method: weighted, n: 500, weights: likes + 1}", False),
     # weights of 0 and missing ones (views is null on some rows), reweighted
     ("{method: weighted, fraction: 0.08, weights: 'greatest(views - 100, 0)', "
-     "reweight: true}", True)])
+     "reweight: true}", True),
+    ("{method: random, n: 600, replace: true}", False),
+    ("{method: convenience, n: 300, where: 'likes > 2 AND views < 400'}", True),
+    # categories as DuckDB writes them (a timestamp's text differs in Spark's cast)
+    ("{method: quota, per_category: 2, by: created_at, where: 'likes > 3'}", False),
+    ("{method: quota, quota: {US: 50, FR: 20, XX: 5}, by: author_country}", False),
+    ("{method: judgment, keys: [p0000002, p0000003, p0000004, p0000005, nope], "
+     "chosen_by: moderators}", False),
+    ("{method: judgment, where: \"author_country = 'FR' AND dislikes > 1\", "
+     "chosen_by: moderators}", True)])
 def test_a_sample_drawn_on_spark_is_the_one_drawn_on_duckdb(
         spark_engine, example_dir, tmp_path, sample, unkeyed):
     here, there = tmp_path / "duckdb", tmp_path / "spark"
@@ -54,6 +63,26 @@ def test_a_method_spark_does_not_draw_runs_on_the_driver(spark_engine, example_d
         ["sample={method: reservoir, n: 300}"]),
         until="sample", engine="spark")
     assert s["sample"]["drawn_on"] == "duckdb" and s["sample"]["rows"] == 300
+
+
+@pytest.mark.parametrize("sample", [
+    "{method: convenience, n: 30, where: 'nosuch > 1'}",
+    "{method: weighted, n: 30, weights: 'likes + text'}"])
+def test_a_bad_expression_is_the_same_error_on_both_engines(
+        spark_engine, example_dir, tmp_path, sample):
+    """Bound on the driver first: DuckDB's own words, not a failed Spark task."""
+    from mlsd.errors import SpecError
+
+    said = []
+    for engine in ("duckdb", "spark"):
+        there = tmp_path / engine
+        shutil.copytree(example_dir, there)
+        with pytest.raises(SpecError) as err:
+            run(Project.of(there).with_overrides([f"sample={sample}"]),
+                until="sample", engine=engine)
+        said.append(str(err.value))
+    assert said[0] == said[1] and said[0].startswith(
+        ("sample.where: ", "sample.weights: "))
 
 
 def test_a_bad_weight_on_spark_names_its_row(spark_engine, example_dir, tmp_path):

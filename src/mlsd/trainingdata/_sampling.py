@@ -742,8 +742,9 @@ def _quota(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
     counts = pop.table(f"SELECT CAST({_q(by)} AS VARCHAR) AS s, count(*) AS n FROM "
                        f"population {f'WHERE {where}' if where else ''} GROUP BY 1",
                        what="where")
-    sizes = dict(zip(counts.column("s").to_pylist(), counts.column("n").to_pylist(),
-                     strict=True))
+    # in the categories' order (GROUP BY's varies): the notes name the same
+    # ten first on every run and engine
+    sizes = strata_sizes(counts.column("s").to_pylist(), counts.column("n").to_pylist())
     if spec.quota is not None:
         want = {str(k): int(v) for k, v in spec.quota.items()}
     else:

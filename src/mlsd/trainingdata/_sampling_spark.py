@@ -1,28 +1,30 @@
-"""Sampling as Spark jobs: the probability methods that rank rows by their
-seeded unit (``random`` and ``weighted`` without replacement, ``stratified``),
-and the bias report's population figures, over a Spark DataFrame of the train
-rows.
+"""Sampling as Spark jobs: ``random``, ``stratified``, ``weighted`` (without
+replacement), ``convenience``, ``quota`` and ``judgment``, and the bias
+report's population figures, over a Spark DataFrame of the train rows.
 
 Each row's unit is :func:`._sampling.unit_expression` evaluated by DuckDB
 inside the Spark tasks (``mapInArrow``), so a row gets the very number it
 gets on DuckDB and the sample is the same rows; Spark then keeps the ``n``
 smallest (or the ``n_h`` smallest of each stratum, by a window, or the ``n``
 largest Efraimidis-Spirakis keys) and only the drawn rows come to the driver.
-The other methods (with replacement, a reservoir, importance, keys, quotas, a
-graph) run on the driver's DuckDB as before.
+Predicates, categories and keys are likewise DuckDB's expressions and DuckDB's
+text of a value, computed in the tasks. The methods that walk the rows in
+order or over every row's cumulative weight (a reservoir, importance,
+weighted with replacement, a snowball's links) run on the driver's DuckDB.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import DataError
+from ..errors import DataError, SpecError
 from ..spec import SampleSpec
 from ._sampling import (
     EXACT_QUANTILES,
     QUANTILES,
     Sample,
     _expression,
+    _q,
     _size,
     _strata,
     allocate,
@@ -37,14 +39,17 @@ from ._sampling import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-UNIT, WEIGHT_X, KEY = "__u", "__w", "__k"
+UNIT, WEIGHT_X, KEY, FLAG, TEXT = "__u", "__w", "__k", "__f", "__s"
 SPARK_EXACT_QUANTILES = 100_000  # beyond: Spark's percentile_approx (1e-4 in rank)
 
 
 def on_spark(spec: SampleSpec) -> bool:
     """Whether ``spec``'s method is drawn by Spark jobs."""
-    return (spec.method in ("random", "weighted") and not spec.replace) or \
-        spec.method == "stratified"
+    if spec.method == "judgment":  # by keys, or by a predicate
+        return True
+    if spec.method == "weighted":
+        return not spec.replace
+    return spec.method in ("random", "stratified", "convenience", "quota")
 
 
 class SparkPopulation:
@@ -52,14 +57,16 @@ class SparkPopulation:
     :class:`._sampling._Population` has them on DuckDB) and the bias
     report's figures computed by Spark."""
 
-    def __init__(self, frame, *, key: str | None, seed: int, order: list[str]):
+    def __init__(self, frame, *, key: str | None, seed: int, order: list[str],
+                 schema: pa.Schema | None = None):
         names = list(frame.columns)
+        self.schema, self.key = schema, key  # the population's lake types
         self.ident = identity(names, key)
         self.frame, self.names, self.columns = frame, names, names
         self.order, self.seed = order, seed
         self.rows = 0
 
-    def units(self, weight: str | None = None):
+    def units(self, weight: str | None = None, what: str = "weights"):
         """Every row's order columns and seeded unit (``__u``), computed by
         DuckDB in the tasks: the same number for the same row as on the
         driver. Only the identity columns go through Python. With ``weight``
@@ -69,21 +76,71 @@ class SparkPopulation:
         by the same DuckDB expressions as on the driver; every column then
         goes to the tasks, since the expression may read any."""
         import pyarrow as pa
+
+        expr = unit_expression(self.ident, f"{int(self.seed)}::BIGINT")
+        if not weight:
+            return self._computed(f"{expr} AS {UNIT}", [(UNIT, pa.float64())],
+                                  every_column=False)
+        return self._computed(
+            f"{UNIT}, {WEIGHT_X}, CASE WHEN {WEIGHT_X} > 0 THEN ln({UNIT}) / "
+            f"{WEIGHT_X} END AS {KEY}",
+            [(UNIT, pa.float64()), (WEIGHT_X, pa.float64()), (KEY, pa.float64())],
+            source=f"(SELECT *, {expr} AS {UNIT}, ({weight})::DOUBLE AS {WEIGHT_X} "
+                   f"FROM b) AS b", what=what)
+
+    def marks(self, where: str | None = None, text: str | None = None,
+              what: str = "where"):
+        """Every row's order columns with, computed by DuckDB in the tasks as
+        on the driver: whether the checked expression ``where`` holds
+        (``__f``; true without one) and the column ``text`` cast to VARCHAR
+        (``__s``: DuckDB's text of a value, which Spark's cast does not
+        always give)."""
+        import pyarrow as pa
+
+        parts = [f"coalesce(({where})::BOOLEAN, false) AS {FLAG}" if where
+                 else f"true AS {FLAG}"]
+        fields = [(FLAG, pa.bool_())]
+        if text is not None:
+            parts.append(f"CAST({_q(text)} AS VARCHAR) AS {TEXT}")
+            fields.append((TEXT, pa.string()))
+        return self._computed(", ".join(parts), fields, what=what,
+                              every_column=where is not None or text is not None)
+
+    def _computed(self, select: str, fields: list, *, every_column: bool = True,
+                  source: str = "b", what: str | None = None):
+        """``SELECT <order columns>, <select> FROM <source>`` run by DuckDB on
+        each task's Arrow batches (``b``: the rows; every column of them, or
+        only the order and identity columns); ``fields``: the computed
+        columns' Arrow types. The query is first bound on the driver against
+        no row of the population's types, so a spec expression DuckDB
+        refuses is said at once (``sample.<what>: ...``), not as a failed
+        Spark task."""
+        import duckdb
+        import pyarrow as pa
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        order, ident, seed = self.order, self.ident, self.seed
-        extra = [(WEIGHT_X, pa.float64()), (KEY, pa.float64())] if weight else []
-        out = pa.schema([*(pa.field(c, pa.int64()) for c in order),
-                         (UNIT, pa.float64()), *extra])
-        expr = unit_expression(ident, f"{int(seed)}::BIGINT")
-        cols = ", ".join('"' + c.replace('"', '""') + '"' for c in order)
-        query = f"SELECT {cols}, {expr} AS {UNIT} FROM b"
-        if weight:
-            query = (f"SELECT *, CASE WHEN {WEIGHT_X} > 0 THEN ln({UNIT}) / "
-                     f"{WEIGHT_X} END AS {KEY} FROM (SELECT {cols}, {expr} AS "
-                     f"{UNIT}, ({weight})::DOUBLE AS {WEIGHT_X} FROM b)")
+        from ..engine._sandbox import why
 
-        def units(batches):
+        order = self.order
+        out = pa.schema([*(pa.field(c, pa.int64()) for c in order), *fields])
+        cols = ", ".join(_q(c) for c in order)
+        query = f"SELECT {cols}, {select} FROM {source}"
+        given = self.frame if every_column else self.frame.select(
+            *dict.fromkeys([*order, *self.ident]))
+        empty = self.schema.empty_table() if self.schema is not None else None
+        if empty is not None:
+            con = duckdb.connect(config={"threads": 1})
+            try:
+                con.register("b", empty.select(given.columns))
+                con.sql(query).fetchall()
+            except duckdb.Error as err:
+                if what:
+                    raise SpecError(f"sample.{what}: {why(err)}") from None
+                raise
+            finally:
+                con.close()
+
+        def run(batches):
             import duckdb
 
             con = duckdb.connect(config={"threads": 1})
@@ -96,9 +153,7 @@ class SparkPopulation:
             finally:
                 con.close()
 
-        given = self.frame if weight else self.frame.select(
-            *dict.fromkeys([*order, *ident]))
-        return given.mapInArrow(units, from_arrow_schema(out))
+        return given.mapInArrow(run, from_arrow_schema(out))
 
     def rows_of(self, chosen) -> pa.Table:
         """The rows whose order columns ``chosen`` (a small DataFrame) holds,
@@ -161,7 +216,7 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
     from pyspark.sql.types import LongType, StructField, StructType
 
     seed = spec.seed if spec.seed is not None else seed
-    pop = SparkPopulation(frame, key=key, seed=seed, order=order)
+    pop = SparkPopulation(frame, key=key, seed=seed, order=order, schema=schema)
     if spec.method == "stratified":  # the strata's sizes add up to the rows
         by = _strata(pop, spec, target)
         counts = frame.groupBy(by).agg(F.count(F.lit(1)).alias("n")).toArrow()
@@ -173,12 +228,25 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
     pop.rows = n_pop
     if n_pop == 0:
         raise DataError("sample: the population has no row")
-    n = _size(spec, n_pop)
+    # quota and judgment take no size: theirs is the quotas', the choice's
+    n = _size(spec, n_pop) if spec.n is not None or spec.fraction is not None else 0
     weights, notes = None, []
-    if spec.method == "random":
+    if spec.method == "random" and spec.replace:
+        rows, weights = _with_replacement(pop, n, n_pop)
+    elif spec.method == "random":
         rows = pop.rows_of(pop.units().orderBy(UNIT).limit(n).select(*order))
         if n > n_pop:
             notes = [f"the population holds {n_pop} rows, fewer than {n}: all kept"]
+    elif spec.method == "convenience":  # the first rows as given, where asked
+        where = _expression(spec.where, "where", pop.names)
+        rows = pop.rows_of(pop.marks(where).where(F.col(FLAG)).orderBy(*order)
+                           .limit(n).select(*order))
+        notes = [f"asked for {n} rows, {rows.num_rows} available"] if (
+            rows.num_rows < n) else []
+    elif spec.method == "quota":
+        rows, notes = _quota(pop, spec, target)
+    elif spec.method == "judgment":
+        rows, notes = _judgment(pop, spec)
     elif spec.method == "weighted":
         rows, weights, notes = _weighted(pop, spec, n)
     else:
@@ -248,3 +316,86 @@ def _weighted(pop: SparkPopulation, spec: SampleSpec, n: int) -> tuple:
         [(c, "ascending") for c in pop.order]).column("__p").to_numpy()
     weights = 1.0 / np.maximum(pi[pos], 1e-300)
     return rows, weights * (len(weights) / weights.sum()), notes
+
+
+def _with_replacement(pop: SparkPopulation, n: int, n_pop: int) -> tuple:
+    """random with replacement: the same draws as on DuckDB (``n`` seeded
+    positions in the rows' order, numpy's generator on the driver), each
+    drawn row once with its count as its weight; the positions become row
+    numbers through the order column alone (one number a row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(pop.seed)
+    counts = np.bincount(rng.integers(0, n_pop, n), minlength=n_pop)
+    pos = np.flatnonzero(counts)
+    order = pop.frame.select(*pop.order).toArrow().sort_by(
+        [(c, "ascending") for c in pop.order])
+    picked = order.take(pa.array(pos))
+    chosen = pop.frame.sparkSession.createDataFrame(picked.to_pylist(),
+                                                   schema=pop.frame.select(
+                                                       *pop.order).schema)
+    return pop.rows_of(chosen), counts[pos].astype(float)
+
+
+def _quota(pop: SparkPopulation, spec: SampleSpec, target: str | None) -> tuple:
+    """quota: a fixed number of rows per category, first come (the rows'
+    order), as :func:`._sampling._quota` keeps them: categories as DuckDB
+    writes them (``CAST(... AS VARCHAR)``), counted among the rows ``where``
+    keeps."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    by = _strata(pop, spec, target)
+    where = _expression(spec.where, "where", pop.names)
+    marked = pop.marks(where, by).where(F.col(FLAG)).drop(FLAG).persist()
+    try:
+        counts = marked.groupBy(TEXT).agg(F.count(F.lit(1)).alias("n")).toArrow()
+        sizes = strata_sizes(counts.column(TEXT).to_pylist(),
+                             counts.column("n").to_pylist())
+        if spec.quota is not None:
+            want = {str(k): int(v) for k, v in spec.quota.items()}
+        else:
+            want = dict.fromkeys(sizes, spec.per_category)
+        notes = [f"category {k!r}: {sizes.get(k, 0)} rows for a quota of {v}"
+                 for k, v in want.items() if sizes.get(k, 0) < v][:10]
+        quota = pop.frame.sparkSession.createDataFrame(
+            list(want.items()), schema=StructType([StructField("__q", StringType()),
+                                                    StructField("__n", LongType())]))
+        rank = F.row_number().over(Window.partitionBy(TEXT).orderBy(*pop.order))
+        ranked = marked.withColumn("__i", rank)
+        chosen = ranked.join(F.broadcast(quota), ranked[TEXT].eqNullSafe(
+            quota["__q"])).where(F.col("__i") <= F.col("__n")).select(*pop.order)
+        rows = pop.rows_of(chosen)
+    finally:
+        marked.unpersist()
+    return rows, notes
+
+
+def _judgment(pop: SparkPopulation, spec: SampleSpec) -> tuple:
+    """judgment: the rows an expert chose, by key (matched as DuckDB writes
+    the key, ``CAST(... AS VARCHAR)``) or by a predicate."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    notes = []
+    if spec.keys is not None:
+        if not pop.key:
+            raise SpecError("sample.keys: the rows have no key; declare "
+                            "`dataset.key` (or use `where`)")
+        chosen = pop.frame.sparkSession.createDataFrame(
+            [(str(k),) for k in spec.keys],
+            schema=StructType([StructField(TEXT, StringType())]))
+        picked = pop.marks(None, pop.key, what="keys").join(
+            F.broadcast(chosen), TEXT, "left_semi").select(*pop.order)
+        rows = pop.rows_of(picked)
+        found = {str(v) for v in rows.column(pop.key).to_pylist()}
+        missing = [k for k in spec.keys if str(k) not in found]
+        if missing:
+            notes.append(f"{len(missing)} chosen key(s) are not in the data: "
+                         f"{missing[:5]}")
+    else:
+        where = _expression(spec.where, "where", pop.names)
+        rows = pop.rows_of(pop.marks(where).where(F.col(FLAG)).select(*pop.order))
+    return rows, notes
