@@ -24,6 +24,10 @@ pytestmark = pytest.mark.slow
     ("{method: weighted, fraction: 0.08, weights: 'greatest(views - 100, 0)', "
      "reweight: true}", True),
     ("{method: random, n: 600, replace: true}", False),
+    ("{method: weighted, n: 400, weights: 'likes + 1', replace: true}", False),
+    ("{method: weighted, n: 300, weights: 'greatest(views - 150, 0)', replace: true, "
+     "reweight: false}", True),
+    ("{method: importance, n: 500, proposal: 'likes + 1', density: 'views'}", False),
     ("{method: convenience, n: 300, where: 'likes > 2 AND views < 400'}", True),
     # categories as DuckDB writes them (a timestamp's text differs in Spark's cast)
     ("{method: quota, per_category: 2, by: created_at, where: 'likes > 3'}", False),
@@ -67,7 +71,8 @@ def test_a_method_spark_does_not_draw_runs_on_the_driver(spark_engine, example_d
 
 @pytest.mark.parametrize("sample", [
     "{method: convenience, n: 30, where: 'nosuch > 1'}",
-    "{method: weighted, n: 30, weights: 'likes + text'}"])
+    "{method: weighted, n: 30, weights: 'likes + text'}",
+    "{method: importance, n: 30, proposal: 'likes + 1', density: 'nosuch'}"])
 def test_a_bad_expression_is_the_same_error_on_both_engines(
         spark_engine, example_dir, tmp_path, sample):
     """Bound on the driver first: DuckDB's own words, not a failed Spark task."""
@@ -82,7 +87,7 @@ def test_a_bad_expression_is_the_same_error_on_both_engines(
                 until="sample", engine=engine)
         said.append(str(err.value))
     assert said[0] == said[1] and said[0].startswith(
-        ("sample.where: ", "sample.weights: "))
+        ("sample.where: ", "sample.weights: ", "sample.density: "))
 
 
 def test_a_bad_weight_on_spark_names_its_row(spark_engine, example_dir, tmp_path):

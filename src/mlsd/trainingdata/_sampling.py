@@ -613,6 +613,45 @@ def inclusion_probabilities(w: np.ndarray, n: int) -> np.ndarray:
     return -np.expm1(-w * hi)
 
 
+def weighted_draws(w: np.ndarray, n: int, seed: int, reweights: bool
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` seeded draws with replacement, chances in proportion to ``w``
+    (every row's weight, in the rows' order): each row's count, and with
+    ``reweights`` the rows of the population each draw stands for."""
+    import numpy as np
+
+    total = w.sum()
+    rng = np.random.default_rng(seed)
+    draws = np.searchsorted(np.cumsum(w), rng.random(n) * total, side="right")
+    counts = np.bincount(np.minimum(draws, len(w) - 1), minlength=len(w))
+    # each draw stands for total / (n w_i) rows of the population
+    per = total / (n * np.where(w > 0, w, 1.0)) if reweights else None
+    return counts, per
+
+
+def importance_draws(q: np.ndarray, p: np.ndarray, n: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` seeded draws from the proposal ``q``, each row's weight
+    density / proposal (both over every row, in the rows' order): the
+    counts, the ratios and what the draw cannot reach."""
+    import numpy as np
+
+    if q.sum() <= 0 or p.sum() <= 0:
+        raise DataError("sample: the proposal and the density need a row of "
+                        "positive weight each")
+    uncovered = int(((p > 0) & (q == 0)).sum())
+    notes = []
+    if uncovered:
+        notes.append(f"{uncovered} rows have density > 0 but proposal 0: they can "
+                     f"never be drawn, and estimates miss their share "
+                     f"({p[(p > 0) & (q == 0)].sum() / p.sum():.1%} of the density)")
+    rng = np.random.default_rng(seed)
+    draws = np.searchsorted(np.cumsum(q), rng.random(n) * q.sum(), side="right")
+    counts = np.bincount(np.minimum(draws, len(q) - 1), minlength=len(q))
+    ratio = (p / p.sum()) / np.where(q > 0, q / q.sum(), 1.0)
+    return counts, ratio, notes
+
+
 def _weighted(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
     """weighted: rows drawn with chances in proportion to their weights."""
     import numpy as np
@@ -626,11 +665,7 @@ def _weighted(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
     if total <= 0:
         raise DataError("sample.weights: every weight is 0")
     if spec.replace:
-        rng = np.random.default_rng(pop.seed)
-        draws = np.searchsorted(np.cumsum(w), rng.random(n) * total, side="right")
-        counts = np.bincount(np.minimum(draws, len(w) - 1), minlength=len(w))
-        # each draw stands for total / (n w_i) rows of the population
-        per = total / (n * np.where(w > 0, w, 1.0)) if spec.reweights else None
+        counts, per = weighted_draws(w, n, pop.seed, spec.reweights)
         rows, weights, _ = _by_rank(pop, counts, f"ORDER BY {pop.order_sql}", per)
         if spec.reweights:
             weights = weights * (len(weights) / weights.sum())
@@ -677,26 +712,12 @@ def _reservoir(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
 def _importance(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
     """importance: draw from the proposal, weigh each draw by density /
     proposal (self-normalised)."""
-    import numpy as np
 
     q_expr = _expression(spec.proposal, "proposal", pop.names) or "1"
     p_expr = _expression(spec.density, "density", pop.names)
     q, _ = _positive_weights(pop, q_expr, "proposal")
     p, _ = _positive_weights(pop, p_expr, "density")
-    if q.sum() <= 0 or p.sum() <= 0:
-        raise DataError("sample: the proposal and the density need a row of "
-                        "positive weight each")
-    uncovered = int(((p > 0) & (q == 0)).sum())
-    notes = []
-    if uncovered:
-        notes.append(f"{uncovered} rows have density > 0 but proposal 0: they can "
-                     f"never be drawn, and estimates miss their share "
-                     f"({p[(p > 0) & (q == 0)].sum() / p.sum():.1%} of the density)")
-    rng = np.random.default_rng(pop.seed)
-    n = spec.n
-    draws = np.searchsorted(np.cumsum(q), rng.random(n) * q.sum(), side="right")
-    counts = np.bincount(np.minimum(draws, len(q) - 1), minlength=len(q))
-    ratio = (p / p.sum()) / np.where(q > 0, q / q.sum(), 1.0)
+    counts, ratio, notes = importance_draws(q, p, spec.n, pop.seed)
     rows, weights, _ = _by_rank(pop, counts, f"ORDER BY {pop.order_sql}", ratio)
     weights = weights * (counts.sum() / weights.sum())
     return rows, weights, notes

@@ -1,16 +1,18 @@
-"""Sampling as Spark jobs: ``random``, ``stratified``, ``weighted`` (without
-replacement), ``convenience``, ``quota`` and ``judgment``, and the bias
-report's population figures, over a Spark DataFrame of the train rows.
+"""Sampling as Spark jobs: every method but ``reservoir`` and ``snowball``,
+and the bias report's population figures, over a Spark DataFrame of the train
+rows.
 
 Each row's unit is :func:`._sampling.unit_expression` evaluated by DuckDB
 inside the Spark tasks (``mapInArrow``), so a row gets the very number it
 gets on DuckDB and the sample is the same rows; Spark then keeps the ``n``
 smallest (or the ``n_h`` smallest of each stratum, by a window, or the ``n``
 largest Efraimidis-Spirakis keys) and only the drawn rows come to the driver.
-Predicates, categories and keys are likewise DuckDB's expressions and DuckDB's
-text of a value, computed in the tasks. The methods that walk the rows in
-order or over every row's cumulative weight (a reservoir, importance,
-weighted with replacement, a snowball's links) run on the driver's DuckDB.
+Predicates, weights, categories and keys are likewise DuckDB's expressions
+and DuckDB's text of a value, computed in the tasks. Draws with replacement
+bring one number a row to the driver (the row numbers, or the weights) for
+numpy's seeded draws, the same as on DuckDB. A reservoir (one pass over the
+rows in order) and a snowball (a walk of the links) run on the driver's
+DuckDB.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from ._sampling import (
     allocate,
     finish,
     identity,
+    importance_draws,
     inclusion_probabilities,
     strata_sizes,
     stratified_weights,
     unit_expression,
+    weighted_draws,
 )
 
 if TYPE_CHECKING:
@@ -45,11 +49,8 @@ SPARK_EXACT_QUANTILES = 100_000  # beyond: Spark's percentile_approx (1e-4 in ra
 
 def on_spark(spec: SampleSpec) -> bool:
     """Whether ``spec``'s method is drawn by Spark jobs."""
-    if spec.method == "judgment":  # by keys, or by a predicate
-        return True
-    if spec.method == "weighted":
-        return not spec.replace
-    return spec.method in ("random", "stratified", "convenience", "quota")
+    return spec.method in ("random", "stratified", "convenience", "quota",
+                           "judgment", "weighted", "importance")
 
 
 class SparkPopulation:
@@ -247,8 +248,12 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         rows, notes = _quota(pop, spec, target)
     elif spec.method == "judgment":
         rows, notes = _judgment(pop, spec)
+    elif spec.method == "weighted" and spec.replace:
+        rows, weights, notes = _weighted_with_replacement(pop, spec, n)
     elif spec.method == "weighted":
         rows, weights, notes = _weighted(pop, spec, n)
+    elif spec.method == "importance":
+        rows, weights, notes = _importance(pop, spec)
     else:
         alloc = allocate(sizes, n, spec.allocation)
         # the strata's column beside each unit (a join of narrow columns),
@@ -283,15 +288,7 @@ def _weighted(pop: SparkPopulation, spec: SampleSpec, n: int) -> tuple:
     units = pop.units(expr).persist()
     try:
         w = F.col(WEIGHT_X)
-        found = units.where(F.isnan(w) | (w < 0) | (F.abs(w) == float("inf"))
-                            ).select(*pop.order, WEIGHT_X).limit(1).collect()
-        if found:
-            at = found[0]
-            row = pop.frame.where(F.expr(" AND ".join(
-                f"`{c}` = {int(at[c])}" for c in pop.order))).toArrow().to_pylist()[0]
-            raise DataError(f"sample.weights: the weight of the row "
-                            f"{ {c: row[c] for c in pop.ident} } is "
-                            f"{at[WEIGHT_X]}; weights must be finite and >= 0")
+        _refuse_bad(pop, units, WEIGHT_X, "weights")
         counts = units.agg(F.sum(F.when(w > 0, 1).otherwise(0)).alias("pos"),
                            F.sum(F.coalesce(w, F.lit(0.0))).alias("total")
                            ).collect()[0]
@@ -324,18 +321,12 @@ def _with_replacement(pop: SparkPopulation, n: int, n_pop: int) -> tuple:
     drawn row once with its count as its weight; the positions become row
     numbers through the order column alone (one number a row)."""
     import numpy as np
-    import pyarrow as pa
 
     rng = np.random.default_rng(pop.seed)
     counts = np.bincount(rng.integers(0, n_pop, n), minlength=n_pop)
-    pos = np.flatnonzero(counts)
     order = pop.frame.select(*pop.order).toArrow().sort_by(
         [(c, "ascending") for c in pop.order])
-    picked = order.take(pa.array(pos))
-    chosen = pop.frame.sparkSession.createDataFrame(picked.to_pylist(),
-                                                   schema=pop.frame.select(
-                                                       *pop.order).schema)
-    return pop.rows_of(chosen), counts[pos].astype(float)
+    return _rows_at(pop, order, counts)
 
 
 def _quota(pop: SparkPopulation, spec: SampleSpec, target: str | None) -> tuple:
@@ -399,3 +390,88 @@ def _judgment(pop: SparkPopulation, spec: SampleSpec) -> tuple:
         where = _expression(spec.where, "where", pop.names)
         rows = pop.rows_of(pop.marks(where).where(F.col(FLAG)).select(*pop.order))
     return rows, notes
+
+
+def _refuse_bad(pop: SparkPopulation, frame, column: str, what: str) -> None:
+    """A negative, infinite or NaN weight in ``column`` is an error naming its
+    row, as on DuckDB (:func:`._sampling._positive_weights`)."""
+    from pyspark.sql import functions as F
+
+    v = F.col(column)
+    found = frame.where(F.isnan(v) | (v < 0) | (F.abs(v) == float("inf"))
+                        ).select(*pop.order, column).limit(1).collect()
+    if found:
+        at = found[0]
+        row = pop.frame.where(F.expr(" AND ".join(
+            f"`{c}` = {int(at[c])}" for c in pop.order))).toArrow().to_pylist()[0]
+        raise DataError(f"sample.{what}: the weight of the row "
+                        f"{ {c: row[c] for c in pop.ident} } is "
+                        f"{at[column]}; weights must be finite and >= 0")
+
+
+def _every_weight(pop: SparkPopulation, exprs: dict[str, str]) -> tuple:
+    """Every row's value of each weight expression (``what`` -> checked DuckDB
+    SQL), computed by DuckDB in the tasks, checked (:func:`_refuse_bad`) and
+    brought to the driver in the rows' order, a missing one as 0 (as
+    :func:`._sampling._positive_weights` gives them): one number a row each,
+    for the draws over every row's cumulative weight. Also the order columns."""
+    import numpy as np
+    import pyarrow as pa
+
+    names = {what: f"__v{i}" for i, what in enumerate(exprs)}
+    for what, sql in exprs.items():  # each bound alone: the error names it
+        pop._computed(f"({sql})::DOUBLE AS __v", [("__v", pa.float64())], what=what)
+    values = pop._computed(
+        ", ".join(f"({sql})::DOUBLE AS {names[w]}" for w, sql in exprs.items()),
+        [(c, pa.float64()) for c in names.values()]).persist()
+    try:
+        for what, c in names.items():
+            _refuse_bad(pop, values, c, what)
+        got = values.toArrow().sort_by([(c, "ascending") for c in pop.order])
+    finally:
+        values.unpersist()
+    out = {what: np.nan_to_num(np.asarray(got.column(c).to_numpy(
+        zero_copy_only=False), dtype=float), nan=0.0) for what, c in names.items()}
+    return got.select(pop.order), out
+
+
+def _rows_at(pop: SparkPopulation, order, counts, per=None) -> tuple:
+    """The rows at the positions (in the rows' order, ``order``: the order
+    columns of every row) whose count is above 0, each weighing its count
+    times ``per`` (as :func:`._sampling._by_rank`)."""
+    import numpy as np
+    import pyarrow as pa
+
+    pos = np.flatnonzero(counts)
+    chosen = pop.frame.sparkSession.createDataFrame(
+        order.take(pa.array(pos)).to_pylist(),
+        schema=pop.frame.select(*pop.order).schema)
+    w = counts[pos].astype(float) * (1.0 if per is None else per[pos])
+    return pop.rows_of(chosen), w
+
+
+def _weighted_with_replacement(pop: SparkPopulation, spec: SampleSpec, n: int
+                               ) -> tuple:
+    order, got = _every_weight(pop, {"weights": _expression(
+        spec.weights, "weights", pop.names)})
+    w = got["weights"]
+    zero = int((w == 0).sum())
+    notes = [f"{zero} rows weigh 0 (or lack a weight) and cannot be drawn"] if (
+        zero) else []
+    if w.sum() <= 0:
+        raise DataError("sample.weights: every weight is 0")
+    counts, per = weighted_draws(w, n, pop.seed, spec.reweights)
+    rows, weights = _rows_at(pop, order, counts, per)
+    if spec.reweights:
+        weights = weights * (len(weights) / weights.sum())
+    return rows, weights, notes
+
+
+def _importance(pop: SparkPopulation, spec: SampleSpec) -> tuple:
+    order, got = _every_weight(pop, {
+        "proposal": _expression(spec.proposal, "proposal", pop.names) or "1",
+        "density": _expression(spec.density, "density", pop.names)})
+    counts, ratio, notes = importance_draws(got["proposal"], got["density"],
+                                            spec.n, pop.seed)
+    rows, weights = _rows_at(pop, order, counts, ratio)
+    return rows, weights * (counts.sum() / weights.sum()), notes
