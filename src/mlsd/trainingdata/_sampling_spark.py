@@ -1,6 +1,5 @@
-"""Sampling as Spark jobs: every method but ``reservoir`` and ``snowball``,
-and the bias report's population figures, over a Spark DataFrame of the train
-rows.
+"""Sampling as Spark jobs: every method but ``snowball``, and the bias
+report's population figures, over a Spark DataFrame of the train rows.
 
 Each row's unit is :func:`._sampling.unit_expression` evaluated by DuckDB
 inside the Spark tasks (``mapInArrow``), so a row gets the very number it
@@ -9,10 +8,9 @@ smallest (or the ``n_h`` smallest of each stratum, by a window, or the ``n``
 largest Efraimidis-Spirakis keys) and only the drawn rows come to the driver.
 Predicates, weights, categories and keys are likewise DuckDB's expressions
 and DuckDB's text of a value, computed in the tasks. Draws with replacement
-bring one number a row to the driver (the row numbers, or the weights) for
-numpy's seeded draws, the same as on DuckDB. A reservoir (one pass over the
-rows in order) and a snowball (a walk of the links) run on the driver's
-DuckDB.
+and a reservoir bring one number a row to the driver (the row numbers, or the
+weights) for numpy's seeded draws or the same reservoir, the same as on
+DuckDB. A snowball (a walk of the links) runs on the driver's DuckDB.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from ..spec import SampleSpec
 from ._sampling import (
     EXACT_QUANTILES,
     QUANTILES,
+    STREAM_ROWS,
     Sample,
     _expression,
     _q,
@@ -49,8 +48,7 @@ SPARK_EXACT_QUANTILES = 100_000  # beyond: Spark's percentile_approx (1e-4 in ra
 
 def on_spark(spec: SampleSpec) -> bool:
     """Whether ``spec``'s method is drawn by Spark jobs."""
-    return spec.method in ("random", "stratified", "convenience", "quota",
-                           "judgment", "weighted", "importance")
+    return spec.method != "snowball"
 
 
 class SparkPopulation:
@@ -254,6 +252,8 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         rows, weights, notes = _weighted(pop, spec, n)
     elif spec.method == "importance":
         rows, weights, notes = _importance(pop, spec)
+    elif spec.method == "reservoir":
+        rows, notes = _reservoir(pop, spec)
     else:
         alloc = allocate(sizes, n, spec.allocation)
         # the strata's column beside each unit (a join of narrow columns),
@@ -475,3 +475,39 @@ def _importance(pop: SparkPopulation, spec: SampleSpec) -> tuple:
                                             spec.n, pop.seed)
     rows, weights = _rows_at(pop, order, counts, ratio)
     return rows, weights * (counts.sum() / weights.sum()), notes
+
+
+def _reservoir(pop: SparkPopulation, spec: SampleSpec) -> tuple:
+    """reservoir: the rows :func:`._sampling._reservoir` keeps in one pass
+    over the rows in their order. Which positions Algorithm L keeps does not
+    depend on the rows' values, so the driver runs the same reservoir over
+    the row numbers alone (A-ExpJ over the weights, with weights), in the
+    batches DuckDB reads, one number a row, and brings back only the rows
+    kept."""
+    import numpy as np
+    import pyarrow as pa
+
+    from .._reservoir import Reservoir, WeightedReservoir
+
+    if spec.weights:
+        order, got = _every_weight(pop, {"weights": _expression(
+            spec.weights, "weights", pop.names)})
+        w = got["weights"]
+        res = WeightedReservoir(spec.n, seed=pop.seed)
+        for start in range(0, order.num_rows, STREAM_ROWS):
+            res.add(pa.array(range(start, min(start + STREAM_ROWS, order.num_rows)),
+                    pa.int64()), w[start:start + STREAM_ROWS])
+    else:
+        order = pop.frame.select(*pop.order).toArrow().sort_by(
+            [(c, "ascending") for c in pop.order])
+        res = Reservoir(spec.n, seed=pop.seed)
+        for start in range(0, order.num_rows, STREAM_ROWS):
+            res.add(pa.array(range(start, min(start + STREAM_ROWS, order.num_rows)),
+                    pa.int64()))
+    _, positions = res.result()
+    counts = np.zeros(order.num_rows, dtype=int)
+    counts[positions] = 1
+    rows, _ = _rows_at(pop, order, counts)
+    notes = [f"the stream held {res.seen} rows, fewer than {spec.n}: all kept"] if (
+        res.seen < spec.n) else []
+    return rows, notes

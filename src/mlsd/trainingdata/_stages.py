@@ -489,7 +489,7 @@ def _fits_the_driver(ctx: RunContext, training: DatasetRef) -> None:
         f"of the training table on the driver, about {readable(need)} once read, and "
         f"the driver has {readable(room)} free. On Spark, the features, the model and "
         f"most samples read far less; what still reads it all is the audit, the "
-        f"registry's comparison and a reservoir or snowball sample: run `mlsd run "
+        f"registry's comparison and a snowball sample: run `mlsd run "
         f"--until train` (with another sampling method), or the driver where it has "
         f"more memory")
 
