@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import pyarrow as pa
 import pytest
 
 from mlsd.pipeline import run
@@ -61,15 +62,34 @@ def test_a_sample_drawn_on_spark_is_the_one_drawn_on_duckdb(
         theirs.last_write("samples", name)["mlsd.write_id"]
 
 
-def test_a_method_spark_does_not_draw_runs_on_the_driver(spark_engine, example_dir,
-                                                         tmp_path):
-    there = tmp_path / "spark"
-    shutil.copytree(example_dir, there)
-    s = run(Project.of(there).with_overrides(
-        ["sample={method: snowball, keys: [p0000002, p0000003], link: author_id, "
-         "n: 10}"]),
-        until="sample", engine="spark")
-    assert s["sample"]["drawn_on"] == "duckdb" and s["sample"]["rows"] >= 1
+def test_a_snowball_walks_the_same_links_on_spark(spark_engine, example_dir,
+                                                 tmp_path):
+    """Level by level, each level's rows found by key by Spark: the rows, the
+    depths and the notes of the DuckDB walk (links from a lake dataset, some
+    leading to keys that are not train rows)."""
+    said = []
+    for engine in ("duckdb", "spark"):
+        there = tmp_path / engine
+        shutil.copytree(example_dir, there)
+        # the links: a lake dataset of their own, some leading out of train
+        src = [f"p{i:07d}" for i in range(1, 3001) for _ in range(3)] + ["p0000002"]
+        dst = [f"p{(i * m) % 3000 + 1:07d}" for i in range(1, 3001)
+               for m in (37, 53, 71)] + ["nobody"]
+        Project.of(there).lake.write("sources", "links", pa.table(
+            {"src": src, "dst": dst}), write_id="links-1")
+        with (there / "mlsd.yaml").open("a") as f:
+            f.write("\nsample: {method: snowball, keys: [p0000002], n: 80, "
+                    "edges: {dataset: sources/links, from: src, to: dst}}\n")
+        said.append(run(Project.of(there), until="sample", engine=engine))
+    a, b = said[0]["sample"], said[1]["sample"]
+    assert a["drawn_on"] == "duckdb" and b["drawn_on"] == "spark local[2]"
+    assert a["rows"] == 80 and any("links lead to keys" in n for n in a["notes"])
+    drop = ("drawn_on",)
+    assert {k: v for k, v in b.items() if k not in drop} == \
+        {k: v for k, v in a.items() if k not in drop}
+    name = a["dataset"].split("/")[1]
+    assert Project.of(tmp_path / "spark").lake.read("samples", name).equals(
+        Project.of(tmp_path / "duckdb").lake.read("samples", name))
 
 
 @pytest.mark.parametrize("sample", [

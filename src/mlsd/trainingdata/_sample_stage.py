@@ -74,22 +74,23 @@ def sample(ctx: RunContext, training: DatasetRef) -> StageResult:
     import pyarrow as pa
 
     from ._sampling import draw
-    from ._sampling_spark import draw_on_spark, on_spark
+    from ._sampling_spark import draw_on_spark
 
     spec = ctx.spec
     if spec.sample is None:
         return StageResult(outputs={"sample": []})
     _, assigned = assigned_splits(ctx, training)
     edges, edges_ref = _edges(ctx)
-    if ctx.spark is not None and on_spark(spec.sample):
+    if ctx.spark is not None:
         # Spark jobs over the training table's files: only the drawn rows
-        # come to the driver
+        # (and for some methods one number a row) come to the driver
         train_rows = np.flatnonzero(assigned.labels == TRAIN)
         drawn = draw_on_spark(
             _train_frame(ctx, training, train_rows), spec.sample, seed=spec.seed,
             key=spec.key, target=spec.problem.target, order=[ROW],
             schema=ctx.lake.files("training", training.name, training.version)[0],
-            report_columns=_report_columns(ctx))
+            report_columns=_report_columns(ctx),
+            edges=None if edges is None else edges.to_table())
         drawn_on = f"spark {ctx.spark.describe()}"
     else:
         population = training_table(ctx, training).filter(

@@ -185,6 +185,18 @@ class _Population:
         return self.table(f"SELECT CAST({_q(c)} AS VARCHAR) AS v, count(*) AS n FROM "
                           f"population GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}")
 
+    def where_rows(self, where: str, what: str = "where") -> pa.Table:
+        """The rows for which the checked expression ``where`` holds, in order."""
+        return self.table(f"SELECT * FROM population WHERE {where} ORDER BY "
+                          f"{self.order_sql}", what=what)
+
+    def rows_with_keys(self, keys: list) -> pa.Table:
+        """The rows whose key, as text, is one of ``keys``, in order."""
+        _keys_table(self, keys)
+        return self.table(f"SELECT * FROM population WHERE CAST({_q(self.key)} AS "
+                          f"VARCHAR) IN (SELECT k FROM chosen) ORDER BY "
+                          f"{self.order_sql}")
+
     def close(self) -> None:
         self.con.close()
 
@@ -737,19 +749,14 @@ def _judgment(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
         if not pop.key:
             raise SpecError("sample.keys: the rows have no key; declare "
                             "`dataset.key` (or use `where`)")
-        _keys_table(pop, spec.keys)
-        rows = pop.table(f"SELECT * FROM population WHERE CAST({_q(pop.key)} AS "
-                         f"VARCHAR) IN (SELECT k FROM chosen) ORDER BY "
-                         f"{pop.order_sql}")
+        rows = pop.rows_with_keys(spec.keys)
         found = {str(v) for v in rows.column(pop.key).to_pylist()}
         missing = [k for k in spec.keys if str(k) not in found]
         if missing:
             notes.append(f"{len(missing)} chosen key(s) are not in the data: "
                          f"{missing[:5]}")
     else:
-        where = _expression(spec.where, "where", pop.names)
-        rows = pop.table(f"SELECT * FROM population WHERE {where} ORDER BY "
-                         f"{pop.order_sql}", what="where")
+        rows = pop.where_rows(_expression(spec.where, "where", pop.names))
     return rows, None, notes
 
 
@@ -806,16 +813,11 @@ def _snowball(pop: _Population, spec: SampleSpec, n_pop: int, *, edges=None,
             if c not in edges.schema.names:
                 raise SpecError(f"sample.edges: column {c!r} is not in "
                                 f"{spec.edges.dataset}")
-    if spec.keys is not None:
-        _keys_table(pop, spec.keys)
-        seed_sql = f"CAST({k} AS VARCHAR) IN (SELECT k FROM chosen)"
-    else:
-        seed_sql = _expression(spec.where, "where", pop.names)
     n = spec.n or n_pop
     levels: list[pa.Table] = []
     seen: set[str] = set()
-    frontier = pop.table(f"SELECT * FROM population WHERE {seed_sql} ORDER BY "
-                         f"{pop.order_sql}", what="where")
+    frontier = pop.rows_with_keys(spec.keys) if spec.keys is not None else \
+        pop.where_rows(_expression(spec.where, "where", pop.names))
     depth, total, dangling = 0, 0, 0
     while frontier.num_rows:
         ids = [str(v) for v in frontier.column(pop.key).to_pylist()]
@@ -827,8 +829,9 @@ def _snowball(pop: _Population, spec: SampleSpec, n_pop: int, *, edges=None,
         seen.update(ids)
         if total + frontier.num_rows > n:  # the last step: a seeded share of it
             pop.con.register("level", frontier)
+            # DuckDB's time zone name (Etc/UTC) back to the level's own
             frontier = pop.table(f"SELECT * FROM level ORDER BY {pop.unit_sql} "
-                                 f"LIMIT {n - total}")
+                                 f"LIMIT {n - total}").cast(frontier.schema)
         levels.append(frontier.append_column(DEPTH, pa.array(
             np.full(frontier.num_rows, depth, dtype=np.int64))))
         total += frontier.num_rows
@@ -850,9 +853,7 @@ def _snowball(pop: _Population, spec: SampleSpec, n_pop: int, *, edges=None,
         wanted = [t for t in nxt.column("t").to_pylist() if t not in seen]
         if not wanted:
             break
-        _keys_table(pop, wanted)
-        frontier = pop.table(f"SELECT * FROM population WHERE CAST({k} AS VARCHAR) "
-                             f"IN (SELECT k FROM chosen) ORDER BY {pop.order_sql}")
+        frontier = pop.rows_with_keys(wanted)
         dangling += len(wanted) - frontier.num_rows
         depth += 1
     notes = []

@@ -1,5 +1,5 @@
-"""Sampling as Spark jobs: every method but ``snowball``, and the bias
-report's population figures, over a Spark DataFrame of the train rows.
+"""Sampling as Spark jobs: every method, and the bias report's population
+figures, over a Spark DataFrame of the train rows.
 
 Each row's unit is :func:`._sampling.unit_expression` evaluated by DuckDB
 inside the Spark tasks (``mapInArrow``), so a row gets the very number it
@@ -10,7 +10,8 @@ Predicates, weights, categories and keys are likewise DuckDB's expressions
 and DuckDB's text of a value, computed in the tasks. Draws with replacement
 and a reservoir bring one number a row to the driver (the row numbers, or the
 weights) for numpy's seeded draws or the same reservoir, the same as on
-DuckDB. A snowball (a walk of the links) runs on the driver's DuckDB.
+DuckDB. A snowball walks the links as on DuckDB (the same function), each
+level's rows found by key by Spark.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._sampling import (
     _expression,
     _q,
     _size,
+    _snowball,
     _strata,
     allocate,
     finish,
@@ -44,11 +46,6 @@ if TYPE_CHECKING:
 
 UNIT, WEIGHT_X, KEY, FLAG, TEXT = "__u", "__w", "__k", "__f", "__s"
 SPARK_EXACT_QUANTILES = 100_000  # beyond: Spark's percentile_approx (1e-4 in rank)
-
-
-def on_spark(spec: SampleSpec) -> bool:
-    """Whether ``spec``'s method is drawn by Spark jobs."""
-    return spec.method != "snowball"
 
 
 class SparkPopulation:
@@ -154,6 +151,60 @@ class SparkPopulation:
 
         return given.mapInArrow(run, from_arrow_schema(out))
 
+    @property
+    def order_sql(self) -> str:
+        return ", ".join(_q(c) for c in self.order)
+
+    @property
+    def unit_sql(self) -> str:
+        return unit_expression(self.ident, f"{int(self.seed)}::BIGINT")
+
+    @property
+    def con(self):
+        """A DuckDB connection of the driver's, for what is already there (a
+        snowball's level and links), as :class:`._sampling._Population` has."""
+        if getattr(self, "_con", None) is None:
+            from ..engine._sandbox import locked_connection
+
+            self._con = locked_connection({}, threads=1)
+        return self._con
+
+    def table(self, query: str, *, what: str | None = None) -> pa.Table:
+        import duckdb
+
+        from ..engine._sandbox import why
+
+        try:
+            return self.con.sql(query).to_arrow_table()
+        except duckdb.Error as err:
+            if what:
+                raise SpecError(f"sample.{what}: {why(err)}") from None
+            raise
+
+    def where_rows(self, where: str, what: str = "where") -> pa.Table:
+        """The rows for which the checked expression ``where`` holds (DuckDB's
+        verdict, in the tasks), in order."""
+        from pyspark.sql import functions as F
+
+        return self.rows_of(self.marks(where, what=what).where(F.col(FLAG))
+                            .select(*self.order))
+
+    def rows_with_keys(self, keys: list) -> pa.Table:
+        """The rows whose key, as DuckDB writes it, is one of ``keys``."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        chosen = self.frame.sparkSession.createDataFrame(
+            [(str(k),) for k in keys],
+            schema=StructType([StructField(TEXT, StringType())]))
+        return self.rows_of(self.marks(None, self.key, what="keys").join(
+            F.broadcast(chosen), TEXT, "left_semi").select(*self.order))
+
+    def close(self) -> None:
+        if getattr(self, "_con", None) is not None:
+            self._con.close()
+            self._con = None
+
     def rows_of(self, chosen) -> pa.Table:
         """The rows whose order columns ``chosen`` (a small DataFrame) holds,
         to the driver, in the order as given."""
@@ -207,9 +258,9 @@ class SparkPopulation:
 
 def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
                   target: str | None, order: list[str], schema: pa.Schema,
-                  report_columns: list[str] | None) -> Sample:
-    """:func:`._sampling.draw` for the methods :func:`on_spark` names, over a
-    Spark DataFrame of the population (``schema``: its lake types)."""
+                  report_columns: list[str] | None, edges=None) -> Sample:
+    """:func:`._sampling.draw`, over a Spark DataFrame of the population
+    (``schema``: its lake types; ``edges``: a snowball's link table)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType, StructField, StructType
@@ -254,6 +305,11 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
         rows, weights, notes = _importance(pop, spec)
     elif spec.method == "reservoir":
         rows, notes = _reservoir(pop, spec)
+    elif spec.method == "snowball":  # level by level: each level's rows by key
+        try:
+            rows, _, notes = _snowball(pop, spec, n_pop, edges=edges)
+        finally:
+            pop.close()
     else:
         alloc = allocate(sizes, n, spec.allocation)
         # the strata's column beside each unit (a join of narrow columns),
@@ -367,28 +423,19 @@ def _quota(pop: SparkPopulation, spec: SampleSpec, target: str | None) -> tuple:
 def _judgment(pop: SparkPopulation, spec: SampleSpec) -> tuple:
     """judgment: the rows an expert chose, by key (matched as DuckDB writes
     the key, ``CAST(... AS VARCHAR)``) or by a predicate."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
-
     notes = []
     if spec.keys is not None:
         if not pop.key:
             raise SpecError("sample.keys: the rows have no key; declare "
                             "`dataset.key` (or use `where`)")
-        chosen = pop.frame.sparkSession.createDataFrame(
-            [(str(k),) for k in spec.keys],
-            schema=StructType([StructField(TEXT, StringType())]))
-        picked = pop.marks(None, pop.key, what="keys").join(
-            F.broadcast(chosen), TEXT, "left_semi").select(*pop.order)
-        rows = pop.rows_of(picked)
+        rows = pop.rows_with_keys(spec.keys)
         found = {str(v) for v in rows.column(pop.key).to_pylist()}
         missing = [k for k in spec.keys if str(k) not in found]
         if missing:
             notes.append(f"{len(missing)} chosen key(s) are not in the data: "
                          f"{missing[:5]}")
     else:
-        where = _expression(spec.where, "where", pop.names)
-        rows = pop.rows_of(pop.marks(where).where(F.col(FLAG)).select(*pop.order))
+        rows = pop.where_rows(_expression(spec.where, "where", pop.names))
     return rows, notes
 
 

@@ -487,11 +487,10 @@ def _fits_the_driver(ctx: RunContext, training: DatasetRef) -> None:
     raise DataError(
         f"{training.dataset}@{training.version}: this stage reads every row and column "
         f"of the training table on the driver, about {readable(need)} once read, and "
-        f"the driver has {readable(room)} free. On Spark, the features, the model and "
-        f"most samples read far less; what still reads it all is the audit, the "
-        f"registry's comparison and a snowball sample: run `mlsd run "
-        f"--until train` (with another sampling method), or the driver where it has "
-        f"more memory")
+        f"the driver has {readable(room)} free. On Spark, the sample, the features and "
+        f"the model read far less; what still reads it all is the audit and the "
+        f"registry's comparison: run `mlsd run --until train`, or the driver where it "
+        f"has more memory")
 
 
 def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
