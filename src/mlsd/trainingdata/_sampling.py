@@ -760,6 +760,18 @@ def _judgment(pop: _Population, spec: SampleSpec, n_pop: int, **_) -> tuple:
     return rows, None, notes
 
 
+def quotas(spec: SampleSpec, sizes: dict) -> tuple[dict, list[str]]:
+    """The rows wanted of each category (``sizes``: the rows each has, as
+    text) and the notes on those that have fewer."""
+    if spec.quota is not None:
+        want = {str(k): int(v) for k, v in spec.quota.items()}
+    else:
+        want = dict.fromkeys(sizes, spec.per_category)
+    notes = [f"category {k!r}: {sizes.get(k, 0)} rows for a quota of {v}"
+             for k, v in want.items() if sizes.get(k, 0) < v][:10]
+    return want, notes
+
+
 def _quota(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
            **_) -> tuple:
     """quota: a fixed number of rows per category, first come."""
@@ -773,12 +785,7 @@ def _quota(pop: _Population, spec: SampleSpec, n_pop: int, *, target=None,
     # in the categories' order (GROUP BY's varies): the notes name the same
     # ten first on every run and engine
     sizes = strata_sizes(counts.column("s").to_pylist(), counts.column("n").to_pylist())
-    if spec.quota is not None:
-        want = {str(k): int(v) for k, v in spec.quota.items()}
-    else:
-        want = dict.fromkeys(sizes, spec.per_category)
-    notes = [f"category {k!r}: {sizes.get(k, 0)} rows for a quota of {v}"
-             for k, v in want.items() if sizes.get(k, 0) < v][:10]
+    want, notes = quotas(spec, sizes)
     pop.con.register("quota", pa.table({"s": pa.array(list(want), pa.string()),
                                         "__k": pa.array(list(want.values()),
                                                         pa.int64())}))

@@ -26,6 +26,7 @@ from ._sampling import (
     STREAM_ROWS,
     Sample,
     _expression,
+    _judgment,
     _q,
     _size,
     _snowball,
@@ -35,6 +36,7 @@ from ._sampling import (
     identity,
     importance_draws,
     inclusion_probabilities,
+    quotas,
     strata_sizes,
     stratified_weights,
     unit_expression,
@@ -295,8 +297,8 @@ def draw_on_spark(frame, spec: SampleSpec, *, seed: int, key: str | None,
             rows.num_rows < n) else []
     elif spec.method == "quota":
         rows, notes = _quota(pop, spec, target)
-    elif spec.method == "judgment":
-        rows, notes = _judgment(pop, spec)
+    elif spec.method == "judgment":  # the same lookups as on DuckDB
+        rows, _, notes = _judgment(pop, spec, n_pop)
     elif spec.method == "weighted" and spec.replace:
         rows, weights, notes = _weighted_with_replacement(pop, spec, n)
     elif spec.method == "weighted":
@@ -401,12 +403,7 @@ def _quota(pop: SparkPopulation, spec: SampleSpec, target: str | None) -> tuple:
         counts = marked.groupBy(TEXT).agg(F.count(F.lit(1)).alias("n")).toArrow()
         sizes = strata_sizes(counts.column(TEXT).to_pylist(),
                              counts.column("n").to_pylist())
-        if spec.quota is not None:
-            want = {str(k): int(v) for k, v in spec.quota.items()}
-        else:
-            want = dict.fromkeys(sizes, spec.per_category)
-        notes = [f"category {k!r}: {sizes.get(k, 0)} rows for a quota of {v}"
-                 for k, v in want.items() if sizes.get(k, 0) < v][:10]
+        want, notes = quotas(spec, sizes)
         quota = pop.frame.sparkSession.createDataFrame(
             list(want.items()), schema=StructType([StructField("__q", StringType()),
                                                     StructField("__n", LongType())]))
@@ -417,25 +414,6 @@ def _quota(pop: SparkPopulation, spec: SampleSpec, target: str | None) -> tuple:
         rows = pop.rows_of(chosen)
     finally:
         marked.unpersist()
-    return rows, notes
-
-
-def _judgment(pop: SparkPopulation, spec: SampleSpec) -> tuple:
-    """judgment: the rows an expert chose, by key (matched as DuckDB writes
-    the key, ``CAST(... AS VARCHAR)``) or by a predicate."""
-    notes = []
-    if spec.keys is not None:
-        if not pop.key:
-            raise SpecError("sample.keys: the rows have no key; declare "
-                            "`dataset.key` (or use `where`)")
-        rows = pop.rows_with_keys(spec.keys)
-        found = {str(v) for v in rows.column(pop.key).to_pylist()}
-        missing = [k for k in spec.keys if str(k) not in found]
-        if missing:
-            notes.append(f"{len(missing)} chosen key(s) are not in the data: "
-                         f"{missing[:5]}")
-    else:
-        rows = pop.where_rows(_expression(spec.where, "where", pop.names))
     return rows, notes
 
 
