@@ -142,3 +142,26 @@ def test_the_command_says_where_the_sample_was_drawn(spark_engine, example_dir,
                                  "--set", "sample={method: random, fraction: 0.05}"])
     assert r.exit_code == 0, r.output
     assert "Sample (random, drawn on spark local[2]): " in r.output
+
+
+def test_a_draw_that_needs_every_row_on_the_driver_weighs_its_memory_first(
+        spark_engine, example_dir, tmp_path, monkeypatch):
+    """A draw with replacement brings one number a row to the driver: past the
+    memory it has free, a clear error (not the kernel's silent kill) saying
+    which draws Spark ranks itself."""
+    from mlsd import _memory
+    from mlsd.errors import DataError
+
+    there = tmp_path / "spark"
+    shutil.copytree(example_dir, there)
+    run(Project.of(there), until="table", engine="spark")
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 50_000)
+    with pytest.raises(DataError) as err:
+        run(Project.of(there).with_overrides(
+            ["sample={method: importance, n: 300, density: 'likes + 1'}"]),
+            from_="sample", until="sample", engine="spark")
+    text = str(err.value)
+    assert text.startswith("sample (importance): this draw needs the row number and "
+                           "2 weights of every train row on the driver, 5,589 rows, "
+                           "about ")
+    assert "48.8 KiB free: draw without replacement (random, stratified" in text

@@ -359,6 +359,7 @@ def _weighted(pop: SparkPopulation, spec: SampleSpec, n: int) -> tuple:
         rows = pop.rows_of(chosen)
         if not spec.reweights:
             return rows, None, notes
+        _fits_the_driver(pop, 1, "weighted, reweighted")
         everyone = units.select(*pop.order, F.coalesce(w, F.lit(0.0)).alias(
             WEIGHT_X)).toArrow().sort_by([(c, "ascending") for c in pop.order])
     finally:
@@ -380,6 +381,7 @@ def _with_replacement(pop: SparkPopulation, n: int, n_pop: int) -> tuple:
     numbers through the order column alone (one number a row)."""
     import numpy as np
 
+    _fits_the_driver(pop, 1, "random with replacement")
     rng = np.random.default_rng(pop.seed)
     counts = np.bincount(rng.integers(0, n_pop, n), minlength=n_pop)
     order = pop.frame.select(*pop.order).toArrow().sort_by(
@@ -417,6 +419,29 @@ def _quota(pop: SparkPopulation, spec: SampleSpec, target: str | None) -> tuple:
     return rows, notes
 
 
+PER_ROW_FACTOR = 3  # Arrow from Spark, its sorted copy, the numpy arrays
+
+
+def _fits_the_driver(pop: SparkPopulation, numbers: int, method: str) -> None:
+    """Refuse, before any is collected, ``numbers`` numbers a row (beside the
+    order column) on a driver without the memory for them: the kernel would
+    kill it without a word. Said with what draws without them."""
+    from .._memory import available_bytes, readable
+
+    room = available_bytes()
+    need = PER_ROW_FACTOR * 8 * (len(pop.order) + numbers) * pop.rows
+    if room is None or need <= room:
+        return
+    what = "row number" if not numbers else \
+        f"row number and {'weight' if numbers == 1 else f'{numbers} weights'}"
+    raise DataError(
+        f"sample ({method}): this draw needs the {what} of every train row on the "
+        f"driver, {pop.rows:,} rows, about {readable(need)}, and the driver has "
+        f"{readable(room)} free: draw without replacement (random, stratified, or "
+        f"weighted without reweight), which Spark ranks itself, or run the driver "
+        f"where it has more memory")
+
+
 def _refuse_bad(pop: SparkPopulation, frame, column: str, what: str) -> None:
     """A negative, infinite or NaN weight in ``column`` is an error naming its
     row, as on DuckDB (:func:`._sampling._positive_weights`)."""
@@ -434,7 +459,8 @@ def _refuse_bad(pop: SparkPopulation, frame, column: str, what: str) -> None:
                         f"{at[column]}; weights must be finite and >= 0")
 
 
-def _every_weight(pop: SparkPopulation, exprs: dict[str, str]) -> tuple:
+def _every_weight(pop: SparkPopulation, exprs: dict[str, str], method: str
+                  ) -> tuple:
     """Every row's value of each weight expression (``what`` -> checked DuckDB
     SQL), computed by DuckDB in the tasks, checked (:func:`_refuse_bad`) and
     brought to the driver in the rows' order, a missing one as 0 (as
@@ -443,6 +469,7 @@ def _every_weight(pop: SparkPopulation, exprs: dict[str, str]) -> tuple:
     import numpy as np
     import pyarrow as pa
 
+    _fits_the_driver(pop, len(exprs), method)
     names = {what: f"__v{i}" for i, what in enumerate(exprs)}
     for what, sql in exprs.items():  # each bound alone: the error names it
         pop._computed(f"({sql})::DOUBLE AS __v", [("__v", pa.float64())], what=what)
@@ -478,7 +505,7 @@ def _rows_at(pop: SparkPopulation, order, counts, per=None) -> tuple:
 def _weighted_with_replacement(pop: SparkPopulation, spec: SampleSpec, n: int
                                ) -> tuple:
     order, got = _every_weight(pop, {"weights": _expression(
-        spec.weights, "weights", pop.names)})
+        spec.weights, "weights", pop.names)}, "weighted with replacement")
     w = got["weights"]
     zero = int((w == 0).sum())
     notes = [f"{zero} rows weigh 0 (or lack a weight) and cannot be drawn"] if (
@@ -495,7 +522,7 @@ def _weighted_with_replacement(pop: SparkPopulation, spec: SampleSpec, n: int
 def _importance(pop: SparkPopulation, spec: SampleSpec) -> tuple:
     order, got = _every_weight(pop, {
         "proposal": _expression(spec.proposal, "proposal", pop.names) or "1",
-        "density": _expression(spec.density, "density", pop.names)})
+        "density": _expression(spec.density, "density", pop.names)}, "importance")
     counts, ratio, notes = importance_draws(got["proposal"], got["density"],
                                             spec.n, pop.seed)
     rows, weights = _rows_at(pop, order, counts, ratio)
@@ -516,13 +543,14 @@ def _reservoir(pop: SparkPopulation, spec: SampleSpec) -> tuple:
 
     if spec.weights:
         order, got = _every_weight(pop, {"weights": _expression(
-            spec.weights, "weights", pop.names)})
+            spec.weights, "weights", pop.names)}, "reservoir")
         w = got["weights"]
         res = WeightedReservoir(spec.n, seed=pop.seed)
         for start in range(0, order.num_rows, STREAM_ROWS):
             res.add(pa.array(range(start, min(start + STREAM_ROWS, order.num_rows)),
                     pa.int64()), w[start:start + STREAM_ROWS])
     else:
+        _fits_the_driver(pop, 0, "reservoir")
         order = pop.frame.select(*pop.order).toArrow().sort_by(
             [(c, "ascending") for c in pop.order])
         res = Reservoir(spec.n, seed=pop.seed)
