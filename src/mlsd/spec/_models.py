@@ -1755,7 +1755,10 @@ class EngineSpec(_Strict):
     kind: Literal["duckdb", "spark"] = Field(
         default="duckdb", description="duckdb (in-process) or spark (PySpark: "
         "file sources are read and validated as Spark tasks, mlsd's own readers "
-        "and rules inside mapInArrow, and committed as one Delta transaction).")
+        "and rules inside mapInArrow, and committed as one Delta transaction; the "
+        "training table, the split, the sample, the features' analysis and apply "
+        "and batch scoring run as Spark jobs; the model is fitted on the driver, "
+        "which reads only the labels and the feature matrices).")
     master: str = Field(
         default="local[2]", description="spark.master: local[N], spark://host:7077, "
         "yarn, k8s://...; ignored with `remote`.")
