@@ -217,20 +217,28 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     folder, local = ran_project
     there = tmp_path / "spark"
     shutil.copytree(folder, there, ignore=shutil.ignore_patterns(".mlsd"))
-    read, whole_by = Lake.read, []
+    read, reads = Lake.read, []
 
     def reading(self, area, name, version=None, columns=None):
-        if area == "training" and columns is None:
-            whole_by.append({Path(f.filename).parent.name + "/" + Path(f.filename).name
-                             for f in traceback.extract_stack()})
+        if area == "training":  # which stage read which columns on the driver
+            files = {Path(f.filename).parent.name + "/" + Path(f.filename).name
+                     for f in traceback.extract_stack()}
+            stage = next((f for f in ("audit/_stage.py", "models/_stage.py",
+                                      "features/_stage.py") if f in files), "other")
+            reads.append((stage, columns))
         return read(self, area, name, version, columns)
     monkeypatch.setattr(Lake, "read", reading)
     spark = run(there, engine="spark")
     monkeypatch.setattr(Lake, "read", read)
-    # the audit (after the model) is the one stage that reads every column
-    assert whole_by and all("audit/_stage.py" in stack for stack in whole_by)
-    assert not any("features/_stage.py" in s or "models/_stage.py" in s
-                   for s in whole_by)
+    # no stage reads every column of the training table on the driver: the
+    # features its row numbers, the model its labels (and the numbers the
+    # robustness check scales by), the audit the columns it audits
+    assert reads and all(columns is not None for _, columns in reads)
+    by_stage = {stage: set(columns) for stage, columns in reads}
+    assert by_stage["features/_stage.py"] == {"_row"}
+    assert "text" not in by_stage["models/_stage.py"]
+    assert {"text", "post_id"} <= by_stage["audit/_stage.py"]
+    assert not {"_source", "_line"} & by_stage["audit/_stage.py"]
     assert spark["engine"] == "spark local[2]" and local["engine"] == "duckdb"
     assert spark["totals"] == local["totals"]
     # the training table built by Spark: the same rows in the same order
@@ -271,16 +279,19 @@ def test_the_whole_example_on_spark_gives_the_same_split_features_and_model(
     html = max(report, key=lambda f: f.stat().st_mtime).read_text()
     assert "columns the driver read <code>" in html and "never the raw inputs" in html
 
-    # a stage that still reads the whole table on the driver (the audit)
-    # first weighs it against the memory the driver has free
+    # a stage that still reads raw columns on the driver (the audit) first
+    # weighs them against the memory the driver has free
     from mlsd import _memory
 
     monkeypatch.setattr(_memory, "available_bytes", lambda: 100_000)
     with pytest.raises(DataError) as err:
         run(there, from_="audit", engine="spark")
     assert str(err.value).startswith(f"{spark['training']['dataset']}@")
-    assert "reads every row and column of the training table on the driver, " \
-        "about 1." in str(err.value)
+    # the audit reads the columns the model reads, the label, the key, the
+    # split's time and the shared author: 11 of them here, not the provenance
+    assert "reads 11 columns of every row of the training table (likes, dislikes, " \
+        "views, author_account_age_days, author_posts_before, ...) on the driver, " \
+        "about " in str(err.value)
     assert "iB once read, and the driver has 97.7 KiB free" in str(err.value)
     assert "run `mlsd run --until train`" in str(err.value)
     monkeypatch.setattr(_memory, "available_bytes", lambda: 1 << 40)

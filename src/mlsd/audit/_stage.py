@@ -30,7 +30,14 @@ def audit(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     target = spec.problem.target
     artifact = load_model(ctx, model)
     pipeline = artifact.pipeline
-    rows, labels, parts = split_parts(ctx, training, splits)
+    # the columns the model reads, the label, the split's time and groups,
+    # the key and the shared entities: no other column is read
+    keys = [spec.key] if isinstance(spec.key, str) else list(spec.key or [])
+    rows, labels, parts = split_parts(ctx, training, splits, list(dict.fromkeys(
+        [*pipeline.columns, target, *keys,
+         *([spec.split.time] if spec.split.time else []),
+         *([spec.split.group] if spec.split.group else []),
+         *spec.audit.allow_shared])))
     findings = audit_splits(rows, labels, feature_columns=pipeline.columns,
                             key=spec.key, group=spec.split.group,
                             allow_shared=spec.audit.allow_shared)

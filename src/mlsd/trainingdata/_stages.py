@@ -459,16 +459,19 @@ def training_table(ctx: RunContext, training: DatasetRef,
         have = set(ctx.lake.dataset(training.area, training.name,
                                     training.version).schema.names)
         wanted = [c for c in dict.fromkeys([ROW, *columns]) if c in have]
+        if ctx.spark is not None:
+            _fits_the_driver(ctx, training, wanted)
         return ordered(ctx.lake.read(training.area, training.name, training.version,
                                      columns=wanted))
     return ctx.memo(("trainingdata.table", training.node, tuple(columns)), narrow)
 
 
-def _fits_the_driver(ctx: RunContext, training: DatasetRef) -> None:
-    """On a Spark run, refuse to read the whole training table on the driver
-    past the memory it has free (the kernel would kill it without a word):
-    its size once read is taken from the Parquet footers (each column chunk's
-    uncompressed size), before any row is read."""
+def _fits_the_driver(ctx: RunContext, training: DatasetRef,
+                     columns: list[str] | None = None) -> None:
+    """On a Spark run, refuse to read the training table (``columns`` of it,
+    default all) on the driver past the memory it has free (the kernel would
+    kill it without a word): its size once read is taken from the Parquet
+    footers (each column chunk's uncompressed size), before any row is read."""
     import pyarrow.parquet as pq
 
     from .._memory import available_bytes, readable
@@ -477,20 +480,32 @@ def _fits_the_driver(ctx: RunContext, training: DatasetRef) -> None:
     if room is None:
         return
     _, files = ctx.lake.files(training.area, training.name, training.version)
+    wanted = None if columns is None else set(columns)
     need = 0
     for f in files:
         meta = pq.ParquetFile(f.removeprefix("file://")).metadata
-        need += sum(meta.row_group(g).total_byte_size
-                    for g in range(meta.num_row_groups))
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if wanted is None:
+                need += group.total_byte_size
+                continue
+            need += sum(group.column(i).total_uncompressed_size
+                        for i in range(group.num_columns)
+                        if group.column(i).path_in_schema.split(".")[0] in wanted)
     if need <= room:
         return
+    shown = None if columns is None else [c for c in columns if c != ROW]
+    what = "every row and column of the training table" if shown is None else (
+        f"{len(shown)} columns of every row of the training table ("
+        f"{', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})")
     raise DataError(
-        f"{training.dataset}@{training.version}: this stage reads every row and column "
-        f"of the training table on the driver, about {readable(need)} once read, and "
-        f"the driver has {readable(room)} free. On Spark, the sample, the features and "
-        f"the model read far less; what still reads it all is the audit and the "
-        f"registry's comparison: run `mlsd run --until train`, or the driver where it "
-        f"has more memory")
+        f"{training.dataset}@{training.version}: this stage reads {what} on the "
+        f"driver, about {readable(need)} once read, and the driver has "
+        f"{readable(room)} free. On Spark, the sample, the features and the model "
+        f"read far less; what still reads the raw columns is the audit and the "
+        f"registry's comparison (and the model, for augmentation from raw rows or "
+        f"slices in SQL): run `mlsd run --until train`, or the driver where it has "
+        f"more memory")
 
 
 def _check_split(ctx: RunContext) -> list[tuple[str, str]]:
