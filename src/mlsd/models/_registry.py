@@ -154,9 +154,10 @@ def _row_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
     return got.column("h").to_numpy()
 
 
-def model_parts(lake: Lake, manifest: dict[str, Any]) -> dict[str, pa.Table]:
+def model_parts(lake: Lake, manifest: dict[str, Any],
+                columns: list[str] | None = None) -> dict[str, pa.Table]:
     """A model's train, valid and test rows, read from the dataset versions
-    its lineage names."""
+    its lineage names (``columns`` of them, default all)."""
     import numpy as np
     import pyarrow as pa
 
@@ -168,7 +169,11 @@ def model_parts(lake: Lake, manifest: dict[str, Any]) -> dict[str, pa.Table]:
         raise ModelError(f"model {manifest['model_id']} does not record its training "
                          f"table: compare it on a file (--on FILE)")
     try:
-        rows = lake.read(*tr["dataset"].split("/", 1), tr["version"])
+        area, name = tr["dataset"].split("/", 1)
+        if columns is not None:
+            have = set(lake.dataset(area, name, tr["version"]).schema.names)
+            columns = [c for c in dict.fromkeys([ROW, *columns]) if c in have]
+        rows = lake.read(area, name, tr["version"], columns=columns)
         assigned = lake.read(*sp["dataset"].split("/", 1), sp["version"])
     except Exception as err:  # noqa: BLE001 - vacuumed or erased: said plainly
         raise ModelError(f"model {manifest['model_id']}'s data "
@@ -353,13 +358,17 @@ def register(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     other_id = catalog.alias(reg.compare_with) if reg.compare_with else None
     if other_id is not None and other_id != new.model_id:
         other = ModelArtifact.load(ctx.root / catalog.artifact(other_id)["path"])
-        _, _, parts = split_parts(ctx, training, splits)
+        # what either model reads, the label and the time: no other column
+        cols = list(dict.fromkeys([
+            *other.input_schema["columns"], *new.input_schema["columns"],
+            new.manifest["target"], *([t] if (t := time_column(ctx.spec)) else [])]))
+        _, _, parts = split_parts(ctx, training, splits, cols)
         lin = other.manifest["lineage"]
         same = (lin.get("training") == {"dataset": training.dataset,
                                         "version": training.version}
                 and (lin["split"]["dataset"], lin["split"]["version"])
                 == (splits.dataset, splits.version))
-        theirs = parts if same else model_parts(ctx.lake, other.manifest)
+        theirs = parts if same else model_parts(ctx.lake, other.manifest, cols)
         seen = pa.concat_tables([theirs[TRAIN], theirs[VALID]],
                                 promote_options="permissive")
         ev = ctx.spec.evaluation
