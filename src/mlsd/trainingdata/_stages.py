@@ -496,6 +496,7 @@ def _fits_the_driver(ctx: RunContext, training: DatasetRef,
         return
     shown = None if columns is None else [c for c in columns if c != ROW]
     what = "every row and column of the training table" if shown is None else (
+        "the row numbers of the training table" if not shown else
         f"{len(shown)} columns of every row of the training table ("
         f"{', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})")
     raise DataError(
