@@ -165,3 +165,29 @@ def test_a_draw_that_needs_every_row_on_the_driver_weighs_its_memory_first(
                            "2 weights of every train row on the driver, 5,589 rows, "
                            "about ")
     assert "48.8 KiB free: draw without replacement (random, stratified" in text
+
+
+def test_a_snowball_follows_a_link_column_on_spark_as_on_duckdb(spark_engine):
+    """Links in a column of the rows (a list of keys too), some dangling."""
+    from mlsd.spec import SampleSpec
+    from mlsd.trainingdata import draw
+    from mlsd.trainingdata._sampling_spark import draw_on_spark
+
+    n = 300
+    table = pa.table({
+        "_row": pa.array(range(n), pa.int64()),
+        "id": [f"k{i:03d}" for i in range(n)],
+        "next": [[f"k{(i * 7) % n:03d}", f"k{(i * 11 + 1) % n:03d}"]
+                 + (["gone"] if i % 9 == 0 else []) for i in range(n)],
+        "x": [float(i % 13) for i in range(n)]})
+    frame = spark_engine.session.createDataFrame(table.to_pandas())
+    for settings in ({"n": 40, "keys": ["k001"], "link": "next"},
+                     {"where": "x = 12", "link": "next", "max_depth": 1}):
+        spec = SampleSpec(method="snowball", **settings)
+        local = draw(table, spec, seed=3, key="id", order=["_row"],
+                     report_columns=["x"])
+        there = draw_on_spark(frame, spec, seed=3, key="id", target=None,
+                              order=["_row"], schema=table.schema,
+                              report_columns=["x"])
+        assert there.rows.equals(local.rows) and there.notes == local.notes
+        assert local.rows.num_rows > 1
