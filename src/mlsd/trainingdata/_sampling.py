@@ -126,16 +126,7 @@ class _Population:
         return int(self.one("SELECT count(*) FROM population")[0])
 
     def _run(self, query: str, what: str | None, fetch):
-        import duckdb
-
-        from ..engine._sandbox import why
-
-        try:
-            return fetch(self.con.sql(query))
-        except duckdb.Error as err:
-            if what:
-                raise SpecError(f"sample.{what}: {why(err)}") from None
-            raise
+        return run_sql(self.con, query, what, fetch)
 
     def one(self, query: str, *, what: str | None = None) -> tuple | None:
         """The first row of a query (None when it has none)."""
@@ -199,6 +190,22 @@ class _Population:
 
     def close(self) -> None:
         self.con.close()
+
+
+def run_sql(con, query: str, what: str | None, fetch):
+    """``fetch`` of ``query`` on ``con``; DuckDB's refusal of a spec
+    expression said as ``sample.<what>: ...`` (one line) when ``what`` names
+    the setting it came from."""
+    import duckdb
+
+    from ..engine._sandbox import why
+
+    try:
+        return fetch(con.sql(query))
+    except duckdb.Error as err:
+        if what:
+            raise SpecError(f"sample.{what}: {why(err)}") from None
+        raise
 
 
 def identity(names: list[str], key: str | None) -> list[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import DataError, SpecError
+from ..errors import DataError
 from ..spec import SampleSpec
 from ._sampling import (
     EXACT_QUANTILES,
@@ -37,6 +37,7 @@ from ._sampling import (
     importance_draws,
     inclusion_probabilities,
     quotas,
+    run_sql,
     strata_sizes,
     stratified_weights,
     unit_expression,
@@ -75,7 +76,7 @@ class SparkPopulation:
         goes to the tasks, since the expression may read any."""
         import pyarrow as pa
 
-        expr = unit_expression(self.ident, f"{int(self.seed)}::BIGINT")
+        expr = self.unit_sql
         if not weight:
             return self._computed(f"{expr} AS {UNIT}", [(UNIT, pa.float64())],
                                   every_column=False)
@@ -113,11 +114,8 @@ class SparkPopulation:
         no row of the population's types, so a spec expression DuckDB
         refuses is said at once (``sample.<what>: ...``), not as a failed
         Spark task."""
-        import duckdb
         import pyarrow as pa
         from pyspark.sql.pandas.types import from_arrow_schema
-
-        from ..engine._sandbox import why
 
         order = self.order
         out = pa.schema([*(pa.field(c, pa.int64()) for c in order), *fields])
@@ -125,18 +123,12 @@ class SparkPopulation:
         query = f"SELECT {cols}, {select} FROM {source}"
         given = self.frame if every_column else self.frame.select(
             *dict.fromkeys([*order, *self.ident]))
-        empty = self.schema.empty_table() if self.schema is not None else None
-        if empty is not None:
-            con = duckdb.connect(config={"threads": 1})
+        if self.schema is not None:
+            self.con.register("b", self.schema.empty_table().select(given.columns))
             try:
-                con.register("b", empty.select(given.columns))
-                con.sql(query).fetchall()
-            except duckdb.Error as err:
-                if what:
-                    raise SpecError(f"sample.{what}: {why(err)}") from None
-                raise
+                run_sql(self.con, query, what, lambda rel: rel.fetchall())
             finally:
-                con.close()
+                self.con.unregister("b")
 
         def run(batches):
             import duckdb
@@ -172,16 +164,13 @@ class SparkPopulation:
         return self._con
 
     def table(self, query: str, *, what: str | None = None) -> pa.Table:
-        import duckdb
+        return run_sql(self.con, query, what, lambda rel: rel.to_arrow_table())
 
-        from ..engine._sandbox import why
-
-        try:
-            return self.con.sql(query).to_arrow_table()
-        except duckdb.Error as err:
-            if what:
-                raise SpecError(f"sample.{what}: {why(err)}") from None
-            raise
+    def order_table(self) -> pa.Table:
+        """Every row's order columns, in order, on the driver (one number a
+        row): what the draws over every row's position need."""
+        return self.frame.select(*self.order).toArrow().sort_by(
+            [(c, "ascending") for c in self.order])
 
     def where_rows(self, where: str, what: str = "where") -> pa.Table:
         """The rows for which the checked expression ``where`` holds (DuckDB's
@@ -384,8 +373,7 @@ def _with_replacement(pop: SparkPopulation, n: int, n_pop: int) -> tuple:
     _fits_the_driver(pop, 1, "random with replacement")
     rng = np.random.default_rng(pop.seed)
     counts = np.bincount(rng.integers(0, n_pop, n), minlength=n_pop)
-    order = pop.frame.select(*pop.order).toArrow().sort_by(
-        [(c, "ascending") for c in pop.order])
+    order = pop.order_table()
     return _rows_at(pop, order, counts)
 
 
@@ -551,8 +539,7 @@ def _reservoir(pop: SparkPopulation, spec: SampleSpec) -> tuple:
                     pa.int64()), w[start:start + STREAM_ROWS])
     else:
         _fits_the_driver(pop, 0, "reservoir")
-        order = pop.frame.select(*pop.order).toArrow().sort_by(
-            [(c, "ascending") for c in pop.order])
+        order = pop.order_table()
         res = Reservoir(spec.n, seed=pop.seed)
         for start in range(0, order.num_rows, STREAM_ROWS):
             res.add(pa.array(range(start, min(start + STREAM_ROWS, order.num_rows)),
