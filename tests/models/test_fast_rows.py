@@ -47,6 +47,13 @@ def test_rows_without_a_matrix_predict_as_the_matrix(kind, task):
     want = learner.predict(test)
     got = learner.predict_rows(_entries(test), test.shape[1])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # entries as arrays or tuples, unsorted, rows long then short (the C
+    # call's buffers are reused from row to row)
+    other = [(np.asarray(i, dtype=np.int64), tuple(v)) for i, v in _entries(test)]
+    other.sort(key=lambda e: -len(e[0]))
+    order = sorted(range(len(other)), key=lambda r: -len(_entries(test)[r][0]))
+    np.testing.assert_allclose(learner.predict_rows(other, test.shape[1]),
+                               np.asarray(want)[order], rtol=0, atol=1e-12)
     # a row with no entry (every input zero) and one row alone
     empty = sp.csr_matrix((1, test.shape[1]))
     np.testing.assert_allclose(learner.predict_rows([([], [])], test.shape[1]),
