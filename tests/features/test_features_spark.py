@@ -88,12 +88,15 @@ def test_every_feature_kind_learns_the_same_state_on_spark(spark_engine):
     assert a.shape == b.shape and abs(a - b).max() < 1e-9
 
 
-def test_matrices_the_driver_has_no_memory_for_are_refused_with_a_sample_to_draw(
+def test_the_driver_fits_on_the_train_rows_its_memory_holds(
         spark_engine, example_dir, tmp_path, monkeypatch):
     """Before the driver reads the matrices Spark made, their size is weighed
-    against the memory it has free: too much is a clear error (not the
-    kernel's silent kill) naming a sample that would fit; the tasks' files
-    are removed all the same."""
+    against the memory it has free. Past it, the model is fitted on a seeded
+    random sample of the train split whose matrix fits (valid and test whole),
+    every label and weight of the train rows read for those rows, and the run
+    says so; with `engine.sample_to_fit: false`, or when valid and test alone
+    do not fit, a clear error instead (not the kernel's silent kill). The
+    tasks' files are removed all the same."""
     import shutil
 
     from mlsd import _memory
@@ -104,25 +107,45 @@ def test_matrices_the_driver_has_no_memory_for_are_refused_with_a_sample_to_draw
 
     folder = tmp_path / "p"
     shutil.copytree(example_dir, folder)
+    room = {"share": 0.7}
 
-    def short() -> int:  # 70% of what the tasks' files need once read
+    def short() -> int:  # a share of what the tasks' files need once read
         files = list((Project.of(folder).lake.root / "tmp").glob("features-*/*.arrow"))
         if not files:  # the reads before the matrices (row numbers) fit
             return 1 << 40
-        return int(0.7 * READ_FACTOR * sum(f.stat().st_size for f in files))
+        return int(room["share"] * READ_FACTOR * sum(f.stat().st_size for f in files))
     monkeypatch.setattr(_memory, "available_bytes", short)
+    scratch = Project.of(folder).lake.root / "tmp"
+
+    out = run(Project.of(folder), until="train", engine="spark")
+    drawn = out["features"]["driver_sample"]
+    assert drawn["method"] == "random" and 0 < drawn["rows_kept"] < drawn["of"]
+    assert "once read; the driver has " in drawn["why"] and \
+        drawn["why"].endswith("iB free")
+    fit = out["fit"]
+    assert fit["rows"] == drawn["rows_kept"] and fit["driver_sample"] == drawn
+    assert fit["from"].startswith(f"a random sample of {drawn['rows_kept']:,} of the "
+                                  f"train split's {drawn['of']:,} rows (seed ")
+    assert drawn["of"] == out["split"]["sizes"]["train"]
+    assert not list(scratch.glob("features-*"))
+
     with pytest.raises(DataError) as err:
-        run(Project.of(folder), until="features", engine="spark")
+        run(Project.of(folder).with_overrides(["engine.sample_to_fit=false"]),
+            from_="features", until="features", engine="spark")
     text = str(err.value)
     assert text.startswith("features: the matrices Spark made for the ")
     assert "iB free: draw a sample of the train split to fit on, e.g. " \
         "`sample: {method: random, fraction: 0." in text
-    scratch = Project.of(folder).lake.root / "tmp"
+    room["share"] = 0.05  # valid and test alone are more than that
+    with pytest.raises(DataError, match="the valid and test splits alone are more "
+                                        "than it can hold"):
+        run(Project.of(folder), from_="features", until="features", engine="spark")
     assert scratch.is_dir() and not list(scratch.glob("features-*"))
-    # with the memory it needs, the same run goes through
+    # with the memory it needs, the same run goes through on every train row
     monkeypatch.setattr(_memory, "available_bytes", lambda: 1 << 40)
-    assert run(Project.of(folder), until="features", engine="spark")[
-        "features"]["applied_on"] == "spark local[2]"
+    out = run(Project.of(folder), from_="features", until="features", engine="spark")
+    assert out["features"]["applied_on"] == "spark local[2]"
+    assert out["features"]["driver_sample"] is None
 
 
 def test_free_memory_is_the_smaller_of_the_machine_and_its_cgroup(tmp_path):

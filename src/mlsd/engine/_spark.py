@@ -158,15 +158,17 @@ class SparkEngine:
 
     def gather(self, frame, fn: Callable[[pa.Table], pa.Table | None],
                schema: pa.Schema, folder: Path,
-               before_read: Callable[[int], None] | None = None) -> pa.Table:
+               before_read: Callable[[int], Callable[[pa.Table], pa.Table] | None]
+               | None = None) -> pa.Table:
         """``fn`` of each of ``frame``'s Arrow batches, run by Spark tasks,
         whose outputs the tasks write as Arrow IPC files in ``folder`` (which
         every node must see) and which are read here, then deleted: large
         outputs never pass through the JVM driver's memory (collecting 3
         million rows of features that way lost task results past its heap).
         ``before_read`` is given the files' bytes first (it may raise: the
-        files are removed all the same). Rows come in no set order: ``fn``
-        keeps what orders them."""
+        files are removed all the same); what it returns, if anything, filters
+        each file as it is read (the driver then holds only the rows kept).
+        Rows come in no set order: ``fn`` keeps what orders them."""
         import shutil
         import uuid
 
@@ -190,12 +192,15 @@ class SparkEngine:
         try:
             names = frame.mapInArrow(task, "path string").toArrow().column(
                 "path").to_pylist()
+            keep = None
             if before_read is not None:
-                before_read(sum((folder / name).stat().st_size for name in names))
+                keep = before_read(sum((folder / name).stat().st_size
+                                       for name in names))
             parts = []
             for name in names:
                 with pa.memory_map(str(folder / name)) as source:
-                    parts.append(pa.ipc.open_file(source).read_all())
+                    part = pa.ipc.open_file(source).read_all()
+                    parts.append(part if keep is None else keep(part))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return pa.concat_tables(parts) if parts else schema.empty_table()

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..runtime import DatasetRef, RunContext, StageResult, stage
-from ..trainingdata import TRAIN, schema_files, split_parts, union_schema
+from ..trainingdata import (
+    TRAIN,
+    driver_sample,
+    schema_files,
+    split_parts,
+    union_schema,
+)
 
 if TYPE_CHECKING:  # the stage's declaration loads without ibis and SciPy
     import pyarrow as pa
@@ -29,23 +35,25 @@ def feature_matrices(ctx: RunContext, pipeline: FeaturePipeline,
         if pipeline.supervised and not pipeline.has_training_state:
             fitted = _refit(ctx, pipeline, *_train_rows(ctx, training, splits, parts))
         if ctx.spark is not None:
-            return _apply_on_spark(ctx, fitted, training, splits,
-                                   {p: t.num_rows for p, t in parts.items()})
+            return _apply_on_spark(ctx, fitted, training, splits, parts)
         return {p: fitted.apply(t, training=p == TRAIN) for p, t in parts.items()}
     return ctx.memo(("features.matrices", pipeline.digest(), training.node,
                      splits.node), make)
 
 
 def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
-                    training: DatasetRef, splits: DatasetRef, sizes: dict[str, int]
-                    ) -> dict[str, sp.csr_matrix]:
+                    training: DatasetRef, splits: DatasetRef,
+                    parts: dict[str, pa.Table]) -> dict[str, sp.csr_matrix]:
     """Every split's matrix made by Spark tasks: the training table's files
     joined with the split by Spark, each task applying the fitted pipeline
     (shipped to it, out-of-fold statistics included: a training row's fold
     comes from its ``_row``) to its Arrow batches, split by split; the sparse
     rows come back as Arrow lists in files the tasks write (not through the
     JVM driver) and are put in ``_row`` order, the order of the local
-    matrices."""
+    matrices. ``parts``: each split's row numbers. When the driver has not
+    the memory for the train split's matrix, it reads that of a seeded random
+    sample of the train rows that fits (:func:`_driver_share`), which the
+    rest of the run then fits on (``keep_driver_sample``)."""
     import uuid
 
     import numpy as np
@@ -54,9 +62,10 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
     import scipy.sparse as sp
 
     from ..errors import DataError
-    from ..trainingdata import ROW, SPLIT
+    from ..trainingdata import ROW, SPLIT, keep_driver_sample
 
     spark = ctx.spark
+    sizes = {p: t.num_rows for p, t in parts.items()}
     frame = _rows_with_split(ctx, training, splits,
                              list(dict.fromkeys([*pipeline.columns, ROW])))
     out = pa.schema([(ROW, pa.int64()), (SPLIT, pa.string()),
@@ -79,11 +88,38 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
                 pa.LargeListArray.from_arrays(indptr, j),
                 pa.LargeListArray.from_arrays(indptr, pa.array(X.data))], schema=out))
         return pa.concat_tables(done) if done else None
+    drawn: dict[str, Any] = {}
+
+    def before_read(nbytes: int):
+        share = _driver_share(ctx, nbytes, sizes)
+        if share is None:
+            return None
+        fraction, room = share
+        train = parts[TRAIN].column(ROW).to_numpy()
+        n = max(1, int(fraction * len(train)))
+        rows = np.sort(np.random.default_rng(ctx.spec.seed).choice(
+            train, size=n, replace=False))
+        drawn.update(rows=rows, nbytes=nbytes, room=room)
+        kept = pa.array(rows, pa.int64())
+        return lambda t: t.filter(pc.or_(pc.not_equal(t[SPLIT], TRAIN),
+                                         pc.is_in(t[ROW], value_set=kept)))
     # through files in the lake's scratch folder, not a collect: the matrices
     # of millions of rows outgrow the JVM driver's heap
     got = spark.gather(frame, apply, out,
                        ctx.lake.root / "tmp" / f"features-{uuid.uuid4().hex[:12]}",
-                       before_read=lambda nbytes: _fits_the_driver(ctx, nbytes, sizes))
+                       before_read=before_read)
+    if drawn:
+        from .._memory import readable
+
+        total = sum(sizes.values())
+        sizes = {**sizes, TRAIN: len(drawn["rows"])}
+        keep_driver_sample(ctx, training, splits, drawn["rows"], {
+            "method": "random", "seed": ctx.spec.seed, "rows_kept": sizes[TRAIN],
+            "of": len(parts[TRAIN]),
+            "why": f"the feature matrices of all {total:,} rows take "
+                   f"{readable(drawn['nbytes'])} in Spark's files, about "
+                   f"{readable(READ_FACTOR * drawn['nbytes'])} once read; the "
+                   f"driver has {readable(drawn['room'])} free"})
     width = len(pipeline.names())
     matrices = {}
     for name in names:
@@ -104,26 +140,36 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
 READ_FACTOR = 2.0  # the tasks' files read, then the matrices made of them
 
 
-def _fits_the_driver(ctx: RunContext, nbytes: int, sizes: dict[str, int]) -> None:
-    """Refuse, before reading them, feature matrices the driver has no memory
-    for (the kernel would kill it without a word), and say what sample of the
-    train split would fit."""
+def _driver_share(ctx: RunContext, nbytes: int, sizes: dict[str, int]
+                  ) -> tuple[float, int] | None:
+    """Whether the driver has the memory for the feature matrices Spark made
+    (``nbytes`` in their files): None when it has; else the share of the train
+    split whose matrix fits beside the whole valid and test splits' (the
+    driver fits on such a sample, ``engine.sample_to_fit``) and the free
+    memory it was weighed against. Refused with the
+    sizes, before any is read (the kernel would kill the driver without a
+    word), when valid and test alone do not fit, when the share would be
+    under a thousandth, or when sampling to fit is switched off."""
     from .._memory import available_bytes, readable
     from ..errors import DataError
 
     room = available_bytes()
     need = READ_FACTOR * nbytes
     if room is None or need <= room:
-        return
+        return None
     share = sizes.get(TRAIN, 0) / max(1, sum(sizes.values()))
     # the train split's part shrinks with a sample; valid and test stay whole
     fraction = (0.8 * room - need * (1 - share)) / max(need * share, 1.0)
+    auto = ctx.spec.engine.sample_to_fit
+    if auto and 0.001 <= fraction < 1 and int(fraction * sizes.get(TRAIN, 0)) >= 1:
+        return fraction, room
     now = ctx.spec.sample
     if now is not None and now.fraction is not None:
         fraction *= now.fraction
     advice = (f"draw a sample of the train split to fit on, e.g. `sample: {{method: "
               f"random, fraction: {float(f'{fraction:.2g}')}}}` in mlsd.yaml (or a "
-              f"stratified one), or run the driver where it has more memory"
+              f"stratified one; `engine.sample_to_fit: true` draws a random one "
+              f"itself), or run the driver where it has more memory"
               if fraction >= 0.001 else
               "the valid and test splits alone are more than it can hold: run the "
               "driver where it has more memory")
@@ -370,6 +416,7 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     pipeline.analyze(engine, table, target=_target(ctx))
     engine.forget(table)
     X = feature_matrices(ctx, pipeline, training, splits)
+    drawn = driver_sample(ctx, training, splits)
     table = feature_table(pipeline, _first_train_rows(
         ctx, training, splits, parts, pipeline.columns), shares)
     # the missing share of each column in every split (train decides; valid and
@@ -387,6 +434,9 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
         note += f", analysed and applied on {ctx.spark.name} {ctx.spark.describe()}"
     if dropped:
         note += f"; left out {', '.join(d['feature'] for d in dropped)} (missing)"
+    if drawn is not None:
+        note += (f"; the driver's memory holds the matrix of {drawn['rows_kept']:,} "
+                 f"of the {drawn['of']:,} train rows, which the model is fitted on")
     return StageResult(
         outputs={"features": pipeline}, note=note,
         summary={"features": {
@@ -396,6 +446,8 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
             "applied_on": "driver" if ctx.spark is None else
             f"{ctx.spark.name} {ctx.spark.describe()}",
             "notes": pipeline.notes(),
+            "driver_sample": None if drawn is None else
+            {k: v for k, v in drawn.items() if k != "rows"},
             "missing_share": {c: round(v, 4) for c, v in shares.items()},
             "missing_by_split": {name: {c: round(x, 4) for c, x in v.items()}
                                  for name, v in by_split.items()}}})

@@ -15,7 +15,7 @@ from ..runtime import (
     stage,
 )
 from ..spec import ProjectSpec
-from ..trainingdata import TRAIN, split_parts, union_schema
+from ..trainingdata import TRAIN, driver_sample, split_parts, union_schema
 
 if TYPE_CHECKING:  # the stage's declaration loads without LightGBM and sklearn
     import numpy as np
@@ -141,6 +141,18 @@ def _robust_test_rows(ctx: RunContext, training: DatasetRef, parts: dict,
                                   if c in have.schema.names],
                          filter=pc.field(ROW).isin(wanted.combine_chunks()))
     return rows.take(pc.sort_indices(rows, [(ROW, "ascending")]))
+
+
+def _settle_train_rows(ctx: RunContext, pipeline: FeaturePipeline,
+                       training: DatasetRef, splits: DatasetRef) -> None:
+    """On Spark, the feature matrices first (once a run): whether the driver
+    fits on the whole train split or on a sample of it is decided as they are
+    read (``features._stage._driver_share``), and every read of the train
+    split's labels, weights or rows after that gets the same rows."""
+    if ctx.spark is not None:
+        from ..features import feature_matrices
+
+        feature_matrices(ctx, pipeline, training, splits)
 
 
 def labelled_matrices(ctx: RunContext, pipeline: FeaturePipeline, classes: list,
@@ -455,6 +467,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
 
     spec, problem = ctx.spec, ctx.spec.problem
     pipeline = features
+    _settle_train_rows(ctx, pipeline, training, splits)
     _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
     target = problem.target
     classes, _ = encode_target(problem, parts[TRAIN].column(target).to_pylist())
@@ -600,7 +613,7 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     return StageResult(
         outputs={"model": ref},
         summary={
-            "fit": _fit_summary(ctx, X[TRAIN], training),
+            "fit": _fit_summary(ctx, X[TRAIN], training, splits),
             "split": {"positive_rate": positive_rate},
             "augment": {"rows": augmented or None, "robustness": robust},
             "slices": slices,
@@ -622,7 +635,8 @@ def train_model(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
              f"{result.metrics['model']['test'].get(primary)}")
 
 
-def _fit_summary(ctx: RunContext, X, training: DatasetRef) -> dict[str, Any]:
+def _fit_summary(ctx: RunContext, X, training: DatasetRef, splits: DatasetRef
+                 ) -> dict[str, Any]:
     """Where the model was fitted and on what: training runs on the driver
     (whatever the engine) from the train split, or from the spec's sample of
     it, with its feature matrix in memory; and which of the training table's
@@ -634,12 +648,19 @@ def _fit_summary(ctx: RunContext, X, training: DatasetRef) -> dict[str, Any]:
              if not c.startswith("_")]
     wanted = label_columns(ctx)
     read = names if wanted is None else [c for c in names if c in wanted]
-    return {"on": "driver", "engine": ctx.spec.engine.kind,
-            "table_columns": {"read": read, "of": len(names)},
-            "rows": int(X.shape[0]), "inputs": int(X.shape[1]),
-            "matrix_mib": round(size / 2**20, 1),
-            "from": "a sample of the train split" if ctx.spec.sample is not None
-            else "the whole train split"}
+    drawn = driver_sample(ctx, training, splits)
+    out = {"on": "driver", "engine": ctx.spec.engine.kind,
+           "table_columns": {"read": read, "of": len(names)},
+           "rows": int(X.shape[0]), "inputs": int(X.shape[1]),
+           "matrix_mib": round(size / 2**20, 1),
+           "from": "a sample of the train split" if ctx.spec.sample is not None
+           else "the whole train split"}
+    if drawn is not None:
+        out["from"] = (f"a random sample of {drawn['rows_kept']:,} of the train "
+                       f"split's {drawn['of']:,} rows (seed {drawn['seed']}), as the "
+                       f"driver's memory allows ({drawn['why']})")
+        out["driver_sample"] = {k: v for k, v in drawn.items() if k != "rows"}
+    return out
 
 
 def prune_stage(*, tolerance: float | None = None,
@@ -662,6 +683,7 @@ def prune_stage(*, tolerance: float | None = None,
         from ._train import encode_target
 
         spec, problem = ctx.spec, ctx.spec.problem
+        _settle_train_rows(ctx, features, training, splits)
         _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
         classes, _ = encode_target(problem,
                                    parts[TRAIN].column(problem.target).to_pylist())
@@ -712,6 +734,7 @@ def search_stage(*, trials: int | None = None, seconds: float | None = None):
         from ._train import Augmented, encode_target
 
         spec, problem = ctx.spec, ctx.spec.problem
+        _settle_train_rows(ctx, features, training, splits)
         _, _, parts = split_parts(ctx, training, splits, label_columns(ctx))
         classes, _ = encode_target(problem,
                                    parts[TRAIN].column(problem.target).to_pylist())

@@ -1768,6 +1768,12 @@ class EngineSpec(_Strict):
     conf: dict[str, str] = Field(
         default_factory=dict, description="More Spark settings, e.g. "
         "{spark.executor.memory: 4g}.")
+    sample_to_fit: bool = Field(
+        default=True, description="When the train split's feature matrix is more "
+        "than the driver has free memory for, fit the model on a seeded random "
+        "sample of the train split that fits (valid and test stay whole; the run "
+        "summary says how many rows and why). false: stop with an error that says "
+        "the sizes instead. A `sample:` section chooses the sample yourself.")
 
     @model_validator(mode="before")
     @classmethod

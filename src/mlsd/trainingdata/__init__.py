@@ -54,6 +54,8 @@ from ._split import (
 from ._stages import (
     ROW,
     WEIGHT,
+    driver_sample,
+    keep_driver_sample,
     schema_files,
     split,
     split_parts,
@@ -94,6 +96,8 @@ __all__ = [
     "class_weights_for",
     "cost_weights",
     "draw",
+    "driver_sample",
+    "keep_driver_sample",
     "inclusion_probabilities",
     "mixup",
     "parse_labels",

@@ -789,6 +789,28 @@ def _train_on_sample(ctx: RunContext, sample: DatasetRef, splits: np.ndarray
     return splits, weights
 
 
+DRIVER_SAMPLE = "trainingdata.driver_sample"
+
+
+def driver_sample(ctx: RunContext, training: DatasetRef, splits: DatasetRef
+                  ) -> dict[str, Any] | None:
+    """The train rows the driver fits on when its memory holds the feature
+    matrix of no more of them (a Spark run; see
+    :func:`keep_driver_sample`), or None: the whole train split."""
+    return ctx.cache.get((DRIVER_SAMPLE, training.node, splits.node))
+
+
+def keep_driver_sample(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                       rows: np.ndarray, info: dict[str, Any]) -> None:
+    """From now on in this run, the train split of :func:`split_parts` is
+    these rows (``_row`` numbers, sorted): the labels, weights and times the
+    model reads stay aligned with the feature matrix made of them."""
+    import pyarrow as pa
+
+    ctx.cache[(DRIVER_SAMPLE, training.node, splits.node)] = {
+        **info, "rows": pa.array(rows, pa.int64())}
+
+
 def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
                 columns: list[str] | None = None
                 ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
@@ -796,7 +818,23 @@ def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     by version (once per run). With ``columns``, the tables hold only those
     columns (and ``_row``, and ``_weight`` when the split weighs rows): a
     stage that needs the labels but not the raw inputs reads no more than it
-    needs (on a Spark run, the driver never holds the whole table for it)."""
+    needs (on a Spark run, the driver never holds the whole table for it).
+    When the driver fits on a sample of the train split
+    (:func:`driver_sample`), the train part holds those rows."""
+    rows, labels, parts = _split_parts(ctx, training, splits, columns)
+    drawn = driver_sample(ctx, training, splits)
+    if drawn is not None:
+        import pyarrow.compute as pc
+
+        train = parts[TRAIN]
+        parts = {**parts, TRAIN: train.filter(pc.is_in(train[ROW],
+                                                       value_set=drawn["rows"]))}
+    return rows, labels, parts
+
+
+def _split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
+                 columns: list[str] | None
+                 ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Table]]:
     key = ("trainingdata.parts", training.node, splits.node)
     if columns is None or key in ctx.cache:
         rows, labels, parts = ctx.memo(key, lambda: _parts(
