@@ -234,7 +234,7 @@ class ServiceLog:
     name: str
     item_key: str | None = None
     flush_seconds: float = 1.0
-    batch_rows: int = 1000
+    batch_rows: int = 10_000
     retention_days: float | None = None
 
 

@@ -45,7 +45,7 @@ class LogWriter:
     background thread (see the module). ``add`` never blocks on disk."""
 
     def __init__(self, lake, area: str, name: str, schema: pa.Schema, *,
-                 batch_rows: int = 1000, flush_seconds: float = 1.0,
+                 batch_rows: int = 10_000, flush_seconds: float = 1.0,
                  max_pending: int = 100_000, retention_days: float | None = None,
                  time_column: str | None = None,
                  json_columns: tuple[str, ...] = ()):

@@ -1479,8 +1479,10 @@ class ServeSpec(_Strict):
         default=1.0, gt=0, le=3600, description="The prediction log is committed "
         "this often (or every log_batch_rows rows): a crash loses at most this "
         "much.")
-    log_batch_rows: int = Field(default=1000, ge=1, le=1_000_000, description=(
-        "Rows that make the prediction log commit before log_flush_seconds."))
+    log_batch_rows: int = Field(default=10_000, ge=1, le=1_000_000, description=(
+        "Rows that make the prediction log commit before log_flush_seconds (a "
+        "commit costs ~10 ms whatever its size: at thousands of predictions a "
+        "second, 1,000-row batches took a twentieth of stream scoring's time)."))
     log_retention_days: float | None = Field(
         default=None, gt=0, description="Logged predictions older than this are "
         "deleted (hourly; the log holds raw inputs). Default: kept until `mlsd "
