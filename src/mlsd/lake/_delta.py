@@ -18,10 +18,12 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
+from pyarrow.fs import FileType
 
 from ..errors import LakeError
 from ._locks import hold, lock_path
 from ._paths import check_name, inside
+from ._store import check_url, filesystem, is_url, relative
 
 
 def _data_files(table: DeltaTable) -> set[str]:
@@ -38,6 +40,17 @@ def _one_writer(method):
                   f"the dataset {area}/{name}"):
             return method(self, area, name, *args, **kwargs)
     return locked
+
+_FILE, _NOT_FOUND = FileType.File, FileType.NotFound
+
+
+def _plain_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except LakeError:
+        return False
+    return True
+
 
 WRITE_ID = "mlsd.write_id"
 AREAS = ("sources", "quarantine", "training", "samples", "splits", "scored",
@@ -94,24 +107,42 @@ class Lake:
     Parameters
     ----------
     root : Path
-        The project's ``.mlsd`` folder.
+        The project's ``.mlsd`` folder (its locks; the tables too unless
+        ``url`` is given).
+    url : str, optional
+        Object storage for the tables instead (``s3://bucket/prefix``; see
+        ``._store``): each dataset at ``URL/AREA/NAME``.
     """
 
-    def __init__(self, *, root: Path):
+    def __init__(self, *, root: Path, url: str | None = None):
         self.root = Path(root)
+        self.url = None if url is None else check_url(url)
 
     def path(self, area: str, name: str) -> Path:
-        """Folder of one dataset; refuses names that would escape the lake."""
+        """Folder of one dataset; refuses names that would escape the lake.
+        A lake on object storage has no folder: see :meth:`location`."""
+        if self.url is not None:
+            raise LakeError(f"the lake is on object storage ({self.url}): "
+                            f"{area}/{name} has no local folder")
         if area not in AREAS:
             raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
         return inside(self.root, "lake", area, check_name(name))
 
+    def location(self, area: str, name: str) -> str:
+        """Where one dataset's table is: its folder, or its URL on object
+        storage (what ``deltalake`` and :func:`write_part` take)."""
+        if self.url is None:
+            return str(self.path(area, name))
+        if area not in AREAS:
+            raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
+        return f"{self.url}/{area}/{check_name(name)}"
+
     def exists(self, area: str, name: str) -> bool:
-        return DeltaTable.is_deltatable(str(self.path(area, name)))
+        return DeltaTable.is_deltatable(self.location(area, name))
 
     def _table(self, area: str, name: str, version: int | None = None) -> DeltaTable:
         try:
-            return DeltaTable(str(self.path(area, name)), version=version)
+            return DeltaTable(self.location(area, name), version=version)
         except TableNotFoundError:
             raise LakeError(f"no dataset {area}/{name} in the lake") from None
         except Exception as err:  # deltalake raises plain errors for bad versions
@@ -185,8 +216,7 @@ class Lake:
             if schema is None:
                 raise LakeError("writing an iterable of batches needs its schema")
             data = pa.RecordBatchReader.from_batches(schema, data)
-        path = self.path(area, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.location(area, name)
         props = {WRITE_ID: write_id, **(metadata or {})}
         if mode == "upsert":
             if not key:
@@ -205,12 +235,12 @@ class Lake:
                               props=props)
         else:  # the schema changes: delta-rs rewrites the table's metadata
             write_deltalake(
-                str(path), data, mode=mode,
+                path, data, mode=mode,
                 schema_mode="overwrite" if mode == "overwrite" else None,
                 commit_properties=CommitProperties(custom_metadata=props))
         return self._table(area, name).version(), True
 
-    def _write_files(self, path: Path, table: DeltaTable | None,
+    def _write_files(self, path: str, table: DeltaTable | None,
                      data: pa.Table | pa.RecordBatchReader | Parts, *, mode: str,
                      props: dict[str, str]) -> None:
         """Write Parquet files on two threads, then commit them all at once.
@@ -225,7 +255,8 @@ class Lake:
         else:
             reader = data.to_reader() if isinstance(data, pa.Table) else data
             schema, parts = reader.schema, _chunks(reader, FILE_ROWS)
-        path.mkdir(parents=True, exist_ok=True)
+        if not is_url(path):
+            Path(path).mkdir(parents=True, exist_ok=True)
 
         def write(part: Callable[[], pa.Table]) -> AddAction | None:
             written = write_part(path, part())
@@ -254,19 +285,21 @@ class Lake:
         last = _last_data_commit(existing) if existing is not None else None
         if last is not None and last.get(WRITE_ID) == write_id:
             return int(existing.version()), False
-        path = self.path(area, name)
+        path = self.location(area, name)
         props = {WRITE_ID: write_id, **(metadata or {})}
         if existing is None or pa.schema(existing.schema().to_arrow()).equals(schema):
             _add_files(path, existing, [add_action(p) for p in parts], schema,
                        mode=mode, props=props)
         else:  # the schema changes: delta-rs rewrites the table's metadata
-            files = [str(path / p["path"]) for p in parts]
-            write_deltalake(str(path), pads.dataset(files, schema=schema)
+            fs, base = _files_of(path)
+            files = [f"{base}/{relative(p['path'])}" for p in parts]
+            write_deltalake(path, pads.dataset(files, schema=schema, filesystem=fs)
                             .scanner().to_reader(), mode=mode,
                             schema_mode="overwrite" if mode == "overwrite" else None,
                             commit_properties=CommitProperties(custom_metadata=props))
             for f in files:
-                Path(f).unlink(missing_ok=True)
+                if fs.get_file_info(f).type != _NOT_FOUND:
+                    fs.delete_file(f)
         return self._table(area, name).version(), True
 
     @_one_writer
@@ -289,7 +322,7 @@ class Lake:
             dt = handles[(area, name)] = self._table(area, name)
         else:
             dt.update_incremental()
-        self._write_files(self.path(area, name), dt, table, mode="append", props={
+        self._write_files(self.location(area, name), dt, table, mode="append", props={
             WRITE_ID: f"append-{uuid.uuid4().hex}", **(metadata or {})})
         dt.update_incremental()
         return int(dt.version())
@@ -349,7 +382,7 @@ class Lake:
                    if k.startswith("mlsd.")}
         carried["mlsd.operation"] = "erase"
         reader = pa.RecordBatchReader.from_batches(schema, kept())
-        self._write_files(self.path(area, name), table, reader, mode="overwrite",
+        self._write_files(self.location(area, name), table, reader, mode="overwrite",
                           props=carried)
         # the files the erasure replaced still hold the rows for older
         # versions: `vacuum` removes them whatever the retention
@@ -360,9 +393,17 @@ class Lake:
     def remove_files(self, area: str, name: str, files: list[str]) -> int:
         """Delete data files of a dataset that no current version reads (an
         erasure's superseded files); how many were still there."""
-        folder = self.path(area, name)
         current = _data_files(self._table(area, name))
         gone = 0
+        if self.url is not None:
+            fs, base = filesystem(self.location(area, name))
+            for rel in files:
+                path = f"{base}/{relative(rel)}"
+                if rel not in current and fs.get_file_info(path).type == _FILE:
+                    fs.delete_file(path)
+                    gone += 1
+            return gone
+        folder = self.path(area, name)
         for rel in files:
             if rel in current:
                 continue  # read again by the latest version (a restore)
@@ -380,21 +421,22 @@ class Lake:
             table = self._table(area, name, version)
         except Exception as err:  # noqa: BLE001 - a log that cannot be read
             return [f"the table's log cannot be read: {err}"]
-        folder = self.path(area, name)
+        fs, base = _files_of(self.location(area, name))
         want = pa.schema(table.schema().to_arrow())
         actions = pa.table(table.get_add_actions(flatten=True))
         out = []
         for rel, size in zip(actions.column("path").to_pylist(),
                              actions.column("size_bytes").to_pylist(), strict=True):
-            path = folder / rel
-            if not path.is_file():
+            path = f"{base}/{relative(rel)}"
+            info = fs.get_file_info(path)
+            if info.type != _FILE:
                 out.append(f"{rel}: missing")
                 continue
-            if path.stat().st_size != size:
-                out.append(f"{rel}: {path.stat().st_size} bytes, the log says {size}")
+            if info.size != size:
+                out.append(f"{rel}: {info.size} bytes, the log says {size}")
                 continue
             try:
-                have = pq.read_schema(path)
+                have = pq.read_schema(path, filesystem=fs)
             except Exception:  # noqa: BLE001 - not Parquet any more
                 out.append(f"{rel}: not a readable Parquet file")
                 continue
@@ -417,7 +459,7 @@ class Lake:
         the dataset writes it whole again; the new version."""
         table = self._table(area, name)
         schema = pa.schema(table.schema().to_arrow())
-        self._write_files(self.path(area, name), table,
+        self._write_files(self.location(area, name), table,
                           pa.RecordBatchReader.from_batches(schema, iter(())),
                           mode="overwrite", props={"mlsd.operation": "clear"})
         return self.version(area, name)
@@ -446,12 +488,17 @@ class Lake:
         This covers every version still readable (after a vacuum, the files
         left are those the retained versions need), not only the latest.
         """
-        folder = self.path(area, name)
-        files = [str(f) for f in folder.rglob("*.parquet")
-                 if "_delta_log" not in f.parts]
+        import pyarrow.fs as pafs
+
+        fs, base = _files_of(self.location(area, name))
+        found = fs.get_file_info(pafs.FileSelector(base, recursive=True,
+                                                   allow_not_found=True))
+        files = [f.path for f in found if f.type == _FILE
+                 and f.path.endswith(".parquet")
+                 and "_delta_log" not in f.path[len(base):].split("/")]
         if not files:
             return pa.array([], pa.string())
-        data = pads.dataset(files, format="parquet")
+        data = pads.dataset(files, format="parquet", filesystem=fs)
         if column not in data.schema.names:
             return pa.array([], pa.string())
         return data.to_table(columns=[column]).column(column).combine_chunks()
@@ -484,6 +531,13 @@ class Lake:
 
     def list(self, area: str) -> list[str]:
         """Names of the datasets in an area."""
+        if self.url is not None:
+            import pyarrow.fs as pafs
+
+            fs, base = filesystem(f"{self.url}/{area}")
+            found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+            names = [f.base_name for f in found if f.type == pafs.FileType.Directory]
+            return sorted(n for n in names if _plain_name(n) and self.exists(area, n))
         folder = self.root / "lake" / area
         if not folder.is_dir():
             return []
@@ -491,28 +545,47 @@ class Lake:
                       if DeltaTable.is_deltatable(str(p)))
 
 
-def write_part(folder: Path, table: pa.Table) -> dict[str, Any] | None:
+def write_part(folder: Path | str, table: pa.Table) -> dict[str, Any] | None:
     """Write ``table`` as one new Parquet file of a dataset's folder (one row
-    group, the lake's settings); what :meth:`Lake.commit_parts` needs to add
+    group, the lake's settings), or of its location on object storage (a
+    URL, :meth:`Lake.location`); what :meth:`Lake.commit_parts` needs to add
     it (plain values: a Spark task returns them), or None for no rows."""
     if not table.num_rows:
         return None
     name = f"part-{uuid.uuid4().hex}.snappy.parquet"
-    pq.write_table(table, Path(folder) / name, compression="snappy",
-                   row_group_size=table.num_rows,
-                   dictionary_pagesize_limit=DICTIONARY_BYTES)
+    settings = {"compression": "snappy", "row_group_size": table.num_rows,
+                "dictionary_pagesize_limit": DICTIONARY_BYTES}
+    if is_url(folder):
+        fs, base = filesystem(folder)
+        with fs.open_output_stream(f"{base}/{name}") as out:
+            pq.write_table(table, out, **settings)
+        info = fs.get_file_info(f"{base}/{name}")
+        mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
+        return {"path": name, "size": info.size, "mtime": int(mtime * 1000),
+                "rows": table.num_rows}
+    pq.write_table(table, Path(folder) / name, **settings)
     st = (Path(folder) / name).stat()
     return {"path": name, "size": st.st_size, "mtime": int(st.st_mtime * 1000),
             "rows": table.num_rows}
 
 
-def _add_files(path: Path, table: DeltaTable | None, actions: list[AddAction],
+def _files_of(location: str) -> tuple[Any, str]:
+    """A table location's file system and its path there (the local one for
+    a folder)."""
+    if is_url(location):
+        return filesystem(location)
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem(), str(location)
+
+
+def _add_files(path: str, table: DeltaTable | None, actions: list[AddAction],
                schema: pa.Schema, *, mode: str, props: dict[str, str]) -> None:
     """Add written files to a table (made by this commit if ``table`` is None)
     as one transaction."""
     commit = CommitProperties(custom_metadata=props)
     if table is None:
-        create_table_with_add_actions(str(path), DeltaSchema.from_arrow(schema),
+        create_table_with_add_actions(path, DeltaSchema.from_arrow(schema),
                                       actions, mode="overwrite",
                                       commit_properties=commit)
     else:

@@ -1,0 +1,76 @@
+"""Where a lake's files live when it is not a local folder: object storage
+(``s3://bucket/prefix``, ``gs://``, ``abfs://``), by URL.
+
+Delta commits go through ``deltalake`` (its Rust object store), the files mlsd
+writes or checks itself (Parquet parts, a damaged file's size) through
+pyarrow's file system for the same URL. Both read their credentials from the
+environment as the cloud's own tools do (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, and ``AWS_ENDPOINT_URL`` with
+``AWS_ALLOW_HTTP=true`` for an S3-compatible store on plain HTTP such as MinIO):
+nothing secret is written in mlsd.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ..errors import LakeError
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
+_fs_cache: dict[str, pafs.FileSystem] = {}
+_fs_lock = threading.Lock()
+
+
+def is_url(location: object) -> bool:
+    """Whether a lake location is an object store's URL (not a local path)."""
+    return isinstance(location, str) and "://" in location
+
+
+def check_url(url: str) -> str:
+    """``url`` without a trailing slash if it names a bucket (and a prefix)
+    of a store mlsd can write a lake to, else a LakeError that says why."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise LakeError(f"lake url {url!r}: the scheme must be one of "
+                        f"{', '.join(s + '://' for s in SCHEMES)}")
+    if not parts.netloc:
+        raise LakeError(f"lake url {url!r} names no bucket (s3://bucket/prefix)")
+    if parts.query or parts.fragment:
+        raise LakeError(f"lake url {url!r}: no query or fragment; credentials come "
+                        f"from the environment (AWS_ACCESS_KEY_ID, ...)")
+    segments = [s for s in parts.path.split("/") if s]
+    bad = [s for s in segments if not _SEGMENT.match(s) or ".." in s]
+    if bad:
+        raise LakeError(f"lake url {url!r}: {bad[0]!r} is not a plain folder name")
+    return f"{parts.scheme}://{parts.netloc}" + "".join("/" + s for s in segments)
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's file system for an object store URL (one per bucket, made
+    once: an S3 client costs milliseconds) and the location as its path."""
+    import pyarrow.fs as pafs
+
+    parts = urlsplit(location)
+    base = f"{parts.scheme}://{parts.netloc}"
+    with _fs_lock:
+        fs = _fs_cache.get(base)
+        if fs is None:
+            fs, _ = pafs.FileSystem.from_uri(base.replace("s3a://", "s3://", 1))
+            _fs_cache[base] = fs
+    return fs, (parts.netloc + parts.path).rstrip("/")
+
+
+def relative(rel: str) -> str:
+    """A file path the Delta log names inside a table, refused if it would
+    leave the table (``..``, absolute, a URL)."""
+    if "://" in rel or rel.startswith("/") or any(
+            p in ("", ".", "..") for p in rel.split("/")):
+        raise LakeError(f"file {rel!r} is not inside its table")
+    return rel

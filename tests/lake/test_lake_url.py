@@ -1,0 +1,149 @@
+"""The lake's tables on object storage: every operation a local lake has,
+against a real S3 endpoint on loopback (moto's server), credentials from the
+environment as the cloud's own tools read them."""
+
+from __future__ import annotations
+
+import uuid
+
+import pyarrow as pa
+import pytest
+
+from mlsd.errors import LakeError
+from mlsd.lake import Lake
+from mlsd.lake._delta import write_part
+from mlsd.lake._store import check_url
+
+pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    """moto's S3 server in a process of its own: deltalake holds the GIL
+    while some calls wait on the network (a table's history), so a server
+    thread in this process would never answer them."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto's S3 server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def lake(endpoint, tmp_path, monkeypatch):
+    import boto3
+
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "mlsd",
+           "AWS_SECRET_ACCESS_KEY": "mlsd", "AWS_REGION": "us-east-1",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return Lake(root=tmp_path / ".mlsd", url=f"s3://{bucket}/projects/p1/")
+
+
+def _rows(n: int, start: int = 0) -> pa.Table:
+    return pa.table({"id": pa.array(range(start, start + n), pa.int64()),
+                     "who": pa.array([f"u{i % 7}" for i in range(start, start + n)])})
+
+
+def test_writes_reads_and_versions_on_object_storage(lake):
+    assert lake.location("sources", "posts").endswith("/projects/p1/sources/posts")
+    assert not lake.exists("sources", "posts") and lake.version("sources", "posts") \
+        is None
+    assert lake.write("sources", "posts", _rows(50), write_id="a") == (0, True)
+    assert lake.write("sources", "posts", _rows(50), write_id="a") == (0, False)
+    assert lake.write("sources", "posts", _rows(20, 50), write_id="b",
+                      mode="append") == (1, True)
+    assert lake.read("sources", "posts").num_rows == 70
+    assert lake.read("sources", "posts", version=0).num_rows == 50
+    assert lake.dataset("sources", "posts").count_rows() == 70
+    assert lake.last_write("sources", "posts")["mlsd.write_id"] == "b"
+    schema, uris = lake.files("sources", "posts")
+    assert schema.names == ["id", "who"] and all(u.startswith("s3://") for u in uris)
+    assert lake.append("sources", "posts", _rows(5, 70)) == 2
+    assert lake.read("sources", "posts").num_rows == 75
+    assert lake.damage("sources", "posts") == []
+    assert lake.list("sources") == ["posts"] and lake.list("training") == []
+
+
+def test_parts_written_by_tasks_are_committed_as_one_transaction(lake):
+    where = lake.location("training", "t")
+    parts = [write_part(where, _rows(10, 10 * i)) for i in range(3)]
+    assert write_part(where, _rows(0)) is None
+    version, written = lake.commit_parts("training", "t", parts,
+                                         schema=_rows(1).schema, write_id="w")
+    assert (version, written) == (0, True)
+    assert sorted(lake.read("training", "t").column("id").to_pylist()) == \
+        list(range(30))
+    # the same parts again: nothing new
+    assert lake.commit_parts("training", "t", parts, schema=_rows(1).schema,
+                             write_id="w") == (0, False)
+
+
+def test_an_erasure_then_its_files_removed_leaves_no_copy_of_the_rows(lake):
+    lake.write("sources", "people", _rows(40), write_id="load")
+    done = lake.erase("sources", "people", ["who"], {("u3",)})
+    assert done["deleted"] == 6 and done["superseded_files"]
+    assert "u3" not in lake.read("sources", "people").column("who").to_pylist()
+    assert "u3" in lake.stored_values("sources", "people", "who").to_pylist()
+    assert lake.remove_files("sources", "people", done["superseded_files"]) == \
+        len(done["superseded_files"])
+    assert "u3" not in lake.stored_values("sources", "people", "who").to_pylist()
+    lake.vacuum("sources", "people", retention_hours=0)
+    assert lake.read("sources", "people").num_rows == 34
+
+
+def test_a_lost_or_truncated_file_is_named_and_the_last_whole_version_found(lake):
+    import boto3
+
+    lake.write("sources", "events", _rows(10), write_id="one")
+    lake.write("sources", "events", _rows(10, 10), write_id="two", mode="append")
+    _, uris = lake.files("sources", "events")
+    newest = [u for u in uris if u not in lake.files("sources", "events", 0)[1]][0]
+    bucket, key = newest.removeprefix("s3://").split("/", 1)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=b"PAR1 cut short")
+    damage = lake.damage("sources", "events")
+    assert len(damage) == 1 and "bytes, the log says" in damage[0]
+    boto3.client("s3").delete_object(Bucket=bucket, Key=key)
+    assert lake.damage("sources", "events")[0].endswith(": missing")
+    assert lake.last_intact("sources", "events") == 0
+    lake.restore("sources", "events", 0)
+    assert lake.read("sources", "events").num_rows == 10
+
+
+def test_a_lake_url_is_checked_and_has_no_local_folder(tmp_path):
+    for bad, why in [("http://x/y", "the scheme must be one of"),
+                     ("s3:///prefix", "names no bucket"),
+                     ("s3://b/p?secret=1", "no query or fragment"),
+                     ("s3://b/../other", "is not a plain folder name")]:
+        with pytest.raises(LakeError, match=why.replace("?", r"\?")):
+            check_url(bad)
+    assert check_url("s3://bucket/a/b/") == "s3://bucket/a/b"
+    remote = Lake(root=tmp_path, url="s3://bucket/a")
+    with pytest.raises(LakeError, match="on object storage"):
+        remote.path("sources", "x")
+    with pytest.raises(LakeError, match="invalid name"):
+        remote.location("sources", "../x")
