@@ -83,17 +83,17 @@ def recent_ids(lake, name: str, size: int) -> RecentIds:
     source, read from the newest files of both tables (only the id column)."""
     import pyarrow.parquet as pq
 
-    found: list[tuple[int, str, Path, int]] = []
+    found: list[tuple[int, str, str, int, Any]] = []
     for area in ("sources", "quarantine"):
         if not lake.exists(area, name):
             continue
         adds = pa.table(lake._table(area, name).get_add_actions(flatten=True))
-        folder = lake.path(area, name)
+        fs, base = lake.filesystem(area, name)
         for path, mtime, n in zip(adds.column("path").to_pylist(),
                                   adds.column("modification_time").to_pylist(),
                                   adds.column("num_records").to_pylist(),
                                   strict=True):
-            found.append((int(mtime or 0), area, folder / path, int(n or 0)))
+            found.append((int(mtime or 0), area, f"{base}/{path}", int(n or 0), fs))
     found.sort(key=lambda f: f[0], reverse=True)
     keep, total = [], 0
     for item in found:
@@ -102,10 +102,10 @@ def recent_ids(lake, name: str, size: int) -> RecentIds:
         keep.append(item)
         total += item[3]
     store = RecentIds(size)
-    for _, _, path, _ in reversed(keep):  # oldest first: the newest stay
-        if MESSAGE_ID not in pq.read_schema(path).names:
+    for _, _, path, _, fs in reversed(keep):  # oldest first: the newest stay
+        if MESSAGE_ID not in pq.read_schema(path, filesystem=fs).names:
             continue
-        store.add(k for k in pq.read_table(path, columns=[MESSAGE_ID])
+        store.add(k for k in pq.read_table(path, columns=[MESSAGE_ID], filesystem=fs)
                   .column(0).to_pylist() if k is not None)
     return store
 

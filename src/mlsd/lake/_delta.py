@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -136,6 +137,12 @@ class Lake:
         if area not in AREAS:
             raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
         return f"{self.url}/{area}/{check_name(name)}"
+
+    def filesystem(self, area: str, name: str) -> tuple[Any, str]:
+        """A dataset's files as pyarrow sees them: the file system (local, or
+        the object store's) and the table's path on it, to which the log's
+        relative file paths are joined with ``/``."""
+        return _files_of(self.location(area, name))
 
     def exists(self, area: str, name: str) -> bool:
         return DeltaTable.is_deltatable(self.location(area, name))
@@ -559,9 +566,11 @@ def write_part(folder: Path | str, table: pa.Table) -> dict[str, Any] | None:
         fs, base = filesystem(folder)
         with fs.open_output_stream(f"{base}/{name}") as out:
             pq.write_table(table, out, **settings)
-        info = fs.get_file_info(f"{base}/{name}")
-        mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
-        return {"path": name, "size": info.size, "mtime": int(mtime * 1000),
+        # the store's Last-Modified has whole seconds: the parts of one second
+        # would tie, and `mlsd consume` reads the newest files first
+        written = time.time()
+        size = fs.get_file_info(f"{base}/{name}").size
+        return {"path": name, "size": size, "mtime": int(written * 1000),
                 "rows": table.num_rows}
     pq.write_table(table, Path(folder) / name, **settings)
     st = (Path(folder) / name).stat()

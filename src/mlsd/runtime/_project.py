@@ -46,7 +46,7 @@ class Project:
         """The project's versioned tables (``.mlsd/lake``)."""
         from ..lake import Lake
 
-        return Lake(root=self.home)
+        return Lake(root=self.home, url=self.spec.lake.url)
 
     @cached_property
     def catalog(self) -> Catalog:

@@ -232,6 +232,7 @@ class ServiceLog:
 
     lake_root: Path
     name: str
+    lake_url: str | None = None  # the tables on object storage (lake.url)
     item_key: str | None = None
     flush_seconds: float = 1.0
     batch_rows: int = 10_000
@@ -542,7 +543,7 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
         from ..lake import Lake
         from ..trainingdata.labeling._natural import FEEDBACK_SCHEMA, LOG_SCHEMA
 
-        lake = Lake(root=log.lake_root)
+        lake = Lake(root=log.lake_root, url=log.lake_url)
         common = {"batch_rows": log.batch_rows, "flush_seconds": log.flush_seconds}
         state["writers"] = {
             "predictions": LogWriter(lake, "predictions", log.name, LOG_SCHEMA,
@@ -993,7 +994,8 @@ def project_log(project, settings: ServeSpec) -> ServiceLog | None:
     if not settings.log:
         return None
     key = project.spec.key if isinstance(project.spec.key, str) else None
-    return ServiceLog(lake_root=project.home, name=project.spec.name, item_key=key,
+    return ServiceLog(lake_root=project.home, lake_url=project.spec.lake.url,
+                      name=project.spec.name, item_key=key,
                       flush_seconds=settings.log_flush_seconds,
                       batch_rows=settings.log_batch_rows,
                       retention_days=settings.log_retention_days)

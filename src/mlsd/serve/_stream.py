@@ -77,7 +77,8 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
 
         # the REST service's log writer: batched commits in the background,
         # never on the scoring path (a crash loses at most one batch)
-        writer = LogWriter(Lake(root=log.lake_root), "predictions", log.name,
+        writer = LogWriter(Lake(root=log.lake_root, url=log.lake_url), "predictions",
+                           log.name,
                            LOG_SCHEMA, batch_rows=log.batch_rows,
                            flush_seconds=log.flush_seconds,
                            retention_days=log.retention_days,

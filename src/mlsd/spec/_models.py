@@ -1421,11 +1421,32 @@ def check_name_ok(name: str) -> bool:
 
 
 class LakeSpec(_Strict):
-    """How long the lake keeps old versions."""
+    """Where the lake's tables are, and how long it keeps old versions."""
 
+    url: str | None = Field(
+        default=None, description="Object storage for the tables instead of "
+        ".mlsd/lake: s3://bucket/prefix (also gs://, abfs://). Credentials come "
+        "from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+        "AWS_REGION; AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for MinIO and other "
+        "S3-compatible stores), never from this file. The catalog, the models "
+        "and the reports stay in .mlsd. DuckDB runs only for now (engine: spark "
+        "would read the files by path).")
     retention_hours: int = Field(
         default=24 * 7, ge=0, description="`mlsd lake vacuum` removes the files "
         "that only versions older than this need (0: keep only the latest).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from ..errors import LakeError
+        from ..lake._store import check_url
+
+        try:
+            return check_url(v)
+        except LakeError as err:
+            raise ValueError(str(err)) from None
 
 
 class ReportSpec(_Strict):
@@ -1860,6 +1881,12 @@ class ProjectSpec(_Strict):
         if not check_name_ok(self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', "
                              f"'.', '-' (it names the project's datasets)")
+        if self.engine.kind == "spark" and self.lake.url is not None:
+            raise ValueError(f"lake.url: {self.lake.url} is object storage, which "
+                             f"engine: spark cannot use yet (Spark reads the lake's "
+                             f"files by path, and s3a:// needs the hadoop-aws jars on "
+                             f"the cluster); use engine: duckdb, or a lake folder "
+                             f"every node sees")
         union = self.dataset.union if self.dataset else list(self.sources)
         unknown = [s for s in union if s not in self.sources]
         if unknown:
