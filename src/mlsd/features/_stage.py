@@ -146,10 +146,10 @@ def _driver_share(ctx: RunContext, nbytes: int, sizes: dict[str, int]
     (``nbytes`` in their files): None when it has; else the share of the train
     split whose matrix fits beside the whole valid and test splits' (the
     driver fits on such a sample, ``engine.sample_to_fit``) and the free
-    memory it was weighed against. Refused with the
-    sizes, before any is read (the kernel would kill the driver without a
-    word), when valid and test alone do not fit, when the share would be
-    under a thousandth, or when sampling to fit is switched off."""
+    memory it was weighed against. Refused with the sizes, before any is read
+    (the kernel would kill the driver without a word), when valid and test
+    alone do not fit, when the share would be under a thousandth, or when
+    sampling to fit is switched off."""
     from .._memory import available_bytes, readable
     from ..errors import DataError
 
@@ -166,10 +166,10 @@ def _driver_share(ctx: RunContext, nbytes: int, sizes: dict[str, int]
     now = ctx.spec.sample
     if now is not None and now.fraction is not None:
         fraction *= now.fraction
+    itself = "" if auto else "; `engine.sample_to_fit: true` draws a random one itself"
     advice = (f"draw a sample of the train split to fit on, e.g. `sample: {{method: "
               f"random, fraction: {float(f'{fraction:.2g}')}}}` in mlsd.yaml (or a "
-              f"stratified one; `engine.sample_to_fit: true` draws a random one "
-              f"itself), or run the driver where it has more memory"
+              f"stratified one{itself}), or run the driver where it has more memory"
               if fraction >= 0.001 else
               "the valid and test splits alone are more than it can hold: run the "
               "driver where it has more memory")
