@@ -434,7 +434,11 @@ class Lake:
         out = []
         for rel, size in zip(actions.column("path").to_pylist(),
                              actions.column("size_bytes").to_pylist(), strict=True):
-            path = f"{base}/{relative(rel)}"
+            try:
+                path = f"{base}/{relative(rel)}"
+            except LakeError:  # an absolute path or a URL: not this table's
+                out.append(f"{rel}: outside the table's folder")
+                continue
             info = fs.get_file_info(path)
             if info.type != _FILE:
                 out.append(f"{rel}: missing")
