@@ -23,7 +23,7 @@ from pyarrow.fs import FileType
 
 from ..errors import LakeError
 from ._locks import hold, lock_path
-from ._paths import check_name, inside
+from ._paths import check_name, inside, name_ok
 from ._store import check_url, filesystem, is_url, relative
 
 
@@ -43,14 +43,6 @@ def _one_writer(method):
     return locked
 
 _FILE, _NOT_FOUND = FileType.File, FileType.NotFound
-
-
-def _plain_name(name: str) -> bool:
-    try:
-        check_name(name)
-    except LakeError:
-        return False
-    return True
 
 
 WRITE_ID = "mlsd.write_id"
@@ -548,7 +540,7 @@ class Lake:
             fs, base = filesystem(f"{self.url}/{area}")
             found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
             names = [f.base_name for f in found if f.type == pafs.FileType.Directory]
-            return sorted(n for n in names if _plain_name(n) and self.exists(area, n))
+            return sorted(n for n in names if name_ok(n) and self.exists(area, n))
         folder = self.root / "lake" / area
         if not folder.is_dir():
             return []

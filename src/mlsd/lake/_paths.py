@@ -24,6 +24,15 @@ def check_name(name: str) -> str:
     return name
 
 
+def name_ok(name: str) -> bool:
+    """Whether ``name`` is a safe dataset or source name (:func:`check_name`)."""
+    try:
+        check_name(name)
+    except LakeError:
+        return False
+    return True
+
+
 def inside(root: Path, *parts: str) -> Path:
     """Join ``parts`` under ``root`` and refuse any result outside ``root``."""
     root = root.resolve()

@@ -1410,14 +1410,9 @@ class AuditSpec(_Strict):
 
 
 def check_name_ok(name: str) -> bool:
-    from ..errors import LakeError
-    from ..lake import check_name
+    from ..lake._paths import name_ok
 
-    try:
-        check_name(name)
-    except LakeError:
-        return False
-    return True
+    return name_ok(name)
 
 
 class LakeSpec(_Strict):
