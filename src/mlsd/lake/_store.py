@@ -1,5 +1,6 @@
 """Where a lake's files live when it is not a local folder: object storage
-(``s3://bucket/prefix``, ``gs://``, ``abfs://``), by URL.
+(``s3://bucket/prefix``, ``gs://``, ``abfs://``), by URL. Tested against
+S3 (moto); Google Cloud Storage and Azure through the same two libraries.
 
 Delta commits go through ``deltalake`` (its Rust object store), the files mlsd
 writes or checks itself (Parquet parts, a damaged file's size) through
@@ -22,7 +23,7 @@ from ..errors import LakeError
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+SCHEMES = ("s3", "s3a", "gs", "abfs", "abfss")  # both deltalake and pyarrow take them
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 _fs_cache: dict[str, pafs.FileSystem] = {}
 _fs_lock = threading.Lock()
