@@ -393,22 +393,14 @@ class Lake:
         """Delete data files of a dataset that no current version reads (an
         erasure's superseded files); how many were still there."""
         current = _data_files(self._table(area, name))
+        fs, base = self.filesystem(area, name)
         gone = 0
-        if self.url is not None:
-            fs, base = filesystem(self.location(area, name))
-            for rel in files:
-                path = f"{base}/{relative(rel)}"
-                if rel not in current and fs.get_file_info(path).type == _FILE:
-                    fs.delete_file(path)
-                    gone += 1
-            return gone
-        folder = self.path(area, name)
         for rel in files:
             if rel in current:
                 continue  # read again by the latest version (a restore)
-            path = inside(folder, rel)
-            if path.is_file():
-                path.unlink()
+            path = f"{base}/{relative(rel)}"
+            if fs.get_file_info(path).type == _FILE:
+                fs.delete_file(path)
                 gone += 1
         return gone
 
@@ -534,18 +526,13 @@ class Lake:
 
     def list(self, area: str) -> list[str]:
         """Names of the datasets in an area."""
-        if self.url is not None:
-            import pyarrow.fs as pafs
+        import pyarrow.fs as pafs
 
-            fs, base = filesystem(f"{self.url}/{area}")
-            found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-            names = [f.base_name for f in found if f.type == pafs.FileType.Directory]
-            return sorted(n for n in names if name_ok(n) and self.exists(area, n))
-        folder = self.root / "lake" / area
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir()
-                      if DeltaTable.is_deltatable(str(p)))
+        fs, base = _files_of(f"{self.url}/{area}" if self.url is not None
+                             else str(self.root / "lake" / area))
+        found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        names = [f.base_name for f in found if f.type == pafs.FileType.Directory]
+        return sorted(n for n in names if name_ok(n) and self.exists(area, n))
 
 
 def write_part(folder: Path | str, table: pa.Table) -> dict[str, Any] | None:

@@ -233,6 +233,12 @@ class ServiceLog:
     lake_root: Path
     name: str
     lake_url: str | None = None  # the tables on object storage (lake.url)
+
+    def lake(self):
+        """The lake the log's tables are in."""
+        from ..lake import Lake
+
+        return Lake(root=self.lake_root, url=self.lake_url)
     item_key: str | None = None
     flush_seconds: float = 1.0
     batch_rows: int = 10_000
@@ -540,10 +546,9 @@ def create_app(model_dir: str | Path, settings: ServeSpec | None = None, *,
     def start_writers() -> None:
         if log is None:
             return
-        from ..lake import Lake
         from ..trainingdata.labeling._natural import FEEDBACK_SCHEMA, LOG_SCHEMA
 
-        lake = Lake(root=log.lake_root, url=log.lake_url)
+        lake = log.lake()
         common = {"batch_rows": log.batch_rows, "flush_seconds": log.flush_seconds}
         state["writers"] = {
             "predictions": LogWriter(lake, "predictions", log.name, LOG_SCHEMA,

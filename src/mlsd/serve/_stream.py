@@ -71,14 +71,12 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     client = broker or open_broker(stream, where="serve.stream")
     writer = None
     if log is not None:
-        from ..lake import Lake
         from ..trainingdata.labeling._natural import LOG_SCHEMA
         from ._log import LogWriter
 
         # the REST service's log writer: batched commits in the background,
         # never on the scoring path (a crash loses at most one batch)
-        writer = LogWriter(Lake(root=log.lake_root, url=log.lake_url), "predictions",
-                           log.name,
+        writer = LogWriter(log.lake(), "predictions", log.name,
                            LOG_SCHEMA, batch_rows=log.batch_rows,
                            flush_seconds=log.flush_seconds,
                            retention_days=log.retention_days,
