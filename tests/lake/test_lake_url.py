@@ -200,3 +200,10 @@ def test_a_consumer_restarting_reads_its_recent_message_ids_from_the_store(lake)
     assert len(store) == 15 and "bad-1" in store
     assert all(f"m{j}" in store for j in range(16, 30))
     assert "m0" not in store  # the oldest file is past the bound: not read
+
+
+def test_a_bucket_that_is_not_there_is_said_in_one_line(lake, tmp_path):
+    missing = Lake(root=tmp_path, url="s3://no-such-bucket-mlsd/p")
+    with pytest.raises(LakeError, match="the lake at s3://no-such-bucket-mlsd/p: the "
+                                        "store has no bucket 'no-such-bucket-mlsd'"):
+        missing.exists("sources", "x")

@@ -24,7 +24,7 @@ from pyarrow.fs import FileType
 from ..errors import LakeError
 from ._locks import hold, lock_path
 from ._paths import check_name, inside, name_ok
-from ._store import check_url, filesystem, is_url, relative
+from ._store import check_store, check_url, filesystem, is_url, relative
 
 
 def _data_files(table: DeltaTable) -> set[str]:
@@ -128,6 +128,9 @@ class Lake:
             return str(self.path(area, name))
         if area not in AREAS:
             raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
+        if not self.__dict__.get("_reached"):
+            check_store(self.url)
+            self._reached = True
         return f"{self.url}/{area}/{check_name(name)}"
 
     def filesystem(self, area: str, name: str) -> tuple[Any, str]:

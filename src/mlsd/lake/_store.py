@@ -68,6 +68,27 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     return fs, (parts.netloc + parts.path).rstrip("/")
 
 
+def check_store(url: str) -> None:
+    """Refuse a lake URL whose bucket does not exist or whose store cannot
+    be reached, in one line naming it (deltalake's own error is the store's
+    XML reply, after its retries)."""
+    try:
+        fs, base = filesystem(url)
+        bucket = base.split("/", 1)[0]
+        kind = fs.get_file_info(bucket).type
+    except OSError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise LakeError(f"the lake at {url} cannot be reached ({first}); check "
+                        f"AWS_ENDPOINT_URL and the credentials in the environment "
+                        f"(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)"
+                        ) from None
+    import pyarrow.fs as pafs
+
+    if kind == pafs.FileType.NotFound:
+        raise LakeError(f"the lake at {url}: the store has no bucket {bucket!r} "
+                        f"(create it, or correct lake.url)")
+
+
 def relative(rel: str) -> str:
     """A file path the Delta log names inside a table, refused if it would
     leave the table (``..``, absolute, a URL)."""
