@@ -128,10 +128,11 @@ class Lake:
             return str(self.path(area, name))
         if area not in AREAS:
             raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
+        where = f"{self.url}/{area}/{check_name(name)}"
         if not self.__dict__.get("_reached"):
             check_store(self.url)
             self._reached = True
-        return f"{self.url}/{area}/{check_name(name)}"
+        return where
 
     def filesystem(self, area: str, name: str) -> tuple[Any, str]:
         """A dataset's files as pyarrow sees them: the file system (local, or
