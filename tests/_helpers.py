@@ -160,3 +160,30 @@ def stop_with_sigterm(proc: subprocess.Popen, ready, *, wait: float = 120) -> di
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     return json.loads(out)
+
+
+def big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None,
+                     rule: str = "unique"):
+    """A project whose one CSV file holds ``rows`` rows, some breaking a rule
+    (type, range, a repeated key), and optionally a quoted line break."""
+    import yaml
+
+    (folder / "schemas").mkdir(parents=True)
+    lines = ["id,n,x,note"]
+    for i in range(rows):
+        key = i - 1 if i % 97 == 5 else i  # a repeated key now and then
+        n = "12x" if i % 89 == 3 else ("-4" if i % 83 == 7 else str(i % 1000))
+        note = f"plain {i}"
+        if quoted_break_at is not None and i == quoted_break_at:
+            note = '"two\nlines"'
+        lines.append(f"{key},{n},{i / 7:.4f},{note}")
+    (folder / "data.csv").write_text("\n".join(lines) + "\n")
+    (folder / "mlsd.yaml").write_text(yaml.safe_dump({
+        "name": "spans", "problem": {"task": "regression", "target": "x"},
+        "sources": {"big": {"path": "data.csv", "key": "id"}},
+        "validate": {"required": ["id"], "ranges": {"n": [0, None]},
+                     "unique": ["id"] if rule == "unique" else []},
+        **({"transform": {"dedupe": {"key": ["id"]}}} if rule == "dedupe" else {}),
+        "features": [{"column": "n"}]}))
+    (folder / "schemas" / "big.yaml").write_text(yaml.safe_dump({"columns": {
+        "id": "int64", "n": "int64", "x": "float64", "note": "string"}}))

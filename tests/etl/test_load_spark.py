@@ -13,6 +13,8 @@ from mlsd.errors import DataError
 from mlsd.pipeline import run
 from mlsd.runtime import Project
 
+from .._helpers import big_csv_project
+
 pytestmark = pytest.mark.slow
 
 
@@ -80,33 +82,6 @@ def test_a_file_a_spark_task_cannot_read_is_named_as_locally(
     assert str(spark.value) == str(local.value)
 
 
-def _big_csv_project(folder, rows: int, *, quoted_break_at: int | None = None,
-                     rule: str = "unique"):
-    """A project whose one CSV file holds ``rows`` rows, some breaking a rule
-    (type, range, a repeated key), and optionally a quoted line break."""
-    import yaml
-
-    (folder / "schemas").mkdir(parents=True)
-    lines = ["id,n,x,note"]
-    for i in range(rows):
-        key = i - 1 if i % 97 == 5 else i  # a repeated key now and then
-        n = "12x" if i % 89 == 3 else ("-4" if i % 83 == 7 else str(i % 1000))
-        note = f"plain {i}"
-        if quoted_break_at is not None and i == quoted_break_at:
-            note = '"two\nlines"'
-        lines.append(f"{key},{n},{i / 7:.4f},{note}")
-    (folder / "data.csv").write_text("\n".join(lines) + "\n")
-    (folder / "mlsd.yaml").write_text(yaml.safe_dump({
-        "name": "spans", "problem": {"task": "regression", "target": "x"},
-        "sources": {"big": {"path": "data.csv", "key": "id"}},
-        "validate": {"required": ["id"], "ranges": {"n": [0, None]},
-                     "unique": ["id"] if rule == "unique" else []},
-        **({"transform": {"dedupe": {"key": ["id"]}}} if rule == "dedupe" else {}),
-        "features": [{"column": "n"}]}))
-    (folder / "schemas" / "big.yaml").write_text(yaml.safe_dump({"columns": {
-        "id": "int64", "n": "int64", "x": "float64", "note": "string"}}))
-
-
 @pytest.mark.parametrize("rule", ["unique", "none", "dedupe"],
                          ids=["a-unique-key-ranked-by-a-spark-window",
                               "the-tasks-write-the-stored-files",
@@ -128,7 +103,7 @@ def test_a_large_csv_read_in_spans_keeps_every_line_number(
     jobs = _jobs(monkeypatch)
     here, there = tmp_path / "duckdb", tmp_path / "spark"
     for f in (here, there):
-        _big_csv_project(f, 20_000, quoted_break_at=quoted_break_at, rule=rule)
+        big_csv_project(f, 20_000, quoted_break_at=quoted_break_at, rule=rule)
     local = run(here, until="ingest")
     spark = run(Project.of(there).with_overrides(["engine=spark"]), until="ingest")
     # counting the spans' lines, reading them, the file again whole, and

@@ -154,10 +154,9 @@ def test_the_example_runs_with_its_lake_on_object_storage(lake, example_dir,
     """`lake.url` in mlsd.yaml: the whole run (ingest with its quarantine, the
     training table, the split, features, model, audit, report) keeps every
     table on the store and none in .mlsd/lake; a second run adds no version;
-    the erasure and the damage check work there; Spark is refused at once."""
+    the damage check works there."""
     import shutil
 
-    from mlsd.errors import SpecError
     from mlsd.pipeline import run
     from mlsd.runtime import Project
 
@@ -180,9 +179,53 @@ def test_the_example_runs_with_its_lake_on_object_storage(lake, example_dir,
     assert {n: remote.version("sources", n) for n in stored} == versions
     assert again["split"]["sizes"] == first["split"]["sizes"]
     assert all(remote.damage("sources", n) == [] for n in stored)
-    with pytest.raises(SpecError, match="lake.url: .* is object storage, which "
-                                        "engine: spark cannot use yet"):
-        Project.of(folder).with_overrides(["engine=spark"]).spec  # noqa: B018
+
+
+def test_the_example_on_spark_with_its_lake_on_object_storage(
+        lake, spark_engine, ran_project, tmp_path):
+    """`engine: spark` with `lake.url`: Spark's tasks read and write the
+    lake's files on the store through pyarrow (the driver's credentials given
+    to the executors: the suite's session started before they were set), and
+    the run is the local DuckDB run's: the same stored rows and quarantine,
+    training table, split, feature inputs and model metrics. The tasks'
+    scratch files on the store are gone; a second run adds no version."""
+    import shutil
+
+    import boto3
+
+    from mlsd.pipeline import run
+    from mlsd.runtime import Project
+
+    folder, local = ran_project
+    there = tmp_path / "spark"
+    shutil.copytree(folder, there, ignore=shutil.ignore_patterns(".mlsd"))
+    with open(there / "mlsd.yaml", "a") as f:
+        f.write(f"\nlake:\n  url: {lake.url}\n")
+    spark = run(there, engine="spark")
+    assert spark["engine"] == "spark local[2]"
+    assert spark["totals"] == local["totals"]
+    assert spark["totals"]["rows_quarantined"] > 0
+    mine, theirs = Project.of(there).lake, Project.of(folder).lake
+    assert mine.url == lake.url
+    for area in ("sources", "quarantine"):
+        for name in ("posts_export", "posts_log"):
+            assert mine.read(area, name).equals(theirs.read(area, name)), (area, name)
+    name = spark["training"]["dataset"].split("/")[1]
+    assert spark["training"]["engine"] == "spark local[2]"
+    assert mine.read("training", name).equals(theirs.read("training", name))
+    assert spark["split"] == local["split"]
+    assert spark["features"]["applied_on"] == "spark local[2]"
+    assert spark["features"]["inputs"] == local["features"]["inputs"]
+    assert spark["model"]["metrics"] == local["model"]["metrics"]
+    assert not (there / ".mlsd" / "lake").exists()
+    bucket, prefix = lake.url.removeprefix("s3://").split("/", 1)
+    left = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/tmp/")
+    assert [o["Key"] for o in left.get("Contents", [])
+            if not o["Key"].endswith("/")] == []  # the tasks' files: removed
+    versions = {n: mine.version("sources", n) for n in mine.list("sources")}
+    again = run(there, until="ingest", engine="spark")
+    assert all(s["skipped"] for s in again["sources"])
+    assert {n: mine.version("sources", n) for n in mine.list("sources")} == versions
 
 
 def test_a_consumer_restarting_reads_its_recent_message_ids_from_the_store(lake):
@@ -207,3 +250,41 @@ def test_a_bucket_that_is_not_there_is_said_in_one_line(lake, tmp_path):
     with pytest.raises(LakeError, match="the lake at s3://no-such-bucket-mlsd/p: the "
                                         "store has no bucket 'no-such-bucket-mlsd'"):
         missing.exists("sources", "x")
+
+
+@pytest.mark.parametrize("rule", ["unique", "dedupe"])
+def test_rules_over_a_whole_load_on_spark_with_the_lake_on_object_storage(
+        lake, spark_engine, tmp_path, monkeypatch, rule):
+    """A file read by several Spark tasks into a lake on the store, with a
+    rule over the whole load: a `unique` key (the tasks stage their rows in
+    the store's scratch, a Spark window ranks the keys, tasks write the rows
+    kept) or a dedupe (the tasks hand their validated batches to the driver
+    through files there). The stored rows and the quarantine are a local
+    DuckDB load's, and the scratch files are gone."""
+    import boto3
+
+    from mlsd.etl import _distributed
+    from mlsd.pipeline import run
+    from mlsd.runtime import Project
+
+    from .._helpers import big_csv_project
+
+    monkeypatch.setattr(_distributed, "SPAN_BYTES", 40_000)
+    here, there = tmp_path / "duckdb", tmp_path / "spark"
+    for f in (here, there):
+        big_csv_project(f, 6_000, rule=rule)
+    with open(there / "mlsd.yaml", "a") as f:
+        f.write(f"lake:\n  url: {lake.url}\n")
+    local = run(here, until="ingest")
+    spark = run(Project.of(there).with_overrides(["engine=spark"]), until="ingest")
+    assert spark["totals"] == local["totals"]
+    assert spark["sources"][0]["reasons"] == local["sources"][0]["reasons"]
+    assert rule in {r.split(": ")[1] for r in spark["sources"][0]["reasons"]}
+    a, b = Project.of(here).lake, Project.of(there).lake
+    assert b.url == lake.url
+    for area in ("sources", "quarantine"):
+        assert b.read(area, "big").equals(a.read(area, "big")), area
+    bucket, prefix = lake.url.removeprefix("s3://").split("/", 1)
+    left = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/tmp/")
+    assert [o["Key"] for o in left.get("Contents", []) if not o["Key"].endswith("/")
+            ] == []

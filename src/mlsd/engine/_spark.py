@@ -11,7 +11,9 @@ and write their outputs next to the lake, where the driver commits them.
 One session a process, made on first use and shared (a JVM starts in ~5 s):
 ``local[N]`` on this machine, a cluster's master, or a Spark Connect server
 (``remote: sc://host:15002``). Executors import mlsd, so on a cluster it must
-be installed there, and the lake must be on storage every node sees.
+be installed there, and the lake must be on storage every node sees: a
+shared folder, or object storage (``lake.url``), whose files tasks read and
+write with pyarrow, given the driver's credentials for the store.
 """
 
 from __future__ import annotations
@@ -114,12 +116,22 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, spec: EngineSpec | None = None):
+    def __init__(self, spec: EngineSpec | None = None, *, store: str | None = None):
         self.spec = spec or EngineSpec(kind="spark")
+        self.store = store  # the lake's URL when it is on object storage
 
     @property
     def session(self):
-        return spark_session(self.spec)
+        session = spark_session(self.spec)
+        if self.store is not None and self.spec.remote is None:
+            from ..lake._store import store_environment
+
+            # the store's credentials and endpoint, as the driver has them, to
+            # the Python workers of the jobs submitted from now on (PySpark
+            # gives each function the context's environment when it is made);
+            # a Spark Connect server's executors use their own
+            session.sparkContext.environment.update(store_environment(self.store))
+        return session
 
     def describe(self) -> str:
         return self.spec.remote or self.spec.master
@@ -157,52 +169,56 @@ class SparkEngine:
         return out.cast(schema)
 
     def gather(self, frame, fn: Callable[[pa.Table], pa.Table | None],
-               schema: pa.Schema, folder: Path,
+               schema: pa.Schema, folder: str | Path,
                before_read: Callable[[int], Callable[[pa.Table], pa.Table] | None]
                | None = None) -> pa.Table:
         """``fn`` of each of ``frame``'s Arrow batches, run by Spark tasks,
         whose outputs the tasks write as Arrow IPC files in ``folder`` (which
         every node must see) and which are read here, then deleted: large
         outputs never pass through the JVM driver's memory (collecting 3
-        million rows of features that way lost task results past its heap).
+        million rows of features that way lost task results past its heap);
+        ``folder`` may be on object storage (:meth:`Lake.scratch`).
         ``before_read`` is given the files' bytes first (it may raise: the
         files are removed all the same); what it returns, if anything, filters
         each file as it is read (the driver then holds only the rows kept).
         Rows come in no set order: ``fn`` keeps what orders them."""
-        import shutil
         import uuid
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        from ..lake._store import locate, make_dirs, remove
+
+        folder = str(folder)
+        make_dirs(folder)
         job = uuid.uuid4().hex[:12]
 
         def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             from pyspark import TaskContext
 
+            fs, base = locate(folder)
             part = TaskContext.get().partitionId()
             for i, batch in enumerate(batches):
                 out = fn(pa.Table.from_batches([batch]))
                 if out is None or not out.num_rows:
                     continue
-                path = folder / f"{job}-p{part:06d}-b{i:06d}.arrow"
-                with pa.OSFile(str(path), "wb") as sink, \
+                name = f"{job}-p{part:06d}-b{i:06d}.arrow"
+                with fs.open_output_stream(f"{base}/{name}") as sink, \
                         pa.ipc.new_file(sink, out.schema) as w:
                     w.write_table(out.cast(schema))
-                yield pa.RecordBatch.from_pydict({"path": [path.name]})
+                yield pa.RecordBatch.from_pydict({"path": [name]})
         try:
             names = frame.mapInArrow(task, "path string").toArrow().column(
                 "path").to_pylist()
+            fs, base = locate(folder)
             keep = None
             if before_read is not None:
-                keep = before_read(sum((folder / name).stat().st_size
-                                       for name in names))
+                keep = before_read(sum(f.size for f in fs.get_file_info(
+                    [f"{base}/{name}" for name in names])))
             parts = []
             for name in names:
-                with pa.memory_map(str(folder / name)) as source:
+                with fs.open_input_file(f"{base}/{name}") as source:
                     part = pa.ipc.open_file(source).read_all()
                     parts.append(part if keep is None else keep(part))
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove(folder)
         return pa.concat_tables(parts) if parts else schema.empty_table()
 
     @property
@@ -220,29 +236,65 @@ class SparkEngine:
         """One version of a lake dataset as a Spark DataFrame: its Parquet
         files, read by Spark (Delta's Spark package, which fetches jars at
         run time, is not needed: ``deltalake`` names the version's files)."""
+        arrow, uris = lake.files(area, name, version)
+        return self.read_parquet(uris, arrow)
+
+    def read_parquet(self, uris: list[str], schema: pa.Schema):
+        """Parquet files as one DataFrame of ``schema`` (a column a file does
+        not have is null). Local files (``file://``, paths) are read by
+        Spark's own reader; files on object storage by pyarrow in Spark tasks,
+        one file a task (Spark's ``s3a://`` reader needs the hadoop-aws jars
+        on the cluster, which mlsd cannot count on; pyarrow reads the store
+        as the rest of mlsd does, with the credentials :attr:`session` gives
+        the executors)."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        arrow, uris = lake.files(area, name, version)
-        schema = from_arrow_schema(arrow)
+        from ..lake._store import is_url
+
+        spark_schema = from_arrow_schema(schema)
         if not uris:
-            return self.session.createDataFrame([], schema)
-        return self.session.read.schema(schema).parquet(*uris)
+            return self.session.createDataFrame([], spark_schema)
+        if not any(is_url(u) and not u.startswith("file://") for u in uris):
+            return self.session.read.schema(spark_schema).parquet(*uris)
+
+        def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            import pyarrow.parquet as pq
+
+            from ..lake._store import locate
+
+            for batch in batches:
+                for i in batch.column("id").to_pylist():
+                    fs, path = locate(uris[i])
+                    with fs.open_input_file(path) as source:
+                        pf = pq.ParquetFile(source)
+                        have = set(pf.schema_arrow.names)
+                        for b in pf.iter_batches(batch_size=65_536, columns=[
+                                c for c in schema.names if c in have]):
+                            yield pa.RecordBatch.from_arrays([
+                                b.column(f.name).cast(f.type) if f.name in have
+                                else pa.nulls(b.num_rows, f.type) for f in schema],
+                                schema=schema)
+
+        ids = self.session.range(0, len(uris), 1, numPartitions=len(uris))
+        return ids.mapInArrow(task, spark_schema)
 
     def write_parts(self, frame, folder, schema: pa.Schema, *,
                     row_column: str | None = None, file_rows: int = 512 * 1024
                     ) -> list[dict[str, Any]]:
         """Write a DataFrame as Parquet parts of a lake dataset's ``folder``
-        (tasks write them; :meth:`Lake.commit_parts` adds them, in the
-        frame's order; extra columns are left out). ``row_column``: each
+        (:meth:`Lake.location`: a folder or a store's URL; tasks write them;
+        :meth:`Lake.commit_parts` adds them, in the frame's order; extra
+        columns are left out). ``row_column``: each
         row's position in that order (0, 1, ...), numbered from the
         partitions' sizes."""
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
         from ..lake import write_part
+        from ..lake._store import make_dirs
 
-        Path(folder).mkdir(parents=True, exist_ok=True)
         folder = str(folder)
+        make_dirs(folder)
         offsets: dict[int, int] = {}
         # monotonically_increasing_id holds the partition in its upper bits:
         # parts are put back in partition order, and a partition's rows are

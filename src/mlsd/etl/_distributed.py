@@ -45,6 +45,7 @@ import pyarrow as pa
 from ..errors import DataError
 from ..formats import format_for, get_format
 from ..formats._csv import CsvSpanUnsafe, count_lines, csv_spans, line_spans
+from ..lake._store import locate, make_dirs, remove
 from ._validate import QUARANTINE_SCHEMA, Validated
 
 SPAN_BYTES = 64 << 20  # a CSV file larger than this is read in spans this large
@@ -139,7 +140,7 @@ def run_units(engine, units: list, task: Callable, schema: pa.Schema
         for r in done:
             if units[r["unit"]][1].path in unsafe:
                 for f in json.loads(r["files"] or "[]"):
-                    Path(f).unlink(missing_ok=True)
+                    remove(f)
         again, seen = [], set()
         for _, info, _ in units:
             if info.path in unsafe and info.path not in seen:
@@ -156,7 +157,7 @@ def run_units(engine, units: list, task: Callable, schema: pa.Schema
     if failed:
         for r in done:  # what the other tasks wrote is in no version: gone
             for f in json.loads(r["files"] or "[]"):
-                Path(f).unlink(missing_ok=True)
+                remove(f)
         raise DataError(failed[0]["error"])
     key = {u: (order[info.path], span is not None, (span or (0,))[0] or 0)
            for u, info, span in units}
@@ -189,26 +190,31 @@ SCRATCH = pa.schema([("unit", pa.int64()), ("batch", pa.int64()),
                      ("unsafe", pa.bool_()), ("error", pa.string())])
 
 
-def _write_ipc(path: Path, batch: pa.RecordBatch) -> None:
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as w:
+def _write_ipc(path: str, batch: pa.RecordBatch) -> None:
+    fs, where = locate(path)
+    with fs.open_output_stream(where) as sink, \
+            pa.ipc.new_file(sink, batch.schema) as w:
         w.write_batch(batch)
 
 
-def _read_ipc(path: Path) -> pa.RecordBatch:
-    with pa.OSFile(str(path), "rb") as source:
+def _read_ipc(path: str) -> pa.RecordBatch:
+    fs, where = locate(path)
+    with fs.open_input_file(where) as source:
         reader = pa.ipc.open_file(source)
         batch = reader.get_batch(0) if reader.num_record_batches else \
             pa.RecordBatch.from_pylist([], schema=reader.schema)
-    path.unlink()
+    remove(path)
     return batch
 
 
 def validated_on_spark(engine, connector, infos: list, columns: list[str],
-                       validator, *, chunk_rows: int, load_id: str, folder: Path
-                       ) -> Iterator[tuple[Any, int, Validated]]:
+                       validator, *, chunk_rows: int, load_id: str,
+                       folder: str | Path) -> Iterator[tuple[Any, int, Validated]]:
     """``(file, rows read, validated batch)`` for every batch of ``infos``'
-    files, read and validated by Spark tasks, in read order."""
-    folder = Path(folder)
+    files, read and validated by Spark tasks, in read order (through files
+    in ``folder``, a folder or a store's URL every node reaches)."""
+    folder = str(folder)
+    make_dirs(folder)
     job = next(_jobs)
     empty = {"rows": 0, "accepted": None, "rejected": None, "files": None,
              "unsafe": False, "error": None}
@@ -222,19 +228,19 @@ def validated_on_spark(engine, connector, infos: list, columns: list[str],
             name = f"j{job}-u{u:06d}-b{b:06d}"
             mine = [f"{name}.accepted"] + (
                 [f"{name}.rejected"] if out.rejected.num_rows else [])
-            _write_ipc(folder / mine[0], out.accepted)
+            _write_ipc(f"{folder}/{mine[0]}", out.accepted)
             if out.rejected.num_rows:
-                _write_ipc(folder / mine[1], out.rejected)
-            written += [str(folder / f) for f in mine]
+                _write_ipc(f"{folder}/{mine[1]}", out.rejected)
+            written += [f"{folder}/{f}" for f in mine]
             yield {**empty, "unit": u, "batch": b, "rows": raw.num_rows,
                    "accepted": mine[0], "rejected": mine[1] if len(mine) > 1
-                   else None, "files": json.dumps([str(folder / f) for f in mine])}
+                   else None, "files": json.dumps([f"{folder}/{f}" for f in mine])}
 
     done, units = run_units(engine, plan_units(engine, connector, infos),
                        guarded(work, empty), SCRATCH)
     for r in done:
-        accepted = _read_ipc(folder / r["accepted"])
-        rejected = (_read_ipc(folder / r["rejected"]) if r["rejected"]
+        accepted = _read_ipc(f"{folder}/{r['accepted']}")
+        rejected = (_read_ipc(f"{folder}/{r['rejected']}") if r["rejected"]
                     else pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA))
         yield units[r["unit"]][1], r["rows"], Validated(accepted, rejected)
 
@@ -265,9 +271,9 @@ class Stored:
 
 def store_on_spark(engine, connector, infos: list, columns: list[str], validator,
                    settle: Callable, *, chunk_rows: int, load_id: str,
-                   data_folder: Path, quarantine_folder: Path,
+                   data_folder: str, quarantine_folder: str,
                    file_rows: int, unique: list[str] | None = None,
-                   scratch: Path | None = None,
+                   scratch: str | None = None,
                    raw_text: Callable | None = None) -> Stored:
     """Read, validate and write ``infos``' files as Spark tasks: accepted rows
     as Parquet parts of ``data_folder`` (about ``file_rows`` rows each),
@@ -291,7 +297,7 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
     where = ["__file", "__span", "__batch", "__row"]  # the read order
     staged = pa.schema([*acc_schema, *(pa.field(c, pa.int64()) for c in where)])
     file_of = {info.path: i for i, info in enumerate(infos)}
-    target = Path(scratch) if unique else Path(data_folder)
+    target = str(scratch if unique else data_folder)
 
     def work(unit, written: list[str]) -> Iterator[dict[str, Any]]:
         u, info, span = unit
@@ -308,7 +314,7 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
                 held, staged if unique else acc_schema))
             held.clear()
             if part is not None:
-                written.append(str(target / part["path"]))
+                written.append(f"{target}/{part['path']}")
                 parts.append(part)
 
         for _, raw in connector.read(columns, chunk_rows=chunk_rows, only=[info],
@@ -340,16 +346,15 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
         quarantined = write_part(quarantine_folder,
                                  pa.Table.from_batches(bad, QUARANTINE_SCHEMA))
         if quarantined is not None:
-            written.append(str(Path(quarantine_folder) / quarantined["path"]))
+            written.append(f"{quarantine_folder}/{quarantined['path']}")
         yield {**empty, "unit": u, "batch": 0, "rows": rows, "erased": erased,
                "accepted": json.dumps(parts),
                "rejected": json.dumps([quarantined] if quarantined else []),
                "reasons": json.dumps([reasons, messages]),
                "files": json.dumps(written)}
 
-    Path(data_folder).mkdir(parents=True, exist_ok=True)
-    Path(quarantine_folder).mkdir(parents=True, exist_ok=True)
-    target.mkdir(parents=True, exist_ok=True)
+    for folder in {data_folder, quarantine_folder, target}:
+        make_dirs(folder)
     done, units = run_units(engine, plan_units(engine, connector, infos),
                        guarded(work, empty), STORED)
     out = Stored()
@@ -377,7 +382,7 @@ def store_on_spark(engine, connector, infos: list, columns: list[str], validator
 
 
 def _first_of_each_key(engine, out: Stored, unique: list[str], where: list[str],
-                       scratch: Path, data_folder: Path, quarantine_folder: Path,
+                       scratch: str, data_folder: str, quarantine_folder: str,
                        acc_schema: pa.Schema, file_rows: int, *, load_id: str,
                        raw_text: Callable | None) -> int:
     """The staged rows (``out.accepted``, in ``scratch``, in read order)
@@ -399,8 +404,10 @@ def _first_of_each_key(engine, out: Stored, unique: list[str], where: list[str],
     out.accepted = []
     if not staged:
         return 0
-    files = [str(scratch / p["path"]) for p in staged]
-    narrow = engine.session.read.parquet(*files).select(*unique, *where)
+    files = [f"{scratch}/{p['path']}" for p in staged]
+    narrow = engine.read_parquet(files, pa.schema([
+        *acc_schema, *(pa.field(c, pa.int64()) for c in where)])).select(
+        *unique, *where)
     repeats = narrow.withColumn("__rank", F.row_number().over(
         Window.partitionBy(*unique).orderBy(*where))).filter(
         F.col("__rank") > 1).select(*where).toArrow()
@@ -418,7 +425,8 @@ def _first_of_each_key(engine, out: Stored, unique: list[str], where: list[str],
 
     def task(unit: tuple[int, str]) -> Iterator[dict[str, Any]]:
         i, path = unit
-        t = pq.read_table(path)
+        fs, at = locate(path)
+        t = pq.read_table(at, filesystem=fs)
         drop = np.zeros(t.num_rows, dtype=bool)
         if gone:
             f, sp, b, r = (t.column(c).to_numpy() for c in where)
@@ -432,8 +440,9 @@ def _first_of_each_key(engine, out: Stored, unique: list[str], where: list[str],
         moved = None
         if drop.any():
             moved = f"{path}.moved.parquet"
-            pq.write_table(t.filter(pa.array(drop)).select(acc_schema.names), moved)
-        Path(path).unlink(missing_ok=True)
+            pq.write_table(t.filter(pa.array(drop)).select(acc_schema.names),
+                           f"{at}.moved.parquet", filesystem=fs)
+        remove(path)
         yield {"i": i, "kept": json.dumps(kept), "moved": moved}
 
     done = sorted(engine.map_units(list(enumerate(files)), task, result).to_pylist(),
@@ -442,9 +451,10 @@ def _first_of_each_key(engine, out: Stored, unique: list[str], where: list[str],
     parts = [r["moved"] for r in done if r["moved"]]
     if not parts:
         return 0
-    moved = pa.concat_tables([pq.read_table(p) for p in parts]).cast(acc_schema)
+    moved = pa.concat_tables([pq.read_table(w, filesystem=fs) for fs, w in map(
+        locate, parts)]).cast(acc_schema)
     for p in parts:
-        Path(p).unlink(missing_ok=True)
+        remove(p)
     data_cols = [c for c in acc_schema.names if not c.startswith("_")]
     table = moved_rows(moved.select(list(PLACE)), lambda: moved.select(data_cols),
                        key=unique, rule="unique",

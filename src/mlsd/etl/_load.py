@@ -28,6 +28,7 @@ from ..connectors import (
 from ..errors import DataError
 from ..formats import format_for, read_csv_records
 from ..lake import FILE_ROWS, Catalog, Lake, Parts
+from ..lake._store import remove
 from ..spec import (
     BlobSourceSpec,
     BrokerSourceSpec,
@@ -283,6 +284,9 @@ def load_source(
     folder = lake.root / "tmp" / f"{name}-{run_id}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    # Spark's tasks write where every node reaches: the lake's scratch (the
+    # same folder for a local lake; on the store for a lake.url)
+    scratch = lake.scratch(f"{name}-{run_id}")
     acc_schema = validator.output_schema()
     rows_in = rows_ok = rows_bad = rows_erased = 0
     # erasures recorded by `mlsd lake delete` hold for every later load: a
@@ -303,15 +307,19 @@ def load_source(
         # them; an upsert's merge and a dedupe settle on the driver
         from ._distributed import store_on_spark
 
-        stored = store_on_spark(
-            engine, connector, infos, list(schema.columns), validator,
-            partial(unerased, erasures=erasures, name=name, spec=spec,
-                    schema=schema, root=root, null_values=rules.null_values),
-            chunk_rows=chunk_rows, load_id=pending,
-            data_folder=lake.path("sources", name),
-            quarantine_folder=lake.path("quarantine", name), file_rows=FILE_ROWS,
-            unique=list(rules.unique), scratch=folder,
-            raw_text=_csv_lines(spec, root))
+        try:
+            stored = store_on_spark(
+                engine, connector, infos, list(schema.columns), validator,
+                partial(unerased, erasures=erasures, name=name, spec=spec,
+                        schema=schema, root=root, null_values=rules.null_values),
+                chunk_rows=chunk_rows, load_id=pending,
+                data_folder=lake.location("sources", name),
+                quarantine_folder=lake.location("quarantine", name),
+                file_rows=FILE_ROWS, unique=list(rules.unique), scratch=scratch,
+                raw_text=_csv_lines(spec, root))
+        finally:
+            if lake.url is not None:
+                remove(scratch)
         rows_in, rows_ok, rows_bad = stored.rows_in, stored.rows_ok, stored.rows_bad
         rows_erased, per_file = stored.rows_erased, stored.per_file
         reasons, messages = stored.reasons, stored.messages
@@ -350,7 +358,7 @@ def load_source(
 
                 validated = validated_on_spark(
                     engine, connector, infos, list(schema.columns), validator,
-                    chunk_rows=chunk_rows, load_id=pending, folder=folder)
+                    chunk_rows=chunk_rows, load_id=pending, folder=scratch)
             else:
                 validated = _validated_here(batches, validator, pending, None
                                             if content_known else content)
@@ -362,6 +370,8 @@ def load_source(
         finally:
             if isinstance(connector, SqlConnector):
                 connector.close()
+            if on_spark and lake.url is not None:
+                remove(scratch)
         if rules.unique:
             # a repeated key, over the whole load at once: the first valid row
             # read wins (files in path order, lines in order)

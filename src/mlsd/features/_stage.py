@@ -106,7 +106,7 @@ def _apply_on_spark(ctx: RunContext, pipeline: FeaturePipeline,
     # through files in the lake's scratch folder, not a collect: the matrices
     # of millions of rows outgrow the JVM driver's heap
     got = spark.gather(frame, apply, out,
-                       ctx.lake.root / "tmp" / f"features-{uuid.uuid4().hex[:12]}",
+                       ctx.lake.scratch(f"features-{uuid.uuid4().hex[:12]}"),
                        before_read=before_read)
     if drawn:
         from .._memory import readable

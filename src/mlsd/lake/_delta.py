@@ -24,7 +24,7 @@ from pyarrow.fs import FileType
 from ..errors import LakeError
 from ._locks import hold, lock_path
 from ._paths import check_name, inside, name_ok
-from ._store import check_store, check_url, filesystem, is_url, relative
+from ._store import check_store, check_url, filesystem, is_url, locate, relative
 
 
 def _data_files(table: DeltaTable) -> set[str]:
@@ -129,16 +129,35 @@ class Lake:
         if area not in AREAS:
             raise LakeError(f"unknown lake area {area!r}; expected one of {AREAS}")
         where = f"{self.url}/{area}/{check_name(name)}"
+        self._reach()
+        return where
+
+    def scratch(self, name: str | None = None) -> str:
+        """A work folder for files that Spark's tasks write and the driver
+        reads (then removes): ``.mlsd/tmp/NAME``, or ``URL/tmp/NAME`` for a
+        lake on object storage, so that every node that reaches the lake
+        reaches it too (no name: the folder of them all). What a dead run
+        left there goes at the next run."""
+        if name is not None:
+            check_name(name)
+        if self.url is None:
+            base = str(self.root / "tmp")
+        else:
+            self._reach()
+            base = f"{self.url}/tmp"
+        return base if name is None else f"{base}/{name}"
+
+    def _reach(self) -> None:
+        """Check once that the store answers and has the bucket."""
         if not self.__dict__.get("_reached"):
             check_store(self.url)
             self._reached = True
-        return where
 
     def filesystem(self, area: str, name: str) -> tuple[Any, str]:
         """A dataset's files as pyarrow sees them: the file system (local, or
         the object store's) and the table's path on it, to which the log's
         relative file paths are joined with ``/``."""
-        return _files_of(self.location(area, name))
+        return locate(self.location(area, name))
 
     def exists(self, area: str, name: str) -> bool:
         return DeltaTable.is_deltatable(self.location(area, name))
@@ -294,7 +313,7 @@ class Lake:
             _add_files(path, existing, [add_action(p) for p in parts], schema,
                        mode=mode, props=props)
         else:  # the schema changes: delta-rs rewrites the table's metadata
-            fs, base = _files_of(path)
+            fs, base = locate(path)
             files = [f"{base}/{relative(p['path'])}" for p in parts]
             write_deltalake(path, pads.dataset(files, schema=schema, filesystem=fs)
                             .scanner().to_reader(), mode=mode,
@@ -416,7 +435,7 @@ class Lake:
             table = self._table(area, name, version)
         except Exception as err:  # noqa: BLE001 - a log that cannot be read
             return [f"the table's log cannot be read: {err}"]
-        fs, base = _files_of(self.location(area, name))
+        fs, base = locate(self.location(area, name))
         want = pa.schema(table.schema().to_arrow())
         actions = pa.table(table.get_add_actions(flatten=True))
         out = []
@@ -489,7 +508,7 @@ class Lake:
         """
         import pyarrow.fs as pafs
 
-        fs, base = _files_of(self.location(area, name))
+        fs, base = locate(self.location(area, name))
         found = fs.get_file_info(pafs.FileSelector(base, recursive=True,
                                                    allow_not_found=True))
         files = [f.path for f in found if f.type == _FILE
@@ -532,7 +551,7 @@ class Lake:
         """Names of the datasets in an area."""
         import pyarrow.fs as pafs
 
-        fs, base = _files_of(f"{self.url}/{area}" if self.url is not None
+        fs, base = locate(f"{self.url}/{area}" if self.url is not None
                              else str(self.root / "lake" / area))
         found = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
         names = [f.base_name for f in found if f.type == pafs.FileType.Directory]
@@ -563,16 +582,6 @@ def write_part(folder: Path | str, table: pa.Table) -> dict[str, Any] | None:
     st = (Path(folder) / name).stat()
     return {"path": name, "size": st.st_size, "mtime": int(st.st_mtime * 1000),
             "rows": table.num_rows}
-
-
-def _files_of(location: str) -> tuple[Any, str]:
-    """A table location's file system and its path there (the local one for
-    a folder)."""
-    if is_url(location):
-        return filesystem(location)
-    import pyarrow.fs as pafs
-
-    return pafs.LocalFileSystem(), str(location)
 
 
 def _add_files(path: str, table: DeltaTable | None, actions: list[AddAction],

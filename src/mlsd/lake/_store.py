@@ -13,6 +13,7 @@ nothing secret is written in mlsd.yaml.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from typing import TYPE_CHECKING
@@ -66,6 +67,57 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
             fs, _ = pafs.FileSystem.from_uri(base.replace("s3a://", "s3://", 1))
             _fs_cache[base] = fs
     return fs, (parts.netloc + parts.path).rstrip("/")
+
+
+def locate(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The file system of a location (a store's URL, a ``file://`` URI, a
+    local path) and its path there: one way to write, read and remove files
+    whether the lake is a folder or object storage."""
+    location = str(location)
+    if is_url(location) and not location.startswith("file://"):
+        return filesystem(location)
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem(), location.removeprefix("file://")
+
+
+def make_dirs(location: str | os.PathLike) -> None:
+    """A folder for files to be written in (a store has no folders: none)."""
+    if not is_url(str(location)):
+        os.makedirs(str(location).removeprefix("file://"), exist_ok=True)
+
+
+def remove(location: str | os.PathLike) -> None:
+    """Remove a file, or a folder and what it holds (on a store: every
+    object under the prefix); nothing if it is not there. Cleaning up
+    scratch files: an error is not raised."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = locate(location)
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.File:
+            fs.delete_file(path)
+        elif kind == pafs.FileType.Directory:
+            fs.delete_dir(path)
+    except OSError:
+        pass
+
+
+# what the stores' clients read from the environment (pyarrow's and
+# deltalake's), by URL scheme
+_ENVIRONMENT = {"s3": ("AWS_",), "s3a": ("AWS_",), "gs": ("GOOGLE_", "GCS_"),
+                "abfs": ("AZURE_",), "abfss": ("AZURE_",)}
+
+
+def store_environment(url: str | None) -> dict[str, str]:
+    """The variables of this process's environment that a store's clients
+    read for ``url`` (credentials, region, endpoint): what Spark's executors
+    are given so that their tasks reach the same store as the driver."""
+    if url is None or not is_url(url):
+        return {}
+    prefixes = _ENVIRONMENT.get(urlsplit(url).scheme, ())
+    return {k: v for k, v in os.environ.items() if k.startswith(prefixes)}
 
 
 def check_store(url: str) -> None:

@@ -97,7 +97,7 @@ class RunContext:
             return None
         from ..engine import SparkEngine
 
-        return SparkEngine(self.spec.engine)
+        return SparkEngine(self.spec.engine, store=self.spec.lake.url)
 
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, computed once per run for ``key``.

@@ -384,6 +384,10 @@ def run_lock(project: Project) -> Iterator[None]:
         if tmp.is_dir():
             for leftover in tmp.iterdir():
                 shutil.rmtree(leftover, ignore_errors=True)
+        if project.lake.url is not None:  # Spark's scratch on the store
+            from ..lake._store import remove
+
+            remove(project.lake.scratch())
         yield
 
 

@@ -1876,12 +1876,6 @@ class ProjectSpec(_Strict):
         if not check_name_ok(self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', "
                              f"'.', '-' (it names the project's datasets)")
-        if self.engine.kind == "spark" and self.lake.url is not None:
-            raise ValueError(f"lake.url: {self.lake.url} is object storage, which "
-                             f"engine: spark cannot use yet (Spark reads the lake's "
-                             f"files by path, and s3a:// needs the hadoop-aws jars on "
-                             f"the cluster); use engine: duckdb, or a lake folder "
-                             f"every node sees")
         union = self.dataset.union if self.dataset else list(self.sources)
         unknown = [s for s in union if s not in self.sources]
         if unknown:

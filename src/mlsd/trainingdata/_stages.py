@@ -302,7 +302,7 @@ def _table_on_spark(ctx: RunContext, schema: DataSchema, used: list[DatasetRef]
         version = ctx.lake.version("training", name)  # the same rows: no work
     else:
         parts = engine.write_parts(labelled.orderBy(*order),
-                                   ctx.lake.path("training", name), arrow,
+                                   ctx.lake.location("training", name), arrow,
                                    row_column=ROW)
         version, _ = ctx.lake.commit_parts("training", name, parts, schema=arrow,
                                            write_id=write_id)
@@ -475,6 +475,7 @@ def _fits_the_driver(ctx: RunContext, training: DatasetRef,
     import pyarrow.parquet as pq
 
     from .._memory import available_bytes, readable
+    from ..lake._store import locate
 
     room = available_bytes()
     if room is None:
@@ -483,7 +484,9 @@ def _fits_the_driver(ctx: RunContext, training: DatasetRef,
     wanted = None if columns is None else set(columns)
     need = 0
     for f in files:
-        meta = pq.ParquetFile(f.removeprefix("file://")).metadata
+        fs, path = locate(f)
+        with fs.open_input_file(path) as source:
+            meta = pq.ParquetFile(source).metadata
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             if wanted is None:
