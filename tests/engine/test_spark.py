@@ -28,6 +28,27 @@ def test_every_unit_is_its_own_task_and_every_row_comes_back(spark_engine):
     assert spark_engine.map_units([], task, schema).num_rows == 0
 
 
+def test_an_mlsd_error_raised_in_a_task_reaches_the_driver_as_itself(spark_engine):
+    """A task's LakeError (a store it cannot reach, say) comes back from
+    PySpark wrapped in its worker's traceback; the driver raises it again as
+    the LakeError it was, so the command says one line (exit 2)."""
+    from mlsd.engine._spark import told_by_a_task
+    from mlsd.errors import LakeError
+
+    def task(unit):
+        if unit == 1:
+            raise LakeError(f"the lake's store s3://b cannot be reached (unit {unit})")
+        yield {"unit": unit}
+
+    with pytest.raises(Exception) as got:
+        spark_engine.map_units([0, 1, 2], task, pa.schema([("unit", pa.int64())]))
+    assert not isinstance(got.value, LakeError)  # as PySpark hands it back
+    told = told_by_a_task(got.value)
+    assert type(told) is LakeError
+    assert str(told) == "the lake's store s3://b cannot be reached (unit 1)"
+    assert told_by_a_task(ValueError("mlsd.errors.LakeError: not from Spark")) is None
+
+
 def test_the_engine_is_a_spec_key_with_a_shorthand():
     assert EngineSpec.model_validate("spark") == EngineSpec(kind="spark")
     doc = {"name": "p", "problem": {"task": "binary", "target": "y"},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -86,6 +87,27 @@ def spark_session(spec: EngineSpec):
             session.sparkContext.setLogLevel("ERROR")
         _sessions[key] = session
         return session
+
+
+_TOLD = re.compile(r"^mlsd\.errors\.(\w+): (.+)$", re.MULTILINE)
+
+
+def told_by_a_task(err: BaseException) -> Exception | None:
+    """The mlsd error a Spark task raised (a bad file, a store it cannot
+    reach), as the driver's own exception: PySpark hands it back wrapped,
+    its message the worker's whole traceback. None for anything else."""
+    if not type(err).__module__.startswith(("pyspark", "py4j")):
+        return None
+    found = _TOLD.findall(str(err))
+    if not found:
+        return None
+    from .. import errors
+
+    name, message = found[-1]
+    kind = getattr(errors, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, errors.MlsdError)):
+        return None
+    return kind(message)
 
 
 def _answers(remote: str, timeout: float = 5.0) -> None:

@@ -64,7 +64,20 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     with _fs_lock:
         fs = _fs_cache.get(base)
         if fs is None:
-            fs, _ = pafs.FileSystem.from_uri(base.replace("s3a://", "s3://", 1))
+            try:
+                fs, _ = pafs.FileSystem.from_uri(base.replace("s3a://", "s3://", 1))
+            except OSError as err:  # S3: the bucket's region is asked first
+                import socket
+
+                first = str(err).strip().splitlines()[0][:300]
+                raise LakeError(
+                    f"the lake's store {base} cannot be reached from "
+                    f"{socket.gethostname()} ({first}); check the store's "
+                    f"endpoint and credentials in the environment "
+                    f"(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                    f"AWS_REGION); on Spark, the executors are given the driver's, "
+                    f"but a Spark Connect server's executors need their own"
+                ) from None
             _fs_cache[base] = fs
     return fs, (parts.netloc + parts.path).rstrip("/")
 

@@ -178,12 +178,20 @@ class Runner:
                 result = s(ctx, **inputs)
                 self._check_result(s, result)
             except BaseException as err:
+                told = None
+                if ctx.spec.engine.kind == "spark":  # an mlsd error in a task
+                    from ..engine._spark import told_by_a_task
+
+                    told = told_by_a_task(err)
                 ctx.catalog.add_stage_run(
                     run_id=ctx.run_id, stage=s.name, status="failed",
                     started_at=started_at, seconds=time.perf_counter() - started,
                     settings={}, code_version=__version__,
                     reads=[r.node for p in s.reads for r in refs(inputs[p])],
-                    outputs={}, summary={}, error=f"{type(err).__name__}: {err}")
+                    outputs={}, summary={},
+                    error=f"{type(told or err).__name__}: {told or err}")
+                if told is not None:
+                    raise told from None
                 raise
             used = {p: result.used.get(p, inputs[p]) for p in s.reads}
             read_nodes = [r.node for p in s.reads for r in refs(used[p])]
