@@ -32,6 +32,10 @@ engine and the two samples' sizes and effective sizes checked equal.
     python benchmarks/spark.py --features --rows 1000000,3000000
     python benchmarks/spark.py --features --rows 1000000 \
         --sample "{method: stratified, fraction: 0.1, by: c1}"
+
+``--lake-url s3://bucket/prefix``: the ingest with each project's lake on that
+store (both engines; credentials and endpoint from ``AWS_*``), e.g. against
+moto's S3 server (``python -m moto.server -p 5000``, ``AWS_ENDPOINT_URL``).
 """
 
 from __future__ import annotations
@@ -51,14 +55,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest as bench  # noqa: E402  (the ingest benchmark's file and spec)
 
 
-def _project(folder: Path, csv: Path, engine: str, unique: bool) -> Path:
+def _project(folder: Path, csv: Path, engine: str, unique: bool,
+             lake_url: str | None = None) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
+    if lake_url:
+        from mlsd.lake._store import remove
+
+        remove(f"{lake_url}/{folder.name}")
     (folder / "schemas").mkdir(parents=True)
     os.link(csv, folder / "data.csv")
     spec = json.loads(json.dumps(bench.SPEC))
     if not unique:
         spec["validate"]["unique"] = []
     spec["engine"] = engine
+    if lake_url:  # the tables on the store, one prefix a project
+        spec["lake"] = {"url": f"{lake_url}/{folder.name}"}
     (folder / "mlsd.yaml").write_text(yaml.safe_dump(spec))
     (folder / "schemas/big.yaml").write_text(yaml.safe_dump(bench.SCHEMA))
     return folder
@@ -131,6 +142,9 @@ def main() -> None:
                     help="time the training table, split and features instead")
     ap.add_argument("--sample", default=None,
                     help="with --features: a sample: section to draw and time too")
+    ap.add_argument("--lake-url", default=None,
+                    help="the ingest with each project's lake on object storage "
+                         "(s3://bucket/prefix; credentials from AWS_*)")
     a = ap.parse_args()
     sizes = [int(x) for x in a.rows.split(",")]
     work = a.work or Path(tempfile.mkdtemp(prefix="mlsd-spark-bench-"))
@@ -146,7 +160,8 @@ def main() -> None:
     started = time.perf_counter() - t
     print(f"Spark local[2]: session and a first job in {started:.1f} s (not "
           f"counted below)", file=sys.stderr, flush=True)
-    results: dict = {"spark_session_seconds": round(started, 1), "sizes": {}}
+    results: dict = {"spark_session_seconds": round(started, 1), "sizes": {},
+                     "lake_url": a.lake_url}
     for n in sizes:
         csv = work / f"data-{n}.csv"
         if not csv.exists():
@@ -162,7 +177,8 @@ def main() -> None:
             variant = "unique" if unique else "no-unique"
             totals = {}
             for kind in ("duckdb", "spark"):
-                folder = _project(work / f"{kind}-{variant}", csv, kind, unique)
+                folder = _project(work / f"{kind}-{variant}", csv, kind, unique,
+                                  a.lake_url)
                 seconds, totals[kind] = _ingest(folder)
                 row[f"{kind}_{variant}_rows_per_s"] = round(n / seconds)
                 row[f"{kind}_{variant}_seconds"] = round(seconds, 2)
@@ -182,6 +198,10 @@ def main() -> None:
                   file=sys.stderr, flush=True)
             for kind in ("duckdb", "spark"):
                 shutil.rmtree(work / f"{kind}-{variant}", ignore_errors=True)
+                if a.lake_url:
+                    from mlsd.lake._store import remove
+
+                    remove(f"{a.lake_url}/{kind}-{variant}")
         results["sizes"][n] = row
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)

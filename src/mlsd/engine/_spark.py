@@ -254,11 +254,19 @@ class SparkEngine:
             found = self._ibis = SparkIbis(self.session)
         return found
 
-    def frame(self, lake, area: str, name: str, version: int | None = None):
-        """One version of a lake dataset as a Spark DataFrame: its Parquet
-        files, read by Spark (Delta's Spark package, which fetches jars at
-        run time, is not needed: ``deltalake`` names the version's files)."""
+    def frame(self, lake, area: str, name: str, version: int | None = None,
+              columns: list[str] | None = None):
+        """One version of a lake dataset as a Spark DataFrame (``columns`` of
+        it, default all): its Parquet files, read by Spark (Delta's Spark
+        package, which fetches jars at run time, is not needed:
+        ``deltalake`` names the version's files)."""
         arrow, uris = lake.files(area, name, version)
+        if columns is not None:  # read only these (a task on the store reads
+            # what it is told; Spark's own reader would prune them itself)
+            missing = [c for c in columns if c not in arrow.names]
+            if missing:
+                raise KeyError(f"{area}/{name} has no column {missing[0]!r}")
+            arrow = pa.schema([arrow.field(c) for c in columns])
         return self.read_parquet(uris, arrow)
 
     def read_parquet(self, uris: list[str], schema: pa.Schema):

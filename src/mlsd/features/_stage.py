@@ -372,11 +372,11 @@ def _rows_with_split(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     from ..trainingdata import ROW, SPLIT
 
     spark = ctx.spark
-    rows = spark.frame(ctx.lake, training.area, training.name, training.version)
-    chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version)
-    if columns is not None:
-        rows = rows.select(*columns)
-    return rows.join(chosen.select(ROW, SPLIT), ROW)
+    rows = spark.frame(ctx.lake, training.area, training.name, training.version,
+                       columns=columns)
+    chosen = spark.frame(ctx.lake, splits.area, splits.name, splits.version,
+                         columns=[ROW, SPLIT])
+    return rows.join(chosen, ROW)
 
 
 @stage(writes={"features": "memory"}, settings=_settings, check=_check)
