@@ -278,16 +278,23 @@ def _through(kind: str, queue: str, n: int, consumer) -> float:
     return n / (end - started[0])
 
 
-def _scoring(kind: str, n: int, work: Path, workers: int = 1) -> dict:
-    """Stream scoring against the plain loop, on the trained example."""
+def _scoring(kind: str, n: int, work: Path, workers: int = 1,
+             model: str = "example") -> dict:
+    """Stream scoring against the plain loop, on the trained example (or,
+    ``model="numbers"``, a model of ten numbers and no text)."""
     import pyarrow.csv as pacsv
-    from _served import trained_example
+    from _served import trained_example, trained_numbers
 
     from mlsd.pipeline import Project
     from mlsd.serve._stream import project_stream
 
-    _, project = trained_example(work / "served", "mlsd-stream-bench-")
-    rows = pacsv.read_csv(project / "data" / "new_posts.csv").to_pylist()
+    if model == "numbers":
+        _, project = trained_numbers(work / "served", "mlsd-stream-bench-")
+        rows = pacsv.read_csv(project.parent / "diabetes.csv").drop(
+            ["target"]).to_pylist()
+    else:
+        _, project = trained_example(work / "served", "mlsd-stream-bench-")
+        rows = pacsv.read_csv(project / "data" / "new_posts.csv").to_pylist()
     bodies = [json.dumps(rows[i % len(rows)], default=str).encode() for i in range(n)]
     qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(4)]
     spec_file = project / "mlsd.yaml"
@@ -375,6 +382,10 @@ def main() -> None:
                     help="--scoring: requests scored (at most --messages)")
     ap.add_argument("--workers", type=int, default=1,
                     help="--scoring: scoring processes (serve.workers)")
+    ap.add_argument("--model", choices=("example", "numbers"), default="example",
+                    help="--scoring: the forum-spam example (text and numbers) or "
+                         "a model of ten numbers and no text (scikit-learn's "
+                         "diabetes)")
     ap.add_argument("--fault", action="store_true",
                     help="also the SIGKILL fault test with --messages messages")
     a = ap.parse_args()
@@ -408,7 +419,8 @@ def main() -> None:
                   flush=True)
         if a.scoring or a.scoring_only:
             for kind in a.brokers.split(","):
-                sc = _scoring(kind, min(n, a.scoring_messages), Path(tmp), a.workers)
+                sc = _scoring(kind, min(n, a.scoring_messages), Path(tmp), a.workers,
+                              a.model)
                 results.setdefault(kind, {}).update(sc)
                 print(f"{kind:8s} stream scoring: plain loop "
                       f"{sc['scoring_limit_per_s']}/s (in {a.workers} processes: "
@@ -417,7 +429,7 @@ def main() -> None:
                       f"({sc['scoring_vs_limit']:.2f} of the limit, "
                       f"{sc['scoring_vs_limit_same_processes']:.2f} of the loop in as "
                       f"many processes; {sc['logged']} logged)", flush=True)
-    summary = {"messages": n, "batch_rows": b, **results,
+    summary = {"messages": n, "batch_rows": b, "model": a.model, **results,
                "goal_half_the_limit": all(r[k] >= 0.5 for r in results.values()
                                           for k in ("mlsd_vs_limit",
                                                     "scoring_vs_limit") if k in r)}
