@@ -114,10 +114,16 @@ def test_rows_from_a_redis_stream_by_the_command(project):
     try:
         for row in rows:
             r.xadd(requests, {"payload": json.dumps(row)})
+        r.xadd(requests, {"body": json.dumps(rows[0])})  # not the payload field
         proc = run_cli("serve", "--stream", "--idle-seconds", "1", cwd=proj.root)
         res = json.loads(proc.stdout)
         assert res["scored"] == 12 and res["stopped_by"] == "idle"
+        assert res["refused"] == 1
         answers = [json.loads(f[b"payload"]) for _, f in r.xrange(predictions)]
+        refused = [a for a in answers if "error" in a]
+        assert [e["msg"] for a in refused for e in a["error"]] == [
+            "the entry has no field 'payload' (payload_field); its fields: body"]
+        answers = [a for a in answers if "error" not in a]
         assert [a["request_id"] for a in answers] == [row["post_id"] for row in rows]
         assert all("score" in a["prediction"] for a in answers)
         assert r.xpending(requests, "mlsd")["pending"] == 0

@@ -163,6 +163,13 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
                 continue
             except ValidationError:
                 pass  # the way below says what is wrong, as a request's 422
+        if m.body is None and stream.kind == "redis":  # as `mlsd consume` says it
+            answers.append((m, _request_id(m, stream, None), {"error": [{
+                "loc": ["body"], "type": "missing",
+                "msg": f"the entry has no field {stream.payload_field!r} "
+                       f"(payload_field); its fields: "
+                       f"{', '.join(sorted(m.headers)) or 'none'}"}]}))
+            continue
         try:
             body = json.loads(m.body or b"")
         except ValueError as err:
