@@ -288,3 +288,26 @@ def test_rules_over_a_whole_load_on_spark_with_the_lake_on_object_storage(
     left = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/tmp/")
     assert [o["Key"] for o in left.get("Contents", []) if not o["Key"].endswith("/")
             ] == []
+
+
+def test_spark_reads_files_on_the_store_with_the_columns_it_is_given(lake,
+                                                                     spark_engine):
+    """Parquet files on the store read by Spark tasks (pyarrow): every row
+    of every file, a column a file lacks as nulls, only the columns asked
+    for, even none of which a file has."""
+    import pyarrow.compute as pc
+
+    from mlsd.engine import SparkEngine
+
+    engine = SparkEngine(spark_engine.spec, store=lake.url)
+    where = lake.location("sources", "parts")
+    one = write_part(where, _rows(70_000))  # more than one batch of a task
+    two = write_part(where, pa.table({"id": pa.array([7, 8], pa.int64())}))
+    uris = [f"{where}/{p['path']}" for p in (one, two)]
+    schema = pa.schema([("id", pa.int64()), ("who", pa.string())])
+    got = engine.read_parquet(uris, schema).toArrow().sort_by("id")
+    assert got.num_rows == 70_002
+    assert got.filter(pc.is_null(got["who"]))["id"].to_pylist() == [7, 8]
+    only = engine.read_parquet(uris, pa.schema([("who", pa.string())])).toArrow()
+    assert only.column_names == ["who"] and only.num_rows == 70_002
+    assert only["who"].null_count == 2

@@ -298,8 +298,16 @@ class SparkEngine:
                     with fs.open_input_file(path) as source:
                         pf = pq.ParquetFile(source)
                         have = set(pf.schema_arrow.names)
-                        for b in pf.iter_batches(batch_size=65_536, columns=[
-                                c for c in schema.names if c in have]):
+                        wanted = [c for c in schema.names if c in have]
+                        if not wanted:  # columns added since: its rows, all null
+                            n = pf.metadata.num_rows
+                            for at in range(0, n, 65_536):
+                                k = min(65_536, n - at)
+                                yield pa.RecordBatch.from_arrays(
+                                    [pa.nulls(k, f.type) for f in schema],
+                                    schema=schema)
+                            continue
+                        for b in pf.iter_batches(batch_size=65_536, columns=wanted):
                             yield pa.RecordBatch.from_arrays([
                                 b.column(f.name).cast(f.type) if f.name in have
                                 else pa.nulls(b.num_rows, f.type) for f in schema],
