@@ -113,7 +113,7 @@ def remove(location: str | os.PathLike) -> None:
             fs.delete_file(path)
         elif kind == pafs.FileType.Directory:
             fs.delete_dir(path)
-    except OSError:
+    except (OSError, LakeError):  # the store gone meanwhile: said elsewhere
         pass
 
 
