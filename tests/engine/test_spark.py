@@ -100,3 +100,23 @@ def test_a_spark_connect_address_nobody_answers_is_said_at_once(monkeypatch):
         _spark.spark_session(EngineSpec(kind="spark",
                                         remote=f"sc://127.0.0.1:{port}"))
     assert time.perf_counter() - t < 10  # not the client's minutes of retries
+
+
+def test_a_local_session_starts_without_spark_talking_about_its_log(spark_engine,
+                                                                   tmp_path):
+    """A laptop's session says nothing on stderr of its own logging (Spark
+    printed "Setting default log level to WARN" and how to change it on every
+    start of a PySpark process); only Java's one line about an incubator
+    module is left, which Spark asks for."""
+    import subprocess
+    import sys
+
+    code = ("from mlsd.engine._spark import spark_session\n"
+            "from mlsd.spec import EngineSpec\n"
+            "print(spark_session(EngineSpec(kind='spark')).range(3).count())\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr
+    noise = [line for line in proc.stderr.splitlines()
+             if line.strip() and "incubator modules" not in line]
+    assert noise == []
