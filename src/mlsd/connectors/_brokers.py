@@ -377,6 +377,16 @@ class KafkaTopic:
             pass
 
 
+def missing_payload(message: Message, spec) -> str | None:
+    """Why a Redis entry has no body (it lacks the source's payload field,
+    naming the fields it has), or None: ``mlsd consume`` quarantines it and
+    ``serve --stream`` answers it with this."""
+    if message.body is not None or spec.kind != "redis":
+        return None
+    return (f"the entry has no field {spec.payload_field!r} (payload_field); its "
+            f"fields: {', '.join(sorted(message.headers)) or 'none'}")
+
+
 def gather(client, room: int, seconds: float, stop) -> list[Message]:
     """A micro-batch: up to ``room`` messages, fetched until the first one is
     ``seconds`` old (empty if none came for a moment, or ``stop`` is set)."""

@@ -44,6 +44,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..connectors._brokers import missing_payload
 from ..errors import DataError
 from ..formats import LINE, RAW
 from ..formats._records import flatten, records_to_batch
@@ -322,9 +323,8 @@ def _one_batch(batch, name, spec, client, decode, validator, lake, seen, erasure
     digest = hashlib.sha256()
     for m in batch:
         rec, err, text = decode(m.body)
-        if m.body is None and spec.kind == "redis":
-            err = (f"the entry has no field {spec.payload_field!r} (payload_field); "
-                   f"its fields: {', '.join(sorted(m.headers)) or 'none'}")
+        if (missing := missing_payload(m, spec)) is not None:
+            err = missing
             text = json.dumps(m.headers, ensure_ascii=False)  # kept as it came
         mid = None
         if spec.id_from == "field":

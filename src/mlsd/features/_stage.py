@@ -446,8 +446,7 @@ def features(ctx: RunContext, training: DatasetRef, splits: DatasetRef
             "applied_on": "driver" if ctx.spark is None else
             f"{ctx.spark.name} {ctx.spark.describe()}",
             "notes": pipeline.notes(),
-            "driver_sample": None if drawn is None else
-            {k: v for k, v in drawn.items() if k != "rows"},
+            "driver_sample": drawn,
             "missing_share": {c: round(v, 4) for c, v in shares.items()},
             "missing_by_split": {name: {c: round(x, 4) for c, x in v.items()}
                                  for name, v in by_split.items()}}})

@@ -24,7 +24,15 @@ from pyarrow.fs import FileType
 from ..errors import LakeError
 from ._locks import hold, lock_path
 from ._paths import check_name, inside, name_ok
-from ._store import check_store, check_url, filesystem, is_url, locate, relative
+from ._store import (
+    check_store,
+    check_url,
+    filesystem,
+    is_url,
+    locate,
+    make_dirs,
+    relative,
+)
 
 
 def _data_files(table: DeltaTable) -> set[str]:
@@ -277,8 +285,7 @@ class Lake:
         else:
             reader = data.to_reader() if isinstance(data, pa.Table) else data
             schema, parts = reader.schema, _chunks(reader, FILE_ROWS)
-        if not is_url(path):
-            Path(path).mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
 
         def write(part: Callable[[], pa.Table]) -> AddAction | None:
             written = write_part(path, part())

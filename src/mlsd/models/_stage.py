@@ -659,7 +659,7 @@ def _fit_summary(ctx: RunContext, X, training: DatasetRef, splits: DatasetRef
         out["from"] = (f"a random sample of {drawn['rows_kept']:,} of the train "
                        f"split's {drawn['of']:,} rows (seed {drawn['seed']}), as the "
                        f"driver's memory allows ({drawn['why']})")
-        out["driver_sample"] = {k: v for k, v in drawn.items() if k != "rows"}
+        out["driver_sample"] = drawn
     return out
 
 

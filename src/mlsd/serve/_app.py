@@ -233,16 +233,16 @@ class ServiceLog:
     lake_root: Path
     name: str
     lake_url: str | None = None  # the tables on object storage (lake.url)
+    item_key: str | None = None
+    flush_seconds: float = 1.0
+    batch_rows: int = 10_000
+    retention_days: float | None = None
 
     def lake(self):
         """The lake the log's tables are in."""
         from ..lake import Lake
 
         return Lake(root=self.lake_root, url=self.lake_url)
-    item_key: str | None = None
-    flush_seconds: float = 1.0
-    batch_rows: int = 10_000
-    retention_days: float | None = None
 
 
 class Served:

@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from ..connectors._brokers import missing_payload
 from ..models import ModelArtifact
 from ..spec import ServeSpec, StreamServeSpec
 from ._app import Served, ServiceLog, _errors, _new_id, _warm
@@ -163,12 +164,9 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
                 continue
             except ValidationError:
                 pass  # the way below says what is wrong, as a request's 422
-        if m.body is None and stream.kind == "redis":  # as `mlsd consume` says it
+        if (missing := missing_payload(m, stream)) is not None:
             answers.append((m, _request_id(m, stream, None), {"error": [{
-                "loc": ["body"], "type": "missing",
-                "msg": f"the entry has no field {stream.payload_field!r} "
-                       f"(payload_field); its fields: "
-                       f"{', '.join(sorted(m.headers)) or 'none'}"}]}))
+                "loc": ["body"], "type": "missing", "msg": missing}]}))
             continue
         try:
             body = json.loads(m.body or b"")

@@ -1409,12 +1409,6 @@ class AuditSpec(_Strict):
     )
 
 
-def check_name_ok(name: str) -> bool:
-    from ..lake._paths import name_ok
-
-    return name_ok(name)
-
-
 class LakeSpec(_Strict):
     """Where the lake's tables are, and how long it keeps old versions."""
 
@@ -1424,8 +1418,8 @@ class LakeSpec(_Strict):
         "from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
         "AWS_REGION; AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true for MinIO and other "
         "S3-compatible stores), never from this file. The catalog, the models "
-        "and the reports stay in .mlsd. DuckDB runs only for now (engine: spark "
-        "would read the files by path).")
+        "and the reports stay in .mlsd. On engine: spark the tasks read and write "
+        "the files there too, given the driver's credentials.")
     retention_hours: int = Field(
         default=24 * 7, ge=0, description="`mlsd lake vacuum` removes the files "
         "that only versions older than this need (0: keep only the latest).")
@@ -1873,7 +1867,9 @@ class ProjectSpec(_Strict):
                 raise ValueError(f"sources: {err}") from None
             if isinstance(source, SourceSpec | BlobSourceSpec):
                 source._data_roots = tuple(self.data_roots)
-        if not check_name_ok(self.name):
+        from ..lake._paths import name_ok
+
+        if not name_ok(self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', "
                              f"'.', '-' (it names the project's datasets)")
         union = self.dataset.union if self.dataset else list(self.sources)

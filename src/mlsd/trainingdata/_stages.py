@@ -797,10 +797,11 @@ DRIVER_SAMPLE = "trainingdata.driver_sample"
 
 def driver_sample(ctx: RunContext, training: DatasetRef, splits: DatasetRef
                   ) -> dict[str, Any] | None:
-    """The train rows the driver fits on when its memory holds the feature
-    matrix of no more of them (a Spark run; see
+    """What the run says of the train rows the driver fits on when its memory
+    holds the feature matrix of no more of them (a Spark run; see
     :func:`keep_driver_sample`), or None: the whole train split."""
-    return ctx.cache.get((DRIVER_SAMPLE, training.node, splits.node))
+    kept = ctx.cache.get((DRIVER_SAMPLE, training.node, splits.node))
+    return None if kept is None else kept[0]
 
 
 def keep_driver_sample(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
@@ -810,8 +811,8 @@ def keep_driver_sample(ctx: RunContext, training: DatasetRef, splits: DatasetRef
     model reads stay aligned with the feature matrix made of them."""
     import pyarrow as pa
 
-    ctx.cache[(DRIVER_SAMPLE, training.node, splits.node)] = {
-        **info, "rows": pa.array(rows, pa.int64())}
+    ctx.cache[(DRIVER_SAMPLE, training.node, splits.node)] = (
+        info, pa.array(rows, pa.int64()))
 
 
 def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
@@ -825,13 +826,13 @@ def split_parts(ctx: RunContext, training: DatasetRef, splits: DatasetRef,
     When the driver fits on a sample of the train split
     (:func:`driver_sample`), the train part holds those rows."""
     rows, labels, parts = _split_parts(ctx, training, splits, columns)
-    drawn = driver_sample(ctx, training, splits)
-    if drawn is not None:
+    kept = ctx.cache.get((DRIVER_SAMPLE, training.node, splits.node))
+    if kept is not None:
         import pyarrow.compute as pc
 
         train = parts[TRAIN]
         parts = {**parts, TRAIN: train.filter(pc.is_in(train[ROW],
-                                                       value_set=drawn["rows"]))}
+                                                       value_set=kept[1]))}
     return rows, labels, parts
 
 
