@@ -18,20 +18,51 @@ from mlsd.features._text import hashed_counts, ngram_terms
 words = st.text(alphabet=st.sampled_from(
     list("aZéÉßİıΣσς_0١٢𝟘ǅﬁ²") + ["\u0301", "\u200b", " ", "\t", "\n", "-", "'",
                                    ".", "😀", "\u00a0", "\u3000"]), max_size=40)
-docs = st.lists(st.one_of(words, st.text(max_size=30)), min_size=1, max_size=12)
+# ASCII of every kind (control bytes, punctuation, both cases): Arrow's way
+ascii_words = st.text(alphabet=st.one_of(
+    st.characters(max_codepoint=127),
+    st.sampled_from(list("aZ_09 ") * 4)), max_size=40)
+docs = st.lists(st.one_of(words, ascii_words, st.text(max_size=30), st.none()),
+                min_size=1, max_size=12)
 ranges = st.sampled_from([(1, 1), (1, 2), (2, 2), (2, 3), (1, 3)])
 
 
 @given(docs, ranges, st.sampled_from([1, 7, 64, 4096]))
 def test_hashed_counts_are_scikit_learns(texts, ngram_range, buckets):
     want = HashingVectorizer(n_features=buckets, ngram_range=ngram_range,
-                             alternate_sign=False, norm=None,
-                             dtype=np.float64).transform(texts).tocsr()
+                             alternate_sign=False, norm=None, dtype=np.float64
+                             ).transform([t or "" for t in texts]).tocsr()
     got = hashed_counts(texts, buckets, ngram_range)
+    _same(got, want)
+
+
+def _same(got, want) -> None:
     assert got.shape == want.shape
     assert np.array_equal(got.indptr, want.indptr)
     assert np.array_equal(got.indices, want.indices)
     assert np.array_equal(got.data, want.data)
+
+
+@given(st.lists(ascii_words, min_size=1, max_size=12), ranges)
+def test_ascii_texts_are_read_as_scikit_learn_reads_them(texts, ngram_range):
+    want = HashingVectorizer(n_features=4096, ngram_range=ngram_range,
+                             alternate_sign=False, norm=None,
+                             dtype=np.float64).transform(texts).tocsr()
+    _same(hashed_counts(texts, 4096, ngram_range), want)
+
+
+def test_a_sliced_or_chunked_column_gives_its_own_rows():
+    texts = ["Zero one", "Un été, deux", None, "two THREE two", "", "Σοφία wise",
+             "four_4 x y"]
+    hv = HashingVectorizer(n_features=512, ngram_range=(1, 3), alternate_sign=False,
+                           norm=None, dtype=np.float64)
+    col = pa.array(texts)
+    for start, stop in [(1, 4), (3, 7), (0, 7), (2, 3)]:
+        want = hv.transform([t or "" for t in texts[start:stop]]).tocsr()
+        _same(hashed_counts(col.slice(start, stop - start), 512, (1, 3)), want)
+    chunked = pa.chunked_array([col.slice(0, 3), col.slice(3)])
+    _same(hashed_counts(chunked, 512, (1, 3)),
+          hv.transform([t or "" for t in texts]).tocsr())
 
 
 @given(words, ranges)
@@ -50,3 +81,29 @@ def test_the_feature_row_path_and_batch_path_agree():
         row = np.zeros(X.shape[1])
         row[idx] = vals
         assert np.array_equal(row, X[i]), v
+
+
+_TRAIN = ["The cat sat", "the DOG sat, été", "a cat and a dog", "été chaud the cat",
+          "Σοφία the dog", "under_score 42 42", None]
+
+
+def _tfidf():
+    from mlsd.engine import DuckDBEngine
+    from mlsd.features import TfidfFeature
+
+    table = pa.table({"t": _TRAIN, "_row": np.arange(len(_TRAIN))})
+    engine = DuckDBEngine(threads=1)
+    return TfidfFeature(column="t", min_df=1, ngram_range=(1, 2)).analyze(
+        engine, engine.from_arrow(table))
+
+
+@given(docs)
+def test_tfidf_reads_any_text_as_scikit_learn_does(texts):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    t = _tfidf()
+    peer = TfidfVectorizer(vocabulary=t.state_["vocabulary"], ngram_range=(1, 2)
+                           ).fit([d or "" for d in _TRAIN])
+    want = peer.transform([d or "" for d in texts]).toarray()
+    np.testing.assert_allclose(t.apply(pa.table({"t": pa.array(texts, pa.string())})
+                                       ).toarray(), want, rtol=1e-12)

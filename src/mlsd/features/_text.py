@@ -16,6 +16,7 @@ from typing import Any
 import mmh3
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from ..errors import MlsdError
@@ -72,26 +73,125 @@ def ngram_terms(doc: str, ngram_range) -> list[str]:
     return terms
 
 
-def hashed_counts(docs: list[str], buckets: int, ngram_range) -> sp.csr_matrix:
+# What scikit-learn's analyzer does to ASCII text, as a byte table: the bytes
+# of words (letters, digits, underscore) lower-cased, every other byte a space.
+# For ASCII, ``str.lower`` and ``(?u)\w`` are exactly these, so an ASCII
+# column is tokenised by Arrow's kernels over the mapped bytes; any other text
+# goes through ``_WORDS`` in Python (Unicode case and word rules).
+_ASCII_WORDS = np.full(256, ord(" "), np.uint8)
+for _b in b"abcdefghijklmnopqrstuvwxyz0123456789_":
+    _ASCII_WORDS[_b] = _b
+for _b in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _ASCII_WORDS[_b] = _b + 32
+
+
+def _ascii_tokens(col: pa.StringArray) -> tuple[pa.Array, np.ndarray]:
+    """The tokens of ASCII texts in order, and the position of the text each
+    comes from (nondecreasing)."""
+    low = pc.ascii_lower(col)  # fresh buffers: the mapping below reads them all
+    validity, offsets, data = low.buffers()
+    if data is None or data.size == 0:
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    mapped = pa.py_buffer(_ASCII_WORDS[np.frombuffer(data, np.uint8)])
+    clean = pa.Array.from_buffers(pa.string(), len(low), [validity, offsets, mapped],
+                                  offset=low.offset)
+    pieces = pc.ascii_split_whitespace(clean)
+    flat, parent = pc.list_flatten(pieces), pc.list_parent_indices(pieces)
+    keep = pc.greater_equal(pc.binary_length(flat), 2)  # words of two or more
+    return flat.filter(keep), parent.filter(keep).to_numpy()
+
+
+def word_tokens(col: pa.Array) -> list[tuple[pa.Array, np.ndarray]]:
+    r"""scikit-learn's tokens of a text column (lower case, ``\w\w+``): parts
+    of (tokens in text order, the row each comes from), a row's tokens all in
+    one part (ASCII rows by Arrow, the others by Python's ``re``)."""
+    col = texts(col)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    ascii_ = pc.fill_null(pc.string_is_ascii(col), True).to_numpy(
+        zero_copy_only=False)
+    parts = []
+    if ascii_.all():
+        return [_ascii_tokens(col)]
+    if ascii_.any():
+        tok, at = _ascii_tokens(col.filter(pa.array(ascii_)))
+        parts.append((tok, np.flatnonzero(ascii_)[at]))
+    others = np.flatnonzero(~ascii_)
+    tokens: list[str] = []
+    counts = np.zeros(len(others), np.int64)
+    for k, d in enumerate(col.take(pa.array(others)).to_pylist()):
+        got = _WORDS.findall(d.lower())
+        tokens += got
+        counts[k] = len(got)
+    parts.append((pa.array(tokens, pa.string()), np.repeat(others, counts)))
+    return parts
+
+
+def ngrams(col: pa.Array, ngram_range) -> tuple[pa.Array, np.ndarray]:
+    """Every word n-gram scikit-learn's analyzer finds in each text of
+    ``col`` and the row it comes from (in no particular order): the words
+    joined by Arrow, an n-gram kept when its first and last word are of the
+    same row."""
+    lo, hi = ngram_range
+    terms, rows = [], []
+    for tok, at in word_tokens(col):
+        if lo == 1:
+            terms.append(tok)
+            rows.append(at)
+        for n in range(max(lo, 2), hi + 1):
+            m = len(tok) - n + 1
+            if m <= 0:
+                continue
+            same = np.flatnonzero(at[:m] == at[n - 1:])
+            joined = pc.binary_join_element_wise(
+                *[tok.slice(i, m) for i in range(n)], " ")
+            terms.append(joined.take(pa.array(same)))
+            rows.append(at[same])
+    if not terms:
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    return pa.concat_arrays(terms), np.concatenate(rows).astype(np.int64)
+
+
+def counts_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, width: int
+                  ) -> sp.csr_matrix:
+    """The CSR matrix counting each (row, column) pair, indices sorted (what
+    scipy's COO sum gives, by one sort of the pairs' keys)."""
+    key = np.sort(rows * width + cols)
+    if not len(key):
+        return sp.csr_matrix((n_rows, width), dtype=np.float64)
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    data = np.diff(np.r_[first, len(key)]).astype(np.float64)
+    key = key[first]
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(np.bincount(key // width, minlength=n_rows), out=indptr[1:])
+    return sp.csr_matrix((data, (key % width).astype(np.int32), indptr),
+                         shape=(n_rows, width))
+
+
+def hashed_counts(docs: pa.Array | list[str | None], buckets: int, ngram_range
+                  ) -> sp.csr_matrix:
     """What scikit-learn's ``HashingVectorizer(n_features=buckets,
     ngram_range=..., alternate_sign=False, norm=None)`` gives ``docs`` (the
-    same columns, counts and index order), in less than half its time: its
-    transform hashes term by term in a generator chain; here the n-grams are
-    built by C-level ``map``/``zip`` and hashed in one pass (tested equal on
-    arbitrary Unicode: tests/features/test_text_hashing.py)."""
-    terms: list[str] = []
-    counts = np.zeros(len(docs), np.int64)
-    for i, d in enumerate(docs):
-        got = ngram_terms(d, ngram_range)
-        terms += got
-        counts[i] = len(got)
-    h = np.fromiter(map(mmh3.hash, terms), np.int64, len(terms))
-    cols = np.abs(h) % buckets
-    cols[h == -(2**31)] = (2**31 - 1 - (buckets - 1)) % buckets
-    rows = np.repeat(np.arange(len(docs)), counts)
-    m = sp.csr_matrix((np.ones(len(terms)), (rows, cols)), shape=(len(docs), buckets))
-    m.sum_duplicates()  # as scikit-learn: counts summed, indices sorted
-    return m
+    same columns, counts and index order; None as empty), in a third of its
+    time: the n-grams by Arrow (:func:`ngrams`), each distinct one hashed
+    once (tested equal on arbitrary Unicode: tests/features/test_text_hashing.py)."""
+    col = docs if isinstance(docs, pa.Array | pa.ChunkedArray) else \
+        pa.array(docs, pa.string())
+    def columns(distinct: list[str]) -> np.ndarray:
+        h = np.fromiter(map(mmh3.hash, distinct), np.int64, len(distinct))
+        cols = np.abs(h) % buckets
+        cols[h == -(2**31)] = (2**31 - 1 - (buckets - 1)) % buckets
+        return cols
+
+    terms, rows = ngrams(col, ngram_range)
+    return counts_matrix(rows, per_term(terms, columns), len(col), buckets)
+
+
+def per_term(terms: pa.Array, f) -> np.ndarray:
+    """``f`` of the distinct terms (a list of str -> an array), for every
+    term: a batch's words repeat, each is looked at once."""
+    enc = pc.dictionary_encode(terms)
+    return f(enc.dictionary.to_pylist())[enc.indices.to_numpy(zero_copy_only=False)]
 
 
 def ngram_bucket(term: str, buckets: int) -> int:
@@ -145,7 +245,7 @@ class HashedNgramsFeature(Transform):
         return {"docs_read": docs, **report}
 
     def _apply(self, state, col):
-        return hashed_counts(_docs(col), state["buckets"], state["ngram_range"])
+        return hashed_counts(col, state["buckets"], state["ngram_range"])
 
     def _row(self, state, v):
         counts: dict[int, float] = {}
@@ -204,12 +304,8 @@ class TfidfFeature(Transform):
 
     def _cached(self, state) -> dict[str, Any]:
         def build(state):
-            from sklearn.feature_extraction.text import CountVectorizer
-
-            vocab = {t: i for i, t in enumerate(state["vocabulary"])}
-            cv = CountVectorizer(ngram_range=tuple(state["ngram_range"]),
-                                 lowercase=True, vocabulary=vocab, dtype=np.float64)
-            return {"cv": cv, "vocab": vocab, "analyzer": cv.build_analyzer(),
+            return {"vocab": {t: i for i, t in enumerate(state["vocabulary"])},
+                    "analyzer": _analyzer(state["ngram_range"]),
                     "idf": np.asarray(state["idf"], dtype=np.float64)}
         return self._memo(state, "vectorizer", build)
 
@@ -228,8 +324,12 @@ class TfidfFeature(Transform):
 
     def _apply(self, state, col):
         c = self._cached(state)
-        counts = c["cv"].transform(_docs(col)).tocsr()
-        counts.sort_indices()
+        vocab = c["vocab"]
+        terms, rows = ngrams(col, state["ngram_range"])
+        j = per_term(terms, lambda distinct: np.fromiter(
+            (vocab.get(t, -1) for t in distinct), np.int64, len(distinct)))
+        known = j >= 0  # words outside the vocabulary are ignored
+        counts = counts_matrix(rows[known], j[known], len(col), len(vocab))
         data = self._weigh(counts.data, counts.indices, counts.indptr, c["idf"])
         return sp.csr_matrix((data, counts.indices, counts.indptr),
                              shape=counts.shape)
