@@ -350,3 +350,50 @@ def test_a_first_batch_with_nothing_readable_does_not_fix_an_empty_schema(
     res = consume(proj, "events", idle_seconds=1.0, on_batch=then_a_good_one)
     assert (res["batches"], res["quarantined"], res["stored"]) == (2, 1, 1)
     assert res["schema_frozen"]
+
+
+def test_redis_writes_in_one_go_say_what_failed_and_survive_a_lost_connection(
+        redis_stream, monkeypatch):
+    """Answers and dead letters go to Redis as one write of packed commands
+    (RedisStream._send_all): every reply is read, an error reply is raised
+    after them (the connection stays usable), a lost connection is retried
+    through redis-py's pipeline, and nothing is lost or sent to the wrong
+    stream."""
+    import redis
+
+    from mlsd.connectors._brokers import RedisStream
+
+    stream, r = redis_stream
+    client = RedisStream(REDIS, stream, group="g")
+    out, wrong = f"{stream}.out", f"{stream}.str"
+    r.set(wrong, "a string, not a stream")
+    try:
+        client.publish(out, [(b'{"a": 1}', {"message_id": "m1", "x": None}),
+                             (b'{"a": 2}', {"correlation_id": "c2",
+                                            "meta": {"k": 1}})])
+        entries = r.xrange(out)
+        assert [e[1] for e in entries] == [
+            {b"payload": b'{"a": 1}', b"message_id": b"m1"},
+            {b"payload": b'{"a": 2}', b"correlation_id": b"c2",
+             b"meta": b'{"k": 1}'}]
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            client.publish(wrong, [(b"1", {}), (b"2", {})])
+        client.publish(out, [(b"3", {})])  # the replies were all read
+        assert r.xrange(out)[-1][1] == {b"payload": b"3"}
+
+        from redis.connection import AbstractConnection
+
+        real, calls = AbstractConnection.send_packed_command, []
+
+        def lost(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise redis.ConnectionError("gone")
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", lost)
+        client.publish(out, [(b"4", {}), (b"5", {})])
+        assert [e[1][b"payload"] for e in r.xrange(out)][-2:] == [b"4", b"5"]
+        assert len(calls) >= 2  # the first write failed, the retry went through
+    finally:
+        client.close()
+        r.delete(out, wrong)
