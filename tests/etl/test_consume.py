@@ -356,9 +356,9 @@ def test_redis_writes_in_one_go_say_what_failed_and_survive_a_lost_connection(
         redis_stream, monkeypatch):
     """Answers and dead letters go to Redis as one write of packed commands
     (RedisStream._send_all): every reply is read, an error reply is raised
-    after them (the connection stays usable), a lost connection is retried
-    through redis-py's pipeline, and nothing is lost or sent to the wrong
-    stream."""
+    after them (the connection stays usable), a lost connection is raised and
+    the connection dropped (the next write goes through on a new one), and
+    nothing is sent to the wrong stream."""
     import redis
 
     from mlsd.connectors._brokers import RedisStream
@@ -383,17 +383,52 @@ def test_redis_writes_in_one_go_say_what_failed_and_survive_a_lost_connection(
 
         from redis.connection import AbstractConnection
 
-        real, calls = AbstractConnection.send_packed_command, []
+        real, dropped = AbstractConnection.send_packed_command, []
 
         def lost(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) == 1:
+            if not dropped:
+                dropped.append(self)
+                real(self, *args, **kwargs)  # sent, its replies never read
                 raise redis.ConnectionError("gone")
             return real(self, *args, **kwargs)
         monkeypatch.setattr(AbstractConnection, "send_packed_command", lost)
-        client.publish(out, [(b"4", {}), (b"5", {})])
-        assert [e[1][b"payload"] for e in r.xrange(out)][-2:] == [b"4", b"5"]
-        assert len(calls) >= 2  # the first write failed, the retry went through
+        with pytest.raises(redis.ConnectionError):
+            client.publish(out, [(b"4", {}), (b"5", {})])
+        assert dropped[0]._sock is None  # not back in the pool with replies unread
+        client.publish(out, [(b"6", {})])
+        client.ack([])
+        assert [e[1][b"payload"] for e in r.xrange(out)][-3:] == [b"4", b"5", b"6"]
     finally:
         client.close()
         r.delete(out, wrong)
+
+
+@pytest.mark.parametrize("protocol", ["", "?protocol=3"])
+def test_redis_entries_are_read_as_sent(redis_stream, protocol):
+    """Entries are read from XREADGROUP's reply as Redis sends it (not
+    through redis-py's dicts), in RESP2 and RESP3: the payload, the other
+    fields as headers, and an entry deleted before it was acknowledged comes
+    back without a body, to be answered or quarantined as such."""
+    from mlsd.connectors._brokers import RedisStream
+
+    stream, r = redis_stream
+    first = r.xadd(stream, {"payload": b'{"a": 1}', "kind": "click", "n": "é"})
+    second = r.xadd(stream, {"other": "x"})
+    client = RedisStream(REDIS + protocol, stream, group="g")
+    try:
+        got = client.fetch(10, 0.1)
+        assert [(m.message_id, m.body, m.headers) for m in got] == [
+            (first.decode(), b'{"a": 1}', {"kind": "click", "n": "é"}),
+            (second.decode(), None, {"other": "x"})]
+        r.xdel(stream, first)
+        again = RedisStream(REDIS + protocol, stream, group="g")  # a restart
+        try:
+            pending = again.fetch(10, 0.1)
+            assert [(m.message_id, m.body, m.headers) for m in pending] == [
+                (first.decode(), None, {}), (second.decode(), None, {"other": "x"})]
+            again.ack(pending)
+            assert again.fetch(10, 0.1) == []
+        finally:
+            again.close()
+    finally:
+        client.close()
