@@ -307,8 +307,15 @@ class RedisStream:
         redelivery's duplicates, which at-least-once allows)."""
         import redis
 
+        try:  # hiredis's packer itself: redis-py's wrapper adds 2 us a command
+            from hiredis import pack_command
+
+            packed = [b"".join(map(pack_command, commands))]
+        except ImportError:  # redis-py without its C extension
+            packed = None
+
         def send(conn) -> redis.ResponseError | None:
-            conn.send_packed_command(conn.pack_commands(commands))
+            conn.send_packed_command(packed or conn.pack_commands(commands))
             failed = None
             for _ in commands:
                 try:
