@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,43 @@ def test_a_struct_column_is_a_nested_request_object():
         {"city": "Lyon", "geo": {"lat": 45.7}}, None]
     assert table.schema.field("addr").type.field("geo").type.field("lat").type \
         == "double"
+
+
+def test_a_row_typed_from_json_with_or_without_a_struct_column():
+    """`serve --stream` types a message from its bytes by a TypedDict of the
+    request model's types, or by the model itself when a column is a
+    struct: the same row as validate() either way, every column present in
+    the model's order, the label dropped, the same refusals."""
+    from types import SimpleNamespace
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlsd.serve._app import Served
+
+    def served(schema):
+        s = Served.__new__(Served)  # the parts typing needs, no model
+        s.artifact = SimpleNamespace(input_schema=schema)
+        s.Row = request_model(schema, max_string_chars=5)
+        s.one, s.many = TypeAdapter(s.Row), TypeAdapter(list[s.Row])
+        s.ignored, s.max_string_chars, s._from_json = ("label",), 5, None
+        return s
+    flat = {"columns": {"b": "string", "a": "int64", "t": "timestamp"},
+            "required": ["a"]}
+    nested = {"columns": {"a": "int64", "addr": {"city": "string"}},
+              "required": ["a"]}
+    for schema, body in ((flat, '{"t": "2024-05-01T10:00:00Z", "a": 3, "label": 1}'),
+                         (flat, '{"a": 3}'),
+                         (nested, '{"addr": {"city": "Lyon"}, "a": 1, "label": 0}')):
+        s = served(schema)
+        want = s.validate(json.loads(body))[0][0]
+        got = s.row_from_json(body)
+        assert got == want and list(got) == list(want) == list(schema["columns"])
+    for schema, body in ((flat, '{"b": "x"}'), (flat, '{"a": 1.5}'),
+                         (flat, '{"a": 1, "b": "toolong"}'), (flat, '{"a": 1, "z": 1}'),
+                         (flat, '{"a": 1, "b": "\\ud800"}'),
+                         (nested, '{"a": 1, "addr": {"floor": 2}}')):
+        with pytest.raises(ValidationError):
+            served(schema).row_from_json(body)
 
 
 def test_an_integer_past_2_53_in_a_float_column_is_a_number_not_a_500(client):

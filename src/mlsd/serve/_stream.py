@@ -211,11 +211,11 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
         preds = []
     now = datetime.now(UTC)
     logged = []
+    from ._log import log_row
+
     for (m, rid), row, pred in zip(owners, rows, preds, strict=True):
         answers.append((m, rid, {"prediction": pred}))
         if writer is not None:
-            from ._log import log_row
-
             item = row.get(log.item_key) if log.item_key else None
             logged.append(log_row(rid, None if item is None else str(item),
                                   served.version, row, pred, now))
