@@ -19,7 +19,10 @@ mlsd at least half the limit.
 ``--scoring``: stream scoring too (``mlsd serve --stream`` on the trained
 forum-spam example: request rows from a queue, answers published, every
 prediction logged), against the plain loop as a request/response loop
-(fetch, publish one answer a message, acknowledge: no decoding, no model).
+(fetch, publish one answer a message, acknowledge: no decoding, no model);
+each side runs ``--repeat`` times, interleaved, and the best run of each is
+compared (a loop of 50,000 messages lasts under a second: one run is at the
+mercy of a busy moment).
 ``--fault``: the consumer's fault test at this size
 (tests/etl/test_consume_faults.py: SIGKILLs while a producer sends; each
 message stored once). The last line is one JSON object.
@@ -279,9 +282,10 @@ def _through(kind: str, queue: str, n: int, consumer) -> float:
 
 
 def _scoring(kind: str, n: int, work: Path, workers: int = 1,
-             model: str = "example") -> dict:
+             model: str = "example", repeat: int = 3) -> dict:
     """Stream scoring against the plain loop, on the trained example (or,
-    ``model="numbers"``, a model of ten numbers and no text)."""
+    ``model="numbers"``, a model of ten numbers and no text), each measured
+    ``repeat`` times, interleaved; the best run of each side."""
     import pyarrow.csv as pacsv
     from _served import trained_example, trained_numbers
 
@@ -296,36 +300,44 @@ def _scoring(kind: str, n: int, work: Path, workers: int = 1,
         _, project = trained_example(work / "served", "mlsd-stream-bench-")
         rows = pacsv.read_csv(project / "data" / "new_posts.csv").to_pylist()
     bodies = [json.dumps(rows[i % len(rows)], default=str).encode() for i in range(n)]
-    qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(4)]
     spec_file = project / "mlsd.yaml"
     original = spec_file.read_text()
-    doc = yaml.safe_load(original)
-    doc.setdefault("serve", {})["workers"] = workers
-    doc["serve"]["stream"] = {
-        "broker": RABBIT if kind == "rabbitmq" else REDIS, "queue": qs[1],
-        "predictions": qs[2], "id_from": "message_id" if kind == "rabbitmq"
-        else "entry_id", "batch_rows": 500, "batch_seconds": 0.05}
-    try:
-        spec_file.write_text(yaml.safe_dump(doc, sort_keys=False))
-        for q in (qs[0], qs[1], qs[3]):
-            _publish_bodies(kind, q, bodies)
-        limit, _ = _limit(kind, qs[0], n, 500, out=f"{qs[0]}.out")
-        limit_n = limit if workers == 1 else _limit_clients(kind, qs[3], n, 500,
-                                                            workers)
-        proj = Project.of(project)
-        ready: list[float] = []
-        res = project_stream(proj, max_messages=n, idle_seconds=5,
-                             on_ready=lambda: ready.append(time.perf_counter()))
-        # from every worker loaded and connected to the last one's end
-        mine = res["scored"] / (time.perf_counter() - ready[0])
-    finally:
-        spec_file.write_text(original)
-        _drop(kind, [*qs, f"{qs[1]}.dead", f"{qs[0]}.out", f"{qs[3]}.out"])
-    return {"scoring_per_s": round(mine), "scoring_limit_per_s": round(limit),
-            "scoring_vs_limit": round(mine / limit, 3),
+    limits, limits_n, mine, res = [], [], [], {}
+    for _ in range(repeat):  # interleaved: a busy spell slows both sides
+        qs = [f"mlsd-bench-{secrets.token_hex(4)}" for _ in range(4)]
+        doc = yaml.safe_load(original)
+        doc.setdefault("serve", {})["workers"] = workers
+        doc["serve"]["stream"] = {
+            "broker": RABBIT if kind == "rabbitmq" else REDIS, "queue": qs[1],
+            "predictions": qs[2], "id_from": "message_id" if kind == "rabbitmq"
+            else "entry_id", "batch_rows": 500, "batch_seconds": 0.05}
+        try:
+            spec_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+            for q in (qs[0], qs[1], qs[3]):
+                _publish_bodies(kind, q, bodies)
+            limits.append(_limit(kind, qs[0], n, 500, out=f"{qs[0]}.out")[0])
+            limits_n.append(limits[-1] if workers == 1 else
+                            _limit_clients(kind, qs[3], n, 500, workers))
+            proj = Project.of(project)
+            ready: list[float] = []
+            res = project_stream(proj, max_messages=n, idle_seconds=5,
+                                 on_ready=lambda r=ready: r.append(time.perf_counter()))
+            # from every worker loaded and connected to the last one's end
+            mine.append(res["scored"] / (time.perf_counter() - ready[0]))
+        finally:
+            spec_file.write_text(original)
+            _drop(kind, [*qs, f"{qs[1]}.dead", f"{qs[0]}.out", f"{qs[3]}.out"])
+    # each side's best run: the limit is the fastest the plain loop went, and
+    # mlsd is given the same chance
+    limit, limit_n, best = max(limits), max(limits_n), max(mine)
+    return {"scoring_per_s": round(best), "scoring_limit_per_s": round(limit),
+            "scoring_vs_limit": round(best / limit, 3),
             "scoring_workers": workers,
             "scoring_limit_same_processes_per_s": round(limit_n),
-            "scoring_vs_limit_same_processes": round(mine / limit_n, 3),
+            "scoring_vs_limit_same_processes": round(best / limit_n, 3),
+            "scoring_runs": {"mlsd": [round(x) for x in mine],
+                             "limit": [round(x) for x in limits],
+                             "limit_same_processes": [round(x) for x in limits_n]},
             "scored": res["scored"], "logged": res["logged"]}
 
 
@@ -386,6 +398,9 @@ def main() -> None:
                     help="--scoring: the forum-spam example (text and numbers) or "
                          "a model of ten numbers and no text (scikit-learn's "
                          "diabetes)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="--scoring: runs of each side, interleaved (the best of "
+                         "each is compared)")
     ap.add_argument("--fault", action="store_true",
                     help="also the SIGKILL fault test with --messages messages")
     a = ap.parse_args()
@@ -420,7 +435,7 @@ def main() -> None:
         if a.scoring or a.scoring_only:
             for kind in a.brokers.split(","):
                 sc = _scoring(kind, min(n, a.scoring_messages), Path(tmp), a.workers,
-                              a.model)
+                              a.model, a.repeat)
                 results.setdefault(kind, {}).update(sc)
                 print(f"{kind:8s} stream scoring: plain loop "
                       f"{sc['scoring_limit_per_s']}/s (in {a.workers} processes: "
@@ -428,7 +443,9 @@ def main() -> None:
                       f"--stream --workers {a.workers} {sc['scoring_per_s']}/s "
                       f"({sc['scoring_vs_limit']:.2f} of the limit, "
                       f"{sc['scoring_vs_limit_same_processes']:.2f} of the loop in as "
-                      f"many processes; {sc['logged']} logged)", flush=True)
+                      f"many processes; {sc['logged']} logged; best of "
+                      f"{a.repeat}: mlsd {sc['scoring_runs']['mlsd']}, loop "
+                      f"{sc['scoring_runs']['limit']})", flush=True)
     summary = {"messages": n, "batch_rows": b, "model": a.model, **results,
                "goal_half_the_limit": all(r[k] >= 0.5 for r in results.values()
                                           for k in ("mlsd_vs_limit",

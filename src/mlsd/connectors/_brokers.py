@@ -273,7 +273,8 @@ class RedisStream:
 
     def ack(self, messages: list[Message]) -> None:
         if messages:
-            self._r.xack(self.stream, self.group, *[m.tag for m in messages])
+            self._send_all([("XACK", self.stream, self.group,
+                             *[m.tag for m in messages])])
 
     def publish(self, queue: str, items: list[tuple[bytes, dict[str, Any]]], *,
                 declare: bool = True) -> None:
