@@ -107,3 +107,27 @@ def test_tfidf_reads_any_text_as_scikit_learn_does(texts):
     want = peer.transform([d or "" for d in texts]).toarray()
     np.testing.assert_allclose(t.apply(pa.table({"t": pa.array(texts, pa.string())})
                                        ).toarray(), want, rtol=1e-12)
+
+
+@given(st.lists(st.lists(st.sampled_from([0.0, -0.0, 1.5, -2.0, float("nan"),
+                                          float("inf")]), min_size=3, max_size=3),
+                min_size=1, max_size=20), st.booleans())
+def test_a_dense_block_is_scipys_csr_of_it(rows, flat):
+    """Numeric blocks are built as CSR directly (features._base.block): the
+    same matrix as SciPy's conversion, zeros left out and NaN kept."""
+    import scipy.sparse as sp
+
+    from mlsd.features._base import block
+
+    x = np.array(rows, dtype=np.float64).reshape(len(rows), 3)
+    if flat:
+        x = x[:, 0]
+    want, got = sp.csr_matrix(x.reshape(x.shape[0], -1)), block(x)
+    _same_nan(got, want)
+
+
+def _same_nan(got, want) -> None:
+    assert got.shape == want.shape
+    assert np.array_equal(got.indptr, want.indptr)
+    assert np.array_equal(got.indices, want.indices)
+    assert np.array_equal(got.data, want.data, equal_nan=True)

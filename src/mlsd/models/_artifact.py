@@ -321,8 +321,10 @@ class ModelArtifact:
         if self.task == "binary":
             thr = m["threshold"]
             pos, neg = m["classes"][1], m["classes"][0]
-            return [{"score": float(s), "label": pos if s >= thr else neg}
-                    for s in out]
+            # Python floats from one tolist(): a float() of each numpy scalar
+            # is a third of the time of this loop
+            return [{"score": s, "label": pos if s >= thr else neg}
+                    for s in np.asarray(out, dtype=np.float64).tolist()]
         if self.task == "multilabel":
             labels, thr = m["classes"], m["threshold"]
             return [{"scores": {str(c): float(p) for c, p in zip(labels, row,
@@ -336,6 +338,6 @@ class ModelArtifact:
                                                                  strict=True)},
                      "label": classes[int(np.argmax(row))]} for row in out]
         if out.ndim == 2:  # value, lower, upper
-            return [{"value": float(v), "lower": float(lo), "upper": float(hi)}
-                    for v, lo, hi in out]
-        return [{"value": float(v)} for v in out]
+            return [{"value": v, "lower": lo, "upper": hi}
+                    for v, lo, hi in np.asarray(out, dtype=np.float64).tolist()]
+        return [{"value": v} for v in np.asarray(out, dtype=np.float64).tolist()]

@@ -210,24 +210,27 @@ def _score_batch(batch, served: Served, stream: StreamServeSpec, client, writer,
     else:
         preds = []
     now = datetime.now(UTC)
-    logged = []
-    from ._log import log_row
-
-    for (m, rid), row, pred in zip(owners, rows, preds, strict=True):
-        answers.append((m, rid, {"prediction": pred}))
-        if writer is not None:
-            item = row.get(log.item_key) if log.item_key else None
-            logged.append(log_row(rid, None if item is None else str(item),
-                                  served.version, row, pred, now))
+    version, logged = served.version, []
     by_queue: dict[tuple[str, bool], list] = {}
-    for m, rid, doc in answers:
-        body = to_json({"request_id": rid, "model_version": served.version, **doc},
-                       fallback=str)
+
+    def answer(m, body: bytes, rid: str) -> None:
         props = {"message_id": rid}
         if m.correlation_id is not None:
             props["correlation_id"] = m.correlation_id
         target = (m.reply_to, False) if m.reply_to else (stream.predictions, True)
         by_queue.setdefault(target, []).append((body, props))
+    for m, rid, doc in answers:  # the refused ones
+        answer(m, to_json({"request_id": rid, "model_version": version, **doc},
+                          fallback=str), rid)
+    from ._log import log_row
+
+    for (m, rid), row, pred in zip(owners, rows, preds, strict=True):
+        answer(m, to_json({"request_id": rid, "model_version": version,
+                           "prediction": pred}, fallback=str), rid)
+        if writer is not None:
+            item = row.get(log.item_key) if log.item_key else None
+            logged.append(log_row(rid, None if item is None else str(item),
+                                  version, row, pred, now))
     for (queue, declare), items in by_queue.items():
         client.publish(queue, items, declare=declare)
     if logged:
