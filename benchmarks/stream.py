@@ -38,6 +38,7 @@ import multiprocessing
 import secrets
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -321,9 +322,12 @@ def _scoring(kind: str, n: int, work: Path, workers: int = 1,
             proj = Project.of(project)
             ready: list[float] = []
             res = project_stream(proj, max_messages=n, idle_seconds=5,
-                                 on_ready=lambda r=ready: r.append(time.perf_counter()))
-            # from every worker loaded and connected to the last one's end
-            mine.append(res["scored"] / (time.perf_counter() - ready[0]))
+                                 on_ready=lambda r=ready: r.append(time.time()))
+            # from every worker loaded and connected to the last batch
+            # acknowledged (as the plain loops are timed: not the processes'
+            # exit, nor the log's last flush)
+            end = datetime.fromisoformat(res["last_batch_at"]).timestamp()
+            mine.append(res["scored"] / (end - ready[0]))
         finally:
             spec_file.write_text(original)
             _drop(kind, [*qs, f"{qs[1]}.dead", f"{qs[0]}.out", f"{qs[3]}.out"])

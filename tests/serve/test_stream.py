@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -119,6 +120,9 @@ def test_rows_from_a_redis_stream_by_the_command(project):
         res = json.loads(proc.stdout)
         assert res["scored"] == 12 and res["stopped_by"] == "idle"
         assert res["refused"] == 1
+        first, last = (datetime.fromisoformat(res[k]) for k in ("first_batch_at",
+                                                                "last_batch_at"))
+        assert first <= last <= datetime.now(UTC)
         answers = [json.loads(f[b"payload"]) for _, f in r.xrange(predictions)]
         refused = [a for a in answers if "error" in a]
         assert [e["msg"] for a in refused for e in a["error"]] == [
@@ -157,6 +161,9 @@ def test_two_scoring_processes_share_a_redis_stream(project):
         assert [w["source"] for w in res["workers"]] == [f"redis://127.0.0.1:6379/0#"
                                                          f"{requests}"] * 2
         assert sum(w["scored"] for w in res["workers"]) == 1200
+        assert res["last_batch_at"] == max(w["last_batch_at"] for w in res["workers"])
+        assert res["first_batch_at"] == min(w["first_batch_at"]
+                                            for w in res["workers"])
         answered = [f[b"request_id"].decode() if b"request_id" in f else
                     json.loads(f[b"payload"])["request_id"]
                     for _, f in r.xrange(predictions)]

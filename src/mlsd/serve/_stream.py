@@ -53,7 +53,9 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     ``idle_seconds`` without a message. ``resolve`` names the model to serve
     now (an alias's), checked every ``settings.reload_seconds``; ``on_ready``
     is called once the model is loaded and the broker answers, before the
-    first fetch (it may wait; a signal meanwhile sets ``stop``)."""
+    first fetch (it may wait; a signal meanwhile sets ``stop``). Returns the
+    counts, why it stopped, and when the first batch was fetched and the last
+    one acknowledged (``first_batch_at``, ``last_batch_at``: ISO 8601, UTC)."""
     from ..connectors._brokers import gather, open_broker, stop_on_signals
 
     settings = settings or ServeSpec()
@@ -85,7 +87,8 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
                            json_columns=("inputs", "outputs")).start()
     stats: dict[str, Any] = {"source": client.display, "messages": 0, "scored": 0,
                              "refused": 0, "batches": 0, "logged": 0, "swaps": 0,
-                             "model_version": served.version, "stopped_by": ""}
+                             "model_version": served.version, "stopped_by": "",
+                             "first_batch_at": None, "last_batch_at": None}
     checked = last_message = time.monotonic()
 
     def heard(signal_name: str) -> None:
@@ -118,7 +121,9 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
                         break
                     continue
                 last_message = time.monotonic()
+                stats["first_batch_at"] = stats["first_batch_at"] or _now()
                 _score_batch(batch, served, stream, client, writer, log, stats)
+                stats["last_batch_at"] = _now()  # answered and acknowledged
                 if on_batch:
                     on_batch(stats)
     finally:
@@ -129,6 +134,10 @@ def serve_stream(model_dir: Path, stream: StreamServeSpec,
     if stop.is_set() and not stats["stopped_by"]:
         stats["stopped_by"] = "stop"
     return stats
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _request_id(msg, stream: StreamServeSpec, row: Any) -> str:
@@ -378,8 +387,13 @@ def _with_workers(project, model, settings: ServeSpec, trust: bool, *,
     every = [mine, *(others[k] for k in sorted(others))]
     if heard:
         mine["stopped_by"] = heard[0]
+    times = {k: [w[k] for w in every if w.get(k)] for k in ("first_batch_at",
+                                                            "last_batch_at")}
     return {**mine, **{k: sum(w[k] for w in every) for k in SUMMED},
-            "workers": [{k: w[k] for k in ("source", "stopped_by", *SUMMED)}
+            "first_batch_at": min(times["first_batch_at"], default=None),
+            "last_batch_at": max(times["last_batch_at"], default=None),
+            "workers": [{k: w[k] for k in ("source", "stopped_by", *SUMMED,
+                                           "first_batch_at", "last_batch_at")}
                         for w in every]}
 
 
