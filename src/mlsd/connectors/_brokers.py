@@ -260,6 +260,9 @@ class RedisStream:
 
     def _message(self, entry_id: bytes, fields: list | dict | None) -> Message:
         eid = entry_id.decode()
+        if type(fields) is list and len(fields) == 2 and \
+                fields[0] == self.payload_field:  # the payload alone: most entries
+            return Message(fields[1], eid, eid, eid, {})
         body, headers = None, {}
         # an entry deleted since its delivery has no fields
         pairs = fields.items() if isinstance(fields, dict) else \
