@@ -4,7 +4,9 @@ Both tokenise with scikit-learn's analyzer (lower case, words of two or more
 letters or digits, word n-grams), so they read text the same way. The analysis
 streams the training column through that analyzer in Arrow batches: tokenising
 in SQL would be a second tokeniser that could disagree with the one ``apply``
-uses.
+uses. ``apply`` reads ASCII texts with Arrow's kernels and the others with
+Python's ``re`` (:func:`word_tokens`): the analyzer's very tokens, tested equal
+to it on any text, in a third of its time.
 """
 
 from __future__ import annotations
