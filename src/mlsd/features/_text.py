@@ -60,10 +60,15 @@ def _stream(engine, table, column: str, limit: int | None = None):
 _WORDS = re.compile(r"(?u)\w\w+")
 
 
+def _words(doc: str) -> list[str]:
+    """scikit-learn's tokens of one text, by Python's Unicode rules."""
+    return _WORDS.findall(doc.lower())
+
+
 def ngram_terms(doc: str, ngram_range) -> list[str]:
     """The word n-grams scikit-learn's analyzer gives ``doc`` (lower case,
     ``ngram_range``), unigrams first, then each longer size in text order."""
-    tokens = _WORDS.findall(doc.lower())
+    tokens = _words(doc)
     lo, hi = ngram_range
     terms = tokens if lo == 1 else []
     for n in range(max(lo, 2), hi + 1):
@@ -112,9 +117,9 @@ def word_tokens(col: pa.Array) -> list[tuple[pa.Array, np.ndarray]]:
         col = col.combine_chunks()
     ascii_ = pc.fill_null(pc.string_is_ascii(col), True).to_numpy(
         zero_copy_only=False)
-    parts = []
     if ascii_.all():
         return [_ascii_tokens(col)]
+    parts = []
     if ascii_.any():
         tok, at = _ascii_tokens(col.filter(pa.array(ascii_)))
         parts.append((tok, np.flatnonzero(ascii_)[at]))
@@ -122,7 +127,7 @@ def word_tokens(col: pa.Array) -> list[tuple[pa.Array, np.ndarray]]:
     tokens: list[str] = []
     counts = np.zeros(len(others), np.int64)
     for k, d in enumerate(col.take(pa.array(others)).to_pylist()):
-        got = _WORDS.findall(d.lower())
+        got = _words(d)
         tokens += got
         counts[k] = len(got)
     parts.append((pa.array(tokens, pa.string()), np.repeat(others, counts)))
