@@ -356,9 +356,9 @@ def test_redis_writes_in_one_go_say_what_failed_and_survive_a_lost_connection(
         redis_stream, monkeypatch):
     """Answers and dead letters go to Redis as one write of packed commands
     (RedisStream._send_all): every reply is read, an error reply is raised
-    after them (the connection stays usable), a lost connection is raised and
-    the connection dropped (the next write goes through on a new one), and
-    nothing is sent to the wrong stream."""
+    after them as one line naming the key (the connection stays usable), a
+    lost connection is raised and the connection dropped (the next write goes
+    through on a new one), and nothing is sent to the wrong stream."""
     import redis
 
     from mlsd.connectors._brokers import RedisStream
@@ -376,7 +376,7 @@ def test_redis_writes_in_one_go_say_what_failed_and_survive_a_lost_connection(
             {b"payload": b'{"a": 1}', b"message_id": b"m1"},
             {b"payload": b'{"a": 2}', b"correlation_id": b"c2",
              b"meta": b'{"k": 1}'}]
-        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        with pytest.raises(DataError, match=f"XADD to '{wrong}'.*WRONGTYPE"):
             client.publish(wrong, [(b"1", {}), (b"2", {})])
         client.publish(out, [(b"3", {})])  # the replies were all read
         assert r.xrange(out)[-1][1] == {b"payload": b"3"}

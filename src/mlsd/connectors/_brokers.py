@@ -304,9 +304,10 @@ class RedisStream:
         """Send ``commands`` in one write, then read every reply: redis-py's
         own connection (its packing, authentication, TLS) without its
         pipeline's Python around each command (an answer's XADD: 2-3 us
-        instead of 8-10, measured). An error reply is raised once every reply
-        is read; a lost connection as redis-py's commands meet it (retried as
-        the client is configured to, else raised: the batch stays
+        instead of 8-10, measured). An error reply is raised, as a DataError
+        naming the command and the key, once every reply is read; a lost
+        connection as redis-py's commands meet it (retried as the client is
+        configured to, else raised: the batch stays
         unacknowledged, and entries written twice by a retry are a
         redelivery's duplicates, which at-least-once allows)."""
         import redis
@@ -318,17 +319,19 @@ class RedisStream:
         except ImportError:  # redis-py without its C extension
             packed = None
 
-        def send(conn) -> redis.ResponseError | None:
+        def send(conn) -> tuple[tuple, redis.ResponseError] | None:
             conn.send_packed_command(packed or conn.pack_commands(commands))
             failed = None
-            for _ in commands:
+            for command in commands:
                 try:
                     conn.read_response()
                 except redis.ResponseError as err:
-                    failed = failed or err
+                    failed = failed or (command, err)
             return failed
         if commands and (failed := self._on_connection(send)) is not None:
-            raise failed
+            (verb, key, *_), err = failed
+            raise DataError(f"{self.display}: Redis refused {verb} to {key!r}: {err}"
+                            f" (is {key!r} a stream? it must be, or not exist)")
 
     def _call(self, *args) -> Any:
         """One command's raw reply (nested lists of bytes), without redis-py's
